@@ -1,0 +1,28 @@
+# The official BLAKE3 C implementation, as Debian ships it inside librust-blake3-dev.
+# Every SIMD variant is compiled in; blake3_dispatch.c picks one at run time from CPUID.
+set(BLAKE3_C_DIR "/usr/share/cargo/registry/blake3-1.3.1/c" CACHE PATH "BLAKE3 C sources")
+if(NOT EXISTS "${BLAKE3_C_DIR}/blake3.c")
+  message(FATAL_ERROR "BLAKE3 C sources not found in ${BLAKE3_C_DIR}: run scripts/install-deps.sh")
+endif()
+
+add_library(tapedeck_blake3 STATIC
+  ${BLAKE3_C_DIR}/blake3.c
+  ${BLAKE3_C_DIR}/blake3_dispatch.c
+  ${BLAKE3_C_DIR}/blake3_portable.c)
+target_include_directories(tapedeck_blake3 SYSTEM PUBLIC ${BLAKE3_C_DIR})
+set_target_properties(tapedeck_blake3 PROPERTIES POSITION_INDEPENDENT_CODE ON)
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  # The assembly variants for the System V ABI; they carry their own ISA requirements.
+  target_sources(tapedeck_blake3 PRIVATE
+    ${BLAKE3_C_DIR}/blake3_sse2_x86-64_unix.S
+    ${BLAKE3_C_DIR}/blake3_sse41_x86-64_unix.S
+    ${BLAKE3_C_DIR}/blake3_avx2_x86-64_unix.S
+    ${BLAKE3_C_DIR}/blake3_avx512_x86-64_unix.S)
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
+  target_sources(tapedeck_blake3 PRIVATE ${BLAKE3_C_DIR}/blake3_neon.c)
+  target_compile_definitions(tapedeck_blake3 PRIVATE BLAKE3_USE_NEON=1)
+else()
+  target_compile_definitions(tapedeck_blake3 PRIVATE
+    BLAKE3_NO_SSE2 BLAKE3_NO_SSE41 BLAKE3_NO_AVX2 BLAKE3_NO_AVX512)
+endif()

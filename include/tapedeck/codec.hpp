@@ -1,0 +1,103 @@
+// The canonical encoder and the streaming reader.
+//
+// Canonical = what the reference serializer writes: compact JSON, fields in declaration order,
+// strings escaped like serde_json, integers in plain decimal, one line per header/record.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck {
+
+// A growable byte buffer the encoder appends canonical lines to. It avoids std::string's
+// zero-filling and per-append bookkeeping, which dominate when encoding millions of small lines.
+class LineBuffer {
+ public:
+  LineBuffer() = default;
+  LineBuffer(const LineBuffer&) = delete;
+  LineBuffer& operator=(const LineBuffer&) = delete;
+  ~LineBuffer();
+
+  void append_header(const Header& header);  // with its trailing '\n'
+  void append_record(const Record& record);  // with its trailing '\n'
+
+  std::string_view view() const { return {data_, size_}; }
+  size_t size() const { return size_; }
+  void clear() { size_ = 0; }
+
+  // Low-level pieces, public for tests and for callers that build their own lines.
+  void put(std::string_view bytes);
+  void put_char(char c);
+  void put_json_string(std::string_view text);  // quoted and escaped exactly like serde_json
+  void put_int(int64_t value);
+  void put_uint(uint64_t value);
+
+ private:
+  void reserve_more(size_t extra);
+  void put_payload(const Payload& payload);
+
+  char* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+std::string encode_header_line(const Header& header);
+std::string encode_record_line(const Record& record);
+
+// Reads a tape line by line without holding the whole file: the header when opened, then one
+// record per next(). Blank lines and a trailing '\r' are skipped. Every error is a TapeError that
+// names the source and the 1-based line.
+class TapeReader {
+ public:
+  // Fills dst with up to `capacity` bytes and returns how many; 0 at end of input.
+  using ReadFn = std::function<size_t(char* dst, size_t capacity)>;
+
+  static std::unique_ptr<TapeReader> open(const std::filesystem::path& path);
+  static std::unique_ptr<TapeReader> from_memory(std::string_view bytes, std::string source_name);
+
+  TapeReader(std::string source_name, ReadFn read);
+  ~TapeReader();
+  TapeReader(const TapeReader&) = delete;
+  TapeReader& operator=(const TapeReader&) = delete;
+
+  const Header& header() const;
+  // Decodes the next record into `record`, reusing its storage. False at the end of the tape.
+  bool next(Record& record);
+  // The line of the record next() returned last (of the header before the first record).
+  uint64_t line_number() const;
+  const std::string& source_name() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tapedeck
+
+namespace tapedeck {
+
+// What `tapedeck fmt` did besides re-encoding.
+struct FormatReport {
+  uint64_t records = 0;
+  uint64_t cas_linked = 0;
+  uint64_t cas_copied = 0;
+  uint64_t cas_already_present = 0;
+  std::vector<std::string> cas_missing;        // named by a record, absent from the input sidecar
+  std::vector<std::string> cas_invalid_names;  // refused: not 64 lowercase hex
+};
+
+// Re-encodes `in` canonically into `out`, streaming (memory stays flat whatever the tape's
+// size), replacing `out` atomically, and carrying the CAS entries the records name into
+// out's sidecar (hard links where possible). `out` may be `in`.
+FormatReport format_tape(const std::filesystem::path& in, const std::filesystem::path& out);
+// The same encoding written to a file descriptor (stdout, say); CAS entries stay where they are.
+FormatReport format_tape_to_fd(const std::filesystem::path& in, int fd);
+
+}  // namespace tapedeck

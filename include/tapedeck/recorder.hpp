@@ -1,0 +1,98 @@
+// The recorder: stamps every record with a global gap-free seq, the current phase, virtual time
+// from the mock clock and monotonic time since the recorder started.
+//
+// Recording takes no global lock: each thread appends to a shard of its own (registered once,
+// under a lock, the first time the thread records into this recorder). Only the seq counter is
+// shared. snapshot() merges the shards back into seq order.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "tapedeck/clock.hpp"
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck {
+
+class Recorder {
+ public:
+  explicit Recorder(std::shared_ptr<Clock> clock = default_clock());
+  ~Recorder();
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  // Appends a record and returns its seq.
+  uint64_t record(RecordKind kind);
+  // Applies the payload rule (inline or CAS) and keeps CAS bytes for the snapshot.
+  Payload payload_from_bytes(std::string bytes);
+
+  Phase phase() const { return static_cast<Phase>(phase_.load(std::memory_order_relaxed)); }
+  // Sets the phase and answers the previous one (PhaseGuard is the usual way in).
+  Phase swap_phase(Phase phase);
+
+  // Every record so far, in seq order, with every CAS entry they name.
+  Tape snapshot(Header header) const;
+  // How many seqs were handed out.
+  uint64_t record_count() const { return next_seq_.load(std::memory_order_relaxed); }
+  const Clock& clock() const { return *clock_; }
+
+ private:
+  struct Shard;
+  Shard& shard_for_this_thread();
+
+  const uint64_t id_;  // unique for the process lifetime: thread caches key on it, not on `this`
+  std::shared_ptr<Clock> clock_;
+  const int64_t started_monotonic_ms_;
+  alignas(64) std::atomic<uint64_t> next_seq_{0};
+  alignas(64) std::atomic<uint8_t> phase_{static_cast<uint8_t>(Phase::user_script)};
+  mutable std::mutex shards_mutex_;  // guards the shard list, never taken on the record path
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+// Restores the previous phase when it goes out of scope.
+class PhaseGuard {
+ public:
+  PhaseGuard(std::shared_ptr<Recorder> recorder, Phase phase);
+  ~PhaseGuard();
+  PhaseGuard(const PhaseGuard&) = delete;
+  PhaseGuard& operator=(const PhaseGuard&) = delete;
+
+ private:
+  std::shared_ptr<Recorder> recorder_;
+  Phase previous_;
+};
+
+// Installs a recorder as this thread's active one; restores the previous one when destroyed.
+class RecorderGuard {
+ public:
+  explicit RecorderGuard(std::shared_ptr<Recorder> recorder);
+  ~RecorderGuard();
+  RecorderGuard(const RecorderGuard&) = delete;
+  RecorderGuard& operator=(const RecorderGuard&) = delete;
+
+ private:
+  std::shared_ptr<Recorder> previous_;
+};
+
+[[nodiscard]] RecorderGuard install_recorder(std::shared_ptr<Recorder> recorder);
+// This thread's active recorder, or null.
+std::shared_ptr<Recorder> active_recorder();
+// Enters `phase` on the active recorder; nullopt when none is active.
+[[nodiscard]] std::optional<PhaseGuard> enter_phase(Phase phase);
+
+// Runs `build` with the active recorder (if any) and records the kind it returns (if any).
+// The builder only runs when something is recording, so callers pay nothing otherwise.
+template <typename Build>
+void with_active_recorder(Build&& build) {
+  std::shared_ptr<Recorder> recorder = active_recorder();
+  if (!recorder) return;
+  std::optional<RecordKind> kind = build(*recorder);
+  if (kind) recorder->record(std::move(*kind));
+}
+
+}  // namespace tapedeck

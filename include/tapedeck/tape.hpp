@@ -1,0 +1,177 @@
+// The tape model (format version 1): a header line, then one record per line.
+// Field order and types mirror the reference implementation so that tapes stay byte-compatible.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace tapedeck {
+
+inline constexpr uint32_t kTapeFormatVersion = 1;
+// Payloads larger than this, or not valid UTF-8, go to the CAS sidecar instead of inline.
+inline constexpr size_t kMaxInlineBytes = 4 * 1024;
+
+enum class Phase : uint8_t { user_script = 0, runtime_finalize = 1 };
+enum class ClockSource : uint8_t { wall = 0, monotonic = 1 };
+
+std::string_view to_string(Phase phase);
+std::string_view to_string(ClockSource source);
+std::optional<Phase> parse_phase(std::string_view text);
+std::optional<ClockSource> parse_clock_source(std::string_view text);
+
+struct Header {
+  uint32_t version = kTapeFormatVersion;
+  std::string harn_version;
+  std::optional<int64_t> started_at_unix_ms;
+  std::optional<std::string> script_path;
+  std::vector<std::string> argv;
+
+  // A header stamped with this library's version, as a fresh recording writes it.
+  static Header current(std::optional<int64_t> started_at_unix_ms = std::nullopt,
+                        std::optional<std::string> script_path = std::nullopt,
+                        std::vector<std::string> argv = {});
+  bool operator==(const Header&) const = default;
+};
+
+// Bytes a record carries: inline UTF-8 text, or a reference to a CAS sidecar entry.
+struct Payload {
+  enum class Storage : uint8_t { inline_text, cas };
+  Storage storage = Storage::inline_text;
+  std::string content_hash;
+  std::string text;            // inline_text only
+  uint64_t cas_len_bytes = 0;  // cas only
+
+  bool in_cas() const { return storage == Storage::cas; }
+  uint64_t len_bytes() const { return in_cas() ? cas_len_bytes : text.size(); }
+  bool operator==(const Payload&) const = default;
+};
+
+namespace kind {
+struct ClockRead {
+  ClockSource source = ClockSource::wall;
+  int64_t value_ms = 0;
+  bool operator==(const ClockRead&) const = default;
+};
+struct ClockSleep {
+  uint64_t duration_ms = 0;
+  bool operator==(const ClockSleep&) const = default;
+};
+struct LlmCall {
+  std::string request_digest;
+  Payload response;
+  bool operator==(const LlmCall&) const = default;
+};
+struct FileRead {
+  std::string path;
+  std::string content_hash;
+  uint64_t len_bytes = 0;
+  bool operator==(const FileRead&) const = default;
+};
+struct FileWrite {
+  std::string path;
+  std::string content_hash;
+  uint64_t len_bytes = 0;
+  bool operator==(const FileWrite&) const = default;
+};
+struct FileDelete {
+  std::string path;
+  bool operator==(const FileDelete&) const = default;
+};
+struct ProcessSpawn {
+  std::string program;
+  std::vector<std::string> args;
+  std::optional<std::string> cwd;
+  int32_t exit_code = 0;
+  uint64_t duration_ms = 0;
+  Payload stdout_payload;
+  Payload stderr_payload;
+  bool operator==(const ProcessSpawn&) const = default;
+};
+// A kind this version does not know. Its JSON object is kept (minified) and written back as is,
+// so that a tape from a newer writer survives a round trip through an older tapedeck.
+struct Unknown {
+  std::string name;
+  std::string raw_json;
+  bool operator==(const Unknown&) const = default;
+};
+}  // namespace kind
+
+using RecordKind =
+    std::variant<kind::ClockRead, kind::ClockSleep, kind::LlmCall, kind::FileRead, kind::FileWrite,
+                 kind::FileDelete, kind::ProcessSpawn, kind::Unknown>;
+
+// The wire name of a kind ("clock_read", …; an unknown kind answers its own name).
+std::string_view kind_name(const RecordKind& kind);
+// The names of the seven kinds this version knows, in wire order.
+const std::vector<std::string_view>& known_kind_names();
+
+struct Record {
+  uint64_t seq = 0;
+  Phase phase = Phase::user_script;
+  int64_t virtual_time_ms = 0;
+  int64_t monotonic_ms = 0;
+  RecordKind kind;
+  bool operator==(const Record&) const = default;
+};
+
+// Calls visit(const Payload&) for every payload a record carries, in wire order.
+template <typename Visit>
+void for_each_payload(const RecordKind& kind, Visit&& visit) {
+  if (const auto* llm = std::get_if<kind::LlmCall>(&kind)) {
+    visit(llm->response);
+  } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&kind)) {
+    visit(spawn->stdout_payload);
+    visit(spawn->stderr_payload);
+  }
+}
+
+// Lowercase hex BLAKE3 of the bytes: the content hash of every payload and CAS entry.
+std::string content_hash(std::string_view bytes);
+// A CAS entry name is exactly 64 lowercase hex characters; anything else is refused so that a
+// tape can never make tapedeck touch a path outside its sidecar.
+bool is_valid_cas_name(std::string_view name);
+// NAME.tape -> NAME.tape.cas
+std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path);
+// Applies the payload rule: inline when valid UTF-8 and at most kMaxInlineBytes, else CAS
+// (and then the bytes are added to `cas` under their hash, unless already there).
+Payload make_payload(std::string bytes, std::map<std::string, std::string>& cas);
+bool is_valid_utf8(std::string_view bytes);
+
+// A whole tape in memory. Loaded tapes keep CAS entries on disk and read them on demand.
+class Tape {
+ public:
+  Tape() = default;
+  explicit Tape(Header tape_header) : header(std::move(tape_header)) {}
+
+  Header header;
+  std::vector<Record> records;
+
+  // Reads a tape; throws TapeError naming the file and line on malformed input.
+  static Tape load(const std::filesystem::path& path);
+  // Writes the tape atomically (temporary file, fsync, rename), CAS entries first.
+  void persist(const std::filesystem::path& path) const;
+
+  // The payload's bytes: inline text, or the CAS entry (checked against its hash).
+  // Throws TapeError when the entry is missing, misnamed or corrupt.
+  std::string resolve(const Payload& payload) const;
+
+  // Adds bytes under the payload rule and returns the payload that names them.
+  Payload add_payload(std::string bytes) { return make_payload(std::move(bytes), cas_); }
+  // CAS entries held in memory (a loaded tape holds none until resolved from disk).
+  const std::map<std::string, std::string>& cas_entries() const { return cas_; }
+  std::map<std::string, std::string>& cas_entries() { return cas_; }
+  // The sidecar a loaded tape reads its CAS entries from; empty for an in-memory tape.
+  const std::filesystem::path& cas_dir() const { return cas_dir_; }
+
+ private:
+  std::map<std::string, std::string> cas_;
+  std::filesystem::path cas_dir_;
+};
+
+}  // namespace tapedeck

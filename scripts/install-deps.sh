@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every Debian package tapedeck needs to build, test, fuzz and benchmark.
+# Idempotent: packages already present are skipped, so a warm machine pays nothing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  clang clang-format libclang-rt-14-dev   # fuzzer + sanitizers + format check
+  libsimdjson-dev libcli11-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  librust-blake3-dev                      # ships the official BLAKE3 C sources
+  python3 time
+)
+# The seed anchor (shared/anchors/seed-rust) builds from Debian's Rust crates.
+packages+=(librust-serde-json-dev librust-serde-derive-dev librust-tempfile-dev)
+command -v cargo >/dev/null 2>&1 || packages+=(cargo rustc)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

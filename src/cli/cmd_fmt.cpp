@@ -1,0 +1,59 @@
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "tapedeck/codec.hpp"
+
+namespace tapedeck::cli {
+
+namespace {
+struct FmtOptions {
+  std::string in;
+  std::string out;
+  bool quiet = false;
+};
+
+int run_fmt(const FmtOptions& options) {
+  FormatReport report = options.out.empty() ? format_tape_to_fd(options.in, STDOUT_FILENO)
+                                            : format_tape(options.in, options.out);
+  for (const std::string& name : report.cas_invalid_names) {
+    print_warning(
+        fmt::format("{}: a record names CAS entry `{}`, which is not a 64-hex BLAKE3 "
+                    "name; it was not looked up",
+                    options.in, name.substr(0, 80)));
+  }
+  for (const std::string& name : report.cas_missing) {
+    print_warning(fmt::format("{}: CAS entry {} is missing from {}; the record still names it",
+                              options.in, name, cas_dir_for(options.in).string()));
+  }
+  if (!options.quiet && !options.out.empty()) {
+    fmt::print(stderr, "tapedeck fmt: {} records -> {}", report.records, options.out);
+    uint64_t carried = report.cas_linked + report.cas_copied + report.cas_already_present;
+    if (carried > 0) {
+      fmt::print(stderr, " (CAS: {} linked, {} copied, {} already there)", report.cas_linked,
+                 report.cas_copied, report.cas_already_present);
+    }
+    fmt::print(stderr, "\n");
+  }
+  return 0;
+}
+}  // namespace
+
+void add_fmt(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<FmtOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "fmt",
+      "Re-encode a tape canonically: the exact bytes the reference serializer writes.\n"
+      "Without -o the tape goes to stdout; with -o it replaces OUT atomically and its CAS\n"
+      "entries are carried into OUT.cas (hard links where possible).\n\n"
+      "Examples:\n"
+      "  tapedeck fmt run.tape -o canonical.tape\n"
+      "  tapedeck fmt run.tape | diff run.tape -    # is the tape already canonical?");
+  cmd->add_option("IN", options->in, "Tape to read")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-o,--output", options->out, "Where to write the canonical tape (may be IN)");
+  cmd->add_flag("-q,--quiet", options->quiet, "Print nothing but warnings and errors");
+  cmd->callback([options, &exit_code] { exit_code = run_fmt(*options); });
+}
+
+}  // namespace tapedeck::cli

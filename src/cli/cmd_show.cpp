@@ -1,0 +1,109 @@
+#include <fmt/core.h>
+
+#include <type_traits>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "tapedeck/codec.hpp"
+
+namespace tapedeck::cli {
+
+namespace {
+
+struct ShowOptions {
+  std::string in;
+  std::string kind;
+  std::string phase;
+  bool json = false;
+};
+
+std::string describe_payload(const Payload& payload) {
+  if (payload.in_cas()) {
+    return fmt::format("{} in CAS {}", human_bytes(payload.cas_len_bytes),
+                       short_hash(payload.content_hash));
+  }
+  return fmt::format("{} inline", human_bytes(payload.text.size()));
+}
+
+std::string summarize(const RecordKind& kind) {
+  return std::visit(
+      [](const auto& k) -> std::string {
+        using K = std::decay_t<decltype(k)>;
+        if constexpr (std::is_same_v<K, kind::ClockRead>) {
+          return fmt::format("{} = {} ms", to_string(k.source), k.value_ms);
+        } else if constexpr (std::is_same_v<K, kind::ClockSleep>) {
+          return fmt::format("{} ms", k.duration_ms);
+        } else if constexpr (std::is_same_v<K, kind::LlmCall>) {
+          return fmt::format("request {} -> response {}", short_hash(k.request_digest),
+                             describe_payload(k.response));
+        } else if constexpr (std::is_same_v<K, kind::FileRead> ||
+                             std::is_same_v<K, kind::FileWrite>) {
+          return fmt::format("{} ({}, {})", json_quote(k.path), human_bytes(k.len_bytes),
+                             short_hash(k.content_hash));
+        } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
+          return json_quote(k.path);
+        } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
+          std::string command = json_quote(k.program);
+          for (const std::string& arg : k.args) command += " " + json_quote(arg);
+          return fmt::format("{}{} -> exit {} in {} ms, stdout {}, stderr {}", command,
+                             k.cwd ? " in " + json_quote(*k.cwd) : std::string(), k.exit_code,
+                             k.duration_ms, describe_payload(k.stdout_payload),
+                             describe_payload(k.stderr_payload));
+        } else {
+          return k.raw_json.size() > 120 ? k.raw_json.substr(0, 120) + "…" : k.raw_json;
+        }
+      },
+      kind);
+}
+
+int run_show(const ShowOptions& options) {
+  auto reader = TapeReader::open(options.in);
+  std::optional<Phase> phase;
+  if (!options.phase.empty()) phase = parse_phase(options.phase);
+
+  LineBuffer json_lines;
+  uint64_t shown = 0;
+  Record record;
+  while (reader->next(record)) {
+    if (!options.kind.empty() && kind_name(record.kind) != options.kind) continue;
+    if (phase && record.phase != *phase) continue;
+    ++shown;
+    if (options.json) {
+      json_lines.append_record(record);
+      if (json_lines.size() >= (1 << 20)) {
+        fmt::print("{}", json_lines.view());
+        json_lines.clear();
+      }
+    } else {
+      fmt::print("{:>6}  {:<16}  vt {:>15}  mono {:>8}  {:<13}  {}\n", record.seq,
+                 to_string(record.phase), record.virtual_time_ms, record.monotonic_ms,
+                 kind_name(record.kind), summarize(record.kind));
+    }
+  }
+  if (options.json) fmt::print("{}", json_lines.view());
+  if (!options.json && shown == 0) fmt::print(stderr, "tapedeck show: no matching records\n");
+  return 0;
+}
+
+}  // namespace
+
+void add_show(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<ShowOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "show",
+      "List a tape's records, one line each: seq, phase, virtual and monotonic time, kind, and\n"
+      "what happened. --json prints the matching records as canonical tape lines (NDJSON).\n\n"
+      "Examples:\n"
+      "  tapedeck show run.tape --kind llm_call\n"
+      "  tapedeck show run.tape --phase runtime_finalize --json");
+  cmd->add_option("IN", options->in, "Tape to read")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--kind", options->kind,
+                  "Only records of this kind (clock_read, clock_sleep, llm_call, file_read, "
+                  "file_write, file_delete, process_spawn, or an unknown kind's name)");
+  cmd->add_option("--phase", options->phase, "Only records of this phase")
+      ->check(CLI::IsMember({"user_script", "runtime_finalize"}));
+  cmd->add_flag("--json", options->json, "Matching records as NDJSON, in the tape's encoding");
+  cmd->callback([options, &exit_code] { exit_code = run_show(*options); });
+}
+
+}  // namespace tapedeck::cli

@@ -1,0 +1,109 @@
+#include <fmt/core.h>
+
+#include <map>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "tapedeck/cas.hpp"
+#include "tapedeck/codec.hpp"
+
+namespace tapedeck::cli {
+
+namespace {
+
+struct VerifyOptions {
+  std::string in;
+  bool json = false;
+};
+
+struct Problem {
+  uint64_t seq;
+  uint64_t line;
+  std::string category;
+  std::string message;
+};
+
+struct CasReference {
+  uint64_t len_bytes;
+  uint64_t first_seq;
+  uint64_t first_line;
+};
+
+int run_verify(const VerifyOptions& options) {
+  // Streaming: a tape of any size verifies in constant memory plus one entry per CAS name.
+  auto reader = TapeReader::open(options.in);
+  std::vector<Problem> problems;
+  std::map<std::string, CasReference> cas_refs;
+  uint64_t records = 0;
+  Record record;
+  while (reader->next(record)) {
+    ++records;
+    for_each_payload(record.kind, [&](const Payload& payload) {
+      if (payload.in_cas()) {
+        auto [it, fresh] = cas_refs.try_emplace(
+            payload.content_hash,
+            CasReference{payload.cas_len_bytes, record.seq, reader->line_number()});
+        if (!fresh && it->second.len_bytes != payload.cas_len_bytes) {
+          problems.push_back({record.seq, reader->line_number(), "cas_length_conflict",
+                              fmt::format("CAS entry {} is named with {} bytes here but {} at "
+                                          "seq {}",
+                                          payload.content_hash, payload.cas_len_bytes,
+                                          it->second.len_bytes, it->second.first_seq)});
+        }
+      } else if (content_hash(payload.text) != payload.content_hash) {
+        problems.push_back({record.seq, reader->line_number(), "inline_hash_mismatch",
+                            fmt::format("inline payload's content_hash {} is not the BLAKE3 of "
+                                        "its text ({})",
+                                        short_hash(payload.content_hash, 64),
+                                        short_hash(content_hash(payload.text)))});
+      }
+    });
+  }
+  const std::filesystem::path cas_dir = cas_dir_for(options.in);
+  for (const auto& [name, ref] : cas_refs) {
+    cas::Check check = cas::check_entry(cas_dir, name, ref.len_bytes);
+    if (check.problem != cas::Problem::none) {
+      problems.push_back({ref.first_seq, ref.first_line,
+                          "cas_" + std::string(cas::to_string(check.problem)), check.detail});
+    }
+  }
+
+  if (options.json) {
+    std::string out = fmt::format(
+        R"({{"path":{},"ok":{},"records":{},"cas_entries":{},"problems":[)", json_quote(options.in),
+        problems.empty() ? "true" : "false", records, cas_refs.size());
+    for (size_t i = 0; i < problems.size(); ++i) {
+      const Problem& p = problems[i];
+      out += fmt::format(R"({}{{"seq":{},"line":{},"category":{},"message":{}}})", i ? "," : "",
+                         p.seq, p.line, json_quote(p.category), json_quote(p.message));
+    }
+    out += "]}\n";
+    fmt::print("{}", out);
+  } else {
+    for (const Problem& p : problems) {
+      fmt::print("{}:{}: seq {}: {}: {}\n", options.in, p.line, p.seq, p.category, p.message);
+    }
+    fmt::print("{}: {} records, {} CAS entries: {}\n", options.in, records, cas_refs.size(),
+               problems.empty() ? "ok" : fmt::format("{} problem(s)", problems.size()));
+  }
+  return problems.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_verify(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<VerifyOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "verify",
+      "Check a tape: every line parses, every inline payload hashes to its content_hash, every\n"
+      "CAS entry a record names is present in IN.cas, hashes to its name and has the length\n"
+      "the record says. Every problem is listed, not just the first.\n"
+      "Exit 0 when clean, 1 when problems were found, 2 when the tape cannot be read.\n\n"
+      "Example:\n"
+      "  tapedeck verify run.tape --json | jq .problems");
+  cmd->add_option("IN", options->in, "Tape to check")->required()->check(CLI::ExistingFile);
+  cmd->add_flag("--json", options->json, "One JSON object: ok, records, cas_entries, problems");
+  cmd->callback([options, &exit_code] { exit_code = run_verify(*options); });
+}
+
+}  // namespace tapedeck::cli

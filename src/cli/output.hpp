@@ -1,0 +1,20 @@
+// Small helpers shared by the subcommands' human and JSON output.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace tapedeck::cli {
+
+// A JSON string literal, escaped like the tape itself.
+std::string json_quote(std::string_view text);
+// "12 B", "4.0 KiB", "1.5 MiB": sizes a person reads at a glance.
+std::string human_bytes(uint64_t bytes);
+// The first `keep` characters of a hash, for people.
+std::string short_hash(std::string_view hash, size_t keep = 12);
+// Prints "tapedeck: <what>" on stderr as one line.
+void print_error(std::string_view what);
+void print_warning(std::string_view what);
+
+}  // namespace tapedeck::cli

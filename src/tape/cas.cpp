@@ -1,0 +1,161 @@
+#include "tapedeck/cas.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "tape/atomic_file.hpp"
+#include "tapedeck/error.hpp"
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck::cas {
+
+namespace {
+
+void require_valid_name(const std::filesystem::path& dir, std::string_view name) {
+  if (!is_valid_cas_name(name)) {
+    std::string shown(name.substr(0, 80));
+    throw TapeError(dir.string(), 0,
+                    "refusing CAS entry name `" + shown +
+                        "`: a CAS name is 64 lowercase hex characters (a BLAKE3 hash)");
+  }
+}
+
+// Reads a whole file; false with errno set when it cannot be opened or read.
+bool slurp(const std::filesystem::path& path, std::string& out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat info {};
+  if (::fstat(fd, &info) == 0 && info.st_size > 0) out.reserve(static_cast<size_t>(info.st_size));
+  char chunk[1 << 16];
+  for (;;) {
+    ssize_t got = ::read(fd, chunk, sizeof chunk);
+    if (got == 0) break;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      ::close(fd);
+      errno = saved;
+      return false;
+    }
+    out.append(chunk, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  return true;
+}
+
+bool file_exists(const std::filesystem::path& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+}  // namespace
+
+std::string_view to_string(Problem problem) {
+  switch (problem) {
+    case Problem::none:
+      return "ok";
+    case Problem::invalid_name:
+      return "invalid_name";
+    case Problem::missing:
+      return "missing";
+    case Problem::unreadable:
+      return "unreadable";
+    case Problem::hash_mismatch:
+      return "hash_mismatch";
+    case Problem::length_mismatch:
+      return "length_mismatch";
+  }
+  return "unknown";
+}
+
+std::string read_entry(const std::filesystem::path& dir, std::string_view name) {
+  require_valid_name(dir, name);
+  const std::filesystem::path path = dir / std::string(name);
+  std::string bytes;
+  if (!slurp(path, bytes)) {
+    if (errno == ENOENT) throw TapeError(path.string(), 0, "CAS entry missing");
+    detail::throw_errno(path, "cannot read CAS entry");
+  }
+  if (content_hash(bytes) != name) {
+    throw TapeError(path.string(), 0, "CAS entry corrupt: its bytes do not hash to its name");
+  }
+  return bytes;
+}
+
+void write_entries(const std::filesystem::path& dir,
+                   const std::map<std::string, std::string>& entries, bool durable) {
+  if (entries.empty()) return;
+  for (const auto& [name, bytes] : entries) require_valid_name(dir, name);
+  detail::make_directories(dir);
+  // All entries are written first and flushed with one syncfs(), then renamed: one flush for the
+  // whole batch instead of one fsync per entry.
+  std::vector<std::unique_ptr<detail::AtomicFile>> pending;
+  for (const auto& [name, bytes] : entries) {
+    const std::filesystem::path path = dir / name;
+    if (file_exists(path)) continue;
+    auto file = std::make_unique<detail::AtomicFile>(path);
+    file->write(bytes);
+    pending.push_back(std::move(file));
+  }
+  if (pending.empty()) return;
+  if (durable && ::syncfs(pending.front()->fd()) != 0) detail::throw_errno(dir, "syncfs failed");
+  for (auto& file : pending) file->close_unsynced();
+  for (auto& file : pending) file->rename_into_place();
+  if (durable) detail::fsync_directory(dir);
+}
+
+Carried carry_entry(const std::filesystem::path& from_dir, const std::filesystem::path& to_dir,
+                    std::string_view name) {
+  require_valid_name(from_dir, name);
+  const std::filesystem::path from = from_dir / std::string(name);
+  const std::filesystem::path to = to_dir / std::string(name);
+  if (file_exists(to)) return Carried::already_present;
+  detail::make_directories(to_dir);
+  if (::link(from.c_str(), to.c_str()) == 0) return Carried::linked;
+  if (errno == EEXIST) return Carried::already_present;
+  if (errno == ENOENT && !file_exists(from)) throw TapeError(from.string(), 0, "CAS entry missing");
+  // Another file system, or one without hard links: copy, still whole-or-nothing.
+  std::string bytes;
+  if (!slurp(from, bytes)) detail::throw_errno(from, "cannot read CAS entry");
+  detail::AtomicFile file(to);
+  file.write(bytes);
+  file.commit(false);
+  return Carried::copied;
+}
+
+Check check_entry(const std::filesystem::path& dir, std::string_view name, uint64_t expected_len) {
+  Check check;
+  if (!is_valid_cas_name(name)) {
+    check.problem = Problem::invalid_name;
+    check.detail = "CAS name `" + std::string(name.substr(0, 80)) +
+                   "` is not 64 lowercase hex characters; refusing to look it up";
+    return check;
+  }
+  const std::filesystem::path path = dir / std::string(name);
+  std::string bytes;
+  if (!slurp(path, bytes)) {
+    const int saved = errno;
+    check.problem = saved == ENOENT ? Problem::missing : Problem::unreadable;
+    check.detail = saved == ENOENT
+                       ? "CAS entry missing: " + path.string()
+                       : "CAS entry unreadable: " + path.string() + ": " + std::strerror(saved);
+    return check;
+  }
+  if (content_hash(bytes) != name) {
+    check.problem = Problem::hash_mismatch;
+    check.detail = "CAS entry corrupt: " + path.string() + " does not hash to its name";
+  } else if (bytes.size() != expected_len) {
+    check.problem = Problem::length_mismatch;
+    check.detail = "CAS entry " + path.string() + " holds " + std::to_string(bytes.size()) +
+                   " bytes but the record says " + std::to_string(expected_len);
+  }
+  return check;
+}
+
+}  // namespace tapedeck::cas

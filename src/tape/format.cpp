@@ -1,0 +1,110 @@
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+
+#include "tape/atomic_file.hpp"
+#include "tapedeck/cas.hpp"
+#include "tapedeck/codec.hpp"
+#include "tapedeck/error.hpp"
+
+namespace tapedeck {
+
+namespace {
+
+constexpr size_t kFlushBytes = 1 << 20;
+
+// Streams every line of `in` through the canonical encoder into `sink`, calling `on_cas` once
+// per distinct CAS name the records mention.
+template <typename Sink, typename OnCas>
+FormatReport stream_canonical(TapeReader& reader, Sink&& sink, OnCas&& on_cas) {
+  FormatReport report;
+  LineBuffer buffer;
+  buffer.append_header(reader.header());
+  std::set<std::string> seen_cas;
+  Record record;
+  while (reader.next(record)) {
+    ++report.records;
+    buffer.append_record(record);
+    for_each_payload(record.kind, [&](const Payload& payload) {
+      if (payload.in_cas() && seen_cas.insert(payload.content_hash).second) {
+        on_cas(payload.content_hash, report);
+      }
+    });
+    if (buffer.size() >= kFlushBytes) {
+      sink(buffer.view());
+      buffer.clear();
+    }
+  }
+  sink(buffer.view());
+  return report;
+}
+
+}  // namespace
+
+FormatReport format_tape(const std::filesystem::path& in, const std::filesystem::path& out) {
+  const std::filesystem::path from_cas = cas_dir_for(in);
+  const std::filesystem::path to_cas = cas_dir_for(out);
+  std::error_code ignored;
+  const bool same_sidecar = std::filesystem::equivalent(from_cas, to_cas, ignored) ||
+                            from_cas.lexically_normal() == to_cas.lexically_normal();
+
+  // Entries are carried as their records stream past, i.e. before the tape that names them is
+  // renamed into place.
+  auto carry = [&](const std::string& name, FormatReport& report) {
+    if (!is_valid_cas_name(name)) {
+      report.cas_invalid_names.push_back(name);
+      return;
+    }
+    if (same_sidecar) {
+      if (std::filesystem::exists(from_cas / name, ignored)) {
+        ++report.cas_already_present;
+      } else {
+        report.cas_missing.push_back(name);
+      }
+      return;
+    }
+    if (!std::filesystem::exists(from_cas / name, ignored)) {
+      report.cas_missing.push_back(name);
+      return;
+    }
+    switch (cas::carry_entry(from_cas, to_cas, name)) {
+      case cas::Carried::linked:
+        ++report.cas_linked;
+        break;
+      case cas::Carried::copied:
+        ++report.cas_copied;
+        break;
+      case cas::Carried::already_present:
+        ++report.cas_already_present;
+        break;
+    }
+  };
+
+  // The input is opened (and its header checked) before the output exists, so an unreadable
+  // input leaves nothing behind.
+  auto reader = TapeReader::open(in);
+  detail::AtomicFile file(out);
+  FormatReport report = stream_canonical(
+      *reader, [&](std::string_view bytes) { file.write(bytes); }, carry);
+  if (report.cas_linked + report.cas_copied > 0) detail::fsync_directory(to_cas);
+  file.commit();
+  return report;
+}
+
+FormatReport format_tape_to_fd(const std::filesystem::path& in, int fd) {
+  auto write_all = [&](std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t wrote = ::write(fd, bytes.data(), bytes.size());
+      if (wrote < 0) {
+        if (errno == EINTR) continue;
+        detail::throw_errno("<output>", "write failed");
+      }
+      bytes.remove_prefix(static_cast<size_t>(wrote));
+    }
+  };
+  auto reader = TapeReader::open(in);
+  return stream_canonical(*reader, write_all, [](const std::string&, FormatReport&) {});
+}
+
+}  // namespace tapedeck

@@ -1,0 +1,149 @@
+#include <array>
+#include <cstring>
+#include <type_traits>
+
+#include "tapedeck/error.hpp"
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck {
+
+namespace {
+std::string format_error(const std::string& file, uint64_t line, const std::string& detail) {
+  if (line == 0) return file + ": " + detail;
+  return file + ":" + std::to_string(line) + ": " + detail;
+}
+}  // namespace
+
+TapeError::TapeError(std::string file, uint64_t line, std::string detail)
+    : std::runtime_error(format_error(file, line, detail)),
+      file_(std::move(file)),
+      line_(line),
+      detail_(std::move(detail)) {}
+
+std::string_view to_string(Phase phase) {
+  return phase == Phase::runtime_finalize ? "runtime_finalize" : "user_script";
+}
+
+std::string_view to_string(ClockSource source) {
+  return source == ClockSource::monotonic ? "monotonic" : "wall";
+}
+
+std::optional<Phase> parse_phase(std::string_view text) {
+  if (text == "user_script") return Phase::user_script;
+  if (text == "runtime_finalize") return Phase::runtime_finalize;
+  return std::nullopt;
+}
+
+std::optional<ClockSource> parse_clock_source(std::string_view text) {
+  if (text == "wall") return ClockSource::wall;
+  if (text == "monotonic") return ClockSource::monotonic;
+  return std::nullopt;
+}
+
+Header Header::current(std::optional<int64_t> started_at_unix_ms,
+                       std::optional<std::string> script_path, std::vector<std::string> argv) {
+  Header header;
+  header.version = kTapeFormatVersion;
+  header.harn_version = TAPEDECK_VERSION;
+  header.started_at_unix_ms = started_at_unix_ms;
+  header.script_path = std::move(script_path);
+  header.argv = std::move(argv);
+  return header;
+}
+
+std::string_view kind_name(const RecordKind& kind) {
+  return std::visit(
+      [](const auto& k) -> std::string_view {
+        using K = std::decay_t<decltype(k)>;
+        if constexpr (std::is_same_v<K, kind::ClockRead>) return "clock_read";
+        if constexpr (std::is_same_v<K, kind::ClockSleep>) return "clock_sleep";
+        if constexpr (std::is_same_v<K, kind::LlmCall>) return "llm_call";
+        if constexpr (std::is_same_v<K, kind::FileRead>) return "file_read";
+        if constexpr (std::is_same_v<K, kind::FileWrite>) return "file_write";
+        if constexpr (std::is_same_v<K, kind::FileDelete>) return "file_delete";
+        if constexpr (std::is_same_v<K, kind::ProcessSpawn>) return "process_spawn";
+        if constexpr (std::is_same_v<K, kind::Unknown>) return k.name;
+      },
+      kind);
+}
+
+const std::vector<std::string_view>& known_kind_names() {
+  static const std::vector<std::string_view> names = {"clock_read",   "clock_sleep", "llm_call",
+                                                      "file_read",    "file_write",  "file_delete",
+                                                      "process_spawn"};
+  return names;
+}
+
+bool is_valid_cas_name(std::string_view name) {
+  if (name.size() != 64) return false;
+  for (char c : name) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path) {
+  std::filesystem::path dir = tape_path;
+  dir += ".cas";
+  return dir;
+}
+
+bool is_valid_utf8(std::string_view bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto* end = p + bytes.size();
+  while (p < end) {
+    // ASCII fast path, eight bytes at a time.
+    while (end - p >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p, 8);
+      if (word & 0x8080808080808080ULL) break;
+      p += 8;
+    }
+    if (p >= end) break;
+    unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    size_t need;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      need = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      need = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      need = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (static_cast<size_t>(end - p) <= need) return false;
+    for (size_t i = 1; i <= need; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8 (Rust agrees).
+    static constexpr std::array<uint32_t, 4> kMinForLength = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMinForLength[need] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    p += need + 1;
+  }
+  return true;
+}
+
+Payload make_payload(std::string bytes, std::map<std::string, std::string>& cas) {
+  Payload payload;
+  payload.content_hash = content_hash(bytes);
+  if (bytes.size() <= kMaxInlineBytes && is_valid_utf8(bytes)) {
+    payload.storage = Payload::Storage::inline_text;
+    payload.text = std::move(bytes);
+  } else {
+    payload.storage = Payload::Storage::cas;
+    payload.cas_len_bytes = bytes.size();
+    cas.try_emplace(payload.content_hash, std::move(bytes));
+  }
+  return payload;
+}
+
+}  // namespace tapedeck
