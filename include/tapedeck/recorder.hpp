@@ -1,9 +1,13 @@
-// The recorder: stamps every record with a global gap-free seq, the current phase, virtual time
-// from the mock clock and monotonic time since the recorder started.
+// The recorder: stamps every record with the current phase, virtual time from the mock clock
+// and monotonic time since the recorder started; the tape numbers them with a global gap-free seq.
 //
-// Recording takes no global lock: each thread appends to a shard of its own (registered once,
-// under a lock, the first time the thread records into this recorder). Only the seq counter is
-// shared. snapshot() merges the shards back into seq order.
+// Recording shares nothing between threads: each thread appends to a shard of its own
+// (registered once, under a lock, the first time it records into this recorder), stamped with
+// the system's monotonic clock in nanoseconds. A shared seq counter would not do: one atomic
+// cache line bouncing between cores makes two recording threads slower than one. snapshot()
+// merges the shards by that stamp, which orders records as they happened (CLOCK_MONOTONIC is
+// consistent across CPUs, and a thread's own records keep their program order), and hands out
+// seq 0..N-1 in that order.
 #pragma once
 
 #include <atomic>
@@ -26,8 +30,8 @@ class Recorder {
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
 
-  // Appends a record and returns its seq.
-  uint64_t record(RecordKind kind);
+  // Appends a record. Its seq is its place in the merged order (see snapshot()).
+  void record(RecordKind kind);
   // Applies the payload rule (inline or CAS) and keeps CAS bytes for the snapshot.
   Payload payload_from_bytes(std::string bytes);
 
@@ -37,8 +41,8 @@ class Recorder {
 
   // Every record so far, in seq order, with every CAS entry they name.
   Tape snapshot(Header header) const;
-  // How many seqs were handed out.
-  uint64_t record_count() const { return next_seq_.load(std::memory_order_relaxed); }
+  // How many records were recorded so far.
+  uint64_t record_count() const;
   const Clock& clock() const { return *clock_; }
 
  private:
@@ -48,7 +52,6 @@ class Recorder {
   const uint64_t id_;  // unique for the process lifetime: thread caches key on it, not on `this`
   std::shared_ptr<Clock> clock_;
   const int64_t started_monotonic_ms_;
-  alignas(64) std::atomic<uint64_t> next_seq_{0};
   alignas(64) std::atomic<uint8_t> phase_{static_cast<uint8_t>(Phase::user_script)};
   mutable std::mutex shards_mutex_;  // guards the shard list, never taken on the record path
   std::vector<std::unique_ptr<Shard>> shards_;
