@@ -1,0 +1,179 @@
+#include "tapedeck/recorder.hpp"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+namespace tapedeck {
+namespace {
+
+TEST(Recorder, SeqStartsAtZeroWithNoGaps) {
+  Recorder recorder(Clock::paused_at(1000));
+  recorder.record(kind::ClockSleep{1});
+  recorder.record(kind::ClockSleep{2});
+  recorder.record(kind::FileDelete{"x"});
+  Tape tape = recorder.snapshot(Header::current());
+  ASSERT_EQ(tape.records.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(tape.records[i].seq, i);
+  EXPECT_EQ(std::get<kind::ClockSleep>(tape.records[1].kind).duration_ms, 2u);
+  EXPECT_EQ(std::get<kind::FileDelete>(tape.records[2].kind).path, "x");
+  EXPECT_EQ(recorder.record_count(), 3u);
+}
+
+TEST(Recorder, StampsVirtualAndMonotonicTimeFromThePausedClock) {
+  auto clock = Clock::paused_at(1'700'000'000'000);
+  clock->advance_ms(40);  // before the recorder starts: not part of its monotonic time
+  Recorder recorder(clock);
+  recorder.record(kind::ClockSleep{0});
+  clock->sleep_ms(250);
+  recorder.record(kind::ClockSleep{250});
+  Tape tape = recorder.snapshot(Header::current());
+  EXPECT_EQ(tape.records[0].virtual_time_ms, 1'700'000'000'040);
+  EXPECT_EQ(tape.records[0].monotonic_ms, 0);
+  EXPECT_EQ(tape.records[1].virtual_time_ms, 1'700'000'000'290);
+  EXPECT_EQ(tape.records[1].monotonic_ms, 250);
+}
+
+TEST(Recorder, ThreadsRecordGapFreeAndKeepTheirOwnOrder) {
+  constexpr int kThreads = 4;
+  constexpr uint64_t kPerThread = 20'000;
+  Recorder recorder(Clock::paused_at(0));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint64_t i = 0; i < kPerThread; ++i) {
+        if (i % 3 == 0) {
+          recorder.record(kind::FileRead{"t" + std::to_string(t), "h", i});
+        } else {
+          recorder.record(
+              kind::ClockRead{ClockSource::wall, t * 1'000'000 + static_cast<int64_t>(i)});
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  Tape tape = recorder.snapshot(Header::current());
+  ASSERT_EQ(tape.records.size(), kThreads * kPerThread);
+  std::vector<int64_t> last(kThreads, -1);
+  for (uint64_t seq = 0; seq < tape.records.size(); ++seq) {
+    const Record& record = tape.records[seq];
+    ASSERT_EQ(record.seq, seq);
+    int thread;
+    int64_t index;
+    if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
+      thread = static_cast<int>(read->value_ms / 1'000'000);
+      index = read->value_ms % 1'000'000;
+    } else {
+      const auto& file = std::get<kind::FileRead>(record.kind);
+      thread = file.path[1] - '0';
+      index = static_cast<int64_t>(file.len_bytes);
+    }
+    ASSERT_GT(index, last[thread]) << "thread " << thread << " out of order at seq " << seq;
+    last[thread] = index;
+  }
+}
+
+TEST(Recorder, ASnapshotWhileThreadsRecordIsAGapFreePrefix) {
+  Recorder recorder(Clock::paused_at(0));
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    uint64_t i = 0;
+    while (!stop.load()) recorder.record(kind::ClockSleep{i++});
+  });
+  for (int i = 0; i < 20; ++i) {
+    Tape tape = recorder.snapshot(Header::current());
+    for (uint64_t seq = 0; seq < tape.records.size(); ++seq) {
+      ASSERT_EQ(tape.records[seq].seq, seq);
+      ASSERT_EQ(std::get<kind::ClockSleep>(tape.records[seq].kind).duration_ms, seq);
+    }
+  }
+  stop = true;
+  writer.join();
+}
+
+TEST(Recorder, PhaseGuardStampsAndRestores) {
+  auto recorder = std::make_shared<Recorder>(Clock::paused_at(0));
+  RecorderGuard active = install_recorder(recorder);
+  auto sleep = [](uint64_t ms) {
+    with_active_recorder(
+        [&](Recorder&) -> std::optional<RecordKind> { return kind::ClockSleep{ms}; });
+  };
+  sleep(1);
+  {
+    auto phase = enter_phase(Phase::runtime_finalize);
+    ASSERT_TRUE(phase.has_value());
+    sleep(2);
+    {
+      auto inner = enter_phase(Phase::user_script);
+      sleep(3);
+    }
+    sleep(4);
+  }
+  sleep(5);
+  Tape tape = recorder->snapshot(Header::current());
+  std::vector<Phase> phases;
+  for (const Record& record : tape.records) phases.push_back(record.phase);
+  EXPECT_EQ(phases,
+            (std::vector<Phase>{Phase::user_script, Phase::runtime_finalize, Phase::user_script,
+                                Phase::runtime_finalize, Phase::user_script}));
+}
+
+TEST(Recorder, ActiveRecorderIsPerThreadAndNests) {
+  EXPECT_EQ(active_recorder(), nullptr);
+  EXPECT_FALSE(enter_phase(Phase::runtime_finalize).has_value());
+  bool built = false;
+  with_active_recorder([&](Recorder&) -> std::optional<RecordKind> {
+    built = true;
+    return std::nullopt;
+  });
+  EXPECT_FALSE(built);  // nothing recording: the builder never runs
+
+  auto outer = std::make_shared<Recorder>(Clock::paused_at(0));
+  auto inner = std::make_shared<Recorder>(Clock::paused_at(0));
+  {
+    RecorderGuard outer_guard = install_recorder(outer);
+    EXPECT_EQ(active_recorder(), outer);
+    {
+      RecorderGuard inner_guard = install_recorder(inner);
+      EXPECT_EQ(active_recorder(), inner);
+      std::thread([] { EXPECT_EQ(active_recorder(), nullptr); }).join();
+      // The builder can decline to record.
+      with_active_recorder([](Recorder&) -> std::optional<RecordKind> { return std::nullopt; });
+      with_active_recorder(
+          [](Recorder&) -> std::optional<RecordKind> { return kind::ClockSleep{1}; });
+    }
+    EXPECT_EQ(active_recorder(), outer);
+  }
+  EXPECT_EQ(active_recorder(), nullptr);
+  EXPECT_EQ(inner->record_count(), 1u);
+  EXPECT_EQ(outer->record_count(), 0u);
+}
+
+TEST(Recorder, PayloadsSpillToTheSnapshotsCas) {
+  Recorder recorder(Clock::paused_at(0));
+  Payload big = recorder.payload_from_bytes(std::string(kMaxInlineBytes + 1, 'z'));
+  Payload small = recorder.payload_from_bytes("tiny");
+  std::thread([&] { recorder.payload_from_bytes(std::string(kMaxInlineBytes + 2, 'y')); }).join();
+  recorder.record(kind::LlmCall{"d", big});
+  Tape tape = recorder.snapshot(Header::current());
+  EXPECT_TRUE(big.in_cas());
+  EXPECT_FALSE(small.in_cas());
+  EXPECT_EQ(tape.cas_entries().size(), 2u);  // both threads' spills
+  EXPECT_EQ(tape.resolve(big), std::string(kMaxInlineBytes + 1, 'z'));
+}
+
+TEST(Recorder, ARecorderAtARecycledAddressStartsEmpty) {
+  // Threads cache their shard per recorder; a new recorder must never inherit an old cache.
+  for (int i = 0; i < 5; ++i) {
+    auto recorder = std::make_unique<Recorder>(Clock::paused_at(0));
+    recorder->record(kind::ClockSleep{static_cast<uint64_t>(i)});
+    Tape tape = recorder->snapshot(Header::current());
+    ASSERT_EQ(tape.records.size(), 1u);
+    EXPECT_EQ(std::get<kind::ClockSleep>(tape.records[0].kind).duration_ms,
+              static_cast<uint64_t>(i));
+  }
+}
+
+}  // namespace
+}  // namespace tapedeck
