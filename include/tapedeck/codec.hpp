@@ -51,18 +51,30 @@ class LineBuffer {
 std::string encode_header_line(const Header& header);
 std::string encode_record_line(const Record& record);
 
+struct ReaderOptions {
+  // Decoding threads for inputs larger than the first read; 0 = one per core (at most 8),
+  // 1 = decode on the caller's thread only.
+  unsigned threads = 0;
+  // How much input each decoding thread takes at a time.
+  size_t block_bytes = 2 << 20;
+};
+
 // Reads a tape line by line without holding the whole file: the header when opened, then one
-// record per next(). Blank lines and a trailing '\r' are skipped. Every error is a TapeError that
-// names the source and the 1-based line.
+// record per next(), in order. Blank lines and a trailing '\r' are skipped. Every error is a
+// TapeError that names the source and the 1-based line; records before a bad line are all
+// handed out before it is reported.
 class TapeReader {
  public:
-  // Fills dst with up to `capacity` bytes and returns how many; 0 at end of input.
+  // Fills dst with up to `capacity` bytes and returns how many; 0 at end of input. Called from
+  // one thread at a time, not necessarily the constructing one.
   using ReadFn = std::function<size_t(char* dst, size_t capacity)>;
 
-  static std::unique_ptr<TapeReader> open(const std::filesystem::path& path);
-  static std::unique_ptr<TapeReader> from_memory(std::string_view bytes, std::string source_name);
+  static std::unique_ptr<TapeReader> open(const std::filesystem::path& path,
+                                          ReaderOptions options = {});
+  static std::unique_ptr<TapeReader> from_memory(std::string_view bytes, std::string source_name,
+                                                 ReaderOptions options = {});
 
-  TapeReader(std::string source_name, ReadFn read);
+  TapeReader(std::string source_name, ReadFn read, ReaderOptions options = {});
   ~TapeReader();
   TapeReader(const TapeReader&) = delete;
   TapeReader& operator=(const TapeReader&) = delete;

@@ -2,6 +2,7 @@
 // rename it over the target. Readers see the old file or the new one, never half of one.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string_view>
 
@@ -30,6 +31,8 @@ class AtomicFile {
   std::filesystem::path temp_;
   int fd_ = -1;
   bool placed_ = false;
+  uint64_t written_ = 0;
+  uint64_t writeback_started_ = 0;  // bytes already handed to the kernel's writeback
 };
 
 // mkdir -p, as a TapeError naming the folder on failure.

@@ -599,6 +599,30 @@ struct LineDecoder::Impl {
   }
 };
 
+bool trim_line(std::string_view& line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (!line.empty() && line.front() == '{') return true;  // the common case: no scan
+  for (char c : line) {
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\f' && c != '\v') return true;
+  }
+  return false;
+}
+
+void decode_record_line(LineDecoder& decoder, std::string_view line, const std::string& source,
+                        uint64_t line_number, Record& record) {
+  thread_local Header stray_header;  // where a misplaced header lands before it is refused
+  LineDecoder::LineType type;
+  try {
+    type = decoder.decode(line, stray_header, record);
+  } catch (const LineError& error) {
+    throw TapeError(source, line_number, error.what());
+  }
+  if (type == LineDecoder::LineType::header) {
+    throw TapeError(source, line_number,
+                    "a second header (a tape has exactly one, on its first line)");
+  }
+}
+
 LineDecoder::LineDecoder() : impl_(std::make_unique<Impl>()) {}
 LineDecoder::~LineDecoder() = default;
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "tapedeck/error.hpp"
 #include "tapedeck/tape.hpp"
 
 namespace tapedeck::detail {
@@ -36,5 +37,13 @@ class LineDecoder {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Strips the line's trailing '\r' and answers whether anything but whitespace is left.
+bool trim_line(std::string_view& line);
+
+// Decodes a line that must be a record (a header past the first line is an error). Throws
+// TapeError naming `source` and `line_number`.
+void decode_record_line(LineDecoder& decoder, std::string_view line, const std::string& source,
+                        uint64_t line_number, Record& record);
 
 }  // namespace tapedeck::detail

@@ -1,14 +1,25 @@
-// The streaming reader: splits input into lines in a growable buffer that always keeps simdjson's
-// padding readable past the data, so lines are parsed in place, never copied.
+// The streaming reader. Lines are parsed in place (never copied) from buffers that keep
+// simdjson's padding readable past the data.
 //
-// Linear time whatever the shape: the newline scan resumes where it stopped when the buffer
-// grows (a 200 MB line costs one pass), and blank lines cost one memchr each.
+// Small inputs are read on the caller's thread. A larger input is cut into blocks at line
+// boundaries by a producer thread and decoded by worker threads, while next() hands the records
+// out in order; the first error (in line order) is thrown once every record before it was
+// handed out, exactly as the serial path would.
+//
+// Linear time whatever the shape: newline scans resume where they stopped when a buffer grows
+// (a 200 MB line costs one pass), and blank lines cost one memchr each.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "tape/decode.hpp"
 #include "tapedeck/codec.hpp"
@@ -19,13 +30,6 @@ namespace tapedeck {
 namespace {
 
 constexpr size_t kInitialBuffer = 1 << 20;
-
-bool is_blank(std::string_view line) {
-  for (char c : line) {
-    if (c != ' ' && c != '\t' && c != '\r' && c != '\f' && c != '\v') return false;
-  }
-  return true;
-}
 
 class FileDescriptor {
  public:
@@ -41,15 +45,227 @@ class FileDescriptor {
   int fd_;
 };
 
+// A run of whole lines, decoded by a worker.
+struct Block {
+  std::vector<char> bytes;  // the lines, then decoder_padding() zero bytes
+  size_t size = 0;
+  uint64_t first_line = 0;
+  std::vector<Record> records;  // reused across blocks: records keep their string capacity
+  std::vector<uint64_t> lines;
+  size_t count = 0;
+  std::exception_ptr error;  // the block's first bad line (or the input's read error)
+  bool decoded = false;
+};
+
+// Producer -> workers -> consumer, with a bounded number of blocks in flight.
+class BlockPipeline {
+ public:
+  BlockPipeline(std::string name, TapeReader::ReadFn& read, std::string_view leftover,
+                uint64_t first_line, unsigned workers, size_t block_bytes)
+      : name_(std::move(name)),
+        read_(read),
+        block_bytes_(block_bytes),
+        max_in_flight_(2 * workers + 2),
+        next_first_line_(first_line),
+        carry_(leftover) {
+    producer_ = std::thread([this] { produce(); });
+    for (unsigned i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
+  }
+
+  ~BlockPipeline() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    producer_.join();
+    for (auto& worker : workers_) worker.join();
+  }
+
+  // The next block in input order once decoded; null at the end of input. The previous block is
+  // recycled. A block with an error still hands out the records before the error.
+  Block* next_block() {
+    std::unique_lock lock(mutex_);
+    if (current_ != nullptr) {
+      ordered_.pop_front();
+      free_.push_back(std::move(current_owner_));
+      current_ = nullptr;
+      changed_.notify_all();
+    }
+    changed_.wait(lock, [&] {
+      return (!ordered_.empty() && ordered_.front()->decoded) ||
+             (produced_all_ && ordered_.empty());
+    });
+    if (ordered_.empty()) return nullptr;
+    current_ = ordered_.front();
+    for (auto it = in_flight_.begin(); it != in_flight_.end(); ++it) {
+      if (it->get() == current_) {
+        current_owner_ = std::move(*it);
+        in_flight_.erase(it);
+        break;
+      }
+    }
+    return current_;
+  }
+
+ private:
+  std::unique_ptr<Block> take_free_block(std::unique_lock<std::mutex>& lock) {
+    changed_.wait(
+        lock, [&] { return stopping_ || in_flight_.size() + (current_ ? 1 : 0) < max_in_flight_; });
+    if (stopping_) return nullptr;
+    if (!free_.empty()) {
+      auto block = std::move(free_.back());
+      free_.pop_back();
+      return block;
+    }
+    return std::make_unique<Block>();
+  }
+
+  // Fills `block` with whole lines: the carried partial line, then reads until the block is big
+  // enough and holds a newline (or the input ends). The bytes after the last newline carry over.
+  void fill(Block& block) {
+    const size_t padding = detail::decoder_padding();
+    block.bytes.resize(std::max(block_bytes_, carry_.size()) + padding);
+    std::memcpy(block.bytes.data(), carry_.data(), carry_.size());
+    size_t size = carry_.size();
+    carry_.clear();
+    size_t scanned = 0;
+    size_t cut = std::string::npos;  // one past the last newline
+    for (;;) {
+      const void* last =
+          size > scanned ? ::memrchr(block.bytes.data() + scanned, '\n', size - scanned) : nullptr;
+      if (last != nullptr)
+        cut = static_cast<size_t>(static_cast<const char*>(last) - block.bytes.data()) + 1;
+      scanned = size;
+      if (eof_ || (cut != std::string::npos && size >= block_bytes_)) break;
+      if (size + padding >= block.bytes.size()) block.bytes.resize(2 * (size + padding));
+      size_t got = read_(block.bytes.data() + size, block.bytes.size() - padding - size);
+      if (got == 0) eof_ = true;
+      size += got;
+    }
+    if (eof_ && (cut == std::string::npos || cut < size)) cut = size;  // a last line without '\n'
+    carry_.assign(block.bytes.data() + cut, size - cut);
+    block.size = cut;
+    std::memset(block.bytes.data() + cut, 0, padding);
+    block.first_line = next_first_line_;
+    next_first_line_ +=
+        static_cast<uint64_t>(std::count(block.bytes.data(), block.bytes.data() + cut, '\n'));
+    block.count = 0;
+    block.error = nullptr;
+    block.decoded = false;
+  }
+
+  void produce() {
+    for (;;) {
+      std::unique_ptr<Block> block;
+      {
+        std::unique_lock lock(mutex_);
+        block = take_free_block(lock);
+        if (!block) return;
+      }
+      bool last = false;
+      try {
+        fill(*block);
+        last = eof_ && carry_.empty();
+      } catch (...) {
+        // A read error: the consumer meets it after the records read before it.
+        block->size = 0;
+        block->count = 0;
+        block->error = std::current_exception();
+        block->decoded = true;
+        last = true;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        ordered_.push_back(block.get());
+        if (!block->decoded) work_.push_back(block.get());
+        in_flight_.push_back(std::move(block));
+        produced_all_ = last;
+      }
+      changed_.notify_all();
+      if (last) return;
+    }
+  }
+
+  void work() {
+    detail::LineDecoder decoder;
+    for (;;) {
+      Block* block;
+      {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return stopping_ || !work_.empty(); });
+        if (stopping_) return;
+        block = work_.front();
+        work_.pop_front();
+      }
+      decode(*block, decoder);
+      {
+        std::lock_guard lock(mutex_);
+        block->decoded = true;
+      }
+      changed_.notify_all();
+    }
+  }
+
+  void decode(Block& block, detail::LineDecoder& decoder) {
+    const char* data = block.bytes.data();
+    size_t begin = 0;
+    uint64_t line_number = block.first_line;
+    try {
+      while (begin < block.size) {
+        const void* newline = std::memchr(data + begin, '\n', block.size - begin);
+        size_t end =
+            newline ? static_cast<size_t>(static_cast<const char*>(newline) - data) : block.size;
+        std::string_view line(data + begin, end - begin);
+        if (detail::trim_line(line)) {
+          if (block.count == block.records.size()) {
+            block.records.emplace_back();
+            block.lines.emplace_back();
+          }
+          detail::decode_record_line(decoder, line, name_, line_number, block.records[block.count]);
+          block.lines[block.count] = line_number;
+          ++block.count;
+        }
+        begin = end + 1;
+        ++line_number;
+      }
+    } catch (...) {
+      block.error = std::current_exception();
+    }
+  }
+
+  const std::string name_;
+  TapeReader::ReadFn& read_;
+  const size_t block_bytes_;
+  const size_t max_in_flight_;
+  uint64_t next_first_line_;  // producer only
+  std::string carry_;         // producer only
+  bool eof_ = false;          // producer only
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool stopping_ = false;
+  bool produced_all_ = false;
+  std::deque<Block*> work_;                        // produced, not yet picked by a worker
+  std::deque<Block*> ordered_;                     // produced, not yet consumed, input order
+  std::vector<std::unique_ptr<Block>> in_flight_;  // owns every produced block not consumed
+  std::vector<std::unique_ptr<Block>> free_;
+  Block* current_ = nullptr;  // the block next() is handing out
+  std::unique_ptr<Block> current_owner_;
+
+  std::thread producer_;
+  std::vector<std::thread> workers_;
+};
+
 }  // namespace
 
 struct TapeReader::Impl {
   std::string name;
   ReadFn read;
+  ReaderOptions options;
   detail::LineDecoder decoder;
   Header header;
-  Record scratch_record;  // target for a stray record when a header is expected, and vice versa
-  Header scratch_header;
+  Record scratch_record;  // where a record lands when the header is expected
 
   char* buffer = nullptr;
   size_t capacity = 0;  // usable bytes; `padding` more are allocated behind them
@@ -58,10 +274,17 @@ struct TapeReader::Impl {
   size_t end = 0;    // end of the data read so far
   size_t scan = 0;   // where the newline search resumes
   bool eof = false;
-  uint64_t lines_seen = 0;  // lines handed out so far (1-based number of the last one)
+  uint64_t lines_seen = 0;  // lines split off so far (the 1-based number of the last one)
   uint64_t current_line = 0;
 
-  ~Impl() { std::free(buffer); }
+  std::unique_ptr<BlockPipeline> pipeline;
+  Block* block = nullptr;
+  size_t block_index = 0;
+
+  ~Impl() {
+    pipeline.reset();  // joins its threads before the buffer and the read function go
+    std::free(buffer);
+  }
 
   [[noreturn]] void fail(uint64_t line, std::string detail) const {
     throw TapeError(name, line, std::move(detail));
@@ -90,7 +313,7 @@ struct TapeReader::Impl {
     std::memset(buffer + end, 0, padding);
   }
 
-  // The next line without its '\n' (and without a trailing '\r'); false at end of input.
+  // The next raw line without its '\n'; false at end of input.
   bool next_line(std::string_view& line) {
     for (;;) {
       if (scan < end) {
@@ -112,26 +335,15 @@ struct TapeReader::Impl {
       fill();
     }
     ++lines_seen;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     return true;
   }
 
   // The next line that is not blank; false at end of input.
   bool next_content_line(std::string_view& line) {
     while (next_line(line)) {
-      if (!line.empty() && line.front() == '{') return true;  // the common case, no scan
-      if (!is_blank(line)) return true;
+      if (detail::trim_line(line)) return true;
     }
     return false;
-  }
-
-  detail::LineDecoder::LineType decode(std::string_view line, Record& record) {
-    current_line = lines_seen;
-    try {
-      return decoder.decode(line, scratch_header, record);
-    } catch (const detail::LineError& error) {
-      fail(current_line, error.what());
-    }
   }
 
   void read_header() {
@@ -156,20 +368,49 @@ struct TapeReader::Impl {
     }
   }
 
+  // Hands the rest of the input to worker threads when it is larger than what was read so far.
+  void maybe_start_pipeline() {
+    unsigned threads = options.threads;
+    if (threads == 0) threads = std::min(8u, std::max(1u, std::thread::hardware_concurrency()));
+    if (threads < 2 || eof) return;
+    pipeline =
+        std::make_unique<BlockPipeline>(name, read, std::string_view(buffer + begin, end - begin),
+                                        lines_seen + 1, threads, options.block_bytes);
+    begin = scan = end;
+  }
+
   bool next(Record& record) {
+    if (pipeline) return next_from_pipeline(record);
     std::string_view line;
     if (!next_content_line(line)) return false;
-    if (decode(line, record) == detail::LineDecoder::LineType::header) {
-      fail(current_line, "a second header (a tape has exactly one, on its first line)");
+    current_line = lines_seen;
+    detail::decode_record_line(decoder, line, name, current_line, record);
+    return true;
+  }
+
+  bool next_from_pipeline(Record& record) {
+    while (block == nullptr || block_index == block->count) {
+      if (block != nullptr && block->error) std::rethrow_exception(block->error);
+      block = pipeline->next_block();
+      block_index = 0;
+      if (block == nullptr) return false;
     }
+    // Swap rather than move: the caller's old record goes back into the block, so string
+    // capacity keeps circulating and steady-state reading allocates nothing.
+    std::swap(record, block->records[block_index]);
+    current_line = block->lines[block_index];
+    ++block_index;
     return true;
   }
 };
 
-TapeReader::TapeReader(std::string source_name, ReadFn read) : impl_(std::make_unique<Impl>()) {
+TapeReader::TapeReader(std::string source_name, ReadFn read, ReaderOptions options)
+    : impl_(std::make_unique<Impl>()) {
   impl_->name = std::move(source_name);
   impl_->read = std::move(read);
+  impl_->options = options;
   impl_->read_header();
+  impl_->maybe_start_pipeline();
 }
 
 TapeReader::~TapeReader() = default;
@@ -187,7 +428,8 @@ const std::string& TapeReader::source_name() const {
   return impl_->name;
 }
 
-std::unique_ptr<TapeReader> TapeReader::open(const std::filesystem::path& path) {
+std::unique_ptr<TapeReader> TapeReader::open(const std::filesystem::path& path,
+                                             ReaderOptions options) {
   const std::string name = path.string();
   auto fd = std::make_shared<FileDescriptor>(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd->get() < 0) throw TapeError(name, 0, std::string("cannot open: ") + std::strerror(errno));
@@ -201,18 +443,18 @@ std::unique_ptr<TapeReader> TapeReader::open(const std::filesystem::path& path) 
       throw TapeError(name, 0, std::string("read failed: ") + std::strerror(errno));
     }
   };
-  return std::make_unique<TapeReader>(name, std::move(read));
+  return std::make_unique<TapeReader>(name, std::move(read), options);
 }
 
-std::unique_ptr<TapeReader> TapeReader::from_memory(std::string_view bytes,
-                                                    std::string source_name) {
+std::unique_ptr<TapeReader> TapeReader::from_memory(std::string_view bytes, std::string source_name,
+                                                    ReaderOptions options) {
   auto read = [bytes, offset = size_t{0}](char* dst, size_t capacity) mutable -> size_t {
     size_t n = std::min(capacity, bytes.size() - offset);
     std::memcpy(dst, bytes.data() + offset, n);
     offset += n;
     return n;
   };
-  return std::make_unique<TapeReader>(std::move(source_name), std::move(read));
+  return std::make_unique<TapeReader>(std::move(source_name), std::move(read), options);
 }
 
 }  // namespace tapedeck

@@ -120,3 +120,139 @@ TEST(Reader, RecordStorageIsReusedAcrossKinds) {
 
 }  // namespace
 }  // namespace tapedeck
+
+namespace tapedeck {
+namespace {
+
+// A tape with every shape of line: kinds, blanks, CRLF, a long line, no final newline.
+std::string mixed_tape(int records) {
+  std::string tape = testing::kHeaderLine;
+  for (int i = 0; i < records; ++i) {
+    Record record;
+    record.seq = static_cast<uint64_t>(i);
+    switch (i % 4) {
+      case 0:
+        record.kind = kind::ClockSleep{static_cast<uint64_t>(i)};
+        break;
+      case 1:
+        record.kind = kind::FileRead{"p" + std::to_string(i), "h", 1};
+        break;
+      case 2:
+        record.kind =
+            kind::LlmCall{"d", Payload{Payload::Storage::inline_text, "h",
+                                       std::string(static_cast<size_t>(i % 97) * 50, 'x'), 0}};
+        break;
+      default:
+        record.kind = kind::Unknown{"k", R"({"kind":"k","i":)" + std::to_string(i) + "}"};
+    }
+    std::string line = encode_record_line(record);
+    if (i % 5 == 0) line.insert(line.size() - 1, "\r");
+    if (i % 7 == 0) line += "\n  \n";
+    tape += line;
+  }
+  tape.pop_back();  // no final newline
+  return tape;
+}
+
+// A reader over `tape` whose source hands out 4 KiB per read: the header read leaves most of the
+// input unread, so the decoding threads take over.
+std::unique_ptr<TapeReader> chunked_reader(const std::string& tape, ReaderOptions options) {
+  auto offset = std::make_shared<size_t>(0);
+  return std::make_unique<TapeReader>(
+      "mixed.tape",
+      [&tape, offset](char* dst, size_t capacity) -> size_t {
+        size_t n = std::min({capacity, tape.size() - *offset, size_t{4096}});
+        std::memcpy(dst, tape.data() + *offset, n);
+        *offset += n;
+        return n;
+      },
+      options);
+}
+
+std::vector<std::pair<Record, uint64_t>> read_all(const std::string& tape, ReaderOptions options) {
+  auto reader = chunked_reader(tape, options);
+  std::vector<std::pair<Record, uint64_t>> out;
+  Record record;
+  while (reader->next(record)) out.emplace_back(record, reader->line_number());
+  return out;
+}
+
+TEST(ParallelReader, SameRecordsAndLinesAsTheSerialPath) {
+  const std::string tape = mixed_tape(3000);
+  auto serial = read_all(tape, ReaderOptions{1, 1 << 20});
+  ASSERT_EQ(serial.size(), 3000u);
+  // Tiny blocks and initial reads force thousands of blocks through the pipeline, with lines
+  // cut at every place a block boundary can fall.
+  for (size_t block_bytes : {size_t{1}, size_t{100}, size_t{4096}}) {
+    auto parallel = read_all(tape, ReaderOptions{3, block_bytes});
+    ASSERT_EQ(parallel.size(), serial.size()) << "block_bytes " << block_bytes;
+    for (size_t i = 0; i < serial.size(); ++i) {
+      ASSERT_EQ(parallel[i].first, serial[i].first) << "record " << i;
+      ASSERT_EQ(parallel[i].second, serial[i].second) << "line of record " << i;
+    }
+  }
+}
+
+TEST(ParallelReader, TheFirstBadLineIsReportedAfterEveryRecordBeforeIt) {
+  std::string tape = mixed_tape(2000);
+  // Break the record on a known line, and another one later: the earlier must win.
+  auto break_line = [&](uint64_t line_number) {
+    size_t at = 0;
+    for (uint64_t line = 1; line < line_number; ++line) at = tape.find('\n', at) + 1;
+    tape.insert(at, "{oops");
+  };
+  auto serial_lines = read_all(tape, ReaderOptions{1, 1 << 20});
+  const uint64_t bad_line = serial_lines[1500].second;
+  const uint64_t later_line = serial_lines[1800].second;
+  break_line(later_line);
+  break_line(bad_line);
+  for (ReaderOptions options : {ReaderOptions{1, 1 << 20}, ReaderOptions{2, 512}}) {
+    auto reader = chunked_reader(tape, options);
+    Record record;
+    size_t handed_out = 0;
+    try {
+      while (reader->next(record)) ++handed_out;
+      FAIL() << "accepted";
+    } catch (const TapeError& error) {
+      EXPECT_EQ(error.line(), bad_line);
+      EXPECT_EQ(handed_out, 1500u);
+    }
+  }
+}
+
+TEST(ParallelReader, AReadErrorSurfacesInOrder) {
+  const std::string tape = mixed_tape(500);
+  size_t offset = 0;
+  TapeReader reader(
+      "failing.tape",
+      [&](char* dst, size_t capacity) -> size_t {
+        if (offset >= tape.size() / 2) throw TapeError("failing.tape", 0, "read failed: EIO");
+        size_t n = std::min({capacity, tape.size() - offset, size_t{300}});
+        std::memcpy(dst, tape.data() + offset, n);
+        offset += n;
+        return n;
+      },
+      ReaderOptions{2, 256});
+  Record record;
+  size_t handed_out = 0;
+  try {
+    while (reader.next(record)) ++handed_out;
+    FAIL() << "the read error was lost";
+  } catch (const TapeError& error) {
+    EXPECT_NE(error.detail().find("EIO"), std::string::npos);
+    EXPECT_GT(handed_out, 0u);
+  }
+}
+
+TEST(ParallelReader, DestroyedHalfWayStopsCleanly) {
+  const std::string tape = mixed_tape(5000);
+  for (int stop_after : {0, 1, 100, 4000}) {
+    auto reader = chunked_reader(tape, ReaderOptions{2, 128});
+    Record record;
+    for (int i = 0; i < stop_after && reader->next(record); ++i) {
+    }
+  }  // the destructor must join every thread without hanging or touching freed memory
+}
+
+}  // namespace
+}  // namespace tapedeck

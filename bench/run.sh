@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# tapedeck against the seed anchor, side by side in one run, reported as ratios.
+#
+#   1. `tapedeck fmt` vs `seedbench roundtrip` on the seed's own tapes:
+#      `seedbench gen 1000000 1 X small` (target: >= 4x faster) and `seedbench gen 100000 1 X`
+#      (target: >= 2x faster), peak memory no higher than the seed's. Medians of alternating runs.
+#   2. The reader in linear time: a 200 MB single line against a 20 MB one, 1,000,000 blank
+#      lines against 100,000 (a ratio near 10 is linear).
+#   3. The recorder (Google Benchmark): records/s on one thread (target: >= 10 M/s) and two
+#      threads against one (target: >= 1.5x).
+#
+# Usage: bench/run.sh [--rounds N] [--dir DIR]
+#   DIR holds the generated tapes (about 1 GB); default a fresh folder under /tmp, removed after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=5
+dir=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --dir) dir=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$dir" ]; then
+  dir=$(mktemp -d /tmp/tapedeck-bench-XXXXXX)
+  trap 'rm -rf "$dir"' EXIT
+fi
+mkdir -p "$dir"
+
+scripts/install-deps.sh
+scripts/build.sh release >/dev/null
+td=build/release/tapedeck
+seedbench=$(sh ../shared/anchors/seed-rust/build.sh "$dir/seed-build" | tail -n 1)
+
+# run_measured OUT_PREFIX CMD... -> appends "seconds max_rss_kb" to OUT_PREFIX.samples
+run_measured() {
+  local samples=$1
+  shift
+  /usr/bin/time -f "%e %M" -o "$dir/time.out" "$@" >/dev/null 2>"$dir/cmd.err" || {
+    echo "bench: command failed: $* ($(head -c 300 "$dir/cmd.err"))" >&2
+    exit 1
+  }
+  cat "$dir/time.out" >>"$samples"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
+verdict() { awk -v got="$1" -v want="$2" -v dir="$3" 'BEGIN {
+  ok = (dir == "min") ? (got >= want) : (got <= want); print ok ? "meets" : "MISSES" }'; }
+
+echo "== fmt vs seed roundtrip ($rounds alternating rounds, medians; tapes in $dir)"
+"$seedbench" gen 1000000 1 "$dir/small.tape" small 2>/dev/null
+"$seedbench" gen 100000 1 "$dir/mix.tape" 2>/dev/null
+printf '%-6s %12s %12s %9s %12s %12s %9s\n' mix seed_s ours_s speedup seed_MiB ours_MiB mem_ratio
+for mix in small mix; do
+  rm -f "$dir/$mix".{seed,ours}.samples
+  for ((round = 0; round < rounds; round++)); do
+    rm -rf "$dir/out.seed.tape" "$dir/out.seed.tape.cas" "$dir/out.ours.tape" "$dir/out.ours.tape.cas"
+    run_measured "$dir/$mix.seed.samples" "$seedbench" roundtrip "$dir/$mix.tape" "$dir/out.seed.tape"
+    run_measured "$dir/$mix.ours.samples" "$td" fmt -q "$dir/$mix.tape" -o "$dir/out.ours.tape"
+  done
+  cmp -s "$dir/$mix.tape" "$dir/out.ours.tape" || { echo "bench: fmt output differs from input" >&2; exit 1; }
+  seed_s=$(cut -d' ' -f1 "$dir/$mix.seed.samples" | median)
+  ours_s=$(cut -d' ' -f1 "$dir/$mix.ours.samples" | median)
+  seed_kb=$(cut -d' ' -f2 "$dir/$mix.seed.samples" | median)
+  ours_kb=$(cut -d' ' -f2 "$dir/$mix.ours.samples" | median)
+  speedup=$(ratio "$seed_s" "$ours_s")
+  memratio=$(ratio "$ours_kb" "$seed_kb")
+  want=2
+  [ "$mix" = small ] && want=4
+  printf '%-6s %12s %12s %8sx %12d %12d %9s   speed %s %sx, memory %s\n' "$mix" "$seed_s" "$ours_s" \
+    "$speedup" $((${seed_kb%.*} / 1024)) $((${ours_kb%.*} / 1024)) "$memratio" \
+    "$(verdict "$speedup" "$want" min)" "$want" "$(verdict "$memratio" 1 max)"
+done
+rm -rf "$dir"/small.tape* "$dir"/mix.tape* "$dir"/out.*
+
+echo
+echo "== the reader in linear time (tapedeck verify, medians of $rounds)"
+header='{"type":"header","version":1,"harn_version":"bench","started_at_unix_ms":null,"script_path":null,"argv":[]}'
+long_line() {  # long_line BYTES OUT: one record whose inline text is BYTES long
+  { echo "$header"
+    printf '{"type":"record","seq":0,"phase":"user_script","virtual_time_ms":0,"monotonic_ms":0,"kind":{"kind":"llm_call","request_digest":"d","response":{"content_hash":"h","text":"'
+    head -c "$1" /dev/zero | tr '\0' 'a'
+    printf '"}}}\n'; } >"$2"
+}
+blank_lines() {  # blank_lines COUNT OUT
+  { echo "$header"; head -c "$1" /dev/zero | tr '\0' '\n'; } >"$2"
+}
+time_verify() {  # median seconds of `tapedeck verify FILE` (exit 1 is fine: fake hashes)
+  local file=$1 samples=$dir/verify.samples
+  rm -f "$samples"
+  for ((round = 0; round < rounds; round++)); do
+    /usr/bin/time -f "%e" -o "$dir/time.out" "$td" verify "$file" >/dev/null 2>&1 || true
+    cat "$dir/time.out" >>"$samples"
+  done
+  median <"$samples"
+}
+long_line 20000000 "$dir/line20.tape"
+long_line 200000000 "$dir/line200.tape"
+t20=$(time_verify "$dir/line20.tape")
+t200=$(time_verify "$dir/line200.tape")
+rm -f "$dir"/line*.tape
+blank_lines 100000 "$dir/blank100k.tape"
+blank_lines 1000000 "$dir/blank1m.tape"
+b100k=$(time_verify "$dir/blank100k.tape")
+b1m=$(time_verify "$dir/blank1m.tape")
+rm -f "$dir"/blank*.tape
+printf 'single line  20 MB %6ss  200 MB %6ss  ratio %s (10 = linear)\n' "$t20" "$t200" "$(ratio "$t200" "$t20")"
+printf 'blank lines 100 k  %6ss  1 M    %6ss  ratio %s (10 = linear; start-up dominates both)\n' "$b100k" "$b1m" "$(ratio "$b1m" "$b100k")"
+
+echo
+echo "== recorder throughput into memory (Google Benchmark, medians of 7 repetitions)"
+build/release/bench/recorder_bench --benchmark_filter=BM_RecordSmall --benchmark_format=json \
+  >"$dir/recorder.json" 2>/dev/null
+python3 - "$dir/recorder.json" <<'PY'
+import json, sys
+runs = {b["name"]: b for b in json.load(open(sys.argv[1]))["benchmarks"] if b.get("aggregate_name") == "median"}
+one = next(v for k, v in runs.items() if k.endswith("threads:1_median"))["items_per_second"]
+two = next(v for k, v in runs.items() if k.endswith("threads:2_median"))["items_per_second"]
+print(f"one thread   {one / 1e6:6.1f} M records/s   {'meets' if one >= 10e6 else 'MISSES'} 10 M/s")
+print(f"two threads  {two / 1e6:6.1f} M records/s   {two / one:.2f}x one thread, {'meets' if two >= 1.5 * one else 'MISSES'} 1.5x")
+PY
