@@ -57,6 +57,8 @@ struct ReaderOptions {
   unsigned threads = 0;
   // How much input each decoding thread takes at a time.
   size_t block_bytes = 2 << 20;
+  // Also encode each record canonically on the decoding threads (see canonical_line()).
+  bool canonical_lines = false;
 };
 
 // Reads a tape line by line without holding the whole file: the header when opened, then one
@@ -82,6 +84,12 @@ class TapeReader {
   const Header& header() const;
   // Decodes the next record into `record`, reusing its storage. False at the end of the tape.
   bool next(Record& record);
+  // The next record without a copy: owned by the reader and valid until the next call to
+  // read() or next(). Null at the end of the tape.
+  const Record* read();
+  // The canonical line (with its '\n') of the record read() returned last; valid until the next
+  // call. With ReaderOptions::canonical_lines it was encoded by the decoding threads.
+  std::string_view canonical_line();
   // The line of the record next() returned last (of the header before the first record).
   uint64_t line_number() const;
   const std::string& source_name() const;

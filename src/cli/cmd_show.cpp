@@ -63,8 +63,8 @@ int run_show(const ShowOptions& options) {
 
   LineBuffer json_lines;
   uint64_t shown = 0;
-  Record record;
-  while (reader->next(record)) {
+  while (const Record* next = reader->read()) {
+    const Record& record = *next;
     if (!options.kind.empty() && kind_name(record.kind) != options.kind) continue;
     if (phase && record.phase != *phase) continue;
     ++shown;

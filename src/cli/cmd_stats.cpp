@@ -36,8 +36,8 @@ int run_stats(const StatsOptions& options) {
   auto reader = TapeReader::open(options.in);
   Stats stats;
   for (std::string_view name : known_kind_names()) stats.by_kind[std::string(name)] = 0;
-  Record record;
-  while (reader->next(record)) {
+  while (const Record* next = reader->read()) {
+    const Record& record = *next;
     ++stats.records;
     ++stats.by_kind[std::string(kind_name(record.kind))];
     ++stats.by_phase[static_cast<int>(record.phase)];

@@ -35,23 +35,22 @@ int run_verify(const VerifyOptions& options) {
   std::vector<Problem> problems;
   std::map<std::string, CasReference> cas_refs;
   uint64_t records = 0;
-  Record record;
-  while (reader->next(record)) {
+  while (const Record* record = reader->read()) {
     ++records;
-    for_each_payload(record.kind, [&](const Payload& payload) {
+    for_each_payload(record->kind, [&](const Payload& payload) {
       if (payload.in_cas()) {
         auto [it, fresh] = cas_refs.try_emplace(
             payload.content_hash,
-            CasReference{payload.cas_len_bytes, record.seq, reader->line_number()});
+            CasReference{payload.cas_len_bytes, record->seq, reader->line_number()});
         if (!fresh && it->second.len_bytes != payload.cas_len_bytes) {
-          problems.push_back({record.seq, reader->line_number(), "cas_length_conflict",
+          problems.push_back({record->seq, reader->line_number(), "cas_length_conflict",
                               fmt::format("CAS entry {} is named with {} bytes here but {} at "
                                           "seq {}",
                                           payload.content_hash, payload.cas_len_bytes,
                                           it->second.len_bytes, it->second.first_seq)});
         }
       } else if (content_hash(payload.text) != payload.content_hash) {
-        problems.push_back({record.seq, reader->line_number(), "inline_hash_mismatch",
+        problems.push_back({record->seq, reader->line_number(), "inline_hash_mismatch",
                             fmt::format("inline payload's content_hash {} is not the BLAKE3 of "
                                         "its text ({})",
                                         short_hash(payload.content_hash, 64),

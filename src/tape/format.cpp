@@ -22,11 +22,10 @@ FormatReport stream_canonical(TapeReader& reader, Sink&& sink, OnCas&& on_cas) {
   LineBuffer buffer;
   buffer.append_header(reader.header());
   std::set<std::string> seen_cas;
-  Record record;
-  while (reader.next(record)) {
+  while (const Record* record = reader.read()) {
     ++report.records;
-    buffer.append_record(record);
-    for_each_payload(record.kind, [&](const Payload& payload) {
+    buffer.put(reader.canonical_line());
+    for_each_payload(record->kind, [&](const Payload& payload) {
       if (payload.in_cas() && seen_cas.insert(payload.content_hash).second) {
         on_cas(payload.content_hash, report);
       }
@@ -83,7 +82,7 @@ FormatReport format_tape(const std::filesystem::path& in, const std::filesystem:
 
   // The input is opened (and its header checked) before the output exists, so an unreadable
   // input leaves nothing behind.
-  auto reader = TapeReader::open(in);
+  auto reader = TapeReader::open(in, ReaderOptions{.canonical_lines = true});
   detail::AtomicFile file(out);
   FormatReport report = stream_canonical(
       *reader, [&](std::string_view bytes) { file.write(bytes); }, carry);
@@ -103,7 +102,7 @@ FormatReport format_tape_to_fd(const std::filesystem::path& in, int fd) {
       bytes.remove_prefix(static_cast<size_t>(wrote));
     }
   };
-  auto reader = TapeReader::open(in);
+  auto reader = TapeReader::open(in, ReaderOptions{.canonical_lines = true});
   return stream_canonical(*reader, write_all, [](const std::string&, FormatReport&) {});
 }
 

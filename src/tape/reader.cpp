@@ -19,6 +19,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "tape/decode.hpp"
@@ -45,15 +46,22 @@ class FileDescriptor {
   int fd_;
 };
 
-// A run of whole lines, decoded by a worker.
+// A run of whole lines, decoded by a worker. Line numbers are relative to the block: only the
+// consumer, taking blocks in order, knows where a block starts (counting newlines ahead of the
+// workers would be a serial pass over the whole input).
 struct Block {
   std::vector<char> bytes;  // the lines, then decoder_padding() zero bytes
   size_t size = 0;
-  uint64_t first_line = 0;
+  uint64_t line_count = 0;      // lines in the block, blank ones included
   std::vector<Record> records;  // reused across blocks: records keep their string capacity
-  std::vector<uint64_t> lines;
+  std::vector<uint64_t> lines;  // each record's line, 0-based within the block
   size_t count = 0;
-  std::exception_ptr error;  // the block's first bad line (or the input's read error)
+  LineBuffer encoded;             // with canonical_lines: the records' canonical lines
+  std::vector<size_t> line_ends;  // where each record's line ends in `encoded`
+  // The block's first bad line, relative like `lines`; or `error`, an exception to rethrow as
+  // is (a read error).
+  std::optional<std::pair<uint64_t, std::string>> bad_line;
+  std::exception_ptr error;
   bool decoded = false;
 };
 
@@ -61,12 +69,12 @@ struct Block {
 class BlockPipeline {
  public:
   BlockPipeline(std::string name, TapeReader::ReadFn& read, std::string_view leftover,
-                uint64_t first_line, unsigned workers, size_t block_bytes)
+                unsigned workers, size_t block_bytes, bool encode)
       : name_(std::move(name)),
         read_(read),
         block_bytes_(block_bytes),
+        encode_(encode),
         max_in_flight_(2 * workers + 2),
-        next_first_line_(first_line),
         carry_(leftover) {
     producer_ = std::thread([this] { produce(); });
     for (unsigned i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
@@ -147,10 +155,10 @@ class BlockPipeline {
     carry_.assign(block.bytes.data() + cut, size - cut);
     block.size = cut;
     std::memset(block.bytes.data() + cut, 0, padding);
-    block.first_line = next_first_line_;
-    next_first_line_ +=
-        static_cast<uint64_t>(std::count(block.bytes.data(), block.bytes.data() + cut, '\n'));
     block.count = 0;
+    block.encoded.clear();
+    block.line_count = 0;
+    block.bad_line.reset();
     block.error = nullptr;
     block.decoded = false;
   }
@@ -210,37 +218,46 @@ class BlockPipeline {
   void decode(Block& block, detail::LineDecoder& decoder) {
     const char* data = block.bytes.data();
     size_t begin = 0;
-    uint64_t line_number = block.first_line;
+    uint64_t line = 0;  // relative to the block
     try {
       while (begin < block.size) {
         const void* newline = std::memchr(data + begin, '\n', block.size - begin);
         size_t end =
             newline ? static_cast<size_t>(static_cast<const char*>(newline) - data) : block.size;
-        std::string_view line(data + begin, end - begin);
-        if (detail::trim_line(line)) {
+        std::string_view text(data + begin, end - begin);
+        if (detail::trim_line(text)) {
           if (block.count == block.records.size()) {
             block.records.emplace_back();
             block.lines.emplace_back();
+            block.line_ends.emplace_back();
           }
-          detail::decode_record_line(decoder, line, name_, line_number, block.records[block.count]);
-          block.lines[block.count] = line_number;
+          Record& record = block.records[block.count];
+          detail::decode_record_line(decoder, text, name_, line, record);
+          block.lines[block.count] = line;
+          if (encode_) {
+            block.encoded.append_record(record);
+            block.line_ends[block.count] = block.encoded.size();
+          }
           ++block.count;
         }
         begin = end + 1;
-        ++line_number;
+        ++line;
       }
+    } catch (const TapeError& error) {
+      block.bad_line.emplace(line, error.detail());
     } catch (...) {
       block.error = std::current_exception();
     }
+    block.line_count = line;
   }
 
   const std::string name_;
   TapeReader::ReadFn& read_;
   const size_t block_bytes_;
+  const bool encode_;
   const size_t max_in_flight_;
-  uint64_t next_first_line_;  // producer only
-  std::string carry_;         // producer only
-  bool eof_ = false;          // producer only
+  std::string carry_;  // producer only
+  bool eof_ = false;   // producer only
 
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -280,6 +297,9 @@ struct TapeReader::Impl {
   std::unique_ptr<BlockPipeline> pipeline;
   Block* block = nullptr;
   size_t block_index = 0;
+  uint64_t block_first_line = 0;  // absolute number of the current block's first line
+  Record serial_record;           // what read() hands out on the serial path
+  LineBuffer serial_line;         // canonical_line() on the serial path
 
   ~Impl() {
     pipeline.reset();  // joins its threads before the buffer and the read function go
@@ -375,31 +395,61 @@ struct TapeReader::Impl {
     if (threads < 2 || eof) return;
     pipeline =
         std::make_unique<BlockPipeline>(name, read, std::string_view(buffer + begin, end - begin),
-                                        lines_seen + 1, threads, options.block_bytes);
+                                        threads, options.block_bytes, options.canonical_lines);
+    block_first_line = lines_seen + 1;
     begin = scan = end;
   }
 
+  const Record* read_next() {
+    if (pipeline) return read_from_pipeline();
+    std::string_view line;
+    if (!next_content_line(line)) return nullptr;
+    current_line = lines_seen;
+    detail::decode_record_line(decoder, line, name, current_line, serial_record);
+    return &serial_record;
+  }
+
+  Record* read_from_pipeline() {
+    while (block == nullptr || block_index == block->count) {
+      if (block != nullptr) {
+        if (block->bad_line) {
+          fail(block_first_line + block->bad_line->first, block->bad_line->second);
+        }
+        if (block->error) std::rethrow_exception(block->error);
+        block_first_line += block->line_count;
+      }
+      block = pipeline->next_block();
+      block_index = 0;
+      if (block == nullptr) return nullptr;
+    }
+    current_line = block_first_line + block->lines[block_index];
+    return &block->records[block_index++];
+  }
+
+  std::string_view canonical_line() {
+    if (pipeline && block != nullptr && options.canonical_lines) {
+      const size_t index = block_index - 1;
+      const size_t start = index == 0 ? 0 : block->line_ends[index - 1];
+      return block->encoded.view().substr(start, block->line_ends[index] - start);
+    }
+    serial_line.clear();
+    serial_line.append_record(pipeline ? block->records[block_index - 1] : serial_record);
+    return serial_line.view();
+  }
+
   bool next(Record& record) {
-    if (pipeline) return next_from_pipeline(record);
+    if (pipeline) {
+      Record* decoded = read_from_pipeline();
+      if (decoded == nullptr) return false;
+      // Swap rather than move: the caller's old record goes back into the block, so string
+      // capacity keeps circulating.
+      std::swap(record, *decoded);
+      return true;
+    }
     std::string_view line;
     if (!next_content_line(line)) return false;
     current_line = lines_seen;
     detail::decode_record_line(decoder, line, name, current_line, record);
-    return true;
-  }
-
-  bool next_from_pipeline(Record& record) {
-    while (block == nullptr || block_index == block->count) {
-      if (block != nullptr && block->error) std::rethrow_exception(block->error);
-      block = pipeline->next_block();
-      block_index = 0;
-      if (block == nullptr) return false;
-    }
-    // Swap rather than move: the caller's old record goes back into the block, so string
-    // capacity keeps circulating and steady-state reading allocates nothing.
-    std::swap(record, block->records[block_index]);
-    current_line = block->lines[block_index];
-    ++block_index;
     return true;
   }
 };
@@ -420,6 +470,12 @@ const Header& TapeReader::header() const {
 }
 bool TapeReader::next(Record& record) {
   return impl_->next(record);
+}
+const Record* TapeReader::read() {
+  return impl_->read_next();
+}
+std::string_view TapeReader::canonical_line() {
+  return impl_->canonical_line();
 }
 uint64_t TapeReader::line_number() const {
   return impl_->current_line;

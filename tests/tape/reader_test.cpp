@@ -256,3 +256,23 @@ TEST(ParallelReader, DestroyedHalfWayStopsCleanly) {
 
 }  // namespace
 }  // namespace tapedeck
+
+namespace tapedeck {
+namespace {
+
+TEST(ParallelReader, CanonicalLinesMatchTheEncoderOnEveryPath) {
+  const std::string tape = mixed_tape(2500);
+  for (ReaderOptions options : {ReaderOptions{1, 1 << 20, true}, ReaderOptions{2, 333, true},
+                                ReaderOptions{2, 333, false}}) {
+    auto reader = chunked_reader(tape, options);
+    size_t count = 0;
+    while (const Record* record = reader->read()) {
+      ASSERT_EQ(reader->canonical_line(), encode_record_line(*record)) << "record " << count;
+      ++count;
+    }
+    EXPECT_EQ(count, 2500u);
+  }
+}
+
+}  // namespace
+}  // namespace tapedeck
