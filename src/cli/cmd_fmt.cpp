@@ -43,7 +43,8 @@ int run_fmt(const FmtOptions& options) {
 void add_fmt(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<FmtOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "fmt",
+      "fmt", "Re-encode a tape canonically (the reference serializer's exact bytes)");
+  cmd->footer(
       "Re-encode a tape canonically: the exact bytes the reference serializer writes.\n"
       "Without -o the tape goes to stdout; with -o it replaces OUT atomically and its CAS\n"
       "entries are carried into OUT.cas (hard links where possible).\n\n"

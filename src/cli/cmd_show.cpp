@@ -89,8 +89,8 @@ int run_show(const ShowOptions& options) {
 
 void add_show(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<ShowOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "show",
+  CLI::App* cmd = app.add_subcommand("show", "List a tape's records, filtered by kind or phase");
+  cmd->footer(
       "List a tape's records, one line each: seq, phase, virtual and monotonic time, kind, and\n"
       "what happened. --json prints the matching records as canonical tape lines (NDJSON).\n\n"
       "Examples:\n"

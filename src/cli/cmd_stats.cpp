@@ -110,7 +110,8 @@ int run_stats(const StatsOptions& options) {
 void add_stats(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<StatsOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "stats",
+      "stats", "Summarize a tape: counts per kind and phase, payload bytes, virtual time");
+  cmd->footer(
       "Summarize a tape: records per kind and phase, inline and CAS payload bytes, and the span\n"
       "of virtual time it covers.\n\n"
       "Example:\n"

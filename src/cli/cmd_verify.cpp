@@ -93,7 +93,8 @@ int run_verify(const VerifyOptions& options) {
 void add_verify(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<VerifyOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "verify",
+      "verify", "Check that a tape parses and that its payloads and CAS entries are intact");
+  cmd->footer(
       "Check a tape: every line parses, every inline payload hashes to its content_hash, every\n"
       "CAS entry a record names is present in IN.cas, hashes to its name and has the length\n"
       "the record says. Every problem is listed, not just the first.\n"
