@@ -2,8 +2,8 @@
 # One ground-truth vector through `tapedeck fmt`:
 #   canonical: the same bytes back, CAS sidecar included (entries and their bytes);
 #   lenient:   formats to NAME.expected.tape;
-#   error:     refused with exit 2 and one line naming the file and its line.
-# Usage: vector_test.sh canonical|lenient|error TAPEDECK VECTOR
+#   errors:    refused with exit 2 and one line naming the file and its line.
+# Usage: vector_test.sh canonical|lenient|errors TAPEDECK VECTOR
 set -u
 mode=$1 tapedeck=$2 vector=$3
 work=$(mktemp -d)
@@ -29,7 +29,7 @@ case $mode in
     # and the canonical form is a fixed point
     "$tapedeck" fmt "$work/out.tape" | cmp - "$expected" || fail "not a fixed point"
     ;;
-  error)
+  errors)
     "$tapedeck" fmt "$vector" -o "$work/out.tape" 2>"$work/err" >/dev/null
     code=$?
     [ "$code" -eq 2 ] || fail "exit $code, expected 2"
@@ -39,6 +39,6 @@ case $mode in
     [ ! -e "$work/out.tape" ] || fail "a refused tape left an output file"
     [ -z "$(ls -A "$work" | grep -v '^err$')" ] || fail "temporary files left behind: $(ls -A "$work")"
     ;;
-  *) echo "usage: vector_test.sh canonical|lenient|error TAPEDECK VECTOR" >&2; exit 2 ;;
+  *) echo "usage: vector_test.sh canonical|lenient|errors TAPEDECK VECTOR" >&2; exit 2 ;;
 esac
 echo "ok: $mode $(basename "$vector")"
