@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,6 +52,14 @@ class LineBuffer {
 std::string encode_header_line(const Header& header);
 std::string encode_record_line(const Record& record);
 
+// A last line cut short (no '\n', not a whole record): what a recording killed mid-write leaves.
+// Readers stop before it instead of failing; `tapedeck verify` reports it, `--repair` cuts it.
+struct TornTail {
+  uint64_t line = 0;    // its 1-based line number
+  uint64_t offset = 0;  // where it starts in the file: truncating there repairs the tape
+  uint64_t bytes = 0;
+};
+
 struct ReaderOptions {
   // Decoding threads for inputs larger than the first read; 0 = one per core (at most 8),
   // 1 = decode on the caller's thread only.
@@ -90,6 +99,8 @@ class TapeReader {
   // The canonical line (with its '\n') of the record read() returned last; valid until the next
   // call. With ReaderOptions::canonical_lines it was encoded by the decoding threads.
   std::string_view canonical_line();
+  // Set once the reader met a torn last line (next()/read() then answered the end).
+  const std::optional<TornTail>& torn_tail() const;
   // The line of the record next() returned last (of the header before the first record).
   uint64_t line_number() const;
   const std::string& source_name() const;
@@ -111,6 +122,7 @@ struct FormatReport {
   uint64_t cas_already_present = 0;
   std::vector<std::string> cas_missing;        // named by a record, absent from the input sidecar
   std::vector<std::string> cas_invalid_names;  // refused: not 64 lowercase hex
+  std::optional<TornTail> torn_tail;           // left out of the output
 };
 
 // Re-encodes `in` canonically into `out`, streaming (memory stays flat whatever the tape's

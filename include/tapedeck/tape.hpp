@@ -151,6 +151,8 @@ class Tape {
 
   Header header;
   std::vector<Record> records;
+  // Bytes of a torn last line that load() stopped before, if any (see TornTail in codec.hpp).
+  uint64_t torn_tail_bytes = 0;
 
   // Reads a tape; throws TapeError naming the file and line on malformed input.
   static Tape load(const std::filesystem::path& path);

@@ -17,6 +17,12 @@ struct FmtOptions {
 int run_fmt(const FmtOptions& options) {
   FormatReport report = options.out.empty() ? format_tape_to_fd(options.in, STDOUT_FILENO)
                                             : format_tape(options.in, options.out);
+  if (report.torn_tail) {
+    print_warning(
+        fmt::format("{}:{}: left out a torn last line ({} bytes; a recording stopped "
+                    "mid-write)",
+                    options.in, report.torn_tail->line, report.torn_tail->bytes));
+  }
   for (const std::string& name : report.cas_invalid_names) {
     print_warning(
         fmt::format("{}: a record names CAS entry `{}`, which is not a 64-hex BLAKE3 "

@@ -80,6 +80,7 @@ int run_show(const ShowOptions& options) {
                  kind_name(record.kind), summarize(record.kind));
     }
   }
+  warn_if_torn(*reader);
   if (options.json) fmt::print("{}", json_lines.view());
   if (!options.json && shown == 0) fmt::print(stderr, "tapedeck show: no matching records\n");
   return 0;

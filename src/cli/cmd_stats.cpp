@@ -57,6 +57,7 @@ int run_stats(const StatsOptions& options) {
       }
     });
   }
+  warn_if_torn(*reader);
   uint64_t cas_unique_bytes = 0;
   for (const auto& [name, len] : stats.cas_unique) cas_unique_bytes += len;
   const Header& header = reader->header();

@@ -1,11 +1,17 @@
 #include <fmt/core.h>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <map>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
+#include "tapedeck/error.hpp"
 
 namespace tapedeck::cli {
 
@@ -14,10 +20,11 @@ namespace {
 struct VerifyOptions {
   std::string in;
   bool json = false;
+  bool repair = false;
 };
 
 struct Problem {
-  uint64_t seq;
+  std::optional<uint64_t> seq;  // none for a problem of the file rather than of a record
   uint64_t line;
   std::string category;
   std::string message;
@@ -58,6 +65,22 @@ int run_verify(const VerifyOptions& options) {
       }
     });
   }
+  std::string repaired;
+  if (const auto& torn = reader->torn_tail()) {
+    if (options.repair) {
+      if (::truncate(options.in.c_str(), static_cast<off_t>(torn->offset)) != 0) {
+        throw TapeError(options.in, torn->line,
+                        std::string("cannot truncate the torn last line: ") + std::strerror(errno));
+      }
+      repaired =
+          fmt::format("removed the torn last line ({} bytes at line {})", torn->bytes, torn->line);
+    } else {
+      problems.push_back({std::nullopt, torn->line, "torn_tail",
+                          fmt::format("the last line ({} bytes) is cut short: a recording was "
+                                      "stopped mid-write; `tapedeck verify --repair` removes it",
+                                      torn->bytes)});
+    }
+  }
   const std::filesystem::path cas_dir = cas_dir_for(options.in);
   for (const auto& [name, ref] : cas_refs) {
     cas::Check check = cas::check_entry(cas_dir, name, ref.len_bytes);
@@ -69,18 +92,22 @@ int run_verify(const VerifyOptions& options) {
 
   if (options.json) {
     std::string out = fmt::format(
-        R"({{"path":{},"ok":{},"records":{},"cas_entries":{},"problems":[)", json_quote(options.in),
-        problems.empty() ? "true" : "false", records, cas_refs.size());
+        R"({{"path":{},"ok":{},"records":{},"cas_entries":{},"repaired":{},"problems":[)",
+        json_quote(options.in), problems.empty() ? "true" : "false", records, cas_refs.size(),
+        repaired.empty() ? "null" : json_quote(repaired));
     for (size_t i = 0; i < problems.size(); ++i) {
       const Problem& p = problems[i];
       out += fmt::format(R"({}{{"seq":{},"line":{},"category":{},"message":{}}})", i ? "," : "",
-                         p.seq, p.line, json_quote(p.category), json_quote(p.message));
+                         p.seq ? std::to_string(*p.seq) : "null", p.line, json_quote(p.category),
+                         json_quote(p.message));
     }
     out += "]}\n";
     fmt::print("{}", out);
   } else {
+    if (!repaired.empty()) fmt::print("{}: repaired: {}\n", options.in, repaired);
     for (const Problem& p : problems) {
-      fmt::print("{}:{}: seq {}: {}: {}\n", options.in, p.line, p.seq, p.category, p.message);
+      fmt::print("{}:{}: {}{}: {}\n", options.in, p.line,
+                 p.seq ? fmt::format("seq {}: ", *p.seq) : std::string(), p.category, p.message);
     }
     fmt::print("{}: {} records, {} CAS entries: {}\n", options.in, records, cas_refs.size(),
                problems.empty() ? "ok" : fmt::format("{} problem(s)", problems.size()));
@@ -97,12 +124,15 @@ void add_verify(CLI::App& app, int& exit_code) {
   cmd->footer(
       "Check a tape: every line parses, every inline payload hashes to its content_hash, every\n"
       "CAS entry a record names is present in IN.cas, hashes to its name and has the length\n"
-      "the record says. Every problem is listed, not just the first.\n"
+      "the record says. Every problem is listed, not just the first. A last line cut short (a\n"
+      "recording stopped mid-write) is reported as torn_tail; --repair truncates it away.\n"
       "Exit 0 when clean, 1 when problems were found, 2 when the tape cannot be read.\n\n"
       "Example:\n"
       "  tapedeck verify run.tape --json | jq .problems");
   cmd->add_option("IN", options->in, "Tape to check")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--json", options->json, "One JSON object: ok, records, cas_entries, problems");
+  cmd->add_flag("--repair", options->repair,
+                "Truncate a torn last line (every whole record before it is kept)");
   cmd->callback([options, &exit_code] { exit_code = run_verify(*options); });
 }
 

@@ -51,4 +51,13 @@ void print_warning(std::string_view what) {
   fmt::print(stderr, "tapedeck: warning: {}\n", one_line(what));
 }
 
+void warn_if_torn(const TapeReader& reader) {
+  if (const auto& torn = reader.torn_tail()) {
+    print_warning(
+        fmt::format("{}:{}: ignored a torn last line ({} bytes; a recording stopped "
+                    "mid-write): `tapedeck verify --repair` removes it",
+                    reader.source_name(), torn->line, torn->bytes));
+  }
+}
+
 }  // namespace tapedeck::cli

@@ -18,3 +18,14 @@ void print_error(std::string_view what);
 void print_warning(std::string_view what);
 
 }  // namespace tapedeck::cli
+
+namespace tapedeck {
+class TapeReader;
+}
+
+namespace tapedeck::cli {
+
+// Warns when the reader stopped before a torn last line (a recording cut off mid-write).
+void warn_if_torn(const TapeReader& reader);
+
+}  // namespace tapedeck::cli

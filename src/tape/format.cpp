@@ -36,6 +36,7 @@ FormatReport stream_canonical(TapeReader& reader, Sink&& sink, OnCas&& on_cas) {
     }
   }
   sink(buffer.view());
+  report.torn_tail = reader.torn_tail();
   return report;
 }
 

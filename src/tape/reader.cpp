@@ -63,19 +63,23 @@ struct Block {
   std::optional<std::pair<uint64_t, std::string>> bad_line;
   std::exception_ptr error;
   bool decoded = false;
+  uint64_t offset = 0;             // of byte 0 in the input
+  bool unterminated_tail = false;  // the input's last line, without its '\n', ends the block
+  std::optional<TornTail> torn;    // that line did not decode: relative line, block offset
 };
 
 // Producer -> workers -> consumer, with a bounded number of blocks in flight.
 class BlockPipeline {
  public:
   BlockPipeline(std::string name, TapeReader::ReadFn& read, std::string_view leftover,
-                unsigned workers, size_t block_bytes, bool encode)
+                uint64_t leftover_offset, unsigned workers, size_t block_bytes, bool encode)
       : name_(std::move(name)),
         read_(read),
         block_bytes_(block_bytes),
         encode_(encode),
         max_in_flight_(2 * workers + 2),
-        carry_(leftover) {
+        carry_(leftover),
+        next_offset_(leftover_offset) {
     producer_ = std::thread([this] { produce(); });
     for (unsigned i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
   }
@@ -151,10 +155,14 @@ class BlockPipeline {
       if (got == 0) eof_ = true;
       size += got;
     }
+    block.unterminated_tail = eof_ && size > 0 && block.bytes[size - 1] != '\n';
     if (eof_ && (cut == std::string::npos || cut < size)) cut = size;  // a last line without '\n'
     carry_.assign(block.bytes.data() + cut, size - cut);
     block.size = cut;
     std::memset(block.bytes.data() + cut, 0, padding);
+    block.offset = next_offset_;
+    next_offset_ += cut;
+    block.torn.reset();
     block.count = 0;
     block.encoded.clear();
     block.line_count = 0;
@@ -244,7 +252,13 @@ class BlockPipeline {
         ++line;
       }
     } catch (const TapeError& error) {
-      block.bad_line.emplace(line, error.detail());
+      if (block.unterminated_tail &&
+          std::memchr(data + begin, '\n', block.size - begin) == nullptr) {
+        // The input's last line, cut short: a recording killed mid-write. Not an error.
+        block.torn = TornTail{line, begin, block.size - begin};
+      } else {
+        block.bad_line.emplace(line, error.detail());
+      }
     } catch (...) {
       block.error = std::current_exception();
     }
@@ -256,8 +270,9 @@ class BlockPipeline {
   const size_t block_bytes_;
   const bool encode_;
   const size_t max_in_flight_;
-  std::string carry_;  // producer only
-  bool eof_ = false;   // producer only
+  std::string carry_;     // producer only
+  bool eof_ = false;      // producer only
+  uint64_t next_offset_;  // producer only: input offset of the next block
 
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -291,6 +306,10 @@ struct TapeReader::Impl {
   size_t end = 0;    // end of the data read so far
   size_t scan = 0;   // where the newline search resumes
   bool eof = false;
+  uint64_t buffer_offset = 0;  // input offset of buffer[0]
+  bool line_unterminated =
+      false;  // the line next_line() returned last ended the input without '\n'
+  std::optional<TornTail> torn;
   uint64_t lines_seen = 0;  // lines split off so far (the 1-based number of the last one)
   uint64_t current_line = 0;
 
@@ -320,6 +339,7 @@ struct TapeReader::Impl {
 
   void fill() {
     if (begin > 0) {  // slide the partial line to the front before reading more
+      buffer_offset += begin;
       std::memmove(buffer, buffer + begin, end - begin);
       end -= begin;
       scan -= begin;
@@ -349,6 +369,7 @@ struct TapeReader::Impl {
       if (eof) {
         if (begin == end) return false;
         line = std::string_view(buffer + begin, end - begin);
+        line_unterminated = true;
         begin = scan = end;
         break;
       }
@@ -393,20 +414,33 @@ struct TapeReader::Impl {
     unsigned threads = options.threads;
     if (threads == 0) threads = std::min(8u, std::max(1u, std::thread::hardware_concurrency()));
     if (threads < 2 || eof) return;
-    pipeline =
-        std::make_unique<BlockPipeline>(name, read, std::string_view(buffer + begin, end - begin),
-                                        threads, options.block_bytes, options.canonical_lines);
+    pipeline = std::make_unique<BlockPipeline>(
+        name, read, std::string_view(buffer + begin, end - begin), buffer_offset + begin, threads,
+        options.block_bytes, options.canonical_lines);
     block_first_line = lines_seen + 1;
     begin = scan = end;
   }
 
+  // The serial path: the next record into `record`; false at the end (or at a torn last line).
+  bool decode_serial(Record& record) {
+    std::string_view line;
+    if (torn || !next_content_line(line)) return false;
+    current_line = lines_seen;
+    try {
+      detail::decode_record_line(decoder, line, name, current_line, record);
+    } catch (const TapeError&) {
+      if (!line_unterminated) throw;
+      // The input's last line, cut short: a recording killed mid-write. Not an error.
+      const uint64_t offset = buffer_offset + static_cast<uint64_t>(line.data() - buffer);
+      torn = TornTail{current_line, offset, buffer_offset + end - offset};
+      return false;
+    }
+    return true;
+  }
+
   const Record* read_next() {
     if (pipeline) return read_from_pipeline();
-    std::string_view line;
-    if (!next_content_line(line)) return nullptr;
-    current_line = lines_seen;
-    detail::decode_record_line(decoder, line, name, current_line, serial_record);
-    return &serial_record;
+    return decode_serial(serial_record) ? &serial_record : nullptr;
   }
 
   Record* read_from_pipeline() {
@@ -416,6 +450,10 @@ struct TapeReader::Impl {
           fail(block_first_line + block->bad_line->first, block->bad_line->second);
         }
         if (block->error) std::rethrow_exception(block->error);
+        if (block->torn) {
+          torn = TornTail{block_first_line + block->torn->line, block->offset + block->torn->offset,
+                          block->torn->bytes};
+        }
         block_first_line += block->line_count;
       }
       block = pipeline->next_block();
@@ -446,11 +484,7 @@ struct TapeReader::Impl {
       std::swap(record, *decoded);
       return true;
     }
-    std::string_view line;
-    if (!next_content_line(line)) return false;
-    current_line = lines_seen;
-    detail::decode_record_line(decoder, line, name, current_line, record);
-    return true;
+    return decode_serial(record);
   }
 };
 
@@ -476,6 +510,9 @@ const Record* TapeReader::read() {
 }
 std::string_view TapeReader::canonical_line() {
   return impl_->canonical_line();
+}
+const std::optional<TornTail>& TapeReader::torn_tail() const {
+  return impl_->torn;
 }
 uint64_t TapeReader::line_number() const {
   return impl_->current_line;

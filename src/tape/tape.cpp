@@ -17,6 +17,7 @@ Tape Tape::load(const std::filesystem::path& path) {
   Tape tape(reader->header());
   Record record;
   while (reader->next(record)) tape.records.push_back(std::move(record));
+  if (reader->torn_tail()) tape.torn_tail_bytes = reader->torn_tail()->bytes;
   tape.cas_dir_ = cas_dir_for(path);
   return tape;
 }

@@ -82,6 +82,15 @@ check "verify inline hash" 1 "$td" verify "$vectors/lenient/payload_both_fields.
 check "verify canonical vectors" 0 "$td" verify "$vectors/canonical/payload_paths.tape"
 check "verify unreadable" 2 "$td" verify "$vectors/errors/truncated_record.tape" && expect "unreadable: one line" one_line "$work/err"
 
+# a torn last line (a recording stopped mid-write): reported, worked around, repaired
+head -c -30 "$work/ex.tape" >"$work/torn.tape" && cp -r "$work/ex.tape.cas" "$work/torn.tape.cas"
+check "verify torn" 1 "$td" verify --json "$work/torn.tape" && expect "torn tail reported" grep -q '"category":"torn_tail"' "$work/out"
+check "stats torn" 0 "$td" stats "$work/torn.tape" && expect "torn warned" grep -q "torn last line" "$work/err"
+check "fmt torn" 0 "$td" fmt -q "$work/torn.tape" -o "$work/untorn.tape" && expect "fmt warns of torn" grep -q "torn" "$work/err"
+check "verify --repair" 0 "$td" verify --repair "$work/torn.tape" && expect "repair said" grep -q "repaired" "$work/out"
+expect "repair keeps every whole record" cmp -s "$work/torn.tape" "$work/untorn.tape"
+check "verify after repair" 0 "$td" verify "$work/torn.tape"
+
 # fmt: in place keeps bytes; elsewhere hard-links CAS entries; garbage leaves nothing behind
 cp "$work/ex.tape" "$work/copy.tape" && cp -r "$work/ex.tape.cas" "$work/copy.tape.cas"
 check "fmt in place" 0 "$td" fmt -q "$work/copy.tape" -o "$work/copy.tape" && expect "in place unchanged" cmp -s "$work/ex.tape" "$work/copy.tape"

@@ -276,3 +276,51 @@ TEST(ParallelReader, CanonicalLinesMatchTheEncoderOnEveryPath) {
 
 }  // namespace
 }  // namespace tapedeck
+
+namespace tapedeck {
+namespace {
+
+TEST(TornTail, ALastLineCutShortEndsTheTapeInsteadOfFailingIt) {
+  const std::string whole = mixed_tape(3000) + "\n";
+  // Cut inside the last record: what a writer killed mid-write leaves.
+  const size_t last_start = whole.rfind('\n', whole.size() - 2) + 1;
+  const std::string torn = whole.substr(0, last_start + 25);
+  for (ReaderOptions options : {ReaderOptions{1, 1 << 20}, ReaderOptions{2, 700}}) {
+    auto reader = chunked_reader(torn, options);
+    size_t count = 0;
+    uint64_t last_line = 0;
+    while (reader->read()) {
+      ++count;
+      last_line = reader->line_number();
+    }
+    EXPECT_EQ(count, 2999u);
+    ASSERT_TRUE(reader->torn_tail().has_value());
+    EXPECT_EQ(reader->torn_tail()->offset, last_start);
+    EXPECT_EQ(reader->torn_tail()->bytes, 25u);
+    EXPECT_GT(reader->torn_tail()->line, last_line);
+    EXPECT_EQ(reader->read(), nullptr);  // and it stays at the end
+  }
+}
+
+TEST(TornTail, AWholeLastLineWithoutNewlineIsARecord) {
+  const std::string tape = mixed_tape(100);  // ends without '\n'
+  auto reader = chunked_reader(tape, ReaderOptions{2, 300});
+  size_t count = 0;
+  while (reader->read()) ++count;
+  EXPECT_EQ(count, 100u);
+  EXPECT_FALSE(reader->torn_tail().has_value());
+}
+
+TEST(TornTail, AMalformedLineEndedByNewlineIsStillAnError) {
+  std::string tape = mixed_tape(100) + "\n{\"type\":\"record\",\"seq\":0,\n";
+  auto reader = chunked_reader(tape, ReaderOptions{2, 300});
+  EXPECT_THROW(
+      {
+        while (reader->read()) {
+        }
+      },
+      TapeError);
+}
+
+}  // namespace
+}  // namespace tapedeck
