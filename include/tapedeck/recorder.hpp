@@ -11,7 +11,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -22,6 +24,22 @@
 #include "tapedeck/tape.hpp"
 
 namespace tapedeck {
+
+// When a streaming recorder asks the disk to keep what it wrote (fsync).
+enum class FsyncPolicy {
+  never,                // the page cache only: survives the process being killed, not power loss
+  at_phase_and_finish,  // at every phase change and at finalize()
+  every_flush,          // after every flush (at most flush_interval apart); CAS entries too
+};
+
+struct StreamOptions {
+  // Records reach the file at least this often, and at every phase change and at finalize().
+  std::chrono::milliseconds flush_interval{100};
+  FsyncPolicy fsync = FsyncPolicy::at_phase_and_finish;
+  // Called on the flushing thread after each flush with how many records this recorder has
+  // written in all (for progress reports and tests).
+  std::function<void(uint64_t records_written)> on_flush;
+};
 
 class Recorder {
  public:
@@ -39,15 +57,34 @@ class Recorder {
   // Sets the phase and answers the previous one (PhaseGuard is the usual way in).
   Phase swap_phase(Phase phase);
 
-  // Every record so far, in seq order, with every CAS entry they name.
+  // Every record so far, in seq order, with every CAS entry they name. A streaming recorder
+  // flushes and reads its tape back (which may hold other processes' records too).
   Tape snapshot(Header header) const;
+
+  // Streaming: from now on records reach `tape` as they are recorded (see StreamOptions), in the
+  // canonical encoding, so a killed process leaves a valid tape holding every record flushed
+  // before the kill. CAS entries are written, whole, before any record naming them. An existing
+  // tape is appended to, and several processes may append to one tape at once: seq stays unique
+  // and gap-free across them. Throws TapeError when the tape cannot be opened.
+  void stream_to(const std::filesystem::path& tape, const Header& header,
+                 StreamOptions options = {});
+  // Writes what was recorded so far; throws the stream's error (disk full, …) if it has one.
+  void flush();
+  // Writes everything, fsyncs (unless FsyncPolicy::never) and stops streaming. Throws the
+  // stream's error: the tape then holds every record before the failed write, whole.
+  void finalize();
+  bool streaming() const { return streaming_ != nullptr; }
   // How many records were recorded so far.
   uint64_t record_count() const;
   const Clock& clock() const { return *clock_; }
 
  private:
   struct Shard;
+  struct Streaming;
   Shard& shard_for_this_thread();
+  // Writes every entry stamped up to now; errors are kept in the stream, not thrown.
+  void flush_pending(bool sync) noexcept;
+  void fail_stream(std::exception_ptr error) noexcept;
 
   const uint64_t id_;  // unique for the process lifetime: thread caches key on it, not on `this`
   std::shared_ptr<Clock> clock_;
@@ -55,6 +92,7 @@ class Recorder {
   alignas(64) std::atomic<uint8_t> phase_{static_cast<uint8_t>(Phase::user_script)};
   mutable std::mutex shards_mutex_;  // guards the shard list, never taken on the record path
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Streaming> streaming_;
 };
 
 // Restores the previous phase when it goes out of scope.

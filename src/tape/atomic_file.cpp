@@ -17,7 +17,7 @@ void throw_errno(const std::filesystem::path& path, std::string_view what) {
   std::string detail(what);
   detail += ": ";
   detail += std::strerror(saved);
-  if (saved == ENOSPC || saved == EDQUOT) detail += " (the disk is full; nothing was replaced)";
+  if (saved == ENOSPC || saved == EDQUOT) detail += " (the disk is full)";
   throw TapeError(path.string(), 0, detail);
 }
 

@@ -1,0 +1,177 @@
+// The streaming recorder: records reach the file as they are recorded, whole, in seq order,
+// with their CAS entries written first; existing tapes are appended to; torn tails are cut.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tapedeck/codec.hpp"
+#include "tapedeck/error.hpp"
+#include "tapedeck/recorder.hpp"
+#include "test_support.hpp"
+
+namespace tapedeck {
+namespace {
+
+using testing::read_file;
+using testing::TempDir;
+using testing::write_file;
+
+size_t lines_in(const std::filesystem::path& path) {
+  const std::string bytes = read_file(path);
+  return static_cast<size_t>(std::count(bytes.begin(), bytes.end(), '\n'));
+}
+
+StreamOptions slow_flushes() {
+  StreamOptions options;
+  options.flush_interval = std::chrono::hours(1);  // only explicit flush points write
+  return options;
+}
+
+TEST(Streaming, WritesWhatASnapshotWouldHold) {
+  TempDir tmp;
+  auto streamed = std::make_shared<Recorder>(Clock::paused_at(1000));
+  auto in_memory = std::make_shared<Recorder>(Clock::paused_at(1000));
+  streamed->stream_to(tmp / "s.tape", Header::current(1000, "s", {"a"}));
+  for (auto* recorder : {streamed.get(), in_memory.get()}) {
+    recorder->record(kind::ClockRead{ClockSource::wall, 7});
+    recorder->record(kind::LlmCall{"d", recorder->payload_from_bytes(std::string(5000, 'x'))});
+    recorder->record(kind::FileDelete{"gone"});
+  }
+  streamed->finalize();
+  Tape expected = in_memory->snapshot(Header::current(1000, "s", {"a"}));
+  expected.persist(tmp / "m.tape");
+  EXPECT_EQ(read_file(tmp / "s.tape"), read_file(tmp / "m.tape"));
+  const Tape loaded = Tape::load(tmp / "s.tape");
+  const auto& response = std::get<kind::LlmCall>(loaded.records[1].kind).response;
+  EXPECT_EQ(loaded.resolve(response), std::string(5000, 'x'));
+}
+
+TEST(Streaming, RecordsReachTheFileAtFlushPointsWithoutFinalize) {
+  TempDir tmp;
+  auto recorder = std::make_shared<Recorder>(Clock::paused_at(0));
+  RecorderGuard active = install_recorder(recorder);
+  recorder->stream_to(tmp / "t.tape", Header::current(), slow_flushes());
+  EXPECT_EQ(lines_in(tmp / "t.tape"), 1u);  // the header, at once
+  recorder->record(kind::ClockSleep{1});
+  recorder->record(kind::ClockSleep{2});
+  EXPECT_EQ(lines_in(tmp / "t.tape"), 1u);  // buffered
+  {
+    auto phase = enter_phase(Phase::runtime_finalize);  // a phase change is a flush point
+    EXPECT_EQ(lines_in(tmp / "t.tape"), 3u);
+    recorder->record(kind::ClockSleep{3});
+  }
+  EXPECT_EQ(lines_in(tmp / "t.tape"), 4u);
+  recorder->record(kind::ClockSleep{4});
+  recorder->flush();
+  EXPECT_EQ(lines_in(tmp / "t.tape"), 5u);
+  Tape tape = Tape::load(tmp / "t.tape");
+  ASSERT_EQ(tape.records.size(), 4u);
+  EXPECT_EQ(tape.records[2].phase, Phase::runtime_finalize);
+  EXPECT_EQ(tape.records[3].phase, Phase::user_script);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_EQ(tape.records[i].seq, i);
+}
+
+TEST(Streaming, TheIntervalFlushesOnItsOwn) {
+  TempDir tmp;
+  Recorder recorder(Clock::paused_at(0));
+  StreamOptions options;
+  options.flush_interval = std::chrono::milliseconds(5);
+  std::atomic<uint64_t> reported{0};
+  options.on_flush = [&](uint64_t written) { reported = written; };
+  recorder.stream_to(tmp / "t.tape", Header::current(), options);
+  recorder.record(kind::ClockSleep{1});
+  for (int i = 0; i < 2000 && reported.load() < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(reported.load(), 1u);
+  EXPECT_EQ(lines_in(tmp / "t.tape"), 2u);
+  recorder.finalize();
+}
+
+TEST(Streaming, CasEntriesAreOnDiskBeforeTheirRecord) {
+  TempDir tmp;
+  Recorder recorder(Clock::paused_at(0));
+  recorder.stream_to(tmp / "t.tape", Header::current(), slow_flushes());
+  Payload payload = recorder.payload_from_bytes(std::string(9000, 'c'));
+  ASSERT_TRUE(payload.in_cas());
+  // Before the record exists, its entry is already in the sidecar.
+  EXPECT_EQ(read_file(tmp / "t.tape.cas" / payload.content_hash), std::string(9000, 'c'));
+  recorder.record(kind::LlmCall{"d", payload});
+  recorder.finalize();
+}
+
+TEST(Streaming, AppendsToAnExistingTapeAndCutsATornTail) {
+  TempDir tmp;
+  {
+    Recorder first(Clock::paused_at(0));
+    first.stream_to(tmp / "t.tape", Header::current(0, "first", {}));
+    first.record(kind::ClockSleep{1});
+    first.record(kind::ClockSleep{2});
+    first.finalize();
+  }
+  // A writer killed mid-line leaves a torn tail; the next writer cuts it before appending.
+  const std::string whole = read_file(tmp / "t.tape");
+  write_file(tmp / "t.tape", whole + R"({"type":"record","seq":2,"pha)");
+  {
+    Recorder second(Clock::paused_at(0));
+    second.stream_to(tmp / "t.tape", Header::current(0, "second", {}));
+    second.record(kind::ClockSleep{3});
+    second.finalize();
+  }
+  Tape tape = Tape::load(tmp / "t.tape");
+  EXPECT_EQ(tape.header.script_path, std::optional<std::string>("first"));  // kept
+  EXPECT_EQ(tape.torn_tail_bytes, 0u);
+  ASSERT_EQ(tape.records.size(), 3u);
+  EXPECT_EQ(tape.records[2].seq, 2u);
+  EXPECT_EQ(std::get<kind::ClockSleep>(tape.records[2].kind).duration_ms, 3u);
+}
+
+TEST(Streaming, RefusesToAppendToSomethingThatIsNotATape) {
+  TempDir tmp;
+  write_file(tmp / "notes.txt", "just some notes\n");
+  Recorder recorder(Clock::paused_at(0));
+  try {
+    recorder.stream_to(tmp / "notes.txt", Header::current());
+    FAIL() << "appended to a file that is not a tape";
+  } catch (const TapeError& error) {
+    EXPECT_NE(error.detail().find("not a record"), std::string::npos) << error.what();
+  }
+  EXPECT_EQ(read_file(tmp / "notes.txt"), "just some notes\n");
+}
+
+TEST(Streaming, ThreadsAndTwoRecordersShareOneGapFreeTape) {
+  TempDir tmp;
+  Recorder a(Clock::paused_at(0));
+  Recorder b(Clock::paused_at(0));
+  StreamOptions options;
+  options.flush_interval = std::chrono::milliseconds(1);
+  a.stream_to(tmp / "t.tape", Header::current(), options);
+  b.stream_to(tmp / "t.tape", Header::current(), options);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Recorder& mine = t % 2 ? a : b;
+      for (uint64_t i = 0; i < 20'000; ++i) mine.record(kind::ClockSleep{i});
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  a.finalize();
+  b.finalize();
+  Tape tape = Tape::load(tmp / "t.tape");
+  ASSERT_EQ(tape.records.size(), 80'000u);
+  for (uint64_t i = 0; i < tape.records.size(); ++i) ASSERT_EQ(tape.records[i].seq, i);
+}
+
+TEST(Streaming, SnapshotOfAStreamingRecorderReadsItsTape) {
+  TempDir tmp;
+  Recorder recorder(Clock::paused_at(0));
+  recorder.stream_to(tmp / "t.tape", Header::current(), slow_flushes());
+  recorder.record(kind::ClockSleep{5});
+  Tape tape = recorder.snapshot(Header::current());
+  ASSERT_EQ(tape.records.size(), 1u);
+  EXPECT_EQ(std::get<kind::ClockSleep>(tape.records[0].kind).duration_ms, 5u);
+  recorder.finalize();
+}
+
+}  // namespace
+}  // namespace tapedeck
