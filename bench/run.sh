@@ -9,6 +9,8 @@
 #   3. The recorder (Google Benchmark): records/s on one thread (target: >= 10 M/s), two
 #      threads against one (target: >= 1.5x), and streaming to a tape against recording into
 #      memory (target: costs <= 10% of throughput).
+#   4. The fidelity oracle on two 1,000,000-record tapes against loading both (tapedeck stats on
+#      each): target less than 2x.
 #
 # Usage: bench/run.sh [--rounds N] [--dir DIR]
 #   DIR holds the generated tapes (about 1 GB); default a fresh folder in /dev/shm (tmpfs) when it
@@ -117,6 +119,31 @@ b10m=$(time_verify "$dir/blank10m.tape")
 rm -f "$dir"/blank*.tape
 printf 'single line  20 MB %6ss  200 MB %6ss  ratio %s (10 = linear)\n' "$t20" "$t200" "$(ratio "$t200" "$t20")"
 printf 'blank lines  1 M   %6ss  10 M   %6ss  ratio %s (10 = linear)\n' "$b1m" "$b10m" "$(ratio "$b10m" "$b1m")"
+
+echo
+echo "== fidelity on two 1,000,000-record tapes (medians of $rounds)"
+build/release/bench/tape_gen 1000000 1 "$dir/fa.tape" small 2>/dev/null
+# The replay differs in one record: the oracle must still read every line of both.
+sed '500000s/"duration_ms":[0-9]*/"duration_ms":424242/' "$dir/fa.tape" >"$dir/fb.tape"
+time_median() {  # time_median CMD...: median seconds over the rounds (exit codes ignored)
+  local samples=$dir/cmd.samples start stop
+  rm -f "$samples"
+  for ((round = 0; round < rounds; round++)); do
+    start=$(date +%s%N)
+    "$@" >/dev/null 2>&1 || true
+    stop=$(date +%s%N)
+    awk -v ns=$((stop - start)) 'BEGIN {printf "%.4f\n", ns / 1e9}' >>"$samples"
+  done
+  median <"$samples"
+}
+load_a=$(time_median "$td" stats "$dir/fa.tape")
+load_b=$(time_median "$td" stats "$dir/fb.tape")
+oracle=$(time_median "$td" fidelity "$dir/fa.tape" "$dir/fb.tape" --mode byte-identical)
+both=$(awk -v a="$load_a" -v b="$load_b" 'BEGIN {print a + b}')
+fid_ratio=$(ratio "$oracle" "$both")
+printf 'loading both %ss, fidelity %ss: %sx, %s < 2x\n' "$both" "$oracle" "$fid_ratio" \
+  "$(verdict "$fid_ratio" 2 max)"
+rm -f "$dir"/fa.tape "$dir"/fb.tape
 
 echo
 echo "== recorder throughput into memory (Google Benchmark, medians of 7 repetitions)"

@@ -82,6 +82,24 @@ check "verify inline hash" 1 "$td" verify "$vectors/lenient/payload_both_fields.
 check "verify canonical vectors" 0 "$td" verify "$vectors/canonical/payload_paths.tape"
 check "verify unreadable" 2 "$td" verify "$vectors/errors/truncated_record.tape" && expect "unreadable: one line" one_line "$work/err"
 
+# fidelity: identical, one changed prompt, missing records, bad mode
+check "fidelity same" 0 "$td" fidelity "$work/ex.tape" "$work/ex.tape" --mode byte-identical
+expect "fidelity same says so" grep -q "no divergence" "$work/out"
+digest=$(grep -o '"request_digest":"[0-9a-f]*"' "$work/ex.tape" | sed -n 2p | cut -d'"' -f4)
+sed "s/$digest/$(printf '%064d' 0)/" "$work/ex.tape" >"$work/prompt.tape"
+check "fidelity changed prompt" 1 "$td" fidelity "$work/ex.tape" "$work/prompt.tape" --mode byte-identical --json
+expect "one llm_request_digest divergence at seq 6" python3 -c '
+import json,sys; r=json.load(open(sys.argv[1]))
+d=r["divergences"]; assert len(d)==1 and d[0]["category"]=="llm_request_digest" and d[0]["seq"]==6, d
+assert r["recorded_records"]==17 and abs(r["score"]-16/17)<1e-6, r' "$work/out"
+check "fidelity human" 1 "$td" fidelity "$work/ex.tape" "$work/prompt.tape"
+expect "side by side with carets" grep -q '\^\^\^' "$work/out"
+head -5 "$work/ex.tape" >"$work/short.tape"
+check "fidelity missing" 1 "$td" fidelity "$work/ex.tape" "$work/short.tape" && expect "missing_in_replay" grep -q missing_in_replay "$work/out"
+check "fidelity outcome" 1 "$td" fidelity "$work/ex.tape" "$work/short.tape" --mode outcome && expect "outcome facets" grep -q outcome_files "$work/out"
+check "fidelity bad mode" 2 "$td" fidelity "$work/ex.tape" "$work/ex.tape" --mode fuzzy && expect "bad mode: one line" one_line "$work/err"
+check "fidelity unreadable" 2 "$td" fidelity "$work/ex.tape" "$vectors/errors/not_json.tape" && expect "names the bad tape" grep -q "not_json.tape:1" "$work/err"
+
 # a torn last line (a recording stopped mid-write): reported, worked around, repaired
 head -c -30 "$work/ex.tape" >"$work/torn.tape" && cp -r "$work/ex.tape.cas" "$work/torn.tape.cas"
 check "verify torn" 1 "$td" verify --json "$work/torn.tape" && expect "torn tail reported" grep -q '"category":"torn_tail"' "$work/out"

@@ -1,0 +1,311 @@
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <type_traits>
+
+#include "tapedeck/fidelity.hpp"
+
+namespace tapedeck::fidelity {
+
+namespace {
+
+// How much of a record a comparison looks at.
+struct Level {
+  bool seq;             // byte_identical only
+  bool clocks;          // virtual_time_ms and monotonic_ms
+  bool process_timing;  // process_spawn duration_ms
+};
+constexpr Level kByteIdentical{true, true, true};
+constexpr Level kStrictButSeq{false, true, true};
+constexpr Level kSemantic{false, false, false};
+
+struct FieldDiff {
+  std::string_view category;
+  std::string recorded;
+  std::string replay;
+};
+
+std::string quoted(const std::string& text) {
+  return "\"" + text + "\"";
+}
+
+template <typename T>
+std::string show(const T& value) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return quoted(value);
+  } else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
+    return value ? quoted(*value) : "null";
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    std::string out = "[";
+    for (size_t i = 0; i < value.size(); ++i) out += (i ? ", " : "") + quoted(value[i]);
+    return out + "]";
+  } else {
+    return std::to_string(value);
+  }
+}
+
+class Differ {
+ public:
+  explicit Differ(std::vector<FieldDiff>& out) : out_(out) {}
+
+  template <typename T>
+  void field(std::string_view category, const T& recorded, const T& replay) {
+    if (!(recorded == replay)) out_.push_back({category, show(recorded), show(replay)});
+  }
+
+ private:
+  std::vector<FieldDiff>& out_;
+};
+
+void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Level& level,
+                Differ& differ, std::vector<FieldDiff>& out) {
+  if (recorded.index() != replay.index() || kind_name(recorded) != kind_name(replay)) {
+    out.push_back(
+        {"kind_mismatch", std::string(kind_name(recorded)), std::string(kind_name(replay))});
+    return;
+  }
+  std::visit(
+      [&](const auto& a) {
+        using K = std::decay_t<decltype(a)>;
+        const K& b = std::get<K>(replay);
+        if constexpr (std::is_same_v<K, kind::ClockRead>) {
+          differ.field("clock_read_source", std::string(to_string(a.source)),
+                       std::string(to_string(b.source)));
+          differ.field("clock_read_value", a.value_ms, b.value_ms);
+        } else if constexpr (std::is_same_v<K, kind::ClockSleep>) {
+          differ.field("clock_sleep_duration", a.duration_ms, b.duration_ms);
+        } else if constexpr (std::is_same_v<K, kind::LlmCall>) {
+          differ.field("llm_request_digest", a.request_digest, b.request_digest);
+          differ.field("llm_response_hash", a.response.content_hash, b.response.content_hash);
+        } else if constexpr (std::is_same_v<K, kind::FileRead> ||
+                             std::is_same_v<K, kind::FileWrite>) {
+          differ.field("file_path", a.path, b.path);
+          differ.field("file_content_hash", a.content_hash, b.content_hash);
+          differ.field("file_len_bytes", a.len_bytes, b.len_bytes);
+        } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
+          differ.field("file_path", a.path, b.path);
+        } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
+          differ.field("process_program", a.program, b.program);
+          differ.field("process_args", a.args, b.args);
+          differ.field("process_cwd", a.cwd, b.cwd);
+          differ.field("process_exit_code", a.exit_code, b.exit_code);
+          if (level.process_timing) differ.field("process_duration", a.duration_ms, b.duration_ms);
+          differ.field("process_stdout_hash", a.stdout_payload.content_hash,
+                       b.stdout_payload.content_hash);
+          differ.field("process_stderr_hash", a.stderr_payload.content_hash,
+                       b.stderr_payload.content_hash);
+        } else {
+          differ.field("unknown_kind_content", a.raw_json, b.raw_json);
+        }
+      },
+      recorded);
+}
+
+std::vector<FieldDiff> diff_records(const Record& recorded, const Record& replay,
+                                    const Level& level) {
+  std::vector<FieldDiff> out;
+  Differ differ(out);
+  if (level.seq) differ.field("seq_mismatch", recorded.seq, replay.seq);
+  differ.field("phase_mismatch", std::string(to_string(recorded.phase)),
+               std::string(to_string(replay.phase)));
+  if (level.clocks) {
+    differ.field("virtual_time_drift", recorded.virtual_time_ms, replay.virtual_time_ms);
+    differ.field("monotonic_drift", recorded.monotonic_ms, replay.monotonic_ms);
+  }
+  diff_kinds(recorded.kind, replay.kind, level, differ, out);
+  return out;
+}
+
+std::string line_of(const Record& record) {
+  std::string line = encode_record_line(record);
+  line.pop_back();
+  return line;
+}
+
+Divergence divergence_from(const std::vector<FieldDiff>& diffs, const Record& recorded,
+                           const Record& replay) {
+  Divergence divergence;
+  divergence.seq = recorded.seq;
+  divergence.category = std::string(diffs.front().category);
+  divergence.message = std::string(diffs.front().category) + ": recorded " +
+                       diffs.front().recorded + ", replay " + diffs.front().replay;
+  for (size_t i = 1; i < diffs.size(); ++i) {
+    divergence.message += "; also " + std::string(diffs[i].category) + ": recorded " +
+                          diffs[i].recorded + ", replay " + diffs[i].replay;
+  }
+  divergence.recorded_line = line_of(recorded);
+  divergence.replay_line = line_of(replay);
+  return divergence;
+}
+
+// A tape's records (from a reader or from memory), minus the ones a mode ignores.
+class Stream {
+ public:
+  using Source = std::function<const Record*()>;
+  Stream(Source source, Mode mode) : source_(std::move(source)), mode_(mode) {}
+  const Record* next() {
+    while (const Record* record = source_()) {
+      ++count_;
+      if (mode_ == Mode::phase_aware && record->phase == Phase::runtime_finalize &&
+          std::holds_alternative<kind::ClockRead>(record->kind)) {
+        continue;
+      }
+      return record;
+    }
+    return nullptr;
+  }
+  uint64_t count() const { return count_; }
+
+ private:
+  Source source_;
+  Mode mode_;
+  uint64_t count_ = 0;
+};
+
+// The end state outcome mode compares.
+struct Outcome {
+  std::map<std::string, std::pair<std::string, uint64_t>> files;  // path -> (hash, seq)
+  std::optional<std::pair<int32_t, uint64_t>> last_exit;          // (exit code, seq)
+  uint64_t llm_calls = 0;
+
+  void add(const Record& record) {
+    if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) {
+      files[write->path] = {write->content_hash, record.seq};
+    } else if (const auto* gone = std::get_if<kind::FileDelete>(&record.kind)) {
+      files.erase(gone->path);
+    } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
+      last_exit = {{spawn->exit_code, record.seq}};
+    } else if (std::holds_alternative<kind::LlmCall>(record.kind)) {
+      ++llm_calls;
+    }
+  }
+};
+
+void compare_outcomes(const Outcome& recorded, const Outcome& replay, Report& report) {
+  std::map<std::string, int> paths;
+  for (const auto& [path, _] : recorded.files) paths[path];
+  for (const auto& [path, _] : replay.files) paths[path];
+  for (const auto& [path, _] : paths) {
+    auto a = recorded.files.find(path);
+    auto b = replay.files.find(path);
+    const std::string left = a == recorded.files.end() ? "not written" : a->second.first;
+    const std::string right = b == replay.files.end() ? "not written" : b->second.first;
+    if (left == right) continue;
+    report.divergences.push_back(
+        {a != recorded.files.end() ? a->second.second : b->second.second, "outcome_files",
+         "final content of " + quoted(path) + ": recorded " + left + ", replay " + right, "", ""});
+  }
+  if (recorded.last_exit.has_value() != replay.last_exit.has_value() ||
+      (recorded.last_exit && recorded.last_exit->first != replay.last_exit->first)) {
+    auto shown_exit = [](const auto& exit) {
+      return exit ? std::to_string(exit->first) : std::string("no subprocess");
+    };
+    report.divergences.push_back(
+        {recorded.last_exit ? recorded.last_exit->second
+                            : (replay.last_exit ? replay.last_exit->second : 0),
+         "outcome_exit_code",
+         "exit code of the last subprocess: recorded " + shown_exit(recorded.last_exit) +
+             ", replay " + shown_exit(replay.last_exit),
+         "", ""});
+  }
+  if (recorded.llm_calls != replay.llm_calls) {
+    report.divergences.push_back({0, "outcome_llm_calls",
+                                  "LLM calls: recorded " + std::to_string(recorded.llm_calls) +
+                                      ", replay " + std::to_string(replay.llm_calls),
+                                  "", ""});
+  }
+}
+
+}  // namespace
+
+std::optional<Mode> parse_mode(std::string_view text) {
+  if (text == "byte-identical" || text == "byte_identical") return Mode::byte_identical;
+  if (text == "semantic") return Mode::semantic;
+  if (text == "outcome") return Mode::outcome;
+  if (text == "phase-aware" || text == "phase_aware") return Mode::phase_aware;
+  return std::nullopt;
+}
+
+std::string_view to_string(Mode mode) {
+  switch (mode) {
+    case Mode::byte_identical:
+      return "byte-identical";
+    case Mode::semantic:
+      return "semantic";
+    case Mode::outcome:
+      return "outcome";
+    case Mode::phase_aware:
+      return "phase-aware";
+  }
+  return "semantic";
+}
+
+namespace {
+
+Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
+  Report report;
+  report.mode = mode;
+
+  if (mode == Mode::outcome) {
+    Outcome left, right;
+    while (const Record* record = recorded.next()) left.add(*record);
+    while (const Record* record = replay.next()) right.add(*record);
+    compare_outcomes(left, right, report);
+  } else {
+    for (;;) {
+      const Record* a = recorded.next();
+      const Record* b = replay.next();
+      if (a == nullptr && b == nullptr) break;
+      if (b == nullptr) {
+        report.divergences.push_back(
+            {a->seq, "missing_in_replay",
+             "the replay ended before this " + std::string(kind_name(a->kind)) + " record",
+             line_of(*a), ""});
+        continue;
+      }
+      if (a == nullptr) {
+        report.divergences.push_back({b->seq, "missing_in_recorded",
+                                      "the replay has this " + std::string(kind_name(b->kind)) +
+                                          " record past the recording's end",
+                                      "", line_of(*b)});
+        continue;
+      }
+      Level level = kSemantic;
+      if (mode == Mode::byte_identical) level = kByteIdentical;
+      if (mode == Mode::phase_aware && a->phase == Phase::user_script) level = kStrictButSeq;
+      std::vector<FieldDiff> diffs = diff_records(*a, *b, level);
+      if (!diffs.empty()) report.divergences.push_back(divergence_from(diffs, *a, *b));
+    }
+  }
+  report.recorded_records = recorded.count();
+  report.replay_records = replay.count();
+  if (mode == Mode::outcome) {
+    report.score = report.divergences.empty() ? 1.0 : 0.0;
+  } else {
+    const double records = static_cast<double>(
+        std::max<uint64_t>({report.recorded_records, report.replay_records, 1}));
+    report.score = std::max(0.0, 1.0 - static_cast<double>(report.divergences.size()) / records);
+  }
+  return report;
+}
+
+}  // namespace
+
+Report compare(TapeReader& recorded, TapeReader& replay, Mode mode) {
+  Stream left([&] { return recorded.read(); }, mode);
+  Stream right([&] { return replay.read(); }, mode);
+  return compare_streams(left, right, mode);
+}
+
+Report compare(const Tape& recorded, const Tape& replay, Mode mode) {
+  auto from = [](const Tape& tape) {
+    return [&tape, next = size_t{0}]() mutable -> const Record* {
+      return next < tape.records.size() ? &tape.records[next++] : nullptr;
+    };
+  };
+  Stream left(from(recorded), mode);
+  Stream right(from(replay), mode);
+  return compare_streams(left, right, mode);
+}
+
+}  // namespace tapedeck::fidelity

@@ -1,0 +1,174 @@
+#include "tapedeck/fidelity.hpp"
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+
+namespace tapedeck::fidelity {
+namespace {
+
+// A small run: every kind, both phases, a finalize-phase clock read.
+Tape run() {
+  Tape tape(Header::current());
+  auto add = [&](RecordKind kind, Phase phase = Phase::user_script) {
+    Record record;
+    record.seq = tape.records.size();
+    record.phase = phase;
+    record.virtual_time_ms = 1000 + static_cast<int64_t>(record.seq) * 10;
+    record.monotonic_ms = static_cast<int64_t>(record.seq) * 10;
+    record.kind = std::move(kind);
+    tape.records.push_back(std::move(record));
+  };
+  add(kind::ClockRead{ClockSource::wall, 1000});
+  add(kind::LlmCall{"digest-1", Payload{Payload::Storage::inline_text, "answer-hash", "hi", 0}});
+  add(kind::ClockSleep{250});
+  add(kind::FileRead{"src/a.c", "hash-a", 10});
+  add(kind::ProcessSpawn{"make",
+                         {"test"},
+                         "/w",
+                         0,
+                         320,
+                         Payload{Payload::Storage::inline_text, "out", "ok", 0},
+                         Payload{Payload::Storage::inline_text, "err", "", 0}});
+  add(kind::FileWrite{"out/report.md", "hash-r", 8});
+  add(kind::ClockRead{ClockSource::monotonic, 77}, Phase::runtime_finalize);
+  add(kind::FileWrite{"state.json", "hash-s", 2}, Phase::runtime_finalize);
+  return tape;
+}
+
+std::vector<std::string> categories(const Report& report) {
+  std::vector<std::string> out;
+  for (const auto& d : report.divergences) out.push_back(d.category);
+  return out;
+}
+
+TEST(Fidelity, IdenticalRunsAgreeInEveryMode) {
+  for (Mode mode : {Mode::byte_identical, Mode::semantic, Mode::outcome, Mode::phase_aware}) {
+    Report report = compare(run(), run(), mode);
+    EXPECT_TRUE(report.identical()) << to_string(mode);
+    EXPECT_EQ(report.score, 1.0);
+    EXPECT_EQ(report.recorded_records, 8u);
+    EXPECT_EQ(report.replay_records, 8u);
+  }
+}
+
+TEST(Fidelity, AChangedPromptIsOneDigestDivergenceAtItsSeq) {
+  Tape replay = run();
+  std::get<kind::LlmCall>(replay.records[1].kind).request_digest = "digest-2";
+  Report report = compare(run(), replay, Mode::byte_identical);
+  ASSERT_EQ(report.divergences.size(), 1u);
+  EXPECT_EQ(report.divergences[0].seq, 1u);
+  EXPECT_EQ(report.divergences[0].category, "llm_request_digest");
+  EXPECT_NE(report.divergences[0].message.find("digest-1"), std::string::npos);
+  EXPECT_NE(report.divergences[0].message.find("digest-2"), std::string::npos);
+  EXPECT_NE(report.divergences[0].replay_line.find("digest-2"), std::string::npos);
+  EXPECT_DOUBLE_EQ(report.score, 1.0 - 1.0 / 8.0);
+}
+
+TEST(Fidelity, TimeDriftCountsOnlyWhereTheModeSaysSo) {
+  Tape replay = run();
+  for (Record& record : replay.records) {
+    record.virtual_time_ms += 5;
+    record.monotonic_ms += 3;
+  }
+  std::get<kind::ProcessSpawn>(replay.records[4].kind).duration_ms = 999;
+  Report strict = compare(run(), replay, Mode::byte_identical);
+  EXPECT_EQ(strict.divergences.size(), 8u);
+  EXPECT_EQ(strict.divergences[0].category, "virtual_time_drift");
+  EXPECT_NE(strict.divergences[0].message.find("also monotonic_drift"), std::string::npos);
+  EXPECT_TRUE(compare(run(), replay, Mode::semantic).identical());
+  // phase-aware: user_script records strict, runtime_finalize ones semantic.
+  Report phased = compare(run(), replay, Mode::phase_aware);
+  EXPECT_EQ(phased.divergences.size(), 6u);
+}
+
+TEST(Fidelity, EveryFieldHasItsCategory) {
+  Tape replay = run();
+  std::get<kind::ClockRead>(replay.records[0].kind).value_ms = 1;
+  std::get<kind::LlmCall>(replay.records[1].kind).response.content_hash = "other";
+  std::get<kind::ClockSleep>(replay.records[2].kind).duration_ms = 1;
+  std::get<kind::FileRead>(replay.records[3].kind).content_hash = "changed";
+  std::get<kind::ProcessSpawn>(replay.records[4].kind).exit_code = 2;
+  replay.records[5].phase = Phase::runtime_finalize;
+  replay.records[7].kind = kind::FileDelete{"state.json"};
+  EXPECT_EQ(categories(compare(run(), replay, Mode::semantic)),
+            (std::vector<std::string>{"clock_read_value", "llm_response_hash",
+                                      "clock_sleep_duration", "file_content_hash",
+                                      "process_exit_code", "phase_mismatch", "kind_mismatch"}));
+  Tape args = run();
+  auto& spawn = std::get<kind::ProcessSpawn>(args.records[4].kind);
+  spawn.args = {"test", "-j2"};
+  spawn.cwd.reset();
+  spawn.stdout_payload.content_hash = "x";
+  Report report = compare(run(), args, Mode::semantic);
+  ASSERT_EQ(report.divergences.size(), 1u);
+  EXPECT_EQ(report.divergences[0].category, "process_args");
+  EXPECT_NE(report.divergences[0].message.find("also process_cwd"), std::string::npos);
+  EXPECT_NE(report.divergences[0].message.find("also process_stdout_hash"), std::string::npos);
+}
+
+TEST(Fidelity, MissingRecordsOnEitherSide) {
+  Tape shorter = run();
+  shorter.records.resize(6);
+  Report report = compare(run(), shorter, Mode::semantic);
+  EXPECT_EQ(categories(report),
+            (std::vector<std::string>{"missing_in_replay", "missing_in_replay"}));
+  EXPECT_EQ(report.divergences[0].seq, 6u);
+  Report reverse = compare(shorter, run(), Mode::semantic);
+  EXPECT_EQ(categories(reverse),
+            (std::vector<std::string>{"missing_in_recorded", "missing_in_recorded"}));
+  EXPECT_EQ(reverse.recorded_records, 6u);
+}
+
+TEST(Fidelity, PhaseAwareIgnoresFinalizeClockReads) {
+  Tape replay = run();
+  replay.records.erase(replay.records.begin() + 6);  // the finalize clock read is gone
+  EXPECT_TRUE(compare(run(), replay, Mode::phase_aware).identical());
+  EXPECT_FALSE(compare(run(), replay, Mode::semantic).identical());
+}
+
+TEST(Fidelity, OutcomeComparesTheEndStateOnly) {
+  Tape replay = run();
+  // Same end state reached differently: an extra read, and a write later overwritten.
+  replay.records.insert(replay.records.begin() + 3,
+                        Record{99, Phase::user_script, 0, 0, kind::FileRead{"x", "h", 1}});
+  EXPECT_TRUE(compare(run(), replay, Mode::outcome).identical());
+
+  Tape different = run();
+  std::get<kind::FileWrite>(different.records[5].kind).content_hash = "other";
+  std::get<kind::ProcessSpawn>(different.records[4].kind).exit_code = 1;
+  different.records.push_back(Record{8, Phase::user_script, 0, 0, kind::LlmCall{"d", Payload{}}});
+  different.records.push_back(Record{9, Phase::user_script, 0, 0, kind::FileDelete{"state.json"}});
+  Report report = compare(run(), different, Mode::outcome);
+  EXPECT_EQ(categories(report),
+            (std::vector<std::string>{"outcome_files", "outcome_files", "outcome_exit_code",
+                                      "outcome_llm_calls"}));
+  EXPECT_EQ(report.score, 0.0);
+}
+
+TEST(Fidelity, ReadersAndTapesGiveTheSameReport) {
+  testing::TempDir tmp;
+  Tape replay = run();
+  std::get<kind::FileRead>(replay.records[3].kind).path = "src/b.c";
+  run().persist(tmp / "a.tape");
+  replay.persist(tmp / "b.tape");
+  auto left = TapeReader::open(tmp / "a.tape");
+  auto right = TapeReader::open(tmp / "b.tape");
+  Report streamed = compare(*left, *right, Mode::byte_identical);
+  Report in_memory = compare(run(), replay, Mode::byte_identical);
+  ASSERT_EQ(streamed.divergences.size(), 1u);
+  EXPECT_EQ(streamed.divergences[0].category, "file_path");
+  EXPECT_EQ(streamed.divergences[0].message, in_memory.divergences[0].message);
+  EXPECT_EQ(streamed.score, in_memory.score);
+}
+
+TEST(Fidelity, ModeNames) {
+  EXPECT_EQ(parse_mode("byte-identical"), Mode::byte_identical);
+  EXPECT_EQ(parse_mode("phase-aware"), Mode::phase_aware);
+  EXPECT_EQ(parse_mode("outcome"), Mode::outcome);
+  EXPECT_FALSE(parse_mode("fuzzy").has_value());
+  EXPECT_EQ(to_string(Mode::semantic), "semantic");
+}
+
+}  // namespace
+}  // namespace tapedeck::fidelity
