@@ -10,10 +10,14 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   librust-blake3-dev                      # ships the official BLAKE3 C sources
   python3 time
+  chromium                                # tapedeck view's browser test
 )
 # The seed anchor (shared/anchors/seed-rust) builds from Debian's Rust crates.
 packages+=(librust-serde-json-dev librust-serde-derive-dev librust-tempfile-dev)
 command -v cargo >/dev/null 2>&1 || packages+=(cargo rustc)
+# The machine image ships Node.js with npm; Debian's packages only where they are missing.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,4 +29,11 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The browser test drives Chromium with playwright-core (its version pinned by the lock file).
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$here/tests/view/node_modules/playwright-core" ]; then
+  echo "install-deps: npm ci in tests/view" >&2
+  npm ci --prefix "$here/tests/view" --no-audit --no-fund --loglevel=error >/dev/null
 fi

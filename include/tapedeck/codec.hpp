@@ -50,6 +50,8 @@ class LineBuffer {
 };
 
 std::string encode_header_line(const Header& header);
+// A JSON string literal, quoted and escaped exactly as the tape escapes strings.
+std::string json_string(std::string_view text);
 std::string encode_record_line(const Record& record);
 
 // A last line cut short (no '\n', not a whole record): what a recording killed mid-write leaves.

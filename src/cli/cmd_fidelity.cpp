@@ -74,12 +74,12 @@ int run_fidelity(const FidelityOptions& options) {
     std::string out = fmt::format(
         R"({{"mode":{},"recorded":{},"replay":{},"recorded_records":{},"replay_records":{},)"
         R"("score":{:.6f},"divergences":[)",
-        json_quote(fidelity::to_string(report.mode)), json_quote(options.recorded),
-        json_quote(options.replay), report.recorded_records, report.replay_records, report.score);
+        json_string(fidelity::to_string(report.mode)), json_string(options.recorded),
+        json_string(options.replay), report.recorded_records, report.replay_records, report.score);
     for (size_t i = 0; i < report.divergences.size(); ++i) {
       const auto& d = report.divergences[i];
       out += fmt::format(R"({}{{"seq":{},"category":{},"message":{}}})", i ? "," : "", d.seq,
-                         json_quote(d.category), json_quote(d.message));
+                         json_string(d.category), json_string(d.message));
     }
     fmt::print("{}]}}\n", out);
     return report.identical() ? 0 : 1;

@@ -38,15 +38,15 @@ std::string summarize(const RecordKind& kind) {
                              describe_payload(k.response));
         } else if constexpr (std::is_same_v<K, kind::FileRead> ||
                              std::is_same_v<K, kind::FileWrite>) {
-          return fmt::format("{} ({}, {})", json_quote(k.path), human_bytes(k.len_bytes),
+          return fmt::format("{} ({}, {})", json_string(k.path), human_bytes(k.len_bytes),
                              short_hash(k.content_hash));
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
-          return json_quote(k.path);
+          return json_string(k.path);
         } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
-          std::string command = json_quote(k.program);
-          for (const std::string& arg : k.args) command += " " + json_quote(arg);
+          std::string command = json_string(k.program);
+          for (const std::string& arg : k.args) command += " " + json_string(arg);
           return fmt::format("{}{} -> exit {} in {} ms, stdout {}, stderr {}", command,
-                             k.cwd ? " in " + json_quote(*k.cwd) : std::string(), k.exit_code,
+                             k.cwd ? " in " + json_string(*k.cwd) : std::string(), k.exit_code,
                              k.duration_ms, describe_payload(k.stdout_payload),
                              describe_payload(k.stderr_payload));
         } else {

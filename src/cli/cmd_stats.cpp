@@ -69,7 +69,7 @@ int run_stats(const StatsOptions& options) {
   if (options.json) {
     std::string kinds;
     for (const auto& [name, count] : stats.by_kind) {
-      kinds += fmt::format("{}{}:{}", kinds.empty() ? "" : ",", json_quote(name), count);
+      kinds += fmt::format("{}{}:{}", kinds.empty() ? "" : ",", json_string(name), count);
     }
     std::string time = has_time ? fmt::format(R"({{"min":{},"max":{},"span":{}}})", stats.vt_min,
                                               stats.vt_max, span)
@@ -79,7 +79,7 @@ int run_stats(const StatsOptions& options) {
                R"("payloads":{{"inline":{},"inline_bytes":{},"cas_refs":{},"cas_ref_bytes":{},)"
                R"("cas_entries":{},"cas_entry_bytes":{}}},"virtual_time_ms":{},"sleep_ms":{}}})"
                "\n",
-               json_quote(options.in), header.version, json_quote(header.harn_version),
+               json_string(options.in), header.version, json_string(header.harn_version),
                stats.records, kinds, stats.by_phase[0], stats.by_phase[1], stats.inline_payloads,
                stats.inline_bytes, stats.cas_refs, stats.cas_ref_bytes, stats.cas_unique.size(),
                cas_unique_bytes, time, stats.sleep_ms);

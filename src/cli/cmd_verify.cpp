@@ -93,13 +93,13 @@ int run_verify(const VerifyOptions& options) {
   if (options.json) {
     std::string out = fmt::format(
         R"({{"path":{},"ok":{},"records":{},"cas_entries":{},"repaired":{},"problems":[)",
-        json_quote(options.in), problems.empty() ? "true" : "false", records, cas_refs.size(),
-        repaired.empty() ? "null" : json_quote(repaired));
+        json_string(options.in), problems.empty() ? "true" : "false", records, cas_refs.size(),
+        repaired.empty() ? "null" : json_string(repaired));
     for (size_t i = 0; i < problems.size(); ++i) {
       const Problem& p = problems[i];
       out += fmt::format(R"({}{{"seq":{},"line":{},"category":{},"message":{}}})", i ? "," : "",
-                         p.seq ? std::to_string(*p.seq) : "null", p.line, json_quote(p.category),
-                         json_quote(p.message));
+                         p.seq ? std::to_string(*p.seq) : "null", p.line, json_string(p.category),
+                         json_string(p.message));
     }
     out += "]}\n";
     fmt::print("{}", out);

@@ -11,5 +11,6 @@ void add_verify(CLI::App& app, int& exit_code);
 void add_show(CLI::App& app, int& exit_code);
 void add_stats(CLI::App& app, int& exit_code);
 void add_fidelity(CLI::App& app, int& exit_code);
+void add_view(CLI::App& app, int& exit_code);
 
 }  // namespace tapedeck::cli

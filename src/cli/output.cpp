@@ -8,12 +8,6 @@
 
 namespace tapedeck::cli {
 
-std::string json_quote(std::string_view text) {
-  LineBuffer buffer;
-  buffer.put_json_string(text);
-  return std::string(buffer.view());
-}
-
 std::string human_bytes(uint64_t bytes) {
   if (bytes < 1024) return fmt::format("{} B", bytes);
   static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};

@@ -7,8 +7,6 @@
 
 namespace tapedeck::cli {
 
-// A JSON string literal, escaped like the tape itself.
-std::string json_quote(std::string_view text);
 // "12 B", "4.0 KiB", "1.5 MiB": sizes a person reads at a glance.
 std::string human_bytes(uint64_t bytes);
 // The first `keep` characters of a hash, for people.

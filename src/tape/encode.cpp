@@ -222,6 +222,12 @@ void LineBuffer::append_record(const Record& record) {
   put("}\n");
 }
 
+std::string json_string(std::string_view text) {
+  LineBuffer buffer;
+  buffer.put_json_string(text);
+  return std::string(buffer.view());
+}
+
 std::string encode_header_line(const Header& header) {
   LineBuffer buffer;
   buffer.append_header(header);
