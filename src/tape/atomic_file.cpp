@@ -89,6 +89,12 @@ void AtomicFile::rename_into_place() {
   placed_ = true;
 }
 
+bool AtomicFile::link_into_place() {
+  if (::link(temp_.c_str(), target_.c_str()) == 0) return true;
+  if (errno == EEXIST) return false;
+  throw_errno(target_, "cannot create");
+}
+
 void AtomicFile::commit(bool durable) {
   if (durable && ::fsync(fd_) != 0) throw_errno(target_, "fsync failed");
   close_unsynced();

@@ -21,6 +21,9 @@ class AtomicFile {
   // Renames without the file's fsync: for callers that flushed a batch with one syncfs().
   void close_unsynced();
   void rename_into_place();
+  // Places the written file at the target only if nothing is there yet (a hard link, so a
+  // concurrent creator is never overwritten); false when the target already existed.
+  bool link_into_place();
 
   const std::filesystem::path& target() const { return target_; }
   const std::filesystem::path& temp_path() const { return temp_; }

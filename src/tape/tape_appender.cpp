@@ -35,8 +35,17 @@ bool read_at(int fd, uint64_t offset, char* out, size_t size) {
 
 TapeAppender::TapeAppender(std::filesystem::path path, const Header& header)
     : path_(std::move(path)) {
-  make_directories(path_.parent_path());
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+  if (fd_ < 0 && errno == ENOENT) {
+    // A new tape appears with its header already in it: a writer killed right after creating
+    // it never leaves an empty file behind.
+    AtomicFile fresh(path_);
+    LineBuffer header_line;
+    header_line.append_header(header);
+    fresh.write(header_line.view());
+    fresh.link_into_place();  // false: another writer created it first, which is as good
+    fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+  }
   if (fd_ < 0) fail("cannot open the tape for appending");
   lock();
   try {
