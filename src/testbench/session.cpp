@@ -1,0 +1,169 @@
+#include <type_traits>
+
+#include "tapedeck/error.hpp"
+#include "tapedeck/testbench.hpp"
+#include "testbench/process_key.hpp"
+
+namespace tapedeck {
+
+// ---- builder -------------------------------------------------------------------------------
+
+Testbench Testbench::recording(std::filesystem::path tape) {
+  return Testbench(Mode::record, std::move(tape), std::nullopt);
+}
+
+Testbench Testbench::replaying(std::filesystem::path recorded,
+                               std::optional<std::filesystem::path> emit) {
+  return Testbench(Mode::replay, std::move(recorded), std::move(emit));
+}
+
+Testbench& Testbench::paused_clock(int64_t wall_ms) {
+  paused_at_ = wall_ms;
+  return *this;
+}
+
+Testbench& Testbench::subprocesses(std::chrono::milliseconds timeout) {
+  process_timeout_ = timeout;
+  return *this;
+}
+
+Testbench& Testbench::network(NetworkPolicy policy) {
+  network_ = std::move(policy);
+  return *this;
+}
+
+Testbench& Testbench::describe(std::string script_path, std::vector<std::string> argv) {
+  script_path_ = std::move(script_path);
+  argv_ = std::move(argv);
+  return *this;
+}
+
+std::unique_ptr<Session> Testbench::start() {
+  return std::unique_ptr<Session>(new Session(*this));
+}
+
+// ---- session -------------------------------------------------------------------------------
+
+Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.network_) {
+  if (mode_ == Testbench::Mode::record) {
+    output_ = bench.tape_;
+    clock_ = bench.paused_at_ ? Clock::paused_at(*bench.paused_at_) : Clock::real();
+    header_ = Header::current(clock_->now_ms(), bench.script_path_, bench.argv_);
+  } else {
+    output_ = bench.emit_;
+    recorded_ = Tape::load(bench.tape_);
+    // Replay runs on a paused clock from the recording's start: sleeps cost no wall time, and a
+    // recording made on a paused clock is stamped identically.
+    header_ = recorded_->header;
+    clock_ = Clock::paused_at(header_.started_at_unix_ms.value_or(0));
+    for (const Record& record : recorded_->records) {
+      if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
+        spawns_[detail::process_tuple_key(spawn->program, spawn->args, spawn->cwd)].push_back(
+            spawn);
+      }
+    }
+  }
+  recorder_ = std::make_shared<Recorder>(clock_);
+  active_.emplace(recorder_);
+  if (bench.process_timeout_) process_tape_.emplace(ProcessTape(*this, *bench.process_timeout_));
+}
+
+Session::~Session() {
+  if (!finalized_) {
+    try {
+      finalize();
+    } catch (...) {
+      // A destructor cannot report it; hosts that care call finalize() themselves.
+    }
+  }
+}
+
+ProcessTape& Session::processes() {
+  if (!process_tape_) throw std::logic_error("the subprocess axis is not enabled (subprocesses())");
+  return *process_tape_;
+}
+
+Tape Session::finalize() {
+  finalized_ = true;
+  Tape tape = recorder_->snapshot(header_);
+  if (output_) tape.persist(*output_);
+  active_.reset();
+  return tape;
+}
+
+namespace {
+// K's position in RecordKind.
+template <typename K, size_t I = 0>
+constexpr size_t alternative_index() {
+  if constexpr (std::is_same_v<std::variant_alternative_t<I, RecordKind>, K>) {
+    return I;
+  } else {
+    return alternative_index<K, I + 1>();
+  }
+}
+}  // namespace
+
+template <typename K>
+const K& Session::next_recorded(const char* what) {
+  constexpr size_t index = alternative_index<K>();
+  size_t& cursor = cursors_[index];
+  const auto& records = recorded_->records;
+  while (cursor < records.size() && records[cursor].kind.index() != index) ++cursor;
+  if (cursor == records.size()) {
+    throw ReplayMiss(std::string("replay needs a ") + what + ", but the tape holds no more (" +
+                     std::to_string(records.size()) + " records)");
+  }
+  return std::get<K>(records[cursor++].kind);
+}
+
+// ---- the clock axis ------------------------------------------------------------------------
+
+namespace {
+
+int64_t read_clock(Recorder& recorder, Clock& clock, ClockSource source,
+                   const kind::ClockRead* recorded) {
+  int64_t value;
+  if (recorded != nullptr) {
+    if (recorded->source != source) {
+      throw ReplayMiss(std::string("replay read the ") + std::string(to_string(source)) +
+                       " clock where the tape holds a " + std::string(to_string(recorded->source)) +
+                       " clock read (value " + std::to_string(recorded->value_ms) + ")");
+    }
+    value = recorded->value_ms;
+  } else {
+    value = source == ClockSource::wall ? clock.now_ms() : clock.monotonic_ms();
+  }
+  recorder.record(kind::ClockRead{source, value});
+  return value;
+}
+
+}  // namespace
+
+int64_t TestClock::now_ms() {
+  const kind::ClockRead* recorded = session_.mode_ == Testbench::Mode::replay
+                                        ? &session_.next_recorded<kind::ClockRead>("clock read")
+                                        : nullptr;
+  return read_clock(*session_.recorder_, *session_.clock_, ClockSource::wall, recorded);
+}
+
+int64_t TestClock::monotonic_ms() {
+  const kind::ClockRead* recorded = session_.mode_ == Testbench::Mode::replay
+                                        ? &session_.next_recorded<kind::ClockRead>("clock read")
+                                        : nullptr;
+  return read_clock(*session_.recorder_, *session_.clock_, ClockSource::monotonic, recorded);
+}
+
+void TestClock::sleep_ms(uint64_t duration_ms) {
+  if (session_.mode_ == Testbench::Mode::replay) {
+    // A sleep is not an input: the replay sleeps what it is asked (virtually) and fidelity
+    // compares the durations. The recorded sleep is consumed to keep the kinds aligned.
+    try {
+      session_.next_recorded<kind::ClockSleep>("sleep");
+    } catch (const ReplayMiss&) {
+    }
+  }
+  session_.clock_->sleep_ms(duration_ms);
+  session_.recorder_->record(kind::ClockSleep{duration_ms});
+}
+
+}  // namespace tapedeck

@@ -1,0 +1,193 @@
+#include "tapedeck/testbench.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "tapedeck/fidelity.hpp"
+#include "test_support.hpp"
+
+namespace tapedeck {
+namespace {
+
+using testing::TempDir;
+constexpr int64_t kStart = 1'700'000'000'000;
+
+TEST(Network, DenyByDefaultAndTheThreeRuleShapes) {
+  NetworkPolicy policy = NetworkPolicy::deny_all();
+  EXPECT_FALSE(policy.allowing_rule("example.com", 443));
+  policy.allow("api.openai.com").allow("*.anthropic.com").allow("localhost:8080");
+  EXPECT_EQ(policy.allowing_rule("API.openai.com", 443), "api.openai.com");
+  EXPECT_EQ(policy.allowing_rule("eu.api.anthropic.com", 443), "*.anthropic.com");
+  EXPECT_FALSE(policy.allowing_rule("anthropic.com", 443));  // *.domain: subdomains only
+  EXPECT_FALSE(policy.allowing_rule("evilanthropic.com", 443));
+  EXPECT_EQ(policy.allowing_rule("localhost", 8080), "localhost:8080");
+  EXPECT_FALSE(policy.allowing_rule("localhost", 8081));
+  EXPECT_NO_THROW(policy.require("https://api.openai.com/v1/chat/completions"));
+  EXPECT_NO_THROW(policy.require("http://user:secret@localhost:8080/x"));
+  try {
+    policy.require("https://example.com:8443/path");
+    FAIL() << "a host outside the allowlist passed";
+  } catch (const NetworkDenied& denied) {
+    const std::string message = denied.what();
+    EXPECT_NE(message.find("example.com:8443"), std::string::npos) << message;
+    EXPECT_NE(message.find("*.anthropic.com"), std::string::npos) << message;
+  }
+  EXPECT_THROW(NetworkPolicy::deny_all().require("https://anywhere.dev"), NetworkDenied);
+  EXPECT_THROW(policy.allow("bad:port"), std::invalid_argument);
+  EXPECT_THROW(policy.allow("*.*.x"), std::invalid_argument);
+  EXPECT_THROW(policy.allow(""), std::invalid_argument);
+}
+
+// The host under test: reads the clock, sleeps, runs subprocesses.
+struct HostRun {
+  int64_t wall = 0, mono = 0, later = 0;
+  ProcessResult first, second, big;
+};
+
+HostRun host(Session& session) {
+  HostRun run;
+  run.wall = session.clock().now_ms();
+  session.clock().sleep_ms(10'000);  // ten virtual seconds
+  run.mono = session.clock().monotonic_ms();
+  run.first = session.processes().run("sh", {"-c", "echo out; echo err >&2; exit 3"});
+  run.second = session.processes().run("sh", {"-c", "echo out; echo err >&2; exit 3"});
+  run.big = session.processes().run("sh", {"-c", "head -c 6000 /dev/zero | tr '\\0' y; pwd"},
+                                    std::string("/tmp"));
+  run.later = session.clock().now_ms();
+  return run;
+}
+
+TEST(Testbench, RecordThenReplayServesEveryInputAndTheTapesMatch) {
+  TempDir tmp;
+  HostRun recorded;
+  {
+    auto session = Testbench::recording(tmp / "run.tape")
+                       .paused_clock(kStart)
+                       .subprocesses(std::chrono::seconds(20))
+                       .describe("host", {"--task", "x"})
+                       .start();
+    EXPECT_EQ(active_recorder().get(), &session->recorder());
+    recorded = host(*session);
+    session->finalize();
+  }
+  EXPECT_EQ(active_recorder(), nullptr);  // the session restored the previous state
+  EXPECT_EQ(recorded.wall, kStart);
+  EXPECT_EQ(recorded.mono, 10'000);
+  EXPECT_EQ(recorded.later, kStart + 10'000);
+  EXPECT_EQ(recorded.first.exit_code, 3);
+  EXPECT_EQ(recorded.first.stdout_bytes, "out\n");
+  EXPECT_EQ(recorded.first.stderr_bytes, "err\n");
+  EXPECT_EQ(recorded.big.stdout_bytes, std::string(6000, 'y') + "/tmp\n");
+
+  Tape tape = Tape::load(tmp / "run.tape");
+  ASSERT_EQ(tape.records.size(), 7u);
+  EXPECT_TRUE(std::get<kind::ProcessSpawn>(tape.records[5].kind).stdout_payload.in_cas());
+
+  const auto wall_before = std::chrono::steady_clock::now();
+  HostRun replayed;
+  {
+    auto session = Testbench::replaying(tmp / "run.tape", tmp / "replay.tape")
+                       .subprocesses(std::chrono::seconds(20))
+                       .start();
+    replayed = host(*session);
+    session->finalize();
+  }
+  // The ten-second sleep cost no wall time: far under what it stood for.
+  EXPECT_LT(std::chrono::steady_clock::now() - wall_before, std::chrono::seconds(5));
+  EXPECT_EQ(replayed.wall, recorded.wall);
+  EXPECT_EQ(replayed.later, recorded.later);
+  EXPECT_EQ(replayed.first.stdout_bytes, recorded.first.stdout_bytes);
+  EXPECT_EQ(replayed.big.stdout_bytes, recorded.big.stdout_bytes);
+  EXPECT_EQ(replayed.big.duration_ms, recorded.big.duration_ms);
+
+  auto left = TapeReader::open(tmp / "run.tape");
+  auto right = TapeReader::open(tmp / "replay.tape");
+  fidelity::Report report = fidelity::compare(*left, *right, fidelity::Mode::byte_identical);
+  EXPECT_TRUE(report.identical()) << (report.divergences.empty() ? ""
+                                                                 : report.divergences[0].message);
+}
+
+TEST(Testbench, ReplayDoesNotSpawn) {
+  TempDir tmp;
+  const auto marker = tmp / "spawned";
+  {
+    auto session =
+        Testbench::recording(tmp / "run.tape").paused_clock(kStart).subprocesses().start();
+    session->processes().run("touch", {marker.string()});
+  }
+  std::filesystem::remove(marker);
+  auto session = Testbench::replaying(tmp / "run.tape").subprocesses().start();
+  EXPECT_EQ(session->processes().run("touch", {marker.string()}).exit_code, 0);
+  EXPECT_FALSE(std::filesystem::exists(marker));  // served from the tape, not run
+}
+
+TEST(Testbench, AnUnknownTupleIsALoudMissNamingTheNearest) {
+  TempDir tmp;
+  {
+    auto session =
+        Testbench::recording(tmp / "run.tape").paused_clock(kStart).subprocesses().start();
+    session->processes().run("git", {"status", "--short"}, std::string("/tmp"));
+  }
+  auto session = Testbench::replaying(tmp / "run.tape").subprocesses().start();
+  try {
+    session->processes().run("git", {"status", "--long"}, std::string("/tmp"));
+    FAIL() << "an unrecorded subprocess was served";
+  } catch (const ReplayMiss& miss) {
+    const std::string message = miss.what();
+    EXPECT_NE(message.find("`git status --long` in /tmp"), std::string::npos) << message;
+    EXPECT_NE(message.find("nearest recorded: `git status --short` in /tmp"), std::string::npos)
+        << message;
+  }
+  session->processes().run("git", {"status", "--short"}, std::string("/tmp"));
+  // The same tuple a second time: the tape held it once.
+  EXPECT_THROW(session->processes().run("git", {"status", "--short"}, std::string("/tmp")),
+               ReplayMiss);
+}
+
+TEST(Testbench, ClockReadsBeyondTheTapeOrOfTheWrongSourceMiss) {
+  TempDir tmp;
+  {
+    auto session = Testbench::recording(tmp / "run.tape").paused_clock(kStart).start();
+    session->clock().now_ms();
+  }
+  auto session = Testbench::replaying(tmp / "run.tape").start();
+  try {
+    session->clock().monotonic_ms();
+    FAIL();
+  } catch (const ReplayMiss& miss) {
+    EXPECT_NE(std::string(miss.what()).find("wall clock read"), std::string::npos) << miss.what();
+  }
+  auto again = Testbench::replaying(tmp / "run.tape").start();
+  EXPECT_EQ(again->clock().now_ms(), kStart);
+  EXPECT_THROW(again->clock().now_ms(), ReplayMiss);
+}
+
+TEST(Testbench, ASubprocessPastItsTimeoutIsKilled) {
+  TempDir tmp;
+  auto session = Testbench::recording(tmp / "run.tape")
+                     .paused_clock(kStart)
+                     .subprocesses(std::chrono::milliseconds(200))
+                     .start();
+  const auto before = std::chrono::steady_clock::now();
+  try {
+    session->processes().run("sleep", {"30"});
+    FAIL() << "no timeout";
+  } catch (const ProcessTimeout& timeout) {
+    EXPECT_NE(std::string(timeout.what()).find("200 ms timeout"), std::string::npos);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(10));
+  EXPECT_THROW(session->processes().run("/no/such/program", {}), std::runtime_error);
+  Tape tape = session->finalize();
+  EXPECT_TRUE(tape.records.empty());  // nothing is recorded for a run that never completed
+}
+
+TEST(Testbench, AxesAreOptIn) {
+  TempDir tmp;
+  auto session = Testbench::recording(tmp / "run.tape").start();
+  EXPECT_THROW(session->processes(), std::logic_error);
+  EXPECT_THROW(session->network().require("https://example.com"), NetworkDenied);
+}
+
+}  // namespace
+}  // namespace tapedeck
