@@ -9,6 +9,7 @@ packages=(
   libsimdjson-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   librust-blake3-dev                      # ships the official BLAKE3 C sources
+  libdtl-dev                              # the overlay's unified diff
   python3 time
   chromium                                # tapedeck view's browser test
 )

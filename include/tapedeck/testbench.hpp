@@ -103,6 +103,38 @@ class ProcessTape {
   std::chrono::milliseconds timeout_;
 };
 
+// The filesystem axis: copy-on-write over a worktree. Reads pass through (or see the layer),
+// writes and deletes stay in the layer; each is recorded (file_read, file_write, file_delete).
+// At the end, diff() shows the layer against the worktree, and apply() or discard() settles it.
+// Paths are relative to the worktree; one that would leave it is refused.
+class Overlay {
+ public:
+  // The file's bytes as the run sees them; throws std::runtime_error when it does not exist.
+  std::string read(const std::string& path);
+  bool exists(const std::string& path) const;
+  void write(const std::string& path, std::string bytes);
+  void remove(const std::string& path);
+
+  // Paths the layer changed, sorted.
+  std::vector<std::string> changed_paths() const;
+  // A unified diff (--- a/PATH, +++ b/PATH, hunks from dtl) of every changed path.
+  std::string diff() const;
+  // Writes the layer into the worktree (deletes included), then empties it.
+  void apply();
+  void discard() { layer_.clear(); }
+
+ private:
+  friend class Session;
+  Overlay(Session& session, std::filesystem::path worktree)
+      : session_(session), worktree_(std::move(worktree)) {}
+  std::filesystem::path resolve(const std::string& path) const;
+  std::optional<std::string> read_worktree(const std::string& path) const;
+
+  Session& session_;
+  std::filesystem::path worktree_;
+  std::map<std::string, std::optional<std::string>> layer_;  // nullopt: deleted in the layer
+};
+
 class Testbench {
  public:
   enum class Mode { record, replay };
@@ -117,6 +149,7 @@ class Testbench {
   Testbench& paused_clock(int64_t wall_ms);
   Testbench& subprocesses(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Testbench& network(NetworkPolicy policy);
+  Testbench& overlay(std::filesystem::path worktree);
   // The header's script path and argv.
   Testbench& describe(std::string script_path, std::vector<std::string> argv);
 
@@ -133,6 +166,7 @@ class Testbench {
   std::optional<std::filesystem::path> emit_;
   std::optional<int64_t> paused_at_;
   std::optional<std::chrono::milliseconds> process_timeout_;
+  std::optional<std::filesystem::path> worktree_;
   NetworkPolicy network_ = NetworkPolicy::deny_all();
   std::optional<std::string> script_path_;
   std::vector<std::string> argv_;
@@ -148,6 +182,8 @@ class Session {
   TestClock& clock() { return test_clock_; }
   // Throws std::logic_error when the subprocess axis was not enabled.
   ProcessTape& processes();
+  // Throws std::logic_error when the filesystem axis was not enabled.
+  Overlay& files();
   const NetworkPolicy& network() const { return network_; }
   Recorder& recorder() { return *recorder_; }
 
@@ -159,6 +195,7 @@ class Session {
   friend class Testbench;
   friend class TestClock;
   friend class ProcessTape;
+  friend class Overlay;
   explicit Session(const Testbench& bench);
 
   // Replay: the next unconsumed recorded record of kind K (in tape order), or ReplayMiss.
@@ -173,6 +210,7 @@ class Session {
   std::optional<RecorderGuard> active_;
   TestClock test_clock_{*this};
   std::optional<ProcessTape> process_tape_;
+  std::optional<Overlay> overlay_;
   NetworkPolicy network_;
   bool finalized_ = false;
 

@@ -32,6 +32,11 @@ Testbench& Testbench::network(NetworkPolicy policy) {
   return *this;
 }
 
+Testbench& Testbench::overlay(std::filesystem::path worktree) {
+  worktree_ = std::move(worktree);
+  return *this;
+}
+
 Testbench& Testbench::describe(std::string script_path, std::vector<std::string> argv) {
   script_path_ = std::move(script_path);
   argv_ = std::move(argv);
@@ -66,6 +71,7 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
   recorder_ = std::make_shared<Recorder>(clock_);
   active_.emplace(recorder_);
   if (bench.process_timeout_) process_tape_.emplace(ProcessTape(*this, *bench.process_timeout_));
+  if (bench.worktree_) overlay_.emplace(Overlay(*this, *bench.worktree_));
 }
 
 Session::~Session() {
@@ -81,6 +87,11 @@ Session::~Session() {
 ProcessTape& Session::processes() {
   if (!process_tape_) throw std::logic_error("the subprocess axis is not enabled (subprocesses())");
   return *process_tape_;
+}
+
+Overlay& Session::files() {
+  if (!overlay_) throw std::logic_error("the filesystem axis is not enabled (overlay())");
+  return *overlay_;
 }
 
 Tape Session::finalize() {

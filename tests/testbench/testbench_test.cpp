@@ -191,3 +191,99 @@ TEST(Testbench, AxesAreOptIn) {
 
 }  // namespace
 }  // namespace tapedeck
+
+namespace tapedeck {
+namespace {
+
+TEST(Overlay, CopyOnWriteRecordedAndDiffed) {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "work" / "src");
+  testing::write_file(tmp / "work" / "src" / "a.c", "int a;\nint b;\nint c;\n");
+  testing::write_file(tmp / "work" / "old.txt", "going away\n");
+  auto session =
+      Testbench::recording(tmp / "run.tape").paused_clock(kStart).overlay(tmp / "work").start();
+  Overlay& files = session->files();
+  EXPECT_EQ(files.read("src/a.c"), "int a;\nint b;\nint c;\n");
+  files.write("src/a.c", "int a;\nint B;\nint c;\n");
+  files.write("new/notes.md", "# notes\n");
+  files.remove("old.txt");
+  // Later reads see the layer; the worktree is untouched.
+  EXPECT_EQ(files.read("./src/a.c"), "int a;\nint B;\nint c;\n");
+  EXPECT_FALSE(files.exists("old.txt"));
+  EXPECT_TRUE(files.exists("new/notes.md"));
+  EXPECT_EQ(testing::read_file(tmp / "work" / "src" / "a.c"), "int a;\nint b;\nint c;\n");
+  EXPECT_TRUE(std::filesystem::exists(tmp / "work" / "old.txt"));
+  EXPECT_THROW(files.read("old.txt"), std::runtime_error);
+  EXPECT_THROW(files.read("../run.tape"), std::runtime_error);  // never outside the worktree
+  EXPECT_THROW(files.write("/etc/passwd", "x"), std::runtime_error);
+
+  const std::string diff = files.diff();
+  EXPECT_NE(
+      diff.find(
+          "--- a/src/a.c\n+++ b/src/a.c\n@@ -1,3 +1,3 @@\n int a;\n-int b;\n+int B;\n int c;\n"),
+      std::string::npos)
+      << diff;
+  EXPECT_NE(diff.find("--- /dev/null\n+++ b/new/notes.md\n"), std::string::npos) << diff;
+  EXPECT_NE(diff.find("--- a/old.txt\n+++ /dev/null\n"), std::string::npos) << diff;
+  EXPECT_EQ(files.changed_paths(),
+            (std::vector<std::string>{"new/notes.md", "old.txt", "src/a.c"}));
+
+  Tape tape = session->finalize();
+  std::vector<std::string> kinds;
+  for (const Record& record : tape.records) kinds.emplace_back(kind_name(record.kind));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"file_read", "file_write", "file_write", "file_delete",
+                                             "file_read"}));
+  const auto& read = std::get<kind::FileRead>(tape.records[0].kind);
+  EXPECT_EQ(read.path, "src/a.c");
+  EXPECT_EQ(read.content_hash, content_hash("int a;\nint b;\nint c;\n"));
+  EXPECT_EQ(read.len_bytes, 21u);
+}
+
+TEST(Overlay, ApplyOrDiscard) {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "work");
+  testing::write_file(tmp / "work" / "keep.txt", "v1\n");
+  testing::write_file(tmp / "work" / "drop.txt", "bye\n");
+  {
+    auto session = Testbench::recording(tmp / "a.tape").overlay(tmp / "work").start();
+    session->files().write("keep.txt", "v2\n");
+    session->files().discard();
+    EXPECT_EQ(session->files().diff(), "");
+    EXPECT_EQ(testing::read_file(tmp / "work" / "keep.txt"), "v1\n");
+  }
+  auto session = Testbench::recording(tmp / "b.tape").overlay(tmp / "work").start();
+  session->files().write("keep.txt", "v2\n");
+  session->files().write("deep/new.txt", "n\n");
+  session->files().remove("drop.txt");
+  session->files().apply();
+  EXPECT_EQ(testing::read_file(tmp / "work" / "keep.txt"), "v2\n");
+  EXPECT_EQ(testing::read_file(tmp / "work" / "deep" / "new.txt"), "n\n");
+  EXPECT_FALSE(std::filesystem::exists(tmp / "work" / "drop.txt"));
+  EXPECT_TRUE(session->files().changed_paths().empty());
+}
+
+TEST(Overlay, ReplayWritesStayInTheLayer) {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "work");
+  testing::write_file(tmp / "work" / "in.txt", "input\n");
+  auto run = [&](Session& session) {
+    const std::string input = session.files().read("in.txt");
+    session.files().write("out.txt", input + "processed\n");
+  };
+  {
+    auto session =
+        Testbench::recording(tmp / "run.tape").paused_clock(kStart).overlay(tmp / "work").start();
+    run(*session);
+  }
+  auto session =
+      Testbench::replaying(tmp / "run.tape", tmp / "replay.tape").overlay(tmp / "work").start();
+  run(*session);
+  session->finalize();
+  EXPECT_FALSE(std::filesystem::exists(tmp / "work" / "out.txt"));
+  auto left = TapeReader::open(tmp / "run.tape");
+  auto right = TapeReader::open(tmp / "replay.tape");
+  EXPECT_TRUE(fidelity::compare(*left, *right, fidelity::Mode::byte_identical).identical());
+}
+
+}  // namespace
+}  // namespace tapedeck
