@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   librust-blake3-dev                      # ships the official BLAKE3 C sources
   libdtl-dev                              # the overlay's unified diff
+  libcurl4-openssl-dev                    # the LLM axis's HTTP client
+  libcpp-httplib-dev                      # a local LLM server for the tests
   python3 time
   chromium                                # tapedeck view's browser test
 )

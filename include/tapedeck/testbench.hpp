@@ -20,9 +20,11 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -63,6 +65,35 @@ class NetworkPolicy {
  private:
   std::vector<std::string> rules_;
 };
+
+// Where the LLM axis sends requests when recording, and how.
+struct LlmOptions {
+  std::string endpoint;  // the full URL requests are POSTed to, e.g. …/v1/chat/completions
+  std::string api_key;   // sent as a header; never part of the digest nor of the tape
+  // "Authorization" sends "Bearer KEY" (OpenAI style); any other name sends the key as is
+  // (e.g. "x-api-key", Anthropic style).
+  std::string auth_header = "Authorization";
+  std::vector<std::string> extra_headers;  // "Name: value", e.g. "anthropic-version: 2023-06-01"
+  std::chrono::milliseconds timeout{120'000};
+  // What replay does with a request the tape does not hold: fail loudly (the default), or serve
+  // the next recorded response not served yet and record the request as it was, so that
+  // `tapedeck fidelity` shows the divergence (Temporal-style: run on, then compare).
+  enum class OnMiss { fail, serve_next_in_order } on_miss = OnMiss::fail;
+};
+
+struct LlmResponse {
+  long status = 0;
+  std::string body;  // a streamed (SSE) response: the whole event stream
+};
+
+// The request digest: lowercase hex BLAKE3 of the request body's canonical form: the JSON with
+// every object's keys sorted, no whitespace, strings escaped as tapes escape them, numbers as
+// written; minus the top-level fields that carry credentials or change from run to run
+// ("api_key", "user", "metadata", "stream_options"). The endpoint and the headers (where
+// credentials live) never enter it. Throws std::invalid_argument when the body is not JSON.
+std::string llm_request_digest(std::string_view request_json);
+// The canonical form itself, as digested.
+std::string llm_canonical_request(std::string_view request_json);
 
 struct ProcessResult {
   int32_t exit_code = 0;  // a signal's death is reported as 128 + the signal, like a shell does
@@ -135,6 +166,24 @@ class Overlay {
   std::map<std::string, std::optional<std::string>> layer_;  // nullopt: deleted in the layer
 };
 
+// The LLM axis. Record POSTs the request (over libcurl, after the network policy allows the
+// endpoint) and records llm_call{digest, response}; replay serves the recorded responses for a
+// digest in order, never touching the network. A streamed (SSE) response is recorded whole and
+// handed back event by event, as it arrived. A miss throws ReplayMiss naming the digest and
+// showing how the request differs from the nearest recorded one.
+class LlmClient {
+ public:
+  using OnChunk = std::function<void(std::string_view event)>;
+  LlmResponse call(const std::string& request_json, const OnChunk& on_chunk = {});
+
+ private:
+  friend class Session;
+  LlmClient(Session& session, LlmOptions options)
+      : session_(session), options_(std::move(options)) {}
+  Session& session_;
+  LlmOptions options_;
+};
+
 class Testbench {
  public:
   enum class Mode { record, replay };
@@ -150,6 +199,7 @@ class Testbench {
   Testbench& subprocesses(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   Testbench& network(NetworkPolicy policy);
   Testbench& overlay(std::filesystem::path worktree);
+  Testbench& llm(LlmOptions options);
   // The header's script path and argv.
   Testbench& describe(std::string script_path, std::vector<std::string> argv);
 
@@ -167,6 +217,7 @@ class Testbench {
   std::optional<int64_t> paused_at_;
   std::optional<std::chrono::milliseconds> process_timeout_;
   std::optional<std::filesystem::path> worktree_;
+  std::optional<LlmOptions> llm_;
   NetworkPolicy network_ = NetworkPolicy::deny_all();
   std::optional<std::string> script_path_;
   std::vector<std::string> argv_;
@@ -184,6 +235,8 @@ class Session {
   ProcessTape& processes();
   // Throws std::logic_error when the filesystem axis was not enabled.
   Overlay& files();
+  // Throws std::logic_error when the LLM axis was not enabled.
+  LlmClient& llm();
   const NetworkPolicy& network() const { return network_; }
   Recorder& recorder() { return *recorder_; }
 
@@ -196,6 +249,7 @@ class Session {
   friend class TestClock;
   friend class ProcessTape;
   friend class Overlay;
+  friend class LlmClient;
   explicit Session(const Testbench& bench);
 
   // Replay: the next unconsumed recorded record of kind K (in tape order), or ReplayMiss.
@@ -211,6 +265,13 @@ class Session {
   TestClock test_clock_{*this};
   std::optional<ProcessTape> process_tape_;
   std::optional<Overlay> overlay_;
+  std::optional<LlmClient> llm_;
+  // Canonical requests by digest: written into the tape's sidecar so that a replay miss can
+  // show how a request differs from the recorded ones. Replay: responses by digest, in order.
+  std::map<std::string, std::string> llm_requests_;
+  std::map<std::string, std::deque<const kind::LlmCall*>> llm_calls_;
+  std::vector<const kind::LlmCall*> llm_in_order_;  // every recorded call, in tape order
+  std::set<const kind::LlmCall*> llm_served_;
   NetworkPolicy network_;
   bool finalized_ = false;
 

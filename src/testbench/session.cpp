@@ -1,5 +1,6 @@
 #include <type_traits>
 
+#include "tapedeck/cas.hpp"
 #include "tapedeck/error.hpp"
 #include "tapedeck/testbench.hpp"
 #include "testbench/process_key.hpp"
@@ -37,6 +38,11 @@ Testbench& Testbench::overlay(std::filesystem::path worktree) {
   return *this;
 }
 
+Testbench& Testbench::llm(LlmOptions options) {
+  llm_ = std::move(options);
+  return *this;
+}
+
 Testbench& Testbench::describe(std::string script_path, std::vector<std::string> argv) {
   script_path_ = std::move(script_path);
   argv_ = std::move(argv);
@@ -62,6 +68,10 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
     header_ = recorded_->header;
     clock_ = Clock::paused_at(header_.started_at_unix_ms.value_or(0));
     for (const Record& record : recorded_->records) {
+      if (const auto* call = std::get_if<kind::LlmCall>(&record.kind)) {
+        llm_calls_[call->request_digest].push_back(call);
+        llm_in_order_.push_back(call);
+      }
       if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
         spawns_[detail::process_tuple_key(spawn->program, spawn->args, spawn->cwd)].push_back(
             spawn);
@@ -72,6 +82,7 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
   active_.emplace(recorder_);
   if (bench.process_timeout_) process_tape_.emplace(ProcessTape(*this, *bench.process_timeout_));
   if (bench.worktree_) overlay_.emplace(Overlay(*this, *bench.worktree_));
+  if (bench.llm_) llm_.emplace(LlmClient(*this, *bench.llm_));
 }
 
 Session::~Session() {
@@ -94,10 +105,18 @@ Overlay& Session::files() {
   return *overlay_;
 }
 
+LlmClient& Session::llm() {
+  if (!llm_) throw std::logic_error("the LLM axis is not enabled (llm())");
+  return *llm_;
+}
+
 Tape Session::finalize() {
   finalized_ = true;
   Tape tape = recorder_->snapshot(header_);
-  if (output_) tape.persist(*output_);
+  if (output_) {
+    tape.persist(*output_);
+    cas::write_entries(cas_dir_for(*output_), llm_requests_);
+  }
   active_.reset();
   return tape;
 }
