@@ -11,6 +11,7 @@
 #      memory (target: costs <= 10% of throughput).
 #   4. The fidelity oracle on two 1,000,000-record tapes against loading both (tapedeck stats on
 #      each): target less than 2x.
+#   5. Replaying a run that slept 10 s of virtual time (target: well under 1 s of wall time).
 #
 # Usage: bench/run.sh [--rounds N] [--dir DIR]
 #   DIR holds the generated tapes (about 1 GB); default a fresh folder in /dev/shm (tmpfs) when it
@@ -144,6 +145,17 @@ fid_ratio=$(ratio "$oracle" "$both")
 printf 'loading both %ss, fidelity %ss: %sx, %s < 2x\n' "$both" "$oracle" "$fid_ratio" \
   "$(verdict "$fid_ratio" 2 max)"
 rm -f "$dir"/fa.tape "$dir"/fb.tape
+
+echo
+echo "== replaying 10 s of virtual sleep (Google Benchmark)"
+build/release/bench/testbench_bench --benchmark_format=json >"$dir/sleep.json" 2>/dev/null
+python3 - "$dir/sleep.json" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))["benchmarks"][0]
+ms = run["real_time"] if run["time_unit"] == "ms" else run["real_time"] / 1e6
+print(f"a replay of 10 s of sleeps takes {ms:.2f} ms of wall time: {10000 / ms:,.0f}x faster than "
+      f"real time, {'meets' if ms < 1000 else 'MISSES'} well under 1 s")
+PY
 
 echo
 echo "== recorder throughput into memory (Google Benchmark, medians of 7 repetitions)"

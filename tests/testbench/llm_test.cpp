@@ -108,6 +108,14 @@ TEST(Llm, RecordsThenReplaysWithTheServerGone) {
   }
   EXPECT_EQ(server.hits(), 2);
   EXPECT_EQ(server.last_auth(), "Bearer " + kKey);
+  const Tape recorded = Tape::load(tmp / "run.tape");
+  ASSERT_EQ(recorded.records.size(), 2u);
+  const auto& call = std::get<kind::LlmCall>(recorded.records[1].kind);
+  EXPECT_EQ(call.request_digest, llm_request_digest(prompt("one")));
+  EXPECT_NE(recorded.resolve(call.response).find("answer 2"), std::string::npos);
+  // The canonical request sits in the sidecar under its digest, for replay misses to compare.
+  EXPECT_EQ(testing::read_file(tmp / "run.tape.cas" / call.request_digest),
+            llm_canonical_request(prompt("one")));
   server.stop();
   // The credential reached the server, never the tape or its sidecar.
   EXPECT_EQ(testing::read_file(tmp / "run.tape").find("SECRET"), std::string::npos);
