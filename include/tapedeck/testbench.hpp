@@ -111,6 +111,9 @@ class TestClock {
   int64_t now_ms();
   int64_t monotonic_ms();
   void sleep_ms(uint64_t duration_ms);
+  // Moves a paused clock forward without a sleep (time that passed outside the program's own
+  // waits); nothing is recorded, and a real clock ignores it.
+  void advance_ms(uint64_t duration_ms);
 
  private:
   friend class Session;

@@ -183,6 +183,10 @@ int64_t TestClock::monotonic_ms() {
   return read_clock(*session_.recorder_, *session_.clock_, ClockSource::monotonic, recorded);
 }
 
+void TestClock::advance_ms(uint64_t duration_ms) {
+  session_.clock_->advance_ms(duration_ms);
+}
+
 void TestClock::sleep_ms(uint64_t duration_ms) {
   if (session_.mode_ == Testbench::Mode::replay) {
     // A sleep is not an input: the replay sleeps what it is asked (virtually) and fidelity

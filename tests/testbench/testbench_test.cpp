@@ -163,6 +163,18 @@ TEST(Testbench, ClockReadsBeyondTheTapeOrOfTheWrongSourceMiss) {
   EXPECT_THROW(again->clock().now_ms(), ReplayMiss);
 }
 
+TEST(Testbench, AdvanceMovesVirtualTimeWithoutARecord) {
+  TempDir tmp;
+  auto session = Testbench::recording(tmp / "run.tape").paused_clock(kStart).start();
+  session->clock().advance_ms(1500);
+  EXPECT_EQ(session->clock().now_ms(), kStart + 1500);
+  session->clock().sleep_ms(500);
+  EXPECT_EQ(session->clock().monotonic_ms(), 2000);
+  Tape tape = session->finalize();
+  ASSERT_EQ(tape.records.size(), 3u);  // two reads and the sleep; the advance left no record
+  EXPECT_EQ(tape.records[1].virtual_time_ms, kStart + 2000);
+}
+
 TEST(Testbench, ASubprocessPastItsTimeoutIsKilled) {
   TempDir tmp;
   auto session = Testbench::recording(tmp / "run.tape")
