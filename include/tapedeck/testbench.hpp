@@ -156,6 +156,7 @@ class Overlay {
   // Writes the layer into the worktree (deletes included), then empties it.
   void apply();
   void discard() { layer_.clear(); }
+  const std::filesystem::path& worktree() const { return worktree_; }
 
  private:
   friend class Session;

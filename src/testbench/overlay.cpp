@@ -99,7 +99,16 @@ std::string Overlay::diff() const {
     dtl::Diff<std::string, std::vector<std::string>> lines(lines_of(old_text), lines_of(new_text));
     lines.compose();
     lines.composeUnifiedHunks();
-    lines.printUnifiedFormat(out);
+    std::ostringstream hunks;
+    lines.printUnifiedFormat(hunks);
+    std::string text = hunks.str();
+    // dtl numbers the empty side of a new or deleted file from 1; diff and patch say 0.
+    if (!before && text.rfind("@@ -1,0 ", 0) == 0) text.replace(0, 8, "@@ -0,0 ");
+    if (!after) {
+      if (const size_t at = text.find(" +1,0 @@"); at != std::string::npos)
+        text.replace(at, 8, " +0,0 @@");
+    }
+    out << text;
   }
   return out.str();
 }

@@ -235,8 +235,12 @@ TEST(Overlay, CopyOnWriteRecordedAndDiffed) {
           "--- a/src/a.c\n+++ b/src/a.c\n@@ -1,3 +1,3 @@\n int a;\n-int b;\n+int B;\n int c;\n"),
       std::string::npos)
       << diff;
-  EXPECT_NE(diff.find("--- /dev/null\n+++ b/new/notes.md\n"), std::string::npos) << diff;
-  EXPECT_NE(diff.find("--- a/old.txt\n+++ /dev/null\n"), std::string::npos) << diff;
+  EXPECT_NE(diff.find("--- /dev/null\n+++ b/new/notes.md\n@@ -0,0 +1,1 @@\n+# notes\n"),
+            std::string::npos)
+      << diff;
+  EXPECT_NE(diff.find("--- a/old.txt\n+++ /dev/null\n@@ -1,1 +0,0 @@\n-going away\n"),
+            std::string::npos)
+      << diff;
   EXPECT_EQ(files.changed_paths(),
             (std::vector<std::string>{"new/notes.md", "old.txt", "src/a.c"}));
 
