@@ -13,7 +13,8 @@
 // Replaying the same host against Testbench::replaying("run.tape") serves every recorded input
 // back (clock values, subprocess results) without the outside world, and writes its own tape
 // for `tapedeck fidelity`. An input the tape does not hold throws ReplayMiss naming what it
-// expected.
+// expected. A Session and its axes are used from one thread at a time (the recorder underneath
+// takes records from any thread).
 #pragma once
 
 #include <chrono>
