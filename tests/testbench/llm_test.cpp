@@ -140,6 +140,11 @@ TEST(Llm, RecordsThenReplaysWithTheServerGone) {
     EXPECT_NE(message.find("\"content\":\"won\""), std::string::npos) << message;
     EXPECT_NE(message.find("\"content\":\"one\""), std::string::npos) << message;
   }
+  // The replay's tape holds the two calls served, not the miss.
+  Tape replayed = session->finalize();
+  ASSERT_EQ(replayed.records.size(), 2u);
+  EXPECT_EQ(std::get<kind::LlmCall>(replayed.records[1].kind).request_digest,
+            llm_request_digest(prompt("one")));
 }
 
 TEST(Llm, StreamsAreRecordedWholeAndReplayedEventByEvent) {

@@ -143,6 +143,11 @@ TEST(Testbench, AnUnknownTupleIsALoudMissNamingTheNearest) {
   // The same tuple a second time: the tape held it once.
   EXPECT_THROW(session->processes().run("git", {"status", "--short"}, std::string("/tmp")),
                ReplayMiss);
+  // Only what was served is on the replay's tape.
+  Tape replayed = session->finalize();
+  ASSERT_EQ(replayed.records.size(), 1u);
+  EXPECT_EQ(std::get<kind::ProcessSpawn>(replayed.records[0].kind).args,
+            (std::vector<std::string>{"status", "--short"}));
 }
 
 TEST(Testbench, ClockReadsBeyondTheTapeOrOfTheWrongSourceMiss) {
