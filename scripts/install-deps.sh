@@ -34,9 +34,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The browser test drives Chromium with playwright-core (its version pinned by the lock file).
+# npm packages of the tests, versions pinned by their lock files: playwright-core drives
+# Chromium for the view test; the official OpenAI SDK is the proxy test's client.
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -d "$here/tests/view/node_modules/playwright-core" ]; then
-  echo "install-deps: npm ci in tests/view" >&2
-  npm ci --prefix "$here/tests/view" --no-audit --no-fund --loglevel=error >/dev/null
-fi
+for suite in view:playwright-core proxy:openai; do
+  dir=$here/tests/${suite%%:*}
+  if [ ! -d "$dir/node_modules/${suite#*:}" ]; then
+    echo "install-deps: npm ci in tests/${suite%%:*}" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+done

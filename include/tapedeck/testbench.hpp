@@ -82,6 +82,13 @@ struct LlmOptions {
   enum class OnMiss { fail, serve_next_in_order } on_miss = OnMiss::fail;
 };
 
+// A request's own destination, for callers that relay requests (the loopback proxy): the full
+// URL and the headers to send, credentials included, in place of LlmOptions' endpoint and key.
+struct LlmRoute {
+  std::string endpoint;
+  std::vector<std::string> headers;  // "Name: value"
+};
+
 struct LlmResponse {
   long status = 0;
   std::string body;  // a streamed (SSE) response: the whole event stream
@@ -179,7 +186,8 @@ class Overlay {
 class LlmClient {
  public:
   using OnChunk = std::function<void(std::string_view event)>;
-  LlmResponse call(const std::string& request_json, const OnChunk& on_chunk = {});
+  LlmResponse call(const std::string& request_json, const OnChunk& on_chunk = {},
+                   const LlmRoute* route = nullptr);
 
  private:
   friend class Session;

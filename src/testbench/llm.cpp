@@ -124,26 +124,32 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   return bytes.size();
 }
 
-LlmResponse post(const LlmOptions& options, const std::string& body,
+LlmResponse post(const LlmOptions& options, const LlmRoute* route, const std::string& body,
                  const LlmClient::OnChunk& on_chunk, bool streamed) {
   static std::once_flag curl_ready;
   std::call_once(curl_ready, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   CURL* curl = curl_easy_init();
   if (curl == nullptr) throw std::runtime_error("libcurl could not start");
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  if (!options.api_key.empty()) {
+  if (route != nullptr) {
+    for (const std::string& header : route->headers)
+      headers = curl_slist_append(headers, header.c_str());
+  } else if (!options.api_key.empty()) {
     const std::string auth = options.auth_header == "Authorization"
                                  ? "Authorization: Bearer " + options.api_key
                                  : options.auth_header + ": " + options.api_key;
     headers = curl_slist_append(headers, auth.c_str());
   }
-  for (const std::string& header : options.extra_headers) {
-    headers = curl_slist_append(headers, header.c_str());
+  if (route == nullptr) {
+    for (const std::string& header : options.extra_headers) {
+      headers = curl_slist_append(headers, header.c_str());
+    }
   }
+  const std::string& endpoint = route != nullptr ? route->endpoint : options.endpoint;
   Transfer transfer;
   EventSplitter events(on_chunk);
   if (streamed && on_chunk) transfer.events = &events;
-  curl_easy_setopt(curl, CURLOPT_URL, options.endpoint.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, endpoint.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
@@ -194,17 +200,19 @@ std::string llm_request_digest(std::string_view request_json) {
   return content_hash(llm_canonical_request(request_json));
 }
 
-LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_chunk) {
+LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_chunk,
+                            const LlmRoute* route) {
   const std::string request = llm_canonical_request(request_json);
   const std::string digest = content_hash(request);
   const bool streamed = wants_stream(request_json);
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
   if (session_.mode_ == Testbench::Mode::record) {
-    session_.network_.require(options_.endpoint);
-    response = post(options_, request_json, on_chunk, streamed);
+    const std::string& endpoint = route != nullptr ? route->endpoint : options_.endpoint;
+    session_.network_.require(endpoint);
+    response = post(options_, route, request_json, on_chunk, streamed);
     if (response.status < 200 || response.status > 299) {
-      throw std::runtime_error("LLM endpoint " + options_.endpoint + " answered " +
+      throw std::runtime_error("LLM endpoint " + endpoint + " answered " +
                                std::to_string(response.status) + ": " +
                                response.body.substr(0, 300));
     }

@@ -1,0 +1,35 @@
+// A loopback HTTP proxy in front of the LLM axis, for programs that call an LLM over HTTP on
+// their own (OpenAI- and Anthropic-style SDKs pointed at it with OPENAI_BASE_URL,
+// ANTHROPIC_BASE_URL, …). Record relays each POST to the upstream (same path) and streams
+// server-sent events through as they arrive; replay answers from the tape, event by event,
+// without any network. The client's credential headers are relayed upstream and never recorded.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tapedeck/testbench.hpp"
+
+namespace tapedeck {
+
+class LlmProxy {
+ public:
+  // Listens on 127.0.0.1 (an ephemeral port) and relays to `upstream_base` (scheme://host[:port],
+  // a path prefix allowed). The session must have the LLM axis enabled.
+  LlmProxy(Session& session, std::string upstream_base);
+  ~LlmProxy();  // stops serving
+  LlmProxy(const LlmProxy&) = delete;
+  LlmProxy& operator=(const LlmProxy&) = delete;
+
+  uint16_t port() const;
+  // http://127.0.0.1:PORT
+  std::string base_url() const;
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tapedeck

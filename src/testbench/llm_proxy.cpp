@@ -1,0 +1,133 @@
+#include "tapedeck/llm_proxy.hpp"
+
+#include <httplib.h>
+
+#include <mutex>
+#include <thread>
+
+#include "tapedeck/codec.hpp"
+
+namespace tapedeck {
+
+namespace {
+
+// Headers relayed upstream: credentials and API versions, nothing that describes this hop.
+bool relayed(const std::string& name) {
+  std::string lower = name;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower == "authorization" || lower == "x-api-key" || lower.rfind("anthropic-", 0) == 0 ||
+         lower.rfind("openai-", 0) == 0;
+}
+
+std::string error_body(std::string_view type, std::string_view message) {
+  return R"({"error":{"type":)" + json_string(type) + R"(,"message":)" + json_string(message) +
+         "}}";
+}
+
+bool wants_stream(const std::string& body) {
+  // The canonical form settles "stream":true however the client spaced it.
+  try {
+    return llm_canonical_request(body).find(R"("stream":true)") != std::string::npos;
+  } catch (const std::invalid_argument&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+struct LlmProxy::Impl {
+  Session& session;
+  std::string upstream;
+  httplib::Server server;
+  std::mutex session_mutex;  // a Session serves one call at a time
+  int port = 0;
+  std::thread thread;
+
+  Impl(Session& bench_session, std::string upstream_base)
+      : session(bench_session), upstream(std::move(upstream_base)) {
+    while (!upstream.empty() && upstream.back() == '/') upstream.pop_back();
+  }
+
+  // Runs the call and turns the testbench's refusals into HTTP answers the client can show.
+  template <typename Call>
+  void guarded(httplib::Response& response, Call&& call) {
+    try {
+      call();
+    } catch (const ReplayMiss& miss) {
+      response.status = 500;
+      response.set_content(error_body("tapedeck_replay_miss", miss.what()), "application/json");
+    } catch (const NetworkDenied& denied) {
+      response.status = 403;
+      response.set_content(error_body("tapedeck_network_denied", denied.what()),
+                           "application/json");
+    } catch (const std::exception& error) {
+      response.status = 502;
+      response.set_content(error_body("tapedeck_upstream_error", error.what()), "application/json");
+    }
+  }
+
+  void handle(const httplib::Request& request, httplib::Response& response) {
+    LlmRoute route;
+    route.endpoint = upstream + request.path;
+    for (const auto& [name, value] : request.headers) {
+      if (relayed(name)) route.headers.push_back(name + ": " + value);
+    }
+    const std::string body = request.body;
+    if (!wants_stream(body)) {
+      guarded(response, [&] {
+        std::lock_guard lock(session_mutex);
+        const LlmResponse answer = session.llm().call(body, {}, &route);
+        response.set_content(answer.body, "application/json");
+      });
+      return;
+    }
+    // Streamed: each event goes to the client as it arrives from upstream (or from the tape).
+    response.set_chunked_content_provider(
+        "text/event-stream", [this, route, body](size_t, httplib::DataSink& sink) {
+          httplib::Response failure;
+          guarded(failure, [&] {
+            std::lock_guard lock(session_mutex);
+            session.llm().call(
+                body, [&](std::string_view event) { sink.write(event.data(), event.size()); },
+                &route);
+          });
+          if (failure.status >= 400) {
+            // Headers are gone already: the failure travels as a last event.
+            const std::string event = "event: error\ndata: " + failure.body + "\n\n";
+            sink.write(event.data(), event.size());
+          }
+          sink.done();
+          return true;
+        });
+  }
+};
+
+LlmProxy::LlmProxy(Session& session, std::string upstream_base)
+    : impl_(std::make_unique<Impl>(session, std::move(upstream_base))) {
+  impl_->server.Post(".*", [this](const httplib::Request& request, httplib::Response& response) {
+    impl_->handle(request, response);
+  });
+  impl_->port = impl_->server.bind_to_any_port("127.0.0.1");
+  if (impl_->port <= 0) throw std::runtime_error("the LLM proxy cannot listen on 127.0.0.1");
+  // Bound already: connections queue in the backlog until the listener thread accepts them.
+  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+}
+
+LlmProxy::~LlmProxy() {
+  stop();
+}
+
+void LlmProxy::stop() {
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+uint16_t LlmProxy::port() const {
+  return static_cast<uint16_t>(impl_->port);
+}
+
+std::string LlmProxy::base_url() const {
+  return "http://127.0.0.1:" + std::to_string(impl_->port);
+}
+
+}  // namespace tapedeck
