@@ -102,6 +102,9 @@ struct LlmResponse {
 std::string llm_request_digest(std::string_view request_json);
 // The canonical form itself, as digested.
 std::string llm_canonical_request(std::string_view request_json);
+// Whether the request asks for a streamed (SSE) answer: a top-level "stream": true. False for
+// anything else, a body that is not JSON included.
+bool llm_request_streams(std::string_view request_json);
 
 struct ProcessResult {
   int32_t exit_code = 0;  // a signal's death is reported as 128 + the signal, like a shell does

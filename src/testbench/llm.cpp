@@ -81,12 +81,26 @@ void canonical(simdjson::dom::element value, LineBuffer& out, bool top_level) {
   }
 }
 
-bool wants_stream(std::string_view request_json) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  if (parser.parse(request_json.data(), request_json.size()).get(root)) return false;
+bool asks_for_stream(simdjson::dom::element root) {
   bool stream = false;
   return !root["stream"].get(stream) && stream;
+}
+
+// One parse of the request: its canonical form, and whether it asks for a streamed answer.
+struct CanonicalRequest {
+  std::string text;
+  bool streamed = false;
+};
+
+CanonicalRequest canonicalize(std::string_view request_json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(request_json.data(), request_json.size()).get(root)) {
+    throw std::invalid_argument("an LLM request must be JSON");
+  }
+  LineBuffer out;
+  canonical(root, out, true);
+  return {std::string(out.view()), asks_for_stream(root)};
 }
 
 // Server-sent events end with a blank line; each event is handed back with its terminator.
@@ -186,14 +200,13 @@ std::string difference(const std::string& recorded, const std::string& replayed)
 }  // namespace
 
 std::string llm_canonical_request(std::string_view request_json) {
+  return canonicalize(request_json).text;
+}
+
+bool llm_request_streams(std::string_view request_json) {
   simdjson::dom::parser parser;
   simdjson::dom::element root;
-  if (parser.parse(request_json.data(), request_json.size()).get(root)) {
-    throw std::invalid_argument("an LLM request must be JSON");
-  }
-  LineBuffer out;
-  canonical(root, out, true);
-  return std::string(out.view());
+  return !parser.parse(request_json.data(), request_json.size()).get(root) && asks_for_stream(root);
 }
 
 std::string llm_request_digest(std::string_view request_json) {
@@ -202,9 +215,8 @@ std::string llm_request_digest(std::string_view request_json) {
 
 LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_chunk,
                             const LlmRoute* route) {
-  const std::string request = llm_canonical_request(request_json);
+  const auto [request, streamed] = canonicalize(request_json);
   const std::string digest = content_hash(request);
-  const bool streamed = wants_stream(request_json);
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
   if (session_.mode_ == Testbench::Mode::record) {

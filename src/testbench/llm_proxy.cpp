@@ -24,15 +24,6 @@ std::string error_body(std::string_view type, std::string_view message) {
          "}}";
 }
 
-bool wants_stream(const std::string& body) {
-  // The canonical form settles "stream":true however the client spaced it.
-  try {
-    return llm_canonical_request(body).find(R"("stream":true)") != std::string::npos;
-  } catch (const std::invalid_argument&) {
-    return false;
-  }
-}
-
 }  // namespace
 
 struct LlmProxy::Impl {
@@ -73,7 +64,7 @@ struct LlmProxy::Impl {
       if (relayed(name)) route.headers.push_back(name + ": " + value);
     }
     const std::string body = request.body;
-    if (!wants_stream(body)) {
+    if (!llm_request_streams(body)) {
       guarded(response, [&] {
         std::lock_guard lock(session_mutex);
         const LlmResponse answer = session.llm().call(body, {}, &route);

@@ -93,6 +93,14 @@ TEST(LlmDigest, CanonicalFormIgnoresOrderSpacingAndVolatileFields) {
   EXPECT_THROW(llm_request_digest("not json"), std::invalid_argument);
 }
 
+TEST(LlmDigest, OnlyATopLevelStreamTrueAsksForAStream) {
+  EXPECT_TRUE(llm_request_streams(R"({ "stream" : true, "model":"m"})"));
+  EXPECT_FALSE(llm_request_streams(R"({"stream":false})"));
+  EXPECT_FALSE(llm_request_streams(R"({"model":"m","tools":[{"stream":true}]})"));
+  EXPECT_FALSE(llm_request_streams(R"({"stream":"true"})"));
+  EXPECT_FALSE(llm_request_streams("not json"));
+}
+
 TEST(Llm, RecordsThenReplaysWithTheServerGone) {
   TempDir tmp;
   StandInLlm server;
