@@ -56,12 +56,12 @@ int run_verify(const VerifyOptions& options) {
                                           payload.content_hash, payload.cas_len_bytes,
                                           it->second.len_bytes, it->second.first_seq)});
         }
-      } else if (content_hash(payload.text) != payload.content_hash) {
+      } else if (const std::string actual = content_hash(payload.text);
+                 actual != payload.content_hash) {
         problems.push_back({record->seq, reader->line_number(), "inline_hash_mismatch",
                             fmt::format("inline payload's content_hash {} is not the BLAKE3 of "
                                         "its text ({})",
-                                        short_hash(payload.content_hash, 64),
-                                        short_hash(content_hash(payload.text)))});
+                                        short_hash(payload.content_hash, 64), short_hash(actual))});
       }
     });
   }

@@ -49,6 +49,17 @@ bool slurp(const std::filesystem::path& path, std::string& out) {
   return true;
 }
 
+// Reads the entry at `path` and checks that its bytes hash to `name`: none, missing, unreadable
+// (with errno in `error`) or hash_mismatch. The one place entries are read and checked.
+Problem load(const std::filesystem::path& path, std::string_view name, std::string& bytes,
+             int& error) {
+  if (!slurp(path, bytes)) {
+    error = errno;
+    return error == ENOENT ? Problem::missing : Problem::unreadable;
+  }
+  return content_hash(bytes) == name ? Problem::none : Problem::hash_mismatch;
+}
+
 bool file_exists(const std::filesystem::path& path) {
   struct stat info {};
   return ::stat(path.c_str(), &info) == 0;
@@ -78,14 +89,18 @@ std::string read_entry(const std::filesystem::path& dir, std::string_view name) 
   require_valid_name(dir, name);
   const std::filesystem::path path = dir / std::string(name);
   std::string bytes;
-  if (!slurp(path, bytes)) {
-    if (errno == ENOENT) throw TapeError(path.string(), 0, "CAS entry missing");
-    detail::throw_errno(path, "cannot read CAS entry");
+  int error = 0;
+  switch (load(path, name, bytes, error)) {
+    case Problem::missing:
+      throw TapeError(path.string(), 0, "CAS entry missing");
+    case Problem::unreadable:
+      errno = error;
+      detail::throw_errno(path, "cannot read CAS entry");
+    case Problem::hash_mismatch:
+      throw TapeError(path.string(), 0, "CAS entry corrupt: its bytes do not hash to its name");
+    default:
+      return bytes;
   }
-  if (content_hash(bytes) != name) {
-    throw TapeError(path.string(), 0, "CAS entry corrupt: its bytes do not hash to its name");
-  }
-  return bytes;
 }
 
 void write_entries(const std::filesystem::path& dir,
@@ -139,16 +154,13 @@ Check check_entry(const std::filesystem::path& dir, std::string_view name, uint6
   }
   const std::filesystem::path path = dir / std::string(name);
   std::string bytes;
-  if (!slurp(path, bytes)) {
-    const int saved = errno;
-    check.problem = saved == ENOENT ? Problem::missing : Problem::unreadable;
-    check.detail = saved == ENOENT
-                       ? "CAS entry missing: " + path.string()
-                       : "CAS entry unreadable: " + path.string() + ": " + std::strerror(saved);
-    return check;
-  }
-  if (content_hash(bytes) != name) {
-    check.problem = Problem::hash_mismatch;
+  int error = 0;
+  check.problem = load(path, name, bytes, error);
+  if (check.problem == Problem::missing) {
+    check.detail = "CAS entry missing: " + path.string();
+  } else if (check.problem == Problem::unreadable) {
+    check.detail = "CAS entry unreadable: " + path.string() + ": " + std::strerror(error);
+  } else if (check.problem == Problem::hash_mismatch) {
     check.detail = "CAS entry corrupt: " + path.string() + " does not hash to its name";
   } else if (bytes.size() != expected_len) {
     check.problem = Problem::length_mismatch;

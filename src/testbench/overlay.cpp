@@ -85,9 +85,9 @@ std::vector<std::string> Overlay::changed_paths() const {
 
 std::string Overlay::diff() const {
   std::ostringstream out;
-  for (const std::string& path : changed_paths()) {
-    const std::optional<std::string> before = read_worktree(path);
-    const std::optional<std::string>& after = layer_.at(path);
+  for (const auto& [path, after] : layer_) {
+    const std::optional<std::string> before = read_worktree(path);  // read once per path
+    if (before == after) continue;                                  // the layer changed nothing
     const std::string old_text = before.value_or("");
     const std::string new_text = after.value_or("");
     out << "--- " << (before ? "a/" + path : std::string("/dev/null")) << "\n";
