@@ -177,8 +177,7 @@ LlmResponse post(const LlmOptions& options, const LlmRoute* route, const std::st
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
   if (code != CURLE_OK) {
-    throw std::runtime_error("LLM request to " + options.endpoint +
-                             " failed: " + curl_easy_strerror(code));
+    throw std::runtime_error("LLM request to " + endpoint + " failed: " + curl_easy_strerror(code));
   }
   if (transfer.events != nullptr) events.finish();
   response.body = std::move(transfer.body);

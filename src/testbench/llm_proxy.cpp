@@ -47,6 +47,9 @@ struct LlmProxy::Impl {
     } catch (const ReplayMiss& miss) {
       response.status = 500;
       response.set_content(error_body("tapedeck_replay_miss", miss.what()), "application/json");
+    } catch (const std::invalid_argument& bad) {  // the body is not JSON
+      response.status = 400;
+      response.set_content(error_body("tapedeck_bad_request", bad.what()), "application/json");
     } catch (const NetworkDenied& denied) {
       response.status = 403;
       response.set_content(error_body("tapedeck_network_denied", denied.what()),

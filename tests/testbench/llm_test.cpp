@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "tapedeck/fidelity.hpp"
+#include "tapedeck/llm_proxy.hpp"
 #include "tapedeck/testbench.hpp"
 #include "test_support.hpp"
 
@@ -192,6 +193,26 @@ TEST(Llm, ADeniedHostFailsFastNamingTheRules) {
     EXPECT_NE(std::string(denied.what()).find("api.openai.com"), std::string::npos);
   }
   EXPECT_EQ(server.hits(), 0);
+  EXPECT_TRUE(session->finalize().records.empty());
+}
+
+TEST(LlmProxy, RefusalsComeBackAsHttpErrors) {
+  TempDir tmp;
+  auto session = Testbench::recording(tmp / "run.tape")
+                     .llm(LlmOptions{})
+                     .network(NetworkPolicy::deny_all())
+                     .start();
+  LlmProxy proxy(*session, "http://127.0.0.1:9");
+  httplib::Client client("127.0.0.1", proxy.port());
+  auto garbage = client.Post("/v1/chat/completions", "garbage", "application/json");
+  ASSERT_TRUE(garbage);
+  EXPECT_EQ(garbage->status, 400);
+  EXPECT_NE(garbage->body.find("tapedeck_bad_request"), std::string::npos) << garbage->body;
+  auto denied = client.Post("/v1/chat/completions", prompt("x"), "application/json");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 403);
+  EXPECT_NE(denied->body.find("127.0.0.1:9"), std::string::npos) << denied->body;
+  proxy.stop();
   EXPECT_TRUE(session->finalize().records.empty());
 }
 
