@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -16,8 +17,10 @@ namespace tapedeck {
 class LlmProxy {
  public:
   // Listens on 127.0.0.1 (an ephemeral port) and relays to `upstream_base` (scheme://host[:port],
-  // a path prefix allowed). The session must have the LLM axis enabled.
-  LlmProxy(Session& session, std::string upstream_base);
+  // a path prefix allowed). The session must have the LLM axis enabled. `on_replay_miss` hears
+  // of every request a replay's tape does not hold (the client gets a 500 naming it as well).
+  using OnReplayMiss = std::function<void(const std::string& message)>;
+  LlmProxy(Session& session, std::string upstream_base, OnReplayMiss on_replay_miss = {});
   ~LlmProxy();  // stops serving
   LlmProxy(const LlmProxy&) = delete;
   LlmProxy& operator=(const LlmProxy&) = delete;

@@ -139,6 +139,9 @@ class ProcessTape {
  public:
   ProcessResult run(const std::string& program, const std::vector<std::string>& args,
                     const std::optional<std::string>& cwd = std::nullopt);
+  // Record only: records a subprocess someone else ran (the interposer's exec shim does).
+  void record_finished(const std::string& program, const std::vector<std::string>& args,
+                       const std::optional<std::string>& cwd, const ProcessResult& result);
 
  private:
   friend class Session;
@@ -218,6 +221,9 @@ class Testbench {
   Testbench& llm(LlmOptions options);
   // The header's script path and argv.
   Testbench& describe(std::string script_path, std::vector<std::string> argv);
+  // Streams the session's tape (the recording, or the replay's emitted tape) as records are
+  // made, so that a run that dies keeps everything flushed before (see Recorder::stream_to).
+  Testbench& stream(StreamOptions options = {});
 
   // Starts the session: its recorder becomes this thread's active one. Throws TapeError when a
   // replay's tape cannot be read.
@@ -237,6 +243,7 @@ class Testbench {
   NetworkPolicy network_ = NetworkPolicy::deny_all();
   std::optional<std::string> script_path_;
   std::vector<std::string> argv_;
+  std::optional<StreamOptions> stream_;
 };
 
 class Session {

@@ -12,5 +12,7 @@ void add_show(CLI::App& app, int& exit_code);
 void add_stats(CLI::App& app, int& exit_code);
 void add_fidelity(CLI::App& app, int& exit_code);
 void add_view(CLI::App& app, int& exit_code);
+void add_run(CLI::App& app, int& exit_code);
+void add_replay(CLI::App& app, int& exit_code);
 
 }  // namespace tapedeck::cli

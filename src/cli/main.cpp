@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   tapedeck::cli::add_stats(app, exit_code);
   tapedeck::cli::add_fidelity(app, exit_code);
   tapedeck::cli::add_view(app, exit_code);
+  tapedeck::cli::add_run(app, exit_code);
+  tapedeck::cli::add_replay(app, exit_code);
 
   try {
     app.parse(argc, argv);

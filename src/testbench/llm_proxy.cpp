@@ -29,13 +29,16 @@ std::string error_body(std::string_view type, std::string_view message) {
 struct LlmProxy::Impl {
   Session& session;
   std::string upstream;
+  OnReplayMiss on_replay_miss;
   httplib::Server server;
   std::mutex session_mutex;  // a Session serves one call at a time
   int port = 0;
   std::thread thread;
 
-  Impl(Session& bench_session, std::string upstream_base)
-      : session(bench_session), upstream(std::move(upstream_base)) {
+  Impl(Session& bench_session, std::string upstream_base, OnReplayMiss on_miss)
+      : session(bench_session),
+        upstream(std::move(upstream_base)),
+        on_replay_miss(std::move(on_miss)) {
     while (!upstream.empty() && upstream.back() == '/') upstream.pop_back();
   }
 
@@ -45,6 +48,7 @@ struct LlmProxy::Impl {
     try {
       call();
     } catch (const ReplayMiss& miss) {
+      if (on_replay_miss) on_replay_miss(miss.what());
       response.status = 500;
       response.set_content(error_body("tapedeck_replay_miss", miss.what()), "application/json");
     } catch (const std::invalid_argument& bad) {  // the body is not JSON
@@ -96,8 +100,8 @@ struct LlmProxy::Impl {
   }
 };
 
-LlmProxy::LlmProxy(Session& session, std::string upstream_base)
-    : impl_(std::make_unique<Impl>(session, std::move(upstream_base))) {
+LlmProxy::LlmProxy(Session& session, std::string upstream_base, OnReplayMiss on_replay_miss)
+    : impl_(std::make_unique<Impl>(session, std::move(upstream_base), std::move(on_replay_miss))) {
   impl_->server.Post(".*", [this](const httplib::Request& request, httplib::Response& response) {
     impl_->handle(request, response);
   });

@@ -187,4 +187,16 @@ ProcessResult ProcessTape::run(const std::string& program, const std::vector<std
   return result;
 }
 
+void ProcessTape::record_finished(const std::string& program, const std::vector<std::string>& args,
+                                  const std::optional<std::string>& cwd,
+                                  const ProcessResult& result) {
+  if (session_.mode_ != Testbench::Mode::record) {
+    throw std::logic_error("record_finished() records; this session replays");
+  }
+  Recorder& recorder = *session_.recorder_;
+  recorder.record(kind::ProcessSpawn{program, args, cwd, result.exit_code, result.duration_ms,
+                                     recorder.payload_from_bytes(result.stdout_bytes),
+                                     recorder.payload_from_bytes(result.stderr_bytes)});
+}
+
 }  // namespace tapedeck

@@ -49,6 +49,11 @@ Testbench& Testbench::describe(std::string script_path, std::vector<std::string>
   return *this;
 }
 
+Testbench& Testbench::stream(StreamOptions options) {
+  stream_ = std::move(options);
+  return *this;
+}
+
 std::unique_ptr<Session> Testbench::start() {
   return std::unique_ptr<Session>(new Session(*this));
 }
@@ -79,6 +84,7 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
     }
   }
   recorder_ = std::make_shared<Recorder>(clock_);
+  if (bench.stream_ && output_) recorder_->stream_to(*output_, header_, *bench.stream_);
   active_.emplace(recorder_);
   if (bench.process_timeout_) process_tape_.emplace(ProcessTape(*this, *bench.process_timeout_));
   if (bench.worktree_) overlay_.emplace(Overlay(*this, *bench.worktree_));
@@ -112,9 +118,10 @@ LlmClient& Session::llm() {
 
 Tape Session::finalize() {
   finalized_ = true;
+  if (recorder_->streaming()) recorder_->finalize();  // the tape is on disk already
   Tape tape = recorder_->snapshot(header_);
   if (output_) {
-    tape.persist(*output_);
+    if (!recorder_->streaming()) tape.persist(*output_);
     cas::write_entries(cas_dir_for(*output_), llm_requests_);
   }
   active_.reset();

@@ -1,0 +1,164 @@
+// `tapedeck run` and `tapedeck replay`: an unmodified program under the testbench.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "supervisor/supervisor.hpp"
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using supervisor::RunOptions;
+
+struct RunArgs {
+  std::string tape;
+  std::string emit;
+  std::string workspace;
+  std::string llm_upstream;
+  std::vector<std::string> allow;
+  std::string fsync = "phase";
+  bool quiet = false;
+  bool overwrite = false;
+  std::vector<std::string> command;
+};
+
+// The preload library and the exec shim live beside this binary.
+fs::path beside_this_binary(const std::string& name) {
+  std::error_code error;
+  const fs::path self = fs::read_symlink("/proc/self/exe", error);
+  return error ? fs::path(name) : self.parent_path() / name;
+}
+
+FsyncPolicy parse_fsync(const std::string& text) {
+  if (text == "never") return FsyncPolicy::never;
+  if (text == "always") return FsyncPolicy::every_flush;
+  return FsyncPolicy::at_phase_and_finish;
+}
+
+// A tape already there is a recording someone may want: replaced only when asked.
+void make_room_for(const std::string& tape, bool overwrite) {
+  if (tape.empty() || !fs::exists(tape)) return;
+  if (!overwrite) {
+    throw std::runtime_error("--emit-tape " + tape +
+                             ": a tape is already there (choose another path, or --overwrite)");
+  }
+  fs::remove(tape);
+  fs::remove_all(cas_dir_for(tape));
+}
+
+int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
+  make_room_for(args.emit, args.overwrite);
+  RunOptions options;
+  options.mode = mode;
+  options.tape = mode == RunOptions::Mode::replay ? args.tape : args.emit;
+  if (mode == RunOptions::Mode::replay && !args.emit.empty()) options.emit = args.emit;
+  options.workspace = args.workspace.empty() ? fs::current_path() : fs::path(args.workspace);
+  options.llm_upstream = args.llm_upstream;
+  while (!options.llm_upstream.empty() && options.llm_upstream.back() == '/') {
+    options.llm_upstream.pop_back();
+  }
+  options.allow = args.allow;
+  options.fsync = parse_fsync(args.fsync);
+  options.preload_library = beside_this_binary("libtapedeck_preload.so");
+  options.exec_shim = beside_this_binary("tapedeck-exec");
+  options.command = args.command;
+
+  const supervisor::RunOutcome outcome = supervisor::run(options);
+  for (const std::string& warning : outcome.warnings) print_warning(warning);
+  const char* verb = mode == RunOptions::Mode::replay ? "replay" : "run";
+  if (outcome.miss) {
+    print_error(fmt::format("replay stopped: {}", *outcome.miss));
+    return 2;
+  }
+  if (!args.quiet) {
+    const double seconds = static_cast<double>(outcome.wall.count()) / 1000.0;
+    if (mode == RunOptions::Mode::record) {
+      fmt::print(stderr, "tapedeck {}: {} records -> {} (program exit {}, {:.2f} s)\n", verb,
+                 outcome.records, args.emit, outcome.exit_code, seconds);
+    } else if (mode == RunOptions::Mode::replay) {
+      fmt::print(
+          stderr, "tapedeck {}: replayed {} (program exit {}, {:.2f} s){}\n", verb, args.tape,
+          outcome.exit_code, seconds,
+          args.emit.empty() ? "" : fmt::format("; {} records -> {}", outcome.records, args.emit));
+    }
+    if (outcome.unused_inputs > 0) {
+      print_warning(fmt::format("the replay left {} recorded input(s) unused, first: {}",
+                                outcome.unused_inputs, outcome.unused_example));
+    }
+  }
+  return outcome.exit_code;
+}
+
+void add_common(CLI::App* cmd, RunArgs& args) {
+  cmd->add_option("--workspace", args.workspace,
+                  "Folder whose files are taped (default: the current folder); files elsewhere "
+                  "pass through untaped")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--allow", args.allow,
+                  "HOST[:PORT] the program may connect to (repeatable); all else is denied "
+                  "but tapedeck's own LLM proxy");
+  cmd->add_option("--fsync", args.fsync, "When the tape is synced to disk: never, phase, always")
+      ->check(CLI::IsMember({"never", "phase", "always"}));
+  cmd->add_flag("--overwrite", args.overwrite, "Replace a tape already at --emit-tape");
+  cmd->add_flag("-q,--quiet", args.quiet, "Print nothing but warnings and errors");
+  cmd->add_option("PROGRAM", args.command, "The program and its arguments, after --")->required();
+}
+
+}  // namespace
+
+void add_run(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<RunArgs>();
+  CLI::App* cmd =
+      app.add_subcommand("run", "Run a program under the testbench and tape its inputs");
+  cmd->footer(
+      "Runs PROGRAM (a shell script, a Python agent, any dynamically linked binary) with the\n"
+      "tapedeck preload library. With --emit-tape, every input the process tree consumes is\n"
+      "taped: clock reads, sleeps, files under the workspace, subprocesses (stdout, stderr,\n"
+      "exit code), and LLM calls made over HTTP through tapedeck's loopback proxy, which\n"
+      "OPENAI_BASE_URL, ANTHROPIC_BASE_URL and TAPEDECK_LLM_URL point at. Network connects are\n"
+      "denied except to the proxy and --allow. Exits with the program's exit code; 2 when\n"
+      "tapedeck itself fails.\n\n"
+      "Examples:\n"
+      "  tapedeck run --emit-tape run.tape --llm-upstream https://api.openai.com -- python3 "
+      "agent.py\n"
+      "  tapedeck run --emit-tape run.tape --workspace ./repo -- bash agent.sh\n"
+      "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
+      "  tapedeck fidelity run.tape replay.tape --mode semantic");
+  cmd->add_option("--emit-tape", args->emit, "Where to write the tape (without it: run untaped)");
+  cmd->add_option("--llm-upstream", args->llm_upstream,
+                  "Where the LLM proxy relays requests, e.g. https://api.openai.com");
+  add_common(cmd, *args);
+  cmd->callback([args, &exit_code] {
+    exit_code = run_supervised(
+        args->emit.empty() ? RunOptions::Mode::untaped : RunOptions::Mode::record, *args);
+  });
+}
+
+void add_replay(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<RunArgs>();
+  CLI::App* cmd =
+      app.add_subcommand("replay", "Replay a program against its tape, offline and fast");
+  cmd->footer(
+      "Runs PROGRAM again with every input served from TAPE: clock reads give the recorded\n"
+      "values, sleeps return at once, workspace reads see the recorded bytes and writes land\n"
+      "in a scratch overlay (the workspace is not touched), subprocesses are not run (their\n"
+      "recorded output and exit code are played back), and LLM calls are answered by the\n"
+      "proxy from the tape, streams chunk by chunk. The network is closed. An input the tape\n"
+      "does not hold stops the program; tapedeck names the record it expected and exits 2.\n\n"
+      "Examples:\n"
+      "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
+      "  tapedeck fidelity run.tape replay.tape --mode semantic");
+  cmd->add_option("TAPE", args->tape, "The recorded tape")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--emit-tape", args->emit, "Where to write the replay's own tape");
+  add_common(cmd, *args);
+  cmd->callback(
+      [args, &exit_code] { exit_code = run_supervised(RunOptions::Mode::replay, *args); });
+}
+
+}  // namespace tapedeck::cli

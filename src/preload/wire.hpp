@@ -1,0 +1,133 @@
+// The wire between the processes of a run and the supervisor (`tapedeck run` / `replay`): one
+// Unix stream socket per process, carrying frames
+//
+//   u32 length (little-endian, of what follows) | u8 op | body
+//
+// whose bodies are sequences of fixed-width integers and length-prefixed byte strings. The
+// preload library builds frames in fixed buffers on the stack (no allocation on its paths), so
+// everything here works on caller-provided memory; the supervisor and the exec shim append to
+// std::string through the same templates.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+namespace tapedeck::wire {
+
+// Requests, process to supervisor. Only `events` has no reply.
+enum class Op : uint8_t {
+  events = 'A',        // a batch of Event entries: {u8 event, i64 value}…
+  open_read = 'R',     // path: a workspace file is about to be read
+  open_write = 'W',    // path, u8 truncate: a workspace file is about to be written
+  closed_write = 'C',  // path: a written workspace file was closed (its bytes are final)
+  deleted = 'D',       // path: a workspace file was (record) or is to be (replay) deleted
+  stat_path = 'S',     // path: replay only, where to look for a workspace path's metadata
+  spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr
+  spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
+};
+
+// Replies, supervisor to process.
+enum class Reply : uint8_t {
+  ok = 'O',        // go ahead with the path as it is
+  redirect = 'P',  // path: use this path instead (replay: the overlay or the tape's bytes)
+  absent = 'E',    // the path does not exist as the run sees it (ENOENT)
+  spawned = 'Z',   // i32 exit, stdout, stderr: a replayed subprocess's recorded result
+  miss = 'M',      // text: the tape does not hold this input; the process must stop
+};
+
+// Entries of an `events` batch.
+enum class Event : uint8_t { wall_read = 'w', monotonic_read = 'm', sleep = 's' };
+
+constexpr size_t kHeaderBytes = 5;  // u32 length + u8 op
+constexpr uint32_t kMaxFrameBytes = 256u << 20;
+
+// A sink over caller memory; `overflow` is set (and nothing more written) when it is full.
+struct FixedSink {
+  char* data;
+  size_t capacity;
+  size_t size = 0;
+  bool overflow = false;
+  void append(const char* bytes, size_t count) {
+    if (overflow || count > capacity - size) {
+      overflow = true;
+      return;
+    }
+    std::memcpy(data + size, bytes, count);
+    size += count;
+  }
+};
+
+template <typename Sink, typename Int>
+void put_int(Sink& sink, Int value) {
+  char bytes[sizeof(Int)];
+  for (size_t i = 0; i < sizeof(Int); ++i) {
+    bytes[i] = static_cast<char>((static_cast<uint64_t>(value) >> (8 * i)) & 0xff);
+  }
+  sink.append(bytes, sizeof(Int));
+}
+
+template <typename Sink>
+void put_bytes(Sink& sink, std::string_view bytes) {
+  put_int(sink, static_cast<uint32_t>(bytes.size()));
+  sink.append(bytes.data(), bytes.size());
+}
+
+// Starts a frame; finish_frame() fills in its length once the body is written.
+template <typename Sink>
+void begin_frame(Sink& sink, uint8_t op) {
+  put_int(sink, uint32_t{0});
+  sink.append(reinterpret_cast<const char*>(&op), 1);
+}
+
+inline void store_length(char* frame, size_t frame_size) {
+  const auto length = static_cast<uint32_t>(frame_size - 4);
+  for (size_t i = 0; i < 4; ++i) frame[i] = static_cast<char>((length >> (8 * i)) & 0xff);
+}
+
+inline uint32_t load_length(const char* header) {
+  uint32_t length = 0;
+  for (size_t i = 0; i < 4; ++i) length |= uint32_t{static_cast<uint8_t>(header[i])} << (8 * i);
+  return length;
+}
+
+// Reads a frame body field by field; `ok` turns false (and stays false) at the first field
+// that runs past the end.
+class Cursor {
+ public:
+  explicit Cursor(std::string_view body) : rest_(body) {}
+  bool ok() const { return ok_; }
+  bool done() const { return rest_.empty(); }
+
+  template <typename Int>
+  Int take_int() {
+    if (!ok_ || rest_.size() < sizeof(Int)) {
+      ok_ = false;
+      return Int{};
+    }
+    uint64_t value = 0;
+    for (size_t i = 0; i < sizeof(Int); ++i) {
+      value |= uint64_t{static_cast<uint8_t>(rest_[i])} << (8 * i);
+    }
+    rest_.remove_prefix(sizeof(Int));
+    return static_cast<Int>(value);
+  }
+
+  std::string_view take_bytes() {
+    const auto size = take_int<uint32_t>();
+    if (!ok_ || rest_.size() < size) {
+      ok_ = false;
+      return {};
+    }
+    std::string_view bytes = rest_.substr(0, size);
+    rest_.remove_prefix(size);
+    return bytes;
+  }
+
+ private:
+  std::string_view rest_;
+  bool ok_ = true;
+};
+
+}  // namespace tapedeck::wire

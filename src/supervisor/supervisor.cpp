@@ -1,0 +1,839 @@
+#include "supervisor/supervisor.hpp"
+
+#include <arpa/inet.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "preload/clock_map.hpp"
+#include "preload/wire.hpp"
+#include "tapedeck/cas.hpp"
+#include "tapedeck/codec.hpp"
+#include "tapedeck/llm_proxy.hpp"
+#include "tapedeck/testbench.hpp"
+
+extern char** environ;
+
+namespace tapedeck::supervisor {
+
+namespace fs = std::filesystem;
+using wire::Reply;
+
+namespace {
+
+std::optional<std::string> read_whole(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return std::move(bytes).str();
+}
+
+void write_whole(const fs::path& path, std::string_view bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+bool is_regular(const fs::path& path) {
+  std::error_code error;
+  return fs::is_regular_file(path, error);
+}
+
+// A private folder for the run's socket, clock map and replay overlay; gone at the end.
+class RunDir {
+ public:
+  RunDir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern =
+        std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/tapedeck-run-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw std::runtime_error("cannot make a run folder " + pattern + ": " + std::strerror(errno));
+    }
+    path_ = pattern;
+  }
+  ~RunDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// "family/hex-address/port" entries for the preload, from HOST[:PORT] rules resolved here.
+std::string resolve_allowed(const std::vector<std::string>& rules) {
+  std::string out;
+  for (const std::string& rule : rules) {
+    std::string host = rule;
+    unsigned port = 0;
+    const size_t colon = rule.rfind(':');
+    if (colon != std::string::npos && rule.find(':') == colon) {
+      host = rule.substr(0, colon);
+      port = static_cast<unsigned>(std::stoul(rule.substr(colon + 1)));
+    }
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) {
+      throw std::runtime_error("--allow " + rule + ": cannot resolve " + host);
+    }
+    for (addrinfo* at = found; at != nullptr; at = at->ai_next) {
+      const uint8_t* bytes = nullptr;
+      size_t size = 0;
+      if (at->ai_family == AF_INET) {
+        bytes = reinterpret_cast<const uint8_t*>(
+            &reinterpret_cast<sockaddr_in*>(at->ai_addr)->sin_addr);
+        size = 4;
+      } else if (at->ai_family == AF_INET6) {
+        bytes = reinterpret_cast<const uint8_t*>(
+            &reinterpret_cast<sockaddr_in6*>(at->ai_addr)->sin6_addr);
+        size = 16;
+      } else {
+        continue;
+      }
+      char hex[33] = {};
+      for (size_t i = 0; i < size; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+      if (!out.empty()) out += ',';
+      out += std::to_string(at->ai_family) + "/" + hex + "/" + std::to_string(port);
+    }
+    ::freeaddrinfo(found);
+  }
+  return out;
+}
+
+// host[:port] of scheme://host[:port]/…, for the session's network policy.
+std::string host_of(const std::string& url) {
+  size_t start = url.find("://");
+  start = start == std::string::npos ? 0 : start + 3;
+  const size_t end = url.find('/', start);
+  return url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+std::string describe_spawn(const kind::ProcessSpawn& spawn) {
+  std::string text = "`" + spawn.program;
+  for (const std::string& arg : spawn.args) text += " " + arg;
+  return text + "`" + (spawn.cwd ? " in " + *spawn.cwd : std::string());
+}
+
+struct Connection {
+  int fd = -1;
+  pid_t pid = 0;
+  std::string pending;  // bytes received, not yet a whole frame
+};
+
+class Server {
+ public:
+  Server(const RunOptions& options, Session* session, const fs::path& run_dir,
+         std::optional<Tape> recorded)
+      : options_(options),
+        session_(session),
+        run_dir_(run_dir),
+        overlay_dir_(run_dir / "overlay"),
+        recorded_(std::move(recorded)) {
+    workspace_ = fs::weakly_canonical(options.workspace).string();
+    if (options.mode == RunOptions::Mode::record) cas_dir_ = cas_dir_for(options.tape);
+    if (options.mode == RunOptions::Mode::replay && options.emit)
+      cas_dir_ = cas_dir_for(*options.emit);
+    if (recorded_) index_recording();
+    socket_path_ = (run_dir / "s").string();
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (socket_path_.size() >= sizeof address.sun_path) {
+      throw std::runtime_error("the run folder's path is too long for a Unix socket: " +
+                               socket_path_ + " (set TMPDIR to a shorter folder)");
+    }
+    std::strcpy(address.sun_path, socket_path_.c_str());
+    if (listener_ < 0 ||
+        ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listener_, 128) != 0) {
+      throw std::runtime_error("cannot listen on " + socket_path_ + ": " + std::strerror(errno));
+    }
+  }
+
+  ~Server() {
+    for (Connection& connection : connections_) ::close(connection.fd);
+    if (listener_ >= 0) ::close(listener_);
+    if (clock_map_ != nullptr) ::munmap(clock_map_, clock_map_size_);
+  }
+
+  const std::string& socket_path() const { return socket_path_; }
+  const std::string& workspace() const { return workspace_; }
+  std::string clock_map_path() const { return (run_dir_ / "clock").string(); }
+
+  void set_root(pid_t pid) {
+    std::lock_guard lock(mutex_);
+    root_ = pid;
+  }
+
+  // Serves until the root has exited and every connection closed (or `grace` passed since).
+  void serve(const std::atomic<bool>& root_exited, std::chrono::milliseconds grace) {
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    while (true) {
+      if (root_exited.load() && !deadline) deadline = std::chrono::steady_clock::now() + grace;
+      if (deadline && (connections_.empty() || std::chrono::steady_clock::now() > *deadline)) {
+        break;
+      }
+      std::vector<pollfd> fds;
+      fds.push_back({listener_, POLLIN, 0});
+      for (const Connection& connection : connections_) fds.push_back({connection.fd, POLLIN, 0});
+      const int ready = ::poll(fds.data(), fds.size(), 50);
+      if (ready <= 0) continue;
+      if (fds[0].revents & POLLIN) accept_one();
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        Connection& connection = connections_[i - 1];
+        if (!receive(connection)) {
+          ::close(connection.fd);
+          connection.fd = -1;
+        }
+      }
+      std::erase_if(connections_, [](const Connection& c) { return c.fd < 0; });
+    }
+  }
+
+  // A replay met an input the tape does not hold: tell the user once, stop the whole tree.
+  void stop_tree(const std::string& message) {
+    std::lock_guard lock(mutex_);
+    if (!miss_) miss_ = message;
+    for (pid_t pid : pids_) ::kill(pid, SIGKILL);
+    if (root_ > 0) ::kill(root_, SIGKILL);
+  }
+
+  std::optional<std::string> miss() {
+    std::lock_guard lock(mutex_);
+    return miss_;
+  }
+
+  // Recorded inputs the replay never asked for: file reads and subprocesses (clock reads past
+  // the replay's own are left to fidelity: runtimes read the clock more or less each run).
+  std::pair<uint64_t, std::string> unused_inputs() const {
+    uint64_t unused = 0;
+    std::string first;
+    for (const auto& [path, queue] : file_reads_) {
+      unused += queue.size();
+      if (first.empty() && !queue.empty()) first = "file_read " + path;
+    }
+    if (spawns_served_ < spawn_order_.size()) {
+      unused += spawn_order_.size() - spawns_served_;
+      if (first.empty()) first = "process_spawn " + describe_spawn(*spawn_order_[spawns_served_]);
+    }
+    return {unused, first};
+  }
+
+ private:
+  void index_recording() {
+    std::vector<int64_t> clock_values[2];
+    for (const Record& record : recorded_->records) {
+      if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
+        clock_values[read->source == ClockSource::wall ? 0 : 1].push_back(read->value_ms);
+      } else if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
+        file_reads_[file->path].push_back(file);
+      } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
+        spawn_order_.push_back(spawn);
+        spawn_seq_.push_back(record.seq);
+      }
+    }
+    // The clock map every process of the replay shares.
+    clock_map_size_ = sizeof(preload::ClockMap) +
+                      (clock_values[0].size() + clock_values[1].size()) * sizeof(int64_t);
+    const std::string path = clock_map_path();
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(clock_map_size_)) != 0) {
+      throw std::runtime_error("cannot make the replay clock map " + path);
+    }
+    void* mapped = ::mmap(nullptr, clock_map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (mapped == MAP_FAILED) throw std::runtime_error("cannot map " + path);
+    clock_map_ = new (mapped) preload::ClockMap();
+    clock_map_->magic = preload::ClockMap::kMagic;
+    uint64_t offset = 0;
+    for (int source = 0; source < 2; ++source) {
+      clock_map_->count[source] = clock_values[source].size();
+      clock_map_->offset[source] = offset;
+      clock_map_->virtual_ms[source] = clock_values[source].empty()
+                                           ? recorded_->header.started_at_unix_ms.value_or(0)
+                                           : clock_values[source].front();
+      for (int64_t value : clock_values[source]) clock_map_->values()[offset++] = value;
+    }
+  }
+
+  void accept_one() {
+    const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    Connection connection;
+    connection.fd = fd;
+    ucred credentials{};
+    socklen_t size = sizeof credentials;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0) {
+      connection.pid = credentials.pid;
+      std::lock_guard lock(mutex_);
+      pids_.insert(credentials.pid);
+    }
+    connections_.push_back(std::move(connection));
+  }
+
+  // Reads what is there and handles every whole frame; false at end of stream.
+  bool receive(Connection& connection) {
+    char buffer[1 << 16];
+    const ssize_t got = ::recv(connection.fd, buffer, sizeof buffer, 0);
+    if (got < 0 && errno == EINTR) return true;
+    if (got <= 0) {
+      std::lock_guard lock(mutex_);
+      pids_.erase(connection.pid);
+      return false;
+    }
+    connection.pending.append(buffer, static_cast<size_t>(got));
+    size_t at = 0;
+    while (connection.pending.size() - at >= wire::kHeaderBytes) {
+      const uint32_t length = wire::load_length(connection.pending.data() + at);
+      if (length < 1 || length > wire::kMaxFrameBytes) return false;  // not one of ours
+      if (connection.pending.size() - at < 4 + length) break;
+      const auto op = static_cast<uint8_t>(connection.pending[at + 4]);
+      const std::string_view body(connection.pending.data() + at + wire::kHeaderBytes, length - 1);
+      handle(connection, static_cast<wire::Op>(op), body);
+      at += 4 + length;
+    }
+    connection.pending.erase(0, at);
+    return true;
+  }
+
+  void answer(const Connection& connection, Reply reply, const std::string& body = {}) {
+    std::string frame;
+    wire::begin_frame(frame, static_cast<uint8_t>(reply));
+    frame += body;
+    wire::store_length(frame.data(), frame.size());
+    std::string_view rest = frame;
+    while (!rest.empty()) {
+      const ssize_t sent = ::send(connection.fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent <= 0) return;  // the process is gone; its end of stream closes the connection
+      rest.remove_prefix(static_cast<size_t>(sent));
+    }
+  }
+
+  void answer_path(const Connection& connection, const fs::path& path) {
+    std::string body;
+    wire::put_bytes(body, path.string());
+    answer(connection, Reply::redirect, body);
+  }
+
+  void answer_miss(const Connection& connection, const std::string& message) {
+    stop_tree(message);
+    std::string body;
+    wire::put_bytes(body, message);
+    answer(connection, Reply::miss, body);
+  }
+
+  std::optional<std::string> relative(std::string_view absolute) const {
+    if (absolute.size() <= workspace_.size() + 1 || !absolute.starts_with(workspace_) ||
+        absolute[workspace_.size()] != '/') {
+      return std::nullopt;
+    }
+    return std::string(absolute.substr(workspace_.size() + 1));
+  }
+
+  Recorder& recorder() { return session_->recorder(); }
+
+  // Keeps the bytes in the written tape's sidecar (file records name them by content_hash).
+  std::string keep(const std::string& bytes) {
+    const std::string hash = content_hash(bytes);
+    if (!cas_dir_.empty() && kept_.insert(hash).second) {
+      cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
+    }
+    return hash;
+  }
+
+  void record_read(const std::string& path, const std::string& bytes) {
+    recorder().record(kind::FileRead{path, keep(bytes), bytes.size()});
+  }
+
+  void handle(const Connection& connection, wire::Op op, std::string_view body) {
+    wire::Cursor cursor(body);
+    try {
+      switch (op) {
+        case wire::Op::events:
+          return handle_events(cursor);
+        case wire::Op::spawn_done:
+        case wire::Op::spawn_replay:
+          return handle_spawn(connection, op, cursor);
+        default:
+          return handle_file(connection, op, cursor);
+      }
+    } catch (const std::exception& error) {
+      answer_miss(connection, std::string("tapedeck could not serve a request: ") + error.what());
+    }
+  }
+
+  void handle_events(wire::Cursor& cursor) {
+    while (!cursor.done()) {
+      const auto event = static_cast<wire::Event>(cursor.take_int<uint8_t>());
+      const auto value = cursor.take_int<int64_t>();
+      if (!cursor.ok()) return;
+      switch (event) {
+        case wire::Event::wall_read:
+          recorder().record(kind::ClockRead{ClockSource::wall, value});
+          break;
+        case wire::Event::monotonic_read:
+          recorder().record(kind::ClockRead{ClockSource::monotonic, value});
+          break;
+        case wire::Event::sleep:
+          if (options_.mode == RunOptions::Mode::replay) {
+            session_->clock().advance_ms(static_cast<uint64_t>(value));
+          }
+          recorder().record(kind::ClockSleep{static_cast<uint64_t>(value)});
+          break;
+      }
+    }
+  }
+
+  void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
+    const std::string program(cursor.take_bytes());
+    std::vector<std::string> args(cursor.take_int<uint32_t>());
+    for (std::string& arg : args) {
+      if (!cursor.ok()) break;
+      arg = std::string(cursor.take_bytes());
+    }
+    const std::string cwd_absolute(cursor.take_bytes());
+    if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
+    // Inside the workspace the cwd is kept relative, so a tape replays in a copy elsewhere.
+    std::optional<std::string> cwd = cwd_absolute;
+    if (cwd_absolute == workspace_) {
+      cwd = ".";
+    } else if (auto inside = relative(cwd_absolute)) {
+      cwd = *inside;
+    }
+    if (op == wire::Op::spawn_done) {
+      ProcessResult result;
+      result.exit_code = cursor.take_int<int32_t>();
+      result.duration_ms = cursor.take_int<uint64_t>();
+      result.stdout_bytes = std::string(cursor.take_bytes());
+      result.stderr_bytes = std::string(cursor.take_bytes());
+      if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
+      session_->processes().record_finished(program, args, cwd, result);
+      return answer(connection, Reply::ok);
+    }
+    ProcessResult result;
+    try {
+      result = session_->processes().run(program, args, cwd);
+    } catch (const ReplayMiss& miss) {
+      std::string expected = "the tape holds no more subprocesses";
+      if (spawns_served_ < spawn_order_.size()) {
+        expected = "the next recorded one is seq " + std::to_string(spawn_seq_[spawns_served_]) +
+                   " process_spawn " + describe_spawn(*spawn_order_[spawns_served_]);
+      }
+      return answer_miss(connection, std::string(miss.what()) + "; " + expected);
+    }
+    ++spawns_served_;
+    std::string body;
+    wire::put_int(body, result.exit_code);
+    wire::put_bytes(body, result.stdout_bytes);
+    wire::put_bytes(body, result.stderr_bytes);
+    answer(connection, Reply::spawned, body);
+  }
+
+  void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
+    const std::string_view absolute = cursor.take_bytes();
+    const uint8_t flags = op == wire::Op::open_write ? cursor.take_int<uint8_t>() : 0;
+    if (!cursor.ok()) throw std::runtime_error("a malformed file report");
+    std::optional<std::string> path = relative(absolute);
+    // A replay's closed write names the overlay copy: map it back to the workspace path.
+    if (op == wire::Op::closed_write && options_.mode == RunOptions::Mode::replay) {
+      const std::string overlay = overlay_dir_.string() + "/";
+      path = absolute.starts_with(overlay)
+                 ? std::optional<std::string>(std::string(absolute.substr(overlay.size())))
+                 : std::nullopt;
+    }
+    if (!path) return answer(connection, Reply::ok);
+    if (options_.mode == RunOptions::Mode::record) return record_file(connection, op, *path);
+    replay_file(connection, op, *path, flags);
+  }
+
+  void record_file(const Connection& connection, wire::Op op, const std::string& path) {
+    const fs::path on_disk = fs::path(workspace_) / path;
+    if (op == wire::Op::deleted) {
+      recorder().record(kind::FileDelete{path});
+    } else if (auto bytes = read_whole(on_disk)) {
+      if (op == wire::Op::open_read) record_read(path, *bytes);
+      if (op == wire::Op::closed_write) {
+        recorder().record(kind::FileWrite{path, keep(*bytes), bytes->size()});
+      }
+    }
+    answer(connection, Reply::ok);
+  }
+
+  // Where the replay sees a workspace path: its overlay copy, nowhere (deleted), or the disk.
+  enum class Seen { overlay, deleted, disk };
+  Seen seen(const std::string& path) const {
+    if (deleted_.contains(path)) return Seen::deleted;
+    if (written_.contains(path)) return Seen::overlay;
+    return Seen::disk;
+  }
+
+  // The next recorded read of `path`, consumed; nullopt when the tape holds no more.
+  const kind::FileRead* take_recorded_read(const std::string& path) {
+    auto found = file_reads_.find(path);
+    if (found == file_reads_.end() || found->second.empty()) return nullptr;
+    const kind::FileRead* read = found->second.front();
+    found->second.pop_front();
+    return read;
+  }
+
+  // The bytes a recorded read saw: from the recording's sidecar, else from the workspace if
+  // they still hash the same.
+  std::optional<std::string> recorded_bytes(const kind::FileRead& read) {
+    const fs::path recorded_cas = cas_dir_for(options_.tape);
+    try {
+      return cas::read_entry(recorded_cas, read.content_hash);
+    } catch (const std::exception&) {
+    }
+    auto bytes = read_whole(fs::path(workspace_) / read.path);
+    if (bytes && content_hash(*bytes) == read.content_hash) return bytes;
+    return std::nullopt;
+  }
+
+  void replay_file(const Connection& connection, wire::Op op, const std::string& path,
+                   uint8_t flags) {
+    const fs::path overlay = overlay_dir_ / path;
+    const fs::path on_disk = fs::path(workspace_) / path;
+    switch (op) {
+      case wire::Op::open_read: {
+        if (seen(path) == Seen::deleted) return answer(connection, Reply::absent);
+        const kind::FileRead* recorded = take_recorded_read(path);
+        if (seen(path) == Seen::overlay) {
+          record_read(path, read_whole(overlay).value_or(""));
+          return answer_path(connection, overlay);
+        }
+        if (recorded != nullptr) {
+          auto bytes = recorded_bytes(*recorded);
+          if (!bytes) {
+            return answer_miss(connection, "the tape's bytes for file_read " + path + " (" +
+                                               recorded->content_hash +
+                                               ") are in neither its sidecar nor the workspace");
+          }
+          const fs::path served = run_dir_ / "reads" / recorded->content_hash;
+          if (!fs::exists(served)) write_whole(served, *bytes);
+          recorder().record(kind::FileRead{path, recorded->content_hash, bytes->size()});
+          return answer_path(connection, served);
+        }
+        // Not on the tape: the workspace as it is now answers, and the read is taped so that
+        // fidelity shows it.
+        if (auto bytes = read_whole(on_disk); bytes && is_regular(on_disk)) {
+          record_read(path, *bytes);
+        }
+        return answer(connection, Reply::ok);
+      }
+      case wire::Op::open_write: {
+        const bool truncate = (flags & 1) != 0;
+        const bool reads_too = (flags & 2) != 0;
+        if (!truncate && seen(path) == Seen::disk && is_regular(on_disk)) {
+          write_whole(overlay, read_whole(on_disk).value_or(""));
+        } else if (!fs::exists(overlay)) {
+          write_whole(overlay, "");
+        }
+        if (reads_too) {
+          take_recorded_read(path);
+          record_read(path, read_whole(overlay).value_or(""));
+        }
+        deleted_.erase(path);
+        written_.insert(path);
+        return answer_path(connection, overlay);
+      }
+      case wire::Op::closed_write: {
+        const std::string bytes = read_whole(overlay).value_or("");
+        recorder().record(kind::FileWrite{path, keep(bytes), bytes.size()});
+        return answer(connection, Reply::ok);
+      }
+      case wire::Op::deleted: {
+        const Seen where = seen(path);
+        if (where == Seen::deleted || (where == Seen::disk && !is_regular(on_disk))) {
+          return answer(connection, Reply::absent);
+        }
+        std::error_code ignored;
+        fs::remove(overlay, ignored);
+        written_.erase(path);
+        deleted_.insert(path);
+        recorder().record(kind::FileDelete{path});
+        return answer(connection, Reply::ok);
+      }
+      case wire::Op::stat_path: {
+        switch (seen(path)) {
+          case Seen::deleted:
+            return answer(connection, Reply::absent);
+          case Seen::overlay:
+            return answer_path(connection, overlay);
+          case Seen::disk:
+            return answer(connection, Reply::ok);
+        }
+        return;
+      }
+      default:
+        return answer(connection, Reply::ok);
+    }
+  }
+
+  const RunOptions& options_;
+  Session* session_;
+  fs::path run_dir_;
+  fs::path overlay_dir_;
+  std::optional<Tape> recorded_;
+  std::string workspace_;
+  fs::path cas_dir_;
+  std::set<std::string> kept_;
+  std::string socket_path_;
+  int listener_ = -1;
+  std::vector<Connection> connections_;
+
+  std::mutex mutex_;  // the fields below: the proxy's threads stop the tree too
+  std::set<pid_t> pids_;
+  pid_t root_ = 0;
+  std::optional<std::string> miss_;
+
+  // Replay.
+  preload::ClockMap* clock_map_ = nullptr;
+  size_t clock_map_size_ = 0;
+  std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
+  std::vector<const kind::ProcessSpawn*> spawn_order_;
+  std::vector<uint64_t> spawn_seq_;
+  size_t spawns_served_ = 0;
+  std::set<std::string> written_;  // in the overlay
+  std::set<std::string> deleted_;  // deleted by the replay
+};
+
+// PROGRAM's path as the kernel will find it (a PATH search for a bare name).
+std::optional<fs::path> locate(const std::string& program) {
+  if (program.find('/') != std::string::npos) return fs::path(program);
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    const fs::path candidate = fs::path(dir.empty() ? "." : dir) / program;
+    if (::access(candidate.c_str(), X_OK) == 0 && is_regular(candidate)) return candidate;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> program_environment(const RunOptions& options, const Server& server,
+                                             const std::string& mode, uint16_t proxy_port,
+                                             const std::string& allowed) {
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text(*entry);
+    const size_t equals = text.find('=');
+    if (equals != std::string::npos) env[text.substr(0, equals)] = text.substr(equals + 1);
+  }
+  const std::string preload = fs::absolute(options.preload_library).string();
+  env["LD_PRELOAD"] = env.contains("LD_PRELOAD") && !env["LD_PRELOAD"].empty()
+                          ? preload + ":" + env["LD_PRELOAD"]
+                          : preload;
+  env["TAPEDECK_MODE"] = mode;
+  env["TAPEDECK_SOCKET"] = server.socket_path();
+  env["TAPEDECK_WORKSPACE"] = server.workspace();
+  env["TAPEDECK_EXEC"] = fs::absolute(options.exec_shim).string();
+  env["TAPEDECK_SUPERVISOR_PID"] = std::to_string(::getpid());
+  env["TAPEDECK_ALLOW"] = allowed;
+  if (options.mode == RunOptions::Mode::replay) env["TAPEDECK_CLOCK_MAP"] = server.clock_map_path();
+  if (proxy_port != 0) {
+    const std::string proxy = "http://127.0.0.1:" + std::to_string(proxy_port);
+    env["TAPEDECK_PROXY_PORT"] = std::to_string(proxy_port);
+    env["TAPEDECK_LLM_URL"] = proxy;
+    env["OPENAI_BASE_URL"] = proxy + "/v1";
+    env["ANTHROPIC_BASE_URL"] = proxy;
+    if (!options.llm_upstream.empty()) {
+      env["TAPEDECK_UPSTREAM_OPENAI_BASE_URL"] = options.llm_upstream + "/v1";
+      env["TAPEDECK_UPSTREAM_ANTHROPIC_BASE_URL"] = options.llm_upstream;
+    }
+  }
+  // Bytecode caches are the interpreter's, not the program's: they must not become file writes.
+  env["PYTHONDONTWRITEBYTECODE"] = "1";
+  std::vector<std::string> out;
+  for (const auto& [name, value] : env) out.push_back(name + "=" + value);
+  return out;
+}
+
+std::atomic<pid_t> forward_to{0};
+
+void forward_signal(int signal_number) {
+  const pid_t pid = forward_to.load();
+  if (pid > 0) ::kill(pid, signal_number);
+}
+
+}  // namespace
+
+std::optional<std::string> interposition_warning(const fs::path& program) {
+  std::ifstream in(program, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string head(4096, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  if (head.starts_with("#!")) {
+    // A script: what matters is its interpreter.
+    std::string line = head.substr(2, head.find('\n') - 2);
+    std::istringstream words(line);
+    std::string interpreter;
+    words >> interpreter;
+    if (interpreter.empty() || fs::path(interpreter) == program) return std::nullopt;
+    return interposition_warning(interpreter);
+  }
+  if (head.size() < sizeof(Elf64_Ehdr) || head.compare(0, 4, ELFMAG) != 0 ||
+      head[EI_CLASS] != ELFCLASS64) {
+    return std::nullopt;
+  }
+  Elf64_Ehdr header;
+  std::memcpy(&header, head.data(), sizeof header);
+  in.clear();
+  bool has_interpreter = false;
+  for (unsigned i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr segment;
+    in.seekg(static_cast<std::streamoff>(header.e_phoff + i * header.e_phentsize));
+    if (!in.read(reinterpret_cast<char*>(&segment), sizeof segment)) break;
+    if (segment.p_type == PT_INTERP) has_interpreter = true;
+  }
+  in.clear();
+  in.seekg(0);
+  std::ostringstream whole;
+  whole << in.rdbuf();
+  const bool go = whole.str().find("Go build ID:") != std::string::npos;
+  if (go) {
+    return program.string() +
+           " is a Go program: it reads the clock through the vDSO and makes system calls "
+           "itself, so its clock reads, sleeps, file effects and execs are not taped; only its "
+           "LLM calls through the proxy are";
+  }
+  if (!has_interpreter) {
+    return program.string() +
+           " is statically linked: there is no libc to interpose, so its clock reads, sleeps, "
+           "file effects, execs and connects are not taped; only its LLM calls through the "
+           "proxy are";
+  }
+  return std::nullopt;
+}
+
+RunOutcome run(const RunOptions& options) {
+  if (options.command.empty()) throw std::runtime_error("no program to run (after --)");
+  const auto started = std::chrono::steady_clock::now();
+  RunOutcome outcome;
+  const auto program = locate(options.command[0]);
+  if (!program) throw std::runtime_error(options.command[0] + ": program not found");
+  if (auto warning = interposition_warning(*program)) outcome.warnings.push_back(*warning);
+  for (const fs::path& needed : {options.preload_library, options.exec_shim}) {
+    if (!fs::exists(needed))
+      throw std::runtime_error(needed.string() + ": missing (a broken install?)");
+  }
+  if (!fs::is_directory(options.workspace)) {
+    throw std::runtime_error("--workspace " + options.workspace.string() + ": not a folder");
+  }
+
+  RunDir run_dir;
+  std::unique_ptr<Session> session;
+  std::optional<Tape> recorded;
+  StreamOptions stream;
+  stream.fsync = options.fsync;
+  LlmOptions llm;
+  llm.timeout = std::chrono::minutes(10);
+  std::string mode = "off";
+  if (options.mode == RunOptions::Mode::record) {
+    mode = "record";
+    NetworkPolicy network = NetworkPolicy::deny_all();
+    if (!options.llm_upstream.empty()) network.allow(host_of(options.llm_upstream));
+    session = Testbench::recording(options.tape)
+                  .llm(llm)
+                  .subprocesses()
+                  .network(network)
+                  .describe(options.command[0], options.command)
+                  .stream(stream)
+                  .start();
+  } else if (options.mode == RunOptions::Mode::replay) {
+    mode = "replay";
+    recorded = Tape::load(options.tape);
+    auto bench = Testbench::replaying(options.tape, options.emit).llm(llm).subprocesses();
+    if (options.emit) bench.stream(stream);
+    session = bench.start();
+  }
+
+  Server server(options, session.get(), run_dir.path(), std::move(recorded));
+  std::unique_ptr<LlmProxy> proxy;
+  if (session) {
+    const std::string upstream =
+        options.llm_upstream.empty() ? "http://llm-upstream.invalid" : options.llm_upstream;
+    proxy = std::make_unique<LlmProxy>(*session, upstream, [&server](const std::string& message) {
+      server.stop_tree("the program called the LLM with a request the tape does not hold: " +
+                       message);
+    });
+  }
+  const std::vector<std::string> env = program_environment(
+      options, server, mode, proxy ? proxy->port() : 0, resolve_allowed(options.allow));
+
+  std::vector<char*> argv;
+  for (const std::string& arg : options.command) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const std::string& entry : env) envp.push_back(const_cast<char*>(entry.c_str()));
+  envp.push_back(nullptr);
+
+  std::atomic<bool> root_exited{false};
+  std::thread serving([&] { server.serve(root_exited, std::chrono::milliseconds(2000)); });
+  // Like system(): the terminal's ^C is the program's to handle; SIGTERM is passed on.
+  struct sigaction ignore {
+  }, previous_int{}, previous_quit{}, forward{}, previous_term{};
+  ignore.sa_handler = SIG_IGN;
+  forward.sa_handler = forward_signal;
+  ::sigaction(SIGINT, &ignore, &previous_int);
+  ::sigaction(SIGQUIT, &ignore, &previous_quit);
+  ::sigaction(SIGTERM, &forward, &previous_term);
+  pid_t pid = 0;
+  const int spawned =
+      ::posix_spawn(&pid, program->c_str(), nullptr, nullptr, argv.data(), envp.data());
+  int status = 0;
+  if (spawned == 0) {
+    forward_to = pid;
+    server.set_root(pid);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    forward_to = 0;
+  }
+  root_exited = true;
+  serving.join();
+  ::sigaction(SIGINT, &previous_int, nullptr);
+  ::sigaction(SIGQUIT, &previous_quit, nullptr);
+  ::sigaction(SIGTERM, &previous_term, nullptr);
+  if (proxy) proxy->stop();
+  if (spawned != 0) {
+    throw std::runtime_error("cannot run " + options.command[0] + ": " + std::strerror(spawned));
+  }
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  outcome.miss = server.miss();
+  if (options.mode == RunOptions::Mode::replay) {
+    std::tie(outcome.unused_inputs, outcome.unused_example) = server.unused_inputs();
+  }
+  if (session) {
+    outcome.records = session->recorder().record_count();
+    session->finalize();
+  }
+  outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  return outcome;
+}
+
+}  // namespace tapedeck::supervisor

@@ -1,0 +1,47 @@
+// The supervisor behind `tapedeck run` and `tapedeck replay`: it owns the session (and so the
+// one recorder of the run), starts the program with the preload library, and serves every
+// process of the tree over a Unix socket, so that seq is global and gap-free across the tree.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tapedeck/recorder.hpp"
+
+namespace tapedeck::supervisor {
+
+struct RunOptions {
+  enum class Mode { untaped, record, replay } mode = Mode::untaped;
+  std::filesystem::path tape;                 // record: written; replay: read
+  std::optional<std::filesystem::path> emit;  // replay: the replay's own tape
+  std::filesystem::path workspace;            // file effects are taped under here only
+  std::string llm_upstream;                   // record: where the LLM proxy relays
+  std::vector<std::string> allow;             // HOST[:PORT] the program may connect to
+  FsyncPolicy fsync = FsyncPolicy::at_phase_and_finish;
+  std::filesystem::path preload_library;  // libtapedeck_preload.so
+  std::filesystem::path exec_shim;        // tapedeck-exec
+  std::vector<std::string> command;       // PROGRAM ARGS…
+};
+
+struct RunOutcome {
+  int exit_code = 0;                // the program's (128 + signal when a signal ended it)
+  std::optional<std::string> miss;  // replay met an input the tape does not hold
+  uint64_t records = 0;             // on the tape written (record, or replay's emitted tape)
+  uint64_t unused_inputs = 0;       // replay: recorded inputs the replay never asked for
+  std::string unused_example;       // the first of them
+  std::chrono::milliseconds wall{0};
+  std::vector<std::string> warnings;  // e.g. a static binary the preload cannot reach
+};
+
+// Runs the program to its end. Throws std::runtime_error (or TapeError) when the run cannot be
+// set up: the tape does not load, the program does not exist, the socket cannot be made.
+RunOutcome run(const RunOptions& options);
+
+// Why the preload library cannot reach `program` (statically linked, Go), or nullopt.
+std::optional<std::string> interposition_warning(const std::filesystem::path& program);
+
+}  // namespace tapedeck::supervisor
