@@ -3,8 +3,12 @@
 //
 // Modes:
 //   byte_identical  every field of every record, seq and both clocks included
-//   semantic        what the run consumed and did; seq, virtual and monotonic time and process
-//                   durations may drift, content hashes still gate
+//   semantic        what the run consumed and did, in order; time is drift: seq, virtual and
+//                   monotonic stamps, process durations and the values clock reads gave may
+//                   differ (a clock read's source may not), and a stretch of clock reads between
+//                   two other records may run longer on one side (runtimes poll the clock while
+//                   they wait, and a fast replay waits less; the extra reads are counted in
+//                   unmatched_clock_reads). Content hashes, digests, paths, args still gate.
 //   outcome         only the end state: the final set of files written (path -> content hash),
 //                   the exit code of the last subprocess, the number of LLM calls
 //   phase_aware     user_script records strict (every field but seq), runtime_finalize records
@@ -43,6 +47,7 @@ struct Report {
   uint64_t recorded_records = 0;
   uint64_t replay_records = 0;
   std::vector<Divergence> divergences;  // in record order (outcome: files, exit code, LLM calls)
+  uint64_t unmatched_clock_reads = 0;   // semantic: extra clock reads one side made (see above)
   // 1 - divergences / max(records, 1), never below 0; outcome mode: 1 or 0.
   double score = 1.0;
 

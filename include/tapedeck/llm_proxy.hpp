@@ -17,10 +17,14 @@ namespace tapedeck {
 class LlmProxy {
  public:
   // Listens on 127.0.0.1 (an ephemeral port) and relays to `upstream_base` (scheme://host[:port],
-  // a path prefix allowed). The session must have the LLM axis enabled. `on_replay_miss` hears
-  // of every request a replay's tape does not hold (the client gets a 500 naming it as well).
-  using OnReplayMiss = std::function<void(const std::string& message)>;
-  LlmProxy(Session& session, std::string upstream_base, OnReplayMiss on_replay_miss = {});
+  // a path prefix allowed). The session must have the LLM axis enabled.
+  struct Hooks {
+    // Every request a replay's tape does not hold (the client gets a 500 naming it as well).
+    std::function<void(const std::string& message)> on_replay_miss;
+    // After each call the session served (its record made), before the client has all of it.
+    std::function<void()> on_call_served;
+  };
+  LlmProxy(Session& session, std::string upstream_base, Hooks hooks = {});
   ~LlmProxy();  // stops serving
   LlmProxy(const LlmProxy&) = delete;
   LlmProxy& operator=(const LlmProxy&) = delete;

@@ -73,9 +73,10 @@ int run_fidelity(const FidelityOptions& options) {
   if (options.json) {
     std::string out = fmt::format(
         R"({{"mode":{},"recorded":{},"replay":{},"recorded_records":{},"replay_records":{},)"
-        R"("score":{:.6f},"divergences":[)",
+        R"("unmatched_clock_reads":{},"score":{:.6f},"divergences":[)",
         json_string(fidelity::to_string(report.mode)), json_string(options.recorded),
-        json_string(options.replay), report.recorded_records, report.replay_records, report.score);
+        json_string(options.replay), report.recorded_records, report.replay_records,
+        report.unmatched_clock_reads, report.score);
     for (size_t i = 0; i < report.divergences.size(); ++i) {
       const auto& d = report.divergences[i];
       out += fmt::format(R"({}{{"seq":{},"category":{},"message":{}}})", i ? "," : "", d.seq,
@@ -87,12 +88,17 @@ int run_fidelity(const FidelityOptions& options) {
 
   fmt::print("fidelity ({}): {} recorded records, {} replayed: ", fidelity::to_string(report.mode),
              report.recorded_records, report.replay_records);
+  const std::string timing =
+      report.unmatched_clock_reads == 0
+          ? ""
+          : fmt::format(" ({} clock reads one side made in a longer stretch of reads: timing)",
+                        report.unmatched_clock_reads);
   if (report.identical()) {
-    fmt::print("no divergence (score 1.000)\n");
+    fmt::print("no divergence (score 1.000){}\n", timing);
     return 0;
   }
-  fmt::print("{} divergence{} (score {:.3f})\n", report.divergences.size(),
-             report.divergences.size() == 1 ? "" : "s", report.score);
+  fmt::print("{} divergence{} (score {:.3f}){}\n", report.divergences.size(),
+             report.divergences.size() == 1 ? "" : "s", report.score, timing);
   const auto& first = report.divergences.front();
   fmt::print("\nfirst divergence, at seq {}: {}\n  {}\n", first.seq, first.category, first.message);
   if (!first.recorded_line.empty() && !first.replay_line.empty()) {

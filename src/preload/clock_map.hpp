@@ -1,8 +1,17 @@
-// Replay's clock, shared by every process of the tree: the supervisor writes the recorded clock
-// reads of each source into a file that every process maps, and a read takes the next value
-// with one atomic increment (no round trip, no lock). Past the recorded values, time moves on
-// from the last one served, by the sleeps taken and a millisecond a read, so that a loop
-// waiting for time to pass still ends.
+// Replay's clock, shared by every process of the tree. The supervisor writes the recorded clock
+// reads into a file that every process maps; a read takes the next value with one atomic
+// increment (no round trip, no lock).
+//
+// The reads are cut into stretches at every other record of the recording (a file, a
+// subprocess, an LLM call, a sleep): stretch k holds the reads between the k-th such record and
+// the next. The supervisor moves the current stretch as the replay makes those records. So a
+// runtime that polls the clock more or less often while it waits (a fast replay waits less)
+// shifts values only within that stretch, never past it: the program reads, after each step,
+// the times the recording read after it.
+//
+// Past a stretch's recorded values, time moves on from the last value served by a millisecond
+// a read (a loop waiting for time to pass still ends), and sleeps advance it; the clock never
+// goes back.
 #pragma once
 
 #include <atomic>
@@ -10,32 +19,45 @@
 
 namespace tapedeck::preload {
 
+struct ClockStretch {
+  uint64_t start[2];  // wall, monotonic: where the stretch's values begin in values()
+  uint64_t count[2];
+  std::atomic<uint64_t> next[2];
+};
+
 struct ClockMap {
   static constexpr uint64_t kMagic = 0x7461706564636c6bull;  // "tapedclk"
   uint64_t magic;
-  std::atomic<int64_t> virtual_ms[2];  // wall, monotonic
-  std::atomic<uint64_t> next[2];
-  uint64_t count[2];
-  uint64_t offset[2];  // where each source's values start in values()
-  int64_t* values() { return reinterpret_cast<int64_t*>(this + 1); }
+  uint64_t stretch_count;             // at least 1
+  std::atomic<uint64_t> stretch;      // the current one, moved by the supervisor
+  std::atomic<int64_t> latest_ms[2];  // the latest time served (or slept to), per source
+
+  ClockStretch* stretches() { return reinterpret_cast<ClockStretch*>(this + 1); }
+  int64_t* values() { return reinterpret_cast<int64_t*>(stretches() + stretch_count); }
+  static uint64_t bytes_for(uint64_t stretches, uint64_t values) {
+    return sizeof(ClockMap) + stretches * sizeof(ClockStretch) + values * sizeof(int64_t);
+  }
 };
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
 
 inline int64_t take(ClockMap& map, int source) {
-  const uint64_t index = map.next[source].fetch_add(1, std::memory_order_relaxed);
-  if (index < map.count[source]) {
-    const int64_t value = map.values()[map.offset[source] + index];
-    int64_t current = map.virtual_ms[source].load(std::memory_order_relaxed);
-    while (current < value && !map.virtual_ms[source].compare_exchange_weak(
-                                  current, value, std::memory_order_relaxed)) {
+  uint64_t current = map.stretch.load(std::memory_order_acquire);
+  if (current >= map.stretch_count) current = map.stretch_count - 1;
+  ClockStretch& stretch = map.stretches()[current];
+  const uint64_t index = stretch.next[source].fetch_add(1, std::memory_order_relaxed);
+  std::atomic<int64_t>& latest = map.latest_ms[source];
+  if (index < stretch.count[source]) {
+    const int64_t value = map.values()[stretch.start[source] + index];
+    int64_t seen = latest.load(std::memory_order_relaxed);
+    while (seen < value && !latest.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
     }
-    return value;
+    return value > seen ? value : seen;
   }
-  return map.virtual_ms[source].fetch_add(1, std::memory_order_relaxed) + 1;
+  return latest.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 inline void advance(ClockMap& map, uint64_t duration_ms) {
-  for (auto& clock : map.virtual_ms) {
+  for (auto& clock : map.latest_ms) {
     clock.fetch_add(static_cast<int64_t>(duration_ms), std::memory_order_relaxed);
   }
 }

@@ -518,8 +518,17 @@ uint64_t ceil_ms(const timespec& ts) {
 // Records a sleep; true when the caller should skip the real one (replay).
 bool taped_sleep(uint64_t duration_ms) {
   queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
-  sync_with_supervisor();
-  if (config.mode != Mode::replay) return false;
+  if (config.mode != Mode::replay) {
+    sync_with_supervisor();
+    return false;
+  }
+  // Replay waits until the supervisor has taken the sleep: it moves the clock to the stretch
+  // of reads the recording made after it, which this thread is about to read.
+  char buffer[16];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
+  Answer answer;
+  ask(frame, answer);
   if (config.clock_map != nullptr) tapedeck::preload::advance(*config.clock_map, duration_ms);
   return true;
 }

@@ -24,6 +24,7 @@ enum class Op : uint8_t {
   closed_write = 'C',  // path: a written workspace file was closed (its bytes are final)
   deleted = 'D',       // path: a workspace file was (record) or is to be (replay) deleted
   stat_path = 'S',     // path: replay only, where to look for a workspace path's metadata
+  sync = 'N',          // nothing: answered once everything sent before it was handled
   spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
 };

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <deque>
@@ -179,6 +180,8 @@ class Server {
   }
 
   const std::string& socket_path() const { return socket_path_; }
+  // The LLM proxy served a call (its record made).
+  void llm_call_served() { step_clock(); }
   const std::string& workspace() const { return workspace_; }
   std::string clock_map_path() const { return (run_dir_ / "clock").string(); }
 
@@ -244,20 +247,24 @@ class Server {
 
  private:
   void index_recording() {
-    std::vector<int64_t> clock_values[2];
+    // Clock reads by stretch (see clock_map.hpp): a new stretch after every other record.
+    std::vector<std::array<std::vector<int64_t>, 2>> stretches(1);
+    uint64_t values = 0;
     for (const Record& record : recorded_->records) {
       if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
-        clock_values[read->source == ClockSource::wall ? 0 : 1].push_back(read->value_ms);
-      } else if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
+        stretches.back()[read->source == ClockSource::wall ? 0 : 1].push_back(read->value_ms);
+        ++values;
+        continue;
+      }
+      stretches.emplace_back();
+      if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
         file_reads_[file->path].push_back(file);
       } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
         spawn_order_.push_back(spawn);
         spawn_seq_.push_back(record.seq);
       }
     }
-    // The clock map every process of the replay shares.
-    clock_map_size_ = sizeof(preload::ClockMap) +
-                      (clock_values[0].size() + clock_values[1].size()) * sizeof(int64_t);
+    clock_map_size_ = preload::ClockMap::bytes_for(stretches.size(), values);
     const std::string path = clock_map_path();
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(clock_map_size_)) != 0) {
@@ -268,15 +275,31 @@ class Server {
     if (mapped == MAP_FAILED) throw std::runtime_error("cannot map " + path);
     clock_map_ = new (mapped) preload::ClockMap();
     clock_map_->magic = preload::ClockMap::kMagic;
+    clock_map_->stretch_count = stretches.size();
+    std::optional<int64_t> first[2];
     uint64_t offset = 0;
-    for (int source = 0; source < 2; ++source) {
-      clock_map_->count[source] = clock_values[source].size();
-      clock_map_->offset[source] = offset;
-      clock_map_->virtual_ms[source] = clock_values[source].empty()
-                                           ? recorded_->header.started_at_unix_ms.value_or(0)
-                                           : clock_values[source].front();
-      for (int64_t value : clock_values[source]) clock_map_->values()[offset++] = value;
+    for (size_t k = 0; k < stretches.size(); ++k) {
+      auto* stretch = new (&clock_map_->stretches()[k]) preload::ClockStretch();
+      for (int source = 0; source < 2; ++source) {
+        stretch->start[source] = offset;
+        stretch->count[source] = stretches[k][source].size();
+        for (int64_t value : stretches[k][source]) {
+          if (!first[source]) first[source] = value;
+          clock_map_->values()[offset++] = value;
+        }
+      }
     }
+    const int64_t start = recorded_->header.started_at_unix_ms.value_or(0);
+    clock_map_->latest_ms[0] = first[0].value_or(start);
+    clock_map_->latest_ms[1] = first[1].value_or(0);
+  }
+
+  // The replay made a record other than a clock read: the clock moves to the reads the
+  // recording made after its counterpart.
+  void step_clock() {
+    if (clock_map_ == nullptr) return;
+    const uint64_t steps = ++clock_steps_;
+    clock_map_->stretch.store(steps, std::memory_order_release);
   }
 
   void accept_one() {
@@ -365,8 +388,14 @@ class Server {
     return hash;
   }
 
+  // File records, each a step of the replay's clock (a no-op when recording).
+  void add_file_record(RecordKind kind) {
+    recorder().record(std::move(kind));
+    step_clock();
+  }
+
   void record_read(const std::string& path, const std::string& bytes) {
-    recorder().record(kind::FileRead{path, keep(bytes), bytes.size()});
+    add_file_record(kind::FileRead{path, keep(bytes), bytes.size()});
   }
 
   void handle(const Connection& connection, wire::Op op, std::string_view body) {
@@ -375,6 +404,8 @@ class Server {
       switch (op) {
         case wire::Op::events:
           return handle_events(cursor);
+        case wire::Op::sync:
+          return answer(connection, Reply::ok);
         case wire::Op::spawn_done:
         case wire::Op::spawn_replay:
           return handle_spawn(connection, op, cursor);
@@ -403,6 +434,7 @@ class Server {
             session_->clock().advance_ms(static_cast<uint64_t>(value));
           }
           recorder().record(kind::ClockSleep{static_cast<uint64_t>(value)});
+          step_clock();
           break;
       }
     }
@@ -446,6 +478,7 @@ class Server {
       return answer_miss(connection, std::string(miss.what()) + "; " + expected);
     }
     ++spawns_served_;
+    step_clock();
     std::string body;
     wire::put_int(body, result.exit_code);
     wire::put_bytes(body, result.stdout_bytes);
@@ -534,7 +567,7 @@ class Server {
           }
           const fs::path served = run_dir_ / "reads" / recorded->content_hash;
           if (!fs::exists(served)) write_whole(served, *bytes);
-          recorder().record(kind::FileRead{path, recorded->content_hash, bytes->size()});
+          add_file_record(kind::FileRead{path, recorded->content_hash, bytes->size()});
           return answer_path(connection, served);
         }
         // Not on the tape: the workspace as it is now answers, and the read is taped so that
@@ -562,7 +595,7 @@ class Server {
       }
       case wire::Op::closed_write: {
         const std::string bytes = read_whole(overlay).value_or("");
-        recorder().record(kind::FileWrite{path, keep(bytes), bytes.size()});
+        add_file_record(kind::FileWrite{path, keep(bytes), bytes.size()});
         return answer(connection, Reply::ok);
       }
       case wire::Op::deleted: {
@@ -574,7 +607,7 @@ class Server {
         fs::remove(overlay, ignored);
         written_.erase(path);
         deleted_.insert(path);
-        recorder().record(kind::FileDelete{path});
+        add_file_record(kind::FileDelete{path});
         return answer(connection, Reply::ok);
       }
       case wire::Op::stat_path: {
@@ -613,6 +646,7 @@ class Server {
   // Replay.
   preload::ClockMap* clock_map_ = nullptr;
   size_t clock_map_size_ = 0;
+  std::atomic<uint64_t> clock_steps_{0};  // also moved from the proxy's threads
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
   std::vector<const kind::ProcessSpawn*> spawn_order_;
   std::vector<uint64_t> spawn_seq_;
@@ -777,10 +811,13 @@ RunOutcome run(const RunOptions& options) {
   if (session) {
     const std::string upstream =
         options.llm_upstream.empty() ? "http://llm-upstream.invalid" : options.llm_upstream;
-    proxy = std::make_unique<LlmProxy>(*session, upstream, [&server](const std::string& message) {
+    LlmProxy::Hooks hooks;
+    hooks.on_replay_miss = [&server](const std::string& message) {
       server.stop_tree("the program called the LLM with a request the tape does not hold: " +
                        message);
-    });
+    };
+    hooks.on_call_served = [&server] { server.llm_call_served(); };
+    proxy = std::make_unique<LlmProxy>(*session, upstream, std::move(hooks));
   }
   const std::vector<std::string> env = program_environment(
       options, server, mode, proxy ? proxy->port() : 0, resolve_allowed(options.allow));

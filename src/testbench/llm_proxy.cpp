@@ -29,16 +29,14 @@ std::string error_body(std::string_view type, std::string_view message) {
 struct LlmProxy::Impl {
   Session& session;
   std::string upstream;
-  OnReplayMiss on_replay_miss;
+  Hooks hooks;
   httplib::Server server;
   std::mutex session_mutex;  // a Session serves one call at a time
   int port = 0;
   std::thread thread;
 
-  Impl(Session& bench_session, std::string upstream_base, OnReplayMiss on_miss)
-      : session(bench_session),
-        upstream(std::move(upstream_base)),
-        on_replay_miss(std::move(on_miss)) {
+  Impl(Session& bench_session, std::string upstream_base, Hooks proxy_hooks)
+      : session(bench_session), upstream(std::move(upstream_base)), hooks(std::move(proxy_hooks)) {
     while (!upstream.empty() && upstream.back() == '/') upstream.pop_back();
   }
 
@@ -48,7 +46,7 @@ struct LlmProxy::Impl {
     try {
       call();
     } catch (const ReplayMiss& miss) {
-      if (on_replay_miss) on_replay_miss(miss.what());
+      if (hooks.on_replay_miss) hooks.on_replay_miss(miss.what());
       response.status = 500;
       response.set_content(error_body("tapedeck_replay_miss", miss.what()), "application/json");
     } catch (const std::invalid_argument& bad) {  // the body is not JSON
@@ -75,6 +73,7 @@ struct LlmProxy::Impl {
       guarded(response, [&] {
         std::lock_guard lock(session_mutex);
         const LlmResponse answer = session.llm().call(body, {}, &route);
+        if (hooks.on_call_served) hooks.on_call_served();
         response.set_content(answer.body, "application/json");
       });
       return;
@@ -88,6 +87,7 @@ struct LlmProxy::Impl {
             session.llm().call(
                 body, [&](std::string_view event) { sink.write(event.data(), event.size()); },
                 &route);
+            if (hooks.on_call_served) hooks.on_call_served();
           });
           if (failure.status >= 400) {
             // Headers are gone already: the failure travels as a last event.
@@ -100,8 +100,8 @@ struct LlmProxy::Impl {
   }
 };
 
-LlmProxy::LlmProxy(Session& session, std::string upstream_base, OnReplayMiss on_replay_miss)
-    : impl_(std::make_unique<Impl>(session, std::move(upstream_base), std::move(on_replay_miss))) {
+LlmProxy::LlmProxy(Session& session, std::string upstream_base, Hooks hooks)
+    : impl_(std::make_unique<Impl>(session, std::move(upstream_base), std::move(hooks))) {
   impl_->server.Post(".*", [this](const httplib::Request& request, httplib::Response& response) {
     impl_->handle(request, response);
   });

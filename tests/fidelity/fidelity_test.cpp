@@ -84,7 +84,7 @@ TEST(Fidelity, TimeDriftCountsOnlyWhereTheModeSaysSo) {
 
 TEST(Fidelity, EveryFieldHasItsCategory) {
   Tape replay = run();
-  std::get<kind::ClockRead>(replay.records[0].kind).value_ms = 1;
+  std::get<kind::ClockRead>(replay.records[0].kind).source = ClockSource::monotonic;
   std::get<kind::LlmCall>(replay.records[1].kind).response.content_hash = "other";
   std::get<kind::ClockSleep>(replay.records[2].kind).duration_ms = 1;
   std::get<kind::FileRead>(replay.records[3].kind).content_hash = "changed";
@@ -92,7 +92,7 @@ TEST(Fidelity, EveryFieldHasItsCategory) {
   replay.records[5].phase = Phase::runtime_finalize;
   replay.records[7].kind = kind::FileDelete{"state.json"};
   EXPECT_EQ(categories(compare(run(), replay, Mode::semantic)),
-            (std::vector<std::string>{"clock_read_value", "llm_response_hash",
+            (std::vector<std::string>{"clock_read_source", "llm_response_hash",
                                       "clock_sleep_duration", "file_content_hash",
                                       "process_exit_code", "phase_mismatch", "kind_mismatch"}));
   Tape args = run();
@@ -110,11 +110,11 @@ TEST(Fidelity, EveryFieldHasItsCategory) {
 TEST(Fidelity, MissingRecordsOnEitherSide) {
   Tape shorter = run();
   shorter.records.resize(6);
-  Report report = compare(run(), shorter, Mode::semantic);
+  Report report = compare(run(), shorter, Mode::byte_identical);
   EXPECT_EQ(categories(report),
             (std::vector<std::string>{"missing_in_replay", "missing_in_replay"}));
   EXPECT_EQ(report.divergences[0].seq, 6u);
-  Report reverse = compare(shorter, run(), Mode::semantic);
+  Report reverse = compare(shorter, run(), Mode::byte_identical);
   EXPECT_EQ(categories(reverse),
             (std::vector<std::string>{"missing_in_recorded", "missing_in_recorded"}));
   EXPECT_EQ(reverse.recorded_records, 6u);
@@ -124,7 +124,25 @@ TEST(Fidelity, PhaseAwareIgnoresFinalizeClockReads) {
   Tape replay = run();
   replay.records.erase(replay.records.begin() + 6);  // the finalize clock read is gone
   EXPECT_TRUE(compare(run(), replay, Mode::phase_aware).identical());
-  EXPECT_FALSE(compare(run(), replay, Mode::semantic).identical());
+  EXPECT_FALSE(compare(run(), replay, Mode::byte_identical).identical());
+}
+
+TEST(Fidelity, SemanticTakesClockValuesAndPollingAsTiming) {
+  // A runtime that waited less in the replay read the clock fewer times, and got other values.
+  Tape recorded = run();
+  recorded.records.insert(
+      recorded.records.begin() + 1,
+      Record{1, Phase::user_script, 0, 0, kind::ClockRead{ClockSource::wall, 7}});
+  Tape replay = run();
+  std::get<kind::ClockRead>(replay.records[0].kind).value_ms += 40;
+  Report semantic = compare(recorded, replay, Mode::semantic);
+  EXPECT_TRUE(semantic.identical());
+  EXPECT_EQ(semantic.unmatched_clock_reads, 1u);
+  EXPECT_EQ(categories(compare(recorded, replay, Mode::phase_aware)).front(), "clock_read_value");
+  // Reading the clock where the recording did something else is still a divergence.
+  Tape other = run();
+  other.records[3].kind = kind::ClockRead{ClockSource::wall, 1};
+  EXPECT_FALSE(compare(run(), other, Mode::semantic).identical());
 }
 
 TEST(Fidelity, OutcomeComparesTheEndStateOnly) {

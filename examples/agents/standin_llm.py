@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""A small stand-in for an OpenAI-style LLM server, for demos and tests on machines without
+network: POST /v1/chat/completions answers from the last user message, as one JSON body or,
+with "stream": true, as server-sent events a few words at a time.
+
+    python3 standin_llm.py [--port N]     prints "listening on PORT" once ready
+
+It answers deterministically (the same request gets the same answer), so that a recording and
+a later one can be compared; an Authorization header is required, as a real server would.
+"""
+import argparse
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def answer_for(messages):
+    last = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    words = last.split()
+    return "Plan for '%s': %d words considered; step one is to start small." % (
+        " ".join(words[:6]), len(words))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet: the demo's output is the agent's
+        pass
+
+    def reply(self, status, body, content_type="application/json"):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        try:
+            request = json.loads(self.rfile.read(length) or b"{}")
+        except json.JSONDecodeError:
+            return self.reply(400, json.dumps({"error": {"message": "body is not JSON"}}))
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            return self.reply(401, json.dumps({"error": {"message": "missing API key"}}))
+        if not self.path.endswith("/chat/completions"):
+            return self.reply(404, json.dumps({"error": {"message": "no route " + self.path}}))
+        text = answer_for(request.get("messages", []))
+        model = request.get("model", "standin-1")
+        if not request.get("stream"):
+            return self.reply(200, json.dumps({
+                "id": "chatcmpl-standin", "object": "chat.completion", "created": 1700000000,
+                "model": model,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
+                          "total_tokens": 10 + len(text.split())}}))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        words = text.split(" ")
+        for i in range(0, len(words), 3):
+            piece = " ".join(words[i:i + 3]) + (" " if i + 3 < len(words) else "")
+            self.chunk("data: " + json.dumps({
+                "id": "chatcmpl-standin", "object": "chat.completion.chunk",
+                "created": 1700000000, "model": model,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                + "\n\n")
+            time.sleep(0.02)  # a real server takes its time between events
+        self.chunk("data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def chunk(self, text):
+        data = text.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    print("listening on %d" % server.server_address[1], flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
