@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# End to end: unmodified programs (bash, python3, C) recorded under `tapedeck run` against the
+# stand-in LLM server, then replayed with the server gone and the network closed: the replay's
+# stdout must equal the recording's, the workspace must be untouched, and `tapedeck fidelity`
+# must pass (semantic: the recording's clock stamps are real time, a replay's are virtual).
+# Then the ways a replay must refuse: inputs the tape does not hold, static binaries, bad flags.
+# Usage: run_replay_test.sh TAPEDECK C_AGENT EXAMPLES_DIR
+set -uo pipefail
+td=$(realpath "$1")
+c_agent=$(realpath "$2")
+examples=$(realpath "$3")
+agents=$examples/agents
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3)
+work=$(mktemp -d)
+standin_pid=
+cleanup() {
+  [ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+
+fresh_workspace() { rm -rf "$work/ws" && cp -r "$agents/workspace" "$work/ws"; }
+
+start_standin() {
+  "$python" "$agents/standin_llm.py" > "$work/standin.out" &
+  standin_pid=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$work/standin.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  standin_port=$(sed -n 's/listening on //p' "$work/standin.out")
+  [ -n "$standin_port" ] || { echo "the stand-in LLM server did not start" >&2; exit 1; }
+}
+stop_standin() { kill "$standin_pid"; wait "$standin_pid" 2>/dev/null; standin_pid=; }
+
+kinds() { "$td" stats "$1" --json; }
+count_kind() { kinds "$1" | "$python" -c "import json,sys; print(json.load(sys.stdin)['by_kind'].get('$2', 0))"; }
+
+# record_and_replay NAME EXPECTED_EXIT PROGRAM... : record against the stand-in, replay offline.
+record_and_replay() {
+  local name=$1 expected_exit=$2; shift 2
+  local dir=$work/$name
+  mkdir -p "$dir"
+  start_standin
+  fresh_workspace
+  (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" run --emit-tape "$dir/run.tape" \
+     --llm-upstream "http://127.0.0.1:$standin_port" -- "$@" > "$dir/run.out" 2> "$dir/run.err")
+  local recorded_exit=$?
+  stop_standin
+  check "$name: the recording exits with the program's code ($expected_exit)" \
+    test "$recorded_exit" = "$expected_exit"
+  fresh_workspace
+  (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" replay "$dir/run.tape" \
+     --emit-tape "$dir/replay.tape" -- "$@" > "$dir/replay.out" 2> "$dir/replay.err")
+  local replay_exit=$?
+  check "$name: the replay exits with the same code" test "$replay_exit" = "$expected_exit"
+  check "$name: the recording printed the agent's output" test -s "$dir/run.out"
+  check "$name: the replay's stdout equals the recording's" diff "$dir/run.out" "$dir/replay.out"
+  check "$name: the replay left the workspace as it found it" \
+    diff -r "$agents/workspace" "$work/ws"
+  check "$name: tapedeck fidelity --mode semantic passes" \
+    "$td" fidelity "$dir/run.tape" "$dir/replay.tape" --mode semantic
+  check "$name: the API key is nowhere on the tape" \
+    bash -c "! grep -rq sk-tapedeck-test-secret '$dir/run.tape' '$dir/run.tape.cas' 2>/dev/null"
+  check "$name: the tape verifies" "$td" verify "$dir/run.tape"
+  if [ "$failures" -gt 0 ]; then
+    echo "--- $name run.err"; cat "$dir/run.err"; echo "--- $name replay.err"; cat "$dir/replay.err"
+  fi
+}
+
+# ---- python3: every effect, the LLM plain and streamed --------------------------------------
+record_and_replay python 0 "$python" "$agents/agent.py"
+tape=$work/python/run.tape
+check "python: two LLM calls taped" test "$(count_kind "$tape" llm_call)" = 2
+check "python: the subprocess taped" test "$(count_kind "$tape" process_spawn)" -ge 1
+check "python: the back-off sleep taped" test "$(count_kind "$tape" clock_sleep)" -ge 1
+for kind in file_read file_write file_delete clock_read; do
+  check "python: $kind taped" test "$(count_kind "$tape" "$kind")" -ge 1
+done
+check "python: the replay answered the streamed call chunk by chunk" \
+  grep -q "summary (6 events)" "$work/python/replay.out"
+
+# ---- bash: the LLM over /dev/tcp, subprocesses, files ----------------------------------------
+record_and_replay bash 0 bash "$agents/agent.sh"
+tape=$work/bash/run.tape
+check "bash: the LLM call taped" test "$(count_kind "$tape" llm_call)" = 1
+check "bash: date, wc and sleep taped as subprocesses" test "$(count_kind "$tape" process_spawn)" -ge 3
+check "bash: the redirections' reads and writes taped" test "$(count_kind "$tape" file_write)" -ge 1
+
+# ---- C: every libc entry point ---------------------------------------------------------------
+record_and_replay c 3 "$c_agent"
+tape=$work/c/run.tape
+check "C: fork+execvp, posix_spawnp, system and popen taped" \
+  test "$(count_kind "$tape" process_spawn)" -ge 4
+check "C: nanosleep and usleep taped" test "$(count_kind "$tape" clock_sleep)" = 2
+check "C: fopen write and unlink taped" \
+  test "$(count_kind "$tape" file_write)" = 1 -a "$(count_kind "$tape" file_delete)" = 1
+check "C: the connect to the internet was denied, by name" \
+  grep -q "network denied: connect to 192.0.2.1:443" "$work/c/run.err"
+
+# ---- a replay that meets what the tape does not hold stops, naming what it expected ----------
+fresh_workspace
+(cd "$work/ws" && "$td" replay "$work/c/run.tape" -- bash -c 'uname -a; echo unreachable') \
+  > "$work/miss.out" 2> "$work/miss.err"
+check "miss: a subprocess the tape does not hold exits 2" test $? = 2
+check "miss: the message names the record it expected" \
+  grep -q "replay stopped: .*uname -a.*does not hold.*expected\|replay stopped: .*uname -a.*next recorded one is seq" "$work/miss.err"
+check "miss: the program stopped there" bash -c "! grep -q unreachable '$work/miss.out'"
+(cd "$work/ws" && "$td" replay "$work/python/run.tape" -- "$python" -c "
+import os, urllib.request
+urllib.request.urlopen(urllib.request.Request(os.environ['OPENAI_BASE_URL'] + '/chat/completions',
+    data=b'{\"model\":\"standin-1\",\"messages\":[]}', headers={'Content-Type': 'application/json'}))
+print('unreachable')") > "$work/llm_miss.out" 2> "$work/llm_miss.err"
+check "miss: an LLM request the tape does not hold exits 2" test $? = 2
+check "miss: and says which request" grep -q "LLM with a request the tape does not hold" "$work/llm_miss.err"
+
+# ---- the environment a program scrubs keeps the testbench ------------------------------------
+fresh_workspace
+(cd "$work/ws" && "$td" run --emit-tape "$work/scrubbed.tape" -- env -i "$python" -c \
+  "import time; open('tasks.txt').read(); print(time.time() > 0)") > /dev/null 2>&1
+check "env -i: the program exec'd with a scrubbed environment is still taped" \
+  test "$(count_kind "$work/scrubbed.tape" file_read)" = 1
+
+# ---- refusals --------------------------------------------------------------------------------
+"$td" run -- "$(dirname "$td")/tapedeck-exec" > /dev/null 2> "$work/static.err"
+check "a static binary gets a warning naming what is not taped" \
+  grep -q "is statically linked: there is no libc to interpose" "$work/static.err"
+"$td" run -- bash -c 'exit 7' 2> /dev/null
+check "run passes the program's exit code on (untaped)" test $? = 7
+"$td" run --emit-tape "$work/c/run.tape" -- true 2> "$work/exists.err"
+check "run refuses to replace a tape without --overwrite (exit 2)" test $? = 2
+check "  and says so in one line" test "$(wc -l < "$work/exists.err")" = 1
+"$td" run -- /no/such/program 2> "$work/missing.err"
+check "a missing program is exit 2, one line" test $? = 2 -a "$(wc -l < "$work/missing.err")" = 1
+"$td" replay "$work/nope.tape" -- true 2> /dev/null
+check "replay of a tape that is not there is exit 2" test $? = 2
+
+echo
+if [ "$failures" -gt 0 ]; then echo "$failures check(s) failed"; exit 1; fi
+echo "all run/replay checks passed"
