@@ -12,6 +12,9 @@
 #   4. The fidelity oracle on two 1,000,000-record tapes against loading both (tapedeck stats on
 #      each): target less than 2x.
 #   5. Replaying a run that slept 10 s of virtual time (target: well under 1 s of wall time).
+#   6. The interposer (bench/interposer.sh): `tapedeck replay` of a program that slept 5 s
+#      (target: under 5% of the recording's wall time), and the overhead of `tapedeck run`, taped
+#      and not, on 1,000,000 clock reads and on 10,000 small file reads.
 #
 # Usage: bench/run.sh [--rounds N] [--dir DIR]
 #   DIR holds the generated tapes (about 1 GB); default a fresh folder in /dev/shm (tmpfs) when it
@@ -174,3 +177,6 @@ cost = 1 - streaming / memory
 print(f"streaming    {streaming / 1e6:6.1f} M records/s   against {memory / 1e6:.1f} M/s into memory: "
       f"costs {100 * cost:.1f}%, {'meets' if cost <= 0.10 else 'MISSES'} <= 10%")
 PY
+
+echo
+bench/interposer.sh --rounds "$rounds" --dir "$dir/interposer"

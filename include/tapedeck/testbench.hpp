@@ -264,8 +264,10 @@ class Session {
   Recorder& recorder() { return *recorder_; }
 
   // Persists this session's tape (record: the recording; replay: the emitted tape, if any) and
-  // returns it. Replay also checks that every recorded input was consumed: ReplayMiss otherwise.
+  // returns it. Throws what the stream met (disk full, …) when the session streams.
   Tape finalize();
+  // The same without handing the tape back: a streaming session's tape is not read back.
+  void finish();
 
  private:
   friend class Testbench;
@@ -278,6 +280,7 @@ class Session {
   // Replay: the next unconsumed recorded record of kind K (in tape order), or ReplayMiss.
   template <typename K>
   const K& next_recorded(const char* what);
+  void finished(const std::optional<Tape>& tape);
 
   Testbench::Mode mode_;
   std::optional<std::filesystem::path> output_;

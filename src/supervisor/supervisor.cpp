@@ -504,16 +504,19 @@ class Server {
   }
 
   void record_file(const Connection& connection, wire::Op op, const std::string& path) {
-    const fs::path on_disk = fs::path(workspace_) / path;
     if (op == wire::Op::deleted) {
       recorder().record(kind::FileDelete{path});
-    } else if (auto bytes = read_whole(on_disk)) {
-      if (op == wire::Op::open_read) record_read(path, *bytes);
-      if (op == wire::Op::closed_write) {
-        recorder().record(kind::FileWrite{path, keep(*bytes), bytes->size()});
-      }
+      return answer(connection, Reply::ok);
     }
+    // The bytes are taken before the process goes on (it may change the file next); hashing
+    // and keeping them overlap with its next steps.
+    const std::optional<std::string> bytes = read_whole(fs::path(workspace_) / path);
     answer(connection, Reply::ok);
+    if (!bytes) return;
+    if (op == wire::Op::open_read) record_read(path, *bytes);
+    if (op == wire::Op::closed_write) {
+      recorder().record(kind::FileWrite{path, keep(*bytes), bytes->size()});
+    }
   }
 
   // Where the replay sees a workspace path: its overlay copy, nowhere (deleted), or the disk.
@@ -866,7 +869,7 @@ RunOutcome run(const RunOptions& options) {
   }
   if (session) {
     outcome.records = session->recorder().record_count();
-    session->finalize();
+    session->finish();
   }
   outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started);

@@ -94,7 +94,7 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
 Session::~Session() {
   if (!finalized_) {
     try {
-      finalize();
+      finish();
     } catch (...) {
       // A destructor cannot report it; hosts that care call finalize() themselves.
     }
@@ -117,15 +117,31 @@ LlmClient& Session::llm() {
 }
 
 Tape Session::finalize() {
+  if (recorder_->streaming()) {
+    finish();
+    return recorder_->snapshot(header_);  // read back: the records are on disk, not in memory
+  }
+  Tape tape = recorder_->snapshot(header_);
+  finished(tape);
+  return tape;
+}
+
+void Session::finish() {
+  if (recorder_->streaming()) {
+    finished(std::nullopt);
+  } else {
+    finished(recorder_->snapshot(header_));
+  }
+}
+
+void Session::finished(const std::optional<Tape>& tape) {
   finalized_ = true;
   if (recorder_->streaming()) recorder_->finalize();  // the tape is on disk already
-  Tape tape = recorder_->snapshot(header_);
   if (output_) {
-    if (!recorder_->streaming()) tape.persist(*output_);
+    if (tape) tape->persist(*output_);
     cas::write_entries(cas_dir_for(*output_), llm_requests_);
   }
   active_.reset();
-  return tape;
 }
 
 namespace {
