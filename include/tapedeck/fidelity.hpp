@@ -3,12 +3,12 @@
 //
 // Modes:
 //   byte_identical  every field of every record, seq and both clocks included
-//   semantic        what the run consumed and did, in order; time is drift: seq, virtual and
-//                   monotonic stamps, process durations and the values clock reads gave may
-//                   differ (a clock read's source may not), and a stretch of clock reads between
-//                   two other records may run longer on one side (runtimes poll the clock while
-//                   they wait, and a fast replay waits less; the extra reads are counted in
-//                   unmatched_clock_reads). Content hashes, digests, paths, args still gate.
+//   semantic        what the run consumed and did, in order, with time as drift: seq, virtual
+//                   and monotonic stamps and process durations may differ, and a stretch of
+//                   clock reads between two other records is timing as a whole (runtimes poll
+//                   the clock while they wait, from several threads, and a fast replay waits
+//                   less): its values, sources and length may differ, the difference in length
+//                   counted in unmatched_clock_reads. Content hashes, digests, paths, args gate.
 //   outcome         only the end state: the final set of files written (path -> content hash),
 //                   the exit code of the last subprocess, the number of LLM calls
 //   phase_aware     user_script records strict (every field but seq), runtime_finalize records

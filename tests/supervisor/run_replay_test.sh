@@ -102,6 +102,16 @@ check "C: fopen write and unlink taped" \
 check "C: the connect to the internet was denied, by name" \
   grep -q "network denied: connect to 192.0.2.1:443" "$work/c/run.err"
 
+# ---- node: the official OpenAI SDK (npm openai, installed in tests/proxy) as the program ------
+sdk_dir=$(realpath "$examples/../tests/proxy")
+if [ -d "$sdk_dir/node_modules/openai" ]; then
+  record_and_replay node 0 node "$sdk_dir/sdk_agent.mjs"
+  check "node: both SDK calls taped" test "$(count_kind "$work/node/run.tape" llm_call)" = 2
+  check "node: the stream came back in events" grep -q "streamed ([0-9]* events)" "$work/node/replay.out"
+else
+  fail "node: the openai package is missing from $sdk_dir (scripts/install-deps.sh runs npm ci there)"
+fi
+
 # ---- a replay that meets what the tape does not hold stops, naming what it expected ----------
 fresh_workspace
 (cd "$work/ws" && "$td" replay "$work/c/run.tape" -- bash -c 'uname -a; echo unreachable') \
