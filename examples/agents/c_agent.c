@@ -43,7 +43,7 @@ int main(void) {
   nanosleep(&nap, NULL);
   usleep(250 * 1000);
 
-  fflush(stdout);  /* children write to the same stdout */
+  fflush(stdout); /* children write to the same stdout */
   pid_t child = fork();
   if (child == 0) {
     char* argv[] = {"echo", "hello from a forked child", NULL};
