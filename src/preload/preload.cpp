@@ -722,12 +722,19 @@ void map_clock(const char* path) {
   ensure(real.close, "close")(fd);
 }
 
+// The forking thread holds the connection across fork(); marking it inside a hook keeps a
+// signal handler that reads the clock meanwhile from waiting on that lock forever.
+thread_local bool fork_entered_hook __attribute__((tls_model("initial-exec"))) = false;
+
 void before_fork() {
+  fork_entered_hook = !in_hook;
+  in_hook = true;
   lock_connection();
   sync_locked();
 }
 void after_fork_parent() {
   unlock_connection();
+  if (fork_entered_hook) in_hook = false;
 }
 void after_fork_child() {
   // The child talks to the supervisor on a connection of its own.
@@ -736,6 +743,7 @@ void after_fork_child() {
   pending_size = 0;
   closed_write_count = 0;
   unlock_connection();
+  if (fork_entered_hook) in_hook = false;
 }
 
 __attribute__((constructor)) void start_up() {
