@@ -1,0 +1,113 @@
+#include "preload/clock_map.hpp"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <new>
+#include <vector>
+
+#include "preload/wire.hpp"
+
+namespace tapedeck::preload {
+namespace {
+
+// A map in ordinary memory, laid out as the supervisor lays out the shared one.
+class MapFixture {
+ public:
+  // stretches[k][source]: the recorded reads of that stretch.
+  explicit MapFixture(const std::vector<std::array<std::vector<int64_t>, 2>>& stretches) {
+    uint64_t values = 0;
+    for (const auto& stretch : stretches) values += stretch[0].size() + stretch[1].size();
+    memory_.resize(ClockMap::bytes_for(stretches.size(), values) / sizeof(uint64_t) + 1);
+    map_ = new (memory_.data()) ClockMap();
+    map_->stretch_count = stretches.size();
+    uint64_t offset = 0;
+    for (size_t k = 0; k < stretches.size(); ++k) {
+      auto* stretch = new (&map_->stretches()[k]) ClockStretch();
+      for (int source = 0; source < 2; ++source) {
+        stretch->start[source] = offset;
+        stretch->count[source] = stretches[k][source].size();
+        for (int64_t value : stretches[k][source]) map_->values()[offset++] = value;
+      }
+    }
+  }
+  ClockMap& map() { return *map_; }
+
+ private:
+  std::vector<uint64_t> memory_;
+  ClockMap* map_;
+};
+
+TEST(ClockMap, ServesEachStretchInOrderAndMovesOnWhenTold) {
+  MapFixture fixture({{{{1000, 1001}, {50}}}, {{{2000}, {60, 61}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 0), 1000);
+  EXPECT_EQ(take(map, 1), 50);
+  // The replay made its next record before reading the rest of this stretch: the unread value
+  // (1001) is skipped, not served late.
+  map.stretch = 1;
+  EXPECT_EQ(take(map, 0), 2000);
+  EXPECT_EQ(take(map, 1), 60);
+  EXPECT_EQ(take(map, 1), 61);
+}
+
+TEST(ClockMap, PastAStretchTimeCreepsOnAndNeverGoesBack) {
+  MapFixture fixture({{{{1000}, {}}}, {{{990}, {}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 0), 1000);
+  EXPECT_EQ(take(map, 0), 1001);  // more reads than the recording made: a wait loop still ends
+  EXPECT_EQ(take(map, 0), 1002);
+  map.stretch = 1;
+  EXPECT_EQ(take(map, 0), 1002);  // the recorded 990 would go back in time
+}
+
+TEST(ClockMap, SleepsAdvanceBothClocksAndAStretchBeyondTheLastIsTheLast) {
+  MapFixture fixture({{{{1000}, {5}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 0), 1000);
+  EXPECT_EQ(take(map, 1), 5);
+  advance(map, 250);
+  map.stretch = 7;  // more records than the recording made
+  EXPECT_EQ(take(map, 0), 1251);
+  EXPECT_EQ(take(map, 1), 256);
+}
+
+TEST(Wire, FramesRoundTripAndATruncatedBodyIsRefused) {
+  std::string frame;
+  wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_replay));
+  wire::put_bytes(frame, "/usr/bin/git");
+  wire::put_int(frame, uint32_t{2});
+  wire::put_bytes(frame, "status");
+  wire::put_bytes(frame, std::string("a\0b", 3));
+  wire::put_int(frame, int64_t{-42});
+  wire::store_length(frame.data(), frame.size());
+  ASSERT_EQ(wire::load_length(frame.data()), frame.size() - 4);
+  EXPECT_EQ(static_cast<wire::Op>(frame[4]), wire::Op::spawn_replay);
+
+  wire::Cursor cursor(std::string_view(frame).substr(wire::kHeaderBytes));
+  EXPECT_EQ(cursor.take_bytes(), "/usr/bin/git");
+  EXPECT_EQ(cursor.take_int<uint32_t>(), 2u);
+  EXPECT_EQ(cursor.take_bytes(), "status");
+  EXPECT_EQ(cursor.take_bytes(), std::string_view("a\0b", 3));
+  EXPECT_EQ(cursor.take_int<int64_t>(), -42);
+  EXPECT_TRUE(cursor.ok());
+  EXPECT_TRUE(cursor.done());
+
+  wire::Cursor cut(std::string_view(frame).substr(wire::kHeaderBytes, 10));
+  cut.take_bytes();  // claims 12 bytes, 6 are there
+  EXPECT_FALSE(cut.ok());
+  EXPECT_EQ(cut.take_int<int64_t>(), 0);  // and stays refused
+}
+
+TEST(Wire, AFixedSinkStopsAtItsEndInsteadOfOverrunning) {
+  char buffer[8];
+  wire::FixedSink sink{buffer, sizeof buffer};
+  wire::put_bytes(sink, "abc");  // 4 + 3 bytes: fits
+  EXPECT_FALSE(sink.overflow);
+  wire::put_bytes(sink, "de");  // would need 6 more
+  EXPECT_TRUE(sink.overflow);
+  EXPECT_EQ(sink.size, 7u);
+}
+
+}  // namespace
+}  // namespace tapedeck::preload
