@@ -50,8 +50,17 @@ class Recorder {
 
   // Appends a record. Its seq is its place in the merged order (see snapshot()).
   void record(RecordKind kind);
-  // Applies the payload rule (inline or CAS) and keeps CAS bytes for the snapshot.
+  // Applies the payload rule (inline or CAS) and keeps CAS bytes for the snapshot. Every
+  // secret (see add_secret) in the bytes is replaced by kRedacted first.
   Payload payload_from_bytes(std::string bytes);
+
+  // A credential the recorded process was given (an API key, a bearer token): from now on no
+  // payload carries it. Values shorter than 8 bytes are ignored: they would redact plain text.
+  void add_secret(std::string value);
+  // Whether `bytes` holds a secret (for bytes the caller keeps by their hash, which redaction
+  // would break: file contents).
+  bool holds_secret(std::string_view bytes) const;
+  static constexpr std::string_view kRedacted = "[redacted by tapedeck]";
 
   Phase phase() const { return static_cast<Phase>(phase_.load(std::memory_order_relaxed)); }
   // Sets the phase and answers the previous one (PhaseGuard is the usual way in).
@@ -93,6 +102,9 @@ class Recorder {
   mutable std::mutex shards_mutex_;  // guards the shard list, never taken on the record path
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Streaming> streaming_;
+  mutable std::mutex secrets_mutex_;
+  std::vector<std::string> secrets_;
+  std::atomic<bool> has_secrets_{false};  // the common case skips the lock
 };
 
 // Restores the previous phase when it goes out of scope.

@@ -224,6 +224,9 @@ class Server {
     if (root_ > 0) ::kill(root_, SIGKILL);
   }
 
+  // Files whose bytes were not kept because they hold a credential.
+  uint64_t withheld() const { return withheld_; }
+
   std::optional<std::string> miss() {
     std::lock_guard lock(mutex_);
     return miss_;
@@ -379,9 +382,14 @@ class Server {
 
   Recorder& recorder() { return session_->recorder(); }
 
-  // Keeps the bytes in the written tape's sidecar (file records name them by content_hash).
+  // Keeps the bytes in the written tape's sidecar (file records name them by content_hash),
+  // unless they hold a credential: then only their hash reaches the tape.
   std::string keep(const std::string& bytes) {
     const std::string hash = content_hash(bytes);
+    if (recorder().holds_secret(bytes)) {
+      ++withheld_;
+      return hash;
+    }
     if (!cas_dir_.empty() && kept_.insert(hash).second) {
       cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
     }
@@ -637,6 +645,7 @@ class Server {
   std::string workspace_;
   fs::path cas_dir_;
   std::set<std::string> kept_;
+  uint64_t withheld_ = 0;
   std::string socket_path_;
   int listener_ = -1;
   std::vector<Connection> connections_;
@@ -809,6 +818,19 @@ RunOutcome run(const RunOptions& options) {
     session = bench.start();
   }
 
+  if (session) {
+    // The program's credentials never reach the tape, whatever output carries them.
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      const std::string_view text(*entry);
+      const size_t equals = text.find('=');
+      const std::string_view name = text.substr(0, equals);
+      for (std::string_view marker : {"API_KEY", "TOKEN", "SECRET", "PASSWORD", "ACCESS_KEY"}) {
+        if (equals != std::string_view::npos && name.find(marker) != std::string_view::npos) {
+          session->recorder().add_secret(std::string(text.substr(equals + 1)));
+        }
+      }
+    }
+  }
   Server server(options, session.get(), run_dir.path(), std::move(recorded));
   std::unique_ptr<LlmProxy> proxy;
   if (session) {
@@ -866,6 +888,12 @@ RunOutcome run(const RunOptions& options) {
   outcome.miss = server.miss();
   if (options.mode == RunOptions::Mode::replay) {
     std::tie(outcome.unused_inputs, outcome.unused_example) = server.unused_inputs();
+  }
+  if (server.withheld() > 0) {
+    outcome.warnings.push_back(std::to_string(server.withheld()) +
+                               " file read(s) or write(s) held a credential the program was given: "
+                               "the tape keeps their hash, not their bytes (a replay reads them "
+                               "from the workspace when they are unchanged)");
   }
   if (session) {
     outcome.records = session->recorder().record_count();

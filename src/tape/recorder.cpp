@@ -1,5 +1,7 @@
 #include "tapedeck/recorder.hpp"
 
+#include <algorithm>
+
 #include "tape/tape_appender.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/error.hpp"
@@ -337,7 +339,33 @@ void Recorder::record(RecordKind kind) {
   }
 }
 
+void Recorder::add_secret(std::string value) {
+  if (value.size() < 8) return;
+  std::lock_guard lock(secrets_mutex_);
+  if (std::find(secrets_.begin(), secrets_.end(), value) != secrets_.end()) return;
+  secrets_.push_back(std::move(value));
+  has_secrets_.store(true, std::memory_order_release);
+}
+
+bool Recorder::holds_secret(std::string_view bytes) const {
+  if (!has_secrets_.load(std::memory_order_acquire)) return false;
+  std::lock_guard lock(secrets_mutex_);
+  for (const std::string& secret : secrets_) {
+    if (bytes.find(secret) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 Payload Recorder::payload_from_bytes(std::string bytes) {
+  if (has_secrets_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(secrets_mutex_);
+    for (const std::string& secret : secrets_) {
+      for (size_t at = bytes.find(secret); at != std::string::npos;
+           at = bytes.find(secret, at + kRedacted.size())) {
+        bytes.replace(at, secret.size(), kRedacted);
+      }
+    }
+  }
   Shard& shard = shard_for_this_thread();
   // Hash outside the lock: it is the expensive part for large payloads.
   std::map<std::string, std::string> spilled;

@@ -219,6 +219,23 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
   if (session_.mode_ == Testbench::Mode::record) {
+    // The credentials this call carries must not come back on the tape inside an answer (an
+    // error that quotes the key, say).
+    recorder.add_secret(options_.api_key);
+    if (route != nullptr) {
+      for (const std::string& header : route->headers) {
+        const size_t colon = header.find(':');
+        std::string name = header.substr(0, colon);
+        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (colon == std::string::npos || (name != "authorization" && name != "x-api-key")) {
+          continue;
+        }
+        std::string value = header.substr(colon + 1);
+        value.erase(0, value.find_first_not_of(' '));
+        if (value.rfind("Bearer ", 0) == 0) value.erase(0, 7);
+        recorder.add_secret(value);
+      }
+    }
     const std::string& endpoint = route != nullptr ? route->endpoint : options_.endpoint;
     session_.network_.require(endpoint);
     response = post(options_, route, request_json, on_chunk, streamed);

@@ -135,6 +135,16 @@ fresh_workspace
 check "env -i: the program exec'd with a scrubbed environment is still taped" \
   test "$(count_kind "$work/scrubbed.tape" file_read)" = 1
 
+# ---- credentials the program was given never reach the tape ---------------------------------
+fresh_workspace
+(cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-leaky-0123 "$td" run --emit-tape "$work/leak.tape" -- \
+  bash -c 'echo "$OPENAI_API_KEY" > key.txt; cat key.txt; true') > "$work/leak.out" 2> "$work/leak.err"
+check "secrets: the program still saw its key" grep -q sk-tapedeck-leaky-0123 "$work/leak.out"
+check "secrets: a subprocess's output that carried the key is redacted on the tape" \
+  bash -c "! grep -rq sk-tapedeck-leaky-0123 '$work/leak.tape' '$work/leak.tape.cas' 2>/dev/null && grep -q 'redacted by tapedeck' '$work/leak.tape'"
+check "secrets: a file that holds the key is kept by hash only, with a warning" \
+  grep -q "held a credential the program was given" "$work/leak.err"
+
 # ---- refusals --------------------------------------------------------------------------------
 "$td" run -- "$(dirname "$td")/tapedeck-exec" > /dev/null 2> "$work/static.err"
 check "a static binary gets a warning naming what is not taped" \

@@ -175,5 +175,29 @@ TEST(Recorder, ARecorderAtARecycledAddressStartsEmpty) {
   }
 }
 
+TEST(Recorder, SecretsNeverReachAPayloadInlineOrInTheCas) {
+  Recorder recorder(Clock::paused_at(0));
+  recorder.add_secret("short");  // too short to tell from plain text: ignored
+  recorder.add_secret("sk-live-0123456789");
+  const Payload small =
+      recorder.payload_from_bytes("key sk-live-0123456789, again sk-live-0123456789");
+  EXPECT_EQ(small.text, "key [redacted by tapedeck], again [redacted by tapedeck]");
+  EXPECT_EQ(small.content_hash, content_hash(small.text));
+  const Payload plain = recorder.payload_from_bytes("a short answer");
+  EXPECT_EQ(plain.text, "a short answer");
+
+  const std::string big = std::string(5000, 'x') + "sk-live-0123456789";
+  const Payload spilled = recorder.payload_from_bytes(big);
+  ASSERT_TRUE(spilled.in_cas());
+  recorder.record(kind::LlmCall{"d", spilled});
+  Tape tape = recorder.snapshot(Header::current());
+  const std::string kept = tape.cas_entries().at(spilled.content_hash);
+  EXPECT_EQ(kept.find("sk-live"), std::string::npos);
+  EXPECT_NE(kept.find("[redacted by tapedeck]"), std::string::npos);
+
+  EXPECT_TRUE(recorder.holds_secret("... sk-live-0123456789 ..."));
+  EXPECT_FALSE(recorder.holds_secret("nothing to hide, not even short"));
+}
+
 }  // namespace
 }  // namespace tapedeck
