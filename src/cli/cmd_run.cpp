@@ -102,7 +102,8 @@ void add_common(CLI::App* cmd, RunArgs& args) {
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--allow", args.allow,
                   "HOST[:PORT] the program may connect to (repeatable); all else is denied "
-                  "but tapedeck's own LLM proxy");
+                  "but tapedeck's own LLM proxy")
+      ->allow_extra_args(false);
   cmd->add_option("--fsync", args.fsync, "When the tape is synced to disk: never, phase, always")
       ->check(CLI::IsMember({"never", "phase", "always"}));
   cmd->add_flag("--overwrite", args.overwrite, "Replace a tape already at --emit-tape");

@@ -91,7 +91,12 @@ std::string resolve_allowed(const std::vector<std::string>& rules) {
     const size_t colon = rule.rfind(':');
     if (colon != std::string::npos && rule.find(':') == colon) {
       host = rule.substr(0, colon);
-      port = static_cast<unsigned>(std::stoul(rule.substr(colon + 1)));
+      const std::string digits = rule.substr(colon + 1);
+      if (digits.empty() || digits.size() > 5 ||
+          digits.find_first_not_of("0123456789") != std::string::npos ||
+          (port = static_cast<unsigned>(std::stoul(digits))) > 65535) {
+        throw std::runtime_error("--allow " + rule + ": the port is not a number from 0 to 65535");
+      }
     }
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
@@ -834,8 +839,9 @@ RunOutcome run(const RunOptions& options) {
   Server server(options, session.get(), run_dir.path(), std::move(recorded));
   std::unique_ptr<LlmProxy> proxy;
   if (session) {
-    const std::string upstream =
-        options.llm_upstream.empty() ? "http://llm-upstream.invalid" : options.llm_upstream;
+    const std::string upstream = options.llm_upstream.empty()
+                                     ? "http://no-llm-upstream-given.invalid"
+                                     : options.llm_upstream;
     LlmProxy::Hooks hooks;
     hooks.on_replay_miss = [&server](const std::string& message) {
       server.stop_tree("the program called the LLM with a request the tape does not hold: " +
