@@ -13,32 +13,14 @@
 # to a millisecond; pass --dir /tmp/somewhere to measure on disk). Expects a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=5
-dir=""
-while [ $# -gt 0 ]; do
-  case $1 in
-    --rounds) rounds=$2; shift 2 ;;
-    --dir) dir=$2; shift 2 ;;
-    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
-    *) echo "bench/interposer.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
+source bench/common.sh
+parse_bench_args "$@"
 td=$PWD/build/release/tapedeck
 programs=$PWD/build/release/bench
 [ -x "$td" ] && [ -x "$programs/clock_calls" ] || { echo "bench/interposer.sh: build first (scripts/build.sh release)" >&2; exit 2; }
-if [ -z "$dir" ]; then
-  base=/tmp
-  [ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
-  dir=$(mktemp -d "$base/tapedeck-interposer-XXXXXX")
-  trap 'rm -rf "$dir"' EXIT
-fi
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+scratch_dir interposer $((512 * 1024))
 echo "(tapes and files in $dir)"
 
-
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
 seconds() {  # seconds CMD...: wall time of one run, output discarded
   local start stop
   start=$(date +%s%N)

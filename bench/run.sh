@@ -23,24 +23,9 @@
 #   to the next, for both. Pass --dir /tmp/somewhere to measure on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=5
-dir=""
-while [ $# -gt 0 ]; do
-  case $1 in
-    --rounds) rounds=$2; shift 2 ;;
-    --dir) dir=$2; shift 2 ;;
-    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
-    *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-if [ -z "$dir" ]; then
-  base=/tmp
-  shm_free_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')
-  [ "${shm_free_kb:-0}" -gt $((3 * 1024 * 1024)) ] && base=/dev/shm
-  dir=$(mktemp -d "$base/tapedeck-bench-XXXXXX")
-  trap 'rm -rf "$dir"' EXIT
-fi
-mkdir -p "$dir"
+source bench/common.sh
+parse_bench_args "$@"
+scratch_dir bench $((3 * 1024 * 1024))
 
 scripts/install-deps.sh
 scripts/build.sh release >/dev/null
@@ -57,8 +42,6 @@ run_measured() {
   }
   cat "$dir/time.out" >>"$samples"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
 verdict() { awk -v got="$1" -v want="$2" -v dir="$3" 'BEGIN {
   ok = (dir == "min") ? (got >= want) : (got <= want); print ok ? "meets" : "MISSES" }'; }
 
