@@ -185,13 +185,25 @@ constexpr int kConnectionFdFloor = 900;  // out of the way of fds the program co
 char pending_events[1 << 16];
 size_t pending_size = 0;
 
-void lock_connection() {
+void acquire_connection() {
   for (int spins = 0; connection_lock.test_and_set(std::memory_order_acquire); ++spins) {
     if (spins > 64) sched_yield();
   }
 }
-void unlock_connection() {
+void release_connection() {
   connection_lock.clear(std::memory_order_release);
+}
+
+// Talking to the supervisor must not change errno under a call that succeeded: the lock keeps
+// the holder's errno and gives it back (only the holder touches the copy).
+int errno_at_lock = 0;
+void lock_connection() {
+  acquire_connection();
+  errno_at_lock = errno;
+}
+void unlock_connection() {
+  errno = errno_at_lock;
+  release_connection();
 }
 
 // The program may have closed our descriptor and reused its number (closefrom, close_range);
@@ -729,11 +741,13 @@ thread_local bool fork_entered_hook __attribute__((tls_model("initial-exec"))) =
 void before_fork() {
   fork_entered_hook = !in_hook;
   in_hook = true;
-  lock_connection();
+  const int saved = errno;
+  acquire_connection();
   sync_locked();
+  errno = saved;
 }
 void after_fork_parent() {
-  unlock_connection();
+  release_connection();  // errno is fork()'s now
   if (fork_entered_hook) in_hook = false;
 }
 void after_fork_child() {
@@ -742,7 +756,7 @@ void after_fork_child() {
   connection_fd = -1;
   pending_size = 0;
   closed_write_count = 0;
-  unlock_connection();
+  release_connection();
   if (fork_entered_hook) in_hook = false;
 }
 
@@ -1042,7 +1056,15 @@ int clock_nanosleep(clockid_t id, int flags, const struct timespec* request,
     HookScope scope;
     uint64_t duration_ms = ceil_ms(*request);
     if ((flags & TIMER_ABSTIME) != 0) {
-      const int64_t from = last_seen_ms[source == Source::wall ? 0 : 1].load();
+      const int index = source == Source::wall ? 0 : 1;
+      int64_t from = last_seen_ms[index].load();
+      if (from == 0) {  // the deadline came from a clock read this library did not see
+        timespec now{};
+        ensure(real.clock_gettime, "clock_gettime")(id, &now);
+        from = config.mode == Mode::replay && config.clock_map != nullptr
+                   ? config.clock_map->latest_ms[index].load()
+                   : floor_ms(now);
+      }
       const int64_t until_ms = static_cast<int64_t>(ceil_ms(*request));
       duration_ms = until_ms > from ? static_cast<uint64_t>(until_ms - from) : 0;
     }
