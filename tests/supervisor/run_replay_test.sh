@@ -128,6 +128,18 @@ print('unreachable')") > "$work/llm_miss.out" 2> "$work/llm_miss.err"
 check "miss: an LLM request the tape does not hold exits 2" test $? = 2
 check "miss: and says which request" grep -q "LLM with a request the tape does not hold" "$work/llm_miss.err"
 
+# ---- one tape for a tree of processes working at once -----------------------------------------
+fresh_workspace
+(cd "$work/ws" && "$td" run --emit-tape "$work/tree.tape" -- bash -c '
+  for i in 1 2 3 4 5 6; do ( read -r first < tasks.txt; wc -l tasks.txt > /dev/null ) & done; wait') \
+  > /dev/null 2>&1
+check "tree: six concurrent subshells' reads and subprocesses all on one tape" \
+  test "$(count_kind "$work/tree.tape" file_read)" -ge 6 -a "$(count_kind "$work/tree.tape" process_spawn)" = 6
+check "tree: seq is 0..N-1 across the processes" "$python" -c "
+import json, sys
+seqs = [json.loads(line)['seq'] for line in open('$work/tree.tape').read().splitlines()[1:]]
+sys.exit(seqs != list(range(len(seqs))))"
+
 # ---- the environment a program scrubs keeps the testbench ------------------------------------
 fresh_workspace
 (cd "$work/ws" && "$td" run --emit-tape "$work/scrubbed.tape" -- env -i "$python" -c \
