@@ -262,6 +262,8 @@ class Session {
   LlmClient& llm();
   const NetworkPolicy& network() const { return network_; }
   Recorder& recorder() { return *recorder_; }
+  // Replay: the tape being replayed (null when recording).
+  const Tape* recorded_tape() const { return recorded_ ? &*recorded_ : nullptr; }
 
   // Persists this session's tape (record: the recording; replay: the emitted tape, if any) and
   // returns it. Throws what the stream met (disk full, …) when the session streams.

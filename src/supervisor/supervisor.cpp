@@ -150,13 +150,12 @@ struct Connection {
 
 class Server {
  public:
-  Server(const RunOptions& options, Session* session, const fs::path& run_dir,
-         std::optional<Tape> recorded)
+  Server(const RunOptions& options, Session* session, const fs::path& run_dir)
       : options_(options),
         session_(session),
         run_dir_(run_dir),
         overlay_dir_(run_dir / "overlay"),
-        recorded_(std::move(recorded)) {
+        recorded_(session != nullptr ? session->recorded_tape() : nullptr) {
     workspace_ = fs::weakly_canonical(options.workspace).string();
     if (options.mode == RunOptions::Mode::record) cas_dir_ = cas_dir_for(options.tape);
     if (options.mode == RunOptions::Mode::replay && options.emit)
@@ -646,7 +645,7 @@ class Server {
   Session* session_;
   fs::path run_dir_;
   fs::path overlay_dir_;
-  std::optional<Tape> recorded_;
+  const Tape* recorded_;  // replay: the session's
   std::string workspace_;
   fs::path cas_dir_;
   std::set<std::string> kept_;
@@ -798,7 +797,6 @@ RunOutcome run(const RunOptions& options) {
 
   RunDir run_dir;
   std::unique_ptr<Session> session;
-  std::optional<Tape> recorded;
   StreamOptions stream;
   stream.fsync = options.fsync;
   LlmOptions llm;
@@ -817,7 +815,6 @@ RunOutcome run(const RunOptions& options) {
                   .start();
   } else if (options.mode == RunOptions::Mode::replay) {
     mode = "replay";
-    recorded = Tape::load(options.tape);
     auto bench = Testbench::replaying(options.tape, options.emit).llm(llm).subprocesses();
     if (options.emit) bench.stream(stream);
     session = bench.start();
@@ -836,7 +833,7 @@ RunOutcome run(const RunOptions& options) {
       }
     }
   }
-  Server server(options, session.get(), run_dir.path(), std::move(recorded));
+  Server server(options, session.get(), run_dir.path());
   std::unique_ptr<LlmProxy> proxy;
   if (session) {
     const std::string upstream = options.llm_upstream.empty()
