@@ -55,12 +55,16 @@ def main():
     summary, events = chat("Summarize the plan in one line: " + plan, stream=True)
     print("summary (%d events): %s" % (events, summary))
 
-    with open("report.md", "w") as f:
+    # Written the careful way: a temporary file, then an atomic rename into a fresh folder.
+    os.makedirs("out", exist_ok=True)
+    with open("out/report.md.tmp", "w") as f:
         f.write("# Report\n\nStarted %d\n\n%s\n\n%s\n" % (int(started), plan, summary))
+    os.replace("out/report.md.tmp", "out/report.md")
     if os.path.exists("scratch.tmp"):
         os.remove("scratch.tmp")
         print("cleared scratch.tmp")
-    with open("report.md") as f:
+    print("workspace now:", sorted(os.listdir(".")), "out/:", sorted(os.listdir("out")))
+    with open("out/report.md") as f:
         print("report:", len(f.read()), "bytes")
     print("took %.1f s of agent time" % (time.monotonic() - clock_start))
     return 0

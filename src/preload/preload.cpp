@@ -15,6 +15,7 @@
 // makes re-entry (a hook calling libc that calls a hook, a signal handler inside a hook) fall
 // through to libc; the clock path takes no lock, allocates nothing and resolves nothing; the
 // shared connection is guarded by a spinlock that fork() handlers leave sane in the child.
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -73,6 +74,12 @@ struct Real {
   decltype(&::unlink) unlink;
   decltype(&::unlinkat) unlinkat;
   decltype(&::remove) remove;
+  decltype(&::rename) rename;
+  decltype(&::mkdir) mkdir;
+  decltype(&::opendir) opendir;
+  decltype(&::mkdirat) mkdirat;
+  decltype(&::renameat) renameat;
+  int (*renameat2)(int, const char*, int, const char*, unsigned int);
   int (*stat)(const char*, struct stat*);
   int (*lstat)(const char*, struct stat*);
   int (*fstatat)(int, const char*, struct stat*, int);
@@ -102,6 +109,13 @@ void resolve_all() {
   real.unlink = TAPEDECK_REAL(unlink);
   real.unlinkat = TAPEDECK_REAL(unlinkat);
   real.remove = TAPEDECK_REAL(remove);
+  real.rename = TAPEDECK_REAL(rename);
+  real.mkdir = TAPEDECK_REAL(mkdir);
+  real.opendir = TAPEDECK_REAL(opendir);
+  real.mkdirat = TAPEDECK_REAL(mkdirat);
+  real.renameat = TAPEDECK_REAL(renameat);
+  real.renameat2 = reinterpret_cast<int (*)(int, const char*, int, const char*, unsigned int)>(
+      resolve("renameat2"));
   real.stat = reinterpret_cast<int (*)(const char*, struct stat*)>(resolve("stat"));
   real.lstat = reinterpret_cast<int (*)(const char*, struct stat*)>(resolve("lstat"));
   real.fstatat = reinterpret_cast<int (*)(int, const char*, struct stat*, int)>(resolve("fstatat"));
@@ -398,10 +412,10 @@ std::string_view answer_path(const Answer& answer, char* out) {
 
 // ---- paths --------------------------------------------------------------------------------
 
-// `path` (relative to `dirfd`) made absolute and lexically normal into `out`; false when it is
-// not inside the workspace (or cannot be resolved), so the caller passes it through untouched.
-bool workspace_path(int dirfd, const char* path, char* out) {
-  if (path == nullptr || path[0] == '\0' || config.workspace_len == 0) return false;
+// `path` (relative to `dirfd`) made absolute and lexically normal into `out`; false when that
+// cannot be done (no cwd, a path past PATH_MAX).
+bool absolute_path(int dirfd, const char* path, char* out) {
+  if (path == nullptr || path[0] == '\0') return false;
   char joined[2 * kPathMax];
   size_t size = 0;
   if (path[0] != '/') {
@@ -416,8 +430,6 @@ bool workspace_path(int dirfd, const char* path, char* out) {
       size = static_cast<size_t>(got);
     }
     joined[size++] = '/';
-  } else if (strncmp(path, config.workspace, config.workspace_len) != 0) {
-    return false;  // the common case (libraries, the interpreter's own files): no copy at all
   }
   const size_t path_len = strlen(path);
   if (size + path_len >= sizeof joined) return false;
@@ -443,10 +455,25 @@ bool workspace_path(int dirfd, const char* path, char* out) {
     }
     cursor = end;
   }
+  if (out_size == 0) out[out_size++] = '/';
   out[out_size] = '\0';
-  return out_size > config.workspace_len &&
-         memcmp(out, config.workspace, config.workspace_len) == 0 &&
-         out[config.workspace_len] == '/';
+  return true;
+}
+
+bool in_workspace(const char* absolute) {
+  return config.workspace_len > 0 &&
+         strncmp(absolute, config.workspace, config.workspace_len) == 0 &&
+         absolute[config.workspace_len] == '/' && absolute[config.workspace_len + 1] != '\0';
+}
+
+// `path` made absolute into `out` when it lies inside the workspace; false otherwise, and the
+// caller passes it through untouched.
+bool workspace_path(int dirfd, const char* path, char* out) {
+  if (path == nullptr || config.workspace_len == 0) return false;
+  if (path[0] == '/' && strncmp(path, config.workspace, config.workspace_len) != 0) {
+    return false;  // the common case (libraries, the interpreter's own files): no copy at all
+  }
+  return absolute_path(dirfd, path, out) && in_workspace(out);
 }
 
 // ---- descriptors open for writing in the workspace ----------------------------------------
@@ -974,6 +1001,94 @@ int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
   return 0;
 }
 
+// A rename with either side in the workspace: record reports it once done (the new path's bytes
+// become a file_write, the old path a file_delete); replay lets the supervisor do it in the
+// overlay (and outside the workspace, for a file that moves in or out).
+template <typename RenameReal>
+int taped_rename(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
+                 RenameReal&& rename_real) {
+  if (!recording_or_replaying()) return rename_real();
+  HookScope scope;
+  char from[kPathMax], to[kPathMax];
+  if (!absolute_path(old_dirfd, old_path, from) || !absolute_path(new_dirfd, new_path, to) ||
+      (!in_workspace(from) && !in_workspace(to))) {
+    return rename_real();
+  }
+  // A file written and closed just before is reported under its old name, in both modes.
+  sync_with_supervisor();
+  char buffer[2 * kPathMax + 64];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::renamed));
+  tapedeck::wire::put_bytes(frame, from);
+  tapedeck::wire::put_bytes(frame, to);
+  Answer answer;
+  if (config.mode == Mode::record) {
+    const int result = rename_real();
+    if (result == 0) ask(frame, answer);
+    return result;
+  }
+  if (!ask(frame, answer)) return rename_real();
+  if (answer.reply == Reply::miss) stop_on_miss();
+  if (answer.reply == Reply::absent) {
+    errno = ENOENT;
+    return -1;
+  }
+  return 0;
+}
+
+// Replay only: a folder made in the workspace is made in the overlay (folders are not taped:
+// recording makes them for real).
+template <typename MkdirReal>
+int taped_mkdir(int dirfd, const char* path, MkdirReal&& mkdir_real) {
+  if (config.mode != Mode::replay || in_hook) return mkdir_real();
+  HookScope scope;
+  char absolute[kPathMax];
+  if (!workspace_path(dirfd, path, absolute)) return mkdir_real();
+  char buffer[kPathMax + 64];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::made_dir));
+  tapedeck::wire::put_bytes(frame, absolute);
+  Answer answer;
+  if (!ask(frame, answer, /*settle=*/false)) return mkdir_real();
+  if (answer.reply == Reply::exists) {
+    errno = EEXIST;
+    return -1;
+  }
+  if (answer.reply == Reply::absent) {
+    errno = ENOENT;
+    return -1;
+  }
+  return 0;
+}
+
+// Replay only: a workspace folder is listed as the run sees it, the overlay's files and folders
+// in and its deletions out (the supervisor builds that view; without changes, the disk's).
+DIR* taped_opendir(const char* path) {
+  auto real_opendir = [&](const char* p) { return ensure(real.opendir, "opendir")(p); };
+  if (config.mode != Mode::replay || in_hook) return real_opendir(path);
+  HookScope scope;
+  char absolute[kPathMax];
+  if (config.workspace_len == 0 || !absolute_path(AT_FDCWD, path, absolute) ||
+      (!in_workspace(absolute) && strcmp(absolute, config.workspace) != 0)) {
+    return real_opendir(path);
+  }
+  char buffer[kPathMax + 64];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::list_dir));
+  tapedeck::wire::put_bytes(frame, absolute);
+  Answer answer;
+  if (!ask(frame, answer, /*settle=*/false)) return real_opendir(path);
+  char redirected[kPathMax];
+  if (answer.reply == Reply::absent) {
+    errno = ENOENT;
+    return nullptr;
+  }
+  if (answer.reply == Reply::redirect && !answer_path(answer, redirected).empty()) {
+    return real_opendir(redirected);
+  }
+  return real_opendir(path);
+}
+
 // Replay only: metadata of a workspace path as the run sees it (the overlay, or gone).
 template <typename StatReal>
 int taped_stat(int dirfd, const char* path, StatReal&& stat_real) {
@@ -1178,6 +1293,37 @@ int unlinkat(int dirfd, const char* path, int flags) {
 
 int remove(const char* path) {
   return taped_delete(AT_FDCWD, path, [&] { return ensure(real.remove, "remove")(path); });
+}
+
+int rename(const char* old_path, const char* new_path) {
+  return taped_rename(AT_FDCWD, old_path, AT_FDCWD, new_path,
+                      [&] { return ensure(real.rename, "rename")(old_path, new_path); });
+}
+
+int renameat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path) {
+  return taped_rename(old_dirfd, old_path, new_dirfd, new_path, [&] {
+    return ensure(real.renameat, "renameat")(old_dirfd, old_path, new_dirfd, new_path);
+  });
+}
+
+int renameat2(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
+              unsigned int flags) {
+  return taped_rename(old_dirfd, old_path, new_dirfd, new_path, [&] {
+    return ensure(real.renameat2, "renameat2")(old_dirfd, old_path, new_dirfd, new_path, flags);
+  });
+}
+
+int mkdir(const char* path, mode_t mode) {
+  return taped_mkdir(AT_FDCWD, path, [&] { return ensure(real.mkdir, "mkdir")(path, mode); });
+}
+
+int mkdirat(int dirfd, const char* path, mode_t mode) {
+  return taped_mkdir(dirfd, path,
+                     [&] { return ensure(real.mkdirat, "mkdirat")(dirfd, path, mode); });
+}
+
+DIR* opendir(const char* path) {
+  return taped_opendir(path);
 }
 
 int stat(const char* path, struct stat* out) {

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -421,6 +422,8 @@ class Server {
         case wire::Op::spawn_done:
         case wire::Op::spawn_replay:
           return handle_spawn(connection, op, cursor);
+        case wire::Op::renamed:
+          return handle_rename(connection, cursor);
         default:
           return handle_file(connection, op, cursor);
       }
@@ -503,6 +506,7 @@ class Server {
     const uint8_t flags = op == wire::Op::open_write ? cursor.take_int<uint8_t>() : 0;
     if (!cursor.ok()) throw std::runtime_error("a malformed file report");
     std::optional<std::string> path = relative(absolute);
+    if (op == wire::Op::list_dir && absolute == workspace_) path = "";
     // A replay's closed write names the overlay copy: map it back to the workspace path.
     if (op == wire::Op::closed_write && options_.mode == RunOptions::Mode::replay) {
       const std::string overlay = overlay_dir_.string() + "/";
@@ -513,6 +517,52 @@ class Server {
     if (!path) return answer(connection, Reply::ok);
     if (options_.mode == RunOptions::Mode::record) return record_file(connection, op, *path);
     replay_file(connection, op, *path, flags);
+  }
+
+  // A rename with one side or both in the workspace (absolute paths).
+  void handle_rename(const Connection& connection, wire::Cursor& cursor) {
+    const std::string from(cursor.take_bytes());
+    const std::string to(cursor.take_bytes());
+    if (!cursor.ok()) throw std::runtime_error("a malformed rename report");
+    const std::optional<std::string> from_path = relative(from);
+    const std::optional<std::string> to_path = relative(to);
+    if (options_.mode == RunOptions::Mode::record) {
+      if (to_path) {
+        if (auto bytes = read_whole(to)) {
+          recorder().record(kind::FileWrite{*to_path, keep(*bytes), bytes->size()});
+        }
+      }
+      if (from_path) recorder().record(kind::FileDelete{*from_path});
+      return answer(connection, Reply::ok);
+    }
+    // Replay: the bytes that move, as the run sees them.
+    std::optional<std::string> bytes;
+    if (!from_path) {
+      bytes = read_whole(from);
+    } else if (seen(*from_path) == Seen::overlay) {
+      bytes = read_whole(overlay_dir_ / *from_path);
+    } else if (seen(*from_path) == Seen::disk && is_regular(from)) {
+      bytes = read_whole(from);
+    }
+    if (!bytes) return answer(connection, Reply::absent);
+    if (to_path) {
+      write_whole(overlay_dir_ / *to_path, *bytes);
+      deleted_.erase(*to_path);
+      written_.insert(*to_path);
+      add_file_record(kind::FileWrite{*to_path, keep(*bytes), bytes->size()});
+    } else {
+      write_whole(to, *bytes);  // moved out of the workspace: outside, effects are real
+    }
+    std::error_code ignored;
+    if (from_path) {
+      fs::remove(overlay_dir_ / *from_path, ignored);
+      written_.erase(*from_path);
+      deleted_.insert(*from_path);
+      add_file_record(kind::FileDelete{*from_path});
+    } else {
+      fs::remove(from, ignored);  // moved in from outside
+    }
+    answer(connection, Reply::ok);
   }
 
   void record_file(const Connection& connection, wire::Op op, const std::string& path) {
@@ -531,11 +581,14 @@ class Server {
     }
   }
 
-  // Where the replay sees a workspace path: its overlay copy, nowhere (deleted), or the disk.
+  // Where the replay sees a workspace path: its overlay copy (a file, or a folder the replay
+  // made), nowhere (deleted), or the disk.
   enum class Seen { overlay, deleted, disk };
   Seen seen(const std::string& path) const {
     if (deleted_.contains(path)) return Seen::deleted;
     if (written_.contains(path)) return Seen::overlay;
+    std::error_code error;
+    if (fs::is_directory(overlay_dir_ / path, error)) return Seen::overlay;
     return Seen::disk;
   }
 
@@ -559,6 +612,44 @@ class Server {
     auto bytes = read_whole(fs::path(workspace_) / read.path);
     if (bytes && content_hash(*bytes) == read.content_hash) return bytes;
     return std::nullopt;
+  }
+
+  // Replay: a folder as the run sees it. When the replay changed nothing in it, the disk's own;
+  // else a folder of stand-ins (empty files and folders of the same names and kinds), for
+  // listing only: reads and stats of its entries go through the overlay as always.
+  void list_folder(const Connection& connection, const std::string& path) {
+    const std::string prefix = path.empty() ? "" : path + "/";
+    auto inside = [&](const std::string& entry) {
+      return entry.starts_with(prefix) && entry.size() > prefix.size() &&
+             entry.find('/', prefix.size()) == std::string::npos;
+    };
+    const fs::path overlay = overlay_dir_ / path;
+    const fs::path on_disk = fs::path(workspace_) / path;
+    std::error_code error;
+    const bool overlay_folder = fs::is_directory(overlay, error);
+    const bool changed = overlay_folder || std::any_of(deleted_.begin(), deleted_.end(), inside);
+    if (!path.empty() && deleted_.contains(path)) return answer(connection, Reply::absent);
+    if (!changed) return answer(connection, Reply::ok);
+    if (!overlay_folder && !fs::is_directory(on_disk, error)) {
+      return answer(connection, Reply::absent);
+    }
+    std::map<std::string, bool> entries;  // name -> is a folder
+    for (const fs::path& folder : {on_disk, overlay}) {
+      for (const auto& entry : fs::directory_iterator(folder, error)) {
+        entries[entry.path().filename().string()] = entry.is_directory(error);
+      }
+    }
+    const fs::path view = run_dir_ / "listings" / std::to_string(++listings_);
+    fs::create_directories(view);
+    for (const auto& [name, is_folder] : entries) {
+      if (deleted_.contains(prefix + name)) continue;
+      if (is_folder) {
+        fs::create_directory(view / name, error);
+      } else {
+        std::ofstream(view / name).close();
+      }
+    }
+    answer_path(connection, view);
   }
 
   void replay_file(const Connection& connection, wire::Op op, const std::string& path,
@@ -625,6 +716,23 @@ class Server {
         add_file_record(kind::FileDelete{path});
         return answer(connection, Reply::ok);
       }
+      case wire::Op::list_dir:
+        return list_folder(connection, path);
+      case wire::Op::made_dir: {
+        std::error_code error;
+        if (seen(path) == Seen::overlay ||
+            (seen(path) == Seen::disk && fs::exists(on_disk, error))) {
+          return answer(connection, Reply::exists);
+        }
+        const fs::path parent = fs::path(path).parent_path();
+        if (!parent.empty() && seen(parent.string()) != Seen::overlay &&
+            !fs::is_directory(fs::path(workspace_) / parent, error)) {
+          return answer(connection, Reply::absent);
+        }
+        fs::create_directories(overlay, error);
+        deleted_.erase(path);
+        return answer(connection, Reply::ok);
+      }
       case wire::Op::stat_path: {
         switch (seen(path)) {
           case Seen::deleted:
@@ -669,6 +777,7 @@ class Server {
   size_t spawns_served_ = 0;
   std::set<std::string> written_;  // in the overlay
   std::set<std::string> deleted_;  // deleted by the replay
+  uint64_t listings_ = 0;
 };
 
 // PROGRAM's path as the kernel will find it (a PATH search for a bare name).

@@ -83,6 +83,8 @@ for kind in file_read file_write file_delete clock_read; do
 done
 check "python: the replay answered the streamed call chunk by chunk" \
   grep -q "summary (6 events)" "$work/python/replay.out"
+check "python: the replay listed the folder it made and the file it renamed, all in the overlay" \
+  grep -q "out/: \['report.md'\]" "$work/python/replay.out"
 
 # ---- bash: the LLM over /dev/tcp, subprocesses, files ----------------------------------------
 record_and_replay bash 0 bash "$agents/agent.sh"
