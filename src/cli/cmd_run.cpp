@@ -7,6 +7,7 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "supervisor/supervisor.hpp"
+#include "tapedeck/codec.hpp"
 #include "tapedeck/tape.hpp"
 
 namespace tapedeck::cli {
@@ -25,6 +26,7 @@ struct RunArgs {
   std::string fsync = "phase";
   bool quiet = false;
   bool overwrite = false;
+  bool json = false;
   std::vector<std::string> command;
 };
 
@@ -70,8 +72,25 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.command = args.command;
 
   const supervisor::RunOutcome outcome = supervisor::run(options);
-  for (const std::string& warning : outcome.warnings) print_warning(warning);
   const char* verb = mode == RunOptions::Mode::replay ? "replay" : "run";
+  if (args.json) {
+    // Standard output is the program's: the summary goes to stderr, as one JSON line.
+    std::string warnings;
+    for (const std::string& warning : outcome.warnings) {
+      warnings += (warnings.empty() ? "" : ",") + json_string(warning);
+    }
+    fmt::print(
+        stderr,
+        R"({{"command":{},"tape":{},"emitted":{},"exit_code":{},"records":{},"wall_ms":{},)"
+        R"("miss":{},"unused_inputs":{},"unused_example":{},"warnings":[{}]}})"
+        "\n",
+        json_string(verb), json_string(mode == RunOptions::Mode::replay ? args.tape : args.emit),
+        args.emit.empty() ? "null" : json_string(args.emit), outcome.exit_code, outcome.records,
+        outcome.wall.count(), outcome.miss ? json_string(*outcome.miss) : "null",
+        outcome.unused_inputs, json_string(outcome.unused_example), warnings);
+    return outcome.miss ? 2 : outcome.exit_code;
+  }
+  for (const std::string& warning : outcome.warnings) print_warning(warning);
   if (outcome.miss) {
     print_error(fmt::format("replay stopped: {}", *outcome.miss));
     return 2;
@@ -108,6 +127,8 @@ void add_common(CLI::App* cmd, RunArgs& args) {
       ->check(CLI::IsMember({"never", "phase", "always"}));
   cmd->add_flag("--overwrite", args.overwrite, "Replace a tape already at --emit-tape");
   cmd->add_flag("-q,--quiet", args.quiet, "Print nothing but warnings and errors");
+  cmd->add_flag("--json", args.json,
+                "The summary as one JSON line on stderr (stdout is the program's)");
   cmd->add_option("PROGRAM", args.command, "The program and its arguments, after --")->required();
 }
 

@@ -142,6 +142,14 @@ import json, sys
 seqs = [json.loads(line)['seq'] for line in open('$work/tree.tape').read().splitlines()[1:]]
 sys.exit(seqs != list(range(len(seqs))))"
 
+# ---- --json: the summary a CI job reads ------------------------------------------------------
+fresh_workspace
+(cd "$work/ws" && "$td" replay "$work/c/run.tape" --json -- "$c_agent") > /dev/null 2> "$work/json.err"
+check "--json: one JSON summary line with the program's exit code and no miss" "$python" -c "
+import json, sys
+summary = json.loads(open('$work/json.err').read().splitlines()[-1])
+sys.exit(not (summary['command'] == 'replay' and summary['exit_code'] == 3 and summary['miss'] is None))"
+
 # ---- the environment a program scrubs keeps the testbench ------------------------------------
 fresh_workspace
 (cd "$work/ws" && "$td" run --emit-tape "$work/scrubbed.tape" -- env -i "$python" -c \
