@@ -306,7 +306,7 @@ void flush_events_locked() {
 }
 
 // Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
-void queue_event(Event event, int64_t value, bool flush_now = false) {
+void queue_event(Event event, int64_t value) {
   lock_connection();
   if (pending_size == 0) {
     FixedSink sink{pending_events, sizeof pending_events};
@@ -317,7 +317,7 @@ void queue_event(Event event, int64_t value, bool flush_now = false) {
   tapedeck::wire::put_int(sink, static_cast<uint8_t>(event));
   tapedeck::wire::put_int(sink, value);
   pending_size += sink.size;
-  if (flush_now || sizeof pending_events - pending_size < 64) flush_events_locked();
+  if (sizeof pending_events - pending_size < 64) flush_events_locked();
   unlock_connection();
 }
 
@@ -686,8 +686,10 @@ bool allowed(const sockaddr* address) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
     const uint16_t port = ntohs(in6->sin6_port);
     static const uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-    if (memcmp(&in6->sin6_addr, kLoopback, 16) == 0 && port == config.proxy_port && port != 0)
-      return true;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&in6->sin6_addr);
+    const bool loopback = memcmp(bytes, kLoopback, 16) == 0 ||
+                          (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && bytes[12] == 127);
+    if (loopback && port == config.proxy_port && port != 0) return true;
     for (size_t i = 0; i < config.allowed_count; ++i) {
       const Allowed& rule = config.allowed[i];
       if (rule.family == AF_INET6 && memcmp(rule.address, &in6->sin6_addr, 16) == 0 &&
@@ -756,7 +758,10 @@ void map_clock(const char* path) {
       status.st_size >= static_cast<off_t>(sizeof(tapedeck::preload::ClockMap))) {
     void* mapped = mmap(nullptr, static_cast<size_t>(status.st_size), PROT_READ | PROT_WRITE,
                         MAP_SHARED, fd, 0);
-    if (mapped != MAP_FAILED) config.clock_map = static_cast<tapedeck::preload::ClockMap*>(mapped);
+    auto* map = static_cast<tapedeck::preload::ClockMap*>(mapped);
+    if (mapped != MAP_FAILED && map->magic == tapedeck::preload::ClockMap::kMagic) {
+      config.clock_map = map;
+    }
   }
   ensure(real.close, "close")(fd);
 }
