@@ -401,6 +401,23 @@ void note_closed_write(const char* path) {
   __builtin_unreachable();
 }
 
+// What a replayed call that the supervisor performed returns: 0, or -1 with errno as the run
+// sees the path (gone, or there already). A miss stops the process.
+int replayed_result(const Answer& answer) {
+  switch (answer.reply) {
+    case Reply::miss:
+      stop_on_miss();
+    case Reply::absent:
+      errno = ENOENT;
+      return -1;
+    case Reply::exists:
+      errno = EEXIST;
+      return -1;
+    default:
+      return 0;
+  }
+}
+
 std::string_view answer_path(const Answer& answer, char* out) {
   tapedeck::wire::Cursor cursor({answer.body, answer.body_size});
   const std::string_view path = cursor.take_bytes();
@@ -998,12 +1015,7 @@ int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
     return result;
   }
   if (!ask(frame, answer)) return delete_real();
-  if (answer.reply == Reply::miss) stop_on_miss();
-  if (answer.reply == Reply::absent) {
-    errno = ENOENT;
-    return -1;
-  }
-  return 0;
+  return replayed_result(answer);
 }
 
 // A rename with either side in the workspace: record reports it once done (the new path's bytes
@@ -1033,12 +1045,7 @@ int taped_rename(int old_dirfd, const char* old_path, int new_dirfd, const char*
     return result;
   }
   if (!ask(frame, answer)) return rename_real();
-  if (answer.reply == Reply::miss) stop_on_miss();
-  if (answer.reply == Reply::absent) {
-    errno = ENOENT;
-    return -1;
-  }
-  return 0;
+  return replayed_result(answer);
 }
 
 // Replay only: a folder made in the workspace is made in the overlay (folders are not taped:
@@ -1055,15 +1062,7 @@ int taped_mkdir(int dirfd, const char* path, MkdirReal&& mkdir_real) {
   tapedeck::wire::put_bytes(frame, absolute);
   Answer answer;
   if (!ask(frame, answer, /*settle=*/false)) return mkdir_real();
-  if (answer.reply == Reply::exists) {
-    errno = EEXIST;
-    return -1;
-  }
-  if (answer.reply == Reply::absent) {
-    errno = ENOENT;
-    return -1;
-  }
-  return 0;
+  return replayed_result(answer);
 }
 
 // Replay only: a workspace folder is listed as the run sees it, the overlay's files and folders
