@@ -122,6 +122,33 @@ TEST(Testbench, ReplayDoesNotSpawn) {
   EXPECT_FALSE(std::filesystem::exists(marker));  // served from the tape, not run
 }
 
+TEST(Testbench, AStreamingSessionIsOnDiskBeforeItEndsAndTakesSubprocessesRunElsewhere) {
+  TempDir tmp;
+  const auto tape = tmp / "run.tape";
+  auto session = Testbench::recording(tape).paused_clock(kStart).subprocesses().stream().start();
+  session->clock().sleep_ms(5);
+  ProcessResult ran;
+  ran.exit_code = 3;
+  ran.stdout_bytes = "built\n";
+  ran.duration_ms = 12;
+  session->processes().record_finished("make", {"all"}, ".", ran);
+  session->recorder().flush();
+  EXPECT_EQ(Tape::load(tape).records.size(), 2u);  // a run killed now keeps both
+  session->finish();
+  const Tape written = Tape::load(tape);
+  ASSERT_EQ(written.records.size(), 2u);
+  const auto& spawn = std::get<kind::ProcessSpawn>(written.records[1].kind);
+  EXPECT_EQ(spawn.program, "make");
+  EXPECT_EQ(spawn.exit_code, 3);
+  EXPECT_EQ(written.resolve(spawn.stdout_payload), "built\n");
+
+  // Replay serves it like any recorded subprocess; a replay cannot record one run elsewhere.
+  auto replay = Testbench::replaying(tape).subprocesses().start();
+  ASSERT_NE(replay->recorded_tape(), nullptr);
+  EXPECT_EQ(replay->processes().run("make", {"all"}, ".").exit_code, 3);
+  EXPECT_THROW(replay->processes().record_finished("make", {}, ".", ran), std::logic_error);
+}
+
 TEST(Testbench, AnUnknownTupleIsALoudMissNamingTheNearest) {
   TempDir tmp;
   {
