@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "tapedeck/fidelity.hpp"
@@ -214,6 +215,49 @@ TEST(LlmProxy, RefusalsComeBackAsHttpErrors) {
   EXPECT_NE(denied->body.find("127.0.0.1:9"), std::string::npos) << denied->body;
   proxy.stop();
   EXPECT_TRUE(session->finalize().records.empty());
+}
+
+TEST(LlmProxy, HooksHearOfEveryCallServedAndEveryMiss) {
+  TempDir tmp;
+  StandInLlm server;
+  const std::string upstream = server.endpoint().substr(0, server.endpoint().find("/v1/"));
+  std::atomic<int> served{0};
+  std::mutex misses_mutex;  // the hooks run on the proxy's threads
+  std::vector<std::string> misses;
+  LlmProxy::Hooks hooks;
+  hooks.on_call_served = [&] { ++served; };
+  hooks.on_replay_miss = [&](const std::string& message) {
+    std::lock_guard lock(misses_mutex);
+    misses.push_back(message);
+  };
+  {
+    auto session = Testbench::recording(tmp / "run.tape")
+                       .llm(LlmOptions{})
+                       .network(NetworkPolicy::deny_all().allow("127.0.0.1"))
+                       .start();
+    LlmProxy proxy(*session, upstream, hooks);
+    httplib::Client client("127.0.0.1", proxy.port());
+    ASSERT_EQ(client.Post("/v1/chat/completions", prompt("a"), "application/json")->status, 200);
+    ASSERT_EQ(client.Post("/v1/chat/completions", prompt("b", true), "text/event-stream")->status,
+              200);
+    proxy.stop();
+    session->finalize();
+  }
+  EXPECT_EQ(served.load(), 2);
+  EXPECT_TRUE(misses.empty());
+  server.stop();
+
+  auto replay = Testbench::replaying(tmp / "run.tape").llm(LlmOptions{}).start();
+  LlmProxy proxy(*replay, "http://upstream.invalid", hooks);
+  httplib::Client client("127.0.0.1", proxy.port());
+  EXPECT_EQ(client.Post("/v1/chat/completions", prompt("a"), "application/json")->status, 200);
+  EXPECT_EQ(served.load(), 3);
+  EXPECT_EQ(client.Post("/v1/chat/completions", prompt("never asked"), "application/json")->status,
+            500);
+  std::lock_guard lock(misses_mutex);
+  ASSERT_EQ(misses.size(), 1u);
+  EXPECT_NE(misses[0].find("does not hold"), std::string::npos) << misses[0];
+  EXPECT_EQ(served.load(), 3);
 }
 
 // Every axis under a paused clock, recorded, replayed offline, judged by the oracle.
