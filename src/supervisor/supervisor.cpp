@@ -661,7 +661,8 @@ class Server {
         if (seen(path) == Seen::deleted) return answer(connection, Reply::absent);
         const kind::FileRead* recorded = take_recorded_read(path);
         if (seen(path) == Seen::overlay) {
-          record_read(path, read_whole(overlay).value_or(""));
+          // A file the replay wrote is read back; a folder it made is not a file read.
+          if (written_.contains(path)) record_read(path, read_whole(overlay).value_or(""));
           return answer_path(connection, overlay);
         }
         if (recorded != nullptr) {
