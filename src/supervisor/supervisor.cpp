@@ -27,6 +27,7 @@
 
 #include "preload/clock_map.hpp"
 #include "preload/wire.hpp"
+#include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/llm_proxy.hpp"
@@ -40,14 +41,6 @@ namespace fs = std::filesystem;
 using wire::Reply;
 
 namespace {
-
-std::optional<std::string> read_whole(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return std::move(bytes).str();
-}
 
 void write_whole(const fs::path& path, std::string_view bytes) {
   fs::create_directories(path.parent_path());
@@ -528,7 +521,7 @@ class Server {
     const std::optional<std::string> to_path = relative(to);
     if (options_.mode == RunOptions::Mode::record) {
       if (to_path) {
-        if (auto bytes = read_whole(to)) {
+        if (auto bytes = detail::read_file(to)) {
           recorder().record(kind::FileWrite{*to_path, keep(*bytes), bytes->size()});
         }
       }
@@ -538,11 +531,11 @@ class Server {
     // Replay: the bytes that move, as the run sees them.
     std::optional<std::string> bytes;
     if (!from_path) {
-      bytes = read_whole(from);
+      bytes = detail::read_file(from);
     } else if (seen(*from_path) == Seen::overlay) {
-      bytes = read_whole(overlay_dir_ / *from_path);
+      bytes = detail::read_file(overlay_dir_ / *from_path);
     } else if (seen(*from_path) == Seen::disk && is_regular(from)) {
-      bytes = read_whole(from);
+      bytes = detail::read_file(from);
     }
     if (!bytes) return answer(connection, Reply::absent);
     if (to_path) {
@@ -572,7 +565,7 @@ class Server {
     }
     // The bytes are taken before the process goes on (it may change the file next); hashing
     // and keeping them overlap with its next steps.
-    const std::optional<std::string> bytes = read_whole(fs::path(workspace_) / path);
+    const std::optional<std::string> bytes = detail::read_file(fs::path(workspace_) / path);
     answer(connection, Reply::ok);
     if (!bytes) return;
     if (op == wire::Op::open_read) record_read(path, *bytes);
@@ -609,7 +602,7 @@ class Server {
       return cas::read_entry(recorded_cas, read.content_hash);
     } catch (const std::exception&) {
     }
-    auto bytes = read_whole(fs::path(workspace_) / read.path);
+    auto bytes = detail::read_file(fs::path(workspace_) / read.path);
     if (bytes && content_hash(*bytes) == read.content_hash) return bytes;
     return std::nullopt;
   }
@@ -662,7 +655,7 @@ class Server {
         const kind::FileRead* recorded = take_recorded_read(path);
         if (seen(path) == Seen::overlay) {
           // A file the replay wrote is read back; a folder it made is not a file read.
-          if (written_.contains(path)) record_read(path, read_whole(overlay).value_or(""));
+          if (written_.contains(path)) record_read(path, detail::read_file(overlay).value_or(""));
           return answer_path(connection, overlay);
         }
         if (recorded != nullptr) {
@@ -679,7 +672,7 @@ class Server {
         }
         // Not on the tape: the workspace as it is now answers, and the read is taped so that
         // fidelity shows it.
-        if (auto bytes = read_whole(on_disk); bytes && is_regular(on_disk)) {
+        if (auto bytes = detail::read_file(on_disk); bytes && is_regular(on_disk)) {
           record_read(path, *bytes);
         }
         return answer(connection, Reply::ok);
@@ -688,20 +681,20 @@ class Server {
         const bool truncate = (flags & 1) != 0;
         const bool reads_too = (flags & 2) != 0;
         if (!truncate && seen(path) == Seen::disk && is_regular(on_disk)) {
-          write_whole(overlay, read_whole(on_disk).value_or(""));
+          write_whole(overlay, detail::read_file(on_disk).value_or(""));
         } else if (!fs::exists(overlay)) {
           write_whole(overlay, "");
         }
         if (reads_too) {
           take_recorded_read(path);
-          record_read(path, read_whole(overlay).value_or(""));
+          record_read(path, detail::read_file(overlay).value_or(""));
         }
         deleted_.erase(path);
         written_.insert(path);
         return answer_path(connection, overlay);
       }
       case wire::Op::closed_write: {
-        const std::string bytes = read_whole(overlay).value_or("");
+        const std::string bytes = detail::read_file(overlay).value_or("");
         add_file_record(kind::FileWrite{path, keep(bytes), bytes.size()});
         return answer(connection, Reply::ok);
       }
@@ -842,40 +835,32 @@ void forward_signal(int signal_number) {
 }  // namespace
 
 std::optional<std::string> interposition_warning(const fs::path& program) {
-  std::ifstream in(program, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::string head(4096, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<size_t>(in.gcount()));
-  if (head.starts_with("#!")) {
+  const std::optional<std::string> bytes = detail::read_file(program);
+  if (!bytes) return std::nullopt;
+  const std::string& image = *bytes;
+  if (image.starts_with("#!")) {
     // A script: what matters is its interpreter.
-    std::string line = head.substr(2, head.find('\n') - 2);
-    std::istringstream words(line);
+    std::istringstream words(image.substr(2, image.find('\n') - 2));
     std::string interpreter;
     words >> interpreter;
     if (interpreter.empty() || fs::path(interpreter) == program) return std::nullopt;
     return interposition_warning(interpreter);
   }
-  if (head.size() < sizeof(Elf64_Ehdr) || head.compare(0, 4, ELFMAG) != 0 ||
-      head[EI_CLASS] != ELFCLASS64) {
+  if (image.size() < sizeof(Elf64_Ehdr) || image.compare(0, 4, ELFMAG) != 0 ||
+      image[EI_CLASS] != ELFCLASS64) {
     return std::nullopt;
   }
   Elf64_Ehdr header;
-  std::memcpy(&header, head.data(), sizeof header);
-  in.clear();
+  std::memcpy(&header, image.data(), sizeof header);
   bool has_interpreter = false;
   for (unsigned i = 0; i < header.e_phnum; ++i) {
+    const uint64_t at = header.e_phoff + uint64_t{i} * header.e_phentsize;
+    if (at + sizeof(Elf64_Phdr) > image.size()) break;
     Elf64_Phdr segment;
-    in.seekg(static_cast<std::streamoff>(header.e_phoff + i * header.e_phentsize));
-    if (!in.read(reinterpret_cast<char*>(&segment), sizeof segment)) break;
+    std::memcpy(&segment, image.data() + at, sizeof segment);
     if (segment.p_type == PT_INTERP) has_interpreter = true;
   }
-  in.clear();
-  in.seekg(0);
-  std::ostringstream whole;
-  whole << in.rdbuf();
-  const bool go = whole.str().find("Go build ID:") != std::string::npos;
-  if (go) {
+  if (image.find("Go build ID:") != std::string::npos) {
     return program.string() +
            " is a Go program: it reads the clock through the vDSO and makes system calls "
            "itself, so its clock reads, sleeps, file effects and execs are not taped; only its "

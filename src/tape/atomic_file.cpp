@@ -21,6 +21,34 @@ void throw_errno(const std::filesystem::path& path, std::string_view what) {
   throw TapeError(path.string(), 0, detail);
 }
 
+bool read_file(const std::filesystem::path& path, std::string& out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat info {};
+  if (::fstat(fd, &info) == 0 && info.st_size > 0) out.reserve(static_cast<size_t>(info.st_size));
+  char chunk[1 << 16];
+  for (;;) {
+    ssize_t got = ::read(fd, chunk, sizeof chunk);
+    if (got == 0) break;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      ::close(fd);
+      errno = saved;
+      return false;
+    }
+    out.append(chunk, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  return true;
+}
+
+std::optional<std::string> read_file(const std::filesystem::path& path) {
+  std::string bytes;
+  if (!read_file(path, bytes)) return std::nullopt;
+  return bytes;
+}
+
 void make_directories(const std::filesystem::path& dir) {
   if (dir.empty()) return;
   std::error_code error;

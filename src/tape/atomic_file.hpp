@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace tapedeck::detail {
@@ -37,6 +39,11 @@ class AtomicFile {
   uint64_t written_ = 0;
   uint64_t writeback_started_ = 0;  // bytes already handed to the kernel's writeback
 };
+
+// Reads a whole file into `out`; false with errno set when it cannot be opened or read.
+bool read_file(const std::filesystem::path& path, std::string& out);
+// The same, nullopt when it cannot.
+std::optional<std::string> read_file(const std::filesystem::path& path);
 
 // mkdir -p, as a TapeError naming the folder on failure.
 void make_directories(const std::filesystem::path& dir);

@@ -26,34 +26,11 @@ void require_valid_name(const std::filesystem::path& dir, std::string_view name)
   }
 }
 
-// Reads a whole file; false with errno set when it cannot be opened or read.
-bool slurp(const std::filesystem::path& path, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat info {};
-  if (::fstat(fd, &info) == 0 && info.st_size > 0) out.reserve(static_cast<size_t>(info.st_size));
-  char chunk[1 << 16];
-  for (;;) {
-    ssize_t got = ::read(fd, chunk, sizeof chunk);
-    if (got == 0) break;
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      int saved = errno;
-      ::close(fd);
-      errno = saved;
-      return false;
-    }
-    out.append(chunk, static_cast<size_t>(got));
-  }
-  ::close(fd);
-  return true;
-}
-
 // Reads the entry at `path` and checks that its bytes hash to `name`: none, missing, unreadable
 // (with errno in `error`) or hash_mismatch. The one place entries are read and checked.
 Problem load(const std::filesystem::path& path, std::string_view name, std::string& bytes,
              int& error) {
-  if (!slurp(path, bytes)) {
+  if (!detail::read_file(path, bytes)) {
     error = errno;
     return error == ENOENT ? Problem::missing : Problem::unreadable;
   }
@@ -137,7 +114,7 @@ Carried carry_entry(const std::filesystem::path& from_dir, const std::filesystem
   if (errno == ENOENT && !file_exists(from)) throw TapeError(from.string(), 0, "CAS entry missing");
   // Another file system, or one without hard links: copy, still whole-or-nothing.
   std::string bytes;
-  if (!slurp(from, bytes)) detail::throw_errno(from, "cannot read CAS entry");
+  if (!detail::read_file(from, bytes)) detail::throw_errno(from, "cannot read CAS entry");
   detail::AtomicFile file(to);
   file.write(bytes);
   file.commit(false);

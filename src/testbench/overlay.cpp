@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tape/atomic_file.hpp"
 #include "tapedeck/testbench.hpp"
 
 namespace tapedeck {
@@ -37,11 +38,7 @@ std::filesystem::path Overlay::resolve(const std::string& path) const {
 }
 
 std::optional<std::string> Overlay::read_worktree(const std::string& path) const {
-  std::ifstream in(resolve(path), std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
+  return detail::read_file(resolve(path));
 }
 
 std::string Overlay::read(const std::string& path) {
