@@ -53,6 +53,19 @@ class ProcessTimeout : public std::runtime_error {
 // itself) or "host:port" (that port only). A rule without a port allows every port.
 class NetworkPolicy {
  public:
+  // A rule's parts: the host (lowercase), the port when one is given, and whether it stands for
+  // the host's subdomains ("*.domain").
+  struct Rule {
+    std::string host;
+    std::optional<uint16_t> port;
+    bool subdomains = false;
+  };
+  // Throws std::invalid_argument for a malformed rule.
+  static Rule parse(const std::string& rule);
+  // The rule that allows exactly what `url` (scheme://host[:port]/…) reaches: host:port, the
+  // scheme's port when none is written. Throws NetworkDenied when the URL names no host.
+  static std::string rule_for(const std::string& url);
+
   static NetworkPolicy deny_all() { return NetworkPolicy(); }
   // Throws std::invalid_argument for a malformed rule.
   NetworkPolicy& allow(const std::string& rule);

@@ -80,18 +80,19 @@ class RunDir {
 std::string resolve_allowed(const std::vector<std::string>& rules) {
   std::string out;
   for (const std::string& rule : rules) {
-    std::string host = rule;
-    unsigned port = 0;
-    const size_t colon = rule.rfind(':');
-    if (colon != std::string::npos && rule.find(':') == colon) {
-      host = rule.substr(0, colon);
-      const std::string digits = rule.substr(colon + 1);
-      if (digits.empty() || digits.size() > 5 ||
-          digits.find_first_not_of("0123456789") != std::string::npos ||
-          (port = static_cast<unsigned>(std::stoul(digits))) > 65535) {
-        throw std::runtime_error("--allow " + rule + ": the port is not a number from 0 to 65535");
-      }
+    NetworkPolicy::Rule parsed;
+    try {
+      parsed = NetworkPolicy::parse(rule);
+    } catch (const std::invalid_argument&) {
+      throw std::runtime_error("--allow " + rule +
+                               ": not HOST or HOST:PORT (a port from 1 to 65535)");
     }
+    if (parsed.subdomains) {
+      throw std::runtime_error("--allow " + rule +
+                               ": the program connects to addresses, so name the hosts themselves");
+    }
+    const std::string& host = parsed.host;
+    const unsigned port = parsed.port.value_or(0);  // 0: every port
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
@@ -120,14 +121,6 @@ std::string resolve_allowed(const std::vector<std::string>& rules) {
     ::freeaddrinfo(found);
   }
   return out;
-}
-
-// host[:port] of scheme://host[:port]/…, for the session's network policy.
-std::string host_of(const std::string& url) {
-  size_t start = url.find("://");
-  start = start == std::string::npos ? 0 : start + 3;
-  const size_t end = url.find('/', start);
-  return url.substr(start, end == std::string::npos ? std::string::npos : end - start);
 }
 
 std::string describe_spawn(const kind::ProcessSpawn& spawn) {
@@ -900,7 +893,14 @@ RunOutcome run(const RunOptions& options) {
   if (options.mode == RunOptions::Mode::record) {
     mode = "record";
     NetworkPolicy network = NetworkPolicy::deny_all();
-    if (!options.llm_upstream.empty()) network.allow(host_of(options.llm_upstream));
+    if (!options.llm_upstream.empty()) {
+      try {
+        network.allow(NetworkPolicy::rule_for(options.llm_upstream));
+      } catch (const NetworkDenied&) {
+        throw std::runtime_error("--llm-upstream " + options.llm_upstream +
+                                 ": not a URL (scheme://host[:port])");
+      }
+    }
     session = Testbench::recording(options.tape)
                   .llm(llm)
                   .subprocesses()

@@ -39,6 +39,27 @@ TEST(Network, DenyByDefaultAndTheThreeRuleShapes) {
   EXPECT_THROW(policy.allow(""), std::invalid_argument);
 }
 
+TEST(Network, RulesParseAndAUrlNamesTheRuleThatAllowsIt) {
+  const NetworkPolicy::Rule wild = NetworkPolicy::parse("*.Anthropic.com");
+  EXPECT_EQ(wild.host, "anthropic.com");
+  EXPECT_TRUE(wild.subdomains);
+  EXPECT_FALSE(wild.port);
+  const NetworkPolicy::Rule v6 = NetworkPolicy::parse("[::1]:8080");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 8080);
+  EXPECT_THROW(NetworkPolicy::parse("localhost:99999"), std::invalid_argument);
+  EXPECT_THROW(NetworkPolicy::parse("localhost:0"), std::invalid_argument);
+
+  EXPECT_EQ(NetworkPolicy::rule_for("https://api.openai.com/v1"), "api.openai.com:443");
+  EXPECT_EQ(NetworkPolicy::rule_for("http://key@127.0.0.1:8080/x"), "127.0.0.1:8080");
+  EXPECT_EQ(NetworkPolicy::rule_for("http://[::1]/"), "[::1]:80");
+  EXPECT_THROW(NetworkPolicy::rule_for("garbage"), NetworkDenied);
+  NetworkPolicy policy = NetworkPolicy::deny_all();
+  policy.allow(NetworkPolicy::rule_for("http://[::1]:9/"));
+  EXPECT_NO_THROW(policy.require("http://[::1]:9/v1"));
+  EXPECT_THROW(policy.require("http://[::1]:10/v1"), NetworkDenied);
+}
+
 // The host under test: reads the clock, sleeps, runs subprocesses.
 struct HostRun {
   int64_t wall = 0, mono = 0, later = 0;
