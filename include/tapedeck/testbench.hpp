@@ -160,6 +160,8 @@ class ProcessTape {
   friend class Session;
   ProcessTape(Session& session, std::chrono::milliseconds timeout)
       : session_(session), timeout_(timeout) {}
+  void record(const std::string& program, const std::vector<std::string>& args,
+              const std::optional<std::string>& cwd, const ProcessResult& result);
   Session& session_;
   std::chrono::milliseconds timeout_;
 };
@@ -295,7 +297,9 @@ class Session {
   // Replay: the next unconsumed recorded record of kind K (in tape order), or ReplayMiss.
   template <typename K>
   const K& next_recorded(const char* what);
-  void finished(const std::optional<Tape>& tape);
+  // Ends the session: persists its tape and returns it when it was kept in memory (a streamed
+  // one is on disk already).
+  std::optional<Tape> end();
 
   Testbench::Mode mode_;
   std::optional<std::filesystem::path> output_;

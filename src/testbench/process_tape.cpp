@@ -149,7 +149,6 @@ ProcessResult spawn_and_wait(const std::string& program, const std::vector<std::
 
 ProcessResult ProcessTape::run(const std::string& program, const std::vector<std::string>& args,
                                const std::optional<std::string>& cwd) {
-  Recorder& recorder = *session_.recorder_;
   ProcessResult result;
   if (session_.mode_ == Testbench::Mode::record) {
     result = spawn_and_wait(program, args, cwd, timeout_);
@@ -181,9 +180,7 @@ ProcessResult ProcessTape::run(const std::string& program, const std::vector<std
     result.stdout_bytes = session_.recorded_->resolve(recorded.stdout_payload);
     result.stderr_bytes = session_.recorded_->resolve(recorded.stderr_payload);
   }
-  recorder.record(kind::ProcessSpawn{program, args, cwd, result.exit_code, result.duration_ms,
-                                     recorder.payload_from_bytes(result.stdout_bytes),
-                                     recorder.payload_from_bytes(result.stderr_bytes)});
+  record(program, args, cwd, result);
   return result;
 }
 
@@ -193,6 +190,11 @@ void ProcessTape::record_finished(const std::string& program, const std::vector<
   if (session_.mode_ != Testbench::Mode::record) {
     throw std::logic_error("record_finished() records; this session replays");
   }
+  record(program, args, cwd, result);
+}
+
+void ProcessTape::record(const std::string& program, const std::vector<std::string>& args,
+                         const std::optional<std::string>& cwd, const ProcessResult& result) {
   Recorder& recorder = *session_.recorder_;
   recorder.record(kind::ProcessSpawn{program, args, cwd, result.exit_code, result.duration_ms,
                                      recorder.payload_from_bytes(result.stdout_bytes),

@@ -117,31 +117,27 @@ LlmClient& Session::llm() {
 }
 
 Tape Session::finalize() {
-  if (recorder_->streaming()) {
-    finish();
-    return recorder_->snapshot(header_);  // read back: the records are on disk, not in memory
-  }
-  Tape tape = recorder_->snapshot(header_);
-  finished(tape);
-  return tape;
+  std::optional<Tape> tape = end();
+  // A streamed tape is read back: its records are on disk, not in memory.
+  return tape ? std::move(*tape) : recorder_->snapshot(header_);
 }
 
 void Session::finish() {
-  if (recorder_->streaming()) {
-    finished(std::nullopt);
-  } else {
-    finished(recorder_->snapshot(header_));
-  }
+  end();
 }
 
-void Session::finished(const std::optional<Tape>& tape) {
+std::optional<Tape> Session::end() {
   finalized_ = true;
-  if (recorder_->streaming()) recorder_->finalize();  // the tape is on disk already
-  if (output_) {
-    if (tape) tape->persist(*output_);
-    cas::write_entries(cas_dir_for(*output_), llm_requests_);
+  std::optional<Tape> tape;
+  if (recorder_->streaming()) {
+    recorder_->finalize();
+  } else {
+    tape = recorder_->snapshot(header_);
+    if (output_) tape->persist(*output_);
   }
+  if (output_) cas::write_entries(cas_dir_for(*output_), llm_requests_);
   active_.reset();
+  return tape;
 }
 
 namespace {
