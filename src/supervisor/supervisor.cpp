@@ -123,7 +123,8 @@ std::string resolve_allowed(const std::vector<std::string>& rules) {
   return out;
 }
 
-std::string describe_spawn(const kind::ProcessSpawn& spawn) {
+std::string describe_spawn(const Record& record) {
+  const auto& spawn = std::get<kind::ProcessSpawn>(record.kind);
   std::string text = "`" + spawn.program;
   for (const std::string& arg : spawn.args) text += " " + arg;
   return text + "`" + (spawn.cwd ? " in " + *spawn.cwd : std::string());
@@ -232,9 +233,10 @@ class Server {
       unused += queue.size();
       if (first.empty() && !queue.empty()) first = "file_read " + path;
     }
-    if (spawns_served_ < spawn_order_.size()) {
-      unused += spawn_order_.size() - spawns_served_;
-      if (first.empty()) first = "process_spawn " + describe_spawn(*spawn_order_[spawns_served_]);
+    if (spawns_served_ < recorded_spawns_.size()) {
+      unused += recorded_spawns_.size() - spawns_served_;
+      if (first.empty())
+        first = "process_spawn " + describe_spawn(*recorded_spawns_[spawns_served_]);
     }
     return {unused, first};
   }
@@ -253,9 +255,8 @@ class Server {
       stretches.emplace_back();
       if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
         file_reads_[file->path].push_back(file);
-      } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
-        spawn_order_.push_back(spawn);
-        spawn_seq_.push_back(record.seq);
+      } else if (std::holds_alternative<kind::ProcessSpawn>(record.kind)) {
+        recorded_spawns_.push_back(&record);
       }
     }
     clock_map_size_ = preload::ClockMap::bytes_for(stretches.size(), values);
@@ -291,9 +292,7 @@ class Server {
   // The replay made a record other than a clock read: the clock moves to the reads the
   // recording made after its counterpart.
   void step_clock() {
-    if (clock_map_ == nullptr) return;
-    const uint64_t steps = ++clock_steps_;
-    clock_map_->stretch.store(steps, std::memory_order_release);
+    if (clock_map_ != nullptr) clock_map_->stretch.fetch_add(1, std::memory_order_release);
   }
 
   void accept_one() {
@@ -387,7 +386,7 @@ class Server {
     return hash;
   }
 
-  // File records, each a step of the replay's clock (a no-op when recording).
+  // Every file record, in both modes; in replay each is also a step of the clock.
   void add_file_record(RecordKind kind) {
     recorder().record(std::move(kind));
     step_clock();
@@ -395,6 +394,10 @@ class Server {
 
   void record_read(const std::string& path, const std::string& bytes) {
     add_file_record(kind::FileRead{path, keep(bytes), bytes.size()});
+  }
+
+  void record_write(const std::string& path, const std::string& bytes) {
+    add_file_record(kind::FileWrite{path, keep(bytes), bytes.size()});
   }
 
   void handle(const Connection& connection, wire::Op op, std::string_view body) {
@@ -472,9 +475,10 @@ class Server {
       result = session_->processes().run(program, args, cwd);
     } catch (const ReplayMiss& miss) {
       std::string expected = "the tape holds no more subprocesses";
-      if (spawns_served_ < spawn_order_.size()) {
-        expected = "the next recorded one is seq " + std::to_string(spawn_seq_[spawns_served_]) +
-                   " process_spawn " + describe_spawn(*spawn_order_[spawns_served_]);
+      if (spawns_served_ < recorded_spawns_.size()) {
+        const Record& next = *recorded_spawns_[spawns_served_];
+        expected = "the next recorded one is seq " + std::to_string(next.seq) + " process_spawn " +
+                   describe_spawn(next);
       }
       return answer_miss(connection, std::string(miss.what()) + "; " + expected);
     }
@@ -514,11 +518,9 @@ class Server {
     const std::optional<std::string> to_path = relative(to);
     if (options_.mode == RunOptions::Mode::record) {
       if (to_path) {
-        if (auto bytes = detail::read_file(to)) {
-          recorder().record(kind::FileWrite{*to_path, keep(*bytes), bytes->size()});
-        }
+        if (auto bytes = detail::read_file(to)) record_write(*to_path, *bytes);
       }
-      if (from_path) recorder().record(kind::FileDelete{*from_path});
+      if (from_path) add_file_record(kind::FileDelete{*from_path});
       return answer(connection, Reply::ok);
     }
     // Replay: the bytes that move, as the run sees them.
@@ -535,7 +537,7 @@ class Server {
       write_whole(overlay_dir_ / *to_path, *bytes);
       deleted_.erase(*to_path);
       written_.insert(*to_path);
-      add_file_record(kind::FileWrite{*to_path, keep(*bytes), bytes->size()});
+      record_write(*to_path, *bytes);
     } else {
       write_whole(to, *bytes);  // moved out of the workspace: outside, effects are real
     }
@@ -553,7 +555,7 @@ class Server {
 
   void record_file(const Connection& connection, wire::Op op, const std::string& path) {
     if (op == wire::Op::deleted) {
-      recorder().record(kind::FileDelete{path});
+      add_file_record(kind::FileDelete{path});
       return answer(connection, Reply::ok);
     }
     // The bytes are taken before the process goes on (it may change the file next); hashing
@@ -562,9 +564,7 @@ class Server {
     answer(connection, Reply::ok);
     if (!bytes) return;
     if (op == wire::Op::open_read) record_read(path, *bytes);
-    if (op == wire::Op::closed_write) {
-      recorder().record(kind::FileWrite{path, keep(*bytes), bytes->size()});
-    }
+    if (op == wire::Op::closed_write) record_write(path, *bytes);
   }
 
   // Where the replay sees a workspace path: its overlay copy (a file, or a folder the replay
@@ -687,8 +687,7 @@ class Server {
         return answer_path(connection, overlay);
       }
       case wire::Op::closed_write: {
-        const std::string bytes = detail::read_file(overlay).value_or("");
-        add_file_record(kind::FileWrite{path, keep(bytes), bytes.size()});
+        record_write(path, detail::read_file(overlay).value_or(""));
         return answer(connection, Reply::ok);
       }
       case wire::Op::deleted: {
@@ -757,10 +756,8 @@ class Server {
   // Replay.
   preload::ClockMap* clock_map_ = nullptr;
   size_t clock_map_size_ = 0;
-  std::atomic<uint64_t> clock_steps_{0};  // also moved from the proxy's threads
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
-  std::vector<const kind::ProcessSpawn*> spawn_order_;
-  std::vector<uint64_t> spawn_seq_;
+  std::vector<const Record*> recorded_spawns_;  // in tape order
   size_t spawns_served_ = 0;
   std::set<std::string> written_;  // in the overlay
   std::set<std::string> deleted_;  // deleted by the replay
