@@ -24,6 +24,7 @@ struct RunArgs {
   std::string llm_upstream;
   std::vector<std::string> allow;
   std::string fsync = "phase";
+  std::string isolation = "auto";
   bool quiet = false;
   bool overwrite = false;
   bool json = false;
@@ -70,6 +71,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.preload_library = beside_this_binary("libtapedeck_preload.so");
   options.exec_shim = beside_this_binary("tapedeck-exec");
   options.command = args.command;
+  options.isolation = *supervisor::parse_isolation(args.isolation);
 
   const supervisor::RunOutcome outcome = supervisor::run(options);
   const char* verb = mode == RunOptions::Mode::replay ? "replay" : "run";
@@ -82,12 +84,17 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
     fmt::print(
         stderr,
         R"({{"command":{},"tape":{},"emitted":{},"exit_code":{},"records":{},"wall_ms":{},)"
-        R"("miss":{},"unused_inputs":{},"unused_example":{},"warnings":[{}]}})"
+        R"("miss":{},"unused_inputs":{},"unused_example":{},"isolation":{},"isolation_setup_ms":{:.3f},)"
+        R"("warnings":[{}]}})"
         "\n",
         json_string(verb), json_string(mode == RunOptions::Mode::replay ? args.tape : args.emit),
         args.emit.empty() ? "null" : json_string(args.emit), outcome.exit_code, outcome.records,
         outcome.wall.count(), outcome.miss ? json_string(*outcome.miss) : "null",
-        outcome.unused_inputs, json_string(outcome.unused_example), warnings);
+        outcome.unused_inputs, json_string(outcome.unused_example),
+        mode == RunOptions::Mode::replay
+            ? json_string(supervisor::isolation_name(outcome.isolation))
+            : "null",
+        outcome.isolation_setup_ms, warnings);
     return outcome.miss ? 2 : outcome.exit_code;
   }
   for (const std::string& warning : outcome.warnings) print_warning(warning);
@@ -168,16 +175,23 @@ void add_replay(CLI::App& app, int& exit_code) {
       app.add_subcommand("replay", "Replay a program against its tape, offline and fast");
   cmd->footer(
       "Runs PROGRAM again with every input served from TAPE: clock reads give the recorded\n"
-      "values, sleeps return at once, workspace reads see the recorded bytes and writes land\n"
-      "in a scratch overlay (the workspace is not touched), subprocesses are not run (their\n"
-      "recorded output and exit code are played back), and LLM calls are answered by the\n"
-      "proxy from the tape, streams chunk by chunk. The network is closed. An input the tape\n"
-      "does not hold stops the program; tapedeck names the record it expected and exits 2.\n\n"
+      "values, sleeps return at once, workspace reads see the recorded bytes, subprocesses are\n"
+      "not run (their recorded output and exit code are played back), and LLM calls are\n"
+      "answered by the proxy from the tape, streams chunk by chunk. The network is closed.\n"
+      "The workspace is never changed: the program runs in a private view of it (--isolation)\n"
+      "where every file operation is answered by the kernel as on the real one. An input the\n"
+      "tape does not hold stops the program; tapedeck names the record it expected and exits\n"
+      "2. Replay expects the workspace as the recording found it (a fresh checkout).\n\n"
       "Examples:\n"
       "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
       "  tapedeck fidelity run.tape replay.tape --mode semantic");
   cmd->add_option("TAPE", args->tape, "The recorded tape")->required()->check(CLI::ExistingFile);
   cmd->add_option("--emit-tape", args->emit, "Where to write the replay's own tape");
+  cmd->add_option("--isolation", args->isolation,
+                  "How the workspace is kept unchanged: namespace (a kernel overlay in a private "
+                  "mount namespace), copy (a copy the preload library redirects to), or auto "
+                  "(namespace where the kernel allows it, else copy, with a warning)")
+      ->check(CLI::IsMember({"auto", "namespace", "copy"}));
   add_common(cmd, *args);
   cmd->callback(
       [args, &exit_code] { exit_code = run_supervised(RunOptions::Mode::replay, *args); });

@@ -33,6 +33,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include <atomic>
 #include <cerrno>
@@ -90,6 +91,38 @@ struct Real {
   decltype(&::fork) fork;
   decltype(&::_exit) exit_now;
   decltype(&::connect) connect;
+  decltype(&::rmdir) rmdir;
+  decltype(&::statx) statx;
+  decltype(&::faccessat) faccessat;
+  decltype(&::eaccess) eaccess;
+  decltype(&::euidaccess) euidaccess;
+  decltype(&::chdir) chdir;
+  decltype(&::chmod) chmod;
+  decltype(&::fchmodat) fchmodat;
+  decltype(&::chown) chown;
+  decltype(&::lchown) lchown;
+  decltype(&::fchownat) fchownat;
+  decltype(&::symlink) symlink;
+  decltype(&::symlinkat) symlinkat;
+  decltype(&::readlink) readlink;
+  decltype(&::readlinkat) readlinkat;
+  decltype(&::link) link;
+  decltype(&::linkat) linkat;
+  decltype(&::truncate) truncate;
+  decltype(&::truncate64) truncate64;
+  decltype(&::utime) utime;
+  decltype(&::utimes) utimes;
+  decltype(&::lutimes) lutimes;
+  decltype(&::utimensat) utimensat;
+  decltype(&::mkfifo) mkfifo;
+  decltype(&::mknod) mknod;
+  decltype(&::mkstemp) mkstemp;
+  decltype(&::mkostemp) mkostemp;
+  decltype(&::mkstemps) mkstemps;
+  decltype(&::mkostemps) mkostemps;
+  decltype(&::mkdtemp) mkdtemp;
+  decltype(&::getcwd) getcwd;
+  decltype(&::realpath) realpath;
 };
 Real real;
 
@@ -126,6 +159,38 @@ void resolve_all() {
   real.fork = TAPEDECK_REAL(fork);
   real.exit_now = TAPEDECK_REAL(_exit);
   real.connect = TAPEDECK_REAL(connect);
+  real.rmdir = TAPEDECK_REAL(rmdir);
+  real.statx = TAPEDECK_REAL(statx);
+  real.faccessat = TAPEDECK_REAL(faccessat);
+  real.eaccess = TAPEDECK_REAL(eaccess);
+  real.euidaccess = TAPEDECK_REAL(euidaccess);
+  real.chdir = TAPEDECK_REAL(chdir);
+  real.chmod = TAPEDECK_REAL(chmod);
+  real.fchmodat = TAPEDECK_REAL(fchmodat);
+  real.chown = TAPEDECK_REAL(chown);
+  real.lchown = TAPEDECK_REAL(lchown);
+  real.fchownat = TAPEDECK_REAL(fchownat);
+  real.symlink = TAPEDECK_REAL(symlink);
+  real.symlinkat = TAPEDECK_REAL(symlinkat);
+  real.readlink = TAPEDECK_REAL(readlink);
+  real.readlinkat = TAPEDECK_REAL(readlinkat);
+  real.link = TAPEDECK_REAL(link);
+  real.linkat = TAPEDECK_REAL(linkat);
+  real.truncate = TAPEDECK_REAL(truncate);
+  real.truncate64 = TAPEDECK_REAL(truncate64);
+  real.utime = TAPEDECK_REAL(utime);
+  real.utimes = TAPEDECK_REAL(utimes);
+  real.lutimes = TAPEDECK_REAL(lutimes);
+  real.utimensat = TAPEDECK_REAL(utimensat);
+  real.mkfifo = TAPEDECK_REAL(mkfifo);
+  real.mknod = TAPEDECK_REAL(mknod);
+  real.mkstemp = TAPEDECK_REAL(mkstemp);
+  real.mkostemp = TAPEDECK_REAL(mkostemp);
+  real.mkstemps = TAPEDECK_REAL(mkstemps);
+  real.mkostemps = TAPEDECK_REAL(mkostemps);
+  real.mkdtemp = TAPEDECK_REAL(mkdtemp);
+  real.getcwd = TAPEDECK_REAL(getcwd);
+  real.realpath = TAPEDECK_REAL(realpath);
 }
 
 // A hook that runs before the constructor (another library's constructor reading the clock)
@@ -156,6 +221,10 @@ struct Config {
   char socket_path[sizeof(sockaddr_un::sun_path)] = {};
   char workspace[kPathMax] = {};
   size_t workspace_len = 0;
+  // Replay in a copy of the workspace (no mount namespace): absolute workspace paths are
+  // rewritten to name the copy, and paths read back are rewritten the other way.
+  char view[kPathMax] = {};
+  size_t view_len = 0;
   char exec_shim[kPathMax] = {};
   uint16_t proxy_port = 0;
   Allowed allowed[kMaxAllowed] = {};
@@ -401,32 +470,6 @@ void note_closed_write(const char* path) {
   __builtin_unreachable();
 }
 
-// What a replayed call that the supervisor performed returns: 0, or -1 with errno as the run
-// sees the path (gone, or there already). A miss stops the process.
-int replayed_result(const Answer& answer) {
-  switch (answer.reply) {
-    case Reply::miss:
-      stop_on_miss();
-    case Reply::absent:
-      errno = ENOENT;
-      return -1;
-    case Reply::exists:
-      errno = EEXIST;
-      return -1;
-    default:
-      return 0;
-  }
-}
-
-std::string_view answer_path(const Answer& answer, char* out) {
-  tapedeck::wire::Cursor cursor({answer.body, answer.body_size});
-  const std::string_view path = cursor.take_bytes();
-  if (!cursor.ok() || path.size() >= kPathMax) return {};
-  memcpy(out, path.data(), path.size());
-  out[path.size()] = '\0';
-  return {out, path.size()};
-}
-
 // ---- paths --------------------------------------------------------------------------------
 
 // `path` (relative to `dirfd`) made absolute and lexically normal into `out`; false when that
@@ -437,12 +480,12 @@ bool absolute_path(int dirfd, const char* path, char* out) {
   size_t size = 0;
   if (path[0] != '/') {
     if (dirfd == AT_FDCWD) {
-      if (getcwd(joined, kPathMax) == nullptr) return false;
+      if (ensure(real.getcwd, "getcwd")(joined, kPathMax) == nullptr) return false;
       size = strlen(joined);
     } else {
       char link[64];
       snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
-      const ssize_t got = readlink(link, joined, kPathMax - 1);
+      const ssize_t got = ensure(real.readlink, "readlink")(link, joined, kPathMax - 1);
       if (got <= 0) return false;
       size = static_cast<size_t>(got);
     }
@@ -483,14 +526,64 @@ bool in_workspace(const char* absolute) {
          absolute[config.workspace_len] == '/' && absolute[config.workspace_len + 1] != '\0';
 }
 
-// `path` made absolute into `out` when it lies inside the workspace; false otherwise, and the
-// caller passes it through untouched.
+// Whether `path` is `root` or lies under it.
+bool under(const char* path, const char* root, size_t root_len) {
+  return root_len > 0 && strncmp(path, root, root_len) == 0 &&
+         (path[root_len] == '\0' || path[root_len] == '/');
+}
+
+// Replaces the prefix `from` (of `from_len` bytes) of `path` with `to`, into `out`.
+bool swap_prefix(const char* path, size_t from_len, const char* to, size_t to_len, char* out) {
+  const size_t rest = strlen(path + from_len);
+  if (to_len + rest >= kPathMax) return false;
+  memmove(out + to_len, path + from_len, rest + 1);  // out may be path itself
+  memcpy(out, to, to_len);
+  return true;
+}
+
+// Copy mode: an absolute workspace path, made to name the copy; any other path as it is.
+// Safe anywhere (no lock, no allocation), so every hook applies it, inside a hook or not.
+const char* to_view(const char* path, char* buffer) {
+  if (config.view_len == 0 || path == nullptr || path[0] != '/' ||
+      !under(path, config.workspace, config.workspace_len) ||
+      !swap_prefix(path, config.workspace_len, config.view, config.view_len, buffer)) {
+    return path;
+  }
+  return buffer;
+}
+
+// Copy mode: a path the kernel gave (a cwd, a link, an fd's name) as the program believes it
+// to be, rewritten in place.
+void from_view(char* path) {
+  if (config.view_len > 0 && path != nullptr && under(path, config.view, config.view_len)) {
+    swap_prefix(path, config.view_len, config.workspace, config.workspace_len, path);
+  }
+}
+
+// A path argument of a hook, made to name the copy in copy mode.
+class InView {
+ public:
+  explicit InView(const char* path) : path_(to_view(path, buffer_)) {}
+  operator const char*() const { return path_; }
+  InView(const InView&) = delete;
+  InView& operator=(const InView&) = delete;
+
+ private:
+  char buffer_[kPathMax];
+  const char* path_;
+};
+
+// `path` (relative to `dirfd`) made absolute, as the program names it, into `out` when it lies
+// inside the workspace; false otherwise, and the caller passes it through untouched.
 bool workspace_path(int dirfd, const char* path, char* out) {
   if (path == nullptr || config.workspace_len == 0) return false;
-  if (path[0] == '/' && strncmp(path, config.workspace, config.workspace_len) != 0) {
+  if (path[0] == '/' && !under(path, config.workspace, config.workspace_len) &&
+      !under(path, config.view, config.view_len)) {
     return false;  // the common case (libraries, the interpreter's own files): no copy at all
   }
-  return absolute_path(dirfd, path, out) && in_workspace(out);
+  if (!absolute_path(dirfd, path, out)) return false;
+  from_view(out);
+  return in_workspace(out);
 }
 
 // ---- descriptors open for writing in the workspace ----------------------------------------
@@ -512,9 +605,10 @@ bool untrack_written(int fd) {
 bool fd_path(int fd, char* out) {
   char link[64];
   snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-  const ssize_t got = readlink(link, out, kPathMax - 1);
+  const ssize_t got = ensure(real.readlink, "readlink")(link, out, kPathMax - 1);
   if (got <= 0) return false;
   out[got] = '\0';
+  from_view(out);
   return true;
 }
 
@@ -663,7 +757,8 @@ bool exec_would_start(const char* program, bool search_path) {
   return false;
 }
 
-int exec_common(const char* program, bool search_path, char* const argv[], char* const envp[]) {
+int exec_common(const char* path, bool search_path, char* const argv[], char* const envp[]) {
+  const InView program(path);
   if (!config.active || in_hook) {
     return search_path ? ensure(real.execvpe, "execvpe")(program, argv, envp)
                        : ensure(real.execve, "execve")(program, argv, envp);
@@ -820,6 +915,8 @@ __attribute__((constructor)) void start_up() {
   copy_env("TAPEDECK_SOCKET", config.socket_path, sizeof config.socket_path);
   copy_env("TAPEDECK_WORKSPACE", config.workspace, sizeof config.workspace);
   config.workspace_len = strlen(config.workspace);
+  copy_env("TAPEDECK_VIEW", config.view, sizeof config.view);
+  config.view_len = strlen(config.view);
   copy_env("TAPEDECK_EXEC", config.exec_shim, sizeof config.exec_shim);
   if (const char* pid = getenv("TAPEDECK_SUPERVISOR_PID")) config.supervisor_pid = atoi(pid);
   if (const char* port = getenv("TAPEDECK_PROXY_PORT")) {
@@ -866,61 +963,56 @@ bool opens_for_writing(int flags) {
 }
 
 // Every open under the workspace, whatever the entry point (open, openat, fopen, creat, …).
-// `open_real(path)` performs the real open of a (possibly redirected) path.
+// `open_real(path)` performs the real open. Both modes open the path itself (the kernel answers:
+// in replay, on the replay's private view of the workspace); an open that sees a file's bytes as
+// they were (neither a file it creates with O_EXCL nor one it truncates) is a read. Record tapes
+// it once the open succeeded; replay first lets the supervisor put the recorded bytes in place.
 template <typename OpenReal>
 int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
-  if (!recording_or_replaying() || (flags & (O_DIRECTORY | O_PATH)) != 0) return open_real(path);
+  const InView real_path(path);
+  if (!recording_or_replaying() || (flags & (O_DIRECTORY | O_PATH)) != 0) {
+    return open_real(real_path);
+  }
   HookScope scope;
   char absolute[kPathMax];
-  if (!workspace_path(dirfd, path, absolute)) return open_real(path);
+  if (!workspace_path(dirfd, path, absolute)) return open_real(real_path);
   const bool writing = opens_for_writing(flags);
-  const bool truncating = (flags & O_TRUNC) != 0;
-  const bool reads_too = (flags & O_ACCMODE) != O_WRONLY && !truncating;
+  const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
+  const bool reads = !exclusive && (flags & O_TRUNC) == 0 && (flags & O_ACCMODE) != O_WRONLY;
 
   char buffer[kPathMax + 64];
   FixedSink frame{buffer, sizeof buffer};
   Answer answer;
-  if (config.mode == Mode::record) {
-    const int fd = open_real(path);
-    if (fd < 0) return fd;
-    struct stat status;
-    if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) return fd;
-    const int saved = errno;
-    if (!writing || reads_too) {
-      tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::open_read));
-      tapedeck::wire::put_bytes(frame, absolute);
-      ask(frame, answer);
-    }
-    if (writing) track_written(fd);
-    errno = saved;
+  if (config.mode == Mode::replay) {
+    tapedeck::wire::begin_frame(frame,
+                                static_cast<uint8_t>(writing ? Op::open_write : Op::open_read));
+    tapedeck::wire::put_bytes(frame, absolute);
+    if (writing) tapedeck::wire::put_int(frame, static_cast<uint8_t>(reads ? 2 : 0));
+    if ((reads || writing) && ask(frame, answer) && answer.reply == Reply::miss) stop_on_miss();
+    const int fd = open_real(real_path);
+    if (fd >= 0 && writing) track_written(fd);
     return fd;
   }
 
-  // Replay: the supervisor says where the bytes are.
-  tapedeck::wire::begin_frame(frame,
-                              static_cast<uint8_t>(writing ? Op::open_write : Op::open_read));
-  tapedeck::wire::put_bytes(frame, absolute);
-  if (writing) {
-    tapedeck::wire::put_int(frame,
-                            static_cast<uint8_t>((truncating ? 1 : 0) | (reads_too ? 2 : 0)));
+  // Record. A file the open creates has no bytes to read.
+  bool existed = true;
+  if (reads && (flags & O_CREAT) != 0) {
+    struct stat before;
+    existed = ensure(real.fstatat, "fstatat")(dirfd, real_path, &before, 0) == 0;
   }
-  if (!ask(frame, answer)) return open_real(path);
-  char redirected[kPathMax];
-  switch (answer.reply) {
-    case Reply::redirect: {
-      if (answer_path(answer, redirected).empty()) return open_real(path);
-      const int fd = open_real(redirected);
-      if (fd >= 0 && writing) track_written(fd);
-      return fd;
-    }
-    case Reply::absent:
-      errno = ENOENT;
-      return -1;
-    case Reply::miss:
-      stop_on_miss();
-    default:
-      return open_real(path);
+  const int fd = open_real(real_path);
+  if (fd < 0) return fd;
+  struct stat status;
+  if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) return fd;
+  const int saved = errno;
+  if (reads && existed) {
+    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::open_read));
+    tapedeck::wire::put_bytes(frame, absolute);
+    ask(frame, answer);
   }
+  if (writing) track_written(fd);
+  errno = saved;
+  return fd;
 }
 
 mode_t mode_argument(int flags, va_list args) {
@@ -934,7 +1026,6 @@ int open_path(const char* path, int flags, mode_t mode) {
 
 int openat_path(int dirfd, const char* path, int flags, mode_t mode) {
   return taped_open(dirfd, path, flags, [&](const char* p) {
-    // A redirected path is absolute, so dirfd no longer matters.
     return ensure(real.openat, "openat")(dirfd, p, flags, mode);
   });
 }
@@ -966,7 +1057,7 @@ FILE* taped_fopen(const char* path, const char* mode) {
   const int flags = mode != nullptr ? fopen_flags(mode) : -1;
   char absolute[kPathMax];
   if (!recording_or_replaying() || flags < 0 || !workspace_path(AT_FDCWD, path, absolute)) {
-    return ensure(real.fopen, "fopen")(path, mode);
+    return ensure(real.fopen, "fopen")(InView(path), mode);
   }
   const int fd = open_path(path, flags, 0666);
   if (fd < 0) return nullptr;
@@ -993,128 +1084,107 @@ int taped_close(int fd, CloseReal&& close_real) {
   return result;
 }
 
+// A delete in the workspace, reported once done (when it removed a file), in both modes.
 template <typename DeleteReal>
 int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
-  if (!recording_or_replaying()) return delete_real();
+  const InView real_path(path);
+  if (!recording_or_replaying()) return delete_real(real_path);
   HookScope scope;
   char absolute[kPathMax];
-  if (!workspace_path(dirfd, path, absolute)) return delete_real();
-  char buffer[kPathMax + 64];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::deleted));
-  tapedeck::wire::put_bytes(frame, absolute);
-  Answer answer;
-  if (config.mode == Mode::record) {
-    struct stat status;
-    const bool regular =
-        ensure(real.lstat, "lstat")(absolute, &status) == 0 && S_ISREG(status.st_mode);
-    const int result = delete_real();
-    const int saved = errno;
-    if (result == 0 && regular) ask(frame, answer);
-    errno = saved;
-    return result;
+  if (!workspace_path(dirfd, path, absolute)) return delete_real(real_path);
+  struct stat status;
+  const bool regular =
+      ensure(real.fstatat, "fstatat")(dirfd, real_path, &status, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISREG(status.st_mode);
+  const int result = delete_real(real_path);
+  const int saved = errno;
+  if (result == 0 && regular) {
+    char buffer[kPathMax + 64];
+    FixedSink frame{buffer, sizeof buffer};
+    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::deleted));
+    tapedeck::wire::put_bytes(frame, absolute);
+    Answer answer;
+    ask(frame, answer);
   }
-  if (!ask(frame, answer)) return delete_real();
-  return replayed_result(answer);
+  errno = saved;
+  return result;
 }
 
-// A rename with either side in the workspace: record reports it once done (the new path's bytes
-// become a file_write, the old path a file_delete); replay lets the supervisor do it in the
-// overlay (and outside the workspace, for a file that moves in or out).
+// A rename with either side in the workspace, reported once done (the new path's bytes become
+// a file_write, the old path a file_delete), in both modes.
 template <typename RenameReal>
 int taped_rename(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
                  RenameReal&& rename_real) {
-  if (!recording_or_replaying()) return rename_real();
+  const InView real_old(old_path);
+  const InView real_new(new_path);
+  if (!recording_or_replaying()) return rename_real(real_old, real_new);
   HookScope scope;
   char from[kPathMax], to[kPathMax];
-  if (!absolute_path(old_dirfd, old_path, from) || !absolute_path(new_dirfd, new_path, to) ||
-      (!in_workspace(from) && !in_workspace(to))) {
-    return rename_real();
+  if (!absolute_path(old_dirfd, old_path, from) || !absolute_path(new_dirfd, new_path, to)) {
+    return rename_real(real_old, real_new);
   }
+  from_view(from);
+  from_view(to);
+  if (!in_workspace(from) && !in_workspace(to)) return rename_real(real_old, real_new);
   // A file written and closed just before is reported under its old name, in both modes.
   sync_with_supervisor();
-  char buffer[2 * kPathMax + 64];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::renamed));
-  tapedeck::wire::put_bytes(frame, from);
-  tapedeck::wire::put_bytes(frame, to);
-  Answer answer;
-  if (config.mode == Mode::record) {
-    const int result = rename_real();
-    if (result == 0) ask(frame, answer);
-    return result;
+  const int result = rename_real(real_old, real_new);
+  const int saved = errno;
+  if (result == 0) {
+    char buffer[2 * kPathMax + 64];
+    FixedSink frame{buffer, sizeof buffer};
+    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::renamed));
+    tapedeck::wire::put_bytes(frame, from);
+    tapedeck::wire::put_bytes(frame, to);
+    Answer answer;
+    ask(frame, answer);
   }
-  if (!ask(frame, answer)) return rename_real();
-  return replayed_result(answer);
+  errno = saved;
+  return result;
 }
 
-// Replay only: a folder made in the workspace is made in the overlay (folders are not taped:
-// recording makes them for real).
-template <typename MkdirReal>
-int taped_mkdir(int dirfd, const char* path, MkdirReal&& mkdir_real) {
-  if (config.mode != Mode::replay || in_hook) return mkdir_real();
-  HookScope scope;
-  char absolute[kPathMax];
-  if (!workspace_path(dirfd, path, absolute)) return mkdir_real();
-  char buffer[kPathMax + 64];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::made_dir));
-  tapedeck::wire::put_bytes(frame, absolute);
-  Answer answer;
-  if (!ask(frame, answer, /*settle=*/false)) return mkdir_real();
-  return replayed_result(answer);
+// Copy mode: a path the kernel wrote into the program's buffer (a cwd, a link target), as the
+// program believes it to be. `size` is the length written (readlink does not terminate).
+ssize_t link_from_view(char* buffer, ssize_t size, size_t capacity) {
+  if (config.view_len == 0 || size <= 0 || static_cast<size_t>(size) >= kPathMax) return size;
+  char text[kPathMax];
+  memcpy(text, buffer, static_cast<size_t>(size));
+  text[size] = '\0';
+  if (!under(text, config.view, config.view_len)) return size;
+  from_view(text);
+  const size_t length = strlen(text);
+  memcpy(buffer, text, length < capacity ? length : capacity);
+  return static_cast<ssize_t>(length < capacity ? length : capacity);
 }
 
-// Replay only: a workspace folder is listed as the run sees it, the overlay's files and folders
-// in and its deletions out (the supervisor builds that view; without changes, the disk's).
-DIR* taped_opendir(const char* path) {
-  auto real_opendir = [&](const char* p) { return ensure(real.opendir, "opendir")(p); };
-  if (config.mode != Mode::replay || in_hook) return real_opendir(path);
-  HookScope scope;
-  char absolute[kPathMax];
-  if (config.workspace_len == 0 || !absolute_path(AT_FDCWD, path, absolute) ||
-      (!in_workspace(absolute) && strcmp(absolute, config.workspace) != 0)) {
-    return real_opendir(path);
-  }
-  char buffer[kPathMax + 64];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::list_dir));
-  tapedeck::wire::put_bytes(frame, absolute);
-  Answer answer;
-  if (!ask(frame, answer, /*settle=*/false)) return real_opendir(path);
-  char redirected[kPathMax];
-  if (answer.reply == Reply::absent) {
-    errno = ENOENT;
-    return nullptr;
-  }
-  if (answer.reply == Reply::redirect && !answer_path(answer, redirected).empty()) {
-    return real_opendir(redirected);
-  }
-  return real_opendir(path);
+// mkstemp and friends open through libc's internal calls: the template itself is rewritten,
+// and the name libc chose is put back in the program's template.
+template <typename MakeReal>
+auto make_temporary(char* name_template, MakeReal&& make_real) {
+  char buffer[kPathMax];
+  const char* in_view = to_view(name_template, buffer);
+  if (in_view == name_template) return make_real(name_template);
+  auto result = make_real(buffer);
+  from_view(buffer);
+  memcpy(name_template, buffer, strlen(name_template));
+  return result;
 }
 
-// Replay only: metadata of a workspace path as the run sees it (the overlay, or gone).
-template <typename StatReal>
-int taped_stat(int dirfd, const char* path, StatReal&& stat_real) {
-  if (config.mode != Mode::replay || in_hook) return stat_real(path);
-  HookScope scope;
+// A file made by mkstemp and friends (libc opens it internally, past the open hooks): written
+// in the workspace, its bytes are taped when it is closed, as for any other written file.
+template <typename MakeReal>
+int temporary_file(char* name_template, MakeReal&& make_real) {
+  const int fd = make_temporary(name_template, make_real);
   char absolute[kPathMax];
-  if (!workspace_path(dirfd, path, absolute)) return stat_real(path);
-  char buffer[kPathMax + 64];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::stat_path));
-  tapedeck::wire::put_bytes(frame, absolute);
-  Answer answer;
-  if (!ask(frame, answer, /*settle=*/false)) return stat_real(path);
-  char redirected[kPathMax];
-  if (answer.reply == Reply::absent) {
-    errno = ENOENT;
-    return -1;
+  if (fd >= 0 && recording_or_replaying() && workspace_path(AT_FDCWD, name_template, absolute)) {
+    track_written(fd);
   }
-  if (answer.reply == Reply::redirect && !answer_path(answer, redirected).empty()) {
-    return stat_real(redirected);
-  }
-  return stat_real(path);
+  return fd;
+}
+
+char* cwd_from_view(char* result) {
+  if (result != nullptr) from_view(result);
+  return result;
 }
 
 }  // namespace
@@ -1286,53 +1356,66 @@ int fclose(FILE* stream) {
 }
 
 int unlink(const char* path) {
-  return taped_delete(AT_FDCWD, path, [&] { return ensure(real.unlink, "unlink")(path); });
+  return taped_delete(AT_FDCWD, path,
+                      [&](const char* p) { return ensure(real.unlink, "unlink")(p); });
 }
 
 int unlinkat(int dirfd, const char* path, int flags) {
-  if ((flags & AT_REMOVEDIR) != 0) return ensure(real.unlinkat, "unlinkat")(dirfd, path, flags);
-  return taped_delete(dirfd, path,
-                      [&] { return ensure(real.unlinkat, "unlinkat")(dirfd, path, flags); });
+  if ((flags & AT_REMOVEDIR) != 0) {
+    return ensure(real.unlinkat, "unlinkat")(dirfd, InView(path), flags);
+  }
+  return taped_delete(dirfd, path, [&](const char* p) {
+    return ensure(real.unlinkat, "unlinkat")(dirfd, p, flags);
+  });
 }
 
 int remove(const char* path) {
-  return taped_delete(AT_FDCWD, path, [&] { return ensure(real.remove, "remove")(path); });
+  return taped_delete(AT_FDCWD, path,
+                      [&](const char* p) { return ensure(real.remove, "remove")(p); });
 }
 
 int rename(const char* old_path, const char* new_path) {
-  return taped_rename(AT_FDCWD, old_path, AT_FDCWD, new_path,
-                      [&] { return ensure(real.rename, "rename")(old_path, new_path); });
+  return taped_rename(
+      AT_FDCWD, old_path, AT_FDCWD, new_path,
+      [&](const char* from, const char* to) { return ensure(real.rename, "rename")(from, to); });
 }
 
 int renameat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path) {
-  return taped_rename(old_dirfd, old_path, new_dirfd, new_path, [&] {
-    return ensure(real.renameat, "renameat")(old_dirfd, old_path, new_dirfd, new_path);
-  });
+  return taped_rename(old_dirfd, old_path, new_dirfd, new_path,
+                      [&](const char* from, const char* to) {
+                        return ensure(real.renameat, "renameat")(old_dirfd, from, new_dirfd, to);
+                      });
 }
 
 int renameat2(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
               unsigned int flags) {
-  return taped_rename(old_dirfd, old_path, new_dirfd, new_path, [&] {
-    return ensure(real.renameat2, "renameat2")(old_dirfd, old_path, new_dirfd, new_path, flags);
-  });
+  return taped_rename(
+      old_dirfd, old_path, new_dirfd, new_path, [&](const char* from, const char* to) {
+        return ensure(real.renameat2, "renameat2")(old_dirfd, from, new_dirfd, to, flags);
+      });
 }
 
+// ---- paths only: the kernel answers these, on the replay's view; in copy mode the path is
+// rewritten to name the copy (and paths the kernel gives back, the other way) ---------------
+
 int mkdir(const char* path, mode_t mode) {
-  return taped_mkdir(AT_FDCWD, path, [&] { return ensure(real.mkdir, "mkdir")(path, mode); });
+  return ensure(real.mkdir, "mkdir")(InView(path), mode);
 }
 
 int mkdirat(int dirfd, const char* path, mode_t mode) {
-  return taped_mkdir(dirfd, path,
-                     [&] { return ensure(real.mkdirat, "mkdirat")(dirfd, path, mode); });
+  return ensure(real.mkdirat, "mkdirat")(dirfd, InView(path), mode);
+}
+
+int rmdir(const char* path) {
+  return ensure(real.rmdir, "rmdir")(InView(path));
 }
 
 DIR* opendir(const char* path) {
-  return taped_opendir(path);
+  return ensure(real.opendir, "opendir")(InView(path));
 }
 
 int stat(const char* path, struct stat* out) {
-  return taped_stat(AT_FDCWD, path,
-                    [&](const char* p) { return ensure(real.stat, "stat")(p, out); });
+  return ensure(real.stat, "stat")(InView(path), out);
 }
 
 int stat64(const char* path, struct stat64* out) {
@@ -1340,8 +1423,7 @@ int stat64(const char* path, struct stat64* out) {
 }
 
 int lstat(const char* path, struct stat* out) {
-  return taped_stat(AT_FDCWD, path,
-                    [&](const char* p) { return ensure(real.lstat, "lstat")(p, out); });
+  return ensure(real.lstat, "lstat")(InView(path), out);
 }
 
 int lstat64(const char* path, struct stat64* out) {
@@ -1349,21 +1431,201 @@ int lstat64(const char* path, struct stat64* out) {
 }
 
 int fstatat(int dirfd, const char* path, struct stat* out, int flags) {
-  if ((flags & AT_EMPTY_PATH) != 0 && path != nullptr && path[0] == '\0') {
-    return ensure(real.fstatat, "fstatat")(dirfd, path, out, flags);
-  }
-  return taped_stat(dirfd, path, [&](const char* p) {
-    return ensure(real.fstatat, "fstatat")(dirfd, p, out, flags);
-  });
+  return ensure(real.fstatat, "fstatat")(dirfd, InView(path), out, flags);
 }
 
 int fstatat64(int dirfd, const char* path, struct stat64* out, int flags) {
   return fstatat(dirfd, path, reinterpret_cast<struct stat*>(out), flags);
 }
 
+int statx(int dirfd, const char* path, int flags, unsigned int mask, struct statx* out) {
+  return ensure(real.statx, "statx")(dirfd, InView(path), flags, mask, out);
+}
+
 int access(const char* path, int how) {
-  return taped_stat(AT_FDCWD, path,
-                    [&](const char* p) { return ensure(real.access, "access")(p, how); });
+  return ensure(real.access, "access")(InView(path), how);
+}
+
+int faccessat(int dirfd, const char* path, int how, int flags) {
+  return ensure(real.faccessat, "faccessat")(dirfd, InView(path), how, flags);
+}
+
+int eaccess(const char* path, int how) {
+  return ensure(real.eaccess, "eaccess")(InView(path), how);
+}
+
+int euidaccess(const char* path, int how) {
+  return ensure(real.euidaccess, "euidaccess")(InView(path), how);
+}
+
+int chdir(const char* path) {
+  return ensure(real.chdir, "chdir")(InView(path));
+}
+
+int chmod(const char* path, mode_t mode) {
+  return ensure(real.chmod, "chmod")(InView(path), mode);
+}
+
+int fchmodat(int dirfd, const char* path, mode_t mode, int flags) {
+  return ensure(real.fchmodat, "fchmodat")(dirfd, InView(path), mode, flags);
+}
+
+int chown(const char* path, uid_t owner, gid_t group) {
+  return ensure(real.chown, "chown")(InView(path), owner, group);
+}
+
+int lchown(const char* path, uid_t owner, gid_t group) {
+  return ensure(real.lchown, "lchown")(InView(path), owner, group);
+}
+
+int fchownat(int dirfd, const char* path, uid_t owner, gid_t group, int flags) {
+  return ensure(real.fchownat, "fchownat")(dirfd, InView(path), owner, group, flags);
+}
+
+// A link's target is rewritten too: an absolute one into the workspace must not lead out of
+// the copy (readlink gives it back as the program wrote it).
+int symlink(const char* target, const char* path) {
+  return ensure(real.symlink, "symlink")(InView(target), InView(path));
+}
+
+int symlinkat(const char* target, int dirfd, const char* path) {
+  return ensure(real.symlinkat, "symlinkat")(InView(target), dirfd, InView(path));
+}
+
+ssize_t readlink(const char* path, char* out, size_t size) {
+  return link_from_view(out, ensure(real.readlink, "readlink")(InView(path), out, size), size);
+}
+
+ssize_t __readlink_chk(const char* path, char* out, size_t size, size_t) {
+  return readlink(path, out, size);
+}
+
+ssize_t readlinkat(int dirfd, const char* path, char* out, size_t size) {
+  return link_from_view(out, ensure(real.readlinkat, "readlinkat")(dirfd, InView(path), out, size),
+                        size);
+}
+
+ssize_t __readlinkat_chk(int dirfd, const char* path, char* out, size_t size, size_t) {
+  return readlinkat(dirfd, path, out, size);
+}
+
+int link(const char* from, const char* to) {
+  return ensure(real.link, "link")(InView(from), InView(to));
+}
+
+int linkat(int from_dirfd, const char* from, int to_dirfd, const char* to, int flags) {
+  return ensure(real.linkat, "linkat")(from_dirfd, InView(from), to_dirfd, InView(to), flags);
+}
+
+int truncate(const char* path, off_t length) {
+  return ensure(real.truncate, "truncate")(InView(path), length);
+}
+
+int truncate64(const char* path, off64_t length) {
+  return ensure(real.truncate64, "truncate64")(InView(path), length);
+}
+
+int utime(const char* path, const struct utimbuf* times) {
+  return ensure(real.utime, "utime")(InView(path), times);
+}
+
+int utimes(const char* path, const struct timeval times[2]) {
+  return ensure(real.utimes, "utimes")(InView(path), times);
+}
+
+int lutimes(const char* path, const struct timeval times[2]) {
+  return ensure(real.lutimes, "lutimes")(InView(path), times);
+}
+
+int utimensat(int dirfd, const char* path, const struct timespec times[2], int flags) {
+  return ensure(real.utimensat, "utimensat")(dirfd, InView(path), times, flags);
+}
+
+int mkfifo(const char* path, mode_t mode) {
+  return ensure(real.mkfifo, "mkfifo")(InView(path), mode);
+}
+
+int mknod(const char* path, mode_t mode, dev_t device) {
+  return ensure(real.mknod, "mknod")(InView(path), mode, device);
+}
+
+int mkstemp(char* name_template) {
+  return temporary_file(name_template, [](char* t) { return ensure(real.mkstemp, "mkstemp")(t); });
+}
+
+int mkstemp64(char* name_template) {
+  return mkstemp(name_template);
+}
+
+int mkostemp(char* name_template, int flags) {
+  return temporary_file(name_template,
+                        [&](char* t) { return ensure(real.mkostemp, "mkostemp")(t, flags); });
+}
+
+int mkostemp64(char* name_template, int flags) {
+  return mkostemp(name_template, flags);
+}
+
+int mkstemps(char* name_template, int suffix) {
+  return temporary_file(name_template,
+                        [&](char* t) { return ensure(real.mkstemps, "mkstemps")(t, suffix); });
+}
+
+int mkstemps64(char* name_template, int suffix) {
+  return mkstemps(name_template, suffix);
+}
+
+int mkostemps(char* name_template, int suffix, int flags) {
+  return temporary_file(name_template, [&](char* t) {
+    return ensure(real.mkostemps, "mkostemps")(t, suffix, flags);
+  });
+}
+
+int mkostemps64(char* name_template, int suffix, int flags) {
+  return mkostemps(name_template, suffix, flags);
+}
+
+char* mkdtemp(char* name_template) {
+  char* made =
+      make_temporary(name_template, [](char* t) { return ensure(real.mkdtemp, "mkdtemp")(t); });
+  return made != nullptr ? name_template : nullptr;
+}
+
+char* getcwd(char* out, size_t size) {
+  char* result = ensure(real.getcwd, "getcwd")(out, size);
+  if (result == nullptr || config.view_len == 0 || !under(result, config.view, config.view_len)) {
+    return result;
+  }
+  char text[kPathMax];
+  snprintf(text, sizeof text, "%s", result);
+  from_view(text);
+  const size_t length = strlen(text);
+  if (out == nullptr) {  // libc allocated it to fit the copy's path: allocate again
+    free(result);
+    result = static_cast<char*>(malloc(size > length ? size : length + 1));
+    if (result == nullptr) return nullptr;
+  } else if (length >= size) {
+    errno = ERANGE;
+    return nullptr;
+  }
+  memcpy(result, text, length + 1);
+  return result;
+}
+
+char* __getcwd_chk(char* out, size_t size, size_t) {
+  return getcwd(out, size);
+}
+
+char* get_current_dir_name(void) {
+  return getcwd(nullptr, 0);
+}
+
+char* realpath(const char* path, char* out) {
+  return cwd_from_view(ensure(real.realpath, "realpath")(InView(path), out));
+}
+
+char* __realpath_chk(const char* path, char* out, size_t) {
+  return realpath(path, out);
 }
 
 int execve(const char* path, char* const argv[], char* const envp[]) {

@@ -19,14 +19,13 @@ namespace tapedeck::wire {
 // Requests, process to supervisor. Only `events` has no reply.
 enum class Op : uint8_t {
   events = 'A',        // a batch of Event entries: {u8 event, i64 value}…
-  open_read = 'R',     // path: a workspace file is about to be read
-  open_write = 'W',    // path, u8 truncate: a workspace file is about to be written
+  open_read = 'R',     // path: a workspace file is about to be read (replay: the supervisor
+                       // puts the recorded bytes in the view first)
+  open_write = 'W',    // path, u8 flags (2: reads too): replay only, a workspace file is about
+                       // to be written
   closed_write = 'C',  // path: a written workspace file was closed (its bytes are final)
-  deleted = 'D',       // path: a workspace file was (record) or is to be (replay) deleted
-  renamed = 'V',       // old path, new path (absolute; one or both in the workspace)
-  made_dir = 'K',      // path: replay only, a folder to make (in the overlay)
-  list_dir = 'L',      // path: replay only, a folder about to be listed (the workspace's included)
-  stat_path = 'S',     // path: replay only, where to look for a workspace path's metadata
+  deleted = 'D',       // path: a workspace file was deleted
+  renamed = 'V',       // old path, new path (absolute; one or both in the workspace), done
   sync = 'N',          // nothing: answered once everything sent before it was handled
   spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
@@ -34,12 +33,9 @@ enum class Op : uint8_t {
 
 // Replies, supervisor to process.
 enum class Reply : uint8_t {
-  ok = 'O',        // go ahead with the path as it is
-  redirect = 'P',  // path: use this path instead (replay: the overlay or the tape's bytes)
-  absent = 'E',    // the path does not exist as the run sees it (ENOENT)
-  exists = 'X',    // the path exists already as the run sees it (EEXIST)
-  spawned = 'Z',   // i32 exit, stdout, stderr: a replayed subprocess's recorded result
-  miss = 'M',      // text: the tape does not hold this input; the process must stop
+  ok = 'O',       // go ahead
+  spawned = 'Z',  // i32 exit, stdout, stderr: a replayed subprocess's recorded result
+  miss = 'M',     // text: the tape does not hold this input; the process must stop
 };
 
 // Entries of an `events` batch.

@@ -27,6 +27,7 @@
 
 #include "preload/clock_map.hpp"
 #include "preload/wire.hpp"
+#include "supervisor/workspace_view.hpp"
 #include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
@@ -138,11 +139,12 @@ struct Connection {
 
 class Server {
  public:
-  Server(const RunOptions& options, Session* session, const fs::path& run_dir)
+  Server(const RunOptions& options, Session* session, const fs::path& run_dir,
+         const WorkspaceView& view)
       : options_(options),
         session_(session),
         run_dir_(run_dir),
-        overlay_dir_(run_dir / "overlay"),
+        view_(view),
         recorded_(session != nullptr ? session->recorded_tape() : nullptr) {
     workspace_ = fs::weakly_canonical(options.workspace).string();
     if (options.mode == RunOptions::Mode::record) cas_dir_ = cas_dir_for(options.tape);
@@ -349,12 +351,6 @@ class Server {
     }
   }
 
-  void answer_path(const Connection& connection, const fs::path& path) {
-    std::string body;
-    wire::put_bytes(body, path.string());
-    answer(connection, Reply::redirect, body);
-  }
-
   void answer_miss(const Connection& connection, const std::string& message) {
     stop_tree(message);
     std::string body;
@@ -451,7 +447,7 @@ class Server {
       if (!cursor.ok()) break;
       arg = std::string(cursor.take_bytes());
     }
-    const std::string cwd_absolute(cursor.take_bytes());
+    const std::string cwd_absolute = view_.untranslate(std::string(cursor.take_bytes()));
     if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
     // Inside the workspace the cwd is kept relative, so a tape replays in a copy elsewhere.
     std::optional<std::string> cwd = cwd_absolute;
@@ -495,60 +491,35 @@ class Server {
     const std::string_view absolute = cursor.take_bytes();
     const uint8_t flags = op == wire::Op::open_write ? cursor.take_int<uint8_t>() : 0;
     if (!cursor.ok()) throw std::runtime_error("a malformed file report");
-    std::optional<std::string> path = relative(absolute);
-    if (op == wire::Op::list_dir && absolute == workspace_) path = "";
-    // A replay's closed write names the overlay copy: map it back to the workspace path.
-    if (op == wire::Op::closed_write && options_.mode == RunOptions::Mode::replay) {
-      const std::string overlay = overlay_dir_.string() + "/";
-      path = absolute.starts_with(overlay)
-                 ? std::optional<std::string>(std::string(absolute.substr(overlay.size())))
-                 : std::nullopt;
-    }
+    const std::optional<std::string> path = relative(absolute);
     if (!path) return answer(connection, Reply::ok);
     if (options_.mode == RunOptions::Mode::record) return record_file(connection, op, *path);
     replay_file(connection, op, *path, flags);
   }
 
-  // A rename with one side or both in the workspace (absolute paths).
+  // The bytes of a workspace path as the run sees it now (record: the workspace; replay: the
+  // view), when it is a regular file.
+  std::optional<std::string> current_bytes(const std::string& path) const {
+    const fs::path where = view_.path(path);
+    if (!is_regular(where)) return std::nullopt;
+    return detail::read_file(where);
+  }
+
+  // A rename with one side or both in the workspace (absolute paths), reported once done: the
+  // new path's bytes become a file_write, the old path a file_delete, in both modes.
   void handle_rename(const Connection& connection, wire::Cursor& cursor) {
     const std::string from(cursor.take_bytes());
     const std::string to(cursor.take_bytes());
     if (!cursor.ok()) throw std::runtime_error("a malformed rename report");
     const std::optional<std::string> from_path = relative(from);
     const std::optional<std::string> to_path = relative(to);
-    if (options_.mode == RunOptions::Mode::record) {
-      if (to_path) {
-        if (auto bytes = detail::read_file(to)) record_write(*to_path, *bytes);
-      }
-      if (from_path) add_file_record(kind::FileDelete{*from_path});
-      return answer(connection, Reply::ok);
-    }
-    // Replay: the bytes that move, as the run sees them.
-    std::optional<std::string> bytes;
-    if (!from_path) {
-      bytes = detail::read_file(from);
-    } else if (seen(*from_path) == Seen::overlay) {
-      bytes = detail::read_file(overlay_dir_ / *from_path);
-    } else if (seen(*from_path) == Seen::disk && is_regular(from)) {
-      bytes = detail::read_file(from);
-    }
-    if (!bytes) return answer(connection, Reply::absent);
     if (to_path) {
-      write_whole(overlay_dir_ / *to_path, *bytes);
-      deleted_.erase(*to_path);
+      if (auto bytes = current_bytes(*to_path)) record_write(*to_path, *bytes);
       written_.insert(*to_path);
-      record_write(*to_path, *bytes);
-    } else {
-      write_whole(to, *bytes);  // moved out of the workspace: outside, effects are real
     }
-    std::error_code ignored;
     if (from_path) {
-      fs::remove(overlay_dir_ / *from_path, ignored);
-      written_.erase(*from_path);
-      deleted_.insert(*from_path);
       add_file_record(kind::FileDelete{*from_path});
-    } else {
-      fs::remove(from, ignored);  // moved in from outside
+      written_.erase(*from_path);
     }
     answer(connection, Reply::ok);
   }
@@ -560,22 +531,11 @@ class Server {
     }
     // The bytes are taken before the process goes on (it may change the file next); hashing
     // and keeping them overlap with its next steps.
-    const std::optional<std::string> bytes = detail::read_file(fs::path(workspace_) / path);
+    const std::optional<std::string> bytes = current_bytes(path);
     answer(connection, Reply::ok);
     if (!bytes) return;
     if (op == wire::Op::open_read) record_read(path, *bytes);
     if (op == wire::Op::closed_write) record_write(path, *bytes);
-  }
-
-  // Where the replay sees a workspace path: its overlay copy (a file, or a folder the replay
-  // made), nowhere (deleted), or the disk.
-  enum class Seen { overlay, deleted, disk };
-  Seen seen(const std::string& path) const {
-    if (deleted_.contains(path)) return Seen::deleted;
-    if (written_.contains(path)) return Seen::overlay;
-    std::error_code error;
-    if (fs::is_directory(overlay_dir_ / path, error)) return Seen::overlay;
-    return Seen::disk;
   }
 
   // The next recorded read of `path`, consumed; nullopt when the tape holds no more.
@@ -600,146 +560,66 @@ class Server {
     return std::nullopt;
   }
 
-  // Replay: a folder as the run sees it. When the replay changed nothing in it, the disk's own;
-  // else a folder of stand-ins (empty files and folders of the same names and kinds), for
-  // listing only: reads and stats of its entries go through the overlay as always.
-  void list_folder(const Connection& connection, const std::string& path) {
-    const std::string prefix = path.empty() ? "" : path + "/";
-    auto inside = [&](const std::string& entry) {
-      return entry.starts_with(prefix) && entry.size() > prefix.size() &&
-             entry.find('/', prefix.size()) == std::string::npos;
-    };
-    const fs::path overlay = overlay_dir_ / path;
-    const fs::path on_disk = fs::path(workspace_) / path;
-    std::error_code error;
-    const bool overlay_folder = fs::is_directory(overlay, error);
-    const bool changed = overlay_folder || std::any_of(deleted_.begin(), deleted_.end(), inside);
-    if (!path.empty() && deleted_.contains(path)) return answer(connection, Reply::absent);
-    if (!changed) return answer(connection, Reply::ok);
-    if (!overlay_folder && !fs::is_directory(on_disk, error)) {
-      return answer(connection, Reply::absent);
-    }
-    std::map<std::string, bool> entries;  // name -> is a folder
-    for (const fs::path& folder : {on_disk, overlay}) {
-      for (const auto& entry : fs::directory_iterator(folder, error)) {
-        entries[entry.path().filename().string()] = entry.is_directory(error);
+  // Replay: the program is about to read `path`. When the recording read it here and the replay
+  // has not written it since, the view is made to hold the recorded bytes first (a workspace
+  // file changed since, or made by a subprocess the replay does not run, reads as recorded);
+  // otherwise the view answers as it is. Either way the read is taped.
+  // False when the tape's bytes are gone (the program is stopped).
+  bool serve_read(const Connection& connection, const std::string& path) {
+    const kind::FileRead* recorded = take_recorded_read(path);
+    if (recorded != nullptr && !written_.contains(path)) {
+      auto bytes = recorded_bytes(*recorded);
+      if (!bytes) {
+        answer_miss(connection, "the tape's bytes for file_read " + path + " (" +
+                                    recorded->content_hash +
+                                    ") are in neither its sidecar nor the workspace");
+        return false;
       }
-    }
-    const fs::path view = run_dir_ / "listings" / std::to_string(++listings_);
-    fs::create_directories(view);
-    for (const auto& [name, is_folder] : entries) {
-      if (deleted_.contains(prefix + name)) continue;
-      if (is_folder) {
-        fs::create_directory(view / name, error);
-      } else {
-        std::ofstream(view / name).close();
+      const fs::path where = view_.path(path);
+      std::error_code error;
+      if (!fs::is_directory(where, error) && current_bytes(path) != bytes) {
+        write_whole(where, *bytes);
       }
+      add_file_record(kind::FileRead{path, recorded->content_hash, bytes->size()});
+      return true;
     }
-    answer_path(connection, view);
+    // Not on the tape (or the replay's own bytes): the view answers, and the read is taped so
+    // that fidelity shows it.
+    if (auto bytes = current_bytes(path)) record_read(path, *bytes);
+    return true;
   }
 
   void replay_file(const Connection& connection, wire::Op op, const std::string& path,
                    uint8_t flags) {
-    const fs::path overlay = overlay_dir_ / path;
-    const fs::path on_disk = fs::path(workspace_) / path;
     switch (op) {
-      case wire::Op::open_read: {
-        if (seen(path) == Seen::deleted) return answer(connection, Reply::absent);
-        const kind::FileRead* recorded = take_recorded_read(path);
-        if (seen(path) == Seen::overlay) {
-          // A file the replay wrote is read back; a folder it made is not a file read.
-          if (written_.contains(path)) record_read(path, detail::read_file(overlay).value_or(""));
-          return answer_path(connection, overlay);
-        }
-        if (recorded != nullptr) {
-          auto bytes = recorded_bytes(*recorded);
-          if (!bytes) {
-            return answer_miss(connection, "the tape's bytes for file_read " + path + " (" +
-                                               recorded->content_hash +
-                                               ") are in neither its sidecar nor the workspace");
-          }
-          const fs::path served = run_dir_ / "reads" / recorded->content_hash;
-          if (!fs::exists(served)) write_whole(served, *bytes);
-          add_file_record(kind::FileRead{path, recorded->content_hash, bytes->size()});
-          return answer_path(connection, served);
-        }
-        // Not on the tape: the workspace as it is now answers, and the read is taped so that
-        // fidelity shows it.
-        if (auto bytes = detail::read_file(on_disk); bytes && is_regular(on_disk)) {
-          record_read(path, *bytes);
-        }
-        return answer(connection, Reply::ok);
-      }
+      case wire::Op::open_read:
+        if (!serve_read(connection, path)) return;
+        break;
       case wire::Op::open_write: {
-        const bool truncate = (flags & 1) != 0;
         const bool reads_too = (flags & 2) != 0;
-        if (!truncate && seen(path) == Seen::disk && is_regular(on_disk)) {
-          write_whole(overlay, detail::read_file(on_disk).value_or(""));
-        } else if (!fs::exists(overlay)) {
-          write_whole(overlay, "");
-        }
-        if (reads_too) {
-          take_recorded_read(path);
-          record_read(path, detail::read_file(overlay).value_or(""));
-        }
-        deleted_.erase(path);
+        if (reads_too && !serve_read(connection, path)) return;
         written_.insert(path);
-        return answer_path(connection, overlay);
+        break;
       }
-      case wire::Op::closed_write: {
-        record_write(path, detail::read_file(overlay).value_or(""));
-        return answer(connection, Reply::ok);
-      }
-      case wire::Op::deleted: {
-        const Seen where = seen(path);
-        if (where == Seen::deleted || (where == Seen::disk && !is_regular(on_disk))) {
-          return answer(connection, Reply::absent);
-        }
-        std::error_code ignored;
-        fs::remove(overlay, ignored);
-        written_.erase(path);
-        deleted_.insert(path);
+      case wire::Op::closed_write:
+        if (auto bytes = current_bytes(path)) record_write(path, *bytes);
+        written_.insert(path);
+        break;
+      case wire::Op::deleted:
         add_file_record(kind::FileDelete{path});
-        return answer(connection, Reply::ok);
-      }
-      case wire::Op::list_dir:
-        return list_folder(connection, path);
-      case wire::Op::made_dir: {
-        std::error_code error;
-        if (seen(path) == Seen::overlay ||
-            (seen(path) == Seen::disk && fs::exists(on_disk, error))) {
-          return answer(connection, Reply::exists);
-        }
-        const fs::path parent = fs::path(path).parent_path();
-        if (!parent.empty() && seen(parent.string()) != Seen::overlay &&
-            !fs::is_directory(fs::path(workspace_) / parent, error)) {
-          return answer(connection, Reply::absent);
-        }
-        fs::create_directories(overlay, error);
-        deleted_.erase(path);
-        return answer(connection, Reply::ok);
-      }
-      case wire::Op::stat_path: {
-        switch (seen(path)) {
-          case Seen::deleted:
-            return answer(connection, Reply::absent);
-          case Seen::overlay:
-            return answer_path(connection, overlay);
-          case Seen::disk:
-            return answer(connection, Reply::ok);
-        }
-        return;
-      }
+        written_.erase(path);
+        break;
       default:
-        return answer(connection, Reply::ok);
+        break;
     }
+    answer(connection, Reply::ok);
   }
 
   const RunOptions& options_;
   Session* session_;
   fs::path run_dir_;
-  fs::path overlay_dir_;
-  const Tape* recorded_;  // replay: the session's
+  const WorkspaceView& view_;  // record: the workspace itself
+  const Tape* recorded_;       // replay: the session's
   std::string workspace_;
   fs::path cas_dir_;
   std::set<std::string> kept_;
@@ -759,9 +639,8 @@ class Server {
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
   std::vector<const Record*> recorded_spawns_;  // in tape order
   size_t spawns_served_ = 0;
-  std::set<std::string> written_;  // in the overlay
-  std::set<std::string> deleted_;  // deleted by the replay
-  uint64_t listings_ = 0;
+  // Replay: paths whose bytes the replay wrote itself (the view's answer is then its own).
+  std::set<std::string> written_;
 };
 
 // PROGRAM's path as the kernel will find it (a PATH search for a bare name).
@@ -820,6 +699,53 @@ std::atomic<pid_t> forward_to{0};
 void forward_signal(int signal_number) {
   const pid_t pid = forward_to.load();
   if (pid > 0) ::kill(pid, signal_number);
+}
+
+// Starts the root program: as it is when recording, in a private view of the workspace when
+// replaying (see workspace_view.hpp). Returns posix_spawn's error (0 when started).
+int start_program(const RunOptions& options, WorkspaceView& view, const fs::path& program,
+                  std::vector<char*>& argv, std::vector<char*>& envp,
+                  const std::vector<std::string>& env, pid_t& pid, RunOutcome& outcome) {
+  const fs::path cwd = fs::current_path();
+  if (options.mode == RunOptions::Mode::replay && options.isolation != Isolation::copy) {
+    std::string why;
+    if (auto started = view.start_in_overlay(program.c_str(), argv.data(), envp.data(), cwd, why)) {
+      pid = *started;
+      return 0;
+    }
+    if (options.isolation == Isolation::kernel_overlay) {
+      throw std::runtime_error(
+          "--isolation namespace: the kernel refused a private view of the "
+          "workspace (" +
+          why + ")");
+    }
+    outcome.warnings.push_back("no mount namespace for the replay (" + why +
+                               "): replaying in a copy of the workspace instead; programs the "
+                               "preload library does not reach see the real workspace");
+  }
+  posix_spawn_file_actions_t actions;
+  ::posix_spawn_file_actions_init(&actions);
+  std::vector<std::string> copy_env;
+  std::vector<char*> copy_envp;
+  char* const* environment = envp.data();
+  fs::path start_in;
+  if (options.mode == RunOptions::Mode::replay) {
+    view.make_copy();
+    start_in = view.translate(cwd);
+    ::posix_spawn_file_actions_addchdir_np(&actions, start_in.c_str());
+    copy_env = env;
+    copy_env.push_back("TAPEDECK_VIEW=" + view.copy_root().string());
+    for (std::string& entry : copy_env) {
+      if (entry.starts_with("PWD=")) entry = "PWD=" + start_in.string();
+    }
+    for (std::string& entry : copy_env) copy_envp.push_back(entry.data());
+    copy_envp.push_back(nullptr);
+    environment = copy_envp.data();
+  }
+  const int spawned =
+      ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environment);
+  ::posix_spawn_file_actions_destroy(&actions);
+  return spawned;
 }
 
 }  // namespace
@@ -925,7 +851,8 @@ RunOutcome run(const RunOptions& options) {
       }
     }
   }
-  Server server(options, session.get(), run_dir.path());
+  WorkspaceView view(fs::weakly_canonical(options.workspace), run_dir.path() / "view");
+  Server server(options, session.get(), run_dir.path(), view);
   std::unique_ptr<LlmProxy> proxy;
   if (session) {
     const std::string upstream = options.llm_upstream.empty()
@@ -960,8 +887,15 @@ RunOutcome run(const RunOptions& options) {
   ::sigaction(SIGQUIT, &ignore, &previous_quit);
   ::sigaction(SIGTERM, &forward, &previous_term);
   pid_t pid = 0;
-  const int spawned =
-      ::posix_spawn(&pid, program->c_str(), nullptr, nullptr, argv.data(), envp.data());
+  int spawned = 0;
+  try {
+    spawned = start_program(options, view, *program, argv, envp, env, pid, outcome);
+  } catch (...) {
+    root_exited = true;
+    serving.join();
+    if (proxy) proxy->stop();
+    throw;
+  }
   int status = 0;
   if (spawned == 0) {
     forward_to = pid;
@@ -983,6 +917,8 @@ RunOutcome run(const RunOptions& options) {
   outcome.miss = server.miss();
   if (options.mode == RunOptions::Mode::replay) {
     std::tie(outcome.unused_inputs, outcome.unused_example) = server.unused_inputs();
+    outcome.isolation = view.kind();
+    outcome.isolation_setup_ms = view.setup_ms();
   }
   if (server.withheld() > 0) {
     outcome.warnings.push_back(std::to_string(server.withheld()) +

@@ -10,17 +10,19 @@
 #include <string>
 #include <vector>
 
+#include "supervisor/workspace_view.hpp"
 #include "tapedeck/recorder.hpp"
 
 namespace tapedeck::supervisor {
 
 struct RunOptions {
   enum class Mode { untaped, record, replay } mode = Mode::untaped;
-  std::filesystem::path tape;                 // record: written; replay: read
-  std::optional<std::filesystem::path> emit;  // replay: the replay's own tape
-  std::filesystem::path workspace;            // file effects are taped under here only
-  std::string llm_upstream;                   // record: where the LLM proxy relays
-  std::vector<std::string> allow;             // HOST[:PORT] the program may connect to
+  std::filesystem::path tape;                  // record: written; replay: read
+  std::optional<std::filesystem::path> emit;   // replay: the replay's own tape
+  std::filesystem::path workspace;             // file effects are taped under here only
+  Isolation isolation = Isolation::automatic;  // replay: how the workspace is kept unchanged
+  std::string llm_upstream;                    // record: where the LLM proxy relays
+  std::vector<std::string> allow;              // HOST[:PORT] the program may connect to
   FsyncPolicy fsync = FsyncPolicy::at_phase_and_finish;
   std::filesystem::path preload_library;  // libtapedeck_preload.so
   std::filesystem::path exec_shim;        // tapedeck-exec
@@ -34,7 +36,9 @@ struct RunOutcome {
   uint64_t unused_inputs = 0;       // replay: recorded inputs the replay never asked for
   std::string unused_example;       // the first of them
   std::chrono::milliseconds wall{0};
-  std::vector<std::string> warnings;  // e.g. a static binary the preload cannot reach
+  std::vector<std::string> warnings;           // e.g. a static binary the preload cannot reach
+  Isolation isolation = Isolation::automatic;  // replay: the view it ran in
+  double isolation_setup_ms = 0;               // replay: the kernel overlay's set-up time
 };
 
 // Runs the program to its end. Throws std::runtime_error (or TapeError) when the run cannot be

@@ -1,0 +1,79 @@
+// The replay's view of the workspace.
+//
+// A replay must never change the workspace, and every file operation of the program must be
+// answered exactly as a real file system answers it (O_EXCL, mkdir, chmod, symlinks, rmdir of a
+// non-empty folder, listings while they change…). Emulating those answers call by call misses
+// cases, so the kernel answers them, on a private view:
+//
+//   kernel_overlay  The replayed tree runs in a mount namespace of its own (inside a user
+//                   namespace when tapedeck is not root) in which the workspace path is an
+//                   overlayfs: lower the workspace (never written), upper a scratch folder of
+//                   the run. Every process of the tree sees the view, whether the preload
+//                   library reaches it or not; no process outside the tree does.
+//   copy            Where the kernel gives no namespace (a container without user namespaces):
+//                   the workspace is copied (`cp -a`) into the run folder, the program starts
+//                   in the copy, and the preload library rewrites absolute workspace paths to
+//                   it (and back where a path is read: getcwd, readlink, realpath). A program
+//                   the preload does not reach sees the real workspace in this mode.
+//
+// The supervisor reads and writes the view at path(): a replay serves the bytes a recording
+// read by putting them in the view just before the program opens the file.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace tapedeck::supervisor {
+
+enum class Isolation { automatic, kernel_overlay, copy };
+
+// "auto", "namespace" or "copy" (the CLI's --isolation); nullopt for anything else.
+std::optional<Isolation> parse_isolation(std::string_view text);
+const char* isolation_name(Isolation isolation);
+
+class WorkspaceView {
+ public:
+  // Holds nothing yet: start() decides the kind. `scratch` is a private folder of the run on the
+  // same file system for the overlay's upper and work folders (or the copy).
+  WorkspaceView(std::filesystem::path workspace, std::filesystem::path scratch);
+  ~WorkspaceView();
+  WorkspaceView(const WorkspaceView&) = delete;
+  WorkspaceView& operator=(const WorkspaceView&) = delete;
+
+  // Starts PROGRAM in a kernel overlay. Returns its pid, or nullopt with `why` set when the
+  // kernel refuses (no namespaces, no overlayfs): the caller may then fall back to the copy.
+  // The program runs in `cwd` as the view sees it. `argv`/`envp` are null-terminated.
+  std::optional<pid_t> start_in_overlay(const char* program, char* const argv[], char* const envp[],
+                                        const std::filesystem::path& cwd, std::string& why);
+
+  // Makes the copy (throws when it cannot). Then the program starts at translate(cwd) with
+  // TAPEDECK_VIEW=copy_root() in its environment, so that the preload rewrites paths.
+  void make_copy();
+
+  Isolation kind() const { return kind_; }
+  bool ready() const { return kind_ != Isolation::automatic; }
+  // Where the copy is (copy mode only).
+  const std::filesystem::path& copy_root() const { return copy_; }
+  // A path as the replay sees it, for the supervisor: `relative` is inside the workspace.
+  std::filesystem::path path(const std::string& relative) const;
+  // A path of the supervisor's (the workspace or inside it) as the program starts there.
+  std::filesystem::path translate(const std::filesystem::path& path) const;
+  // The other way: a path the kernel gave a process of the tree, as the program names it.
+  std::string untranslate(const std::string& path) const;
+  // Time the kernel overlay took to set up (namespace, mount, hand-over), for the summary.
+  double setup_ms() const { return setup_ms_; }
+
+ private:
+  std::filesystem::path workspace_;
+  std::filesystem::path scratch_;
+  std::filesystem::path copy_;
+  Isolation kind_ = Isolation::automatic;
+  int view_fd_ = -1;     // kernel_overlay: the overlay's root, opened inside the namespace
+  std::string fd_root_;  // "/proc/self/fd/N": the overlay as the supervisor reaches it
+  double setup_ms_ = 0;
+};
+
+}  // namespace tapedeck::supervisor

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Replay's file system answers as the real one: tests/supervisor/fileops.py (every everyday file
+# operation, each printed with what the file system answered) is run natively, recorded under
+# `tapedeck run` and replayed under `tapedeck replay --isolation MODE`, each in a fresh copy of
+# the same starting workspace. The three outputs must be identical; the recording must leave
+# the workspace as the native run does; the replay must leave it exactly as it found it (modes,
+# links and bytes compared); a replay in a workspace whose input changed since still prints what
+# the recording read; two replays print the same bytes.
+# Usage: fileops_test.sh TAPEDECK namespace|copy
+set -uo pipefail
+td=$(realpath "$1")
+isolation=$2
+here=$(cd "$(dirname "$0")" && pwd)
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+
+# The starting workspace: a few files, a folder, a link, a file of its own mode.
+mkdir -p "$work/start/docs"
+printf 'hello workspace\nline two\n' > "$work/start/input.txt"
+echo bye > "$work/start/delete-me.txt"
+echo "a note" > "$work/start/docs/readme.md"
+chmod 600 "$work/start/docs/readme.md"
+ln -s docs/readme.md "$work/start/readme-link"
+
+fresh() { rm -rf "$work/$1" && cp -a "$work/start" "$work/$1"; }
+# Every entry under a folder: type, mode, path, link target, and each file's bytes by digest.
+tree_of() {
+  (cd "$1" && find . -printf '%y %m %p %l\n' | LC_ALL=C sort &&
+     find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+}
+
+# The same, with the names in tmp/ (random: mkstemp, mkdtemp) left out, only how many there are.
+stable_tree_of() {
+  tree_of "$1" | grep -v '[ /]\./tmp/\|^[a-z] [0-7]* \./tmp/'
+  find "$1/tmp" -mindepth 1 | wc -l
+}
+
+fresh native
+(cd "$work/native" && "$python" "$here/fileops.py") > "$work/native.out" 2> "$work/native.err"
+check "the program runs natively" test $? = 0
+check "natively it answers every step" grep -q "^65 " "$work/native.out"
+
+fresh recorded
+(cd "$work/recorded" && "$td" run -q --emit-tape "$work/run.tape" -- "$python" "$here/fileops.py") \
+  > "$work/run.out" 2> "$work/run.err"
+check "the recording exits 0" test $? = 0
+check "record = native" diff "$work/native.out" "$work/run.out"
+check "the recording leaves the workspace as the native run does" \
+  diff <(stable_tree_of "$work/native") <(stable_tree_of "$work/recorded")
+check "the tape verifies" "$td" verify "$work/run.tape"
+
+fresh replayed
+tree_of "$work/replayed" > "$work/before.tree"
+(cd "$work/replayed" && timeout 120 "$td" replay "$work/run.tape" --isolation "$isolation" --json \
+   --emit-tape "$work/replay.tape" -- "$python" "$here/fileops.py") \
+  > "$work/replay.out" 2> "$work/replay.err"
+check "the replay exits 0 (and does not hang)" test $? = 0
+check "replay = record" diff "$work/run.out" "$work/replay.out"
+check "the replay left the workspace byte for byte, mode for mode, link for link" \
+  diff "$work/before.tree" <(tree_of "$work/replayed")
+check "the replay ran in the $isolation view, said so in --json" \
+  grep -q "\"isolation\":\"$isolation\"" "$work/replay.err"
+check "the replay tapes as many file records as the recording" test \
+  "$("$td" stats "$work/run.tape" --json | "$python" -c 'import json,sys; k=json.load(sys.stdin)["by_kind"]; print(k.get("file_read",0), k.get("file_write",0), k.get("file_delete",0))')" = \
+  "$("$td" stats "$work/replay.tape" --json | "$python" -c 'import json,sys; k=json.load(sys.stdin)["by_kind"]; print(k.get("file_read",0), k.get("file_write",0), k.get("file_delete",0))')"
+
+# The workspace changed since the recording: the replay still reads what the recording read.
+fresh changed
+echo "changed after the recording" > "$work/changed/input.txt"
+tree_of "$work/changed" > "$work/changed-before.tree"
+(cd "$work/changed" && timeout 120 "$td" replay -q "$work/run.tape" --isolation "$isolation" -- \
+   "$python" "$here/fileops.py") > "$work/changed.out" 2> "$work/changed.err"
+check "a changed workspace file replays as recorded" diff "$work/run.out" "$work/changed.out"
+check "  and stays as it was changed" diff "$work/changed-before.tree" <(tree_of "$work/changed")
+
+fresh again
+(cd "$work/again" && timeout 120 "$td" replay -q "$work/run.tape" --isolation "$isolation" -- \
+   "$python" "$here/fileops.py") > "$work/again.out" 2> /dev/null
+check "a second replay prints the same bytes" diff "$work/replay.out" "$work/again.out"
+
+if [ "$failures" -gt 0 ]; then
+  for f in native.err run.err replay.err changed.err; do echo "--- $f"; tail -5 "$work/$f"; done
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all file-operation checks passed ($isolation)"
