@@ -15,6 +15,8 @@
 #   6. The interposer (bench/interposer.sh): `tapedeck replay` of a program that slept 5 s
 #      (target: under 5% of the recording's wall time), and the overhead of `tapedeck run`, taped
 #      and not, on 1,000,000 clock reads and on 10,000 small file reads.
+#   7. Replay's private view (bench/replay_fs.sh): 1,000 tempfile.mkstemp replayed (target: under
+#      2 s) and the kernel overlay's set-up (target: <= 5 ms).
 #
 # Usage: bench/run.sh [--rounds N] [--dir DIR]
 #   DIR holds the generated tapes (about 1 GB); default a fresh folder in /dev/shm (tmpfs) when it
@@ -163,3 +165,5 @@ PY
 
 echo
 bench/interposer.sh --rounds "$rounds" --dir "$dir/interposer"
+echo
+bench/replay_fs.sh --rounds "$rounds" --dir "$dir/replay_fs"
