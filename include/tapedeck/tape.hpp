@@ -73,14 +73,19 @@ struct FileRead {
   uint64_t len_bytes = 0;
   bool operator==(const FileRead&) const = default;
 };
+// tapedeck's extension of the format: `"by_subprocess":true` (written only when true, so other
+// tapes keep the reference's exact bytes; readers that do not know it ignore it) marks a change a
+// subprocess made to the workspace, which a replay, not running the subprocess, applies itself.
 struct FileWrite {
   std::string path;
   std::string content_hash;
   uint64_t len_bytes = 0;
+  bool by_subprocess = false;
   bool operator==(const FileWrite&) const = default;
 };
 struct FileDelete {
   std::string path;
+  bool by_subprocess = false;
   bool operator==(const FileDelete&) const = default;
 };
 struct ProcessSpawn {

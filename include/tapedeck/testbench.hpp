@@ -124,6 +124,9 @@ struct ProcessResult {
   std::string stdout_bytes;
   std::string stderr_bytes;
   uint64_t duration_ms = 0;
+  // Replay: the recorded record this result was served from (in the session's recorded tape);
+  // null when recording.
+  const kind::ProcessSpawn* recorded = nullptr;
 };
 
 class Session;

@@ -38,10 +38,14 @@ std::string summarize(const RecordKind& kind) {
                              describe_payload(k.response));
         } else if constexpr (std::is_same_v<K, kind::FileRead> ||
                              std::is_same_v<K, kind::FileWrite>) {
-          return fmt::format("{} ({}, {})", json_string(k.path), human_bytes(k.len_bytes),
-                             short_hash(k.content_hash));
+          std::string text = fmt::format("{} ({}, {})", json_string(k.path),
+                                         human_bytes(k.len_bytes), short_hash(k.content_hash));
+          if constexpr (std::is_same_v<K, kind::FileWrite>) {
+            if (k.by_subprocess) text += " by a subprocess";
+          }
+          return text;
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
-          return json_string(k.path);
+          return json_string(k.path) + (k.by_subprocess ? " by a subprocess" : "");
         } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
           std::string command = json_string(k.program);
           for (const std::string& arg : k.args) command += " " + json_string(arg);

@@ -35,6 +35,8 @@ std::string show(const T& value) {
     return quoted(value);
   } else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
     return value ? quoted(*value) : "null";
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return value ? "true" : "false";
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     std::string out = "[";
     for (size_t i = 0; i < value.size(); ++i) out += (i ? ", " : "") + quoted(value[i]);
@@ -83,8 +85,12 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
           differ.field("file_path", a.path, b.path);
           differ.field("file_content_hash", a.content_hash, b.content_hash);
           differ.field("file_len_bytes", a.len_bytes, b.len_bytes);
+          if constexpr (std::is_same_v<K, kind::FileWrite>) {
+            differ.field("file_by_subprocess", a.by_subprocess, b.by_subprocess);
+          }
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
           differ.field("file_path", a.path, b.path);
+          differ.field("file_by_subprocess", a.by_subprocess, b.by_subprocess);
         } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
           differ.field("process_program", a.program, b.program);
           differ.field("process_args", a.args, b.args);

@@ -28,6 +28,7 @@
 #include "preload/clock_map.hpp"
 #include "preload/wire.hpp"
 #include "supervisor/workspace_view.hpp"
+#include "supervisor/workspace_watch.hpp"
 #include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
@@ -151,6 +152,13 @@ class Server {
     if (options.mode == RunOptions::Mode::replay && options.emit)
       cas_dir_ = cas_dir_for(*options.emit);
     if (recorded_) index_recording();
+    if (options.mode == RunOptions::Mode::record) {
+      std::string why;
+      if (!watch_.start(workspace_, why)) {
+        watch_warning_ = "what subprocesses change in the workspace is not fully taped (" + why +
+                         "): a replay will not make those changes";
+      }
+    }
     socket_path_ = (run_dir / "s").string();
     listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un address{};
@@ -194,13 +202,15 @@ class Server {
       }
       std::vector<pollfd> fds;
       fds.push_back({listener_, POLLIN, 0});
+      fds.push_back({watch_.fd(), POLLIN, 0});  // -1 (ignored by poll) when not watching
       for (const Connection& connection : connections_) fds.push_back({connection.fd, POLLIN, 0});
       const int ready = ::poll(fds.data(), fds.size(), 50);
       if (ready <= 0) continue;
       if (fds[0].revents & POLLIN) accept_one();
-      for (size_t i = 1; i < fds.size(); ++i) {
+      if (fds[1].revents & POLLIN) watch_.drain();  // the kernel's queue is bounded
+      for (size_t i = 2; i < fds.size(); ++i) {
         if (fds[i].revents == 0) continue;
-        Connection& connection = connections_[i - 1];
+        Connection& connection = connections_[i - 2];
         if (!receive(connection)) {
           ::close(connection.fd);
           connection.fd = -1;
@@ -217,6 +227,9 @@ class Server {
     for (pid_t pid : pids_) ::kill(pid, SIGKILL);
     if (root_ > 0) ::kill(root_, SIGKILL);
   }
+
+  // Why subprocesses' changes to the workspace are not (all) taped, or empty.
+  const std::string& watch_warning() const { return watch_warning_; }
 
   // Files whose bytes were not kept because they hold a credential.
   uint64_t withheld() const { return withheld_; }
@@ -248,6 +261,7 @@ class Server {
     // Clock reads by stretch (see clock_map.hpp): a new stretch after every other record.
     std::vector<std::array<std::vector<int64_t>, 2>> stretches(1);
     uint64_t values = 0;
+    const kind::ProcessSpawn* last_spawn = nullptr;  // a subprocess's changes follow its spawn
     for (const Record& record : recorded_->records) {
       if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
         stretches.back()[read->source == ClockSource::wall ? 0 : 1].push_back(read->value_ms);
@@ -257,8 +271,11 @@ class Server {
       stretches.emplace_back();
       if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
         file_reads_[file->path].push_back(file);
-      } else if (std::holds_alternative<kind::ProcessSpawn>(record.kind)) {
+      } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
         recorded_spawns_.push_back(&record);
+        last_spawn = spawn;
+      } else if (last_spawn != nullptr && is_subprocess_change(record.kind)) {
+        subprocess_changes_[last_spawn].push_back(&record.kind);
       }
     }
     clock_map_size_ = preload::ClockMap::bytes_for(stretches.size(), values);
@@ -464,6 +481,7 @@ class Server {
       result.stderr_bytes = std::string(cursor.take_bytes());
       if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
       session_->processes().record_finished(program, args, cwd, result);
+      record_subprocess_changes();
       return answer(connection, Reply::ok);
     }
     ProcessResult result;
@@ -480,11 +498,59 @@ class Server {
     }
     ++spawns_served_;
     step_clock();
+    apply_subprocess_changes(result.recorded);
     std::string body;
     wire::put_int(body, result.exit_code);
     wire::put_bytes(body, result.stdout_bytes);
     wire::put_bytes(body, result.stderr_bytes);
     answer(connection, Reply::spawned, body);
+  }
+
+  static bool is_subprocess_change(const RecordKind& kind) {
+    if (const auto* write = std::get_if<kind::FileWrite>(&kind)) return write->by_subprocess;
+    if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) return gone->by_subprocess;
+    return false;
+  }
+
+  // Record: a subprocess ended; what changed in the workspace that no process reported itself
+  // is its doing, taped right after its spawn so that a replay can make the same changes.
+  void record_subprocess_changes() {
+    for (const std::string& path : watch_.take_changes()) {
+      const fs::path where = fs::path(workspace_) / path;
+      std::error_code error;
+      const fs::file_status status = fs::symlink_status(where, error);
+      if (fs::is_regular_file(status)) {
+        if (auto bytes = detail::read_file(where)) {
+          add_file_record(kind::FileWrite{path, keep(*bytes), bytes->size(), true});
+        }
+      } else if (!fs::exists(status)) {
+        add_file_record(kind::FileDelete{path, true});
+      }
+    }
+  }
+
+  // Replay: the subprocess served from `recorded` is not run, so its recorded changes to the
+  // workspace are made in the view, and taped as the recording taped them.
+  void apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
+    const auto found = subprocess_changes_.find(recorded);
+    if (found == subprocess_changes_.end()) return;
+    for (const RecordKind* change : found->second) {
+      if (const auto* write = std::get_if<kind::FileWrite>(change)) {
+        const std::optional<std::string> bytes =
+            recorded_bytes(kind::FileRead{write->path, write->content_hash, write->len_bytes});
+        if (!bytes) {
+          throw std::runtime_error("the tape's bytes for " + write->path +
+                                   ", written by a subprocess, are missing from its sidecar");
+        }
+        write_whole(view_.path(write->path), *bytes);
+        written_.erase(write->path);  // the view holds what the recording's file held
+      } else if (const auto* gone = std::get_if<kind::FileDelete>(change)) {
+        std::error_code ignored;
+        fs::remove(view_.path(gone->path), ignored);
+        written_.erase(gone->path);
+      }
+      add_file_record(*change);
+    }
   }
 
   void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
@@ -513,6 +579,8 @@ class Server {
     if (!cursor.ok()) throw std::runtime_error("a malformed rename report");
     const std::optional<std::string> from_path = relative(from);
     const std::optional<std::string> to_path = relative(to);
+    if (from_path) reported(*from_path);
+    if (to_path) reported(*to_path);
     if (to_path) {
       if (auto bytes = current_bytes(*to_path)) record_write(*to_path, *bytes);
       written_.insert(*to_path);
@@ -524,7 +592,14 @@ class Server {
     answer(connection, Reply::ok);
   }
 
+  // A change a process of the tree reported itself is not a subprocess's.
+  void reported(const std::string& path) {
+    watch_.drain();
+    watch_.forget(path);
+  }
+
   void record_file(const Connection& connection, wire::Op op, const std::string& path) {
+    if (op == wire::Op::deleted || op == wire::Op::closed_write) reported(path);
     if (op == wire::Op::deleted) {
       add_file_record(kind::FileDelete{path});
       return answer(connection, Reply::ok);
@@ -641,6 +716,11 @@ class Server {
   size_t spawns_served_ = 0;
   // Replay: paths whose bytes the replay wrote itself (the view's answer is then its own).
   std::set<std::string> written_;
+  // Replay: each recorded subprocess's changes to the workspace (file records by_subprocess).
+  std::map<const kind::ProcessSpawn*, std::vector<const RecordKind*>> subprocess_changes_;
+  // Record: the workspace watched for what subprocesses change.
+  WorkspaceWatch watch_;
+  std::string watch_warning_;
 };
 
 // PROGRAM's path as the kernel will find it (a PATH search for a bare name).
@@ -920,6 +1000,7 @@ RunOutcome run(const RunOptions& options) {
     outcome.isolation = view.kind();
     outcome.isolation_setup_ms = view.setup_ms();
   }
+  if (!server.watch_warning().empty()) outcome.warnings.push_back(server.watch_warning());
   if (server.withheld() > 0) {
     outcome.warnings.push_back(std::to_string(server.withheld()) +
                                " file read(s) or write(s) held a credential the program was given: "

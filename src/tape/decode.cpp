@@ -106,6 +106,14 @@ struct LineDecoder::Impl {
     return number;
   }
 
+  static bool read_flag(od::value value, std::string_view key) {
+    bool flag;
+    if (value.get_bool().get(flag)) {
+      fail("field " + quoted(key) + " must be true or false, got " + shown(value.raw_json_token()));
+    }
+    return flag;
+  }
+
   static int64_t read_i64(od::value value, std::string_view key) {
     int64_t number;
     if (value.get_int64().get(number)) {
@@ -379,6 +387,9 @@ struct LineDecoder::Impl {
       } else if (name == "len_bytes") {
         seen.see(2, name);
         out.len_bytes = read_u64(value, name);
+      } else if constexpr (std::is_same_v<FileMeta, kind::FileWrite>) {
+        if (name != "by_subprocess") return false;
+        out.by_subprocess = read_flag(value, name);
       } else {
         return false;
       }
@@ -392,6 +403,10 @@ struct LineDecoder::Impl {
   void read_file_delete(od::object& object, kind::FileDelete& out) {
     FieldSet seen;
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
+      if (name == "by_subprocess") {
+        out.by_subprocess = read_flag(value, name);
+        return true;
+      }
       if (name != "path") return false;
       seen.see(0, name);
       read_string(value, name, out.path);

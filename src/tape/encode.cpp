@@ -187,9 +187,13 @@ void LineBuffer::append_record(const Record& record) {
           put_json_string(k.content_hash);
           put(R"(,"len_bytes":)");
           put_uint(k.len_bytes);
+          if constexpr (std::is_same_v<K, kind::FileWrite>) {
+            if (k.by_subprocess) put(R"(,"by_subprocess":true)");
+          }
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
           put(R"({"kind":"file_delete","path":)");
           put_json_string(k.path);
+          if (k.by_subprocess) put(R"(,"by_subprocess":true)");
         } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
           put(R"({"kind":"process_spawn","program":)");
           put_json_string(k.program);

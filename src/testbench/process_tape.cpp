@@ -179,6 +179,7 @@ ProcessResult ProcessTape::run(const std::string& program, const std::vector<std
     result.duration_ms = recorded.duration_ms;
     result.stdout_bytes = session_.recorded_->resolve(recorded.stdout_payload);
     result.stderr_bytes = session_.recorded_->resolve(recorded.stderr_payload);
+    result.recorded = &recorded;
   }
   record(program, args, cwd, result);
   return result;

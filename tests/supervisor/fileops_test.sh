@@ -83,8 +83,32 @@ fresh again
    "$python" "$here/fileops.py") > "$work/again.out" 2> /dev/null
 check "a second replay prints the same bytes" diff "$work/replay.out" "$work/again.out"
 
+# Subprocesses change the workspace (they do not run on replay: their changes are taped and
+# made again in the view), then the root looks: bash's own tests and globbing, and an ls it
+# execs as itself.
+changes_script='sort -o sorted.txt input.txt; rm delete-me.txt; mkdir -p made/deeper
+cp docs/readme.md made/deeper/copy.md; chmod 644 made/deeper/copy.md
+[ -f sorted.txt ] && echo "sorted.txt is there: $(wc -c < sorted.txt) bytes"
+[ -e delete-me.txt ] || echo "delete-me.txt is gone"
+echo made/deeper/*; read -r line < made/deeper/copy.md; echo "copy says: $line"
+exec ls -R'
+fresh sub-native
+(cd "$work/sub-native" && bash -c "$changes_script") > "$work/sub-native.out" 2>&1
+fresh sub-recorded
+(cd "$work/sub-recorded" && "$td" run -q --emit-tape "$work/sub.tape" -- bash -c "$changes_script") \
+  > "$work/sub-run.out" 2> "$work/sub-run.err"
+check "subprocesses' changes: record = native" diff "$work/sub-native.out" "$work/sub-run.out"
+check "  taped as changes by a subprocess" \
+  test "$("$td" show "$work/sub.tape" | grep -c 'by a subprocess')" -ge 3
+fresh sub-replayed
+(cd "$work/sub-replayed" && timeout 120 "$td" replay -q "$work/sub.tape" --isolation "$isolation" \
+   -- bash -c "$changes_script") > "$work/sub-replay.out" 2> "$work/sub-replay.err"
+check "  replay = record, though the subprocesses did not run" \
+  diff "$work/sub-run.out" "$work/sub-replay.out"
+check "  and the workspace is as it was" diff <(tree_of "$work/start") <(tree_of "$work/sub-replayed")
+
 if [ "$failures" -gt 0 ]; then
-  for f in native.err run.err replay.err changed.err; do echo "--- $f"; tail -5 "$work/$f"; done
+  for f in native.err run.err replay.err changed.err sub-run.err sub-replay.err; do echo "--- $f"; tail -5 "$work/$f"; done
   echo "$failures check(s) failed"
   exit 1
 fi

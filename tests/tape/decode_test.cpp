@@ -223,6 +223,34 @@ TEST(Decode, EveryKindSurvivesEncodeThenDecode) {
   }
 }
 
+// tapedeck's extension: a workspace change a subprocess made. Written only when set (so every
+// other file record keeps the reference's bytes), read back, and refused when not a boolean.
+TEST(Decode, SubprocessChangesKeepTheirMark) {
+  Record write;
+  write.kind = kind::FileWrite{"out.txt", "h", 3, true};
+  Record gone;
+  gone.seq = 1;
+  gone.kind = kind::FileDelete{"old.txt", true};
+  Record plain;
+  plain.seq = 2;
+  plain.kind = kind::FileDelete{"x"};
+  EXPECT_NE(encode_record_line(write).find(R"("len_bytes":3,"by_subprocess":true})"),
+            std::string::npos);
+  EXPECT_EQ(encode_record_line(plain).find("by_subprocess"), std::string::npos);
+  auto reader = TapeReader::from_memory(kHeaderLine + encode_record_line(write) +
+                                            encode_record_line(gone) + encode_record_line(plain),
+                                        "mem.tape");
+  for (const Record& expected : {write, gone, plain}) {
+    Record got;
+    ASSERT_TRUE(reader->next(got));
+    EXPECT_EQ(got, expected) << encode_record_line(expected);
+  }
+  EXPECT_NE(refusal(R"({"type":"record","seq":0,"virtual_time_ms":0,"monotonic_ms":0,)"
+                    R"("kind":{"kind":"file_delete","path":"a","by_subprocess":1}})")
+                .find("by_subprocess"),
+            std::string::npos);
+}
+
 TEST(Decode, HeaderDefaultsAndVersions) {
   auto reader =
       TapeReader::from_memory(R"({"version":0,"type":"header","harn_version":"old"})", "h.tape");

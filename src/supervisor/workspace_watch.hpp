@@ -1,0 +1,52 @@
+// What changed in the workspace behind the preload's back: the files a subprocess (a black box,
+// run without the preload library) wrote or deleted, so that a replay, which does not run it,
+// can make the same changes in its view of the workspace.
+//
+// Contract. start() watches every folder under the workspace with inotify (new folders as they
+// appear). The supervisor tells it of every change a process of the tree reported itself
+// (forget()), right after draining the kernel's queue, so that what remains when a subprocess
+// ends (take_changes()) is what no report explains: the subprocess's changes, plus anything the
+// tree did past the preload while the subprocess ran. Paths are relative to the workspace;
+// folders themselves, links and metadata are not followed, only regular files' bytes and
+// deletions. Not thread-safe: the supervisor's serving thread owns it.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace tapedeck::supervisor {
+
+class WorkspaceWatch {
+ public:
+  WorkspaceWatch() = default;
+  ~WorkspaceWatch();
+  WorkspaceWatch(const WorkspaceWatch&) = delete;
+  WorkspaceWatch& operator=(const WorkspaceWatch&) = delete;
+
+  // Watches `root` and every folder under it. False (and `why`) when inotify is not to be had
+  // or a folder could not be watched (the kernel's limit on watches).
+  bool start(const std::filesystem::path& root, std::string& why);
+  // The descriptor to poll (readable when events wait), or -1.
+  int fd() const { return fd_; }
+  // Reads every event the kernel holds.
+  void drain();
+  // A path whose change a process reported itself: not a subprocess's.
+  void forget(const std::string& path) { changed_.erase(path); }
+  // The paths changed since the last call and not forgotten, sorted; the set is emptied.
+  std::vector<std::string> take_changes();
+
+ private:
+  void watch_tree(const std::filesystem::path& folder, bool mark_files);
+  std::string relative(const std::filesystem::path& path) const;
+
+  int fd_ = -1;
+  std::filesystem::path root_;
+  std::map<int, std::filesystem::path> folders_;  // watch descriptor -> folder
+  std::set<std::string> changed_;
+  bool full_ = false;  // a folder could not be watched
+};
+
+}  // namespace tapedeck::supervisor
