@@ -456,6 +456,17 @@ bool ask(FixedSink& frame, Answer& answer, bool settle = true) {
   return ok;
 }
 
+// Whether a closed write of `path` waits to be reported.
+bool write_pending(const char* path) {
+  lock_connection();
+  bool pending = false;
+  for (size_t i = 0; i < closed_write_count && !pending; ++i) {
+    pending = strcmp(closed_writes[i], path) == 0;
+  }
+  unlock_connection();
+  return pending;
+}
+
 void note_closed_write(const char* path) {
   lock_connection();
   if (closed_write_count == kMaxClosedWrites) sync_locked();
@@ -980,6 +991,9 @@ int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
   const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
   const bool reads = !exclusive && (flags & O_TRUNC) == 0 && (flags & O_ACCMODE) != O_WRONLY;
 
+  // A file written and closed before is reported before it is written again, in both modes.
+  if (writing && write_pending(absolute)) sync_with_supervisor();
+
   char buffer[kPathMax + 64];
   FixedSink frame{buffer, sizeof buffer};
   Answer answer;
@@ -988,7 +1002,14 @@ int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
                                 static_cast<uint8_t>(writing ? Op::open_write : Op::open_read));
     tapedeck::wire::put_bytes(frame, absolute);
     if (writing) tapedeck::wire::put_int(frame, static_cast<uint8_t>(reads ? 2 : 0));
-    if ((reads || writing) && ask(frame, answer) && answer.reply == Reply::miss) stop_on_miss();
+    // Reported writes settle where the recording's did: at a read of a file that is there.
+    struct stat before;
+    const bool settle = reads &&
+                        ensure(real.fstatat, "fstatat")(dirfd, real_path, &before, 0) == 0 &&
+                        S_ISREG(before.st_mode);
+    if ((reads || writing) && ask(frame, answer, settle) && answer.reply == Reply::miss) {
+      stop_on_miss();
+    }
     const int fd = open_real(real_path);
     if (fd >= 0 && writing) track_written(fd);
     return fd;
@@ -1096,6 +1117,8 @@ int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
   const bool regular =
       ensure(real.fstatat, "fstatat")(dirfd, real_path, &status, AT_SYMLINK_NOFOLLOW) == 0 &&
       S_ISREG(status.st_mode);
+  // A file written and closed just before is reported while it is still there.
+  sync_with_supervisor();
   const int result = delete_real(real_path);
   const int saved = errno;
   if (result == 0 && regular) {

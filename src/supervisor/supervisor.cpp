@@ -56,13 +56,34 @@ bool is_regular(const fs::path& path) {
   return fs::is_regular_file(path, error);
 }
 
-// A private folder for the run's socket, clock map and replay overlay; gone at the end.
+// Whether `path` is `folder` or lies under it (both canonical).
+bool inside(const fs::path& path, const fs::path& folder) {
+  const auto [end, _] = std::mismatch(folder.begin(), folder.end(), path.begin(), path.end());
+  return end == folder.end();
+}
+
+// A private folder for the run's socket, clock map and replay's view; gone at the end. In
+// $TMPDIR, unless that lies in the workspace (a program's temporary files taped as workspace
+// files): the view's scratch cannot live inside what it overlays, nor the run in what it tapes.
 class RunDir {
  public:
-  RunDir() {
+  explicit RunDir(const fs::path& workspace) {
     const char* tmp = std::getenv("TMPDIR");
-    std::string pattern =
-        std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/tapedeck-run-XXXXXX";
+    std::string base;
+    for (const char* candidate : {tmp, "/tmp", "/dev/shm", "/var/tmp"}) {
+      std::error_code error;
+      if (candidate == nullptr || *candidate == '\0') continue;
+      const fs::path folder = fs::weakly_canonical(candidate, error);
+      if (!error && fs::is_directory(folder, error) && !inside(folder, workspace)) {
+        base = folder.string();
+        break;
+      }
+    }
+    if (base.empty()) {
+      throw std::runtime_error("no folder for the run outside the workspace " + workspace.string() +
+                               ": set TMPDIR to one");
+    }
+    std::string pattern = base + "/tapedeck-run-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) {
       throw std::runtime_error("cannot make a run folder " + pattern + ": " + std::strerror(errno));
     }
@@ -886,7 +907,7 @@ RunOutcome run(const RunOptions& options) {
     throw std::runtime_error("--workspace " + options.workspace.string() + ": not a folder");
   }
 
-  RunDir run_dir;
+  RunDir run_dir(fs::weakly_canonical(options.workspace));
   std::unique_ptr<Session> session;
   StreamOptions stream;
   stream.fsync = options.fsync;

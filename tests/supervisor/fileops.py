@@ -105,6 +105,9 @@ def main():
             os.close(fd)
         return read("notes.txt")
 
+    attempt("write a file and delete it at once",
+            lambda: (write("short-lived.txt", b"here a moment\n"), os.unlink("short-lived.txt"),
+                     os.path.exists("short-lived.txt"))[2])
     attempt("ftruncate to 3, fsync, write at the end", truncate_through_fd)
     attempt("os.truncate by path", lambda: (os.truncate("notes.txt", 2), read("notes.txt"))[1])
     attempt("modify a workspace file in place (r+)", lambda: _rplus("input.txt"))

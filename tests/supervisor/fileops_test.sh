@@ -43,7 +43,7 @@ stable_tree_of() {
 fresh native
 (cd "$work/native" && "$python" "$here/fileops.py") > "$work/native.out" 2> "$work/native.err"
 check "the program runs natively" test $? = 0
-check "natively it answers every step" grep -q "^65 " "$work/native.out"
+check "natively it answers every step" grep -q "^66 " "$work/native.out"
 
 fresh recorded
 (cd "$work/recorded" && "$td" run -q --emit-tape "$work/run.tape" -- "$python" "$here/fileops.py") \
@@ -53,6 +53,8 @@ check "record = native" diff "$work/native.out" "$work/run.out"
 check "the recording leaves the workspace as the native run does" \
   diff <(stable_tree_of "$work/native") <(stable_tree_of "$work/recorded")
 check "the tape verifies" "$td" verify "$work/run.tape"
+check "a file written and deleted at once is taped as written, then deleted" \
+  bash -c "'$td' show '$work/run.tape' | grep -v clock_read | grep -A1 'file_write *\"short-lived.txt\"' | grep -q 'file_delete *\"short-lived.txt\"'"
 
 fresh replayed
 tree_of "$work/replayed" > "$work/before.tree"
