@@ -1,0 +1,200 @@
+// Clock reads and sleeps. Record: the real clock, cut to the millisecond the tape keeps (the
+// program sees what replay will serve), sleeps slept and taped. Replay: the recorded values in
+// order from a map the supervisor shares with every process (no round trip), sleeps virtual.
+// The clock path takes no lock, allocates nothing and resolves nothing.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "preload/interposer.hpp"
+
+#pragma GCC visibility push(hidden)
+namespace tapedeck::preload {
+
+enum class Source { none, wall, monotonic };
+
+Source source_of(clockid_t id) {
+  switch (id) {
+    case CLOCK_REALTIME:
+    case CLOCK_REALTIME_COARSE:
+    case CLOCK_TAI:
+      return Source::wall;
+    case CLOCK_MONOTONIC:
+    case CLOCK_MONOTONIC_RAW:
+    case CLOCK_MONOTONIC_COARSE:
+    case CLOCK_BOOTTIME:
+      return Source::monotonic;
+    default:
+      return Source::none;  // CPU-time clocks are the process's own business
+  }
+}
+
+// The last value each clock gave this process: an absolute-deadline sleep lasts from here, in
+// both modes, so record and replay compute the same duration.
+std::atomic<int64_t> last_seen_ms[2];
+
+int64_t floor_ms(const timespec& ts) {
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+timespec from_ms(int64_t ms) {
+  timespec ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (ms % 1000) * 1'000'000;
+  return ts;
+}
+
+// One clock read as the tape will hold it: record cuts the real value to the millisecond,
+// replay takes the next recorded value.
+int64_t taped_read(Source source, int64_t real_ms) {
+  const int index = source == Source::wall ? 0 : 1;
+  int64_t value = real_ms;
+  if (config.mode == Mode::replay && config.clock_map != nullptr) {
+    value = tapedeck::preload::take(*config.clock_map, index);
+  }
+  last_seen_ms[index].store(value, std::memory_order_relaxed);
+  queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);
+  return value;
+}
+
+uint64_t ceil_ms(const timespec& ts) {
+  const int64_t ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  return ns <= 0 ? 0 : static_cast<uint64_t>((ns + 999'999) / 1'000'000);
+}
+
+// Records a sleep; true when the caller should skip the real one (replay).
+bool taped_sleep(uint64_t duration_ms) {
+  queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
+  if (config.mode != Mode::replay) {
+    sync_with_supervisor();
+    return false;
+  }
+  // Replay waits until the supervisor has taken the sleep: it moves the clock to the stretch
+  // of reads the recording made after it, which this thread is about to read.
+  char buffer[16];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
+  Answer answer;
+  ask(frame, answer);
+  if (config.clock_map != nullptr) tapedeck::preload::advance(*config.clock_map, duration_ms);
+  return true;
+}
+
+void map_clock(const char* path) {
+  const int fd = ensure(real.open, "open")(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat status;
+  if (fstat(fd, &status) == 0 &&
+      status.st_size >= static_cast<off_t>(sizeof(tapedeck::preload::ClockMap))) {
+    void* mapped = mmap(nullptr, static_cast<size_t>(status.st_size), PROT_READ | PROT_WRITE,
+                        MAP_SHARED, fd, 0);
+    auto* map = static_cast<tapedeck::preload::ClockMap*>(mapped);
+    if (mapped != MAP_FAILED && map->magic == tapedeck::preload::ClockMap::kMagic) {
+      config.clock_map = map;
+    }
+  }
+  ensure(real.close, "close")(fd);
+}
+
+}  // namespace tapedeck::preload
+#pragma GCC visibility pop
+
+using namespace tapedeck::preload;
+
+extern "C" {
+
+int clock_gettime(clockid_t id, struct timespec* ts) {
+  const int result = ensure(real.clock_gettime, "clock_gettime")(id, ts);
+  const Source source = source_of(id);
+  if (result != 0 || source == Source::none || !recording_or_replaying() || ts == nullptr) {
+    return result;
+  }
+  HookScope scope;
+  *ts = from_ms(taped_read(source, floor_ms(*ts)));
+  return result;
+}
+
+int gettimeofday(struct timeval* tv, void* tz) {
+  auto* real_gettimeofday =
+      reinterpret_cast<int (*)(timeval*, void*)>(ensure(real.gettimeofday, "gettimeofday"));
+  const int result = real_gettimeofday(tv, tz);
+  if (result != 0 || tv == nullptr || !recording_or_replaying()) return result;
+  HookScope scope;
+  const int64_t ms =
+      taped_read(Source::wall, static_cast<int64_t>(tv->tv_sec) * 1000 + tv->tv_usec / 1000);
+  tv->tv_sec = ms / 1000;
+  tv->tv_usec = (ms % 1000) * 1000;
+  return result;
+}
+
+time_t time(time_t* out) {
+  time_t now = ensure(real.time, "time")(nullptr);
+  if (recording_or_replaying()) {
+    HookScope scope;
+    now = static_cast<time_t>(taped_read(Source::wall, static_cast<int64_t>(now) * 1000) / 1000);
+  }
+  if (out != nullptr) *out = now;
+  return now;
+}
+
+int nanosleep(const struct timespec* request, struct timespec* remaining) {
+  if (request != nullptr && recording_or_replaying()) {
+    HookScope scope;
+    if (taped_sleep(ceil_ms(*request))) {
+      if (remaining != nullptr) *remaining = timespec{};
+      return 0;
+    }
+  }
+  return ensure(real.nanosleep, "nanosleep")(request, remaining);
+}
+
+int clock_nanosleep(clockid_t id, int flags, const struct timespec* request,
+                    struct timespec* remaining) {
+  const Source source = source_of(id);
+  if (request != nullptr && source != Source::none && recording_or_replaying()) {
+    HookScope scope;
+    uint64_t duration_ms = ceil_ms(*request);
+    if ((flags & TIMER_ABSTIME) != 0) {
+      const int index = source == Source::wall ? 0 : 1;
+      int64_t from = last_seen_ms[index].load();
+      if (from == 0) {  // the deadline came from a clock read this library did not see
+        timespec now{};
+        ensure(real.clock_gettime, "clock_gettime")(id, &now);
+        from = config.mode == Mode::replay && config.clock_map != nullptr
+                   ? config.clock_map->latest_ms[index].load()
+                   : floor_ms(now);
+      }
+      const int64_t until_ms = static_cast<int64_t>(ceil_ms(*request));
+      duration_ms = until_ms > from ? static_cast<uint64_t>(until_ms - from) : 0;
+    }
+    if (taped_sleep(duration_ms)) {
+      if (remaining != nullptr) *remaining = timespec{};
+      return 0;
+    }
+  }
+  return ensure(real.clock_nanosleep, "clock_nanosleep")(id, flags, request, remaining);
+}
+
+int usleep(useconds_t microseconds) {
+  if (recording_or_replaying()) {
+    HookScope scope;
+    if (taped_sleep((static_cast<uint64_t>(microseconds) + 999) / 1000)) return 0;
+  }
+  return ensure(real.usleep, "usleep")(microseconds);
+}
+
+unsigned int sleep(unsigned int seconds) {
+  if (recording_or_replaying()) {
+    HookScope scope;
+    if (taped_sleep(uint64_t{seconds} * 1000)) return 0;
+  }
+  return ensure(real.sleep, "sleep")(seconds);
+}
+
+}  // extern "C"

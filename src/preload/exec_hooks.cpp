@@ -1,0 +1,220 @@
+// exec, posix_spawn, vfork, _exit. The root process (the supervisor's own child) continues
+// itself when it execs; any other process's exec starts a subprocess, which goes through
+// tapedeck-exec: record runs it and keeps its output, replay plays that back.
+#include <spawn.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+extern char** environ;
+
+#include "preload/interposer.hpp"
+
+#pragma GCC visibility push(hidden)
+namespace tapedeck::preload {
+
+// The root process (the supervisor's own child) continues itself when it execs; any other
+// process's exec starts a subprocess, which goes through the shim.
+bool exec_starts_subprocess() {
+  return getppid() != config.supervisor_pid;
+}
+
+bool is_kept_name(const char* entry) {
+  return strncmp(entry, "LD_PRELOAD=", 11) == 0 || strncmp(entry, "TAPEDECK_", 9) == 0;
+}
+
+// `envp` with this run's LD_PRELOAD and TAPEDECK_* entries restored, for an exec that continues
+// the tree (a caller may have scrubbed them). Returns envp itself when nothing is missing.
+char* const* with_kept_env(char* const* envp, char** storage, size_t capacity) {
+  size_t present = 0;
+  size_t count = 0;
+  for (; envp != nullptr && envp[count] != nullptr; ++count) {
+    for (size_t k = 0; k < config.kept_env_count; ++k) {
+      if (strcmp(envp[count], config.kept_env[k]) == 0) ++present;
+    }
+  }
+  if (present == config.kept_env_count) return envp;
+  if (count + config.kept_env_count + 1 > capacity) return envp;
+  size_t out = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (!is_kept_name(envp[i])) storage[out++] = envp[i];
+  }
+  for (size_t k = 0; k < config.kept_env_count; ++k) storage[out++] = config.kept_env[k];
+  storage[out] = nullptr;
+  return storage;
+}
+
+constexpr size_t kMaxArgs = 4096;
+
+// argv for tapedeck-exec: MODE SOCKET SEARCH PROGRAM ARGV0 ARGS…
+bool shim_argv(const char* program, bool search_path, char* const argv[], char** out) {
+  size_t count = 0;
+  while (argv != nullptr && argv[count] != nullptr) ++count;
+  if (count + 6 > kMaxArgs) return false;
+  size_t at = 0;
+  out[at++] = config.exec_shim;
+  out[at++] = const_cast<char*>(config.mode == Mode::replay ? "replay" : "record");
+  out[at++] = config.socket_path;
+  out[at++] = const_cast<char*>(search_path ? "1" : "0");
+  out[at++] = const_cast<char*>(program);
+  if (count == 0) out[at++] = const_cast<char*>(program);
+  for (size_t i = 0; i < count; ++i) out[at++] = argv[i];
+  out[at] = nullptr;
+  return true;
+}
+
+// Whether exec would find `program` (searching PATH when asked): callers such as CPython try
+// each PATH entry in turn and count on ENOENT for the ones that miss, so the shim only takes
+// over an exec that would have succeeded in starting. Sets errno like exec when it would not.
+bool exec_would_start(const char* program, bool search_path) {
+  if (!search_path || strchr(program, '/') != nullptr) {
+    return ensure(real.access, "access")(program, X_OK) == 0;
+  }
+  const char* path = getenv("PATH");
+  if (path == nullptr) path = "/usr/local/bin:/usr/bin:/bin";
+  char candidate[kPathMax];
+  for (const char* dir = path;; ++dir) {
+    const char* end = strchrnul(dir, ':');
+    const int size = static_cast<int>(end - dir);
+    snprintf(candidate, sizeof candidate, "%.*s%s%s", size, dir, size == 0 ? "" : "/", program);
+    if (ensure(real.access, "access")(candidate, X_OK) == 0) return true;
+    if (*end == '\0') break;
+    dir = end;
+  }
+  errno = ENOENT;
+  return false;
+}
+
+int exec_common(const char* path, bool search_path, char* const argv[], char* const envp[]) {
+  const InView program(path);
+  if (!config.active || in_hook) {
+    return search_path ? ensure(real.execvpe, "execvpe")(program, argv, envp)
+                       : ensure(real.execve, "execve")(program, argv, envp);
+  }
+  HookScope scope;
+  sync_with_supervisor();
+  if (config.mode != Mode::off && exec_starts_subprocess()) {
+    if (!exec_would_start(program, search_path)) return -1;
+    static char* argv_storage[kMaxArgs];  // exec replaces the image: no one else uses it after
+    if (shim_argv(program, search_path, argv, argv_storage)) {
+      return ensure(real.execve, "execve")(config.exec_shim, argv_storage, envp);
+    }
+  }
+  static char* env_storage[8192];
+  char* const* env = with_kept_env(envp, env_storage, 8192);
+  return search_path ? ensure(real.execvpe, "execvpe")(program, argv, env)
+                     : ensure(real.execve, "execve")(program, argv, env);
+}
+
+// execl and friends: the variadic list gathered into an argv on the stack.
+int exec_list(const char* program, bool search_path, const char* first, va_list args,
+              bool with_env) {
+  char* argv[kMaxArgs];
+  size_t count = 0;
+  argv[count++] = const_cast<char*>(first);
+  while (argv[count - 1] != nullptr && count < kMaxArgs) {
+    argv[count++] = va_arg(args, char*);
+  }
+  if (argv[count - 1] != nullptr) {
+    errno = E2BIG;
+    return -1;
+  }
+  char* const* envp = with_env ? va_arg(args, char* const*) : environ;
+  return exec_common(program, search_path, argv, envp);
+}
+
+int spawn_common(pid_t* pid, const char* program, bool search_path,
+                 const posix_spawn_file_actions_t* actions, const posix_spawnattr_t* attributes,
+                 char* const argv[], char* const envp[]) {
+  if (config.mode == Mode::off || in_hook) {
+    return search_path ? posix_spawnp(pid, program, actions, attributes, argv, envp)
+                       : ensure(real.posix_spawn, "posix_spawn")(pid, program, actions, attributes,
+                                                                 argv, envp);
+  }
+  HookScope scope;
+  if (!exec_would_start(program, search_path)) return errno;
+  sync_with_supervisor();
+  char* shim[kMaxArgs];
+  if (!shim_argv(program, search_path, argv, shim)) return E2BIG;
+  return ensure(real.posix_spawn, "posix_spawn")(pid, config.exec_shim, actions, attributes, shim,
+                                                 envp);
+}
+
+}  // namespace tapedeck::preload
+#pragma GCC visibility pop
+
+using namespace tapedeck::preload;
+
+extern "C" {
+
+int execve(const char* path, char* const argv[], char* const envp[]) {
+  return exec_common(path, false, argv, envp);
+}
+
+int execv(const char* path, char* const argv[]) {
+  return exec_common(path, false, argv, environ);
+}
+
+int execvp(const char* file, char* const argv[]) {
+  return exec_common(file, true, argv, environ);
+}
+
+int execvpe(const char* file, char* const argv[], char* const envp[]) {
+  return exec_common(file, true, argv, envp);
+}
+
+int execl(const char* path, const char* arg, ...) {
+  va_list args;
+  va_start(args, arg);
+  const int result = exec_list(path, false, arg, args, false);
+  va_end(args);
+  return result;
+}
+
+int execlp(const char* file, const char* arg, ...) {
+  va_list args;
+  va_start(args, arg);
+  const int result = exec_list(file, true, arg, args, false);
+  va_end(args);
+  return result;
+}
+
+int execle(const char* path, const char* arg, ...) {
+  va_list args;
+  va_start(args, arg);
+  const int result = exec_list(path, false, arg, args, true);
+  va_end(args);
+  return result;
+}
+
+int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* actions,
+                const posix_spawnattr_t* attributes, char* const argv[], char* const envp[]) {
+  return spawn_common(pid, path, false, actions, attributes, argv, envp);
+}
+
+int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file_actions_t* actions,
+                 const posix_spawnattr_t* attributes, char* const argv[], char* const envp[]) {
+  if (config.mode == Mode::off || in_hook) {
+    static auto* real_spawnp = reinterpret_cast<decltype(&::posix_spawnp)>(resolve("posix_spawnp"));
+    return real_spawnp(pid, file, actions, attributes, argv, envp);
+  }
+  return spawn_common(pid, file, true, actions, attributes, argv, envp);
+}
+
+// A vfork child shares its parent's memory and skips fork handlers; under the testbench it is
+// a fork, so the child gets its own connection and its exec is seen as a subprocess's.
+pid_t vfork(void) {
+  return ensure(real.fork, "fork")();
+}
+
+void _exit(int status) {
+  sync_with_supervisor();
+  ensure(real.exit_now, "_exit")(status);
+  __builtin_unreachable();
+}
+
+}  // extern "C"

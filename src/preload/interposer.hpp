@@ -1,0 +1,267 @@
+// The preload library's internals, shared by its rooms (one file per concern):
+//
+//   preload.cpp          start-up (configuration from the environment) and shut-down
+//   libc.cpp             the real libc entry points the hooks pass calls on to
+//   supervisor_link.cpp  the connection to the supervisor: events, requests, closed writes, fork
+//   paths.cpp            absolute paths, the workspace, copy mode's rewriting
+//   clock_hooks.cpp      clock reads and sleeps
+//   file_hooks.cpp       opens, closes, deletes, renames and temporary files in the workspace
+//   path_hooks.cpp       calls that only name paths (folders, metadata, links, the cwd)
+//   exec_hooks.cpp       exec, posix_spawn, vfork, _exit
+//   network_hooks.cpp    connect
+//
+// Contract. Every hook is safe where libfaketime-style interposers are not: a thread-local guard
+// (in_hook, HookScope) makes re-entry (a hook calling libc that calls a hook, a signal handler
+// inside a hook) fall through to libc; the clock path takes no lock and allocates nothing; the
+// shared connection is guarded by a spinlock that fork() handlers leave sane in the child. A hook
+// may assume the configuration is read (a hook that runs before the constructor finds the
+// library off and resolves the libc symbol it needs itself, through ensure()).
+//
+// Everything declared here is hidden: only the hooks, under libc's own names, leave the library.
+#pragma once
+
+#include <dirent.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
+#include <utime.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "preload/clock_map.hpp"
+#include "preload/wire.hpp"
+
+#pragma GCC visibility push(hidden)
+
+namespace tapedeck::preload {
+
+using tapedeck::wire::Event;
+using tapedeck::wire::FixedSink;
+using tapedeck::wire::Op;
+using tapedeck::wire::Reply;
+
+// ---- the real libc entry points (libc.cpp) --------------------------------------------------
+
+void* resolve(const char* name);
+
+struct Real {
+  decltype(&::clock_gettime) clock_gettime;
+  decltype(&::gettimeofday) gettimeofday;
+  decltype(&::time) time;
+  decltype(&::nanosleep) nanosleep;
+  decltype(&::clock_nanosleep) clock_nanosleep;
+  decltype(&::usleep) usleep;
+  decltype(&::sleep) sleep;
+  int (*open)(const char*, int, ...);
+  int (*openat)(int, const char*, int, ...);
+  decltype(&::fopen) fopen;
+  decltype(&::close) close;
+  decltype(&::fclose) fclose;
+  decltype(&::unlink) unlink;
+  decltype(&::unlinkat) unlinkat;
+  decltype(&::remove) remove;
+  decltype(&::rename) rename;
+  decltype(&::mkdir) mkdir;
+  decltype(&::opendir) opendir;
+  decltype(&::mkdirat) mkdirat;
+  decltype(&::renameat) renameat;
+  int (*renameat2)(int, const char*, int, const char*, unsigned int);
+  int (*stat)(const char*, struct stat*);
+  int (*lstat)(const char*, struct stat*);
+  int (*fstatat)(int, const char*, struct stat*, int);
+  decltype(&::access) access;
+  decltype(&::execve) execve;
+  decltype(&::execvpe) execvpe;
+  decltype(&::posix_spawn) posix_spawn;
+  decltype(&::fork) fork;
+  decltype(&::_exit) exit_now;
+  decltype(&::connect) connect;
+  decltype(&::rmdir) rmdir;
+  decltype(&::statx) statx;
+  decltype(&::faccessat) faccessat;
+  decltype(&::eaccess) eaccess;
+  decltype(&::euidaccess) euidaccess;
+  decltype(&::chdir) chdir;
+  decltype(&::chmod) chmod;
+  decltype(&::fchmodat) fchmodat;
+  decltype(&::chown) chown;
+  decltype(&::lchown) lchown;
+  decltype(&::fchownat) fchownat;
+  decltype(&::symlink) symlink;
+  decltype(&::symlinkat) symlinkat;
+  decltype(&::readlink) readlink;
+  decltype(&::readlinkat) readlinkat;
+  decltype(&::link) link;
+  decltype(&::linkat) linkat;
+  decltype(&::truncate) truncate;
+  decltype(&::truncate64) truncate64;
+  decltype(&::utime) utime;
+  decltype(&::utimes) utimes;
+  decltype(&::lutimes) lutimes;
+  decltype(&::utimensat) utimensat;
+  decltype(&::mkfifo) mkfifo;
+  decltype(&::mknod) mknod;
+  decltype(&::mkstemp) mkstemp;
+  decltype(&::mkostemp) mkostemp;
+  decltype(&::mkstemps) mkstemps;
+  decltype(&::mkostemps) mkostemps;
+  decltype(&::mkdtemp) mkdtemp;
+  decltype(&::getcwd) getcwd;
+  decltype(&::realpath) realpath;
+};
+extern Real real;
+
+void resolve_all();
+
+// A hook that runs before the constructor (another library's constructor reading the clock)
+// resolves what it needs itself; later calls find the pointers filled in.
+template <typename F>
+F ensure(F& slot, const char* name) {
+  if (slot == nullptr) slot = reinterpret_cast<F>(resolve(name));
+  return slot;
+}
+
+// ---- configuration, read once at load (preload.cpp) ----------------------------------------
+
+// ---- configuration (read once, at load) ---------------------------------------------------
+
+enum class Mode : uint8_t { off, record, replay };
+
+constexpr size_t kPathMax = 4096;
+
+constexpr size_t kMaxAllowed = 64;
+
+struct Allowed {
+  sa_family_t family;
+  uint8_t address[16];
+  uint16_t port;  // 0: any port
+};
+
+struct Config {
+  bool active = false;  // under the testbench at all (the network policy holds even when off)
+  Mode mode = Mode::off;
+  pid_t supervisor_pid = 0;
+  char socket_path[sizeof(sockaddr_un::sun_path)] = {};
+  char workspace[kPathMax] = {};
+  size_t workspace_len = 0;
+  // Replay in a copy of the workspace (no mount namespace): absolute workspace paths are
+  // rewritten to name the copy, and paths read back are rewritten the other way.
+  char view[kPathMax] = {};
+  size_t view_len = 0;
+  char exec_shim[kPathMax] = {};
+  uint16_t proxy_port = 0;
+  Allowed allowed[kMaxAllowed] = {};
+  size_t allowed_count = 0;
+  tapedeck::preload::ClockMap* clock_map = nullptr;
+  // The environment entries a process of the tree must keep (LD_PRELOAD, TAPEDECK_*), kept for
+  // an exec whose caller scrubbed its environment.
+  char* kept_env[16] = {};
+  size_t kept_env_count = 0;
+};
+extern Config config;
+
+extern thread_local bool in_hook __attribute__((tls_model("initial-exec")));
+
+// Marks this thread as inside a hook; nested calls (and signal handlers) pass straight to libc.
+class HookScope {
+ public:
+  HookScope() : entered_(!in_hook) { in_hook = true; }
+  ~HookScope() {
+    if (entered_) in_hook = false;
+  }
+  bool entered() const { return entered_; }
+  HookScope(const HookScope&) = delete;
+  HookScope& operator=(const HookScope&) = delete;
+
+ private:
+  bool entered_;
+};
+
+inline bool recording_or_replaying() {
+  return config.mode != Mode::off && !in_hook;
+}
+
+// ---- the connection to the supervisor (supervisor_link.cpp) --------------------------------
+
+struct Answer {
+  Reply reply = Reply::ok;
+  char body[kPathMax + 64];
+  size_t body_size = 0;
+};
+
+// One line on stderr; errno is left as it was.
+void report(const char* text);
+// Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
+void queue_event(Event event, int64_t value);
+// Sends one request (built in `frame`) and waits for the answer. `settle` reports closed writes
+// first: only requests both modes make settle, so that a file's write lands at the same place
+// on the recording's tape and the replay's. False when the supervisor is gone (the caller then
+// falls back to plain libc).
+bool ask(FixedSink& frame, Answer& answer, bool settle = true);
+// Everything this process owes the supervisor (events, closed writes), in order.
+void sync_with_supervisor();
+// A written workspace file was closed; it is reported at the next point where order matters.
+void note_closed_write(const char* path);
+// Whether a closed write of `path` waits to be reported.
+bool write_pending(const char* path);
+// The supervisor said the tape does not hold what this process asked for: it has told the user
+// and stops the whole tree; this process stops here.
+[[noreturn]] void stop_on_miss();
+// Whether `fd` is the library's own connection (a program closing every fd keeps it).
+bool is_connection(int fd);
+// pthread_atfork handlers that keep the connection sane across fork().
+void install_fork_handlers();
+
+// ---- paths (paths.cpp) ---------------------------------------------------------------------
+
+// `path` (relative to `dirfd`) made absolute and lexically normal into `out`; false when that
+// cannot be done (no cwd, a path past PATH_MAX).
+bool absolute_path(int dirfd, const char* path, char* out);
+bool in_workspace(const char* absolute);
+// Whether `path` is `root` or lies under it.
+bool under(const char* path, const char* root, size_t root_len);
+// Copy mode: an absolute workspace path, made to name the copy; any other path as it is. Safe
+// anywhere (no lock, no allocation), so every hook applies it, inside a hook or not.
+const char* to_view(const char* path, char* buffer);
+// Copy mode: a path the kernel gave (a cwd, a link, an fd's name) as the program believes it to
+// be, rewritten in place.
+void from_view(char* path);
+// A path argument of a hook, made to name the copy in copy mode.
+class InView {
+ public:
+  explicit InView(const char* path) : path_(to_view(path, buffer_)) {}
+  operator const char*() const { return path_; }
+  InView(const InView&) = delete;
+  InView& operator=(const InView&) = delete;
+
+ private:
+  char buffer_[kPathMax];
+  const char* path_;
+};
+// `path` (relative to `dirfd`) made absolute, as the program names it, into `out` when it lies
+// inside the workspace; false otherwise, and the caller passes it through untouched.
+bool workspace_path(int dirfd, const char* path, char* out);
+// The path `fd` was opened by, as the program names it.
+bool fd_path(int fd, char* out);
+
+// ---- the other rooms' start-up and shut-down ------------------------------------------------
+
+// clock_hooks.cpp: replay's shared clock map, from the file the supervisor made.
+void map_clock(const char* path);
+// network_hooks.cpp: the --allow rules, as the supervisor resolved them.
+void parse_allowed(const char* list);
+// exec_hooks.cpp: the environment entries every process of the tree keeps (LD_PRELOAD, …).
+bool is_kept_name(const char* entry);
+// file_hooks.cpp: files still open for writing at exit are complete now.
+void report_open_writes();
+
+}  // namespace tapedeck::preload
+
+#pragma GCC visibility pop

@@ -1,0 +1,87 @@
+// The real libc entry points the hooks pass calls on to: resolved once, at load (see ensure()
+// for calls that come before).
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include "preload/interposer.hpp"
+
+#pragma GCC visibility push(hidden)
+namespace tapedeck::preload {
+
+#define TAPEDECK_REAL(name) reinterpret_cast<decltype(&::name)>(resolve(#name))
+
+void* resolve(const char* name) {
+  return dlsym(RTLD_NEXT, name);
+}
+
+Real real;
+
+void resolve_all() {
+  real.clock_gettime = TAPEDECK_REAL(clock_gettime);
+  real.gettimeofday = TAPEDECK_REAL(gettimeofday);
+  real.time = TAPEDECK_REAL(time);
+  real.nanosleep = TAPEDECK_REAL(nanosleep);
+  real.clock_nanosleep = TAPEDECK_REAL(clock_nanosleep);
+  real.usleep = TAPEDECK_REAL(usleep);
+  real.sleep = TAPEDECK_REAL(sleep);
+  real.open = reinterpret_cast<int (*)(const char*, int, ...)>(resolve("open"));
+  real.openat = reinterpret_cast<int (*)(int, const char*, int, ...)>(resolve("openat"));
+  real.fopen = TAPEDECK_REAL(fopen);
+  real.close = TAPEDECK_REAL(close);
+  real.fclose = TAPEDECK_REAL(fclose);
+  real.unlink = TAPEDECK_REAL(unlink);
+  real.unlinkat = TAPEDECK_REAL(unlinkat);
+  real.remove = TAPEDECK_REAL(remove);
+  real.rename = TAPEDECK_REAL(rename);
+  real.mkdir = TAPEDECK_REAL(mkdir);
+  real.opendir = TAPEDECK_REAL(opendir);
+  real.mkdirat = TAPEDECK_REAL(mkdirat);
+  real.renameat = TAPEDECK_REAL(renameat);
+  real.renameat2 = reinterpret_cast<int (*)(int, const char*, int, const char*, unsigned int)>(
+      resolve("renameat2"));
+  real.stat = reinterpret_cast<int (*)(const char*, struct stat*)>(resolve("stat"));
+  real.lstat = reinterpret_cast<int (*)(const char*, struct stat*)>(resolve("lstat"));
+  real.fstatat = reinterpret_cast<int (*)(int, const char*, struct stat*, int)>(resolve("fstatat"));
+  real.access = TAPEDECK_REAL(access);
+  real.execve = TAPEDECK_REAL(execve);
+  real.execvpe = TAPEDECK_REAL(execvpe);
+  real.posix_spawn = TAPEDECK_REAL(posix_spawn);
+  real.fork = TAPEDECK_REAL(fork);
+  real.exit_now = TAPEDECK_REAL(_exit);
+  real.connect = TAPEDECK_REAL(connect);
+  real.rmdir = TAPEDECK_REAL(rmdir);
+  real.statx = TAPEDECK_REAL(statx);
+  real.faccessat = TAPEDECK_REAL(faccessat);
+  real.eaccess = TAPEDECK_REAL(eaccess);
+  real.euidaccess = TAPEDECK_REAL(euidaccess);
+  real.chdir = TAPEDECK_REAL(chdir);
+  real.chmod = TAPEDECK_REAL(chmod);
+  real.fchmodat = TAPEDECK_REAL(fchmodat);
+  real.chown = TAPEDECK_REAL(chown);
+  real.lchown = TAPEDECK_REAL(lchown);
+  real.fchownat = TAPEDECK_REAL(fchownat);
+  real.symlink = TAPEDECK_REAL(symlink);
+  real.symlinkat = TAPEDECK_REAL(symlinkat);
+  real.readlink = TAPEDECK_REAL(readlink);
+  real.readlinkat = TAPEDECK_REAL(readlinkat);
+  real.link = TAPEDECK_REAL(link);
+  real.linkat = TAPEDECK_REAL(linkat);
+  real.truncate = TAPEDECK_REAL(truncate);
+  real.truncate64 = TAPEDECK_REAL(truncate64);
+  real.utime = TAPEDECK_REAL(utime);
+  real.utimes = TAPEDECK_REAL(utimes);
+  real.lutimes = TAPEDECK_REAL(lutimes);
+  real.utimensat = TAPEDECK_REAL(utimensat);
+  real.mkfifo = TAPEDECK_REAL(mkfifo);
+  real.mknod = TAPEDECK_REAL(mknod);
+  real.mkstemp = TAPEDECK_REAL(mkstemp);
+  real.mkostemp = TAPEDECK_REAL(mkostemp);
+  real.mkstemps = TAPEDECK_REAL(mkstemps);
+  real.mkostemps = TAPEDECK_REAL(mkostemps);
+  real.mkdtemp = TAPEDECK_REAL(mkdtemp);
+  real.getcwd = TAPEDECK_REAL(getcwd);
+  real.realpath = TAPEDECK_REAL(realpath);
+}
+
+}  // namespace tapedeck::preload
+#pragma GCC visibility pop

@@ -1,0 +1,283 @@
+// The connection to the supervisor: a batch of events (clock reads, sleeps) that goes out with
+// the next request, requests that wait for their answer, the closed writes that wait for the
+// next point where the tree's order matters, and what fork() does to all of it.
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "preload/interposer.hpp"
+
+#pragma GCC visibility push(hidden)
+namespace tapedeck::preload {
+
+std::atomic_flag connection_lock = ATOMIC_FLAG_INIT;
+
+int connection_fd = -1;
+
+ino_t connection_inode = 0;
+
+constexpr int kConnectionFdFloor = 900;  // out of the way of fds the program counts on
+
+char pending_events[1 << 16];
+
+size_t pending_size = 0;
+
+void acquire_connection() {
+  for (int spins = 0; connection_lock.test_and_set(std::memory_order_acquire); ++spins) {
+    if (spins > 64) sched_yield();
+  }
+}
+
+void release_connection() {
+  connection_lock.clear(std::memory_order_release);
+}
+
+// Talking to the supervisor must not change errno under a call that succeeded: the lock keeps
+// the holder's errno and gives it back (only the holder touches the copy).
+int errno_at_lock = 0;
+
+void lock_connection() {
+  acquire_connection();
+  errno_at_lock = errno;
+}
+
+void unlock_connection() {
+  errno = errno_at_lock;
+  release_connection();
+}
+
+// The program may have closed our descriptor and reused its number (closefrom, close_range);
+// the inode tells.
+bool connection_alive() {
+  struct stat status;
+  return connection_fd >= 0 && fstat(connection_fd, &status) == 0 &&
+         status.st_ino == connection_inode;
+}
+
+bool connect_supervisor() {
+  if (connection_alive()) return true;
+  connection_fd = -1;
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  memcpy(address.sun_path, config.socket_path, sizeof address.sun_path);
+  if (ensure(real.connect, "connect")(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) !=
+      0) {
+    ensure(real.close, "close")(fd);
+    return false;
+  }
+  const int high = fcntl(fd, F_DUPFD_CLOEXEC, kConnectionFdFloor);
+  if (high >= 0) {
+    ensure(real.close, "close")(fd);
+    connection_fd = high;
+  } else {
+    connection_fd = fd;
+  }
+  struct stat status;
+  fstat(connection_fd, &status);
+  connection_inode = status.st_ino;
+  return true;
+}
+
+bool write_all(const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t sent = send(connection_fd, data, size, MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent <= 0) return false;
+    data += sent;
+    size -= static_cast<size_t>(sent);
+  }
+  return true;
+}
+
+bool read_all(char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t got = recv(connection_fd, data, size, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    data += got;
+    size -= static_cast<size_t>(got);
+  }
+  return true;
+}
+
+void report(const char* text) {
+  const int saved = errno;
+  ssize_t ignored = write(STDERR_FILENO, text, strlen(text));
+  (void)ignored;
+  errno = saved;
+}
+
+// The supervisor is gone (killed, or the tree outlived it): carry on untaped, and say so once.
+void lose_supervisor() {
+  if (config.mode != Mode::off) {
+    report("tapedeck: lost the supervisor; this process runs on untaped\n");
+  }
+  config.mode = Mode::off;
+  connection_fd = -1;
+}
+
+// Caller holds the lock.
+void flush_events_locked() {
+  if (pending_size == 0) return;
+  if (!connect_supervisor()) {
+    lose_supervisor();
+    pending_size = 0;
+    return;
+  }
+  tapedeck::wire::store_length(pending_events, pending_size);
+  if (!write_all(pending_events, pending_size)) lose_supervisor();
+  pending_size = 0;
+}
+
+// Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
+void queue_event(Event event, int64_t value) {
+  lock_connection();
+  if (pending_size == 0) {
+    FixedSink sink{pending_events, sizeof pending_events};
+    tapedeck::wire::begin_frame(sink, static_cast<uint8_t>(Op::events));
+    pending_size = sink.size;
+  }
+  FixedSink sink{pending_events + pending_size, sizeof pending_events - pending_size};
+  tapedeck::wire::put_int(sink, static_cast<uint8_t>(event));
+  tapedeck::wire::put_int(sink, value);
+  pending_size += sink.size;
+  if (sizeof pending_events - pending_size < 64) flush_events_locked();
+  unlock_connection();
+}
+
+// Sends one request (built in `frame`) and waits for the answer; the caller holds the lock.
+// False when the supervisor is gone; the caller then falls back to plain libc.
+bool ask_locked(FixedSink& frame, Answer& answer) {
+  if (frame.overflow) return false;
+  tapedeck::wire::store_length(frame.data, frame.size);
+  flush_events_locked();
+  bool ok = config.mode != Mode::off && connect_supervisor() && write_all(frame.data, frame.size);
+  char header[tapedeck::wire::kHeaderBytes];
+  if (ok) ok = read_all(header, sizeof header);
+  if (ok) {
+    const uint32_t length = tapedeck::wire::load_length(header);
+    answer.reply = static_cast<Reply>(header[4]);
+    answer.body_size = length - 1;
+    ok = length >= 1 && answer.body_size <= sizeof answer.body &&
+         read_all(answer.body, answer.body_size);
+  }
+  if (!ok) lose_supervisor();
+  return ok;
+}
+
+// A written file is reported complete (record: the workspace file; replay: its overlay copy)
+// not at close itself: a shell opens `> out.txt`, dup2()s it onto stdout and closes the original
+// before anything is written. A closed file waits here until the next point where the tree's
+// order matters (a request, fork, exec, exit), and the supervisor reads it then.
+constexpr size_t kMaxClosedWrites = 16;
+
+char closed_writes[kMaxClosedWrites][kPathMax];
+
+size_t closed_write_count = 0;
+
+// Everything this process owes the supervisor, in order; the caller holds the lock.
+void sync_locked() {
+  flush_events_locked();
+  const size_t count = closed_write_count;
+  closed_write_count = 0;
+  for (size_t i = 0; i < count; ++i) {
+    char buffer[kPathMax + 64];
+    FixedSink frame{buffer, sizeof buffer};
+    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::closed_write));
+    tapedeck::wire::put_bytes(frame, closed_writes[i]);
+    Answer answer;
+    ask_locked(frame, answer);
+  }
+}
+
+void sync_with_supervisor() {
+  if (config.mode == Mode::off) return;
+  lock_connection();
+  sync_locked();
+  unlock_connection();
+}
+
+// `settle` reports closed writes first. Only requests both modes make settle, so that a file's
+// write lands at the same place on the recording's tape and the replay's.
+bool ask(FixedSink& frame, Answer& answer, bool settle) {
+  lock_connection();
+  if (settle) sync_locked();
+  const bool ok = ask_locked(frame, answer);
+  unlock_connection();
+  return ok;
+}
+
+// Whether a closed write of `path` waits to be reported.
+bool write_pending(const char* path) {
+  lock_connection();
+  bool pending = false;
+  for (size_t i = 0; i < closed_write_count && !pending; ++i) {
+    pending = strcmp(closed_writes[i], path) == 0;
+  }
+  unlock_connection();
+  return pending;
+}
+
+void note_closed_write(const char* path) {
+  lock_connection();
+  if (closed_write_count == kMaxClosedWrites) sync_locked();
+  snprintf(closed_writes[closed_write_count++], kPathMax, "%s", path);
+  unlock_connection();
+}
+
+// The supervisor said the tape does not hold what this process asked for: it has told the user
+// and stops the whole tree; this process stops here.
+[[noreturn]] void stop_on_miss() {
+  ensure(real.exit_now, "_exit")(2);
+  __builtin_unreachable();
+}
+
+// The forking thread holds the connection across fork(); marking it inside a hook keeps a
+// signal handler that reads the clock meanwhile from waiting on that lock forever.
+thread_local bool fork_entered_hook __attribute__((tls_model("initial-exec"))) = false;
+
+void before_fork() {
+  fork_entered_hook = !in_hook;
+  in_hook = true;
+  const int saved = errno;
+  acquire_connection();
+  sync_locked();
+  errno = saved;
+}
+
+void after_fork_parent() {
+  release_connection();  // errno is fork()'s now
+  if (fork_entered_hook) in_hook = false;
+}
+
+void after_fork_child() {
+  // The child talks to the supervisor on a connection of its own.
+  if (connection_fd >= 0) ensure(real.close, "close")(connection_fd);
+  connection_fd = -1;
+  pending_size = 0;
+  closed_write_count = 0;
+  release_connection();
+  if (fork_entered_hook) in_hook = false;
+}
+
+bool is_connection(int fd) {
+  return fd >= 0 && fd == connection_fd;
+}
+
+void install_fork_handlers() {
+  pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+}  // namespace tapedeck::preload
+#pragma GCC visibility pop
