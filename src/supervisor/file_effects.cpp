@@ -1,0 +1,143 @@
+// Workspace files: what record tapes when a process reports a read, a closed write, a delete or
+// a rename, and what replay serves (the recorded bytes, put in the view before the program
+// opens the file).
+#include <fstream>
+
+#include "supervisor/tree_effects.hpp"
+#include "tape/atomic_file.hpp"
+#include "tapedeck/cas.hpp"
+
+namespace tapedeck::supervisor {
+
+namespace fs = std::filesystem;
+using wire::Reply;
+
+void TreeEffects::handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
+  const std::string_view absolute = cursor.take_bytes();
+  const uint8_t flags = op == wire::Op::open_write ? cursor.take_int<uint8_t>() : 0;
+  if (!cursor.ok()) throw std::runtime_error("a malformed file report");
+  const std::optional<std::string> path = relative(absolute);
+  if (!path) return server_.answer(connection, Reply::ok);
+  if (options_.mode == RunOptions::Mode::record) return record_file(connection, op, *path);
+  replay_file(connection, op, *path, flags);
+}
+
+// The bytes of a workspace path as the run sees it now (record: the workspace; replay: the
+// view), when it is a regular file.
+std::optional<std::string> TreeEffects::current_bytes(const std::string& path) const {
+  const fs::path where = view_.path(path);
+  if (!is_regular(where)) return std::nullopt;
+  return detail::read_file(where);
+}
+
+// A rename with one side or both in the workspace (absolute paths), reported once done: the
+// new path's bytes become a file_write, the old path a file_delete, in both modes.
+void TreeEffects::handle_rename(const Connection& connection, wire::Cursor& cursor) {
+  const std::string from(cursor.take_bytes());
+  const std::string to(cursor.take_bytes());
+  if (!cursor.ok()) throw std::runtime_error("a malformed rename report");
+  const std::optional<std::string> from_path = relative(from);
+  const std::optional<std::string> to_path = relative(to);
+  if (from_path) reported(*from_path);
+  if (to_path) reported(*to_path);
+  if (to_path) {
+    if (auto bytes = current_bytes(*to_path)) record_write(*to_path, *bytes);
+    written_.insert(*to_path);
+  }
+  if (from_path) {
+    add_file_record(kind::FileDelete{*from_path});
+    written_.erase(*from_path);
+  }
+  server_.answer(connection, Reply::ok);
+}
+
+// A change a process of the tree reported itself is not a subprocess's.
+void TreeEffects::reported(const std::string& path) {
+  watch_.drain();
+  watch_.forget(path);
+}
+
+void TreeEffects::record_file(const Connection& connection, wire::Op op, const std::string& path) {
+  if (op == wire::Op::deleted || op == wire::Op::closed_write) reported(path);
+  if (op == wire::Op::deleted) {
+    add_file_record(kind::FileDelete{path});
+    return server_.answer(connection, Reply::ok);
+  }
+  // The bytes are taken before the process goes on (it may change the file next); hashing
+  // and keeping them overlap with its next steps.
+  const std::optional<std::string> bytes = current_bytes(path);
+  server_.answer(connection, Reply::ok);
+  if (!bytes) return;
+  if (op == wire::Op::open_read) record_read(path, *bytes);
+  if (op == wire::Op::closed_write) record_write(path, *bytes);
+}
+
+// The bytes a recorded read saw: from the recording's sidecar, else from the workspace if
+// they still hash the same.
+std::optional<std::string> TreeEffects::recorded_bytes(const kind::FileRead& read) {
+  const fs::path recorded_cas = cas_dir_for(options_.tape);
+  try {
+    return cas::read_entry(recorded_cas, read.content_hash);
+  } catch (const std::exception&) {
+  }
+  auto bytes = detail::read_file(fs::path(workspace_) / read.path);
+  if (bytes && content_hash(*bytes) == read.content_hash) return bytes;
+  return std::nullopt;
+}
+
+// Replay: the program is about to read `path`. When the recording read it here and the replay
+// has not written it since, the view is made to hold the recorded bytes first (a workspace
+// file changed since, or made by a subprocess the replay does not run, reads as recorded);
+// otherwise the view answers as it is. Either way the read is taped.
+// False when the tape's bytes are gone (the program is stopped).
+bool TreeEffects::serve_read(const Connection& connection, const std::string& path) {
+  const kind::FileRead* recorded = index_->take_read(path);
+  if (recorded != nullptr && !written_.contains(path)) {
+    auto bytes = recorded_bytes(*recorded);
+    if (!bytes) {
+      server_.answer_miss(connection, "the tape's bytes for file_read " + path + " (" +
+                                          recorded->content_hash +
+                                          ") are in neither its sidecar nor the workspace");
+      return false;
+    }
+    const fs::path where = view_.path(path);
+    std::error_code error;
+    if (!fs::is_directory(where, error) && current_bytes(path) != bytes) {
+      write_whole(where, *bytes);
+    }
+    add_file_record(kind::FileRead{path, recorded->content_hash, bytes->size()});
+    return true;
+  }
+  // Not on the tape (or the replay's own bytes): the view answers, and the read is taped so
+  // that fidelity shows it.
+  if (auto bytes = current_bytes(path)) record_read(path, *bytes);
+  return true;
+}
+
+void TreeEffects::replay_file(const Connection& connection, wire::Op op, const std::string& path,
+                              uint8_t flags) {
+  switch (op) {
+    case wire::Op::open_read:
+      if (!serve_read(connection, path)) return;
+      break;
+    case wire::Op::open_write: {
+      const bool reads_too = (flags & 2) != 0;
+      if (reads_too && !serve_read(connection, path)) return;
+      written_.insert(path);
+      break;
+    }
+    case wire::Op::closed_write:
+      if (auto bytes = current_bytes(path)) record_write(path, *bytes);
+      written_.insert(path);
+      break;
+    case wire::Op::deleted:
+      add_file_record(kind::FileDelete{path});
+      written_.erase(path);
+      break;
+    default:
+      break;
+  }
+  server_.answer(connection, Reply::ok);
+}
+
+}  // namespace tapedeck::supervisor

@@ -1,0 +1,123 @@
+#include "supervisor/recording_index.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <array>
+#include <optional>
+#include <stdexcept>
+
+namespace tapedeck::supervisor {
+
+std::string describe_spawn(const Record& record) {
+  const auto& spawn = std::get<kind::ProcessSpawn>(record.kind);
+  std::string text = "`" + spawn.program;
+  for (const std::string& arg : spawn.args) text += " " + arg;
+  return text + "`" + (spawn.cwd ? " in " + *spawn.cwd : std::string());
+}
+
+bool is_subprocess_change(const RecordKind& kind) {
+  if (const auto* write = std::get_if<kind::FileWrite>(&kind)) return write->by_subprocess;
+  if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) return gone->by_subprocess;
+  return false;
+}
+
+RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path clock_map_path)
+    : clock_map_path_(std::move(clock_map_path)) {
+  // Clock reads by stretch (see clock_map.hpp): a new stretch after every other record.
+  std::vector<std::array<std::vector<int64_t>, 2>> stretches(1);
+  uint64_t values = 0;
+  const kind::ProcessSpawn* last_spawn = nullptr;  // a subprocess's changes follow its spawn
+  for (const Record& record : recording.records) {
+    if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
+      stretches.back()[read->source == ClockSource::wall ? 0 : 1].push_back(read->value_ms);
+      ++values;
+      continue;
+    }
+    stretches.emplace_back();
+    if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
+      file_reads_[file->path].push_back(file);
+    } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
+      spawns_.push_back(&record);
+      last_spawn = spawn;
+    } else if (last_spawn != nullptr && is_subprocess_change(record.kind)) {
+      changes_[last_spawn].push_back(&record.kind);
+    }
+  }
+  clock_map_size_ = preload::ClockMap::bytes_for(stretches.size(), values);
+  const std::string path = clock_map_path_.string();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(clock_map_size_)) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot make the replay clock map " + path);
+  }
+  void* mapped = ::mmap(nullptr, clock_map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (mapped == MAP_FAILED) throw std::runtime_error("cannot map " + path);
+  clock_map_ = new (mapped) preload::ClockMap();
+  clock_map_->magic = preload::ClockMap::kMagic;
+  clock_map_->stretch_count = stretches.size();
+  std::optional<int64_t> first[2];
+  uint64_t offset = 0;
+  for (size_t k = 0; k < stretches.size(); ++k) {
+    auto* stretch = new (&clock_map_->stretches()[k]) preload::ClockStretch();
+    for (int source = 0; source < 2; ++source) {
+      stretch->start[source] = offset;
+      stretch->count[source] = stretches[k][source].size();
+      for (int64_t value : stretches[k][source]) {
+        if (!first[source]) first[source] = value;
+        clock_map_->values()[offset++] = value;
+      }
+    }
+  }
+  const int64_t start = recording.header.started_at_unix_ms.value_or(0);
+  clock_map_->latest_ms[0] = first[0].value_or(start);
+  clock_map_->latest_ms[1] = first[1].value_or(0);
+}
+
+RecordingIndex::~RecordingIndex() {
+  if (clock_map_ != nullptr) ::munmap(clock_map_, clock_map_size_);
+}
+
+void RecordingIndex::step_clock() {
+  clock_map_->stretch.fetch_add(1, std::memory_order_release);
+}
+
+const kind::FileRead* RecordingIndex::take_read(const std::string& path) {
+  auto found = file_reads_.find(path);
+  if (found == file_reads_.end() || found->second.empty()) return nullptr;
+  const kind::FileRead* read = found->second.front();
+  found->second.pop_front();
+  return read;
+}
+
+std::string RecordingIndex::next_spawn() const {
+  if (spawns_served_ >= spawns_.size()) return "the tape holds no more subprocesses";
+  const Record& next = *spawns_[spawns_served_];
+  return "the next recorded one is seq " + std::to_string(next.seq) + " process_spawn " +
+         describe_spawn(next);
+}
+
+const std::vector<const RecordKind*>& RecordingIndex::changes_of(
+    const kind::ProcessSpawn* spawn) const {
+  static const std::vector<const RecordKind*> kNone;
+  const auto found = changes_.find(spawn);
+  return found == changes_.end() ? kNone : found->second;
+}
+
+std::pair<uint64_t, std::string> RecordingIndex::unused_inputs() const {
+  uint64_t unused = 0;
+  std::string first;
+  for (const auto& [path, queue] : file_reads_) {
+    unused += queue.size();
+    if (first.empty() && !queue.empty()) first = "file_read " + path;
+  }
+  if (spawns_served_ < spawns_.size()) {
+    unused += spawns_.size() - spawns_served_;
+    if (first.empty()) first = "process_spawn " + describe_spawn(*spawns_[spawns_served_]);
+  }
+  return {unused, first};
+}
+
+}  // namespace tapedeck::supervisor

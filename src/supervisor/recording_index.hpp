@@ -1,0 +1,63 @@
+// Replay's index of the recording it serves from: the file reads by path, the subprocesses in
+// tape order with the workspace changes each made, and the clock map every process of the tree
+// reads (see preload/clock_map.hpp) with the supervisor moving it stretch by stretch.
+//
+// Built once, before the program starts; used by the supervisor's serving thread only, but for
+// step_clock(), which the LLM proxy's threads call too (the map's stretch is atomic).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "preload/clock_map.hpp"
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck::supervisor {
+
+// "`program arg…` in cwd", as messages name a recorded subprocess.
+std::string describe_spawn(const Record& record);
+
+// A file record a subprocess's change to the workspace was taped as.
+bool is_subprocess_change(const RecordKind& kind);
+
+class RecordingIndex {
+ public:
+  // Indexes `recording` (which must outlive this) and makes its clock map at `clock_map_path`.
+  RecordingIndex(const Tape& recording, std::filesystem::path clock_map_path);
+  ~RecordingIndex();
+  RecordingIndex(const RecordingIndex&) = delete;
+  RecordingIndex& operator=(const RecordingIndex&) = delete;
+
+  const std::filesystem::path& clock_map_path() const { return clock_map_path_; }
+  // The replay made a record other than a clock read: the clock moves to the reads the
+  // recording made after its counterpart.
+  void step_clock();
+
+  // The next recorded read of `path`, consumed; null when the tape holds no more.
+  const kind::FileRead* take_read(const std::string& path);
+  // A subprocess was served; what the message of a miss names as expected next.
+  void spawn_served() { ++spawns_served_; }
+  std::string next_spawn() const;
+  // The workspace changes the recorded subprocess `spawn` made (empty when none).
+  const std::vector<const RecordKind*>& changes_of(const kind::ProcessSpawn* spawn) const;
+  // Recorded inputs the replay never asked for (file reads and subprocesses; clock reads past
+  // the replay's own are left to fidelity: runtimes read the clock more or less each run), and
+  // the first of them.
+  std::pair<uint64_t, std::string> unused_inputs() const;
+
+ private:
+  std::filesystem::path clock_map_path_;
+  preload::ClockMap* clock_map_ = nullptr;
+  size_t clock_map_size_ = 0;
+  std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
+  std::vector<const Record*> spawns_;  // in tape order
+  size_t spawns_served_ = 0;
+  std::map<const kind::ProcessSpawn*, std::vector<const RecordKind*>> changes_;
+};
+
+}  // namespace tapedeck::supervisor

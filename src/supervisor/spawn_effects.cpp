@@ -1,0 +1,94 @@
+// Subprocesses: record keeps what tapedeck-exec reports (the command, its output and exit code)
+// and what the subprocess changed in the workspace; replay serves the recorded result without
+// running anything, and makes those changes in its view.
+#include "supervisor/tree_effects.hpp"
+#include "tape/atomic_file.hpp"
+
+namespace tapedeck::supervisor {
+
+namespace fs = std::filesystem;
+using wire::Reply;
+
+void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
+  const std::string program(cursor.take_bytes());
+  std::vector<std::string> args(cursor.take_int<uint32_t>());
+  for (std::string& arg : args) {
+    if (!cursor.ok()) break;
+    arg = std::string(cursor.take_bytes());
+  }
+  const std::string cwd_absolute = view_.untranslate(std::string(cursor.take_bytes()));
+  if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
+  // Inside the workspace the cwd is kept relative, so a tape replays in a copy elsewhere.
+  std::optional<std::string> cwd = cwd_absolute;
+  if (cwd_absolute == workspace_) {
+    cwd = ".";
+  } else if (auto inside = relative(cwd_absolute)) {
+    cwd = *inside;
+  }
+  if (op == wire::Op::spawn_done) {
+    ProcessResult result;
+    result.exit_code = cursor.take_int<int32_t>();
+    result.duration_ms = cursor.take_int<uint64_t>();
+    result.stdout_bytes = std::string(cursor.take_bytes());
+    result.stderr_bytes = std::string(cursor.take_bytes());
+    if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
+    session_->processes().record_finished(program, args, cwd, result);
+    record_subprocess_changes();
+    return server_.answer(connection, Reply::ok);
+  }
+  ProcessResult result;
+  try {
+    result = session_->processes().run(program, args, cwd);
+  } catch (const ReplayMiss& miss) {
+    return server_.answer_miss(connection, std::string(miss.what()) + "; " + index_->next_spawn());
+  }
+  index_->spawn_served();
+  step_clock();
+  apply_subprocess_changes(result.recorded);
+  std::string body;
+  wire::put_int(body, result.exit_code);
+  wire::put_bytes(body, result.stdout_bytes);
+  wire::put_bytes(body, result.stderr_bytes);
+  server_.answer(connection, Reply::spawned, body);
+}
+
+// Record: a subprocess ended; what changed in the workspace that no process reported itself
+// is its doing, taped right after its spawn so that a replay can make the same changes.
+void TreeEffects::record_subprocess_changes() {
+  for (const std::string& path : watch_.take_changes()) {
+    const fs::path where = fs::path(workspace_) / path;
+    std::error_code error;
+    const fs::file_status status = fs::symlink_status(where, error);
+    if (fs::is_regular_file(status)) {
+      if (auto bytes = detail::read_file(where)) {
+        add_file_record(kind::FileWrite{path, keep(*bytes), bytes->size(), true});
+      }
+    } else if (!fs::exists(status)) {
+      add_file_record(kind::FileDelete{path, true});
+    }
+  }
+}
+
+// Replay: the subprocess served from `recorded` is not run, so its recorded changes to the
+// workspace are made in the view, and taped as the recording taped them.
+void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
+  for (const RecordKind* change : index_->changes_of(recorded)) {
+    if (const auto* write = std::get_if<kind::FileWrite>(change)) {
+      const std::optional<std::string> bytes =
+          recorded_bytes(kind::FileRead{write->path, write->content_hash, write->len_bytes});
+      if (!bytes) {
+        throw std::runtime_error("the tape's bytes for " + write->path +
+                                 ", written by a subprocess, are missing from its sidecar");
+      }
+      write_whole(view_.path(write->path), *bytes);
+      written_.erase(write->path);  // the view holds what the recording's file held
+    } else if (const auto* gone = std::get_if<kind::FileDelete>(change)) {
+      std::error_code ignored;
+      fs::remove(view_.path(gone->path), ignored);
+      written_.erase(gone->path);
+    }
+    add_file_record(*change);
+  }
+}
+
+}  // namespace tapedeck::supervisor

@@ -1,0 +1,137 @@
+#include "supervisor/tree_effects.hpp"
+
+#include <fstream>
+
+#include "tapedeck/cas.hpp"
+
+namespace tapedeck::supervisor {
+
+namespace fs = std::filesystem;
+using wire::Reply;
+
+void write_whole(const fs::path& path, std::string_view bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+bool is_regular(const fs::path& path) {
+  std::error_code error;
+  return fs::is_regular_file(path, error);
+}
+
+TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer& server,
+                         const WorkspaceView& view, const fs::path& run_dir)
+    : options_(options), session_(session), server_(server), view_(view) {
+  workspace_ = fs::weakly_canonical(options.workspace).string();
+  if (options.mode == RunOptions::Mode::record) cas_dir_ = cas_dir_for(options.tape);
+  if (options.mode == RunOptions::Mode::replay && options.emit) {
+    cas_dir_ = cas_dir_for(*options.emit);
+  }
+  if (session != nullptr && session->recorded_tape() != nullptr) {
+    index_ = std::make_unique<RecordingIndex>(*session->recorded_tape(), run_dir / "clock");
+  }
+  if (options.mode == RunOptions::Mode::record) {
+    std::string why;
+    if (!watch_.start(workspace_, why)) {
+      watch_warning_ = "what subprocesses change in the workspace is not fully taped (" + why +
+                       "): a replay will not make those changes";
+    }
+  }
+}
+
+std::string TreeEffects::clock_map_path() const {
+  return index_ ? index_->clock_map_path().string() : std::string();
+}
+
+std::pair<uint64_t, std::string> TreeEffects::unused_inputs() const {
+  return index_ ? index_->unused_inputs() : std::pair<uint64_t, std::string>{0, ""};
+}
+
+void TreeEffects::step_clock() {
+  if (index_) index_->step_clock();
+}
+
+std::optional<std::string> TreeEffects::relative(std::string_view absolute) const {
+  if (absolute.size() <= workspace_.size() + 1 || !absolute.starts_with(workspace_) ||
+      absolute[workspace_.size()] != '/') {
+    return std::nullopt;
+  }
+  return std::string(absolute.substr(workspace_.size() + 1));
+}
+
+// Keeps the bytes in the written tape's sidecar (file records name them by content_hash),
+// unless they hold a credential: then only their hash reaches the tape.
+std::string TreeEffects::keep(const std::string& bytes) {
+  const std::string hash = content_hash(bytes);
+  if (recorder().holds_secret(bytes)) {
+    ++withheld_;
+    return hash;
+  }
+  if (!cas_dir_.empty() && kept_.insert(hash).second) {
+    cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
+  }
+  return hash;
+}
+
+// Every file record, in both modes; in replay each is also a step of the clock.
+void TreeEffects::add_file_record(RecordKind kind) {
+  recorder().record(std::move(kind));
+  step_clock();
+}
+
+void TreeEffects::record_read(const std::string& path, const std::string& bytes) {
+  add_file_record(kind::FileRead{path, keep(bytes), bytes.size()});
+}
+
+void TreeEffects::record_write(const std::string& path, const std::string& bytes) {
+  add_file_record(kind::FileWrite{path, keep(bytes), bytes.size()});
+}
+
+void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_view body) {
+  wire::Cursor cursor(body);
+  try {
+    switch (op) {
+      case wire::Op::events:
+        return handle_events(cursor);
+      case wire::Op::sync:
+        return server_.answer(connection, Reply::ok);
+      case wire::Op::spawn_done:
+      case wire::Op::spawn_replay:
+        return handle_spawn(connection, op, cursor);
+      case wire::Op::renamed:
+        return handle_rename(connection, cursor);
+      default:
+        return handle_file(connection, op, cursor);
+    }
+  } catch (const std::exception& error) {
+    server_.answer_miss(connection,
+                        std::string("tapedeck could not serve a request: ") + error.what());
+  }
+}
+
+void TreeEffects::handle_events(wire::Cursor& cursor) {
+  while (!cursor.done()) {
+    const auto event = static_cast<wire::Event>(cursor.take_int<uint8_t>());
+    const auto value = cursor.take_int<int64_t>();
+    if (!cursor.ok()) return;
+    switch (event) {
+      case wire::Event::wall_read:
+        recorder().record(kind::ClockRead{ClockSource::wall, value});
+        break;
+      case wire::Event::monotonic_read:
+        recorder().record(kind::ClockRead{ClockSource::monotonic, value});
+        break;
+      case wire::Event::sleep:
+        if (options_.mode == RunOptions::Mode::replay) {
+          session_->clock().advance_ms(static_cast<uint64_t>(value));
+        }
+        recorder().record(kind::ClockSleep{static_cast<uint64_t>(value)});
+        step_clock();
+        break;
+    }
+  }
+}
+
+}  // namespace tapedeck::supervisor

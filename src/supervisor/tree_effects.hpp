@@ -1,0 +1,94 @@
+// What the tree's processes report, turned into records (record) or served from the recording
+// (replay): clock reads and sleeps (tree_effects.cpp), workspace files (file_effects.cpp),
+// subprocesses and the workspace changes they make (spawn_effects.cpp).
+//
+// Every record either mode makes goes through here, on the serving thread, in the order the
+// processes reported; in replay each record other than a clock read also moves the shared clock
+// to the recording's next stretch. A request this cannot serve stops the tree (answer_miss).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "preload/wire.hpp"
+#include "supervisor/recording_index.hpp"
+#include "supervisor/supervisor.hpp"
+#include "supervisor/tree_server.hpp"
+#include "supervisor/workspace_view.hpp"
+#include "supervisor/workspace_watch.hpp"
+#include "tapedeck/testbench.hpp"
+
+namespace tapedeck::supervisor {
+
+class TreeEffects {
+ public:
+  // `session` is null when nothing is taped; `view` is the workspace itself when recording.
+  TreeEffects(const RunOptions& options, Session* session, TreeServer& server,
+              const WorkspaceView& view, const std::filesystem::path& run_dir);
+
+  // The serving thread's handler of every frame.
+  void handle(const Connection& connection, wire::Op op, std::string_view body);
+  // The LLM proxy served a call (its record made): the clock moves on, as for any record.
+  void llm_call_served() { step_clock(); }
+
+  const std::string& workspace() const { return workspace_; }
+  // Replay: where the clock map is, for the program's environment (empty when recording).
+  std::string clock_map_path() const;
+  // Record: the inotify queue the serving thread drains, and why it could not be had.
+  WorkspaceWatch& watch() { return watch_; }
+  const std::string& watch_warning() const { return watch_warning_; }
+  // Files whose bytes were not kept because they hold a credential.
+  uint64_t withheld() const { return withheld_; }
+  std::pair<uint64_t, std::string> unused_inputs() const;
+
+ private:
+  Recorder& recorder() { return session_->recorder(); }
+  void step_clock();
+  std::optional<std::string> relative(std::string_view absolute) const;
+  std::string keep(const std::string& bytes);
+  void add_file_record(RecordKind kind);
+  void record_read(const std::string& path, const std::string& bytes);
+  void record_write(const std::string& path, const std::string& bytes);
+
+  void handle_events(wire::Cursor& cursor);
+
+  // file_effects.cpp
+  void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor);
+  void handle_rename(const Connection& connection, wire::Cursor& cursor);
+  void record_file(const Connection& connection, wire::Op op, const std::string& path);
+  void replay_file(const Connection& connection, wire::Op op, const std::string& path,
+                   uint8_t flags);
+  bool serve_read(const Connection& connection, const std::string& path);
+  std::optional<std::string> current_bytes(const std::string& path) const;
+  std::optional<std::string> recorded_bytes(const kind::FileRead& read);
+  void reported(const std::string& path);
+
+  // spawn_effects.cpp
+  void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor);
+  void record_subprocess_changes();
+  void apply_subprocess_changes(const kind::ProcessSpawn* recorded);
+
+  const RunOptions& options_;
+  Session* session_;
+  TreeServer& server_;
+  const WorkspaceView& view_;
+  std::string workspace_;
+  std::filesystem::path cas_dir_;  // the written tape's sidecar
+  std::set<std::string> kept_;     // entries already in it
+  uint64_t withheld_ = 0;
+  std::unique_ptr<RecordingIndex> index_;  // replay
+  // Replay: paths whose bytes the replay wrote itself (the view's answer is then its own).
+  std::set<std::string> written_;
+  WorkspaceWatch watch_;  // record
+  std::string watch_warning_;
+};
+
+// Writes `bytes` as the whole of `path`, making its folders (throws when it cannot).
+void write_whole(const std::filesystem::path& path, std::string_view bytes);
+bool is_regular(const std::filesystem::path& path);
+
+}  // namespace tapedeck::supervisor

@@ -1,0 +1,148 @@
+#include "supervisor/tree_server.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace tapedeck::supervisor {
+
+TreeServer::TreeServer(std::string socket_path) : socket_path_(std::move(socket_path)) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path_.size() >= sizeof address.sun_path) {
+    throw std::runtime_error("the run folder's path is too long for a Unix socket: " +
+                             socket_path_ + " (set TMPDIR to a shorter folder)");
+  }
+  std::strcpy(address.sun_path, socket_path_.c_str());
+  listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener_ < 0 ||
+      ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(listener_, 128) != 0) {
+    throw std::runtime_error("cannot listen on " + socket_path_ + ": " + std::strerror(errno));
+  }
+}
+
+TreeServer::~TreeServer() {
+  for (Connection& connection : connections_) ::close(connection.fd);
+  if (listener_ >= 0) ::close(listener_);
+}
+
+void TreeServer::also_poll(int fd, std::function<void()> on_ready) {
+  if (fd >= 0) others_.emplace_back(fd, std::move(on_ready));
+}
+
+void TreeServer::set_root(pid_t pid) {
+  std::lock_guard lock(mutex_);
+  root_ = pid;
+}
+
+void TreeServer::serve(const std::atomic<bool>& root_exited, std::chrono::milliseconds grace) {
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  while (true) {
+    if (root_exited.load() && !deadline) deadline = std::chrono::steady_clock::now() + grace;
+    if (deadline && (connections_.empty() || std::chrono::steady_clock::now() > *deadline)) {
+      break;
+    }
+    std::vector<pollfd> fds;
+    fds.push_back({listener_, POLLIN, 0});
+    for (const auto& [fd, _] : others_) fds.push_back({fd, POLLIN, 0});
+    for (const Connection& connection : connections_) fds.push_back({connection.fd, POLLIN, 0});
+    const int ready = ::poll(fds.data(), fds.size(), 50);
+    if (ready <= 0) continue;
+    if (fds[0].revents & POLLIN) accept_one();
+    for (size_t i = 0; i < others_.size(); ++i) {
+      if (fds[1 + i].revents & POLLIN) others_[i].second();
+    }
+    const size_t first = 1 + others_.size();
+    for (size_t i = first; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      Connection& connection = connections_[i - first];
+      if (!receive(connection)) {
+        ::close(connection.fd);
+        connection.fd = -1;
+      }
+    }
+    std::erase_if(connections_, [](const Connection& c) { return c.fd < 0; });
+  }
+}
+
+void TreeServer::accept_one() {
+  const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  Connection connection;
+  connection.fd = fd;
+  ucred credentials{};
+  socklen_t size = sizeof credentials;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0) {
+    connection.pid = credentials.pid;
+    std::lock_guard lock(mutex_);
+    pids_.insert(credentials.pid);
+  }
+  connections_.push_back(std::move(connection));
+}
+
+// Reads what is there and handles every whole frame; false at end of stream.
+bool TreeServer::receive(Connection& connection) {
+  char buffer[1 << 16];
+  const ssize_t got = ::recv(connection.fd, buffer, sizeof buffer, 0);
+  if (got < 0 && errno == EINTR) return true;
+  if (got <= 0) {
+    std::lock_guard lock(mutex_);
+    pids_.erase(connection.pid);
+    return false;
+  }
+  connection.pending.append(buffer, static_cast<size_t>(got));
+  size_t at = 0;
+  while (connection.pending.size() - at >= wire::kHeaderBytes) {
+    const uint32_t length = wire::load_length(connection.pending.data() + at);
+    if (length < 1 || length > wire::kMaxFrameBytes) return false;  // not one of ours
+    if (connection.pending.size() - at < 4 + length) break;
+    const auto op = static_cast<uint8_t>(connection.pending[at + 4]);
+    const std::string_view body(connection.pending.data() + at + wire::kHeaderBytes, length - 1);
+    handler_(connection, static_cast<wire::Op>(op), body);
+    at += 4 + length;
+  }
+  connection.pending.erase(0, at);
+  return true;
+}
+
+void TreeServer::answer(const Connection& connection, wire::Reply reply, const std::string& body) {
+  std::string frame;
+  wire::begin_frame(frame, static_cast<uint8_t>(reply));
+  frame += body;
+  wire::store_length(frame.data(), frame.size());
+  std::string_view rest = frame;
+  while (!rest.empty()) {
+    const ssize_t sent = ::send(connection.fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent <= 0) return;  // the process is gone; its end of stream closes the connection
+    rest.remove_prefix(static_cast<size_t>(sent));
+  }
+}
+
+void TreeServer::answer_miss(const Connection& connection, const std::string& message) {
+  stop_tree(message);
+  std::string body;
+  wire::put_bytes(body, message);
+  answer(connection, wire::Reply::miss, body);
+}
+
+void TreeServer::stop_tree(const std::string& message) {
+  std::lock_guard lock(mutex_);
+  if (!miss_) miss_ = message;
+  for (pid_t pid : pids_) ::kill(pid, SIGKILL);
+  if (root_ > 0) ::kill(root_, SIGKILL);
+}
+
+std::optional<std::string> TreeServer::miss() {
+  std::lock_guard lock(mutex_);
+  return miss_;
+}
+
+}  // namespace tapedeck::supervisor

@@ -1,0 +1,76 @@
+// The supervisor's side of the wire (preload/wire.hpp): a Unix socket every process of the tree
+// connects to, served by one thread in a poll loop that hands each whole frame to the handler,
+// in the order each process sent them. It also knows the tree's processes (by their peer
+// credentials), so that a replay that meets what the tape does not hold can stop them all.
+//
+// Other descriptors the serving thread must watch (the workspace's inotify queue) are polled in
+// the same loop: everything the tree does is handled by one thread, in one order.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "preload/wire.hpp"
+
+namespace tapedeck::supervisor {
+
+struct Connection {
+  int fd = -1;
+  pid_t pid = 0;
+  std::string pending;  // bytes received, not yet a whole frame
+};
+
+class TreeServer {
+ public:
+  using Handler = std::function<void(const Connection&, wire::Op, std::string_view body)>;
+
+  // Listens at `socket_path` (throws when it cannot).
+  explicit TreeServer(std::string socket_path);
+  ~TreeServer();
+  TreeServer(const TreeServer&) = delete;
+  TreeServer& operator=(const TreeServer&) = delete;
+
+  void set_handler(Handler handler) { handler_ = std::move(handler); }
+  // Another descriptor to watch: `on_ready` runs on the serving thread when it is readable.
+  void also_poll(int fd, std::function<void()> on_ready);
+  const std::string& socket_path() const { return socket_path_; }
+  void set_root(pid_t pid);
+
+  // Serves until the root has exited and every connection closed (or `grace` passed since).
+  void serve(const std::atomic<bool>& root_exited, std::chrono::milliseconds grace);
+
+  void answer(const Connection& connection, wire::Reply reply, const std::string& body = {});
+  // The tape does not hold what this process asked for: the tree is stopped, the process told.
+  void answer_miss(const Connection& connection, const std::string& message);
+  // A replay met an input the tape does not hold: remember why (the first reason), stop the
+  // whole tree. Any thread may call it.
+  void stop_tree(const std::string& message);
+  std::optional<std::string> miss();
+
+ private:
+  void accept_one();
+  bool receive(Connection& connection);
+
+  std::string socket_path_;
+  int listener_ = -1;
+  Handler handler_;
+  std::vector<Connection> connections_;
+  std::vector<std::pair<int, std::function<void()>>> others_;
+
+  std::mutex mutex_;  // the fields below: other threads (the LLM proxy's) stop the tree too
+  std::set<pid_t> pids_;
+  pid_t root_ = 0;
+  std::optional<std::string> miss_;
+};
+
+}  // namespace tapedeck::supervisor
