@@ -167,6 +167,18 @@ int taped_close(int fd, CloseReal&& close_real) {
   return result;
 }
 
+// Tells the supervisor of a change made (a delete: one path; a rename: two) and waits for it to
+// be taped.
+void report_done(Op op, const char* path, const char* second = nullptr) {
+  char buffer[2 * kPathMax + 64];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(op));
+  tapedeck::wire::put_bytes(frame, path);
+  if (second != nullptr) tapedeck::wire::put_bytes(frame, second);
+  Answer answer;
+  ask(frame, answer);
+}
+
 // A delete in the workspace, reported once done (when it removed a file), in both modes.
 template <typename DeleteReal>
 int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
@@ -183,14 +195,7 @@ int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
   sync_with_supervisor();
   const int result = delete_real(real_path);
   const int saved = errno;
-  if (result == 0 && regular) {
-    char buffer[kPathMax + 64];
-    FixedSink frame{buffer, sizeof buffer};
-    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::deleted));
-    tapedeck::wire::put_bytes(frame, absolute);
-    Answer answer;
-    ask(frame, answer);
-  }
+  if (result == 0 && regular) report_done(Op::deleted, absolute);
   errno = saved;
   return result;
 }
@@ -215,15 +220,7 @@ int taped_rename(int old_dirfd, const char* old_path, int new_dirfd, const char*
   sync_with_supervisor();
   const int result = rename_real(real_old, real_new);
   const int saved = errno;
-  if (result == 0) {
-    char buffer[2 * kPathMax + 64];
-    FixedSink frame{buffer, sizeof buffer};
-    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::renamed));
-    tapedeck::wire::put_bytes(frame, from);
-    tapedeck::wire::put_bytes(frame, to);
-    Answer answer;
-    ask(frame, answer);
-  }
+  if (result == 0) report_done(Op::renamed, from, to);
   errno = saved;
   return result;
 }

@@ -137,17 +137,21 @@ RunOutcome run(const RunOptions& options) {
   ::sigaction(SIGINT, &ignore, &previous_int);
   ::sigaction(SIGQUIT, &ignore, &previous_quit);
   ::sigaction(SIGTERM, &forward, &previous_term);
-  pid_t pid = 0;
-  int spawned = 0;
-  try {
-    spawned = start_program(options, view, *program, argv, envp, env, pid, outcome);
-  } catch (...) {
+  // Once the root is gone (or never started): the tree served out, tapedeck's signals its own.
+  auto wind_down = [&] {
     root_exited = true;
     serving.join();
     ::sigaction(SIGINT, &previous_int, nullptr);
     ::sigaction(SIGQUIT, &previous_quit, nullptr);
     ::sigaction(SIGTERM, &previous_term, nullptr);
     if (proxy) proxy->stop();
+  };
+  pid_t pid = 0;
+  int spawned = 0;
+  try {
+    spawned = start_program(options, view, *program, argv, envp, env, pid, outcome);
+  } catch (...) {
+    wind_down();
     throw;
   }
   int status = 0;
@@ -158,12 +162,7 @@ RunOutcome run(const RunOptions& options) {
     }
     forward_to = 0;
   }
-  root_exited = true;
-  serving.join();
-  ::sigaction(SIGINT, &previous_int, nullptr);
-  ::sigaction(SIGQUIT, &previous_quit, nullptr);
-  ::sigaction(SIGTERM, &previous_term, nullptr);
-  if (proxy) proxy->stop();
+  wind_down();
   if (spawned != 0) {
     throw std::runtime_error("cannot run " + options.command[0] + ": " + std::strerror(spawned));
   }
