@@ -12,6 +12,8 @@ packages=(
   libdtl-dev                              # the overlay's unified diff
   libcurl4-openssl-dev                    # the LLM axis's HTTP client
   libcpp-httplib-dev                      # a local LLM server for the tests
+  libseccomp-dev                          # the system-call floor's filter
+  golang-go                               # Go programs under the floor (tests/floor)
   python3 time
   chromium                                # tapedeck view's browser test
 )

@@ -146,6 +146,7 @@ struct Allowed {
 
 struct Config {
   bool active = false;  // under the testbench at all (the network policy holds even when off)
+  bool floor = false;   // the system-call floor holds beneath: it polices connect, not the hook
   Mode mode = Mode::off;
   pid_t supervisor_pid = 0;
   char socket_path[sizeof(sockaddr_un::sun_path)] = {};

@@ -96,7 +96,7 @@ using namespace tapedeck::preload;
 extern "C" {
 
 int connect(int fd, const struct sockaddr* address, socklen_t length) {
-  if (config.active && address != nullptr && !in_hook && !allowed(address)) {
+  if (config.active && !config.floor && address != nullptr && !in_hook && !allowed(address)) {
     HookScope scope;
     describe_denied(address);
     errno = ECONNREFUSED;

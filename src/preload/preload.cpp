@@ -39,6 +39,7 @@ __attribute__((constructor)) void start_up() {
   const char* mode = getenv("TAPEDECK_MODE");
   if (mode == nullptr) return;  // loaded outside tapedeck: every hook is plain libc
   config.active = true;
+  config.floor = getenv("TAPEDECK_FLOOR") != nullptr;
   if (strcmp(mode, "record") == 0) config.mode = Mode::record;
   if (strcmp(mode, "replay") == 0) config.mode = Mode::replay;
   copy_env("TAPEDECK_SOCKET", config.socket_path, sizeof config.socket_path);

@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
 #include "tapedeck/testbench.hpp"
@@ -21,49 +22,53 @@ namespace tapedeck::supervisor {
 
 namespace fs = std::filesystem;
 
-// "family/hex-address/port" entries for the preload, from HOST[:PORT] rules resolved here.
-std::string resolve_allowed(const std::vector<std::string>& rules) {
-  std::string out;
+std::vector<floor::Endpoint> resolve_endpoints(const std::vector<std::string>& rules,
+                                               const std::string& flag) {
+  std::vector<floor::Endpoint> out;
   for (const std::string& rule : rules) {
     NetworkPolicy::Rule parsed;
     try {
       parsed = NetworkPolicy::parse(rule);
     } catch (const std::invalid_argument&) {
-      throw std::runtime_error("--allow " + rule +
+      throw std::runtime_error(flag + " " + rule +
                                ": not HOST or HOST:PORT (a port from 1 to 65535)");
     }
     if (parsed.subdomains) {
-      throw std::runtime_error("--allow " + rule +
+      throw std::runtime_error(flag + " " + rule +
                                ": the program connects to addresses, so name the hosts themselves");
     }
-    const std::string& host = parsed.host;
-    const unsigned port = parsed.port.value_or(0);  // 0: every port
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
-    if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0) {
-      throw std::runtime_error("--allow " + rule + ": cannot resolve " + host);
+    if (::getaddrinfo(parsed.host.c_str(), nullptr, &hints, &found) != 0) {
+      throw std::runtime_error(flag + " " + rule + ": cannot resolve " + parsed.host);
     }
     for (addrinfo* at = found; at != nullptr; at = at->ai_next) {
-      const uint8_t* bytes = nullptr;
-      size_t size = 0;
+      floor::Endpoint endpoint;
+      endpoint.family = at->ai_family;
+      endpoint.port = parsed.port.value_or(0);  // 0: every port
       if (at->ai_family == AF_INET) {
-        bytes = reinterpret_cast<const uint8_t*>(
-            &reinterpret_cast<sockaddr_in*>(at->ai_addr)->sin_addr);
-        size = 4;
+        std::memcpy(endpoint.address, &reinterpret_cast<sockaddr_in*>(at->ai_addr)->sin_addr, 4);
       } else if (at->ai_family == AF_INET6) {
-        bytes = reinterpret_cast<const uint8_t*>(
-            &reinterpret_cast<sockaddr_in6*>(at->ai_addr)->sin6_addr);
-        size = 16;
+        std::memcpy(endpoint.address, &reinterpret_cast<sockaddr_in6*>(at->ai_addr)->sin6_addr, 16);
       } else {
         continue;
       }
-      char hex[33] = {};
-      for (size_t i = 0; i < size; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
-      if (!out.empty()) out += ',';
-      out += std::to_string(at->ai_family) + "/" + hex + "/" + std::to_string(port);
+      out.push_back(endpoint);
     }
     ::freeaddrinfo(found);
+  }
+  return out;
+}
+
+std::string preload_allow_list(const std::vector<floor::Endpoint>& endpoints) {
+  std::string out;
+  for (const floor::Endpoint& endpoint : endpoints) {
+    const size_t size = endpoint.family == AF_INET ? 4 : 16;
+    char hex[33] = {};
+    for (size_t i = 0; i < size; ++i) std::snprintf(hex + 2 * i, 3, "%02x", endpoint.address[i]);
+    if (!out.empty()) out += ',';
+    out += std::to_string(endpoint.family) + "/" + hex + "/" + std::to_string(endpoint.port);
   }
   return out;
 }
@@ -117,51 +122,71 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   return out;
 }
 
-// Starts the root program: as it is when recording, in a private view of the workspace when
-// replaying (see workspace_view.hpp). Returns posix_spawn's error (0 when started).
-int start_program(const RunOptions& options, WorkspaceView& view, const fs::path& program,
-                  std::vector<char*>& argv, std::vector<char*>& envp,
-                  const std::vector<std::string>& env, pid_t& pid, RunOutcome& outcome) {
+PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const fs::path& program,
+                          const std::vector<std::string>& env, const floor::Filter* filter,
+                          RunOutcome& outcome, bool& floored) {
+  const bool replay = options.mode == RunOptions::Mode::replay;
+  bool overlay = replay && options.isolation != Isolation::copy;
+  bool with_floor = filter != nullptr;
+  std::vector<char*> argv;
+  for (const std::string& arg : options.command) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
   const fs::path cwd = fs::current_path();
-  if (options.mode == RunOptions::Mode::replay && options.isolation != Isolation::copy) {
-    std::string why;
-    if (auto started = view.start_in_overlay(program.c_str(), argv.data(), envp.data(), cwd, why)) {
-      pid = *started;
-      return 0;
+  while (true) {
+    RootSetupFailure failure;
+    std::optional<std::string> mount_options;
+    if (overlay) mount_options = view.overlay_options(failure.why);
+    if (replay && !overlay && view.kind() != Isolation::copy) view.make_copy();
+    if (!overlay || mount_options) {
+      // The program's environment for this attempt: the floor's and the copy's entries added.
+      std::vector<std::string> entries = env;
+      if (with_floor) entries.push_back("TAPEDECK_FLOOR=1");
+      if (view.kind() == Isolation::copy) {
+        entries.push_back("TAPEDECK_VIEW=" + view.copy_root().string());
+        for (std::string& entry : entries) {
+          if (entry.starts_with("PWD=")) entry = "PWD=" + view.translate(cwd).string();
+        }
+      }
+      std::vector<char*> envp;
+      for (std::string& entry : entries) envp.push_back(entry.data());
+      envp.push_back(nullptr);
+      RootPlan plan;
+      plan.program = program.c_str();
+      plan.argv = argv.data();
+      plan.envp = envp.data();
+      plan.cwd = view.translate(cwd).string();
+      plan.overlay = overlay;
+      plan.workspace = view.workspace().string();
+      plan.overlay_options = mount_options.value_or("");
+      plan.floor = with_floor ? filter : nullptr;
+      if (std::optional<PreparedRoot> root = PreparedRoot::prepare(plan, failure)) {
+        if (overlay) view.adopt_overlay(root->take_view(), root->setup_ms());
+        floored = with_floor;
+        return std::move(*root);
+      }
     }
-    if (options.isolation == Isolation::kernel_overlay) {
-      throw std::runtime_error(
-          "--isolation namespace: the kernel refused a private view of the "
-          "workspace (" +
-          why + ")");
+    if (failure.step == RootSetupFailure::Step::overlay) {
+      if (options.isolation == Isolation::kernel_overlay) {
+        throw std::runtime_error(
+            "--isolation namespace: the kernel refused a private view of the workspace (" +
+            failure.why + ")");
+      }
+      outcome.warnings.push_back("no mount namespace for the replay (" + failure.why +
+                                 "): replaying in a copy of the workspace instead; programs the "
+                                 "preload library does not reach see the real workspace");
+      overlay = false;
+      continue;
     }
-    outcome.warnings.push_back("no mount namespace for the replay (" + why +
-                               "): replaying in a copy of the workspace instead; programs the "
-                               "preload library does not reach see the real workspace");
+    if (replay) {
+      throw std::runtime_error("the system-call floor could not be installed (" + failure.why +
+                               "): a replay without it could let a program reach what the tape "
+                               "should serve, so it does not start");
+    }
+    outcome.warnings.push_back("the system-call floor could not be installed (" + failure.why +
+                               "): only the preload library's hooks hold, and programs it does "
+                               "not reach are not policed");
+    with_floor = false;
   }
-  posix_spawn_file_actions_t actions;
-  ::posix_spawn_file_actions_init(&actions);
-  std::vector<std::string> copy_env;
-  std::vector<char*> copy_envp;
-  char* const* environment = envp.data();
-  fs::path start_in;
-  if (options.mode == RunOptions::Mode::replay) {
-    view.make_copy();
-    start_in = view.translate(cwd);
-    ::posix_spawn_file_actions_addchdir_np(&actions, start_in.c_str());
-    copy_env = env;
-    copy_env.push_back("TAPEDECK_VIEW=" + view.copy_root().string());
-    for (std::string& entry : copy_env) {
-      if (entry.starts_with("PWD=")) entry = "PWD=" + start_in.string();
-    }
-    for (std::string& entry : copy_env) copy_envp.push_back(entry.data());
-    copy_envp.push_back(nullptr);
-    environment = copy_envp.data();
-  }
-  const int spawned =
-      ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environment);
-  ::posix_spawn_file_actions_destroy(&actions);
-  return spawned;
 }
 
 std::optional<std::string> interposition_warning(const fs::path& program) {
@@ -190,17 +215,21 @@ std::optional<std::string> interposition_warning(const fs::path& program) {
     std::memcpy(&segment, image.data() + at, sizeof segment);
     if (segment.p_type == PT_INTERP) has_interpreter = true;
   }
-  if (image.find("Go build ID:") != std::string::npos) {
+  // Every Go binary since Go 1.13 carries its build info behind this magic, cgo-linked or not.
+  if (image.find("\xff Go buildinf:") != std::string::npos ||
+      image.find("Go build ID:") != std::string::npos) {
     return program.string() +
-           " is a Go program: it reads the clock through the vDSO and makes system calls "
-           "itself, so its clock reads, sleeps, file effects and execs are not taped; only its "
-           "LLM calls through the proxy are";
+           " is a Go program: it reads the clock through the vDSO and makes its system calls "
+           "itself, so its clock reads, sleeps, file effects and execs are not taped (the "
+           "system-call floor still polices its network, and a replay's private view keeps it "
+           "off the workspace); only its LLM calls through the proxy are";
   }
   if (!has_interpreter) {
     return program.string() +
            " is statically linked: there is no libc to interpose, so its clock reads, sleeps, "
-           "file effects, execs and connects are not taped; only its LLM calls through the "
-           "proxy are";
+           "file effects and execs are not taped (the system-call floor still polices its "
+           "network, and a replay's private view keeps it off the workspace); only its LLM "
+           "calls through the proxy are";
   }
   return std::nullopt;
 }

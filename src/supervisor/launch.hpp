@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "floor/floor.hpp"
+#include "supervisor/root_launch.hpp"
 #include "supervisor/supervisor.hpp"
 #include "supervisor/workspace_view.hpp"
 
@@ -19,9 +21,12 @@ namespace tapedeck::supervisor {
 // PROGRAM's path as the kernel will find it (a PATH search for a bare name).
 std::optional<std::filesystem::path> locate(const std::string& program);
 
-// "family/hex-address/port" entries for the preload, from HOST[:PORT] rules resolved here
-// (throws, naming the rule, when one is not HOST[:PORT] or does not resolve).
-std::string resolve_allowed(const std::vector<std::string>& rules);
+// The addresses HOST[:PORT] rules name, resolved here (throws, naming `flag` and the rule, when
+// one is not HOST[:PORT] or does not resolve).
+std::vector<floor::Endpoint> resolve_endpoints(const std::vector<std::string>& rules,
+                                               const std::string& flag);
+// The same as the preload library reads them: "family/hex-address/port,…".
+std::string preload_allow_list(const std::vector<floor::Endpoint>& endpoints);
 
 // What ties the program's processes to this run.
 struct ProgramLinks {
@@ -30,18 +35,19 @@ struct ProgramLinks {
   std::string workspace;       // canonical
   std::string clock_map_path;  // replay
   uint16_t proxy_port = 0;     // the LLM proxy's, 0 when none
-  std::string allowed;         // resolve_allowed()'s
+  std::string allowed;         // preload_allow_list()'s
 };
 
 // This process's environment with what the preload library and the SDKs need added.
 std::vector<std::string> program_environment(const RunOptions& options, const ProgramLinks& links);
 
-// Starts the root program: as it is when recording, in a private view of the workspace when
-// replaying. Returns posix_spawn's error (0 when started); a warning of a fallback goes to
-// `outcome`.
-int start_program(const RunOptions& options, WorkspaceView& view,
-                  const std::filesystem::path& program, std::vector<char*>& argv,
-                  std::vector<char*>& envp, const std::vector<std::string>& env, pid_t& pid,
-                  RunOutcome& outcome);
+// Prepares the root program (see root_launch.hpp): in replay inside a private view of the
+// workspace (a kernel overlay; a copy, with a warning in `outcome`, where the kernel gives no
+// namespace), with the system-call floor beneath it when `filter` is given. Where the floor
+// cannot be installed a replay refuses to start (throws) and a recording goes on without it,
+// with a warning; `floored` says whether it holds. The root waits for PreparedRoot::go().
+PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view,
+                          const std::filesystem::path& program, const std::vector<std::string>& env,
+                          const floor::Filter* filter, RunOutcome& outcome, bool& floored);
 
 }  // namespace tapedeck::supervisor

@@ -4,9 +4,11 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
+#include "floor/floor.hpp"
 #include "supervisor/launch.hpp"
 #include "supervisor/run_dir.hpp"
 #include "supervisor/tree_effects.hpp"
@@ -111,21 +113,49 @@ RunOutcome run(const RunOptions& options) {
     hooks.on_call_served = [&effects] { effects.llm_call_served(); };
     proxy = std::make_unique<LlmProxy>(*session, upstream, std::move(hooks));
   }
+  std::vector<floor::Endpoint> allowed = resolve_endpoints(options.allow, "--allow");
   ProgramLinks links;
   links.mode = mode;
   links.socket_path = server.socket_path();
   links.workspace = effects.workspace();
   links.clock_map_path = effects.clock_map_path();
   links.proxy_port = proxy ? proxy->port() : 0;
-  links.allowed = resolve_allowed(options.allow);
+  links.allowed = preload_allow_list(allowed);
   const std::vector<std::string> env = program_environment(options, links);
 
-  std::vector<char*> argv;
-  for (const std::string& arg : options.command) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (const std::string& entry : env) envp.push_back(const_cast<char*>(entry.c_str()));
-  envp.push_back(nullptr);
+  // The floor: built here, installed by the root before it starts, answered by the warden.
+  std::optional<floor::Filter> filter;
+  try {
+    filter.emplace();
+  } catch (const std::exception& error) {
+    if (options.mode == RunOptions::Mode::replay) throw;
+    outcome.warnings.push_back(std::string(error.what()) +
+                               ": only the preload library's hooks hold");
+  }
+  bool floored = false;
+  PreparedRoot root =
+      prepare_root(options, view, *program, env, filter ? &*filter : nullptr, outcome, floored);
+  std::unique_ptr<floor::Warden> warden;
+  if (floored) {
+    floor::NetworkPolicy policy;
+    policy.proxy_port = links.proxy_port;
+    policy.allowed = allowed;
+    for (const floor::Endpoint& nameserver : floor::nameservers()) {
+      policy.allowed.push_back(nameserver);
+    }
+    // A recorded subprocess reaches the upstream itself (its base URLs point there).
+    if (options.mode == RunOptions::Mode::record && !options.llm_upstream.empty()) {
+      for (const floor::Endpoint& upstream :
+           resolve_endpoints({NetworkPolicy::rule_for(options.llm_upstream)}, "--llm-upstream")) {
+        policy.allowed.push_back(upstream);
+      }
+    }
+    warden = std::make_unique<floor::Warden>(
+        root.take_floor(), std::move(policy), root.pid(),
+        [](const std::string& line) { std::fprintf(stderr, "tapedeck: %s\n", line.c_str()); });
+    server.also_poll(warden->fd(), [&warden] { warden->serve_one(); });
+  }
+  outcome.floor = floored;
 
   std::atomic<bool> root_exited{false};
   std::thread serving([&] { server.serve(root_exited, std::chrono::milliseconds(2000)); });
@@ -146,26 +176,21 @@ RunOutcome run(const RunOptions& options) {
     ::sigaction(SIGTERM, &previous_term, nullptr);
     if (proxy) proxy->stop();
   };
-  pid_t pid = 0;
-  int spawned = 0;
+  const pid_t pid = root.pid();
+  forward_to = pid;
+  server.set_root(pid);
   try {
-    spawned = start_program(options, view, *program, argv, envp, env, pid, outcome);
+    root.go();
   } catch (...) {
+    forward_to = 0;
     wind_down();
     throw;
   }
   int status = 0;
-  if (spawned == 0) {
-    forward_to = pid;
-    server.set_root(pid);
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    forward_to = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  forward_to = 0;
   wind_down();
-  if (spawned != 0) {
-    throw std::runtime_error("cannot run " + options.command[0] + ": " + std::strerror(spawned));
-  }
   outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   outcome.miss = server.miss();
   if (options.mode == RunOptions::Mode::replay) {

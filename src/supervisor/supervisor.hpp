@@ -39,6 +39,7 @@ struct RunOutcome {
   std::vector<std::string> warnings;           // e.g. a static binary the preload cannot reach
   Isolation isolation = Isolation::automatic;  // replay: the view it ran in
   double isolation_setup_ms = 0;               // replay: the kernel overlay's set-up time
+  bool floor = false;  // the system-call floor held beneath the tree (see floor/floor.hpp)
 };
 
 // Runs the program to its end. Throws std::runtime_error (or TapeError) when the run cannot be

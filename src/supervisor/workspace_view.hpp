@@ -43,17 +43,18 @@ class WorkspaceView {
   WorkspaceView(const WorkspaceView&) = delete;
   WorkspaceView& operator=(const WorkspaceView&) = delete;
 
-  // Starts PROGRAM in a kernel overlay. Returns its pid, or nullopt with `why` set when the
-  // kernel refuses (no namespaces, no overlayfs): the caller may then fall back to the copy.
-  // The program runs in `cwd` as the view sees it. `argv`/`envp` are null-terminated.
-  std::optional<pid_t> start_in_overlay(const char* program, char* const argv[], char* const envp[],
-                                        const std::filesystem::path& cwd, std::string& why);
+  // The overlayfs mount options of a kernel overlay over the workspace (its scratch folders
+  // made), or nullopt and why. The root launcher mounts it in the program's namespace.
+  std::optional<std::string> overlay_options(std::string& why) const;
+  // The overlay is mounted: `view_fd` is its root, opened inside the namespace (taken over).
+  void adopt_overlay(int view_fd, double setup_ms);
 
   // Makes the copy (throws when it cannot). Then the program starts at translate(cwd) with
   // TAPEDECK_VIEW=copy_root() in its environment, so that the preload rewrites paths.
   void make_copy();
 
   Isolation kind() const { return kind_; }
+  const std::filesystem::path& workspace() const { return workspace_; }
   bool ready() const { return kind_ != Isolation::automatic; }
   // Where the copy is (copy mode only).
   const std::filesystem::path& copy_root() const { return copy_; }

@@ -1,0 +1,69 @@
+// The floor's filter: built with libseccomp in the supervisor, exported as raw BPF, installed
+// by the child with the seccomp system call itself (libseccomp's own loader allocates, which a
+// child forked from a threaded process must not).
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "floor/floor.hpp"
+
+namespace tapedeck::floor {
+
+namespace {
+
+struct ContextDeleter {
+  void operator()(scmp_filter_ctx context) const { seccomp_release(context); }
+};
+
+void check(int result, const char* what) {
+  if (result != 0) {
+    throw std::runtime_error(std::string("the system-call floor: ") + what + ": " +
+                             std::strerror(-result));
+  }
+}
+
+}  // namespace
+
+Filter::Filter() {
+  std::unique_ptr<void, ContextDeleter> context(seccomp_init(SCMP_ACT_ALLOW));
+  if (!context) throw std::runtime_error("the system-call floor: seccomp_init failed");
+  scmp_filter_ctx ctx = context.get();
+  // i386 and x32 calls (int 0x80, the x32 bit) would go around rules written for x86-64.
+  check(seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS)), "bad-arch action");
+  check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(connect), 0), "connect");
+  check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(sendto), 1, SCMP_A4(SCMP_CMP_NE, 0)),
+        "sendto");
+  check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0),
+        "io_uring_setup");
+
+  // libseccomp 2.5 exports to a descriptor only: a memfd, read back.
+  const int memory = ::memfd_create("tapedeck-floor", MFD_CLOEXEC);
+  if (memory < 0) throw std::runtime_error("the system-call floor: memfd_create failed");
+  const int exported = seccomp_export_bpf(ctx, memory);
+  const off_t size = ::lseek(memory, 0, SEEK_END);
+  program_.resize(size > 0 ? static_cast<size_t>(size) / sizeof(sock_filter) : 0);
+  const bool read_back = exported == 0 && size > 0 &&
+                         ::pread(memory, program_.data(), static_cast<size_t>(size), 0) == size;
+  ::close(memory);
+  if (!read_back) throw std::runtime_error("the system-call floor: cannot export the filter");
+}
+
+int Filter::install() const noexcept {
+  // Without CAP_SYS_ADMIN the kernel takes a filter only from a process that can gain no
+  // privilege; as root the tree keeps setuid programs working.
+  if (::geteuid() != 0 && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+  sock_fprog program{static_cast<unsigned short>(program_.size()),
+                     const_cast<sock_filter*>(program_.data())};
+  return static_cast<int>(
+      ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program));
+}
+
+}  // namespace tapedeck::floor

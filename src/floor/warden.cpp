@@ -1,0 +1,232 @@
+// The floor's notifications, answered by the supervisor: the network policy for every binary.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <seccomp.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "floor/floor.hpp"
+
+namespace tapedeck::floor {
+
+namespace {
+
+bool parse_address(const std::string& text, Endpoint& out) {
+  if (::inet_pton(AF_INET, text.c_str(), out.address) == 1) {
+    out.family = AF_INET;
+    return true;
+  }
+  if (::inet_pton(AF_INET6, text.c_str(), out.address) == 1) {
+    out.family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
+// An address from the caller, as (family, 16 address bytes, port); a v4-mapped IPv6 address is
+// the IPv4 address it maps.
+struct Target {
+  int family = 0;
+  uint8_t address[16] = {};
+  uint16_t port = 0;
+  bool loopback() const {
+    if (family == AF_INET) return address[0] == 127;
+    static const uint8_t kLoopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::memcmp(address, kLoopback6, 16) == 0;
+  }
+  std::string text() const {
+    char host[INET6_ADDRSTRLEN] = "?";
+    ::inet_ntop(family, address, host, sizeof host);
+    return (family == AF_INET6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" +
+           std::to_string(port);
+  }
+};
+
+bool read_target(pid_t pid, uint64_t where, uint64_t length, Target& out) {
+  sockaddr_storage address{};
+  const size_t size = std::min<uint64_t>(length, sizeof address);
+  iovec local{&address, size};
+  iovec remote{reinterpret_cast<void*>(where), size};
+  if (size < sizeof(sa_family_t) ||
+      ::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(size)) {
+    return false;
+  }
+  out.family = address.ss_family;
+  if (address.ss_family == AF_INET && size >= sizeof(sockaddr_in)) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(address);
+    std::memcpy(out.address, &in.sin_addr, 4);
+    out.port = ntohs(in.sin_port);
+  } else if (address.ss_family == AF_INET6 && size >= sizeof(sockaddr_in6)) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
+    out.port = ntohs(in6.sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {
+      out.family = AF_INET;
+      std::memcpy(out.address, in6.sin6_addr.s6_addr + 12, 4);
+    } else {
+      std::memcpy(out.address, &in6.sin6_addr, 16);
+    }
+  }
+  return true;
+}
+
+bool matches(const Endpoint& rule, const Target& target) {
+  const size_t size = target.family == AF_INET ? 4 : 16;
+  return rule.family == target.family && std::memcmp(rule.address, target.address, size) == 0 &&
+         (rule.port == 0 || rule.port == target.port);
+}
+
+std::string command_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name.empty() ? "?" : name;
+}
+
+// The inodes of the sockets listening on `port` (TCP, both families).
+std::set<std::string> listening_inodes(uint16_t port) {
+  std::set<std::string> inodes;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the heading
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+          timeout >> inode;
+      const size_t colon = local.rfind(':');
+      if (state != "0A" || colon == std::string::npos) continue;  // 0A: LISTEN
+      if (std::stoul(local.substr(colon + 1), nullptr, 16) == port) inodes.insert(inode);
+    }
+  }
+  return inodes;
+}
+
+// The processes of the tree under `root` (root included), from the kernel's children lists.
+std::vector<pid_t> tree_of(pid_t root) {
+  std::vector<pid_t> tree{root};
+  for (size_t i = 0; i < tree.size(); ++i) {
+    const std::string tasks = "/proc/" + std::to_string(tree[i]) + "/task";
+    DIR* folder = ::opendir(tasks.c_str());
+    if (folder == nullptr) continue;
+    while (const dirent* task = ::readdir(folder)) {
+      if (task->d_name[0] == '.') continue;
+      std::ifstream children(tasks + "/" + task->d_name + "/children");
+      pid_t child;
+      while (children >> child) tree.push_back(child);
+    }
+    ::closedir(folder);
+  }
+  return tree;
+}
+
+}  // namespace
+
+std::vector<Endpoint> nameservers(const std::string& path) {
+  std::vector<Endpoint> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string keyword, address;
+    if (!(words >> keyword >> address) || keyword != "nameserver") continue;
+    Endpoint endpoint;
+    endpoint.port = 53;
+    if (parse_address(address.substr(0, address.find('%')), endpoint)) out.push_back(endpoint);
+  }
+  return out;
+}
+
+Warden::Warden(int listener, NetworkPolicy policy, pid_t root,
+               std::function<void(const std::string&)> report)
+    : listener_(listener), policy_(std::move(policy)), root_(root), report_(std::move(report)) {
+  if (seccomp_notify_alloc(&request_, &response_) != 0) {
+    ::close(listener_);
+    throw std::runtime_error("the system-call floor: cannot allocate its notifications");
+  }
+}
+
+Warden::~Warden() {
+  if (request_ != nullptr) seccomp_notify_free(request_, response_);
+  if (listener_ >= 0) ::close(listener_);
+}
+
+bool Warden::tree_listens_on(int family, uint16_t port) const {
+  (void)family;  // a listener on the wildcard address of either family takes both
+  const std::set<std::string> inodes = listening_inodes(port);
+  if (inodes.empty()) return false;
+  for (pid_t pid : tree_of(root_)) {
+    const std::string fds = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* folder = ::opendir(fds.c_str());
+    if (folder == nullptr) continue;
+    bool found = false;
+    while (const dirent* entry = ::readdir(folder)) {
+      char target[64];
+      const ssize_t size = ::readlinkat(dirfd(folder), entry->d_name, target, sizeof target - 1);
+      if (size <= 8) continue;
+      target[size] = '\0';
+      // "socket:[12345]"
+      if (std::strncmp(target, "socket:[", 8) == 0 &&
+          inodes.contains(std::string(target + 8, static_cast<size_t>(size) - 9))) {
+        found = true;
+        break;
+      }
+    }
+    ::closedir(folder);
+    if (found) return true;
+  }
+  return false;
+}
+
+int Warden::decide(const seccomp_notif& request) {
+  const bool is_connect = request.data.nr == __NR_connect;
+  const uint64_t where = is_connect ? request.data.args[1] : request.data.args[4];
+  const uint64_t length = is_connect ? request.data.args[2] : request.data.args[5];
+  Target target;
+  if (!read_target(static_cast<pid_t>(request.pid), where, length, target)) {
+    return 0;  // unreadable: the kernel answers the call itself (EFAULT, EINVAL)
+  }
+  // The process may have died and its pid been reused while its memory was read.
+  if (seccomp_notify_id_valid(listener_, request.id) != 0) return 0;
+  if (target.family != AF_INET && target.family != AF_INET6) return 0;  // Unix sockets and such
+  if (target.loopback() && policy_.proxy_port != 0 && target.port == policy_.proxy_port) return 0;
+  for (const Endpoint& rule : policy_.allowed) {
+    if (matches(rule, target)) return 0;
+  }
+  if (target.loopback() && tree_listens_on(target.family, target.port)) return 0;
+  ++denied_;
+  if (report_) {
+    report_("network denied: " + std::string(is_connect ? "connect" : "sendto") + " to " +
+            target.text() + " by " + command_of(static_cast<pid_t>(request.pid)) + " (pid " +
+            std::to_string(request.pid) +
+            "; the testbench denies by default; allow it with --allow HOST[:PORT])");
+  }
+  return ECONNREFUSED;
+}
+
+void Warden::serve_one() {
+  std::memset(request_, 0, sizeof *request_);
+  if (seccomp_notify_receive(listener_, request_) != 0) return;  // its process died meanwhile
+  const int error = decide(*request_);
+  std::memset(response_, 0, sizeof *response_);
+  response_->id = request_->id;
+  if (error == 0) {
+    response_->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  } else {
+    response_->error = -error;
+  }
+  seccomp_notify_respond(listener_, response_);  // ENOENT: the process died; nothing to do
+}
+
+}  // namespace tapedeck::floor

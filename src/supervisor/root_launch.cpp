@@ -1,0 +1,214 @@
+#include "supervisor/root_launch.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+namespace tapedeck::supervisor {
+
+namespace {
+
+// What the child reports when a step fails (before exec). Steps below kFirstFloorStep are the
+// overlay's.
+struct StepFailure {
+  int step;
+  int error;
+};
+
+constexpr int kFirstFloorStep = 8;
+const char* const kSteps[] = {"unshare", "setgroups",      "uid_map",
+                              "gid_map", "make / private", "mount overlayfs",
+                              "chdir",   "open the view",  "install the filter"};
+
+bool write_text(const char* path, const char* text) {
+  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const size_t size = std::strlen(text);
+  const bool ok = ::write(fd, text, size) == static_cast<ssize_t>(size);
+  ::close(fd);
+  return ok;
+}
+
+// The child's side. Everything it uses was built before fork. Never returns.
+[[noreturn]] void set_up_and_exec(int channel, const RootPlan& plan, const char* uid_map,
+                                  const char* gid_map) {
+  auto fail = [&](int step) {
+    const StepFailure failure{step, errno};
+    ssize_t ignored = ::write(channel, &failure, sizeof failure);
+    (void)ignored;
+    ::_exit(127);
+  };
+  int handed[2];
+  int count = 0;
+  if (plan.overlay) {
+    const bool user_namespace = ::geteuid() != 0;
+    if (::unshare(CLONE_NEWNS | (user_namespace ? CLONE_NEWUSER : 0)) != 0) fail(0);
+    if (user_namespace) {
+      // The program keeps its own uid and gid (mapped to themselves): it gains no privilege.
+      if (!write_text("/proc/self/setgroups", "deny")) fail(1);
+      if (!write_text("/proc/self/uid_map", uid_map)) fail(2);
+      if (!write_text("/proc/self/gid_map", gid_map)) fail(3);
+    }
+    // Nothing mounted here may reach the supervisor's namespace.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(4);
+    if (::mount("overlay", plan.workspace.c_str(), "overlay", 0, plan.overlay_options.c_str()) !=
+        0) {
+      fail(5);
+    }
+  }
+  // A cwd inside the workspace still names the folder beneath the mount: enter the view.
+  if (::chdir(plan.cwd.c_str()) != 0) fail(6);
+  if (plan.overlay) {
+    handed[count] = ::open(plan.workspace.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (handed[count++] < 0) fail(7);
+  }
+  if (plan.floor != nullptr) {
+    handed[count] = plan.floor->install();
+    if (handed[count++] < 0) fail(kFirstFloorStep);
+  }
+
+  // Hand them to the supervisor, then wait for its word before the program starts.
+  char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  char tag = static_cast<char>('0' + count);
+  iovec part{&tag, 1};
+  msghdr message{};
+  message.msg_iov = &part;
+  message.msg_iovlen = 1;
+  if (count > 0) {
+    message.msg_control = control;
+    message.msg_controllen = CMSG_SPACE(count * sizeof(int));
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(count * sizeof(int));
+    std::memcpy(CMSG_DATA(header), handed, count * sizeof(int));
+  }
+  if (::sendmsg(channel, &message, 0) != 1) ::_exit(127);
+  for (int i = 0; i < count; ++i) ::close(handed[i]);
+  char go = 0;
+  if (::read(channel, &go, 1) != 1) ::_exit(127);
+  ::execve(plan.program, plan.argv, plan.envp);
+  const int error = errno;
+  ssize_t ignored = ::write(channel, &error, sizeof error);
+  (void)ignored;
+  ::_exit(127);
+}
+
+void reap(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetupFailure& failure) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string uid_map =
+      std::to_string(::geteuid()) + " " + std::to_string(::geteuid()) + " 1";
+  const std::string gid_map =
+      std::to_string(::getegid()) + " " + std::to_string(::getegid()) + " 1";
+  int channel[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) != 0) {
+    throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int error = errno;
+    ::close(channel[0]);
+    ::close(channel[1]);
+    throw std::runtime_error(std::string("fork: ") + std::strerror(error));
+  }
+  if (pid == 0) {
+    ::close(channel[0]);
+    set_up_and_exec(channel[1], plan, uid_map.c_str(), gid_map.c_str());
+  }
+  ::close(channel[1]);
+
+  char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  char data[sizeof(StepFailure)] = {};
+  iovec part{data, sizeof data};
+  msghdr message{};
+  message.msg_iov = &part;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  ssize_t got;
+  while ((got = ::recvmsg(channel[0], &message, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  if (got != 1) {
+    if (got == static_cast<ssize_t>(sizeof(StepFailure))) {
+      StepFailure step;
+      std::memcpy(&step, data, sizeof step);
+      const int index = step.step >= 0 && step.step <= kFirstFloorStep ? step.step : 0;
+      failure.step = index >= kFirstFloorStep ? RootSetupFailure::Step::floor
+                                              : RootSetupFailure::Step::overlay;
+      failure.why = std::string(kSteps[index]) + ": " + std::strerror(step.error);
+    } else {
+      failure.why = "the set-up process ended early";
+    }
+    ::close(channel[0]);
+    reap(pid);
+    return std::nullopt;
+  }
+  int handed[2] = {-1, -1};
+  const int count = data[0] - '0';
+  const cmsghdr* header = CMSG_FIRSTHDR(&message);
+  if (count > 0 && header != nullptr && header->cmsg_type == SCM_RIGHTS) {
+    std::memcpy(handed, CMSG_DATA(header), static_cast<size_t>(count) * sizeof(int));
+  }
+  PreparedRoot root;
+  root.pid_ = pid;
+  root.channel_ = channel[0];
+  root.program_ = plan.program;
+  int next = 0;
+  if (plan.overlay) root.view_fd_ = handed[next++];
+  if (plan.floor != nullptr) root.floor_fd_ = handed[next++];
+  root.setup_ms_ =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  return root;
+}
+
+PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)),
+      channel_(std::exchange(other.channel_, -1)),
+      view_fd_(std::exchange(other.view_fd_, -1)),
+      floor_fd_(std::exchange(other.floor_fd_, -1)),
+      setup_ms_(other.setup_ms_),
+      program_(std::move(other.program_)) {}
+
+PreparedRoot::~PreparedRoot() {
+  if (view_fd_ >= 0) ::close(view_fd_);
+  if (floor_fd_ >= 0) ::close(floor_fd_);
+  if (channel_ >= 0) {
+    ::close(channel_);  // the child reads end of stream and exits
+    reap(pid_);
+  }
+}
+
+void PreparedRoot::go() {
+  const char word = 'G';
+  int exec_error = 0;
+  ssize_t answered = -1;
+  if (::write(channel_, &word, 1) == 1) {
+    while ((answered = ::read(channel_, &exec_error, sizeof exec_error)) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(std::exchange(channel_, -1));
+  if (answered != 0) {  // the program did not start: exec's errno, or the child is gone
+    reap(pid_);
+    throw std::runtime_error("cannot run " + program_ + ": " +
+                             std::strerror(answered > 0 ? exec_error : ECHILD));
+  }
+}
+
+}  // namespace tapedeck::supervisor

@@ -1,0 +1,65 @@
+// Starting the root program. fork(), then in the child, in this order and only with
+// async-signal-safe calls (the supervisor has threads): a private view of the workspace (a mount
+// namespace, a user namespace when not root, an overlayfs over the workspace), the system-call
+// floor, then a pause until the supervisor is ready to serve the tree, then exec.
+//
+// The child hands back what the supervisor needs to serve it (the view's root, the floor's
+// notification descriptor) before the program runs, so that the program's first call is served.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "floor/floor.hpp"
+
+namespace tapedeck::supervisor {
+
+struct RootPlan {
+  const char* program = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  std::string cwd;  // where the program starts (as the view sees it)
+  // A kernel overlay at `workspace`, mounted with `overlay_options`.
+  bool overlay = false;
+  std::string workspace;
+  std::string overlay_options;
+  const floor::Filter* floor = nullptr;  // null: no floor
+};
+
+// Why a step of the set-up failed: the caller may start again without it.
+struct RootSetupFailure {
+  enum class Step { overlay, floor } step = Step::overlay;
+  std::string why;
+};
+
+class PreparedRoot {
+ public:
+  // Forks and runs the set-up; nullopt (and `failure`) when a step failed (the child is reaped).
+  static std::optional<PreparedRoot> prepare(const RootPlan& plan, RootSetupFailure& failure);
+  PreparedRoot(PreparedRoot&& other) noexcept;
+  PreparedRoot& operator=(PreparedRoot&&) = delete;
+  ~PreparedRoot();  // a root never let go is killed and reaped
+
+  pid_t pid() const { return pid_; }
+  // The overlay's root and the floor's notifications (-1 when not asked for); the caller owns
+  // them once taken.
+  int take_view() { return std::exchange(view_fd_, -1); }
+  int take_floor() { return std::exchange(floor_fd_, -1); }
+  double setup_ms() const { return setup_ms_; }
+  // Lets the program start. Throws when exec failed (the child is reaped then).
+  void go();
+
+ private:
+  PreparedRoot() = default;
+  pid_t pid_ = -1;
+  int channel_ = -1;
+  int view_fd_ = -1;
+  int floor_fd_ = -1;
+  double setup_ms_ = 0;
+  std::string program_;
+};
+
+}  // namespace tapedeck::supervisor
