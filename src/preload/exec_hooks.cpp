@@ -89,6 +89,19 @@ bool exec_would_start(const char* program, bool search_path) {
   return false;
 }
 
+// `envp` with this process's stream key for the image that continues it (randomness goes on
+// where this process's left off, under a key of its own).
+char* const* with_entropy_key(char* const* envp, char** storage, size_t capacity) {
+  if (!entropy_on()) return envp;
+  size_t out = 0;
+  for (size_t i = 0; envp != nullptr && envp[i] != nullptr && out + 2 < capacity; ++i) {
+    if (strncmp(envp[i], "TAPEDECK_ENTROPY_KEY=", 21) != 0) storage[out++] = envp[i];
+  }
+  storage[out++] = const_cast<char*>(entropy_exec_entry());
+  storage[out] = nullptr;
+  return storage;
+}
+
 int exec_common(const char* path, bool search_path, char* const argv[], char* const envp[]) {
   const InView program(path);
   if (!config.active || in_hook) {
@@ -105,7 +118,9 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
     }
   }
   static char* env_storage[8192];
-  char* const* env = with_kept_env(envp, env_storage, 8192);
+  static char* entropy_storage[8192];
+  char* const* env =
+      with_entropy_key(with_kept_env(envp, env_storage, 8192), entropy_storage, 8192);
   return search_path ? ensure(real.execvpe, "execvpe")(program, argv, env)
                      : ensure(real.execve, "execve")(program, argv, env);
 }

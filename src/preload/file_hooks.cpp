@@ -103,14 +103,19 @@ mode_t mode_argument(int flags, va_list args) {
 }
 
 int open_path(const char* path, int flags, mode_t mode) {
-  return taped_open(AT_FDCWD, path, flags,
-                    [&](const char* p) { return ensure(real.open, "open")(p, flags, mode); });
+  const int fd = taped_open(AT_FDCWD, path, flags, [&](const char* p) {
+    return ensure(real.open, "open")(p, flags, mode);
+  });
+  note_entropy_fd(fd, path);
+  return fd;
 }
 
 int openat_path(int dirfd, const char* path, int flags, mode_t mode) {
-  return taped_open(dirfd, path, flags, [&](const char* p) {
+  const int fd = taped_open(dirfd, path, flags, [&](const char* p) {
     return ensure(real.openat, "openat")(dirfd, p, flags, mode);
   });
+  note_entropy_fd(fd, path);
+  return fd;
 }
 
 int fopen_flags(const char* mode) {
@@ -137,6 +142,7 @@ int fopen_flags(const char* mode) {
 }
 
 FILE* taped_fopen(const char* path, const char* mode) {
+  if (FILE* entropy = open_entropy_file(path)) return entropy;
   const int flags = mode != nullptr ? fopen_flags(mode) : -1;
   char absolute[kPathMax];
   if (!recording_or_replaying() || flags < 0 || !workspace_path(AT_FDCWD, path, absolute)) {
@@ -155,6 +161,7 @@ FILE* taped_fopen(const char* path, const char* mode) {
 // The closing half of a write: the file's bytes are final once the descriptor is gone.
 template <typename CloseReal>
 int taped_close(int fd, CloseReal&& close_real) {
+  forget_entropy_fd(fd);
   if (is_connection(fd)) return 0;  // ours: a program closing every fd keeps it
   if (config.mode == Mode::off || in_hook || !untrack_written(fd)) return close_real();
   HookScope scope;

@@ -23,12 +23,17 @@
 #include <dirent.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 #include <utime.h>
 
 #include <atomic>
@@ -115,6 +120,24 @@ struct Real {
   decltype(&::mkdtemp) mkdtemp;
   decltype(&::getcwd) getcwd;
   decltype(&::realpath) realpath;
+  decltype(&::getrandom) getrandom;
+  decltype(&::getentropy) getentropy;
+  decltype(&::arc4random) arc4random;
+  decltype(&::arc4random_buf) arc4random_buf;
+  decltype(&::arc4random_uniform) arc4random_uniform;
+  decltype(&::syscall) syscall;
+  decltype(&::read) read;
+  decltype(&::pread) pread;
+  decltype(&::pread64) pread64;
+  decltype(&::readv) readv;
+  decltype(&::getxattr) getxattr;
+  decltype(&::lgetxattr) lgetxattr;
+  decltype(&::setxattr) setxattr;
+  decltype(&::lsetxattr) lsetxattr;
+  decltype(&::listxattr) listxattr;
+  decltype(&::llistxattr) llistxattr;
+  decltype(&::removexattr) removexattr;
+  decltype(&::lremovexattr) lremovexattr;
 };
 extern Real real;
 
@@ -262,6 +285,22 @@ void parse_allowed(const char* list);
 bool is_kept_name(const char* entry);
 // file_hooks.cpp: files still open for writing at exit are complete now.
 void report_open_writes();
+
+// ---- randomness (entropy_hooks.cpp) --------------------------------------------------------
+
+// Starts the stream from the run's seed (64 hex digits) at the process's place in the tree
+// (TAPEDECK_ENTROPY_KEY; the root's when null). Off, and libc's randomness, without a seed.
+void start_entropy(const char* seed_hex, const char* key);
+bool entropy_on();
+// The process's next `size` bytes of the stream.
+void draw_entropy(void* out, size_t size);
+// "TAPEDECK_ENTROPY_KEY=…" for an image this process execs in place of itself.
+const char* entropy_exec_entry();
+// A descriptor opened on `path`: one on /dev/urandom or /dev/random is read from the stream.
+void note_entropy_fd(int fd, const char* path);
+void forget_entropy_fd(int fd);
+// fopen of /dev/urandom or /dev/random: a FILE over the stream; null for any other path.
+FILE* open_entropy_file(const char* path);
 
 }  // namespace tapedeck::preload
 

@@ -1,7 +1,11 @@
 // The real libc entry points the hooks pass calls on to: resolved once, at load (see ensure()
 // for calls that come before).
 #include <dlfcn.h>
+#include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "preload/interposer.hpp"
 
@@ -14,7 +18,7 @@ void* resolve(const char* name) {
   return dlsym(RTLD_NEXT, name);
 }
 
-Real real;
+constinit Real real;
 
 void resolve_all() {
   real.clock_gettime = TAPEDECK_REAL(clock_gettime);
@@ -81,6 +85,24 @@ void resolve_all() {
   real.mkdtemp = TAPEDECK_REAL(mkdtemp);
   real.getcwd = TAPEDECK_REAL(getcwd);
   real.realpath = TAPEDECK_REAL(realpath);
+  real.getrandom = TAPEDECK_REAL(getrandom);
+  real.getentropy = TAPEDECK_REAL(getentropy);
+  real.arc4random = TAPEDECK_REAL(arc4random);
+  real.arc4random_buf = TAPEDECK_REAL(arc4random_buf);
+  real.arc4random_uniform = TAPEDECK_REAL(arc4random_uniform);
+  real.syscall = TAPEDECK_REAL(syscall);
+  real.read = TAPEDECK_REAL(read);
+  real.pread = TAPEDECK_REAL(pread);
+  real.pread64 = TAPEDECK_REAL(pread64);
+  real.readv = TAPEDECK_REAL(readv);
+  real.getxattr = TAPEDECK_REAL(getxattr);
+  real.lgetxattr = TAPEDECK_REAL(lgetxattr);
+  real.setxattr = TAPEDECK_REAL(setxattr);
+  real.lsetxattr = TAPEDECK_REAL(lsetxattr);
+  real.listxattr = TAPEDECK_REAL(listxattr);
+  real.llistxattr = TAPEDECK_REAL(llistxattr);
+  real.removexattr = TAPEDECK_REAL(removexattr);
+  real.lremovexattr = TAPEDECK_REAL(lremovexattr);
 }
 
 }  // namespace tapedeck::preload

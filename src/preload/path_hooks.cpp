@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <utime.h>
 
@@ -188,6 +189,38 @@ int lutimes(const char* path, const struct timeval times[2]) {
 
 int utimensat(int dirfd, const char* path, const struct timespec times[2], int flags) {
   return ensure(real.utimensat, "utimensat")(dirfd, InView(path), times, flags);
+}
+
+ssize_t getxattr(const char* path, const char* name, void* value, size_t size) {
+  return ensure(real.getxattr, "getxattr")(InView(path), name, value, size);
+}
+
+ssize_t lgetxattr(const char* path, const char* name, void* value, size_t size) {
+  return ensure(real.lgetxattr, "lgetxattr")(InView(path), name, value, size);
+}
+
+int setxattr(const char* path, const char* name, const void* value, size_t size, int flags) {
+  return ensure(real.setxattr, "setxattr")(InView(path), name, value, size, flags);
+}
+
+int lsetxattr(const char* path, const char* name, const void* value, size_t size, int flags) {
+  return ensure(real.lsetxattr, "lsetxattr")(InView(path), name, value, size, flags);
+}
+
+ssize_t listxattr(const char* path, char* list, size_t size) {
+  return ensure(real.listxattr, "listxattr")(InView(path), list, size);
+}
+
+ssize_t llistxattr(const char* path, char* list, size_t size) {
+  return ensure(real.llistxattr, "llistxattr")(InView(path), list, size);
+}
+
+int removexattr(const char* path, const char* name) {
+  return ensure(real.removexattr, "removexattr")(InView(path), name);
+}
+
+int lremovexattr(const char* path, const char* name) {
+  return ensure(real.lremovexattr, "lremovexattr")(InView(path), name);
 }
 
 int mkfifo(const char* path, mode_t mode) {

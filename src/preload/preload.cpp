@@ -24,7 +24,7 @@ extern char** environ;
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
 
-Config config;
+constinit Config config;
 
 thread_local bool in_hook __attribute__((tls_model("initial-exec"))) = false;
 
@@ -56,7 +56,10 @@ __attribute__((constructor)) void start_up() {
   if (config.mode == Mode::replay) {
     if (const char* map = getenv("TAPEDECK_CLOCK_MAP")) map_clock(map);
   }
+  start_entropy(getenv("TAPEDECK_ENTROPY_SEED"), getenv("TAPEDECK_ENTROPY_KEY"));
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    // The stream key is each process's own (with_entropy_key sets it at exec).
+    if (strncmp(*entry, "TAPEDECK_ENTROPY_KEY=", 21) == 0) continue;
     if (is_kept_name(*entry) && config.kept_env_count < 16) {
       config.kept_env[config.kept_env_count++] = strdup(*entry);
     }

@@ -100,11 +100,8 @@ bool TreeEffects::serve_read(const Connection& connection, const std::string& pa
                                           ") are in neither its sidecar nor the workspace");
       return false;
     }
-    const fs::path where = view_.path(path);
-    std::error_code error;
-    if (!fs::is_directory(where, error) && current_bytes(path) != bytes) {
-      write_whole(where, *bytes);
-    }
+    // A link, a folder or an unwritable file there is left as the view has it.
+    if (current_bytes(path) != bytes) view_.write_file(path, *bytes);
     add_file_record(kind::FileRead{path, recorded->content_hash, bytes->size()});
     return true;
   }

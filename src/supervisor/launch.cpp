@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <spawn.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,6 +87,32 @@ std::optional<fs::path> locate(const std::string& program) {
   return std::nullopt;
 }
 
+std::string entropy_seed(const Tape* recorded, std::string& why) {
+  if (recorded != nullptr) {
+    for (const Record& record : recorded->records) {
+      const auto* unknown = std::get_if<kind::Unknown>(&record.kind);
+      if (unknown == nullptr || unknown->name != "entropy") continue;
+      const std::string marker = R"("seed":")";
+      const size_t at = unknown->raw_json.find(marker);
+      const std::string seed =
+          at == std::string::npos ? "" : unknown->raw_json.substr(at + marker.size(), 64);
+      if (seed.size() == 64 && seed.find_first_not_of("0123456789abcdef") == std::string::npos) {
+        return seed;
+      }
+    }
+    why =
+        "the tape holds no entropy record (recorded before tapedeck taped randomness): the "
+        "replay's random numbers differ from the recording's";
+  }
+  uint8_t bytes[32];
+  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
+    throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
+  }
+  char hex[65] = {};
+  for (size_t i = 0; i < sizeof bytes; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+  return hex;
+}
+
 std::vector<std::string> program_environment(const RunOptions& options, const ProgramLinks& links) {
   std::map<std::string, std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {
@@ -103,6 +130,7 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   env["TAPEDECK_EXEC"] = fs::absolute(options.exec_shim).string();
   env["TAPEDECK_SUPERVISOR_PID"] = std::to_string(::getpid());
   env["TAPEDECK_ALLOW"] = links.allowed;
+  if (!links.entropy_seed.empty()) env["TAPEDECK_ENTROPY_SEED"] = links.entropy_seed;
   if (options.mode == RunOptions::Mode::replay) env["TAPEDECK_CLOCK_MAP"] = links.clock_map_path;
   if (links.proxy_port != 0) {
     const std::string proxy = "http://127.0.0.1:" + std::to_string(links.proxy_port);

@@ -15,6 +15,7 @@
 #include "supervisor/root_launch.hpp"
 #include "supervisor/supervisor.hpp"
 #include "supervisor/workspace_view.hpp"
+#include "tapedeck/tape.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -36,7 +37,12 @@ struct ProgramLinks {
   std::string clock_map_path;  // replay
   uint16_t proxy_port = 0;     // the LLM proxy's, 0 when none
   std::string allowed;         // preload_allow_list()'s
+  std::string entropy_seed;    // 64 hex digits: the randomness every process draws from
 };
+
+// The run's entropy seed (64 hex digits): drawn from the kernel when recording; a replay's is
+// the recording's (its `entropy` record), or a new one when the tape holds none (then `why`).
+std::string entropy_seed(const Tape* recorded, std::string& why);
 
 // This process's environment with what the preload library and the SDKs need added.
 std::vector<std::string> program_environment(const RunOptions& options, const ProgramLinks& links);

@@ -80,11 +80,10 @@ void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
         throw std::runtime_error("the tape's bytes for " + write->path +
                                  ", written by a subprocess, are missing from its sidecar");
       }
-      write_whole(view_.path(write->path), *bytes);
+      view_.write_file(write->path, *bytes);
       written_.erase(write->path);  // the view holds what the recording's file held
     } else if (const auto* gone = std::get_if<kind::FileDelete>(change)) {
-      std::error_code ignored;
-      fs::remove(view_.path(gone->path), ignored);
+      view_.remove_file(gone->path);
       written_.erase(gone->path);
     }
     add_file_record(*change);

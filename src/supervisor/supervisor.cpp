@@ -121,6 +121,13 @@ RunOutcome run(const RunOptions& options) {
   links.clock_map_path = effects.clock_map_path();
   links.proxy_port = proxy ? proxy->port() : 0;
   links.allowed = preload_allow_list(allowed);
+  if (session) {
+    std::string why;
+    links.entropy_seed = entropy_seed(session->recorded_tape(), why);
+    if (!why.empty()) outcome.warnings.push_back(why);
+    // A tape without one keeps its shape in the replay's (the clock's stretches follow it).
+    if (why.empty()) effects.record_entropy_seed(links.entropy_seed);
+  }
   const std::vector<std::string> env = program_environment(options, links);
 
   // The floor: built here, installed by the root before it starts, answered by the warden.

@@ -1,20 +1,11 @@
 #include "supervisor/tree_effects.hpp"
 
-#include <fstream>
-
 #include "tapedeck/cas.hpp"
 
 namespace tapedeck::supervisor {
 
 namespace fs = std::filesystem;
 using wire::Reply;
-
-void write_whole(const fs::path& path, std::string_view bytes) {
-  fs::create_directories(path.parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw std::runtime_error("cannot write " + path.string());
-}
 
 bool is_regular(const fs::path& path) {
   std::error_code error;
@@ -47,6 +38,11 @@ std::string TreeEffects::clock_map_path() const {
 
 std::pair<uint64_t, std::string> TreeEffects::unused_inputs() const {
   return index_ ? index_->unused_inputs() : std::pair<uint64_t, std::string>{0, ""};
+}
+
+void TreeEffects::record_entropy_seed(const std::string& seed_hex) {
+  recorder().record(kind::Unknown{"entropy", R"({"kind":"entropy","seed":")" + seed_hex + "\"}"});
+  step_clock();
 }
 
 void TreeEffects::step_clock() {

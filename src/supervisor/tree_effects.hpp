@@ -32,6 +32,9 @@ class TreeEffects {
 
   // The serving thread's handler of every frame.
   void handle(const Connection& connection, wire::Op op, std::string_view body);
+  // Puts the run's entropy seed on the tape (tapedeck's `entropy` record), before the program
+  // starts: a replay draws its randomness from the same seed.
+  void record_entropy_seed(const std::string& seed_hex);
   // The LLM proxy served a call (its record made): the clock moves on, as for any record.
   void llm_call_served() { step_clock(); }
 
@@ -87,8 +90,6 @@ class TreeEffects {
   std::string watch_warning_;
 };
 
-// Writes `bytes` as the whole of `path`, making its folders (throws when it cannot).
-void write_whole(const std::filesystem::path& path, std::string_view bytes);
 bool is_regular(const std::filesystem::path& path);
 
 }  // namespace tapedeck::supervisor

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -95,7 +97,54 @@ void WorkspaceView::make_copy() {
       ::waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     throw std::runtime_error("cannot copy the workspace " + workspace_.string() + " to " + to);
   }
+  view_fd_ = ::open(copy_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (view_fd_ < 0) throw std::runtime_error("cannot open the workspace's copy " + to);
   kind_ = Isolation::copy;
+}
+
+int WorkspaceView::parent_of(const std::string& relative, std::string& name, bool make) const {
+  if (view_fd_ < 0 || relative.empty()) return -1;
+  int folder = ::fcntl(view_fd_, F_DUPFD_CLOEXEC, 0);
+  size_t start = 0;
+  for (size_t slash; folder >= 0 && (slash = relative.find('/', start)) != std::string::npos;
+       start = slash + 1) {
+    const std::string part = relative.substr(start, slash - start);
+    int next = ::openat(folder, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT && make && ::mkdirat(folder, part.c_str(), 0755) == 0) {
+      next = ::openat(folder, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    ::close(folder);
+    folder = next;
+  }
+  name = relative.substr(start);
+  return folder;
+}
+
+bool WorkspaceView::write_file(const std::string& relative, std::string_view bytes) const {
+  std::string name;
+  const int folder = parent_of(relative, name, /*make=*/true);
+  if (folder < 0) return false;
+  const int fd =
+      ::openat(folder, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  ::close(folder);
+  if (fd < 0) return false;
+  bool ok = true;
+  for (size_t at = 0; ok && at < bytes.size();) {
+    const ssize_t wrote = ::write(fd, bytes.data() + at, bytes.size() - at);
+    ok = wrote > 0 || (wrote < 0 && errno == EINTR);
+    if (wrote > 0) at += static_cast<size_t>(wrote);
+  }
+  ::close(fd);
+  return ok;
+}
+
+bool WorkspaceView::remove_file(const std::string& relative) const {
+  std::string name;
+  const int folder = parent_of(relative, name, /*make=*/false);
+  if (folder < 0) return false;
+  const bool removed = ::unlinkat(folder, name.c_str(), 0) == 0;
+  ::close(folder);
+  return removed;
 }
 
 fs::path WorkspaceView::path(const std::string& relative) const {

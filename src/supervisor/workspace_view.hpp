@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace tapedeck::supervisor {
 
@@ -58,8 +59,13 @@ class WorkspaceView {
   bool ready() const { return kind_ != Isolation::automatic; }
   // Where the copy is (copy mode only).
   const std::filesystem::path& copy_root() const { return copy_; }
-  // A path as the replay sees it, for the supervisor: `relative` is inside the workspace.
+  // A path as the replay sees it, for the supervisor to read: `relative` is inside the workspace.
   std::filesystem::path path(const std::string& relative) const;
+  // Writes `bytes` as the whole of the view's file at `relative`, making its folders; deletes
+  // it. Both stay beneath the view's root and follow no link (a link in the workspace must not
+  // lead a write out of the view): false when the path is a link or cannot be written.
+  bool write_file(const std::string& relative, std::string_view bytes) const;
+  bool remove_file(const std::string& relative) const;
   // A path of the supervisor's (the workspace or inside it) as the program starts there.
   std::filesystem::path translate(const std::filesystem::path& path) const;
   // The other way: a path the kernel gave a process of the tree, as the program names it.
@@ -72,7 +78,10 @@ class WorkspaceView {
   std::filesystem::path scratch_;
   std::filesystem::path copy_;
   Isolation kind_ = Isolation::automatic;
-  int view_fd_ = -1;     // kernel_overlay: the overlay's root, opened inside the namespace
+  // The folder beneath which the view's `relative` names its file (made when `make`), or -1.
+  int parent_of(const std::string& relative, std::string& name, bool make) const;
+
+  int view_fd_ = -1;     // the view's root: the overlay's (opened inside the namespace), the copy's
   std::string fd_root_;  // "/proc/self/fd/N": the overlay as the supervisor reaches it
   double setup_ms_ = 0;
 };

@@ -1,0 +1,232 @@
+// Randomness: getrandom, getentropy, arc4random*, syscall(SYS_getrandom) (OpenSSL's way) and
+// reads of /dev/urandom and /dev/random are served from a deterministic stream instead of the
+// kernel's, in record and replay alike, so that a replay draws what the recording drew.
+//
+// The stream is BLAKE3's extendable output, keyed by the run's seed (32 bytes the supervisor
+// draws when recording and puts on the tape once, as an `entropy` record; a replay reads it back)
+// over the process's place in the tree: the root is "0", the k-th child it forks "0.k", an image
+// a process execs in place of itself "0x". A process's draws take consecutive ranges of its
+// stream, so the tape does not grow with the bytes drawn, and processes never share bytes.
+// Threads of one process share its stream; draws racing across threads may swap, as their
+// order does.
+#include <blake3.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "preload/interposer.hpp"
+
+#pragma GCC visibility push(hidden)
+namespace tapedeck::preload {
+
+namespace {
+
+constexpr size_t kKeyMax = 512;
+
+struct EntropyStream {
+  bool on = false;
+  uint8_t seed[BLAKE3_KEY_LEN] = {};
+  char key[kKeyMax] = {};  // the process's place in the tree
+  blake3_hasher keyed{};   // seed-keyed, the place absorbed: finalize_seek reads the stream
+  std::atomic<uint64_t> offset{0};
+  std::atomic<uint64_t> forks{0};
+  uint64_t fork_index = 0;  // the one the forking thread took, for its child
+};
+constinit EntropyStream stream;
+
+void rekey() {
+  blake3_hasher_init_keyed(&stream.keyed, stream.seed);
+  blake3_hasher_update(&stream.keyed, stream.key, strlen(stream.key));
+  stream.offset.store(0, std::memory_order_relaxed);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// Descriptors open on /dev/urandom or /dev/random.
+constexpr int kTrackedFds = 1 << 16;
+std::atomic<uint64_t> entropy_fds[kTrackedFds / 64];
+
+bool is_entropy_fd(int fd) {
+  return stream.on && fd >= 0 && fd < kTrackedFds &&
+         (entropy_fds[fd / 64].load(std::memory_order_relaxed) & (uint64_t{1} << (fd % 64))) != 0;
+}
+
+void before_fork() {
+  stream.fork_index = stream.forks.fetch_add(1, std::memory_order_relaxed);
+}
+
+void after_fork_child() {
+  const size_t size = strlen(stream.key);
+  snprintf(stream.key + size, kKeyMax - size, ".%llu",
+           static_cast<unsigned long long>(stream.fork_index));
+  stream.forks.store(0, std::memory_order_relaxed);
+  rekey();
+}
+
+// A FILE over the stream, for fopen("/dev/urandom"): fread goes through libc's own read.
+ssize_t cookie_read(void*, char* buffer, size_t size) {
+  draw_entropy(buffer, size);
+  return static_cast<ssize_t>(size);
+}
+
+}  // namespace
+
+void start_entropy(const char* seed_hex, const char* key) {
+  if (seed_hex == nullptr || strlen(seed_hex) != 2 * BLAKE3_KEY_LEN) return;
+  for (size_t i = 0; i < BLAKE3_KEY_LEN; ++i) {
+    const int high = hex_value(seed_hex[2 * i]);
+    const int low = hex_value(seed_hex[2 * i + 1]);
+    if (high < 0 || low < 0) return;
+    stream.seed[i] = static_cast<uint8_t>(high * 16 + low);
+  }
+  snprintf(stream.key, kKeyMax, "%s", key != nullptr && *key != '\0' ? key : "0");
+  rekey();
+  stream.on = true;
+  pthread_atfork(before_fork, nullptr, after_fork_child);
+}
+
+bool entropy_on() {
+  return stream.on;
+}
+
+void draw_entropy(void* out, size_t size) {
+  const uint64_t at = stream.offset.fetch_add(size, std::memory_order_relaxed);
+  blake3_hasher_finalize_seek(&stream.keyed, at, static_cast<uint8_t*>(out), size);
+}
+
+const char* entropy_exec_entry() {
+  static char entry[kKeyMax + 32];
+  snprintf(entry, sizeof entry, "TAPEDECK_ENTROPY_KEY=%sx", stream.key);
+  return entry;
+}
+
+void note_entropy_fd(int fd, const char* path) {
+  if (!stream.on || fd < 0 || fd >= kTrackedFds || path == nullptr) return;
+  if (strcmp(path, "/dev/urandom") == 0 || strcmp(path, "/dev/random") == 0) {
+    entropy_fds[fd / 64].fetch_or(uint64_t{1} << (fd % 64), std::memory_order_relaxed);
+  }
+}
+
+void forget_entropy_fd(int fd) {
+  if (fd >= 0 && fd < kTrackedFds) {
+    entropy_fds[fd / 64].fetch_and(~(uint64_t{1} << (fd % 64)), std::memory_order_relaxed);
+  }
+}
+
+FILE* open_entropy_file(const char* path) {
+  if (!stream.on || path == nullptr ||
+      (strcmp(path, "/dev/urandom") != 0 && strcmp(path, "/dev/random") != 0)) {
+    return nullptr;
+  }
+  cookie_io_functions_t functions{cookie_read, nullptr, nullptr, nullptr};
+  return fopencookie(nullptr, "r", functions);
+}
+
+}  // namespace tapedeck::preload
+#pragma GCC visibility pop
+
+using namespace tapedeck::preload;
+
+extern "C" {
+
+ssize_t getrandom(void* buffer, size_t size, unsigned int flags) {
+  if (!entropy_on()) return ensure(real.getrandom, "getrandom")(buffer, size, flags);
+  draw_entropy(buffer, size);
+  return static_cast<ssize_t>(size);
+}
+
+int getentropy(void* buffer, size_t size) {
+  if (!entropy_on()) return ensure(real.getentropy, "getentropy")(buffer, size);
+  if (size > 256) {  // as the kernel's getentropy
+    errno = EIO;
+    return -1;
+  }
+  draw_entropy(buffer, size);
+  return 0;
+}
+
+uint32_t arc4random(void) {
+  if (!entropy_on()) return ensure(real.arc4random, "arc4random")();
+  uint32_t value;
+  draw_entropy(&value, sizeof value);
+  return value;
+}
+
+void arc4random_buf(void* buffer, size_t size) {
+  if (!entropy_on()) return ensure(real.arc4random_buf, "arc4random_buf")(buffer, size);
+  draw_entropy(buffer, size);
+}
+
+uint32_t arc4random_uniform(uint32_t upper) {
+  if (!entropy_on()) return ensure(real.arc4random_uniform, "arc4random_uniform")(upper);
+  if (upper < 2) return 0;
+  // Rejection sampling: no value is likelier than another.
+  const uint32_t floor = static_cast<uint32_t>(-upper) % upper;
+  uint32_t value;
+  do {
+    draw_entropy(&value, sizeof value);
+  } while (value < floor);
+  return value % upper;
+}
+
+// OpenSSL (and so Node) asks the kernel through syscall(2); every other number passes on.
+long syscall(long number, ...) {
+  va_list args;
+  va_start(args, number);
+  long a[6];
+  for (long& arg : a) arg = va_arg(args, long);
+  va_end(args);
+  if (number == SYS_getrandom && entropy_on()) {
+    draw_entropy(reinterpret_cast<void*>(a[0]), static_cast<size_t>(a[1]));
+    return a[1];
+  }
+  return ensure(real.syscall, "syscall")(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+ssize_t read(int fd, void* buffer, size_t size) {
+  if (is_entropy_fd(fd)) {
+    draw_entropy(buffer, size);
+    return static_cast<ssize_t>(size);
+  }
+  return ensure(real.read, "read")(fd, buffer, size);
+}
+
+ssize_t __read_chk(int fd, void* buffer, size_t size, size_t) {
+  return read(fd, buffer, size);
+}
+
+ssize_t pread(int fd, void* buffer, size_t size, off_t offset) {
+  if (is_entropy_fd(fd)) return read(fd, buffer, size);
+  return ensure(real.pread, "pread")(fd, buffer, size, offset);
+}
+
+ssize_t pread64(int fd, void* buffer, size_t size, off64_t offset) {
+  if (is_entropy_fd(fd)) return read(fd, buffer, size);
+  return ensure(real.pread64, "pread64")(fd, buffer, size, offset);
+}
+
+ssize_t readv(int fd, const struct iovec* parts, int count) {
+  if (!is_entropy_fd(fd)) return ensure(real.readv, "readv")(fd, parts, count);
+  ssize_t total = 0;
+  for (int i = 0; i < count; ++i) {
+    draw_entropy(parts[i].iov_base, parts[i].iov_len);
+    total += static_cast<ssize_t>(parts[i].iov_len);
+  }
+  return total;
+}
+
+}  // extern "C"
