@@ -17,6 +17,8 @@
 #      and not, on 1,000,000 clock reads and on 10,000 small file reads.
 #   7. Replay's private view (bench/replay_fs.sh): 1,000 tempfile.mkstemp replayed (target: under
 #      2 s) and the kernel overlay's set-up (target: <= 5 ms).
+#   8. Taped randomness (bench/entropy.sh): 100 MB from /dev/urandom and 1,000,000 getrandom calls,
+#      against the program alone, and the tape's size (it must not grow with the bytes drawn).
 #
 # Usage: bench/run.sh [--rounds N] [--dir DIR]
 #   DIR holds the generated tapes (about 1 GB); default a fresh folder in /dev/shm (tmpfs) when it
@@ -167,3 +169,5 @@ echo
 bench/interposer.sh --rounds "$rounds" --dir "$dir/interposer"
 echo
 bench/replay_fs.sh --rounds "$rounds" --dir "$dir/replay_fs"
+echo
+bench/entropy.sh --rounds "$rounds" --dir "$dir/entropy"
