@@ -85,7 +85,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
         stderr,
         R"({{"command":{},"tape":{},"emitted":{},"exit_code":{},"records":{},"wall_ms":{},)"
         R"("miss":{},"unused_inputs":{},"unused_example":{},"isolation":{},"isolation_setup_ms":{:.3f},)"
-        R"("floor":{},)"
+        R"("view":{},"floor":{},)"
         R"("warnings":[{}]}})"
         "\n",
         json_string(verb), json_string(mode == RunOptions::Mode::replay ? args.tape : args.emit),
@@ -95,7 +95,9 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
         mode == RunOptions::Mode::replay
             ? json_string(supervisor::isolation_name(outcome.isolation))
             : "null",
-        outcome.isolation_setup_ms, outcome.floor, warnings);
+        outcome.isolation_setup_ms,
+        outcome.view_layer.empty() ? "null" : json_string(outcome.view_layer), outcome.floor,
+        warnings);
     return outcome.miss ? 2 : outcome.exit_code;
   }
   for (const std::string& warning : outcome.warnings) print_warning(warning);

@@ -162,10 +162,10 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
   const fs::path cwd = fs::current_path();
   while (true) {
     RootSetupFailure failure;
-    std::optional<std::string> mount_options;
-    if (overlay) mount_options = view.overlay_options(failure.why);
+    std::optional<WorkspaceView::Layer> layer;
+    if (overlay) layer = view.namespace_layer(failure.why);
     if (replay && !overlay && view.kind() != Isolation::copy) view.make_copy();
-    if (!overlay || mount_options) {
+    if (!overlay || layer) {
       // The program's environment for this attempt: the floor's and the copy's entries added.
       std::vector<std::string> entries = env;
       if (with_floor) entries.push_back("TAPEDECK_FLOOR=1");
@@ -185,10 +185,14 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
       plan.cwd = view.translate(cwd).string();
       plan.overlay = overlay;
       plan.workspace = view.workspace().string();
-      plan.overlay_options = mount_options.value_or("");
+      if (layer) {
+        plan.overlay_options = layer->overlay_options;
+        plan.overlay_fallback = layer->overlay_fallback;
+        plan.bind_source = layer->bind_source;
+      }
       plan.floor = with_floor ? filter : nullptr;
       if (std::optional<PreparedRoot> root = PreparedRoot::prepare(plan, failure)) {
-        if (overlay) view.adopt_overlay(root->take_view(), root->setup_ms());
+        if (overlay) view.adopt_namespace(root->take_view(), root->setup_ms());
         floored = with_floor;
         return std::move(*root);
       }

@@ -60,8 +60,14 @@ bool write_text(const char* path, const char* text) {
     }
     // Nothing mounted here may reach the supervisor's namespace.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(4);
-    if (::mount("overlay", plan.workspace.c_str(), "overlay", 0, plan.overlay_options.c_str()) !=
-        0) {
+    const char* workspace = plan.workspace.c_str();
+    if (!plan.bind_source.empty()) {
+      if (::mount(plan.bind_source.c_str(), workspace, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+        fail(5);
+      }
+    } else if (::mount("overlay", workspace, "overlay", 0, plan.overlay_options.c_str()) != 0 &&
+               (plan.overlay_fallback.empty() ||
+                ::mount("overlay", workspace, "overlay", 0, plan.overlay_fallback.c_str()) != 0)) {
       fail(5);
     }
   }

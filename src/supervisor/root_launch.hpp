@@ -22,10 +22,13 @@ struct RootPlan {
   char* const* argv = nullptr;
   char* const* envp = nullptr;
   std::string cwd;  // where the program starts (as the view sees it)
-  // A kernel overlay at `workspace`, mounted with `overlay_options`.
+  // A private view at `workspace` in a mount namespace: `bind_source` bind-mounted when set,
+  // else an overlayfs with `overlay_options` (or `overlay_fallback` where the kernel refuses).
   bool overlay = false;
   std::string workspace;
   std::string overlay_options;
+  std::string overlay_fallback;
+  std::string bind_source;
   const floor::Filter* floor = nullptr;  // null: no floor
 };
 

@@ -204,6 +204,7 @@ RunOutcome run(const RunOptions& options) {
     std::tie(outcome.unused_inputs, outcome.unused_example) = effects.unused_inputs();
     outcome.isolation = view.kind();
     outcome.isolation_setup_ms = view.setup_ms();
+    outcome.view_layer = view.layer();
   }
   if (!effects.watch_warning().empty()) outcome.warnings.push_back(effects.watch_warning());
   if (effects.withheld() > 0) {

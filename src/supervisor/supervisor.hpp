@@ -38,7 +38,8 @@ struct RunOutcome {
   std::chrono::milliseconds wall{0};
   std::vector<std::string> warnings;           // e.g. a static binary the preload cannot reach
   Isolation isolation = Isolation::automatic;  // replay: the view it ran in
-  double isolation_setup_ms = 0;               // replay: the kernel overlay's set-up time
+  double isolation_setup_ms = 0;               // replay: the private view's set-up time
+  std::string view_layer;                      // replay: "overlayfs", "bind-mounted copy" or "copy"
   bool floor = false;  // the system-call floor held beneath the tree (see floor/floor.hpp)
 };
 

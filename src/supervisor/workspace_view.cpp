@@ -55,7 +55,20 @@ WorkspaceView::~WorkspaceView() {
   if (view_fd_ >= 0) ::close(view_fd_);
 }
 
-std::optional<std::string> WorkspaceView::overlay_options(std::string& why) const {
+std::optional<WorkspaceView::Layer> WorkspaceView::namespace_layer(std::string& why) {
+  Layer layer;
+  if (::geteuid() != 0) {
+    // Unprivileged overlayfs cannot rename a folder (redirect_dir needs trusted xattrs): the
+    // namespace holds a private copy instead, bind-mounted over the workspace.
+    try {
+      copy_files();
+    } catch (const std::exception& error) {
+      why = error.what();
+      return std::nullopt;
+    }
+    layer.bind_source = copy_.string();
+    return layer;
+  }
   const fs::path upper = scratch_ / "upper";
   const fs::path work = scratch_ / "work";
   std::error_code error;
@@ -65,18 +78,23 @@ std::optional<std::string> WorkspaceView::overlay_options(std::string& why) cons
     why = "cannot make " + scratch_.string() + ": " + error.message();
     return std::nullopt;
   }
-  return "lowerdir=" + escaped(workspace_.string()) + ",upperdir=" + escaped(upper.string()) +
-         ",workdir=" + escaped(work.string());
+  layer.overlay_fallback = "lowerdir=" + escaped(workspace_.string()) +
+                           ",upperdir=" + escaped(upper.string()) +
+                           ",workdir=" + escaped(work.string());
+  // Folders rename only with redirect_dir; asked for, since a kernel may default to off.
+  layer.overlay_options = layer.overlay_fallback + ",redirect_dir=on";
+  return layer;
 }
 
-void WorkspaceView::adopt_overlay(int view_fd, double setup_ms) {
+void WorkspaceView::adopt_namespace(int view_fd, double setup_ms) {
   view_fd_ = view_fd;
   fd_root_ = "/proc/self/fd/" + std::to_string(view_fd_);
   kind_ = Isolation::kernel_overlay;
+  layer_ = copy_.empty() ? "overlayfs" : "bind-mounted copy";
   setup_ms_ = setup_ms;
 }
 
-void WorkspaceView::make_copy() {
+void WorkspaceView::copy_files() {
   copy_ = scratch_ / "copy";
   const fs::path workspace = fs::weakly_canonical(workspace_);
   const fs::path scratch = fs::weakly_canonical(scratch_);
@@ -97,9 +115,14 @@ void WorkspaceView::make_copy() {
       ::waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     throw std::runtime_error("cannot copy the workspace " + workspace_.string() + " to " + to);
   }
+}
+
+void WorkspaceView::make_copy() {
+  if (copy_.empty()) copy_files();
   view_fd_ = ::open(copy_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (view_fd_ < 0) throw std::runtime_error("cannot open the workspace's copy " + to);
+  if (view_fd_ < 0) throw std::runtime_error("cannot open the workspace's copy " + copy_.string());
   kind_ = Isolation::copy;
+  layer_ = "copy";
 }
 
 int WorkspaceView::parent_of(const std::string& relative, std::string& name, bool make) const {

@@ -44,17 +44,26 @@ class WorkspaceView {
   WorkspaceView(const WorkspaceView&) = delete;
   WorkspaceView& operator=(const WorkspaceView&) = delete;
 
-  // The overlayfs mount options of a kernel overlay over the workspace (its scratch folders
-  // made), or nullopt and why. The root launcher mounts it in the program's namespace.
-  std::optional<std::string> overlay_options(std::string& why) const;
-  // The overlay is mounted: `view_fd` is its root, opened inside the namespace (taken over).
-  void adopt_overlay(int view_fd, double setup_ms);
+  // What the root launcher mounts over the workspace in the program's namespace: as root an
+  // overlayfs (its options, and the same without redirect_dir for a kernel that refuses it);
+  // otherwise a private copy (made here), bind-mounted, since an unprivileged overlayfs cannot
+  // rename a folder. Nullopt, and why, when neither can be had.
+  struct Layer {
+    std::string overlay_options;
+    std::string overlay_fallback;
+    std::string bind_source;  // non-empty: bind-mount this copy
+  };
+  std::optional<Layer> namespace_layer(std::string& why);
+  // The namespace is set up: `view_fd` is the workspace's root inside it (taken over).
+  void adopt_namespace(int view_fd, double setup_ms);
 
   // Makes the copy (throws when it cannot). Then the program starts at translate(cwd) with
   // TAPEDECK_VIEW=copy_root() in its environment, so that the preload rewrites paths.
   void make_copy();
 
   Isolation kind() const { return kind_; }
+  // What the view is made of: "overlayfs", "bind-mounted copy" or "copy".
+  const std::string& layer() const { return layer_; }
   const std::filesystem::path& workspace() const { return workspace_; }
   bool ready() const { return kind_ != Isolation::automatic; }
   // Where the copy is (copy mode only).
@@ -77,7 +86,10 @@ class WorkspaceView {
   std::filesystem::path workspace_;
   std::filesystem::path scratch_;
   std::filesystem::path copy_;
+  void copy_files();
+
   Isolation kind_ = Isolation::automatic;
+  std::string layer_;
   // The folder beneath which the view's `relative` names its file (made when `make`), or -1.
   int parent_of(const std::string& relative, std::string& name, bool make) const;
 

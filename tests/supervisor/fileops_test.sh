@@ -6,11 +6,27 @@
 # the workspace as the native run does; the replay must leave it exactly as it found it (modes,
 # links and bytes compared); a replay in a workspace whose input changed since still prints what
 # the recording read; two replays print the same bytes.
-# Usage: fileops_test.sh TAPEDECK namespace|copy
+# `unprivileged` runs the namespace case again as an unprivileged user (when run as root), whose
+# private view is a bind-mounted copy (an unprivileged overlayfs cannot rename folders).
+# Usage: fileops_test.sh TAPEDECK namespace|copy|unprivileged
 set -uo pipefail
 td=$(realpath "$1")
 isolation=$2
 here=$(cd "$(dirname "$0")" && pwd)
+if [ "$isolation" = unprivileged ]; then
+  if [ "$(id -u)" != 0 ]; then exec bash "$0" "$td" namespace; fi
+  # The user must reach everything: the binaries (tapedeck finds its preload library and exec
+  # shim beside itself), this script and the program, in a folder of its own.
+  shared=$(mktemp -d)
+  trap 'rm -rf "$shared"' EXIT
+  cp "$td" "$(dirname "$td")/tapedeck-exec" "$(dirname "$td")/libtapedeck_preload.so" "$shared/"
+  cp "$0" "$here/fileops.py" "$shared/"
+  chmod -R a+rX "$shared"
+  chmod a+rwx "$shared"
+  setpriv --reuid=nobody --regid=nogroup --clear-groups env TMPDIR="$shared" \
+    bash "$shared/fileops_test.sh" "$shared/tapedeck" namespace
+  exit $?
+fi
 python=/usr/bin/python3
 [ -x "$python" ] || python=$(command -v python3)
 work=$(mktemp -d)
@@ -67,6 +83,10 @@ check "the replay left the workspace byte for byte, mode for mode, link for link
   diff "$work/before.tree" <(tree_of "$work/replayed")
 check "the replay ran in the $isolation view, said so in --json" \
   grep -q "\"isolation\":\"$isolation\"" "$work/replay.err"
+layer=copy
+[ "$isolation" = namespace ] && layer=overlayfs
+[ "$isolation" = namespace ] && [ "$(id -u)" != 0 ] && layer="bind-mounted copy"
+check "  made of: $layer" grep -q "\"view\":\"$layer\"" "$work/replay.err"
 check "the replay tapes as many file records as the recording" test \
   "$("$td" stats "$work/run.tape" --json | "$python" -c 'import json,sys; k=json.load(sys.stdin)["by_kind"]; print(k.get("file_read",0), k.get("file_write",0), k.get("file_delete",0))')" = \
   "$("$td" stats "$work/replay.tape" --json | "$python" -c 'import json,sys; k=json.load(sys.stdin)["by_kind"]; print(k.get("file_read",0), k.get("file_write",0), k.get("file_delete",0))')"
