@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <tuple>
 #include <type_traits>
 
 #include "tapedeck/fidelity.hpp"
@@ -14,10 +15,13 @@ struct Level {
   bool seq;             // byte_identical only
   bool clocks;          // virtual_time_ms, monotonic_ms and the values clock reads gave
   bool process_timing;  // process_spawn duration_ms
+  // The run's entropy seed: two recordings draw different randomness by design, as they read
+  // other times; what the randomness changed (a path, some bytes) still shows where it lands.
+  bool entropy_seed;
 };
-constexpr Level kByteIdentical{true, true, true};
-constexpr Level kStrictButSeq{false, true, true};
-constexpr Level kSemantic{false, false, false};
+constexpr Level kByteIdentical{true, true, true, true};
+constexpr Level kStrictButSeq{false, true, true, true};
+constexpr Level kSemantic{false, false, false, false};
 
 struct FieldDiff {
   std::string_view category;
@@ -101,7 +105,7 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
                        b.stdout_payload.content_hash);
           differ.field("process_stderr_hash", a.stderr_payload.content_hash,
                        b.stderr_payload.content_hash);
-        } else {
+        } else if (level.entropy_seed || a.name != "entropy") {
           differ.field("unknown_kind_content", a.raw_json, b.raw_json);
         }
       },
@@ -249,6 +253,79 @@ std::string_view to_string(Mode mode) {
 
 namespace {
 
+// Semantic mode: file reads that nothing orders among themselves (a runtime reading its modules
+// from a thread pool) are compared as a multiset. The runs go on through clock reads (timing,
+// counted as above) and end at a record that orders: a write, a delete, a subprocess, an LLM
+// call, a sleep. A read of another file, or of other bytes, is still a divergence: it is in one
+// side's set and not the other's. On return `a` and `b` are the records after the runs.
+void compare_read_runs(const Record*& a, const Record*& b, Stream& recorded, Stream& replay,
+                       Report& report) {
+  struct Seen {
+    int64_t count = 0;  // recorded minus replayed
+    uint64_t seq = 0;   // where it was first met
+    bool met = false;
+  };
+  std::map<std::tuple<std::string, std::string, uint64_t>, Seen> reads;
+  uint64_t clock_left = 0, clock_right = 0;
+  auto gather = [&](const Record*& record, Stream& stream, int sign, uint64_t& clocks) {
+    for (; record != nullptr; record = stream.next()) {
+      if (std::holds_alternative<kind::ClockRead>(record->kind)) {
+        ++clocks;
+        continue;
+      }
+      const auto* read = std::get_if<kind::FileRead>(&record->kind);
+      if (read == nullptr) break;
+      Seen& seen = reads[{read->path, read->content_hash, read->len_bytes}];
+      if (!seen.met) {
+        seen.met = true;
+        seen.seq = record->seq;
+      }
+      seen.count += sign;
+    }
+  };
+  gather(a, recorded, +1, clock_left);
+  gather(b, replay, -1, clock_right);
+  report.unmatched_clock_reads +=
+      clock_left > clock_right ? clock_left - clock_right : clock_right - clock_left;
+  const size_t first_new = report.divergences.size();
+  // What one side read and the other did not; a path on both lists read other bytes.
+  std::map<std::string, std::vector<std::pair<std::string, const Seen*>>> only_recorded,
+      only_replay;
+  for (const auto& [key, seen] : reads) {
+    if (seen.count == 0) continue;
+    const auto& [path, hash, size] = key;
+    (seen.count > 0 ? only_recorded : only_replay)[path].emplace_back(hash, &seen);
+  }
+  for (auto& [path, left] : only_recorded) {
+    auto right = only_replay.find(path);
+    while (right != only_replay.end() && !right->second.empty() && !left.empty()) {
+      report.divergences.push_back({left.back().second->seq, "file_content_hash",
+                                    "file_content_hash of " + quoted(path) + ": recorded " +
+                                        left.back().first + ", replay " +
+                                        right->second.back().first,
+                                    "", ""});
+      left.pop_back();
+      right->second.pop_back();
+    }
+  }
+  for (const auto* side : {&only_recorded, &only_replay}) {
+    for (const auto& [path, unmatched] : *side) {
+      for (const auto& [hash, seen] : unmatched) {
+        const int64_t extra = seen->count > 0 ? seen->count : -seen->count;
+        report.divergences.push_back({seen->seq, "file_read_set",
+                                      "among reads nothing orders, " + quoted(path) + " (" +
+                                          hash.substr(0, 12) + ") was read " +
+                                          std::to_string(extra) + " time(s) more " +
+                                          (seen->count > 0 ? "by the recording" : "by the replay"),
+                                      "", ""});
+      }
+    }
+  }
+  std::sort(report.divergences.begin() + static_cast<std::ptrdiff_t>(first_new),
+            report.divergences.end(),
+            [](const Divergence& x, const Divergence& y) { return x.seq < y.seq; });
+}
+
 Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
   Report report;
   report.mode = mode;
@@ -262,9 +339,12 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
     auto is_clock_read = [](const Record* record) {
       return record != nullptr && std::holds_alternative<kind::ClockRead>(record->kind);
     };
+    auto is_file_read = [](const Record* record) {
+      return record != nullptr && std::holds_alternative<kind::FileRead>(record->kind);
+    };
+    const Record* a = recorded.next();
+    const Record* b = replay.next();
     for (;;) {
-      const Record* a = recorded.next();
-      const Record* b = replay.next();
       if (mode == Mode::semantic && (is_clock_read(a) || is_clock_read(b))) {
         // A stretch of clock reads is timing: a runtime polls the clock while it waits, from
         // several threads, and a fast replay waits less. Both sides read the clock here; the
@@ -274,12 +354,17 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
         for (; is_clock_read(b); b = replay.next()) ++right;
         report.unmatched_clock_reads += left > right ? left - right : right - left;
       }
+      if (mode == Mode::semantic && is_file_read(a) && is_file_read(b)) {
+        compare_read_runs(a, b, recorded, replay, report);
+        continue;  // a and b are the records after the runs
+      }
       if (a == nullptr && b == nullptr) break;
       if (b == nullptr) {
         report.divergences.push_back(
             {a->seq, "missing_in_replay",
              "the replay ended before this " + std::string(kind_name(a->kind)) + " record",
              line_of(*a), ""});
+        a = recorded.next();
         continue;
       }
       if (a == nullptr) {
@@ -287,6 +372,7 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
                                       "the replay has this " + std::string(kind_name(b->kind)) +
                                           " record past the recording's end",
                                       "", line_of(*b)});
+        b = replay.next();
         continue;
       }
       Level level = kSemantic;
@@ -294,6 +380,8 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
       if (mode == Mode::phase_aware && a->phase == Phase::user_script) level = kStrictButSeq;
       std::vector<FieldDiff> diffs = diff_records(*a, *b, level);
       if (!diffs.empty()) report.divergences.push_back(divergence_from(diffs, *a, *b));
+      a = recorded.next();
+      b = replay.next();
     }
   }
   report.recorded_records = recorded.count();

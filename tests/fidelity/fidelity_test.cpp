@@ -195,3 +195,88 @@ TEST(Fidelity, ModeNames) {
 
 }  // namespace
 }  // namespace tapedeck::fidelity
+
+namespace tapedeck::fidelity {
+namespace {
+
+// Reads a thread pool made between two writes: `reads` in the order given, clock reads among them.
+Tape reads_between_writes(const std::vector<std::pair<std::string, std::string>>& reads) {
+  Tape tape(Header::current());
+  auto add = [&](RecordKind kind) {
+    Record record;
+    record.seq = tape.records.size();
+    record.kind = std::move(kind);
+    tape.records.push_back(std::move(record));
+  };
+  add(kind::FileWrite{"before.txt", "hash-before", 1});
+  for (const auto& [path, hash] : reads) {
+    add(kind::ClockRead{ClockSource::monotonic, 5});
+    add(kind::FileRead{path, hash, 3});
+  }
+  add(kind::FileWrite{"after.txt", "hash-after", 1});
+  return tape;
+}
+
+TEST(Fidelity, ReadsNothingOrdersCompareAsASetInSemanticMode) {
+  const Tape recorded = reads_between_writes({{"a.js", "ha"}, {"b.js", "hb"}, {"c.js", "hc"}});
+  const Tape replay = reads_between_writes({{"c.js", "hc"}, {"a.js", "ha"}, {"b.js", "hb"}});
+  EXPECT_TRUE(compare(recorded, replay, Mode::semantic).identical());
+  // Byte-identical stays strict: the order is a difference there.
+  EXPECT_FALSE(compare(recorded, replay, Mode::byte_identical).identical());
+}
+
+TEST(Fidelity, AReadOfAnotherFileOrOtherBytesStillDivergesNamingIt) {
+  const Tape recorded = reads_between_writes({{"a.js", "ha"}, {"b.js", "hb"}});
+  Report other_file =
+      compare(recorded, reads_between_writes({{"b.js", "hb"}, {"z.js", "hz"}}), Mode::semantic);
+  ASSERT_EQ(other_file.divergences.size(), 2u);
+  EXPECT_EQ(other_file.divergences[0].category, "file_read_set");
+  EXPECT_NE(other_file.divergences[0].message.find("\"a.js\""), std::string::npos);
+  EXPECT_NE(other_file.divergences[0].message.find("by the recording"), std::string::npos);
+  EXPECT_NE(other_file.divergences[1].message.find("\"z.js\""), std::string::npos);
+  EXPECT_NE(other_file.divergences[1].message.find("by the replay"), std::string::npos);
+
+  Report other_bytes = compare(
+      recorded, reads_between_writes({{"b.js", "hb"}, {"a.js", "CHANGED"}}), Mode::semantic);
+  ASSERT_EQ(other_bytes.divergences.size(), 1u);
+  EXPECT_EQ(other_bytes.divergences[0].category, "file_content_hash");
+  EXPECT_NE(other_bytes.divergences[0].message.find("recorded ha, replay CHANGED"),
+            std::string::npos);
+
+  Report read_twice =
+      compare(recorded, reads_between_writes({{"a.js", "ha"}, {"b.js", "hb"}, {"a.js", "ha"}}),
+              Mode::semantic);
+  ASSERT_EQ(read_twice.divergences.size(), 1u);
+  EXPECT_NE(read_twice.divergences[0].message.find("1 time(s) more by the replay"),
+            std::string::npos);
+}
+
+TEST(Fidelity, TwoRecordingsSeedsAreNoiseInSemanticModeOnly) {
+  Tape recorded = reads_between_writes({{"a.js", "ha"}});
+  Tape other = recorded;
+  Record seed;
+  seed.kind = kind::Unknown{"entropy", R"({"kind":"entropy","seed":"aa"})"};
+  recorded.records.insert(recorded.records.begin(), seed);
+  seed.kind = kind::Unknown{"entropy", R"({"kind":"entropy","seed":"bb"})"};
+  other.records.insert(other.records.begin(), seed);
+  EXPECT_TRUE(compare(recorded, other, Mode::semantic).identical());
+  EXPECT_EQ(categories(compare(recorded, other, Mode::byte_identical)),
+            std::vector<std::string>{"unknown_kind_content"});
+  // Any other kind this version does not know still gates.
+  std::get<kind::Unknown>(other.records[0].kind).name = "something_else";
+  EXPECT_FALSE(compare(recorded, other, Mode::semantic).identical());
+}
+
+TEST(Fidelity, AWriteOrdersTheReadsAroundIt) {
+  // The same reads, one on each side of a write: not one set.
+  Tape recorded = reads_between_writes({{"a.js", "ha"}});
+  Tape replay = reads_between_writes({});
+  Record late_read;
+  late_read.kind = kind::FileRead{"a.js", "ha", 3};
+  replay.records.push_back(late_read);
+  replay.records.back().seq = replay.records.size() - 1;
+  EXPECT_FALSE(compare(recorded, replay, Mode::semantic).identical());
+}
+
+}  // namespace
+}  // namespace tapedeck::fidelity

@@ -91,6 +91,9 @@ check "the replay tapes as many file records as the recording" test \
   "$("$td" stats "$work/run.tape" --json | "$python" -c 'import json,sys; k=json.load(sys.stdin)["by_kind"]; print(k.get("file_read",0), k.get("file_write",0), k.get("file_delete",0))')" = \
   "$("$td" stats "$work/replay.tape" --json | "$python" -c 'import json,sys; k=json.load(sys.stdin)["by_kind"]; print(k.get("file_read",0), k.get("file_write",0), k.get("file_delete",0))')"
 
+check "tapedeck fidelity --mode semantic passes (temp names included: randomness is taped)" \
+  "$td" fidelity "$work/run.tape" "$work/replay.tape" --mode semantic
+
 # The workspace changed since the recording: the replay still reads what the recording read.
 fresh changed
 echo "changed after the recording" > "$work/changed/input.txt"
