@@ -40,6 +40,8 @@ class StandInLlm {
   }
   ~StandInLlm() { stop(); }
   void stop() {
+    // A stop() before the thread listens would be lost (and join() would wait forever).
+    while (thread_.joinable() && !server_.is_running()) std::this_thread::yield();
     server_.stop();
     if (thread_.joinable()) thread_.join();
   }

@@ -1,4 +1,5 @@
 #include "tapedeck/llm_proxy.hpp"
+#include "testbench/stop_listening.hpp"
 
 #include <httplib.h>
 
@@ -116,8 +117,7 @@ LlmProxy::~LlmProxy() {
 }
 
 void LlmProxy::stop() {
-  impl_->server.stop();
-  if (impl_->thread.joinable()) impl_->thread.join();
+  detail::stop_listening(impl_->server, impl_->thread);
 }
 
 uint16_t LlmProxy::port() const {

@@ -11,6 +11,7 @@
 #include "tapedeck/llm_proxy.hpp"
 #include "tapedeck/testbench.hpp"
 #include "test_support.hpp"
+#include "testbench/stop_listening.hpp"
 
 namespace tapedeck {
 namespace {
@@ -51,10 +52,7 @@ class StandInLlm {
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
   ~StandInLlm() { stop(); }
-  void stop() {
-    server_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
+  void stop() { tapedeck::detail::stop_listening(server_, thread_); }
   std::string endpoint() const {
     return "http://127.0.0.1:" + std::to_string(port_) + "/v1/chat/completions";
   }
