@@ -1,6 +1,9 @@
+#include <simdjson.h>
+
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 
@@ -22,6 +25,36 @@ struct Level {
 constexpr Level kByteIdentical{true, true, true, true};
 constexpr Level kStrictButSeq{false, true, true, true};
 constexpr Level kSemantic{false, false, false, false};
+
+// The run's outcome (tapedeck's `outcome` record): the program's exit code and the digests of
+// what it printed.
+struct ProgramOutcome {
+  int64_t exit_code = 0;
+  std::string stdout_hash, stderr_hash;
+  uint64_t stdout_size = 0, stderr_size = 0;
+};
+
+std::optional<ProgramOutcome> outcome_of(const kind::Unknown& record) {
+  if (record.name != "outcome") return std::nullopt;
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(record.raw_json).get(root)) return std::nullopt;
+  ProgramOutcome outcome;
+  std::string_view text;
+  const bool ok = !root["exit_code"].get(outcome.exit_code) &&
+                  !root["stdout"]["content_hash"].get(text) &&
+                  (outcome.stdout_hash = std::string(text), true) &&
+                  !root["stdout"]["len_bytes"].get(outcome.stdout_size) &&
+                  !root["stderr"]["content_hash"].get(text) &&
+                  (outcome.stderr_hash = std::string(text), true) &&
+                  !root["stderr"]["len_bytes"].get(outcome.stderr_size);
+  if (!ok) return std::nullopt;
+  return outcome;
+}
+
+std::string shown_output(const std::string& hash, uint64_t size) {
+  return std::to_string(size) + " bytes (" + hash.substr(0, 12) + ")";
+}
 
 struct FieldDiff {
   std::string_view category;
@@ -105,6 +138,12 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
                        b.stdout_payload.content_hash);
           differ.field("process_stderr_hash", a.stderr_payload.content_hash,
                        b.stderr_payload.content_hash);
+        } else if (auto left = outcome_of(a), right = outcome_of(b); left && right) {
+          differ.field("outcome_exit_code", left->exit_code, right->exit_code);
+          differ.field("outcome_stdout", shown_output(left->stdout_hash, left->stdout_size),
+                       shown_output(right->stdout_hash, right->stdout_size));
+          differ.field("outcome_stderr", shown_output(left->stderr_hash, left->stderr_size),
+                       shown_output(right->stderr_hash, right->stderr_size));
         } else if (level.entropy_seed || a.name != "entropy") {
           differ.field("unknown_kind_content", a.raw_json, b.raw_json);
         }
@@ -178,6 +217,7 @@ struct Outcome {
   std::map<std::string, std::pair<std::string, uint64_t>> files;  // path -> (hash, seq)
   std::optional<std::pair<int32_t, uint64_t>> last_exit;          // (exit code, seq)
   uint64_t llm_calls = 0;
+  std::optional<std::pair<ProgramOutcome, uint64_t>> program;  // the run's outcome record
 
   void add(const Record& record) {
     if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) {
@@ -188,6 +228,8 @@ struct Outcome {
       last_exit = {{spawn->exit_code, record.seq}};
     } else if (std::holds_alternative<kind::LlmCall>(record.kind)) {
       ++llm_calls;
+    } else if (const auto* unknown = std::get_if<kind::Unknown>(&record.kind)) {
+      if (auto outcome = outcome_of(*unknown)) program = {{*outcome, record.seq}};
     }
   }
 };
@@ -218,6 +260,37 @@ void compare_outcomes(const Outcome& recorded, const Outcome& replay, Report& re
          "exit code of the last subprocess: recorded " + shown_exit(recorded.last_exit) +
              ", replay " + shown_exit(replay.last_exit),
          "", ""});
+  }
+  if (recorded.program && !replay.program) {
+    report.divergences.push_back({recorded.program->second, "outcome_missing",
+                                  "the recording ended with the program's outcome; the replay "
+                                  "has none (it was stopped, or recorded before outcomes)",
+                                  "", ""});
+  } else if (recorded.program && replay.program) {
+    const ProgramOutcome& a = recorded.program->first;
+    const ProgramOutcome& b = replay.program->first;
+    const uint64_t seq = recorded.program->second;
+    if (a.exit_code != b.exit_code) {
+      report.divergences.push_back({seq, "outcome_exit_code",
+                                    "the program's exit code: recorded " +
+                                        std::to_string(a.exit_code) + ", replay " +
+                                        std::to_string(b.exit_code),
+                                    "", ""});
+    }
+    if (a.stdout_hash != b.stdout_hash) {
+      report.divergences.push_back({seq, "outcome_stdout",
+                                    "what the program printed on stdout: recorded " +
+                                        shown_output(a.stdout_hash, a.stdout_size) + ", replay " +
+                                        shown_output(b.stdout_hash, b.stdout_size),
+                                    "", ""});
+    }
+    if (a.stderr_hash != b.stderr_hash) {
+      report.divergences.push_back({seq, "outcome_stderr",
+                                    "what the program printed on stderr: recorded " +
+                                        shown_output(a.stderr_hash, a.stderr_size) + ", replay " +
+                                        shown_output(b.stderr_hash, b.stderr_size),
+                                    "", ""});
+    }
   }
   if (recorded.llm_calls != replay.llm_calls) {
     report.divergences.push_back({0, "outcome_llm_calls",

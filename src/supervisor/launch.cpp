@@ -152,7 +152,7 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
 
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const fs::path& program,
                           const std::vector<std::string>& env, const floor::Filter* filter,
-                          RunOutcome& outcome, bool& floored) {
+                          RunOutcome& outcome, bool& floored, int stdout_fd, int stderr_fd) {
   const bool replay = options.mode == RunOptions::Mode::replay;
   bool overlay = replay && options.isolation != Isolation::copy;
   bool with_floor = filter != nullptr;
@@ -191,6 +191,8 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
         plan.bind_source = layer->bind_source;
       }
       plan.floor = with_floor ? filter : nullptr;
+      plan.stdout_fd = stdout_fd;
+      plan.stderr_fd = stderr_fd;
       if (std::optional<PreparedRoot> root = PreparedRoot::prepare(plan, failure)) {
         if (overlay) view.adopt_namespace(root->take_view(), root->setup_ms());
         floored = with_floor;

@@ -54,6 +54,7 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
 // with a warning; `floored` says whether it holds. The root waits for PreparedRoot::go().
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view,
                           const std::filesystem::path& program, const std::vector<std::string>& env,
-                          const floor::Filter* filter, RunOutcome& outcome, bool& floored);
+                          const floor::Filter* filter, RunOutcome& outcome, bool& floored,
+                          int stdout_fd = -1, int stderr_fd = -1);
 
 }  // namespace tapedeck::supervisor

@@ -102,6 +102,8 @@ bool write_text(const char* path, const char* text) {
   for (int i = 0; i < count; ++i) ::close(handed[i]);
   char go = 0;
   if (::read(channel, &go, 1) != 1) ::_exit(127);
+  if (plan.stdout_fd >= 0) ::dup2(plan.stdout_fd, STDOUT_FILENO);
+  if (plan.stderr_fd >= 0) ::dup2(plan.stderr_fd, STDERR_FILENO);
   ::execve(plan.program, plan.argv, plan.envp);
   const int error = errno;
   ssize_t ignored = ::write(channel, &error, sizeof error);

@@ -30,6 +30,9 @@ struct RootPlan {
   std::string overlay_fallback;
   std::string bind_source;
   const floor::Filter* floor = nullptr;  // null: no floor
+  // The program's stdout and stderr (the output relays); -1: this process's own.
+  int stdout_fd = -1;
+  int stderr_fd = -1;
 };
 
 // Why a step of the set-up failed: the caller may start again without it.

@@ -10,6 +10,7 @@
 
 #include "floor/floor.hpp"
 #include "supervisor/launch.hpp"
+#include "supervisor/output_capture.hpp"
 #include "supervisor/run_dir.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "supervisor/tree_server.hpp"
@@ -139,9 +140,13 @@ RunOutcome run(const RunOptions& options) {
     outcome.warnings.push_back(std::string(error.what()) +
                                ": only the preload library's hooks hold");
   }
+  // What the program prints is part of its outcome (taped, so fidelity sees a different ending).
+  std::unique_ptr<OutputCapture> capture;
+  if (session) capture = std::make_unique<OutputCapture>();
   bool floored = false;
-  PreparedRoot root =
-      prepare_root(options, view, *program, env, filter ? &*filter : nullptr, outcome, floored);
+  PreparedRoot root = prepare_root(options, view, *program, env, filter ? &*filter : nullptr,
+                                   outcome, floored, capture ? capture->program_stdout() : -1,
+                                   capture ? capture->program_stderr() : -1);
   std::unique_ptr<floor::Warden> warden;
   if (floored) {
     floor::NetworkPolicy policy;
@@ -188,6 +193,7 @@ RunOutcome run(const RunOptions& options) {
   server.set_root(pid);
   try {
     root.go();
+    if (capture) capture->started();
   } catch (...) {
     forward_to = 0;
     wind_down();
@@ -199,6 +205,10 @@ RunOutcome run(const RunOptions& options) {
   forward_to = 0;
   wind_down();
   outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (capture) {
+    capture->finish(std::chrono::milliseconds(2000));
+    effects.record_outcome(outcome.exit_code, capture->stdout_output(), capture->stderr_output());
+  }
   outcome.miss = server.miss();
   if (options.mode == RunOptions::Mode::replay) {
     std::tie(outcome.unused_inputs, outcome.unused_example) = effects.unused_inputs();

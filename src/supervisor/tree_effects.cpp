@@ -45,6 +45,21 @@ void TreeEffects::record_entropy_seed(const std::string& seed_hex) {
   step_clock();
 }
 
+void TreeEffects::record_outcome(int exit_code, const CapturedOutput& out,
+                                 const CapturedOutput& err) {
+  auto part = [this](const CapturedOutput& output) {
+    // The same hash: the bytes are in the sidecar (what was printed, up to a megabyte).
+    if (output.complete && output.size > 0) keep(output.head);
+    return R"({"content_hash":")" + output.content_hash + R"(","len_bytes":)" +
+           std::to_string(output.size) + "}";
+  };
+  const Phase previous = recorder().swap_phase(Phase::runtime_finalize);
+  recorder().record(kind::Unknown{"outcome", R"({"kind":"outcome","exit_code":)" +
+                                                 std::to_string(exit_code) + R"(,"stdout":)" +
+                                                 part(out) + R"(,"stderr":)" + part(err) + "}"});
+  recorder().swap_phase(previous);
+}
+
 void TreeEffects::step_clock() {
   if (index_) index_->step_clock();
 }

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "preload/wire.hpp"
+#include "supervisor/output_capture.hpp"
 #include "supervisor/recording_index.hpp"
 #include "supervisor/supervisor.hpp"
 #include "supervisor/tree_server.hpp"
@@ -35,6 +36,10 @@ class TreeEffects {
   // Puts the run's entropy seed on the tape (tapedeck's `entropy` record), before the program
   // starts: a replay draws its randomness from the same seed.
   void record_entropy_seed(const std::string& seed_hex);
+  // The run's outcome, last on the tape in the runtime_finalize phase (tapedeck's `outcome`
+  // record): the program's exit code and the digests of what it printed (the bytes themselves in
+  // the sidecar up to a megabyte, unless they hold a credential).
+  void record_outcome(int exit_code, const CapturedOutput& out, const CapturedOutput& err);
   // The LLM proxy served a call (its record made): the clock moves on, as for any record.
   void llm_call_served() { step_clock(); }
 
