@@ -13,6 +13,8 @@ packages=(
   libcurl4-openssl-dev                    # the LLM axis's HTTP client
   libcpp-httplib-dev                      # a local LLM server for the tests
   libseccomp-dev                          # the system-call floor's filter
+  libre2-dev                              # credentials recognised by shape
+  python3-dotenv                          # the .env agent of the secrets test
   golang-go                               # Go programs under the floor (tests/floor)
   python3 time
   chromium                                # tapedeck view's browser test

@@ -61,6 +61,10 @@ class Recorder {
   // would break: file contents).
   bool holds_secret(std::string_view bytes) const;
   static constexpr std::string_view kRedacted = "[redacted by tapedeck]";
+  // Replaces, in `bytes`, every secret added and every credential-shaped string (see
+  // tapedeck/secrets.hpp) with kRedacted; the number replaced. payload_from_bytes does it to
+  // every payload; a caller that keeps bytes by their hash itself does it first.
+  size_t redact(std::string& bytes) const;
 
   Phase phase() const { return static_cast<Phase>(phase_.load(std::memory_order_relaxed)); }
   // Sets the phase and answers the previous one (PhaseGuard is the usual way in).

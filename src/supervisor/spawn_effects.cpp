@@ -61,7 +61,8 @@ void TreeEffects::record_subprocess_changes() {
     const fs::file_status status = fs::symlink_status(where, error);
     if (fs::is_regular_file(status)) {
       if (auto bytes = detail::read_file(where)) {
-        add_file_record(kind::FileWrite{path, keep(*bytes), bytes->size(), true});
+        const auto [hash, size] = keep(*bytes);
+        add_file_record(kind::FileWrite{path, hash, size, true});
       }
     } else if (!fs::exists(status)) {
       add_file_record(kind::FileDelete{path, true});

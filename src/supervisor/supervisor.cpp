@@ -219,9 +219,9 @@ RunOutcome run(const RunOptions& options) {
   if (!effects.watch_warning().empty()) outcome.warnings.push_back(effects.watch_warning());
   if (effects.withheld() > 0) {
     outcome.warnings.push_back(std::to_string(effects.withheld()) +
-                               " file read(s) or write(s) held a credential the program was given: "
-                               "the tape keeps their hash, not their bytes (a replay reads them "
-                               "from the workspace when they are unchanged)");
+                               " workspace file(s) or output(s) held a credential (one the "
+                               "program was given, or one shaped like a key): the tape keeps them "
+                               "redacted, and a replay reads them so");
   }
   if (session) {
     outcome.records = session->recorder().record_count();

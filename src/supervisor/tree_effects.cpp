@@ -48,10 +48,11 @@ void TreeEffects::record_entropy_seed(const std::string& seed_hex) {
 void TreeEffects::record_outcome(int exit_code, const CapturedOutput& out,
                                  const CapturedOutput& err) {
   auto part = [this](const CapturedOutput& output) {
-    // The same hash: the bytes are in the sidecar (what was printed, up to a megabyte).
-    if (output.complete && output.size > 0) keep(output.head);
-    return R"({"content_hash":")" + output.content_hash + R"(","len_bytes":)" +
-           std::to_string(output.size) + "}";
+    // What was printed (up to a megabyte) is in the sidecar, redacted; the tape names those bytes.
+    std::string hash = output.content_hash;
+    uint64_t size = output.size;
+    if (output.complete && output.size > 0) std::tie(hash, size) = keep(output.head);
+    return R"({"content_hash":")" + hash + R"(","len_bytes":)" + std::to_string(size) + "}";
   };
   const Phase previous = recorder().swap_phase(Phase::runtime_finalize);
   recorder().record(kind::Unknown{"outcome", R"({"kind":"outcome","exit_code":)" +
@@ -72,18 +73,13 @@ std::optional<std::string> TreeEffects::relative(std::string_view absolute) cons
   return std::string(absolute.substr(workspace_.size() + 1));
 }
 
-// Keeps the bytes in the written tape's sidecar (file records name them by content_hash),
-// unless they hold a credential: then only their hash reaches the tape.
-std::string TreeEffects::keep(const std::string& bytes) {
+std::pair<std::string, uint64_t> TreeEffects::keep(std::string bytes) {
+  if (recorder().redact(bytes) > 0) ++withheld_;
   const std::string hash = content_hash(bytes);
-  if (recorder().holds_secret(bytes)) {
-    ++withheld_;
-    return hash;
-  }
   if (!cas_dir_.empty() && kept_.insert(hash).second) {
     cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
   }
-  return hash;
+  return {hash, bytes.size()};
 }
 
 // Every file record, in both modes; in replay each is also a step of the clock.
@@ -93,11 +89,13 @@ void TreeEffects::add_file_record(RecordKind kind) {
 }
 
 void TreeEffects::record_read(const std::string& path, const std::string& bytes) {
-  add_file_record(kind::FileRead{path, keep(bytes), bytes.size()});
+  const auto [hash, size] = keep(bytes);
+  add_file_record(kind::FileRead{path, hash, size});
 }
 
 void TreeEffects::record_write(const std::string& path, const std::string& bytes) {
-  add_file_record(kind::FileWrite{path, keep(bytes), bytes.size()});
+  const auto [hash, size] = keep(bytes);
+  add_file_record(kind::FileWrite{path, hash, size});
 }
 
 void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_view body) {

@@ -49,7 +49,7 @@ class TreeEffects {
   // Record: the inotify queue the serving thread drains, and why it could not be had.
   WorkspaceWatch& watch() { return watch_; }
   const std::string& watch_warning() const { return watch_warning_; }
-  // Files whose bytes were not kept because they hold a credential.
+  // Workspace files and outputs kept redacted because they held a credential.
   uint64_t withheld() const { return withheld_; }
   std::pair<uint64_t, std::string> unused_inputs() const;
 
@@ -57,7 +57,9 @@ class TreeEffects {
   Recorder& recorder() { return session_->recorder(); }
   void step_clock();
   std::optional<std::string> relative(std::string_view absolute) const;
-  std::string keep(const std::string& bytes);
+  // Keeps `bytes` in the written tape's sidecar, redacted (a credential the program was given,
+  // or one shaped like it): what the tape names (its hash, its length) is the redacted bytes.
+  std::pair<std::string, uint64_t> keep(std::string bytes);
   void add_file_record(RecordKind kind);
   void record_read(const std::string& path, const std::string& bytes);
   void record_write(const std::string& path, const std::string& bytes);

@@ -1,5 +1,7 @@
 #include "tapedeck/recorder.hpp"
 
+#include "tapedeck/secrets.hpp"
+
 #include <algorithm>
 
 #include "tape/tape_appender.hpp"
@@ -356,16 +358,23 @@ bool Recorder::holds_secret(std::string_view bytes) const {
   return false;
 }
 
-Payload Recorder::payload_from_bytes(std::string bytes) {
+size_t Recorder::redact(std::string& bytes) const {
+  size_t redacted = 0;
   if (has_secrets_.load(std::memory_order_acquire)) {
     std::lock_guard lock(secrets_mutex_);
     for (const std::string& secret : secrets_) {
       for (size_t at = bytes.find(secret); at != std::string::npos;
            at = bytes.find(secret, at + kRedacted.size())) {
         bytes.replace(at, secret.size(), kRedacted);
+        ++redacted;
       }
     }
   }
+  return redacted + secrets::redact(bytes);
+}
+
+Payload Recorder::payload_from_bytes(std::string bytes) {
+  redact(bytes);
   Shard& shard = shard_for_this_thread();
   // Hash outside the lock: it is the expensive part for large payloads.
   std::map<std::string, std::string> spilled;

@@ -135,7 +135,16 @@ std::optional<Tape> Session::end() {
     tape = recorder_->snapshot(header_);
     if (output_) tape->persist(*output_);
   }
-  if (output_) cas::write_entries(cas_dir_for(*output_), llm_requests_);
+  if (output_) {
+    // Kept for the diff of a replay's miss, under their digest: one that holds a credential
+    // cannot be redacted (it would no longer hash to its name), so it is not kept.
+    std::map<std::string, std::string> requests;
+    for (const auto& [digest, body] : llm_requests_) {
+      std::string probe = body;
+      if (recorder_->redact(probe) == 0) requests.emplace(digest, body);
+    }
+    cas::write_entries(cas_dir_for(*output_), requests);
+  }
   active_.reset();
   return tape;
 }

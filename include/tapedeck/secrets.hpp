@@ -1,0 +1,38 @@
+// Credentials recognised by their shape, before any byte reaches a tape.
+//
+// The rules cover the formats public detector rule sets (gitleaks, trufflehog) document: OpenAI
+// (sk-, sk-proj-), Anthropic (sk-ant-), AWS access key ids and secret keys, GitHub tokens (ghp_,
+// gho_, ghu_, ghs_, ghr_, github_pat_), Slack (xox?-), Google API keys (AIza), Stripe live keys,
+// JWTs, PEM private-key blocks, the value of an Authorization header, and KEY=value lines of
+// .env-style files (and JSON string fields) whose key names a credential. One pass over the
+// bytes finds whether any rule matches (RE2::Set); only the rules that did are run again for
+// their spans.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tapedeck::secrets {
+
+struct Finding {
+  size_t offset = 0;  // of the credential itself in the bytes scanned
+  size_t length = 0;
+  std::string_view rule;  // e.g. "openai-api-key"
+};
+
+// What a redacted credential reads as: valid UTF-8, and inside a JSON string, still JSON.
+inline constexpr std::string_view kRedacted = "[redacted by tapedeck]";
+
+// Every credential-shaped string in `bytes`, in order, not overlapping.
+std::vector<Finding> find(std::string_view bytes);
+
+// `bytes` with every credential-shaped string replaced by kRedacted; the number replaced.
+size_t redact(std::string& bytes);
+
+// A short fingerprint of a credential (the first 12 hex digits of its BLAKE3): a report names
+// which value it found without printing it.
+std::string fingerprint(std::string_view credential);
+
+}  // namespace tapedeck::secrets

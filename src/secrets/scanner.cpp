@@ -1,0 +1,117 @@
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <algorithm>
+#include <memory>
+#include <stdexcept>
+
+#include "tapedeck/secrets.hpp"
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck::secrets {
+
+namespace {
+
+// Each rule's first capture group is the credential itself (what is redacted). The formats are
+// facts from the public rule sets; the expressions are ours.
+struct Rule {
+  const char* name;
+  const char* pattern;
+};
+constexpr Rule kRules[] = {
+    {"anthropic-api-key", R"((sk-ant-[A-Za-z0-9_\-]{32,}))"},
+    {"openai-api-key", R"((sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{32,}))"},
+    {"aws-access-key-id", R"(\b((?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16})\b)"},
+    {"aws-secret-access-key",
+     R"((?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b)"},
+    {"github-token", R"(\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}))"},
+    {"github-fine-grained-token", R"(\b(github_pat_[A-Za-z0-9_]{22,255}))"},
+    {"slack-token", R"(\b(xox[baprs]-[A-Za-z0-9\-]{10,}))"},
+    {"google-api-key", R"(\b(AIza[0-9A-Za-z_\-]{35}))"},
+    {"stripe-live-key", R"(\b((?:sk|rk)_live_[0-9A-Za-z]{24,}))"},
+    {"jwt", R"(\b(eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}))"},
+    {"private-key",
+     R"((-----BEGIN[ A-Z0-9]*PRIVATE KEY-----\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+-----END[ A-Z0-9]*PRIVATE KEY-----))"},
+    {"authorization-header",
+     R"((?i)authorization["']?\s*[:=]\s*["']?(?:bearer|basic|token)\s+([A-Za-z0-9._~+/=\-]{8,}))"},
+    // .env files name their keys in capitals; code assigns lower-case names, calls things and
+    // names dotted attributes (a JWT's dots are the jwt rule's).
+    {"dotenv-credential",
+     R"((?m)^[ \t]*(?:export[ \t]+)?[A-Z0-9_]*(?:API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Z0-9_]*[ \t]*=[ \t]*["']?([^\s"'#$(){};,.<>\[\]]{8,})["']?[ \t]*$)"},
+    {"json-credential",
+     R"re((?i)"[a-z0-9_\-]*(?:api_?key|secret|token|password|passwd)"\s*:\s*"([^"\\]{8,})")re"},
+};
+constexpr size_t kRuleCount = sizeof kRules / sizeof kRules[0];
+
+RE2::Options options() {
+  RE2::Options out;
+  out.set_encoding(RE2::Options::EncodingLatin1);  // bytes, not necessarily UTF-8
+  out.set_log_errors(false);
+  out.set_max_mem(64 << 20);
+  return out;
+}
+
+struct Compiled {
+  RE2::Set any{options(), RE2::UNANCHORED};
+  std::vector<std::unique_ptr<RE2>> each;
+  Compiled() {
+    for (const Rule& rule : kRules) {
+      std::string error;
+      if (any.Add(rule.pattern, &error) < 0) {
+        throw std::logic_error(std::string("secrets rule ") + rule.name + ": " + error);
+      }
+      each.push_back(std::make_unique<RE2>(rule.pattern, options()));
+    }
+    if (!any.Compile()) throw std::logic_error("secrets rules: the set does not compile");
+  }
+};
+
+const Compiled& compiled() {
+  static const Compiled rules;
+  return rules;
+}
+
+}  // namespace
+
+std::vector<Finding> find(std::string_view bytes) {
+  std::vector<Finding> out;
+  const Compiled& rules = compiled();
+  std::vector<int> matched;
+  if (!rules.any.Match(bytes, &matched)) return out;
+  std::sort(matched.begin(), matched.end());
+  for (int index : matched) {
+    const RE2& rule = *rules.each[static_cast<size_t>(index)];
+    re2::StringPiece rest(bytes.data(), bytes.size());
+    re2::StringPiece credential;
+    while (RE2::FindAndConsume(&rest, rule, &credential) && !credential.empty()) {
+      // A value already redacted is not a credential (a redacted tape scans clean).
+      if (std::string_view(credential.data(), credential.size()).starts_with(kRedacted)) continue;
+      out.push_back({static_cast<size_t>(credential.data() - bytes.data()), credential.size(),
+                     kRules[static_cast<size_t>(index)].name});
+    }
+  }
+  // In order; where two rules found the same bytes (sk-ant- is also sk-), the first rule's.
+  std::sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) {
+    return a.offset != b.offset ? a.offset < b.offset : a.length > b.length;
+  });
+  std::vector<Finding> kept;
+  for (const Finding& finding : out) {
+    if (!kept.empty() && finding.offset < kept.back().offset + kept.back().length) continue;
+    kept.push_back(finding);
+  }
+  return kept;
+}
+
+size_t redact(std::string& bytes) {
+  const std::vector<Finding> findings = find(bytes);
+  for (auto it = findings.rbegin(); it != findings.rend(); ++it) {
+    bytes.replace(it->offset, it->length, kRedacted);
+  }
+  return findings.size();
+}
+
+std::string fingerprint(std::string_view credential) {
+  return content_hash(credential).substr(0, 12);
+}
+
+}  // namespace tapedeck::secrets

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# No credential reaches a tape, including ones the run reveals late. Two agents call the stand-in
+# LLM with a key (generated here, not a real one): (a) loaded from a .env file with python-dotenv,
+# (b) written as a bearer token in the agent's own source. Each is recorded against the stand-in
+# and replayed with it stopped: no byte of the key anywhere in the tape or its sidecar, the same
+# stdout, `tapedeck scan` clean (exit 0). A tape written before redaction (the key planted in its
+# sidecar) makes scan exit 1, naming the rule and not the key.
+# Usage: secrets_test.sh TAPEDECK EXAMPLES_DIR
+set -uo pipefail
+td=$(realpath "$1")
+examples=$(realpath "$2")
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3)
+work=$(mktemp -d)
+standin_pid=
+cleanup() {
+  [ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+
+"$python" -c "import dotenv" 2>/dev/null ||
+  { echo "FAIL: python3-dotenv is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+key="sk-proj-$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)"
+
+start_standin() {
+  "$python" "$examples/agents/standin_llm.py" > "$work/standin.out" &
+  standin_pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$work/standin.out" 2>/dev/null && break; sleep 0.1; done
+  port=$(sed -n 's/listening on //p' "$work/standin.out")
+}
+stop_standin() { kill "$standin_pid"; wait "$standin_pid" 2>/dev/null; standin_pid=; }
+
+# The call both agents make; the key comes from `key` (the caller's).
+cat > "$work/call.py" <<'PY'
+import json, os, urllib.request
+def ask(key):
+    request = urllib.request.Request(
+        os.environ["OPENAI_BASE_URL"] + "/chat/completions",
+        data=json.dumps({"model": "standin-1", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer " + key})
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)["choices"][0]["message"]["content"]
+PY
+
+make_workspace() {  # make_workspace NAME: the agent's workspace, as a fresh checkout would be
+  rm -rf "$work/ws" && mkdir -p "$work/ws" && cp "$work/call.py" "$work/ws/"
+  case $1 in
+    dotenv)
+      printf 'OPENAI_API_KEY=%s\nMODEL=standin-1\n' "$key" > "$work/ws/.env"
+      cat > "$work/ws/agent.py" <<'PY'
+import os
+from dotenv import load_dotenv
+from call import ask
+load_dotenv()
+print("answer:", ask(os.environ["OPENAI_API_KEY"]))
+PY
+      ;;
+    source)
+      cat > "$work/ws/agent.py" <<PY
+from call import ask
+print("answer:", ask("$key"))
+PY
+      ;;
+  esac
+}
+
+for name in dotenv source; do
+  start_standin
+  make_workspace "$name"
+  (cd "$work/ws" && env -u OPENAI_API_KEY "$td" run --emit-tape "$work/$name.tape" \
+     --llm-upstream "http://127.0.0.1:$port" -- "$python" agent.py) > "$work/$name-run.out" 2> "$work/$name-run.err"
+  check "$name: the recording ran the agent" grep -q "answer:" "$work/$name-run.out"
+  stop_standin
+  check "$name: no byte of the key on the tape or in its sidecar" \
+    bash -c "! grep -rqF '$key' '$work/$name.tape' '$work/$name.tape.cas'"
+  check "$name: nor any long piece of it" \
+    bash -c "! grep -rqF '${key:8:24}' '$work/$name.tape' '$work/$name.tape.cas'"
+  check "$name: the recording said what it kept redacted" grep -q "held a credential" "$work/$name-run.err"
+  make_workspace "$name"
+  (cd "$work/ws" && env -u OPENAI_API_KEY "$td" replay "$work/$name.tape" -- "$python" agent.py) \
+    > "$work/$name-replay.out" 2> "$work/$name-replay.err"
+  check "$name: the replay, the stand-in gone, prints what the recording printed" \
+    diff "$work/$name-run.out" "$work/$name-replay.out"
+  "$td" scan "$work/$name.tape" > "$work/$name.scan"
+  check "$name: tapedeck scan finds nothing (exit 0)" test $? = 0
+done
+
+# A tape made before redaction: scan reports it, naming the rule, never printing the key.
+cp "$work/dotenv.tape" "$work/leaky.tape" && cp -r "$work/dotenv.tape.cas" "$work/leaky.tape.cas"
+printf 'OPENAI_API_KEY=%s\n' "$key" > "$work/leaky.tape.cas/$(printf '0%.0s' $(seq 64))"
+"$td" scan "$work/leaky.tape" > "$work/leaky.scan"
+check "scan of a leaky tape exits 1" test $? = 1
+check "  naming the rule" grep -q "dotenv-credential\|openai-api-key" "$work/leaky.scan"
+check "  and not the key" bash -c "! grep -qF '$key' '$work/leaky.scan'"
+"$td" scan "$work/nowhere.tape" 2> /dev/null
+check "scan of a tape that is not there exits 2" test $? = 2
+
+echo
+if [ "$failures" -gt 0 ]; then echo "$failures check(s) failed"; exit 1; fi
+echo "all secrets checks passed"
