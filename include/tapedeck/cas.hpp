@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,8 +32,9 @@ struct Check {
   Problem problem = Problem::none;
   std::string detail;  // empty when problem == none
 };
-// Checks one entry: present, hashing to its name, and `expected_len` bytes long.
-Check check_entry(const std::filesystem::path& dir, std::string_view name, uint64_t expected_len);
+// Checks one entry: present, hashing to its name, and `expected_len` bytes long (when known).
+Check check_entry(const std::filesystem::path& dir, std::string_view name,
+                  std::optional<uint64_t> expected_len);
 std::string_view to_string(Problem problem);
 
 }  // namespace tapedeck::cas

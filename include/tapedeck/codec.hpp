@@ -128,8 +128,9 @@ struct FormatReport {
 };
 
 // Re-encodes `in` canonically into `out`, streaming (memory stays flat whatever the tape's
-// size), replacing `out` atomically, and carrying the CAS entries the records name into
-// out's sidecar (hard links where possible). `out` may be `in`.
+// size), replacing `out` atomically, and carrying every sidecar entry the records name (see
+// Reference: payloads, file bytes, kept LLM requests, printed output) into out's sidecar (hard
+// links where possible). `out` may be `in`.
 FormatReport format_tape(const std::filesystem::path& in, const std::filesystem::path& out);
 // The same encoding written to a file descriptor (stdout, say); CAS entries stay where they are.
 FormatReport format_tape_to_fd(const std::filesystem::path& in, int fd);

@@ -136,6 +136,40 @@ void for_each_payload(const RecordKind& kind, Visit&& visit) {
   }
 }
 
+// What a record names in its tape's sidecar. A payload in the CAS must be there. The others are
+// tapedeck's: the bytes of a file read or written (`run` keeps them, for replay), the canonical
+// body of an LLM call's request (kept for the diff of a replay's miss), and what an `outcome`
+// record says the program printed. The reference's tapes use file hashes as digests only, so
+// those may be absent; every command that copies, checks or counts a tape's sidecar goes by this.
+enum class Reference : uint8_t { payload, file_bytes, llm_request, printed_output };
+std::string_view to_string(Reference reference);
+
+// The content hashes (and lengths) an `outcome` record names (tapedeck's extension kind).
+std::vector<std::pair<std::string, uint64_t>> outcome_outputs(const kind::Unknown& record);
+
+// Calls visit(const std::string& name, std::optional<uint64_t> len_bytes, Reference) for every
+// sidecar entry a record names, payloads first.
+template <typename Visit>
+void for_each_reference(const RecordKind& kind, Visit&& visit) {
+  for_each_payload(kind, [&](const Payload& payload) {
+    if (payload.in_cas()) {
+      visit(payload.content_hash, std::optional<uint64_t>(payload.cas_len_bytes),
+            Reference::payload);
+    }
+  });
+  if (const auto* read = std::get_if<kind::FileRead>(&kind)) {
+    visit(read->content_hash, std::optional<uint64_t>(read->len_bytes), Reference::file_bytes);
+  } else if (const auto* write = std::get_if<kind::FileWrite>(&kind)) {
+    visit(write->content_hash, std::optional<uint64_t>(write->len_bytes), Reference::file_bytes);
+  } else if (const auto* llm = std::get_if<kind::LlmCall>(&kind)) {
+    visit(llm->request_digest, std::optional<uint64_t>(), Reference::llm_request);
+  } else if (const auto* unknown = std::get_if<kind::Unknown>(&kind)) {
+    for (const auto& [hash, size] : outcome_outputs(*unknown)) {
+      visit(hash, std::optional<uint64_t>(size), Reference::printed_output);
+    }
+  }
+}
+
 // Lowercase hex BLAKE3 of the bytes: the content hash of every payload and CAS entry.
 std::string content_hash(std::string_view bytes);
 // A CAS entry name is exactly 64 lowercase hex characters; anything else is refused so that a

@@ -1,12 +1,14 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <set>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 
 namespace tapedeck::cli {
@@ -27,6 +29,9 @@ struct Stats {
   uint64_t cas_refs = 0;
   uint64_t cas_ref_bytes = 0;
   std::map<std::string, uint64_t> cas_unique;  // name -> length
+  // The other sidecar entries the records name (file bytes, kept LLM requests, printed output):
+  // distinct names by kind of reference; counted when present.
+  std::map<Reference, std::set<std::string>> referenced;
   int64_t vt_min = std::numeric_limits<int64_t>::max();
   int64_t vt_max = std::numeric_limits<int64_t>::min();
   uint64_t sleep_ms = 0;
@@ -46,6 +51,12 @@ int run_stats(const StatsOptions& options) {
     if (const auto* sleep = std::get_if<kind::ClockSleep>(&record.kind)) {
       stats.sleep_ms += sleep->duration_ms;
     }
+    for_each_reference(record.kind,
+                       [&](const std::string& name, std::optional<uint64_t>, Reference reference) {
+                         if (reference != Reference::payload && is_valid_cas_name(name)) {
+                           stats.referenced[reference].insert(name);
+                         }
+                       });
     for_each_payload(record.kind, [&](const Payload& payload) {
       if (payload.in_cas()) {
         ++stats.cas_refs;
@@ -58,6 +69,23 @@ int run_stats(const StatsOptions& options) {
     });
   }
   warn_if_torn(*reader);
+  // What the sidecar keeps beside the payloads: entries present, and their bytes.
+  std::map<Reference, std::pair<uint64_t, uint64_t>> kept;
+  const std::filesystem::path sidecar = cas_dir_for(options.in);
+  for (const auto& [reference, names] : stats.referenced) {
+    auto& [entries, bytes] = kept[reference];
+    for (const std::string& name : names) {
+      std::error_code error;
+      const uint64_t size = std::filesystem::file_size(sidecar / name, error);
+      if (error) continue;
+      ++entries;
+      bytes += size;
+    }
+  }
+  auto kept_json = [&](Reference reference) {
+    const auto& [entries, bytes] = kept[reference];
+    return fmt::format(R"({{"entries":{},"bytes":{}}})", entries, bytes);
+  };
   uint64_t cas_unique_bytes = 0;
   for (const auto& [name, len] : stats.cas_unique) cas_unique_bytes += len;
   const Header& header = reader->header();
@@ -77,12 +105,15 @@ int run_stats(const StatsOptions& options) {
     fmt::print(R"({{"path":{},"version":{},"harn_version":{},"records":{},"by_kind":{{{}}},)"
                R"("by_phase":{{"user_script":{},"runtime_finalize":{}}},)"
                R"("payloads":{{"inline":{},"inline_bytes":{},"cas_refs":{},"cas_ref_bytes":{},)"
-               R"("cas_entries":{},"cas_entry_bytes":{}}},"virtual_time_ms":{},"sleep_ms":{}}})"
+               R"("cas_entries":{},"cas_entry_bytes":{}}},"file_bytes":{},"llm_requests":{},)"
+               R"("printed_outputs":{},"virtual_time_ms":{},"sleep_ms":{}}})"
                "\n",
                json_string(options.in), header.version, json_string(header.harn_version),
                stats.records, kinds, stats.by_phase[0], stats.by_phase[1], stats.inline_payloads,
                stats.inline_bytes, stats.cas_refs, stats.cas_ref_bytes, stats.cas_unique.size(),
-               cas_unique_bytes, time, stats.sleep_ms);
+               cas_unique_bytes, kept_json(Reference::file_bytes),
+               kept_json(Reference::llm_request), kept_json(Reference::printed_output), time,
+               stats.sleep_ms);
     return 0;
   }
 
@@ -97,6 +128,14 @@ int run_stats(const StatsOptions& options) {
              stats.inline_payloads, human_bytes(stats.inline_bytes), stats.cas_refs,
              human_bytes(stats.cas_ref_bytes), stats.cas_unique.size(),
              human_bytes(cas_unique_bytes));
+  if (!kept.empty()) {
+    std::string line;
+    for (const auto& [reference, counts] : kept) {
+      line += fmt::format("{}{} {} ({})", line.empty() ? "" : ", ", counts.first,
+                          to_string(reference), human_bytes(counts.second));
+    }
+    fmt::print("sidecar also  {}\n", line);
+  }
   if (has_time) {
     fmt::print("virtual time  {} .. {} ms (span {} ms; {} ms asleep)\n", stats.vt_min, stats.vt_max,
                span, stats.sleep_ms);

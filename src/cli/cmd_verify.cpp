@@ -31,9 +31,11 @@ struct Problem {
 };
 
 struct CasReference {
-  uint64_t len_bytes;
+  std::optional<uint64_t> len_bytes;
   uint64_t first_seq;
   uint64_t first_line;
+  Reference reference;
+  std::string what;  // the record that names it, for the problem's message
 };
 
 int run_verify(const VerifyOptions& options) {
@@ -44,20 +46,27 @@ int run_verify(const VerifyOptions& options) {
   uint64_t records = 0;
   while (const Record* record = reader->read()) {
     ++records;
+    for_each_reference(record->kind, [&](const std::string& name, std::optional<uint64_t> len,
+                                         Reference reference) {
+      std::string what = std::string(kind_name(record->kind));
+      if (const auto* read = std::get_if<kind::FileRead>(&record->kind)) {
+        what += " " + json_string(read->path);
+      } else if (const auto* write = std::get_if<kind::FileWrite>(&record->kind)) {
+        what += " " + json_string(write->path);
+      }
+      auto [it, fresh] = cas_refs.try_emplace(
+          name, CasReference{len, record->seq, reader->line_number(), reference, what});
+      if (!fresh && len && it->second.len_bytes && *it->second.len_bytes != *len &&
+          reference == Reference::payload) {
+        problems.push_back({record->seq, reader->line_number(), "cas_length_conflict",
+                            fmt::format("CAS entry {} is named with {} bytes here but {} at "
+                                        "seq {}",
+                                        name, *len, *it->second.len_bytes, it->second.first_seq)});
+      }
+    });
     for_each_payload(record->kind, [&](const Payload& payload) {
-      if (payload.in_cas()) {
-        auto [it, fresh] = cas_refs.try_emplace(
-            payload.content_hash,
-            CasReference{payload.cas_len_bytes, record->seq, reader->line_number()});
-        if (!fresh && it->second.len_bytes != payload.cas_len_bytes) {
-          problems.push_back({record->seq, reader->line_number(), "cas_length_conflict",
-                              fmt::format("CAS entry {} is named with {} bytes here but {} at "
-                                          "seq {}",
-                                          payload.content_hash, payload.cas_len_bytes,
-                                          it->second.len_bytes, it->second.first_seq)});
-        }
-      } else if (const std::string actual = content_hash(payload.text);
-                 actual != payload.content_hash) {
+      if (payload.in_cas()) return;
+      if (const std::string actual = content_hash(payload.text); actual != payload.content_hash) {
         problems.push_back({record->seq, reader->line_number(), "inline_hash_mismatch",
                             fmt::format("inline payload's content_hash {} is not the BLAKE3 of "
                                         "its text ({})",
@@ -81,12 +90,35 @@ int run_verify(const VerifyOptions& options) {
                                       torn->bytes)});
     }
   }
+  // A payload must be in the sidecar. The other references are checked when they are there; a
+  // file's bytes missing are a problem only on a tape that keeps the bytes of its other files
+  // (tapedeck run's), since the reference's tapes name file hashes as digests.
   const std::filesystem::path cas_dir = cas_dir_for(options.in);
-  for (const auto& [name, ref] : cas_refs) {
+  std::vector<const std::pair<const std::string, CasReference>*> missing_file_bytes;
+  bool keeps_file_bytes = false;
+  for (const auto& entry : cas_refs) {
+    const auto& [name, ref] = entry;
+    const bool required = ref.reference == Reference::payload;
+    if (!required && !is_valid_cas_name(name)) continue;
     cas::Check check = cas::check_entry(cas_dir, name, ref.len_bytes);
+    if (!required && check.problem == cas::Problem::missing) {
+      if (ref.reference == Reference::file_bytes) missing_file_bytes.push_back(&entry);
+      continue;
+    }
+    if (ref.reference == Reference::file_bytes) keeps_file_bytes = true;
     if (check.problem != cas::Problem::none) {
-      problems.push_back({ref.first_seq, ref.first_line,
-                          "cas_" + std::string(cas::to_string(check.problem)), check.detail});
+      problems.push_back(
+          {ref.first_seq, ref.first_line, "cas_" + std::string(cas::to_string(check.problem)),
+           check.detail + " (" + std::string(to_string(ref.reference)) + " of " + ref.what + ")"});
+    }
+  }
+  if (keeps_file_bytes) {
+    for (const auto* entry : missing_file_bytes) {
+      const auto& [name, ref] = *entry;
+      problems.push_back({ref.first_seq, ref.first_line, "cas_missing",
+                          "the bytes of " + ref.what + " (" + short_hash(name) +
+                              ") are missing from the sidecar, which keeps its other files' "
+                              "bytes: a replay cannot serve them"});
     }
   }
 

@@ -121,7 +121,8 @@ Carried carry_entry(const std::filesystem::path& from_dir, const std::filesystem
   return Carried::copied;
 }
 
-Check check_entry(const std::filesystem::path& dir, std::string_view name, uint64_t expected_len) {
+Check check_entry(const std::filesystem::path& dir, std::string_view name,
+                  std::optional<uint64_t> expected_len) {
   Check check;
   if (!is_valid_cas_name(name)) {
     check.problem = Problem::invalid_name;
@@ -139,10 +140,10 @@ Check check_entry(const std::filesystem::path& dir, std::string_view name, uint6
     check.detail = "CAS entry unreadable: " + path.string() + ": " + std::strerror(error);
   } else if (check.problem == Problem::hash_mismatch) {
     check.detail = "CAS entry corrupt: " + path.string() + " does not hash to its name";
-  } else if (bytes.size() != expected_len) {
+  } else if (expected_len && bytes.size() != *expected_len) {
     check.problem = Problem::length_mismatch;
     check.detail = "CAS entry " + path.string() + " holds " + std::to_string(bytes.size()) +
-                   " bytes but the record says " + std::to_string(expected_len);
+                   " bytes but the record says " + std::to_string(*expected_len);
   }
   return check;
 }

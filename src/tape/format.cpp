@@ -14,8 +14,8 @@ namespace {
 
 constexpr size_t kFlushBytes = 1 << 20;
 
-// Streams every line of `in` through the canonical encoder into `sink`, calling `on_cas` once
-// per distinct CAS name the records mention.
+// Streams every line of `in` through the canonical encoder into `sink`, calling
+// on_cas(name, reference) once per distinct sidecar entry the records name (see Reference).
 template <typename Sink, typename OnCas>
 FormatReport stream_canonical(TapeReader& reader, Sink&& sink, OnCas&& on_cas) {
   FormatReport report;
@@ -25,11 +25,10 @@ FormatReport stream_canonical(TapeReader& reader, Sink&& sink, OnCas&& on_cas) {
   while (const Record* record = reader.read()) {
     ++report.records;
     buffer.put(reader.canonical_line());
-    for_each_payload(record->kind, [&](const Payload& payload) {
-      if (payload.in_cas() && seen_cas.insert(payload.content_hash).second) {
-        on_cas(payload.content_hash, report);
-      }
-    });
+    for_each_reference(record->kind,
+                       [&](const std::string& name, std::optional<uint64_t>, Reference reference) {
+                         if (seen_cas.insert(name).second) on_cas(name, reference, report);
+                       });
     if (buffer.size() >= kFlushBytes) {
       sink(buffer.view());
       buffer.clear();
@@ -51,21 +50,21 @@ FormatReport format_tape(const std::filesystem::path& in, const std::filesystem:
 
   // Entries are carried as their records stream past, i.e. before the tape that names them is
   // renamed into place.
-  auto carry = [&](const std::string& name, FormatReport& report) {
+  // A payload must be in the sidecar; the other references are carried when they are there (a
+  // reference tape names file hashes as digests only).
+  auto carry = [&](const std::string& name, Reference reference, FormatReport& report) {
+    const bool required = reference == Reference::payload;
     if (!is_valid_cas_name(name)) {
-      report.cas_invalid_names.push_back(name);
+      if (required) report.cas_invalid_names.push_back(name);
+      return;
+    }
+    const bool present = std::filesystem::exists(from_cas / name, ignored);
+    if (!present) {
+      if (required) report.cas_missing.push_back(name);
       return;
     }
     if (same_sidecar) {
-      if (std::filesystem::exists(from_cas / name, ignored)) {
-        ++report.cas_already_present;
-      } else {
-        report.cas_missing.push_back(name);
-      }
-      return;
-    }
-    if (!std::filesystem::exists(from_cas / name, ignored)) {
-      report.cas_missing.push_back(name);
+      ++report.cas_already_present;
       return;
     }
     switch (cas::carry_entry(from_cas, to_cas, name)) {
@@ -104,7 +103,7 @@ FormatReport format_tape_to_fd(const std::filesystem::path& in, int fd) {
     }
   };
   auto reader = TapeReader::open(in, ReaderOptions{.canonical_lines = true});
-  return stream_canonical(*reader, write_all, [](const std::string&, FormatReport&) {});
+  return stream_canonical(*reader, write_all, [](const std::string&, Reference, FormatReport&) {});
 }
 
 }  // namespace tapedeck
