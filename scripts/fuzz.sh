@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-vectors=../shared/vectors
+vectors=tests/vectors
 cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DTAPEDECK_FUZZ=ON -DBUILD_TESTING=OFF -DTAPEDECK_BENCH=OFF >/dev/null

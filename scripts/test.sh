@@ -4,10 +4,9 @@
 # for a bounded time. Installs what it needs first. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -d ../shared/vectors ]; then
-  echo "tapedeck: ../shared/vectors not found: the tests need shared/ beside this checkout" >&2
-  exit 2
-fi
+# shared/ beside the checkout is optional: the vectors are in tests/vectors; the seed-anchor
+# comparison (compat.seed) is skipped, saying so, without it.
+[ -d ../shared/anchors ] || echo "tapedeck: ../shared not beside this checkout: the seed-anchor test will be skipped"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing dependencies"

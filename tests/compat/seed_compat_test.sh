@@ -13,6 +13,10 @@ set -u
 td=$1 gen=$2 host=$3 build_sh=$4
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+if [ ! -f "$build_sh" ]; then
+  echo "skipped: the seed anchor ($build_sh) is not beside this checkout (shared/ is CI's)"
+  exit 77
+fi
 anchor_dir=${TAPEDECK_SEED_BUILD_DIR:-$PWD/seed-rust}
 echo "building the seed anchor in $anchor_dir ..."
 seedbench=$(sh "$build_sh" "$anchor_dir" | tail -n 1)
