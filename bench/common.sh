@@ -32,3 +32,13 @@ scratch_dir() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
+
+# seconds CMD...: the wall time of one run of CMD, its output discarded (its errors kept in
+# $dir/cmd.err and shown when it fails, which stops the bench).
+seconds() {
+  local start stop
+  start=$(date +%s%N)
+  "$@" >/dev/null 2>"$dir/cmd.err" || { echo "bench: failed: $* ($(head -c 300 "$dir/cmd.err"))" >&2; exit 1; }
+  stop=$(date +%s%N)
+  awk -v ns=$((stop - start)) 'BEGIN {printf "%.4f\n", ns / 1e9}'
+}

@@ -16,14 +16,6 @@ program=$PWD/build/release/bench/draw_random
 scratch_dir entropy $((64 * 1024))
 echo "(tapes in $dir)"
 
-seconds() {
-  local start stop
-  start=$(date +%s%N)
-  "$@" >/dev/null 2>"$dir/cmd.err" || { echo "bench: failed: $* ($(head -c 300 "$dir/cmd.err"))" >&2; exit 1; }
-  stop=$(date +%s%N)
-  awk -v ns=$((stop - start)) 'BEGIN {printf "%.4f\n", ns / 1e9}'
-}
-
 measure() {  # measure NAME ARGS...
   local name=$1
   shift

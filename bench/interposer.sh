@@ -21,14 +21,6 @@ programs=$PWD/build/release/bench
 scratch_dir interposer $((512 * 1024))
 echo "(tapes and files in $dir)"
 
-seconds() {  # seconds CMD...: wall time of one run, output discarded
-  local start stop
-  start=$(date +%s%N)
-  "$@" >/dev/null 2>"$dir/cmd.err" || { echo "bench: failed: $* ($(head -c 300 "$dir/cmd.err"))" >&2; exit 1; }
-  stop=$(date +%s%N)
-  awk -v ns=$((stop - start)) 'BEGIN {printf "%.4f\n", ns / 1e9}'
-}
-
 echo "== replaying a program that slept 5 s (medians of $rounds)"
 cd "$dir"
 rm -f "$dir"/{record,replay}.samples

@@ -277,20 +277,17 @@ void compare_outcomes(const Outcome& recorded, const Outcome& replay, Report& re
                                         std::to_string(b.exit_code),
                                     "", ""});
     }
-    if (a.stdout_hash != b.stdout_hash) {
-      report.divergences.push_back({seq, "outcome_stdout",
-                                    "what the program printed on stdout: recorded " +
-                                        shown_output(a.stdout_hash, a.stdout_size) + ", replay " +
-                                        shown_output(b.stdout_hash, b.stdout_size),
+    auto printed = [&](const char* category, const char* stream, const std::string& left_hash,
+                       uint64_t left_size, const std::string& right_hash, uint64_t right_size) {
+      if (left_hash == right_hash) return;
+      report.divergences.push_back({seq, category,
+                                    std::string("what the program printed on ") + stream +
+                                        ": recorded " + shown_output(left_hash, left_size) +
+                                        ", replay " + shown_output(right_hash, right_size),
                                     "", ""});
-    }
-    if (a.stderr_hash != b.stderr_hash) {
-      report.divergences.push_back({seq, "outcome_stderr",
-                                    "what the program printed on stderr: recorded " +
-                                        shown_output(a.stderr_hash, a.stderr_size) + ", replay " +
-                                        shown_output(b.stderr_hash, b.stderr_size),
-                                    "", ""});
-    }
+    };
+    printed("outcome_stdout", "stdout", a.stdout_hash, a.stdout_size, b.stdout_hash, b.stdout_size);
+    printed("outcome_stderr", "stderr", a.stderr_hash, a.stderr_size, b.stderr_hash, b.stderr_size);
   }
   if (recorded.llm_calls != replay.llm_calls) {
     report.divergences.push_back({0, "outcome_llm_calls",

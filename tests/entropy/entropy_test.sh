@@ -9,13 +9,7 @@ set -uo pipefail
 td=$(realpath "$1")
 draws=$(realpath "$2")
 here=$(realpath "$3")
-python=/usr/bin/python3
-[ -x "$python" ] || python=$(command -v python3)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+source "$(dirname "$0")/../harness.sh"
 
 # taped NAME PROGRAM...: two recordings, two replays of the first, each in a fresh workspace.
 taped() {
@@ -57,6 +51,4 @@ check "a megabyte drawn adds nothing to the tape but its clock reads" \
 check "  and nothing to its sidecar" \
   test "$(du -sb "$work/big.tape.cas" 2>/dev/null | cut -f1 || echo 0)" -lt 8192
 
-echo
-if [ "$failures" -gt 0 ]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all entropy checks passed"
+finish entropy

@@ -12,18 +12,9 @@ td=$(realpath "$1")
 probe=$(realpath "$2")
 probe_static=$(realpath "$3")
 here=$(realpath "$4")
-python=/usr/bin/python3
-[ -x "$python" ] || python=$(command -v python3)
-work=$(mktemp -d)
+source "$(dirname "$0")/../harness.sh"
 listener_pid=
-cleanup() {
-  [ -n "$listener_pid" ] && kill "$listener_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+on_exit+=('[ -n "$listener_pid" ] && kill "$listener_pid" 2>/dev/null')
 
 # A loopback listener that writes one line per connection it accepts.
 start_listener() {
@@ -96,6 +87,4 @@ rm output.txt
 check "replay: it ran" grep -q "write: written" "$work/write.out"
 check "replay: nothing reached the workspace" test ! -e output.txt
 
-echo
-if [ "$failures" -gt 0 ]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all floor checks passed"
+finish floor

@@ -9,18 +9,9 @@
 set -uo pipefail
 td=$(realpath "$1")
 examples=$(realpath "$2")
-python=/usr/bin/python3
-[ -x "$python" ] || python=$(command -v python3)
-work=$(mktemp -d)
+source "$(dirname "$0")/../harness.sh"
 standin_pid=
-cleanup() {
-  [ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+on_exit+=('[ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null')
 
 "$python" -c "import dotenv" 2>/dev/null ||
   { echo "FAIL: python3-dotenv is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
@@ -99,6 +90,4 @@ check "  and not the key" bash -c "! grep -qF '$key' '$work/leaky.scan'"
 "$td" scan "$work/nowhere.tape" 2> /dev/null
 check "scan of a tape that is not there exits 2" test $? = 2
 
-echo
-if [ "$failures" -gt 0 ]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all secrets checks passed"
+finish secrets

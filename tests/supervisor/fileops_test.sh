@@ -20,20 +20,15 @@ if [ "$isolation" = unprivileged ]; then
   shared=$(mktemp -d)
   trap 'rm -rf "$shared"' EXIT
   cp "$td" "$(dirname "$td")/tapedeck-exec" "$(dirname "$td")/libtapedeck_preload.so" "$shared/"
-  cp "$0" "$here/fileops.py" "$shared/"
+  cp "$0" "$here/fileops.py" "$here/../harness.sh" "$shared/"
   chmod -R a+rX "$shared"
   chmod a+rwx "$shared"
   setpriv --reuid=nobody --regid=nogroup --clear-groups env TMPDIR="$shared" \
     bash "$shared/fileops_test.sh" "$shared/tapedeck" namespace
   exit $?
 fi
-python=/usr/bin/python3
-[ -x "$python" ] || python=$(command -v python3)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+# (The copy run as another user has the harness beside it.)
+if [ -f "$here/harness.sh" ]; then source "$here/harness.sh"; else source "$here/../harness.sh"; fi
 
 # The starting workspace: a few files, a folder, a link, a file of its own mode.
 mkdir -p "$work/start/docs"
@@ -134,7 +129,5 @@ check "  and the workspace is as it was" diff <(tree_of "$work/start") <(tree_of
 
 if [ "$failures" -gt 0 ]; then
   for f in native.err run.err replay.err changed.err sub-run.err sub-replay.err; do echo "--- $f"; tail -5 "$work/$f"; done
-  echo "$failures check(s) failed"
-  exit 1
 fi
-echo "all file-operation checks passed ($isolation)"
+finish "file-operation ($isolation)"

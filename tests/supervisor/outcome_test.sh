@@ -7,13 +7,7 @@
 # Usage: outcome_test.sh TAPEDECK
 set -uo pipefail
 td=$(realpath "$1")
-python=/usr/bin/python3
-[ -x "$python" ] || python=$(command -v python3)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+source "$(dirname "$0")/../harness.sh"
 
 # The program lives outside the workspace: a changed program is not a changed input.
 write_program() {  # write_program EXTRA_LINE EXIT_CODE FILE_BYTES
@@ -78,6 +72,4 @@ fresh
   > "$work/tty-replay.out" 2>&1
 check "replay: likewise" grep -q "stdout is a terminal: True" "$work/tty-replay.out"
 
-echo
-if [ "$failures" -gt 0 ]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all outcome checks passed"
+finish outcome

@@ -6,13 +6,7 @@
 # Usage: references_test.sh TAPEDECK
 set -uo pipefail
 td=$(realpath "$1")
-python=/usr/bin/python3
-[ -x "$python" ] || python=$(command -v python3)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
+source "$(dirname "$0")/../harness.sh"
 
 cat > "$work/program.py" <<'PY'
 print(open("tasks.txt").read().strip())
@@ -45,6 +39,4 @@ rm "$work/broken.tape.cas/$hash"
 check "verify of a tape missing one file's bytes exits 1" test $? = 1
 check "  naming the record" grep -q 'file_read "tasks.txt"' "$work/verify.out"
 
-echo
-if [ "$failures" -gt 0 ]; then echo "$failures check(s) failed"; exit 1; fi
-echo "all reference checks passed"
+finish reference
