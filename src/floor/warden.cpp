@@ -53,15 +53,17 @@ struct Target {
   }
 };
 
-bool read_target(pid_t pid, uint64_t where, uint64_t length, Target& out) {
+// 0 when read; else the errno: EFAULT (the caller's own bad pointer or length, which the kernel
+// will answer as it always does), or why the supervisor could not look.
+int read_target(pid_t pid, uint64_t where, uint64_t length, Target& out) {
   sockaddr_storage address{};
   const size_t size = std::min<uint64_t>(length, sizeof address);
   iovec local{&address, size};
   iovec remote{reinterpret_cast<void*>(where), size};
-  if (size < sizeof(sa_family_t) ||
-      ::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(size)) {
-    return false;
-  }
+  if (size < sizeof(sa_family_t)) return EFAULT;
+  const ssize_t got = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  if (got < 0) return errno;
+  if (got != static_cast<ssize_t>(size)) return EFAULT;
   out.family = address.ss_family;
   if (address.ss_family == AF_INET && size >= sizeof(sockaddr_in)) {
     const auto& in = reinterpret_cast<const sockaddr_in&>(address);
@@ -77,7 +79,7 @@ bool read_target(pid_t pid, uint64_t where, uint64_t length, Target& out) {
       std::memcpy(out.address, &in6.sin6_addr, 16);
     }
   }
-  return true;
+  return 0;
 }
 
 bool matches(const Endpoint& rule, const Target& target) {
@@ -194,8 +196,16 @@ int Warden::decide(const seccomp_notif& request) {
   const uint64_t where = is_connect ? request.data.args[1] : request.data.args[4];
   const uint64_t length = is_connect ? request.data.args[2] : request.data.args[5];
   Target target;
-  if (!read_target(static_cast<pid_t>(request.pid), where, length, target)) {
-    return 0;  // unreadable: the kernel answers the call itself (EFAULT, EINVAL)
+  if (const int unread = read_target(static_cast<pid_t>(request.pid), where, length, target)) {
+    // The caller's bad pointer: the kernel answers (EFAULT). Anything else keeps the supervisor
+    // from seeing where the call goes, so it does not go (the floor fails closed).
+    if (unread == EFAULT || unread == ESRCH) return 0;
+    ++denied_;
+    if (report_) {
+      report_("network denied: a connect by " + command_of(static_cast<pid_t>(request.pid)) +
+              " whose address the supervisor could not read (" + std::strerror(unread) + ")");
+    }
+    return ECONNREFUSED;
   }
   // The process may have died and its pid been reused while its memory was read.
   if (seccomp_notify_id_valid(listener_, request.id) != 0) return 0;
