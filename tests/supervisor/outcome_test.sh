@@ -32,6 +32,10 @@ check "  and passes its stdout and stderr through" \
 check "the outcome is the tape's last record, in runtime_finalize" \
   bash -c "tail -1 '$work/run.tape' | grep -q '\"phase\":\"runtime_finalize\".*\"kind\":\"outcome\",\"exit_code\":0'"
 
+check "tapedeck show reads the outcome" \
+  bash -c "'$td' show '$work/run.tape' | grep -q 'outcome  *program exit 0, stdout 17 B'"
+check "  and the run's entropy seed" bash -c "'$td' show '$work/run.tape' | grep -q 'entropy  *seed '"
+
 replay_as() {  # replay_as NAME: replays the tape with the program as it is now
   fresh
   (cd "$work/ws" && "$td" replay -q "$work/run.tape" --emit-tape "$work/$1.tape" -- \
