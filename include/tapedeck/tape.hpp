@@ -81,6 +81,9 @@ struct FileWrite {
   std::string content_hash;
   uint64_t len_bytes = 0;
   bool by_subprocess = false;
+  // With by_subprocess: the file's permission bits (`"mode":493`), so that a replay makes, say,
+  // the program a compiler built executable again.
+  std::optional<uint32_t> mode = std::nullopt;
   bool operator==(const FileWrite&) const = default;
 };
 struct FileDelete {

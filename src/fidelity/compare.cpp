@@ -124,6 +124,7 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
           differ.field("file_len_bytes", a.len_bytes, b.len_bytes);
           if constexpr (std::is_same_v<K, kind::FileWrite>) {
             differ.field("file_by_subprocess", a.by_subprocess, b.by_subprocess);
+            differ.field("file_mode", a.mode.value_or(0), b.mode.value_or(0));
           }
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
           differ.field("file_path", a.path, b.path);

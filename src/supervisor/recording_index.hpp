@@ -10,6 +10,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,8 +23,11 @@ namespace tapedeck::supervisor {
 // "`program arg…` in cwd", as messages name a recorded subprocess.
 std::string describe_spawn(const Record& record);
 
-// A file record a subprocess's change to the workspace was taped as.
+// A record a subprocess's change to the workspace was taped as: a file written or deleted
+// (by_subprocess), or a folder made (tapedeck's `folder_made` record).
 bool is_subprocess_change(const RecordKind& kind);
+// The folder a `folder_made` record names, or nullopt.
+std::optional<std::string> made_folder(const RecordKind& kind);
 
 class RecordingIndex {
  public:

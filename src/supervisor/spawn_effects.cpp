@@ -3,6 +3,7 @@
 // running anything, and makes those changes in its view.
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
+#include "tapedeck/codec.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -55,6 +56,14 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
 // Record: a subprocess ended; what changed in the workspace that no process reported itself
 // is its doing, taped right after its spawn so that a replay can make the same changes.
 void TreeEffects::record_subprocess_changes() {
+  // Folders first (a file may go into one); only those still there. A folder the root made
+  // meanwhile counts too: making it again in the view is harmless.
+  for (const std::string& folder : watch_.take_made_folders()) {
+    std::error_code error;
+    if (!fs::is_directory(fs::symlink_status(fs::path(workspace_) / folder, error))) continue;
+    add_file_record(kind::Unknown{"folder_made",
+                                  R"({"kind":"folder_made","path":)" + json_string(folder) + "}"});
+  }
   for (const std::string& path : watch_.take_changes()) {
     const fs::path where = fs::path(workspace_) / path;
     std::error_code error;
@@ -62,7 +71,8 @@ void TreeEffects::record_subprocess_changes() {
     if (fs::is_regular_file(status)) {
       if (auto bytes = detail::read_file(where)) {
         const auto [hash, size] = keep(*bytes);
-        add_file_record(kind::FileWrite{path, hash, size, true});
+        const auto mode = static_cast<uint32_t>(status.permissions() & fs::perms::mask);
+        add_file_record(kind::FileWrite{path, hash, size, true, mode});
       }
     } else if (!fs::exists(status)) {
       add_file_record(kind::FileDelete{path, true});
@@ -81,11 +91,13 @@ void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
         throw std::runtime_error("the tape's bytes for " + write->path +
                                  ", written by a subprocess, are missing from its sidecar");
       }
-      view_.write_file(write->path, *bytes);
+      view_.write_file(write->path, *bytes, write->mode);
       written_.erase(write->path);  // the view holds what the recording's file held
     } else if (const auto* gone = std::get_if<kind::FileDelete>(change)) {
       view_.remove_file(gone->path);
       written_.erase(gone->path);
+    } else if (const auto folder = made_folder(*change)) {
+      view_.make_folder(*folder);
     }
     add_file_record(*change);
   }

@@ -143,7 +143,8 @@ int WorkspaceView::parent_of(const std::string& relative, std::string& name, boo
   return folder;
 }
 
-bool WorkspaceView::write_file(const std::string& relative, std::string_view bytes) const {
+bool WorkspaceView::write_file(const std::string& relative, std::string_view bytes,
+                               std::optional<uint32_t> mode) const {
   std::string name;
   const int folder = parent_of(relative, name, /*make=*/true);
   if (folder < 0) return false;
@@ -157,8 +158,17 @@ bool WorkspaceView::write_file(const std::string& relative, std::string_view byt
     ok = wrote > 0 || (wrote < 0 && errno == EINTR);
     if (wrote > 0) at += static_cast<size_t>(wrote);
   }
+  if (ok && mode) ::fchmod(fd, static_cast<mode_t>(*mode));
   ::close(fd);
   return ok;
+}
+
+bool WorkspaceView::make_folder(const std::string& relative) const {
+  std::string name;
+  const int folder = parent_of(relative + "/.", name, /*make=*/true);
+  if (folder < 0) return false;
+  ::close(folder);
+  return true;
 }
 
 bool WorkspaceView::remove_file(const std::string& relative) const {

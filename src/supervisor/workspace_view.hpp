@@ -73,8 +73,11 @@ class WorkspaceView {
   // Writes `bytes` as the whole of the view's file at `relative`, making its folders; deletes
   // it. Both stay beneath the view's root and follow no link (a link in the workspace must not
   // lead a write out of the view): false when the path is a link or cannot be written.
-  bool write_file(const std::string& relative, std::string_view bytes) const;
+  bool write_file(const std::string& relative, std::string_view bytes,
+                  std::optional<uint32_t> mode = std::nullopt) const;
   bool remove_file(const std::string& relative) const;
+  // Makes the view's folder at `relative` and its parents (those already there are kept).
+  bool make_folder(const std::string& relative) const;
   // A path of the supervisor's (the workspace or inside it) as the program starts there.
   std::filesystem::path translate(const std::filesystem::path& path) const;
   // The other way: a path the kernel gave a process of the tree, as the program names it.

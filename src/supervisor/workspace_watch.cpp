@@ -83,7 +83,10 @@ void WorkspaceWatch::drain() {
       if (event->len == 0) continue;
       const fs::path path = folder->second / event->name;
       if ((event->mask & IN_ISDIR) != 0) {
-        if ((event->mask & (IN_CREATE | IN_MOVED_TO)) != 0) watch_tree(path, /*mark_files=*/true);
+        if ((event->mask & (IN_CREATE | IN_MOVED_TO)) != 0) {
+          made_folders_.insert(relative(path));
+          watch_tree(path, /*mark_files=*/true);
+        }
         continue;
       }
       changed_.insert(relative(path));
@@ -91,10 +94,21 @@ void WorkspaceWatch::drain() {
   }
 }
 
+std::vector<std::string> WorkspaceWatch::take_made_folders() {
+  drain();
+  std::vector<std::string> folders(made_folders_.begin(), made_folders_.end());  // sorted
+  made_folders_.clear();
+  return folders;
+}
+
 std::vector<std::string> WorkspaceWatch::take_changes() {
   drain();
-  std::vector<std::string> changes(changed_.begin(), changed_.end());
+  std::vector<std::string> changes;
+  for (const std::string& path : changed_) {
+    if (!reported_.contains(path)) changes.push_back(path);
+  }
   changed_.clear();
+  reported_.clear();
   return changes;
 }
 

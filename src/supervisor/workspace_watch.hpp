@@ -33,10 +33,13 @@ class WorkspaceWatch {
   int fd() const { return fd_; }
   // Reads every event the kernel holds.
   void drain();
-  // A path whose change a process reported itself: not a subprocess's.
-  void forget(const std::string& path) { changed_.erase(path); }
-  // The paths changed since the last call and not forgotten, sorted; the set is emptied.
+  // A path whose change a process reported itself: not a subprocess's (remembered until the
+  // next take_changes(), since its events may be read later, or its folder watched later).
+  void forget(const std::string& path) { reported_.insert(path); }
+  // The paths changed since the last call and not reported, sorted; both sets are emptied.
   std::vector<std::string> take_changes();
+  // The folders made since the last call (parents first); emptied.
+  std::vector<std::string> take_made_folders();
 
  private:
   void watch_tree(const std::filesystem::path& folder, bool mark_files);
@@ -46,6 +49,8 @@ class WorkspaceWatch {
   std::filesystem::path root_;
   std::map<int, std::filesystem::path> folders_;  // watch descriptor -> folder
   std::set<std::string> changed_;
+  std::set<std::string> reported_;
+  std::set<std::string> made_folders_;
   bool full_ = false;  // a folder could not be watched
 };
 

@@ -388,8 +388,15 @@ struct LineDecoder::Impl {
         seen.see(2, name);
         out.len_bytes = read_u64(value, name);
       } else if constexpr (std::is_same_v<FileMeta, kind::FileWrite>) {
-        if (name != "by_subprocess") return false;
-        out.by_subprocess = read_flag(value, name);
+        if (name == "by_subprocess") {
+          out.by_subprocess = read_flag(value, name);
+        } else if (name == "mode") {
+          const uint64_t mode = read_u64(value, name);
+          if (mode > 07777) fail("field `mode` must be permission bits (at most 4095)");
+          out.mode = static_cast<uint32_t>(mode);
+        } else {
+          return false;
+        }
       } else {
         return false;
       }

@@ -189,6 +189,10 @@ void LineBuffer::append_record(const Record& record) {
           put_uint(k.len_bytes);
           if constexpr (std::is_same_v<K, kind::FileWrite>) {
             if (k.by_subprocess) put(R"(,"by_subprocess":true)");
+            if (k.mode) {
+              put(R"(,"mode":)");
+              put_uint(*k.mode);
+            }
           }
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
           put(R"({"kind":"file_delete","path":)");

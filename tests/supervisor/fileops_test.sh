@@ -106,7 +106,10 @@ check "a second replay prints the same bytes" diff "$work/replay.out" "$work/aga
 # Subprocesses change the workspace (they do not run on replay: their changes are taped and
 # made again in the view), then the root looks: bash's own tests and globbing, and an ls it
 # execs as itself.
-changes_script='sort -o sorted.txt input.txt; rm delete-me.txt; mkdir -p made/deeper
+changes_script='mkdir -p own && echo mine > own/own.txt
+sort -o sorted.txt input.txt; rm delete-me.txt; mkdir -p made/deeper
+sh -c "printf \"#!/bin/sh\\necho the tool ran\\n\" > made/tool.sh; chmod 755 made/tool.sh"
+[ -x made/tool.sh ] && echo "made/tool.sh is executable"; ./made/tool.sh
 cp docs/readme.md made/deeper/copy.md; chmod 644 made/deeper/copy.md
 [ -f sorted.txt ] && echo "sorted.txt is there: $(wc -c < sorted.txt) bytes"
 [ -e delete-me.txt ] || echo "delete-me.txt is gone"
@@ -120,6 +123,10 @@ fresh sub-recorded
 check "subprocesses' changes: record = native" diff "$work/sub-native.out" "$work/sub-run.out"
 check "  taped as changes by a subprocess" \
   test "$("$td" show "$work/sub.tape" | grep -c 'by a subprocess')" -ge 3
+check "  a file the root wrote itself is not a subprocess's" \
+  bash -c "! '$td' show '$work/sub.tape' | grep -q 'own/own.txt.*by a subprocess'"
+check "  the mode of what a subprocess made is taped" \
+  bash -c "'$td' show '$work/sub.tape' --json | grep -q '\"path\":\"made/tool.sh\".*\"by_subprocess\":true,\"mode\":493'"
 fresh sub-replayed
 (cd "$work/sub-replayed" && timeout 120 "$td" replay -q "$work/sub.tape" --isolation "$isolation" \
    -- bash -c "$changes_script") > "$work/sub-replay.out" 2> "$work/sub-replay.err"

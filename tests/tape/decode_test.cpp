@@ -227,14 +227,14 @@ TEST(Decode, EveryKindSurvivesEncodeThenDecode) {
 // other file record keeps the reference's bytes), read back, and refused when not a boolean.
 TEST(Decode, SubprocessChangesKeepTheirMark) {
   Record write;
-  write.kind = kind::FileWrite{"out.txt", "h", 3, true};
+  write.kind = kind::FileWrite{"out.txt", "h", 3, true, 0755};
   Record gone;
   gone.seq = 1;
   gone.kind = kind::FileDelete{"old.txt", true};
   Record plain;
   plain.seq = 2;
   plain.kind = kind::FileDelete{"x"};
-  EXPECT_NE(encode_record_line(write).find(R"("len_bytes":3,"by_subprocess":true})"),
+  EXPECT_NE(encode_record_line(write).find(R"("len_bytes":3,"by_subprocess":true,"mode":493})"),
             std::string::npos);
   EXPECT_EQ(encode_record_line(plain).find("by_subprocess"), std::string::npos);
   auto reader = TapeReader::from_memory(kHeaderLine + encode_record_line(write) +
@@ -248,6 +248,11 @@ TEST(Decode, SubprocessChangesKeepTheirMark) {
   EXPECT_NE(refusal(R"({"type":"record","seq":0,"virtual_time_ms":0,"monotonic_ms":0,)"
                     R"("kind":{"kind":"file_delete","path":"a","by_subprocess":1}})")
                 .find("by_subprocess"),
+            std::string::npos);
+  EXPECT_NE(refusal(R"({"type":"record","seq":0,"virtual_time_ms":0,"monotonic_ms":0,)"
+                    R"("kind":{"kind":"file_write","path":"a","content_hash":"h","len_bytes":1,)"
+                    R"("by_subprocess":true,"mode":70000}})")
+                .find("mode"),
             std::string::npos);
 }
 
