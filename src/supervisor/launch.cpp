@@ -199,6 +199,10 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
         return std::move(*root);
       }
     }
+    if (failure.step == RootSetupFailure::Step::overlay && !overlay) {
+      // Nothing was asked of the kernel but a chdir: nothing to fall back from.
+      throw std::runtime_error("cannot start " + program.string() + ": " + failure.why);
+    }
     if (failure.step == RootSetupFailure::Step::overlay) {
       if (options.isolation == Isolation::kernel_overlay) {
         throw std::runtime_error(

@@ -57,7 +57,11 @@ void TreeServer::serve(const std::atomic<bool>& root_exited, std::chrono::millis
     if (ready <= 0) continue;
     if (fds[0].revents & POLLIN) accept_one();
     for (size_t i = 0; i < others_.size(); ++i) {
-      if (fds[1 + i].revents & POLLIN) others_[i].second();
+      if (fds[1 + i].revents & POLLIN) {
+        others_[i].second();
+      } else if (fds[1 + i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+        others_[i].first = -1;  // hung up (poll ignores it from now on): no busy loop
+      }
     }
     const size_t first = 1 + others_.size();
     for (size_t i = first; i < fds.size(); ++i) {
