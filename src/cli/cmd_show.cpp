@@ -5,6 +5,7 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "tapedeck/codec.hpp"
+#include "tapedeck/extensions.hpp"
 
 namespace tapedeck::cli {
 
@@ -53,20 +54,12 @@ std::string summarize(const RecordKind& kind) {
                              k.cwd ? " in " + json_string(*k.cwd) : std::string(), k.exit_code,
                              k.duration_ms, describe_payload(k.stdout_payload),
                              describe_payload(k.stderr_payload));
-        } else if (const auto outputs = outcome_outputs(k); outputs.size() == 2) {
-          // tapedeck's outcome record: the exit code, then what was printed.
-          const size_t code = k.raw_json.find(R"("exit_code":)");
-          const std::string exit =
-              code == std::string::npos
-                  ? "?"
-                  : k.raw_json.substr(code + 12, k.raw_json.find(',', code) - code - 12);
-          return fmt::format("program exit {}, stdout {} ({}), stderr {} ({})", exit,
-                             human_bytes(outputs[0].second), short_hash(outputs[0].first),
-                             human_bytes(outputs[1].second), short_hash(outputs[1].first));
-        } else if (k.name == "entropy") {
-          const size_t seed = k.raw_json.find(R"("seed":")");
-          return seed == std::string::npos ? k.raw_json
-                                           : "seed " + short_hash(k.raw_json.substr(seed + 8, 64));
+        } else if (const auto outcome = extension::program_outcome(k)) {
+          return fmt::format("program exit {}, stdout {} ({}), stderr {} ({})", outcome->exit_code,
+                             human_bytes(outcome->stdout_size), short_hash(outcome->stdout_hash),
+                             human_bytes(outcome->stderr_size), short_hash(outcome->stderr_hash));
+        } else if (const auto seed = extension::entropy_seed(k)) {
+          return "seed " + short_hash(*seed);
         } else {
           return k.raw_json.size() > 120 ? k.raw_json.substr(0, 120) + "…" : k.raw_json;
         }

@@ -1,5 +1,3 @@
-#include <simdjson.h>
-
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -8,6 +6,8 @@
 #include <type_traits>
 
 #include "tapedeck/fidelity.hpp"
+
+#include "tapedeck/extensions.hpp"
 
 namespace tapedeck::fidelity {
 
@@ -25,32 +25,6 @@ struct Level {
 constexpr Level kByteIdentical{true, true, true, true};
 constexpr Level kStrictButSeq{false, true, true, true};
 constexpr Level kSemantic{false, false, false, false};
-
-// The run's outcome (tapedeck's `outcome` record): the program's exit code and the digests of
-// what it printed.
-struct ProgramOutcome {
-  int64_t exit_code = 0;
-  std::string stdout_hash, stderr_hash;
-  uint64_t stdout_size = 0, stderr_size = 0;
-};
-
-std::optional<ProgramOutcome> outcome_of(const kind::Unknown& record) {
-  if (record.name != "outcome") return std::nullopt;
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  if (parser.parse(record.raw_json).get(root)) return std::nullopt;
-  ProgramOutcome outcome;
-  std::string_view text;
-  const bool ok = !root["exit_code"].get(outcome.exit_code) &&
-                  !root["stdout"]["content_hash"].get(text) &&
-                  (outcome.stdout_hash = std::string(text), true) &&
-                  !root["stdout"]["len_bytes"].get(outcome.stdout_size) &&
-                  !root["stderr"]["content_hash"].get(text) &&
-                  (outcome.stderr_hash = std::string(text), true) &&
-                  !root["stderr"]["len_bytes"].get(outcome.stderr_size);
-  if (!ok) return std::nullopt;
-  return outcome;
-}
 
 std::string shown_output(const std::string& hash, uint64_t size) {
   return std::to_string(size) + " bytes (" + hash.substr(0, 12) + ")";
@@ -139,7 +113,8 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
                        b.stdout_payload.content_hash);
           differ.field("process_stderr_hash", a.stderr_payload.content_hash,
                        b.stderr_payload.content_hash);
-        } else if (auto left = outcome_of(a), right = outcome_of(b); left && right) {
+        } else if (auto left = extension::program_outcome(a), right = extension::program_outcome(b);
+                   left && right) {
           differ.field("outcome_exit_code", left->exit_code, right->exit_code);
           differ.field("outcome_stdout", shown_output(left->stdout_hash, left->stdout_size),
                        shown_output(right->stdout_hash, right->stdout_size));
@@ -218,7 +193,8 @@ struct Outcome {
   std::map<std::string, std::pair<std::string, uint64_t>> files;  // path -> (hash, seq)
   std::optional<std::pair<int32_t, uint64_t>> last_exit;          // (exit code, seq)
   uint64_t llm_calls = 0;
-  std::optional<std::pair<ProgramOutcome, uint64_t>> program;  // the run's outcome record
+  std::optional<std::pair<extension::ProgramOutcome, uint64_t>>
+      program;  // the run's outcome record
 
   void add(const Record& record) {
     if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) {
@@ -230,7 +206,7 @@ struct Outcome {
     } else if (std::holds_alternative<kind::LlmCall>(record.kind)) {
       ++llm_calls;
     } else if (const auto* unknown = std::get_if<kind::Unknown>(&record.kind)) {
-      if (auto outcome = outcome_of(*unknown)) program = {{*outcome, record.seq}};
+      if (auto outcome = extension::program_outcome(*unknown)) program = {{*outcome, record.seq}};
     }
   }
 };
@@ -268,8 +244,8 @@ void compare_outcomes(const Outcome& recorded, const Outcome& replay, Report& re
                                   "has none (it was stopped, or recorded before outcomes)",
                                   "", ""});
   } else if (recorded.program && replay.program) {
-    const ProgramOutcome& a = recorded.program->first;
-    const ProgramOutcome& b = replay.program->first;
+    const extension::ProgramOutcome& a = recorded.program->first;
+    const extension::ProgramOutcome& b = replay.program->first;
     const uint64_t seq = recorded.program->second;
     if (a.exit_code != b.exit_code) {
       report.divergences.push_back({seq, "outcome_exit_code",

@@ -15,6 +15,7 @@
 #include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
+#include "tapedeck/extensions.hpp"
 #include "tapedeck/testbench.hpp"
 
 extern char** environ;
@@ -91,14 +92,8 @@ std::string entropy_seed(const Tape* recorded, std::string& why) {
   if (recorded != nullptr) {
     for (const Record& record : recorded->records) {
       const auto* unknown = std::get_if<kind::Unknown>(&record.kind);
-      if (unknown == nullptr || unknown->name != "entropy") continue;
-      const std::string marker = R"("seed":")";
-      const size_t at = unknown->raw_json.find(marker);
-      const std::string seed =
-          at == std::string::npos ? "" : unknown->raw_json.substr(at + marker.size(), 64);
-      if (seed.size() == 64 && seed.find_first_not_of("0123456789abcdef") == std::string::npos) {
-        return seed;
-      }
+      if (unknown == nullptr) continue;
+      if (auto seed = extension::entropy_seed(*unknown)) return *seed;
     }
     why =
         "the tape holds no entropy record (recorded before tapedeck taped randomness): the "

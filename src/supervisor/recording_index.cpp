@@ -4,8 +4,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <simdjson.h>
-
 #include <array>
 #include <optional>
 #include <stdexcept>
@@ -22,17 +20,8 @@ std::string describe_spawn(const Record& record) {
 bool is_subprocess_change(const RecordKind& kind) {
   if (const auto* write = std::get_if<kind::FileWrite>(&kind)) return write->by_subprocess;
   if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) return gone->by_subprocess;
-  return made_folder(kind).has_value();
-}
-
-std::optional<std::string> made_folder(const RecordKind& kind) {
   const auto* unknown = std::get_if<kind::Unknown>(&kind);
-  if (unknown == nullptr || unknown->name != "folder_made") return std::nullopt;
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  std::string_view path;
-  if (parser.parse(unknown->raw_json).get(root) || root["path"].get(path)) return std::nullopt;
-  return std::string(path);
+  return unknown != nullptr && unknown->name == "folder_made";
 }
 
 RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path clock_map_path)

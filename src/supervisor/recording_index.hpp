@@ -26,8 +26,6 @@ std::string describe_spawn(const Record& record);
 // A record a subprocess's change to the workspace was taped as: a file written or deleted
 // (by_subprocess), or a folder made (tapedeck's `folder_made` record).
 bool is_subprocess_change(const RecordKind& kind);
-// The folder a `folder_made` record names, or nullopt.
-std::optional<std::string> made_folder(const RecordKind& kind);
 
 class RecordingIndex {
  public:

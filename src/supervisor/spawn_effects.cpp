@@ -3,7 +3,7 @@
 // running anything, and makes those changes in its view.
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
-#include "tapedeck/codec.hpp"
+#include "tapedeck/extensions.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -61,8 +61,7 @@ void TreeEffects::record_subprocess_changes() {
   for (const std::string& folder : watch_.take_made_folders()) {
     std::error_code error;
     if (!fs::is_directory(fs::symlink_status(fs::path(workspace_) / folder, error))) continue;
-    add_file_record(kind::Unknown{"folder_made",
-                                  R"({"kind":"folder_made","path":)" + json_string(folder) + "}"});
+    add_file_record(extension::folder_made_record(folder));
   }
   for (const std::string& path : watch_.take_changes()) {
     const fs::path where = fs::path(workspace_) / path;
@@ -96,8 +95,8 @@ void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
     } else if (const auto* gone = std::get_if<kind::FileDelete>(change)) {
       view_.remove_file(gone->path);
       written_.erase(gone->path);
-    } else if (const auto folder = made_folder(*change)) {
-      view_.make_folder(*folder);
+    } else if (const auto* unknown = std::get_if<kind::Unknown>(change)) {
+      if (const auto folder = extension::made_folder(*unknown)) view_.make_folder(*folder);
     }
     add_file_record(*change);
   }

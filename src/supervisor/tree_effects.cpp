@@ -1,6 +1,7 @@
 #include "supervisor/tree_effects.hpp"
 
 #include "tapedeck/cas.hpp"
+#include "tapedeck/extensions.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -41,23 +42,23 @@ std::pair<uint64_t, std::string> TreeEffects::unused_inputs() const {
 }
 
 void TreeEffects::record_entropy_seed(const std::string& seed_hex) {
-  recorder().record(kind::Unknown{"entropy", R"({"kind":"entropy","seed":")" + seed_hex + "\"}"});
+  recorder().record(extension::entropy_record(seed_hex));
   step_clock();
 }
 
 void TreeEffects::record_outcome(int exit_code, const CapturedOutput& out,
                                  const CapturedOutput& err) {
-  auto part = [this](const CapturedOutput& output) {
-    // What was printed (up to a megabyte) is in the sidecar, redacted; the tape names those bytes.
-    std::string hash = output.content_hash;
-    uint64_t size = output.size;
-    if (output.complete && output.size > 0) std::tie(hash, size) = keep(output.head);
-    return R"({"content_hash":")" + hash + R"(","len_bytes":)" + std::to_string(size) + "}";
+  // What was printed (up to a megabyte) is in the sidecar, redacted; the tape names those bytes.
+  auto kept = [this](const CapturedOutput& output) {
+    if (output.complete && output.size > 0) return keep(output.head);
+    return std::pair<std::string, uint64_t>{output.content_hash, output.size};
   };
+  extension::ProgramOutcome outcome;
+  outcome.exit_code = exit_code;
+  std::tie(outcome.stdout_hash, outcome.stdout_size) = kept(out);
+  std::tie(outcome.stderr_hash, outcome.stderr_size) = kept(err);
   const Phase previous = recorder().swap_phase(Phase::runtime_finalize);
-  recorder().record(kind::Unknown{"outcome", R"({"kind":"outcome","exit_code":)" +
-                                                 std::to_string(exit_code) + R"(,"stdout":)" +
-                                                 part(out) + R"(,"stderr":)" + part(err) + "}"});
+  recorder().record(extension::outcome_record(outcome));
   recorder().swap_phase(previous);
 }
 

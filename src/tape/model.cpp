@@ -5,6 +5,8 @@
 #include "tapedeck/error.hpp"
 #include "tapedeck/tape.hpp"
 
+#include "tapedeck/extensions.hpp"
+
 namespace tapedeck {
 
 namespace {
@@ -161,26 +163,10 @@ std::string_view to_string(Reference reference) {
 }
 
 std::vector<std::pair<std::string, uint64_t>> outcome_outputs(const kind::Unknown& record) {
-  std::vector<std::pair<std::string, uint64_t>> out;
-  if (record.name != "outcome") return out;
-  // {"content_hash":"<64 hex>","len_bytes":N}, twice (stdout, stderr), as tapedeck writes them.
-  const std::string_view json = record.raw_json;
-  const std::string_view hash_key = R"("content_hash":")";
-  const std::string_view len_key = R"(","len_bytes":)";
-  for (size_t at = json.find(hash_key); at != std::string_view::npos;
-       at = json.find(hash_key, at + 1)) {
-    const size_t start = at + hash_key.size();
-    if (start + 64 + len_key.size() > json.size()) break;
-    const std::string_view hash = json.substr(start, 64);
-    if (json.substr(start + 64, len_key.size()) != len_key || !is_valid_cas_name(hash)) continue;
-    uint64_t size = 0;
-    for (size_t i = start + 64 + len_key.size();
-         i < json.size() && json[i] >= '0' && json[i] <= '9'; ++i) {
-      size = size * 10 + static_cast<uint64_t>(json[i] - '0');
-    }
-    out.emplace_back(std::string(hash), size);
-  }
-  return out;
+  const auto outcome = extension::program_outcome(record);
+  if (!outcome) return {};
+  return {{outcome->stdout_hash, outcome->stdout_size},
+          {outcome->stderr_hash, outcome->stderr_size}};
 }
 
 }  // namespace tapedeck
