@@ -1,6 +1,5 @@
 #include "supervisor/output_capture.hpp"
 
-#include <blake3.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -14,6 +13,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "tape/content_hash.hpp"
+
 namespace tapedeck::supervisor {
 
 struct OutputCapture::Relay {
@@ -21,7 +22,7 @@ struct OutputCapture::Relay {
   int original = -1;  // where the output was going
   int wake[2] = {-1, -1};
   CapturedOutput output;
-  blake3_hasher hasher;
+  detail::ContentHasher hasher;
   std::thread thread;
   std::atomic<bool> done{false};
 
@@ -32,7 +33,6 @@ struct OutputCapture::Relay {
   }
 
   void run() {
-    blake3_hasher_init(&hasher);
     char buffer[1 << 16];
     while (true) {
       pollfd ready[2] = {{read_fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
@@ -48,18 +48,12 @@ struct OutputCapture::Relay {
         if (wrote <= 0) break;  // the original went away: keep capturing regardless
         at += wrote;
       }
-      blake3_hasher_update(&hasher, buffer, static_cast<size_t>(got));
+      hasher.update(std::string_view(buffer, static_cast<size_t>(got)));
       const size_t room = CapturedOutput::kKeptBytes - output.head.size();
       output.head.append(buffer, std::min(room, static_cast<size_t>(got)));
       output.size += static_cast<uint64_t>(got);
     }
-    uint8_t digest[BLAKE3_OUT_LEN];
-    blake3_hasher_finalize(&hasher, digest, sizeof digest);
-    static const char kHex[] = "0123456789abcdef";
-    for (uint8_t byte : digest) {
-      output.content_hash += kHex[byte >> 4];
-      output.content_hash += kHex[byte & 15];
-    }
+    output.content_hash = hasher.finish();
     output.complete = output.size == output.head.size();
     done = true;
   }
