@@ -57,12 +57,10 @@ int hex_value(char c) {
 }
 
 // Descriptors open on /dev/urandom or /dev/random.
-constexpr int kTrackedFds = 1 << 16;
-std::atomic<uint64_t> entropy_fds[kTrackedFds / 64];
+constinit FdSet entropy_fds;
 
 bool is_entropy_fd(int fd) {
-  return stream.on && fd >= 0 && fd < kTrackedFds &&
-         (entropy_fds[fd / 64].load(std::memory_order_relaxed) & (uint64_t{1} << (fd % 64))) != 0;
+  return stream.on && entropy_fds.contains(fd);
 }
 
 void before_fork() {
@@ -115,16 +113,12 @@ const char* entropy_exec_entry() {
 }
 
 void note_entropy_fd(int fd, const char* path) {
-  if (!stream.on || fd < 0 || fd >= kTrackedFds || path == nullptr) return;
-  if (strcmp(path, "/dev/urandom") == 0 || strcmp(path, "/dev/random") == 0) {
-    entropy_fds[fd / 64].fetch_or(uint64_t{1} << (fd % 64), std::memory_order_relaxed);
-  }
+  if (!stream.on || path == nullptr) return;
+  if (strcmp(path, "/dev/urandom") == 0 || strcmp(path, "/dev/random") == 0) entropy_fds.add(fd);
 }
 
 void forget_entropy_fd(int fd) {
-  if (fd >= 0 && fd < kTrackedFds) {
-    entropy_fds[fd / 64].fetch_and(~(uint64_t{1} << (fd % 64)), std::memory_order_relaxed);
-  }
+  entropy_fds.remove(fd);
 }
 
 FILE* open_entropy_file(const char* path) {

@@ -16,19 +16,16 @@
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
 
-constexpr int kTrackedFds = 1 << 16;
-
-std::atomic<uint64_t> written_fds[kTrackedFds / 64];
+// Descriptors open for writing in the workspace: their file is reported when they close.
+constinit FdSet written_fds;
 
 void track_written(int fd) {
-  if (fd >= 0 && fd < kTrackedFds) written_fds[fd / 64].fetch_or(uint64_t{1} << (fd % 64));
+  written_fds.add(fd);
 }
 
 // Clears the mark; true when it was set.
 bool untrack_written(int fd) {
-  if (fd < 0 || fd >= kTrackedFds) return false;
-  const uint64_t bit = uint64_t{1} << (fd % 64);
-  return (written_fds[fd / 64].fetch_and(~bit) & bit) != 0;
+  return written_fds.remove(fd);
 }
 
 bool opens_for_writing(int flags) {
@@ -259,14 +256,9 @@ int temporary_file(char* name_template, MakeReal&& make_real) {
 
 void report_open_writes() {
   char path[kPathMax];
-  for (int word = 0; word < kTrackedFds / 64; ++word) {
-    uint64_t bits = written_fds[word].load();
-    while (bits != 0) {
-      const int fd = word * 64 + __builtin_ctzll(bits);
-      bits &= bits - 1;
-      if (untrack_written(fd) && fd_path(fd, path)) note_closed_write(path);
-    }
-  }
+  written_fds.for_each([&](int fd) {
+    if (untrack_written(fd) && fd_path(fd, path)) note_closed_write(path);
+  });
 }
 
 }  // namespace tapedeck::preload

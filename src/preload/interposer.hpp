@@ -212,6 +212,38 @@ inline bool recording_or_replaying() {
   return config.mode != Mode::off && !in_hook;
 }
 
+// A set of descriptors (those below kLimit), a bit each: lock-free, so a hook may test it on a
+// hot path (every read) and a signal handler may change it.
+class FdSet {
+ public:
+  static constexpr int kLimit = 1 << 16;
+  void add(int fd) {
+    if (fits(fd)) words_[fd / 64].fetch_or(bit(fd), std::memory_order_relaxed);
+  }
+  // Removes `fd`; true when it was there.
+  bool remove(int fd) {
+    return fits(fd) &&
+           (words_[fd / 64].fetch_and(~bit(fd), std::memory_order_relaxed) & bit(fd)) != 0;
+  }
+  bool contains(int fd) const {
+    return fits(fd) && (words_[fd / 64].load(std::memory_order_relaxed) & bit(fd)) != 0;
+  }
+  // Calls visit(fd) for every descriptor in the set (as it is when its word is read).
+  template <typename Visit>
+  void for_each(Visit&& visit) const {
+    for (int word = 0; word < kLimit / 64; ++word) {
+      for (uint64_t bits = words_[word].load(); bits != 0; bits &= bits - 1) {
+        visit(word * 64 + __builtin_ctzll(bits));
+      }
+    }
+  }
+
+ private:
+  static bool fits(int fd) { return fd >= 0 && fd < kLimit; }
+  static uint64_t bit(int fd) { return uint64_t{1} << (fd % 64); }
+  std::atomic<uint64_t> words_[kLimit / 64] = {};
+};
+
 // ---- the connection to the supervisor (supervisor_link.cpp) --------------------------------
 
 struct Answer {
