@@ -39,8 +39,8 @@ void TreeEffects::handle_rename(const Connection& connection, wire::Cursor& curs
   const std::optional<std::string> from_path = relative(from);
   const std::optional<std::string> to_path = relative(to);
   if (from_path) reported(*from_path);
-  if (to_path) reported(*to_path);
   if (to_path) {
+    reported(*to_path);
     if (auto bytes = current_bytes(*to_path)) record_write(*to_path, *bytes);
     written_.insert(*to_path);
   }
@@ -74,14 +74,14 @@ void TreeEffects::record_file(const Connection& connection, wire::Op op, const s
 
 // The bytes a recorded read saw: from the recording's sidecar, else from the workspace if
 // they still hash the same.
-std::optional<std::string> TreeEffects::recorded_bytes(const kind::FileRead& read) {
-  const fs::path recorded_cas = cas_dir_for(options_.tape);
+std::optional<std::string> TreeEffects::recorded_bytes(const std::string& path,
+                                                       const std::string& hash) {
   try {
-    return cas::read_entry(recorded_cas, read.content_hash);
+    return cas::read_entry(cas_dir_for(options_.tape), hash);
   } catch (const std::exception&) {
   }
-  auto bytes = detail::read_file(fs::path(workspace_) / read.path);
-  if (bytes && content_hash(*bytes) == read.content_hash) return bytes;
+  auto bytes = detail::read_file(fs::path(workspace_) / path);
+  if (bytes && content_hash(*bytes) == hash) return bytes;
   return std::nullopt;
 }
 
@@ -93,7 +93,7 @@ std::optional<std::string> TreeEffects::recorded_bytes(const kind::FileRead& rea
 bool TreeEffects::serve_read(const Connection& connection, const std::string& path) {
   const kind::FileRead* recorded = index_->take_read(path);
   if (recorded != nullptr && !written_.contains(path)) {
-    auto bytes = recorded_bytes(*recorded);
+    auto bytes = recorded_bytes(path, recorded->content_hash);
     if (!bytes) {
       server_.answer_miss(connection, "the tape's bytes for file_read " + path + " (" +
                                           recorded->content_hash +

@@ -84,8 +84,7 @@ void TreeEffects::record_subprocess_changes() {
 void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
   for (const RecordKind* change : index_->changes_of(recorded)) {
     if (const auto* write = std::get_if<kind::FileWrite>(change)) {
-      const std::optional<std::string> bytes =
-          recorded_bytes(kind::FileRead{write->path, write->content_hash, write->len_bytes});
+      const std::optional<std::string> bytes = recorded_bytes(write->path, write->content_hash);
       if (!bytes) {
         throw std::runtime_error("the tape's bytes for " + write->path +
                                  ", written by a subprocess, are missing from its sidecar");

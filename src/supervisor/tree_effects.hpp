@@ -74,7 +74,7 @@ class TreeEffects {
                    uint8_t flags);
   bool serve_read(const Connection& connection, const std::string& path);
   std::optional<std::string> current_bytes(const std::string& path) const;
-  std::optional<std::string> recorded_bytes(const kind::FileRead& read);
+  std::optional<std::string> recorded_bytes(const std::string& path, const std::string& hash);
   void reported(const std::string& path);
 
   // spawn_effects.cpp

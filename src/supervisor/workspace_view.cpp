@@ -10,6 +10,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "supervisor/run_dir.hpp"
+
 extern char** environ;
 
 namespace tapedeck::supervisor {
@@ -90,7 +92,6 @@ void WorkspaceView::adopt_namespace(int view_fd, double setup_ms) {
   view_fd_ = view_fd;
   fd_root_ = "/proc/self/fd/" + std::to_string(view_fd_);
   kind_ = Isolation::kernel_overlay;
-  layer_ = copy_.empty() ? "overlayfs" : "bind-mounted copy";
   setup_ms_ = setup_ms;
 }
 
@@ -98,9 +99,7 @@ void WorkspaceView::copy_files() {
   copy_ = scratch_ / "copy";
   const fs::path workspace = fs::weakly_canonical(workspace_);
   const fs::path scratch = fs::weakly_canonical(scratch_);
-  const auto [end, _] =
-      std::mismatch(workspace.begin(), workspace.end(), scratch.begin(), scratch.end());
-  if (end == workspace.end()) {
+  if (inside(scratch, workspace)) {
     throw std::runtime_error("the run folder " + scratch.string() + " is inside the workspace " +
                              workspace.string() + ": set TMPDIR to a folder outside it");
   }
@@ -122,7 +121,17 @@ void WorkspaceView::make_copy() {
   view_fd_ = ::open(copy_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (view_fd_ < 0) throw std::runtime_error("cannot open the workspace's copy " + copy_.string());
   kind_ = Isolation::copy;
-  layer_ = "copy";
+}
+
+std::string WorkspaceView::layer() const {
+  switch (kind_) {
+    case Isolation::kernel_overlay:
+      return copy_.empty() ? "overlayfs" : "bind-mounted copy";
+    case Isolation::copy:
+      return "copy";
+    default:
+      return "";
+  }
 }
 
 int WorkspaceView::parent_of(const std::string& relative, std::string& name, bool make) const {

@@ -6,10 +6,12 @@
 // cases, so the kernel answers them, on a private view:
 //
 //   kernel_overlay  The replayed tree runs in a mount namespace of its own (inside a user
-//                   namespace when tapedeck is not root) in which the workspace path is an
-//                   overlayfs: lower the workspace (never written), upper a scratch folder of
-//                   the run. Every process of the tree sees the view, whether the preload
-//                   library reaches it or not; no process outside the tree does.
+//                   namespace when tapedeck is not root) in which the workspace path is a private
+//                   view: as root an overlayfs (lower the workspace, never written; upper a
+//                   scratch folder of the run), unprivileged a private copy bind-mounted over it
+//                   (an unprivileged overlayfs cannot rename a folder). Every process of the tree
+//                   sees the view, whether the preload library reaches it or not; no process
+//                   outside the tree does.
 //   copy            Where the kernel gives no namespace (a container without user namespaces):
 //                   the workspace is copied (`cp -a`) into the run folder, the program starts
 //                   in the copy, and the preload library rewrites absolute workspace paths to
@@ -37,8 +39,9 @@ const char* isolation_name(Isolation isolation);
 
 class WorkspaceView {
  public:
-  // Holds nothing yet: start() decides the kind. `scratch` is a private folder of the run on the
-  // same file system for the overlay's upper and work folders (or the copy).
+  // Holds nothing yet: the root launcher's set-up decides the kind (adopt_namespace(), or
+  // make_copy() where no namespace can be had). `scratch` is a private folder of the run for the
+  // overlay's upper and work folders, or the copy.
   WorkspaceView(std::filesystem::path workspace, std::filesystem::path scratch);
   ~WorkspaceView();
   WorkspaceView(const WorkspaceView&) = delete;
@@ -62,10 +65,9 @@ class WorkspaceView {
   void make_copy();
 
   Isolation kind() const { return kind_; }
-  // What the view is made of: "overlayfs", "bind-mounted copy" or "copy".
-  const std::string& layer() const { return layer_; }
+  // What the view is made of: "overlayfs", "bind-mounted copy" or "copy" (empty: none yet).
+  std::string layer() const;
   const std::filesystem::path& workspace() const { return workspace_; }
-  bool ready() const { return kind_ != Isolation::automatic; }
   // Where the copy is (copy mode only).
   const std::filesystem::path& copy_root() const { return copy_; }
   // A path as the replay sees it, for the supervisor to read: `relative` is inside the workspace.
@@ -82,7 +84,7 @@ class WorkspaceView {
   std::filesystem::path translate(const std::filesystem::path& path) const;
   // The other way: a path the kernel gave a process of the tree, as the program names it.
   std::string untranslate(const std::string& path) const;
-  // Time the kernel overlay took to set up (namespace, mount, hand-over), for the summary.
+  // Time the namespace took to set up (namespace, mount, hand-over), for the summary.
   double setup_ms() const { return setup_ms_; }
 
  private:
@@ -92,7 +94,6 @@ class WorkspaceView {
   void copy_files();
 
   Isolation kind_ = Isolation::automatic;
-  std::string layer_;
   // The folder beneath which the view's `relative` names its file (made when `make`), or -1.
   int parent_of(const std::string& relative, std::string& name, bool make) const;
 
