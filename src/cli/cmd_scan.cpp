@@ -45,18 +45,16 @@ int run_scan(const ScanOptions& options) {
     const Record& record = *next;
     const std::string at = fmt::format("seq {} {}", record.seq, kind_name(record.kind));
     for_each_payload(record.kind, [&](const Payload& payload) {
-      if (payload.in_cas()) {
-        named.try_emplace(payload.content_hash, at);
-      } else {
-        scan_bytes(payload.text, at + " payload", hits);
-      }
+      if (!payload.in_cas()) scan_bytes(payload.text, at + " payload", hits);
     });
+    for_each_reference(record.kind,
+                       [&](const std::string& name, std::optional<uint64_t>, Reference reference) {
+                         named.try_emplace(name, at + " " + std::string(to_string(reference)));
+                       });
     std::visit(
         [&](const auto& k) {
           using K = std::decay_t<decltype(k)>;
-          if constexpr (std::is_same_v<K, kind::FileRead> || std::is_same_v<K, kind::FileWrite>) {
-            named.try_emplace(k.content_hash, at + " " + json_string(k.path));
-          } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
+          if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
             std::string command = k.program;
             for (const std::string& arg : k.args) command += " " + arg;
             scan_bytes(command, at + " command line", hits);
