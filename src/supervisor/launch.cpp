@@ -96,8 +96,8 @@ std::string entropy_seed(const Tape* recorded, std::string& why) {
       if (auto seed = extension::entropy_seed(*unknown)) return *seed;
     }
     why =
-        "the tape holds no entropy record (recorded before tapedeck taped randomness): the "
-        "replay's random numbers differ from the recording's";
+        "the tape holds no readable entropy record (recorded before tapedeck taped randomness, "
+        "or damaged): the replay's random numbers differ from the recording's";
   }
   uint8_t bytes[32];
   if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
