@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -32,7 +33,7 @@ void check(int result, const char* what) {
 
 }  // namespace
 
-Filter::Filter() {
+Filter::Filter(Reach reach) : reach_(reach) {
   std::unique_ptr<void, ContextDeleter> context(seccomp_init(SCMP_ACT_ALLOW));
   if (!context) throw std::runtime_error("the system-call floor: seccomp_init failed");
   scmp_filter_ctx ctx = context.get();
@@ -43,6 +44,25 @@ Filter::Filter() {
         "sendto");
   check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0),
         "io_uring_setup");
+  if (reach == Reach::whole) {
+    // The clocks the tape keeps (the CPU-time clocks, 2, 3 and the negative per-thread ids, are
+    // the process's own business).
+    for (const int clock :
+         {CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE,
+          CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME, CLOCK_TAI}) {
+      check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(clock_gettime), 1,
+                             SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(clock))),
+            "clock_gettime");
+      check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(clock_nanosleep), 1,
+                             SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(clock))),
+            "clock_nanosleep");
+    }
+    for (const int call : {SCMP_SYS(gettimeofday), SCMP_SYS(time), SCMP_SYS(nanosleep),
+                           SCMP_SYS(open), SCMP_SYS(openat)}) {
+      check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call, 0), "a served call");
+    }
+    check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0), "openat2");
+  }
 
   // libseccomp 2.5 exports to a descriptor only: a memfd, read back.
   const int memory = ::memfd_create("tapedeck-floor", MFD_CLOEXEC);

@@ -2,8 +2,9 @@
 // inherited by every process and thread of the tree, whatever it is linked with (glibc, musl, Go,
 // a raw syscall()). The preload library interposes libc; the floor is what holds beneath it.
 //
-// What it catches (x86-64; a process that makes a system call of another ABI, i386 or x32, gets
-// ENOSYS for it, so no call goes around the rules below):
+// It has two reaches, chosen per run from what the root program is (see Reach):
+//
+// Reach::network, for a root the preload library serves (dynamically linked to glibc):
 //
 //   connect, and sendto with a destination address
 //       notify: the supervisor (Warden) reads the address from the caller's memory and lets the
@@ -16,14 +17,31 @@
 //       ENOSYS: io_uring's operations are not system calls and would pass any filter; runtimes
 //       fall back to epoll and plain reads.
 //
-// Who answers: the supervisor's serving thread, one notification at a time (Warden::serve_one
-// when Warden::fd() is readable). A caller may assume that a notification whose process died
-// before the answer is dropped without wedging the loop, and that an allowed call then runs in
-// the kernel exactly as it would have without the floor.
+// Reach::whole, for a root the preload cannot serve (statically linked, or Go, which makes its
+// system calls itself): everything above, and
+//
+//   clock_gettime (wall and monotonic clocks), gettimeofday, time
+//       notify: answered with the value the tape holds (record: the real clock, cut to the
+//       millisecond as the tape keeps it; replay: the recorded value), written into the caller's
+//       memory. The root's exec is stopped once (ptrace) so that its auxiliary vector no longer
+//       names the vDSO (hide_vdso): its libc or runtime then reads the clock with the system call.
+//   nanosleep, clock_nanosleep
+//       notify: taped as a sleep; record lets it run, replay answers at once.
+//   open, openat (openat2: ENOSYS, so that callers fall back to openat)
+//       notify: a workspace file about to be read is served as the preload's would be (replay
+//       puts the recorded bytes in the view first); one opened to be written is taped once its
+//       bytes are final (at the process's next served call, or when the run ends).
+//
+// Only the root's own processes are served (those running the root's program image): a
+// subprocess it execs is let through untaped. Who answers: the supervisor's serving thread, one
+// notification at a time (Warden::serve_one when Warden::fd() is readable). A caller may assume
+// that a notification whose process died before the answer is dropped without wedging the loop,
+// and that a call let through then runs in the kernel exactly as it would have without the floor.
 //
 // Not caught yet, stated rather than hidden: sendmsg and sendmmsg with a destination address (an
-// unconnected UDP socket); the clock reads, sleeps and files of programs the preload library does
-// not reach (Go, static binaries), which the next part of this room is for.
+// unconnected UDP socket); in Reach::whole, execs (a subprocess runs for real in both modes,
+// inside the replay's private view), deletes and renames, and waits with a timeout that are not
+// sleeps (a Go program's time.Sleep parks on a futex or epoll_pwait, which take real time).
 #pragma once
 
 #include <linux/filter.h>
@@ -54,25 +72,56 @@ struct NetworkPolicy {
 // The nameservers of /etc/resolv.conf (or `path`), on port 53: name lookups stay possible.
 std::vector<Endpoint> nameservers(const std::string& path = "/etc/resolv.conf");
 
+enum class Reach { network, whole };
+
 // The filter as a BPF program, built before fork (by libseccomp) so that the child only has to
 // install it.
 class Filter {
  public:
-  Filter();  // throws std::runtime_error when libseccomp cannot build it
+  explicit Filter(Reach reach = Reach::network);  // throws std::runtime_error when libseccomp
+                                                  // cannot build it
+  Reach reach() const { return reach_; }
   // In the child, between fork and exec (async-signal-safe): no_new_privs when not root, then
   // the filter. Returns the descriptor notifications arrive on, or -1 with errno set.
   int install() const noexcept;
 
  private:
+  Reach reach_;
   std::vector<sock_filter> program_;
+};
+
+// The root program, stopped by ptrace at its exec (PTRACE_TRACEME before execve): its auxiliary
+// vector's AT_SYSINFO_EHDR entry becomes AT_IGNORE, so neither libc nor Go's runtime finds the
+// vDSO and every clock read is a system call the floor sees. Detaches in every case. False, with
+// `why`, when the process was not stopped at its exec or its stack could not be rewritten.
+bool hide_vdso(pid_t pid, std::string& why);
+
+// What Reach::whole calls are answered with: the supervisor's tape, behind an interface so that
+// the floor knows nothing of records. Called on the serving thread only.
+class Services {
+ public:
+  virtual ~Services() = default;
+  // A clock read by the served process `pid`: the value to give it, in milliseconds since the
+  // clock's epoch. `real_ms` is the clock's real value, cut to the millisecond.
+  virtual int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) = 0;
+  // A sleep of `ms`: true when the caller should not sleep (replay).
+  virtual bool sleep(pid_t pid, uint64_t ms) = 0;
+  // `path` (absolute, as the process names it) is about to be opened: to read when `writes` is
+  // false; else to write, reading it too when `reads_too`. False when the tape cannot serve it
+  // (the tree is being stopped).
+  virtual bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) = 0;
+  // A served process made another call: the files it opened to write may be final.
+  virtual void settle(pid_t pid) = 0;
 };
 
 // The supervisor's side: answers the notifications of one tree.
 class Warden {
  public:
   // Takes `listener` (closed with the warden). `report` receives each one-line denial.
+  // `services` (may be null: Reach::network) answers the calls of Reach::whole, which are
+  // served only for processes running the same program image as `root` at construction.
   Warden(int listener, NetworkPolicy policy, pid_t root,
-         std::function<void(const std::string&)> report);
+         std::function<void(const std::string&)> report, Services* services = nullptr);
   ~Warden();
   Warden(const Warden&) = delete;
   Warden& operator=(const Warden&) = delete;
@@ -86,6 +135,12 @@ class Warden {
   // 0 to let the call through, else the errno it fails with.
   int decide(const seccomp_notif& request);
   bool tree_listens_on(int family, uint16_t port) const;
+  // Reach::whole (served_calls.cpp): fills response_ for a clock, sleep or open notification.
+  void serve_call(const seccomp_notif& request, seccomp_notif_resp& response);
+  bool served(pid_t pid) const;
+  void answer_clock(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_sleep(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_open(const seccomp_notif& request, seccomp_notif_resp& response);
 
   int listener_;
   NetworkPolicy policy_;
@@ -94,6 +149,11 @@ class Warden {
   seccomp_notif* request_ = nullptr;
   seccomp_notif_resp* response_ = nullptr;
   uint64_t denied_ = 0;
+  Services* services_ = nullptr;
+  dev_t root_device_ = 0;  // the root's program image, whose processes are served
+  ino_t root_inode_ = 0;
+  // The last value each clock gave the tree: an absolute-deadline sleep lasts from here.
+  int64_t last_seen_ms_[2] = {0, 0};
 };
 
 }  // namespace tapedeck::floor

@@ -222,49 +222,59 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
   }
 }
 
-std::optional<std::string> interposition_warning(const fs::path& program) {
+Linkage linkage_of(const fs::path& program) {
   const std::optional<std::string> bytes = detail::read_file(program);
-  if (!bytes) return std::nullopt;
+  if (!bytes) return Linkage::glibc_dynamic;
   const std::string& image = *bytes;
   if (image.starts_with("#!")) {
     // A script: what matters is its interpreter.
     std::istringstream words(image.substr(2, image.find('\n') - 2));
     std::string interpreter;
     words >> interpreter;
-    if (interpreter.empty() || fs::path(interpreter) == program) return std::nullopt;
-    return interposition_warning(interpreter);
+    if (interpreter.empty() || fs::path(interpreter) == program) return Linkage::glibc_dynamic;
+    return linkage_of(interpreter);
   }
   if (image.size() < sizeof(Elf64_Ehdr) || image.compare(0, 4, ELFMAG) != 0 ||
       image[EI_CLASS] != ELFCLASS64) {
-    return std::nullopt;
+    return Linkage::glibc_dynamic;
+  }
+  // Every Go binary since Go 1.13 carries its build info behind this magic, cgo-linked or not.
+  if (image.find("\xff Go buildinf:") != std::string::npos ||
+      image.find("Go build ID:") != std::string::npos) {
+    return Linkage::go;
   }
   Elf64_Ehdr header;
   std::memcpy(&header, image.data(), sizeof header);
-  bool has_interpreter = false;
   for (unsigned i = 0; i < header.e_phnum; ++i) {
     const uint64_t at = header.e_phoff + uint64_t{i} * header.e_phentsize;
     if (at + sizeof(Elf64_Phdr) > image.size()) break;
     Elf64_Phdr segment;
     std::memcpy(&segment, image.data() + at, sizeof segment);
-    if (segment.p_type == PT_INTERP) has_interpreter = true;
+    if (segment.p_type == PT_INTERP) return Linkage::glibc_dynamic;
   }
-  // Every Go binary since Go 1.13 carries its build info behind this magic, cgo-linked or not.
-  if (image.find("\xff Go buildinf:") != std::string::npos ||
-      image.find("Go build ID:") != std::string::npos) {
-    return program.string() +
-           " is a Go program: it reads the clock through the vDSO and makes its system calls "
-           "itself, so its clock reads, sleeps, file effects and execs are not taped (the "
-           "system-call floor still polices its network, and a replay's private view keeps it "
-           "off the workspace); only its LLM calls through the proxy are";
+  return Linkage::static_binary;
+}
+
+std::optional<std::string> interposition_warning(const fs::path& program, bool floor_serves) {
+  const Linkage linkage = linkage_of(program);
+  if (linkage == Linkage::glibc_dynamic) return std::nullopt;
+  const std::string what =
+      linkage == Linkage::go
+          ? program.string() + " is a Go program: it makes its system calls itself"
+          : program.string() + " is statically linked: there is no libc to interpose";
+  if (!floor_serves) {
+    return what +
+           ", so its clock reads, sleeps, file effects and execs are not taped (the system-call "
+           "floor still polices its network, and a replay's private view keeps it off the "
+           "workspace); only its LLM calls through the proxy are";
   }
-  if (!has_interpreter) {
-    return program.string() +
-           " is statically linked: there is no libc to interpose, so its clock reads, sleeps, "
-           "file effects and execs are not taped (the system-call floor still polices its "
-           "network, and a replay's private view keeps it off the workspace); only its LLM "
-           "calls through the proxy are";
-  }
-  return std::nullopt;
+  return what +
+         ". The system-call floor serves its clock reads, sleeps and workspace reads and "
+         "writes; not taped: its execs (a subprocess runs for real, in a replay inside the "
+         "private view), its deletes and renames" +
+         (linkage == Linkage::go ? std::string(", and waits that are not sleeps (time.Sleep "
+                                               "parks on a futex: it takes real time on replay)")
+                                 : std::string());
 }
 
 }  // namespace tapedeck::supervisor

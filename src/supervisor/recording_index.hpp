@@ -36,6 +36,8 @@ class RecordingIndex {
   RecordingIndex& operator=(const RecordingIndex&) = delete;
 
   const std::filesystem::path& clock_map_path() const { return clock_map_path_; }
+  // The map itself, for clock reads the supervisor serves (the system-call floor's).
+  preload::ClockMap& clock_map() { return *clock_map_; }
   // The replay made a record other than a clock read: the clock moves to the reads the
   // recording made after its counterpart.
   void step_clock();

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,6 +105,10 @@ bool write_text(const char* path, const char* text) {
   if (::read(channel, &go, 1) != 1) ::_exit(127);
   if (plan.stdout_fd >= 0) ::dup2(plan.stdout_fd, STDOUT_FILENO);
   if (plan.stderr_fd >= 0) ::dup2(plan.stderr_fd, STDERR_FILENO);
+  // Stopped at the exec, so that the supervisor hides the vDSO before the first instruction.
+  if (plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole) {
+    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+  }
   ::execve(plan.program, plan.argv, plan.envp);
   const int error = errno;
   ssize_t ignored = ::write(channel, &error, sizeof error);
@@ -178,6 +183,7 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
   root.pid_ = pid;
   root.channel_ = channel[0];
   root.program_ = plan.program;
+  root.hide_vdso_ = plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole;
   int next = 0;
   if (plan.overlay) root.view_fd_ = handed[next++];
   if (plan.floor != nullptr) root.floor_fd_ = handed[next++];
@@ -192,6 +198,8 @@ PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
       view_fd_(std::exchange(other.view_fd_, -1)),
       floor_fd_(std::exchange(other.floor_fd_, -1)),
       setup_ms_(other.setup_ms_),
+      hide_vdso_(other.hide_vdso_),
+      vdso_failure_(std::move(other.vdso_failure_)),
       program_(std::move(other.program_)) {}
 
 PreparedRoot::~PreparedRoot() {
@@ -216,6 +224,9 @@ void PreparedRoot::go() {
     reap(pid_);
     throw std::runtime_error("cannot run " + program_ + ": " +
                              std::strerror(answered > 0 ? exec_error : ECHILD));
+  }
+  if (hide_vdso_ && !floor::hide_vdso(pid_, vdso_failure_) && vdso_failure_.empty()) {
+    vdso_failure_ = "unknown";
   }
 }
 

@@ -1,7 +1,8 @@
 // Starting the root program. fork(), then in the child, in this order and only with
 // async-signal-safe calls (the supervisor has threads): a private view of the workspace (a mount
 // namespace, a user namespace when not root, an overlayfs over the workspace), the system-call
-// floor, then a pause until the supervisor is ready to serve the tree, then exec.
+// floor, then a pause until the supervisor is ready to serve the tree, then exec (stopped there
+// once by ptrace when the floor has the whole reach, so that the vDSO can be hidden).
 //
 // The child hands back what the supervisor needs to serve it (the view's root, the floor's
 // notification descriptor) before the program runs, so that the program's first call is served.
@@ -29,7 +30,7 @@ struct RootPlan {
   std::string overlay_options;
   std::string overlay_fallback;
   std::string bind_source;
-  const floor::Filter* floor = nullptr;  // null: no floor
+  const floor::Filter* floor = nullptr;  // null: no floor; Reach::whole hides the vDSO
   // The program's stdout and stderr (the output relays); -1: this process's own.
   int stdout_fd = -1;
   int stderr_fd = -1;
@@ -57,6 +58,8 @@ class PreparedRoot {
   double setup_ms() const { return setup_ms_; }
   // Lets the program start. Throws when exec failed (the child is reaped then).
   void go();
+  // Why the vDSO could not be hidden from the program (empty when it was, or not asked).
+  const std::string& vdso_failure() const { return vdso_failure_; }
 
  private:
   PreparedRoot() = default;
@@ -65,6 +68,8 @@ class PreparedRoot {
   int view_fd_ = -1;
   int floor_fd_ = -1;
   double setup_ms_ = 0;
+  bool hide_vdso_ = false;
+  std::string vdso_failure_;
   std::string program_;
 };
 

@@ -40,7 +40,6 @@ RunOutcome run(const RunOptions& options) {
   RunOutcome outcome;
   const auto program = locate(options.command[0]);
   if (!program) throw std::runtime_error(options.command[0] + ": program not found");
-  if (auto warning = interposition_warning(*program)) outcome.warnings.push_back(*warning);
   for (const fs::path& needed : {options.preload_library, options.exec_shim}) {
     if (!fs::exists(needed))
       throw std::runtime_error(needed.string() + ": missing (a broken install?)");
@@ -132,9 +131,13 @@ RunOutcome run(const RunOptions& options) {
   const std::vector<std::string> env = program_environment(options, links);
 
   // The floor: built here, installed by the root before it starts, answered by the warden.
+  // A root the preload cannot reach has its clock, sleeps and files served by the floor instead.
+  const Linkage linkage = linkage_of(*program);
+  const floor::Reach reach =
+      session && linkage != Linkage::glibc_dynamic ? floor::Reach::whole : floor::Reach::network;
   std::optional<floor::Filter> filter;
   try {
-    filter.emplace();
+    filter.emplace(reach);
   } catch (const std::exception& error) {
     if (options.mode == RunOptions::Mode::replay) throw;
     outcome.warnings.push_back(std::string(error.what()) +
@@ -164,10 +167,15 @@ RunOutcome run(const RunOptions& options) {
     }
     warden = std::make_unique<floor::Warden>(
         root.take_floor(), std::move(policy), root.pid(),
-        [](const std::string& line) { std::fprintf(stderr, "tapedeck: %s\n", line.c_str()); });
+        [](const std::string& line) { std::fprintf(stderr, "tapedeck: %s\n", line.c_str()); },
+        reach == floor::Reach::whole ? &effects : nullptr);
     server.also_poll(warden->fd(), [&warden] { warden->serve_one(); });
   }
   outcome.floor = floored;
+  const bool floor_serves = floored && reach == floor::Reach::whole;
+  if (auto warning = interposition_warning(*program, floor_serves)) {
+    outcome.warnings.push_back(*warning);
+  }
 
   std::atomic<bool> root_exited{false};
   std::thread serving([&] { server.serve(root_exited, std::chrono::milliseconds(2000)); });
@@ -194,6 +202,10 @@ RunOutcome run(const RunOptions& options) {
   try {
     root.go();
     if (capture) capture->started();
+    if (!root.vdso_failure().empty()) {
+      outcome.warnings.push_back("the vDSO could not be hidden from " + program->string() + " (" +
+                                 root.vdso_failure() + "): its clock reads are not taped");
+    }
   } catch (...) {
     forward_to = 0;
     wind_down();
@@ -204,6 +216,7 @@ RunOutcome run(const RunOptions& options) {
   }
   forward_to = 0;
   wind_down();
+  if (floor_serves) effects.settle_all();
   outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   if (capture) {
     capture->finish(std::chrono::milliseconds(2000));

@@ -47,7 +47,15 @@ struct RunOutcome {
 // set up: the tape does not load, the program does not exist, the socket cannot be made.
 RunOutcome run(const RunOptions& options);
 
-// Why the preload library cannot reach `program` (statically linked, Go), or nullopt.
-std::optional<std::string> interposition_warning(const std::filesystem::path& program);
+// What `program` is linked with, as far as the preload library is concerned (a script is its
+// interpreter): the preload serves a program dynamically linked to glibc; the others are served
+// by the system-call floor's whole reach.
+enum class Linkage { glibc_dynamic, static_binary, go };
+Linkage linkage_of(const std::filesystem::path& program);
+
+// What escapes the tape for a program the preload library cannot reach (statically linked, Go),
+// or nullopt; `floor_serves`: the floor's whole reach holds beneath it.
+std::optional<std::string> interposition_warning(const std::filesystem::path& program,
+                                                 bool floor_serves);
 
 }  // namespace tapedeck::supervisor

@@ -1,6 +1,7 @@
 // What the tree's processes report, turned into records (record) or served from the recording
 // (replay): clock reads and sleeps (tree_effects.cpp), workspace files (file_effects.cpp),
-// subprocesses and the workspace changes they make (spawn_effects.cpp).
+// subprocesses and the workspace changes they make (spawn_effects.cpp); and the same for the
+// calls the system-call floor serves for a root the preload cannot reach (floor_effects.cpp).
 //
 // Every record either mode makes goes through here, on the serving thread, in the order the
 // processes reported; in replay each record other than a clock read also moves the shared clock
@@ -8,12 +9,14 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 
+#include "floor/floor.hpp"
 #include "preload/wire.hpp"
 #include "supervisor/output_capture.hpp"
 #include "supervisor/recording_index.hpp"
@@ -25,11 +28,19 @@
 
 namespace tapedeck::supervisor {
 
-class TreeEffects {
+class TreeEffects : public floor::Services {
  public:
   // `session` is null when nothing is taped; `view` is the workspace itself when recording.
   TreeEffects(const RunOptions& options, Session* session, TreeServer& server,
               const WorkspaceView& view, const std::filesystem::path& run_dir);
+
+  // floor::Services (floor_effects.cpp): the same records as the preload's reports make.
+  int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) override;
+  bool sleep(pid_t pid, uint64_t ms) override;
+  bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
+  void settle(pid_t pid) override;
+  // The run is over: files the floor's processes wrote are taped as they are now.
+  void settle_all() { settle(0); }
 
   // The serving thread's handler of every frame.
   void handle(const Connection& connection, wire::Op op, std::string_view body);
@@ -94,6 +105,15 @@ class TreeEffects {
   // Replay: paths whose bytes the replay wrote itself (the view's answer is then its own).
   std::set<std::string> written_;
   WorkspaceWatch watch_;  // record
+  // Workspace files a floor-served process opened to write, with the (size, mtime) they were
+  // last taped at: taped again when that changes.
+  std::map<std::string, std::pair<off_t, int64_t>> floor_writes_;
+  // Replay: the last clock value the floor served, per source, and the real time it was served.
+  struct ServedClock {
+    int64_t value_ms = 0;
+    int64_t real_ms = 0;
+  };
+  ServedClock served_clock_[2];
   std::string watch_warning_;
 };
 

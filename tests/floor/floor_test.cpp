@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -17,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <thread>
@@ -81,8 +83,9 @@ struct Outcome {
 // Runs `scenario` in a child under the floor; the warden (with `policy`) serves it, starting after
 // `hold` (notifications wait meanwhile). The child's exit code is what the scenario returns.
 Outcome under_floor(const std::function<int()>& scenario, NetworkPolicy policy = {},
-                    std::chrono::milliseconds hold = std::chrono::milliseconds(0)) {
-  const Filter filter;
+                    std::chrono::milliseconds hold = std::chrono::milliseconds(0),
+                    Services* services = nullptr) {
+  const Filter filter(services != nullptr ? Reach::whole : Reach::network);
   int channel[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
   const pid_t pid = ::fork();
@@ -124,8 +127,9 @@ Outcome under_floor(const std::function<int()>& scenario, NetworkPolicy policy =
   int listener = -1;
   std::memcpy(&listener, CMSG_DATA(CMSG_FIRSTHDR(&message)), sizeof listener);
   Outcome outcome;
-  Warden warden(listener, std::move(policy), pid,
-                [&outcome](const std::string& line) { outcome.reports.push_back(line); });
+  Warden warden(
+      listener, std::move(policy), pid,
+      [&outcome](const std::string& line) { outcome.reports.push_back(line); }, services);
   std::this_thread::sleep_for(hold);
   int status = 0;
   while (::waitpid(pid, &status, WNOHANG) == 0) {
@@ -272,6 +276,242 @@ TEST(Floor, NameserversComeFromResolvConfOnPort53) {
   EXPECT_EQ(servers[0].port, 53);
   EXPECT_EQ(servers[0].address[3], 53);
   EXPECT_EQ(servers[1].family, AF_INET6);
+}
+
+// ---- Reach::whole: the calls served for a program the preload cannot reach -------------------
+
+// Services that answer fixed values and remember what they were asked.
+struct FakeServices : Services {
+  int64_t wall_ms = 1'700'000'123'456;
+  int64_t monotonic_ms = 42'000;
+  bool skip_sleeps = true;
+  bool serve_opens = true;
+  std::vector<std::string> reads;  // "wall" / "monotonic"
+  std::vector<uint64_t> sleeps;
+  std::vector<std::string> opens;  // "r PATH", "w PATH", "rw PATH"
+  int settles = 0;
+
+  int64_t clock_read(pid_t, bool wall, int64_t) override {
+    reads.push_back(wall ? "wall" : "monotonic");
+    return wall ? wall_ms : monotonic_ms;
+  }
+  bool sleep(pid_t, uint64_t ms) override {
+    sleeps.push_back(ms);
+    return skip_sleeps;
+  }
+  bool open(pid_t, const std::string& path, bool writes, bool reads_too) override {
+    opens.push_back(std::string(!writes ? "r " : reads_too ? "rw " : "w ") + path);
+    return serve_opens;
+  }
+  void settle(pid_t) override { ++settles; }
+};
+
+TEST(FloorWhole, ClockReadsGetTheServicesValuesWrittenIntoTheCaller) {
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        timespec wall{}, monotonic{}, cpu{};
+        timeval tv{};
+        time_t seconds = 0;
+        // Raw calls: the vDSO would answer clock_gettime without a system call.
+        if (::syscall(SYS_clock_gettime, CLOCK_REALTIME, &wall) != 0) return 1;
+        if (wall.tv_sec != 1'700'000'123 || wall.tv_nsec != 456'000'000) return 2;
+        if (::syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &monotonic) != 0) return 3;
+        if (monotonic.tv_sec != 42 || monotonic.tv_nsec != 0) return 4;
+        if (::syscall(SYS_gettimeofday, &tv, nullptr) != 0 || tv.tv_sec != 1'700'000'123 ||
+            tv.tv_usec != 456'000) {
+          return 5;
+        }
+        if (::syscall(SYS_time, &seconds) != 1'700'000'123 || seconds != 1'700'000'123) return 6;
+        // CPU time is the process's own: not served.
+        if (::syscall(SYS_clock_gettime, CLOCK_PROCESS_CPUTIME_ID, &cpu) != 0) return 7;
+        // A bad pointer is the caller's: EFAULT, as the kernel would say.
+        const long bad = ::syscall(SYS_clock_gettime, CLOCK_REALTIME, reinterpret_cast<void*>(8));
+        return bad == -1 && errno == EFAULT ? 0 : 8;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(services.reads,
+            (std::vector<std::string>{"wall", "monotonic", "wall", "wall", "wall"}));
+  EXPECT_GE(services.settles, 5);
+}
+
+TEST(FloorWhole, SleepsAreTapedAndSkippedWhenTheServicesSaySo) {
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        const timespec ten_seconds{10, 0};
+        if (::syscall(SYS_nanosleep, &ten_seconds, nullptr) != 0) return 1;
+        // An absolute deadline lasts from the last value the clock gave: 42 s + 1.5 s.
+        timespec now{};
+        ::syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &now);
+        const timespec deadline{43, 500'000'000};
+        if (::syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nullptr)) {
+          return 2;
+        }
+        // The next deadline of a periodic loop that reads no clock between: one more second.
+        const timespec next{44, 500'000'000};
+        if (::syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr)) {
+          return 3;
+        }
+        // An invalid duration is the kernel's to refuse.
+        const timespec invalid{0, 2'000'000'000};
+        const long refused = ::syscall(SYS_nanosleep, &invalid, nullptr);
+        return refused == -1 && errno == EINVAL ? 0 : 4;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);  // it would still be asleep had the floor let it through
+  EXPECT_EQ(services.sleeps, (std::vector<uint64_t>{10'000, 1'500, 1'000}));
+}
+
+TEST(FloorWhole, ASleepTheServicesKeepRunsInTheKernel) {
+  FakeServices services;
+  services.skip_sleeps = false;
+  const Outcome outcome = under_floor(
+      [] {
+        const timespec short_nap{0, 30'000'000};
+        const auto before = std::chrono::steady_clock::now();
+        if (::syscall(SYS_nanosleep, &short_nap, nullptr) != 0) return 1;
+        return std::chrono::steady_clock::now() - before >= std::chrono::milliseconds(30) ? 0 : 2;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(services.sleeps, (std::vector<uint64_t>{30}));
+}
+
+TEST(FloorWhole, OpensNameTheAbsolutePathAndWhetherTheyWrite) {
+  char folder_template[] = "/tmp/tapedeck-floor-XXXXXX";
+  const std::string folder = ::mkdtemp(folder_template);
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [folder] {
+        if (::chdir(folder.c_str()) != 0) return 1;
+        const int created = static_cast<int>(
+            ::syscall(SYS_openat, AT_FDCWD, "made.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644));
+        if (created < 0) return 2;
+        ::close(created);
+        const int read_only = static_cast<int>(::syscall(SYS_open, "./made.txt", O_RDONLY));
+        if (read_only < 0) return 3;
+        ::close(read_only);
+        const int dir = ::open(folder.c_str(), O_DIRECTORY | O_RDONLY);  // not a file: passes
+        const int both = static_cast<int>(::syscall(SYS_openat, dir, "made.txt", O_RDWR));
+        if (both < 0) return 4;
+        ::close(both);
+        // openat2 would go around these rules: it is refused, and callers fall back to openat.
+        const long two = ::syscall(SYS_openat2, AT_FDCWD, "made.txt", nullptr, 0);
+        if (two != -1 || errno != ENOSYS) return 5;
+        const long bad = ::syscall(SYS_openat, AT_FDCWD, reinterpret_cast<void*>(8), O_RDONLY);
+        return bad == -1 && errno == EFAULT ? 0 : 6;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(services.opens,
+            (std::vector<std::string>{"w " + folder + "/made.txt", "r " + folder + "/made.txt",
+                                      "rw " + folder + "/made.txt"}));
+  std::filesystem::remove_all(folder);
+}
+
+TEST(FloorWhole, AnOpenTheTapeCannotServeFailsWithEio) {
+  FakeServices services;
+  services.serve_opens = false;
+  const Outcome outcome = under_floor(
+      [] {
+        const long fd = ::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY);
+        return fd == -1 && errno == EIO ? 0 : 1;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+}
+
+TEST(FloorWhole, AnotherProgramTheRootExecsIsNotServed) {
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        timespec now{};
+        ::syscall(SYS_clock_gettime, CLOCK_REALTIME, &now);  // the root's: served
+        const pid_t child = ::fork();
+        if (child == 0) {
+          // A subprocess: its reads and sleeps are its own (cat reads a file, sleeps nothing).
+          ::execl("/bin/sh", "sh", "-c", "cat /etc/hostname > /dev/null",
+                  static_cast<char*>(nullptr));
+          ::_exit(127);
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(services.reads.size(), 1u);
+  EXPECT_TRUE(services.opens.empty()) << services.opens.front();
+}
+
+TEST(FloorWhole, AProcessThatDiesWhileItsClockReadWaitsDoesNotWedgeTheWarden) {
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        const pid_t child = ::fork();
+        if (child == 0) {
+          timespec now{};
+          ::syscall(SYS_clock_gettime, CLOCK_REALTIME, &now);  // waits: the warden holds
+          ::_exit(0);
+        }
+        ::usleep(50'000);
+        ::kill(child, SIGKILL);
+        ::waitpid(child, nullptr, 0);
+        timespec now{};
+        return ::syscall(SYS_clock_gettime, CLOCK_REALTIME, &now) == 0 ? 0 : 1;
+      },
+      {}, std::chrono::milliseconds(200), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+}
+
+// The child asks to be stopped at its exec; ld.so then shows the auxiliary vector it was given.
+std::string auxv_shown(bool hide) {
+  int out[2];
+  EXPECT_EQ(::pipe(out), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+    char show[] = "LD_SHOW_AUXV=1";
+    char* env[] = {show, nullptr};
+    char* argv[] = {const_cast<char*>("true"), nullptr};
+    ::execve("/bin/true", argv, env);
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string why;
+  if (hide) {
+    EXPECT_TRUE(hide_vdso(pid, why)) << why;
+  } else {
+    int status = 0;
+    ::waitpid(pid, &status, __WALL);
+    ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
+  }
+  std::string shown;
+  char buffer[4096];
+  for (ssize_t got; (got = ::read(out[0], buffer, sizeof buffer)) > 0;) shown.append(buffer, got);
+  ::close(out[0]);
+  ::waitpid(pid, nullptr, 0);
+  return shown;
+}
+
+TEST(FloorWhole, HidingTheVdsoTakesItOutOfTheAuxiliaryVector) {
+  const std::string before = auxv_shown(false);
+  ASSERT_NE(before.find("AT_PAGESZ"), std::string::npos) << before;
+  ASSERT_NE(before.find("AT_SYSINFO_EHDR"), std::string::npos) << before;
+  const std::string after = auxv_shown(true);
+  EXPECT_NE(after.find("AT_PAGESZ"), std::string::npos) << after;  // the rest is intact
+  EXPECT_EQ(after.find("AT_SYSINFO_EHDR"), std::string::npos) << after;
+}
+
+TEST(FloorWhole, HidingTheVdsoOfAProcessNotStoppedAtExecSaysWhy) {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  std::string why;
+  EXPECT_FALSE(hide_vdso(pid, why));
+  EXPECT_NE(why.find("did not stop at its exec"), std::string::npos) << why;
 }
 
 }  // namespace

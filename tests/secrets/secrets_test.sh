@@ -10,20 +10,10 @@ set -uo pipefail
 td=$(realpath "$1")
 examples=$(realpath "$2")
 source "$(dirname "$0")/../harness.sh"
-standin_pid=
-on_exit+=('[ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null')
 
 "$python" -c "import dotenv" 2>/dev/null ||
   { echo "FAIL: python3-dotenv is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 key="sk-proj-$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)"
-
-start_standin() {
-  "$python" "$examples/agents/standin_llm.py" > "$work/standin.out" &
-  standin_pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$work/standin.out" 2>/dev/null && break; sleep 0.1; done
-  port=$(sed -n 's/listening on //p' "$work/standin.out")
-}
-stop_standin() { kill "$standin_pid"; wait "$standin_pid" 2>/dev/null; standin_pid=; }
 
 # The call both agents make; the key comes from `key` (the caller's).
 cat > "$work/call.py" <<'PY'

@@ -1,0 +1,213 @@
+// Reach::whole: the clock reads, sleeps and opens of a root the preload cannot serve, answered
+// by the supervisor's Services. Values go back by writing the caller's memory
+// (process_vm_writev) and answering the notification with the call's result.
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/seccomp.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "floor/floor.hpp"
+
+namespace tapedeck::floor {
+
+namespace {
+
+bool write_to(pid_t pid, uint64_t where, const void* bytes, size_t size) {
+  iovec local{const_cast<void*>(bytes), size};
+  iovec remote{reinterpret_cast<void*>(where), size};
+  return ::process_vm_writev(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(size);
+}
+
+bool read_from(pid_t pid, uint64_t where, void* bytes, size_t size) {
+  iovec local{bytes, size};
+  iovec remote{reinterpret_cast<void*>(where), size};
+  return ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(size);
+}
+
+// A path argument, read up to its terminating zero (a page at most at a time: the string may
+// end just before an unmapped page).
+bool read_path(pid_t pid, uint64_t where, std::string& out) {
+  out.clear();
+  while (out.size() < PATH_MAX) {
+    char chunk[256];
+    const uint64_t at = where + out.size();
+    const size_t to_page_end = 4096 - (at % 4096);
+    const size_t size = std::min(sizeof chunk, to_page_end);
+    if (!read_from(pid, at, chunk, size)) return false;
+    const void* zero = std::memchr(chunk, 0, size);
+    if (zero != nullptr) {
+      out.append(chunk, static_cast<const char*>(zero) - chunk);
+      return true;
+    }
+    out.append(chunk, size);
+  }
+  return false;
+}
+
+std::string link_of(const std::string& path) {
+  char target[PATH_MAX];
+  const ssize_t size = ::readlink(path.c_str(), target, sizeof target);
+  return size > 0 ? std::string(target, static_cast<size_t>(size)) : std::string();
+}
+
+// 0 wall, 1 monotonic, as the tape's clock sources.
+int source_of(uint64_t clock) {
+  return clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == CLOCK_TAI ? 0 : 1;
+}
+
+int64_t floor_ms(const timespec& ts) {
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+uint64_t ceil_ms(const timespec& ts) {
+  const int64_t ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  return ns <= 0 ? 0 : static_cast<uint64_t>((ns + 999'999) / 1'000'000);
+}
+
+void let_through(seccomp_notif_resp& response) {
+  response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+}
+
+}  // namespace
+
+bool Warden::served(pid_t pid) const {
+  struct stat image {};
+  if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) return false;
+  return image.st_dev == root_device_ && image.st_ino == root_inode_;
+}
+
+void Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  if (root_inode_ == 0 && pid == root_) {
+    // The root's first served call comes after its exec: its image is the program's.
+    struct stat image {};
+    if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) == 0) {
+      root_device_ = image.st_dev;
+      root_inode_ = image.st_ino;
+    }
+  }
+  if (services_ == nullptr || !served(pid)) return let_through(response);
+  services_->settle(pid);
+  switch (request.data.nr) {
+    case __NR_clock_gettime:
+    case __NR_gettimeofday:
+    case __NR_time:
+      return answer_clock(request, response);
+    case __NR_nanosleep:
+    case __NR_clock_nanosleep:
+      return answer_sleep(request, response);
+    default:
+      return answer_open(request, response);
+  }
+}
+
+void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  const uint64_t clock =
+      request.data.nr == __NR_clock_gettime ? request.data.args[0] : uint64_t{CLOCK_REALTIME};
+  timespec now{};
+  ::clock_gettime(static_cast<clockid_t>(clock), &now);
+  const int source = source_of(clock);
+  const int64_t ms = services_->clock_read(pid, source == 0, floor_ms(now));
+  last_seen_ms_[source] = ms;
+  const uint64_t out = request.data.args[0];
+  switch (request.data.nr) {
+    case __NR_clock_gettime: {
+      const timespec value{static_cast<time_t>(ms / 1000),
+                           static_cast<long>(ms % 1000) * 1'000'000};
+      if (!write_to(pid, request.data.args[1], &value, sizeof value)) response.error = -EFAULT;
+      return;
+    }
+    case __NR_gettimeofday: {
+      const timeval value{static_cast<time_t>(ms / 1000),
+                          static_cast<suseconds_t>(ms % 1000) * 1000};
+      if (out != 0 && !write_to(pid, out, &value, sizeof value)) response.error = -EFAULT;
+      if (request.data.args[1] != 0) {
+        const struct timezone utc {};
+        if (!write_to(pid, request.data.args[1], &utc, sizeof utc)) response.error = -EFAULT;
+      }
+      return;
+    }
+    default: {  // time
+      const auto seconds = static_cast<time_t>(ms / 1000);
+      if (out != 0 && !write_to(pid, out, &seconds, sizeof seconds)) {
+        response.error = -EFAULT;
+        return;
+      }
+      response.val = seconds;
+    }
+  }
+}
+
+void Warden::answer_sleep(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  const bool absolute =
+      request.data.nr == __NR_clock_nanosleep && (request.data.args[1] & TIMER_ABSTIME) != 0;
+  const uint64_t where =
+      request.data.nr == __NR_nanosleep ? request.data.args[0] : request.data.args[2];
+  timespec asked{};
+  // A bad pointer or an invalid duration: the kernel answers as it always does.
+  if (!read_from(pid, where, &asked, sizeof asked) || asked.tv_nsec < 0 ||
+      asked.tv_nsec >= 1'000'000'000) {
+    return let_through(response);
+  }
+  uint64_t ms = ceil_ms(asked);
+  if (absolute) {
+    const int source = source_of(request.data.args[0]);
+    int64_t from = last_seen_ms_[source];
+    if (from == 0) {  // a deadline from a clock read the floor did not serve
+      timespec now{};
+      ::clock_gettime(static_cast<clockid_t>(request.data.args[0]), &now);
+      from = floor_ms(now);
+    }
+    const auto until = static_cast<int64_t>(ms);
+    ms = until > from ? static_cast<uint64_t>(until - from) : 0;
+  }
+  // The sleep ends `ms` later in both modes: a loop of absolute deadlines that reads no clock
+  // between them sleeps each period, not the sum.
+  for (int64_t& seen : last_seen_ms_) {
+    if (seen != 0) seen += static_cast<int64_t>(ms);
+  }
+  if (!services_->sleep(pid, ms)) let_through(response);
+}
+
+void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  const bool at = request.data.nr == __NR_openat;
+  const uint64_t flags = request.data.args[at ? 2 : 1];
+  std::string path;
+  if (!read_path(pid, request.data.args[at ? 1 : 0], path) || path.empty()) {
+    return let_through(response);  // the kernel answers a bad path
+  }
+  if (path.front() != '/') {
+    const auto folder = static_cast<int>(request.data.args[0]);
+    const std::string base =
+        !at || folder == AT_FDCWD
+            ? link_of("/proc/" + std::to_string(pid) + "/cwd")
+            : link_of("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(folder));
+    if (base.empty() || base.front() != '/') return let_through(response);
+    path = (std::filesystem::path(base) / path).lexically_normal().string();
+  }
+  if ((flags & (O_PATH | O_DIRECTORY)) != 0) return let_through(response);
+  const uint64_t access = flags & O_ACCMODE;
+  const bool writes = access != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
+  const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
+  const bool reads_too = !exclusive && (flags & O_TRUNC) == 0 && access != O_WRONLY;
+  if (!services_->open(pid, path, writes, reads_too)) {
+    response.error = -EIO;  // the tree is being stopped: the tape does not hold this read
+    return;
+  }
+  let_through(response);
+}
+
+}  // namespace tapedeck::floor

@@ -1,0 +1,101 @@
+/* An agent the preload library cannot reach: built statically (musl, or glibc -static), it
+ * reads the clock, sleeps a second, reads a workspace file, calls the LLM over a raw HTTP
+ * connection to OPENAI_BASE_URL and writes a file, every effect through the system calls
+ * themselves. Everything it prints must come out the same on replay. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static long ms_of(const struct timespec* ts) { return ts->tv_sec * 1000L + ts->tv_nsec / 1000000; }
+
+/* POSTs one chat completion to OPENAI_BASE_URL (http://HOST:PORT/v1) and keeps the answer's
+ * "content" in `answer`. */
+static int ask_llm(const char* prompt, char* answer, size_t size) {
+  const char* base = getenv("OPENAI_BASE_URL");
+  const char* key = getenv("OPENAI_API_KEY");
+  char host[64] = {0};
+  int port = 0;
+  if (base == NULL || key == NULL || sscanf(base, "http://%63[^:]:%d", host, &port) != 2) return -1;
+  int sock = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in address = {0};
+  address.sin_family = AF_INET;
+  address.sin_port = htons((unsigned short)port);
+  inet_pton(AF_INET, host, &address.sin_addr);
+  if (connect(sock, (struct sockaddr*)&address, sizeof address) != 0) return -1;
+  char body[512];
+  int body_size = snprintf(body, sizeof body,
+                           "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
+                           "\"content\":\"%s\"}]}",
+                           prompt);
+  char request[2048];
+  int request_size = snprintf(request, sizeof request,
+                              "POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%d\r\n"
+                              "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                              "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                              host, port, key, body_size, body);
+  if (write(sock, request, (size_t)request_size) != request_size) return -1;
+  static char response[65536];
+  size_t have = 0;
+  ssize_t got;
+  while (have < sizeof response - 1 &&
+         (got = read(sock, response + have, sizeof response - 1 - have)) > 0) {
+    have += (size_t)got;
+  }
+  response[have] = 0;
+  close(sock);
+  const char* content = strstr(response, "\"content\"");
+  if (content == NULL) return -1;
+  content = strchr(content + 9, '"');
+  if (content == NULL) return -1;
+  ++content;
+  size_t length = strcspn(content, "\"");
+  if (length >= size) length = size - 1;
+  memcpy(answer, content, length);
+  answer[length] = 0;
+  return 0;
+}
+
+int main(void) {
+  struct timespec start, end, wall;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  clock_gettime(CLOCK_REALTIME, &wall);
+  struct timeval now;
+  gettimeofday(&now, NULL);
+  printf("wall %ld ms, gettimeofday %ld s, time %ld\n", ms_of(&wall), (long)now.tv_sec,
+         (long)time(NULL));
+
+  char tasks[4096] = {0};
+  int fd = open("tasks.txt", O_RDONLY);
+  ssize_t got = fd >= 0 ? read(fd, tasks, sizeof tasks - 1) : -1;
+  if (fd >= 0) close(fd);
+  printf("tasks.txt: %zd bytes, first line: %.*s\n", got, (int)strcspn(tasks, "\n"), tasks);
+
+  sleep(1);
+  struct timespec after_sleep;
+  clock_gettime(CLOCK_MONOTONIC, &after_sleep);
+  printf("slept %ld ms\n", ms_of(&after_sleep) - ms_of(&start));
+
+  char answer[1024] = {0};
+  if (ask_llm("Summarise the tasks", answer, sizeof answer) != 0) {
+    printf("the LLM call failed\n");
+    return 1;
+  }
+  printf("llm: %s\n", answer);
+
+  FILE* out = fopen("output.txt", "w");
+  if (out == NULL) return 1;
+  fprintf(out, "answer at %ld: %s\n", ms_of(&wall), answer);
+  fclose(out);
+
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  printf("took %ld ms\n", ms_of(&end) - ms_of(&start));
+  return 0;
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	start := time.Now()
+	fmt.Println("wall", start.UnixMilli())
+	tasks, err := os.ReadFile("tasks.txt")
+	fmt.Println("tasks.txt:", len(tasks), err)
+	time.Sleep(time.Second)
+	fmt.Println("slept", time.Since(start).Milliseconds(), "ms")
+	body, _ := json.Marshal(map[string]any{"model": "gpt-4o-mini", "messages": []map[string]string{{"role": "user", "content": "Summarise the tasks"}}})
+	request, _ := http.NewRequest("POST", os.Getenv("OPENAI_BASE_URL")+"/chat/completions", bytes.NewReader(body))
+	request.Header.Set("Authorization", "Bearer "+os.Getenv("OPENAI_API_KEY"))
+	request.Header.Set("Content-Type", "application/json")
+	response, err := http.DefaultClient.Do(request)
+	if err != nil {
+		fmt.Println("llm failed:", err)
+		os.Exit(1)
+	}
+	answer, _ := io.ReadAll(response.Body)
+	var parsed struct{ Choices []struct{ Message struct{ Content string } } }
+	json.Unmarshal(answer, &parsed)
+	fmt.Println("llm:", parsed.Choices[0].Message.Content)
+	os.WriteFile("output.txt", []byte(parsed.Choices[0].Message.Content+"\n"), 0o644)
+	fmt.Println("took", time.Since(start).Milliseconds(), "ms")
+}

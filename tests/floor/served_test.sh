@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Programs the preload library cannot reach, served by the system-call floor end to end: the same
+# agent (clock, a one-second sleep, a workspace read, an LLM call over a raw socket, a file
+# written) built statically against musl and against glibc, and in Go with and without cgo. Each
+# is recorded against the stand-in LLM and replayed with it stopped and the network closed.
+# Static: the replay prints exactly what the recording printed (clock values included), the
+# workspace is byte-identical to before the replay, semantic fidelity passes, both tapes hold the
+# sleep, the read and the write. Go: its runtime reads the clock from many threads in an order no
+# run repeats, so the clock values it prints differ; the rest must hold.
+# Usage: served_test.sh TAPEDECK STATIC_GLIBC_AGENT SOURCE_DIR EXAMPLES_DIR
+set -uo pipefail
+td=$(realpath "$1")
+glibc_agent=$(realpath "$2")
+here=$(realpath "$3")
+examples=$(realpath "$4")
+source "$(dirname "$0")/../harness.sh"
+
+for tool in musl-gcc go; do
+  command -v "$tool" > /dev/null ||
+    { echo "FAIL: $tool is missing (scripts/install-deps.sh installs musl-tools and golang-go)" >&2; exit 1; }
+done
+musl-gcc -static -O2 -o "$work/agent-musl" "$here/served_agent.c" ||
+  { echo "FAIL: cannot build the musl agent" >&2; exit 1; }
+export GOCACHE=$work/gocache GOPATH=$work/gopath GO111MODULE=off
+(cd "$here" && go build -o "$work/agent-go-cgo" served_agent.go &&
+  CGO_ENABLED=0 go build -o "$work/agent-go-static" served_agent.go) ||
+  { echo "FAIL: cannot build the Go agent" >&2; exit 1; }
+export OPENAI_API_KEY=sk-tapedeck-test-secret
+
+fresh_workspace() { rm -rf "$work/ws" && cp -r "$examples/agents/workspace" "$work/ws"; }
+has() { "$td" show "$1" | grep "$2" > /dev/null; }  # all read: no SIGPIPE under pipefail
+
+# record_and_replay NAME PROGRAM: the recording in $work/NAME.tape, outputs in $work/NAME.*
+record_and_replay() {
+  local name=$1 program=$2
+  start_standin
+  fresh_workspace
+  (cd "$work/ws" && "$td" run --emit-tape "$work/$name.tape" --llm-upstream "http://127.0.0.1:$port" \
+     -- "$program" > "$work/$name.rec" 2> "$work/$name.rec.err")
+  check "$name: recorded (exit 0)" test $? = 0
+  check "$name: the recording wrote output.txt" grep -q "Plan for" "$work/ws/output.txt"
+  stop_standin
+  fresh_workspace
+  cp -r "$work/ws" "$work/before"
+  (cd "$work/ws" && "$td" replay "$work/$name.tape" --emit-tape "$work/$name.replay.tape" \
+     -- "$program" > "$work/$name.rep" 2> "$work/$name.rep.err")
+  check "$name: replayed offline (exit 0)" test $? = 0
+  check "$name: the workspace is byte-identical to before the replay" diff -r "$work/before" "$work/ws"
+  rm -rf "$work/before"
+  for tape in "$work/$name.tape" "$work/$name.replay.tape"; do
+    check "$name: $(basename "$tape") holds the read of tasks.txt" has "$tape" 'file_read .*"tasks.txt"'
+    check "$name: $(basename "$tape") holds the write of output.txt" has "$tape" 'file_write .*"output.txt"'
+    check "$name: $(basename "$tape") holds clock reads" has "$tape" 'clock_read'
+    check "$name: $(basename "$tape") holds the LLM call" has "$tape" 'llm_call'
+  done
+  check "$name: the LLM's answer is the recorded one" \
+    test "$(grep '^llm:' "$work/$name.rec")" = "$(grep '^llm:' "$work/$name.rep")"
+}
+
+for name in musl glibc; do
+  program=$work/agent-musl
+  [ "$name" = glibc ] && program=$glibc_agent
+  record_and_replay "static-$name" "$program"
+  check "static-$name: the replay printed what the recording printed, clock values included" \
+    diff "$work/static-$name.rec" "$work/static-$name.rep"
+  check "static-$name: the one-second sleep is on both tapes" \
+    bash -c "'$td' show '$work/static-$name.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
+             '$td' show '$work/static-$name.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
+  check "static-$name: semantic fidelity passes" \
+    "$td" fidelity "$work/static-$name.tape" "$work/static-$name.replay.tape" --mode semantic
+  check "static-$name: the warning says what is served and what is not" \
+    grep -q "statically linked.*floor serves its clock reads.*not taped: its execs" "$work/static-$name.rec.err"
+done
+
+for name in cgo static; do
+  record_and_replay "go-$name" "$work/agent-go-$name"
+  check "go-$name: the tasks line is the recorded one" \
+    test "$(grep '^tasks.txt:' "$work/go-$name.rec")" = "$(grep '^tasks.txt:' "$work/go-$name.rep")"
+  check "go-$name: named a Go program, with what escapes" \
+    grep -q "is a Go program.*floor serves.*time.Sleep" "$work/go-$name.rec.err"
+done
+
+finish served
