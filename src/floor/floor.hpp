@@ -27,6 +27,11 @@
 //       names the vDSO (hide_vdso): its libc or runtime then reads the clock with the system call.
 //   nanosleep, clock_nanosleep
 //       notify: taped as a sleep; record lets it run, replay answers at once.
+//   execve, execveat
+//       notify: an exec of an executable file is redirected to the wrapper Services names (the
+//       exec shim: the subprocess is taped, or replayed without running), by taking the caller
+//       under ptrace for the moment it takes (exec_redirect.cpp): a page is mapped in the caller
+//       for the wrapper's argv (a vfork child's parent keeps that page: 4 KiB per subprocess).
 //   open, openat (openat2: ENOSYS, so that callers fall back to openat)
 //       notify: a workspace file about to be read is served as the preload's would be (replay
 //       puts the recorded bytes in the view first); one opened to be written is taped once its
@@ -39,9 +44,9 @@
 // and that a call let through then runs in the kernel exactly as it would have without the floor.
 //
 // Not caught yet, stated rather than hidden: sendmsg and sendmmsg with a destination address (an
-// unconnected UDP socket); in Reach::whole, execs (a subprocess runs for real in both modes,
-// inside the replay's private view), deletes and renames, and waits with a timeout that are not
-// sleeps (a Go program's time.Sleep parks on a futex or epoll_pwait, which take real time).
+// unconnected UDP socket); in Reach::whole, deletes and renames, and waits with a timeout that
+// are not sleeps (a Go program's time.Sleep parks on a futex or epoll_pwait, which take real
+// time; its runtime reads the clock from several threads, in an order no run repeats).
 #pragma once
 
 #include <linux/filter.h>
@@ -49,6 +54,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -112,6 +118,9 @@ class Services {
   virtual bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) = 0;
   // A served process made another call: the files it opened to write may be final.
   virtual void settle(pid_t pid) = 0;
+  // What an exec by a served process runs instead: the wrapper's path and its first arguments,
+  // followed by the program's absolute path and the argv the process gave.
+  virtual std::vector<std::string> exec_wrapper() = 0;
 };
 
 // The supervisor's side: answers the notifications of one tree.
@@ -141,6 +150,10 @@ class Warden {
   void answer_clock(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_sleep(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_open(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_exec(const seccomp_notif& request, seccomp_notif_resp& response);
+  // exec_redirect.cpp: true when the exec now runs the wrapper (the notification is void);
+  // false to let it through as it is (`why` says what failed, empty when nothing did).
+  bool redirect_exec(const seccomp_notif& request, std::string& why);
 
   int listener_;
   NetworkPolicy policy_;
@@ -154,6 +167,8 @@ class Warden {
   ino_t root_inode_ = 0;
   // The last value each clock gave the tree: an absolute-deadline sleep lasts from here.
   int64_t last_seen_ms_[2] = {0, 0};
+  // Processes whose exec could not be redirected: their restarted exec runs as it is.
+  std::set<pid_t> not_redirected_;
 };
 
 }  // namespace tapedeck::floor

@@ -17,48 +17,11 @@
 #include <string>
 
 #include "floor/floor.hpp"
+#include "floor/process_access.hpp"
 
 namespace tapedeck::floor {
 
 namespace {
-
-bool write_to(pid_t pid, uint64_t where, const void* bytes, size_t size) {
-  iovec local{const_cast<void*>(bytes), size};
-  iovec remote{reinterpret_cast<void*>(where), size};
-  return ::process_vm_writev(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(size);
-}
-
-bool read_from(pid_t pid, uint64_t where, void* bytes, size_t size) {
-  iovec local{bytes, size};
-  iovec remote{reinterpret_cast<void*>(where), size};
-  return ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(size);
-}
-
-// A path argument, read up to its terminating zero (a page at most at a time: the string may
-// end just before an unmapped page).
-bool read_path(pid_t pid, uint64_t where, std::string& out) {
-  out.clear();
-  while (out.size() < PATH_MAX) {
-    char chunk[256];
-    const uint64_t at = where + out.size();
-    const size_t to_page_end = 4096 - (at % 4096);
-    const size_t size = std::min(sizeof chunk, to_page_end);
-    if (!read_from(pid, at, chunk, size)) return false;
-    const void* zero = std::memchr(chunk, 0, size);
-    if (zero != nullptr) {
-      out.append(chunk, static_cast<const char*>(zero) - chunk);
-      return true;
-    }
-    out.append(chunk, size);
-  }
-  return false;
-}
-
-std::string link_of(const std::string& path) {
-  char target[PATH_MAX];
-  const ssize_t size = ::readlink(path.c_str(), target, sizeof target);
-  return size > 0 ? std::string(target, static_cast<size_t>(size)) : std::string();
-}
 
 // 0 wall, 1 monotonic, as the tape's clock sources.
 int source_of(uint64_t clock) {
@@ -88,13 +51,17 @@ bool Warden::served(pid_t pid) const {
 
 void Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
-  if (root_inode_ == 0 && pid == root_) {
-    // The root's first served call comes after its exec: its image is the program's.
+  if (root_inode_ == 0) {
+    // Nothing is served before the root's program runs (its own exec is let through); its
+    // first call after that names the image whose processes are served.
+    const bool exec = request.data.nr == __NR_execve || request.data.nr == __NR_execveat;
     struct stat image {};
-    if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) == 0) {
-      root_device_ = image.st_dev;
-      root_inode_ = image.st_ino;
+    if (pid != root_ || exec ||
+        ::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) {
+      return let_through(response);
     }
+    root_device_ = image.st_dev;
+    root_inode_ = image.st_ino;
   }
   if (services_ == nullptr || !served(pid)) return let_through(response);
   services_->settle(pid);
@@ -106,6 +73,9 @@ void Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     case __NR_nanosleep:
     case __NR_clock_nanosleep:
       return answer_sleep(request, response);
+    case __NR_execve:
+    case __NR_execveat:
+      return answer_exec(request, response);
     default:
       return answer_open(request, response);
   }
@@ -125,22 +95,22 @@ void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& resp
     case __NR_clock_gettime: {
       const timespec value{static_cast<time_t>(ms / 1000),
                            static_cast<long>(ms % 1000) * 1'000'000};
-      if (!write_to(pid, request.data.args[1], &value, sizeof value)) response.error = -EFAULT;
+      if (!write_memory(pid, request.data.args[1], &value, sizeof value)) response.error = -EFAULT;
       return;
     }
     case __NR_gettimeofday: {
       const timeval value{static_cast<time_t>(ms / 1000),
                           static_cast<suseconds_t>(ms % 1000) * 1000};
-      if (out != 0 && !write_to(pid, out, &value, sizeof value)) response.error = -EFAULT;
+      if (out != 0 && !write_memory(pid, out, &value, sizeof value)) response.error = -EFAULT;
       if (request.data.args[1] != 0) {
         const struct timezone utc {};
-        if (!write_to(pid, request.data.args[1], &utc, sizeof utc)) response.error = -EFAULT;
+        if (!write_memory(pid, request.data.args[1], &utc, sizeof utc)) response.error = -EFAULT;
       }
       return;
     }
     default: {  // time
       const auto seconds = static_cast<time_t>(ms / 1000);
-      if (out != 0 && !write_to(pid, out, &seconds, sizeof seconds)) {
+      if (out != 0 && !write_memory(pid, out, &seconds, sizeof seconds)) {
         response.error = -EFAULT;
         return;
       }
@@ -157,7 +127,7 @@ void Warden::answer_sleep(const seccomp_notif& request, seccomp_notif_resp& resp
       request.data.nr == __NR_nanosleep ? request.data.args[0] : request.data.args[2];
   timespec asked{};
   // A bad pointer or an invalid duration: the kernel answers as it always does.
-  if (!read_from(pid, where, &asked, sizeof asked) || asked.tv_nsec < 0 ||
+  if (!read_memory(pid, where, &asked, sizeof asked) || asked.tv_nsec < 0 ||
       asked.tv_nsec >= 1'000'000'000) {
     return let_through(response);
   }
@@ -181,12 +151,26 @@ void Warden::answer_sleep(const seccomp_notif& request, seccomp_notif_resp& resp
   if (!services_->sleep(pid, ms)) let_through(response);
 }
 
+void Warden::answer_exec(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  let_through(response);
+  if (not_redirected_.erase(pid) > 0) return;
+  std::string why;
+  if (redirect_exec(request, why)) return;  // void: the process execs the wrapper instead
+  if (why.empty()) return;
+  not_redirected_.insert(pid);
+  if (report_) {
+    report_("an exec by " + command_of(pid) + " (pid " + std::to_string(pid) +
+            ") could not be taped (" + why + "): it runs as it is");
+  }
+}
+
 void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
   const bool at = request.data.nr == __NR_openat;
   const uint64_t flags = request.data.args[at ? 2 : 1];
   std::string path;
-  if (!read_path(pid, request.data.args[at ? 1 : 0], path) || path.empty()) {
+  if (!read_string(pid, request.data.args[at ? 1 : 0], path) || path.empty()) {
     return let_through(response);  // the kernel answers a bad path
   }
   if (path.front() != '/') {

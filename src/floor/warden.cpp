@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "floor/floor.hpp"
+#include "floor/process_access.hpp"
 
 namespace tapedeck::floor {
 
@@ -86,13 +87,6 @@ bool matches(const Endpoint& rule, const Target& target) {
   const size_t size = target.family == AF_INET ? 4 : 16;
   return rule.family == target.family && std::memcmp(rule.address, target.address, size) == 0 &&
          (rule.port == 0 || rule.port == target.port);
-}
-
-std::string command_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
-  std::string name;
-  std::getline(in, name);
-  return name.empty() ? "?" : name;
 }
 
 // The inodes of the sockets listening on `port` (TCP, both families).

@@ -90,4 +90,12 @@ void TreeEffects::settle(pid_t pid) {
   }
 }
 
+// The exec shim, as the preload's exec hook starts it: MODE SOCKET SEARCH (the floor gives it
+// the program's absolute path: no search).
+std::vector<std::string> TreeEffects::exec_wrapper() {
+  return {std::filesystem::absolute(options_.exec_shim).string(),
+          options_.mode == RunOptions::Mode::replay ? "replay" : "record", server_.socket_path(),
+          "0"};
+}
+
 }  // namespace tapedeck::supervisor

@@ -145,6 +145,21 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   return out;
 }
 
+void without_preload(std::vector<std::string>& env, const fs::path& library) {
+  const std::string ours = fs::absolute(library).string();
+  for (std::string& entry : env) {
+    if (!entry.starts_with("LD_PRELOAD=")) continue;
+    std::string kept;
+    std::istringstream parts(entry.substr(11));
+    for (std::string part; std::getline(parts, part, ':');) {
+      if (part.empty() || part == ours) continue;
+      kept += (kept.empty() ? "" : ":") + part;
+    }
+    entry = "LD_PRELOAD=" + kept;
+  }
+  std::erase(env, "LD_PRELOAD=");
+}
+
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const fs::path& program,
                           const std::vector<std::string>& env, const floor::Filter* filter,
                           RunOutcome& outcome, bool& floored, int stdout_fd, int stderr_fd) {
@@ -269,12 +284,14 @@ std::optional<std::string> interposition_warning(const fs::path& program, bool f
            "workspace); only its LLM calls through the proxy are";
   }
   return what +
-         ". The system-call floor serves its clock reads, sleeps and workspace reads and "
-         "writes; not taped: its execs (a subprocess runs for real, in a replay inside the "
-         "private view), its deletes and renames" +
-         (linkage == Linkage::go ? std::string(", and waits that are not sleeps (time.Sleep "
-                                               "parks on a futex: it takes real time on replay)")
-                                 : std::string());
+         ". The system-call floor serves its clock reads, sleeps, workspace reads and writes and "
+         "execs; not taped: its deletes and renames" +
+         (linkage == Linkage::go
+              ? std::string(", and waits that are not sleeps (time.Sleep parks on a futex: a "
+                            "replay takes real time for it); its runtime reads the clock from "
+                            "several threads in an order no run repeats, so the times it prints "
+                            "can differ on replay")
+              : std::string());
 }
 
 }  // namespace tapedeck::supervisor

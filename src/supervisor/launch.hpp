@@ -46,6 +46,8 @@ std::string entropy_seed(const Tape* recorded, std::string& why);
 
 // This process's environment with what the preload library and the SDKs need added.
 std::vector<std::string> program_environment(const RunOptions& options, const ProgramLinks& links);
+// Takes `library` out of the environment's LD_PRELOAD (the entry goes when nothing is left).
+void without_preload(std::vector<std::string>& env, const std::filesystem::path& library);
 
 // Prepares the root program (see root_launch.hpp): in replay inside a private view of the
 // workspace (a kernel overlay; a copy, with a warning in `outcome`, where the kernel gives no

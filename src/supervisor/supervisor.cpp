@@ -128,13 +128,16 @@ RunOutcome run(const RunOptions& options) {
     // A tape without one keeps its shape in the replay's (the clock's stretches follow it).
     if (why.empty()) effects.record_entropy_seed(links.entropy_seed);
   }
-  const std::vector<std::string> env = program_environment(options, links);
-
-  // The floor: built here, installed by the root before it starts, answered by the warden.
-  // A root the preload cannot reach has its clock, sleeps and files served by the floor instead.
+  // A root the preload cannot reach has its clock, sleeps, files and execs served by the floor
+  // instead; the preload stays out of it (a cgo-linked Go program would load it, and its hooks
+  // would tape what the floor tapes too).
   const Linkage linkage = linkage_of(*program);
   const floor::Reach reach =
       session && linkage != Linkage::glibc_dynamic ? floor::Reach::whole : floor::Reach::network;
+  std::vector<std::string> env = program_environment(options, links);
+  if (reach == floor::Reach::whole) without_preload(env, options.preload_library);
+
+  // The floor: built here, installed by the root before it starts, answered by the warden.
   std::optional<floor::Filter> filter;
   try {
     filter.emplace(reach);

@@ -39,6 +39,7 @@ class TreeEffects : public floor::Services {
   bool sleep(pid_t pid, uint64_t ms) override;
   bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
   void settle(pid_t pid) override;
+  std::vector<std::string> exec_wrapper() override;
   // The run is over: files the floor's processes wrote are taped as they are now.
   void settle_all() { settle(0); }
 

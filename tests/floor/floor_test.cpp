@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -19,12 +20,15 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "floor/floor.hpp"
+
+extern char** environ;
 
 namespace tapedeck::floor {
 namespace {
@@ -304,6 +308,7 @@ struct FakeServices : Services {
     return serve_opens;
   }
   void settle(pid_t) override { ++settles; }
+  std::vector<std::string> exec_wrapper() override { return {"/bin/echo", "wrapped"}; }
 };
 
 TEST(FloorWhole, ClockReadsGetTheServicesValuesWrittenIntoTheCaller) {
@@ -464,6 +469,87 @@ TEST(FloorWhole, AProcessThatDiesWhileItsClockReadWaitsDoesNotWedgeTheWarden) {
       },
       {}, std::chrono::milliseconds(200), &services);
   EXPECT_EQ(outcome.exit_code, 0);
+}
+
+// What `spawn` (run in a served process) printed to its stdout, a file (under_floor's child
+// keeps no inherited descriptor but its own).
+std::string output_of(const std::function<void()>& spawn, FakeServices& services, int& exit_code) {
+  char path[] = "/tmp/tapedeck-floor-out-XXXXXX";
+  ::close(::mkstemp(path));
+  const std::string file = path;
+  const Outcome outcome = under_floor(
+      [&spawn, &file] {
+        const int fd = ::open(file.c_str(), O_WRONLY | O_TRUNC);
+        ::dup2(fd, STDOUT_FILENO);
+        spawn();
+        return 0;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  exit_code = outcome.exit_code;
+  for (const std::string& report : outcome.reports) ADD_FAILURE() << report;
+  std::ifstream in(file);
+  std::string shown((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ::unlink(path);
+  return shown;
+}
+
+TEST(FloorWhole, AnExecRunsTheWrapperWithTheProgramAndItsArgv) {
+  FakeServices services;
+  int exit_code = -1;
+  const std::string forked = output_of(
+      [] {
+        const pid_t child = ::fork();
+        if (child == 0) {
+          ::execl("/bin/true", "true", "an argument", static_cast<char*>(nullptr));
+          ::_exit(127);
+        }
+        ::waitpid(child, nullptr, 0);
+      },
+      services, exit_code);
+  EXPECT_EQ(exit_code, 0);
+  EXPECT_EQ(forked, "wrapped /bin/true true an argument\n");
+}
+
+TEST(FloorWhole, AVforkedExecIsRedirectedWithoutTouchingTheParentsMemory) {
+  FakeServices services;
+  int exit_code = -1;
+  const std::string spawned = output_of(
+      [] {
+        // posix_spawn: glibc's child shares the parent's memory (CLONE_VM | CLONE_VFORK).
+        char program[] = "/bin/true";
+        char first[] = "true";
+        char second[] = "kept";
+        char* argv[] = {first, second, nullptr};
+        pid_t child = 0;
+        if (::posix_spawn(&child, program, nullptr, nullptr, argv, environ) != 0) ::_exit(1);
+        ::waitpid(child, nullptr, 0);
+        // The parent's own strings and array are as they were.
+        const bool intact = std::string(program) == "/bin/true" && argv[0] == first &&
+                            argv[1] == second && argv[2] == nullptr &&
+                            std::string(second) == "kept";
+        if (!intact) ::_exit(2);
+      },
+      services, exit_code);
+  EXPECT_EQ(exit_code, 0);
+  EXPECT_EQ(spawned, "wrapped /bin/true true kept\n");
+}
+
+TEST(FloorWhole, AnExecOfWhatIsNotThereFailsAsTheKernelWouldSay) {
+  FakeServices services;
+  int exit_code = -1;
+  output_of(
+      [] {
+        const pid_t child = ::fork();
+        if (child == 0) {
+          ::execl("/no/such/program", "x", static_cast<char*>(nullptr));
+          ::_exit(errno == ENOENT ? 0 : 1);
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ::_exit(3);
+      },
+      services, exit_code);
+  EXPECT_EQ(exit_code, 0);
 }
 
 // The child asks to be stopped at its exec; ld.so then shows the auxiliary vector it was given.

@@ -1,20 +1,51 @@
 /* An agent the preload library cannot reach: built statically (musl, or glibc -static), it
- * reads the clock, sleeps a second, reads a workspace file, calls the LLM over a raw HTTP
- * connection to OPENAI_BASE_URL and writes a file, every effect through the system calls
- * themselves. Everything it prints must come out the same on replay. */
+ * reads the clock, sleeps a second, reads a workspace file, runs `date +%s%N` as a subprocess,
+ * calls the LLM over a raw HTTP connection to OPENAI_BASE_URL and writes a file, every effect
+ * through the system calls themselves. Everything it prints must come out the same on replay. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static long ms_of(const struct timespec* ts) { return ts->tv_sec * 1000L + ts->tv_nsec / 1000000; }
+extern char** environ;
+
+/* Runs `date +%s%N` (posix_spawnp: a vfork child that execs) and keeps what it printed. */
+static int run_date(char* out, size_t size) {
+  int pipe_ends[2];
+  if (pipe(pipe_ends) != 0) return -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_ends[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_ends[0]);
+  char* argv[] = {"date", "+%s%N", NULL};
+  pid_t child;
+  if (posix_spawnp(&child, "date", &actions, NULL, argv, environ) != 0) return -1;
+  close(pipe_ends[1]);
+  size_t have = 0;
+  ssize_t got;
+  while (have < size - 1 && (got = read(pipe_ends[0], out + have, size - 1 - have)) > 0) {
+    have += (size_t)got;
+  }
+  out[have] = 0;
+  out[strcspn(out, "\n")] = 0;
+  close(pipe_ends[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static long ms_of(const struct timespec* ts) {
+  return ts->tv_sec * 1000L + ts->tv_nsec / 1000000;
+}
 
 /* POSTs one chat completion to OPENAI_BASE_URL (http://HOST:PORT/v1) and keeps the answer's
  * "content" in `answer`. */
@@ -82,6 +113,9 @@ int main(void) {
   struct timespec after_sleep;
   clock_gettime(CLOCK_MONOTONIC, &after_sleep);
   printf("slept %ld ms\n", ms_of(&after_sleep) - ms_of(&start));
+
+  char date[64];
+  printf("date exit %d: %s\n", run_date(date, sizeof date), date);
 
   char answer[1024] = {0};
   if (ask_llm("Summarise the tasks", answer, sizeof answer) != 0) {

@@ -1,3 +1,6 @@
+// An agent in Go, which makes its system calls itself: the clock, a one-second sleep, a
+// workspace read, `date +%s%N` as a subprocess (os/exec), an LLM call with net/http and a file
+// written. Served by the system-call floor under tapedeck run / replay.
 package main
 
 import (
@@ -7,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"strings"
 	"time"
 )
 
@@ -17,6 +22,8 @@ func main() {
 	fmt.Println("tasks.txt:", len(tasks), err)
 	time.Sleep(time.Second)
 	fmt.Println("slept", time.Since(start).Milliseconds(), "ms")
+	date, err := exec.Command("date", "+%s%N").Output()
+	fmt.Println("date:", strings.TrimSpace(string(date)), err)
 	body, _ := json.Marshal(map[string]any{"model": "gpt-4o-mini", "messages": []map[string]string{{"role": "user", "content": "Summarise the tasks"}}})
 	request, _ := http.NewRequest("POST", os.Getenv("OPENAI_BASE_URL")+"/chat/completions", bytes.NewReader(body))
 	request.Header.Set("Authorization", "Bearer "+os.Getenv("OPENAI_API_KEY"))

@@ -1,0 +1,54 @@
+#include "floor/process_access.hpp"
+
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+
+namespace tapedeck::floor {
+
+bool read_memory(pid_t pid, uint64_t where, void* bytes, size_t size) {
+  iovec local{bytes, size};
+  iovec remote{reinterpret_cast<void*>(where), size};
+  return ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(size);
+}
+
+bool write_memory(pid_t pid, uint64_t where, const void* bytes, size_t size) {
+  iovec local{const_cast<void*>(bytes), size};
+  iovec remote{reinterpret_cast<void*>(where), size};
+  return ::process_vm_writev(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(size);
+}
+
+bool read_string(pid_t pid, uint64_t where, std::string& out) {
+  out.clear();
+  while (out.size() < 4096) {
+    char chunk[256];
+    const uint64_t at = where + out.size();
+    const size_t size = std::min<uint64_t>(sizeof chunk, 4096 - at % 4096);
+    if (!read_memory(pid, at, chunk, size)) return false;
+    const void* zero = std::memchr(chunk, 0, size);
+    if (zero != nullptr) {
+      out.append(chunk, static_cast<size_t>(static_cast<const char*>(zero) - chunk));
+      return true;
+    }
+    out.append(chunk, size);
+  }
+  return false;
+}
+
+std::string link_of(const std::string& path) {
+  char target[4096];
+  const ssize_t size = ::readlink(path.c_str(), target, sizeof target);
+  return size > 0 ? std::string(target, static_cast<size_t>(size)) : std::string();
+}
+
+std::string command_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name.empty() ? "?" : name;
+}
+
+}  // namespace tapedeck::floor

@@ -1,0 +1,23 @@
+// What the floor reads of, and writes to, a process it serves: its memory (process_vm_readv /
+// process_vm_writev, which need no ptrace stop) and what /proc says of it. Internal to src/floor.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tapedeck::floor {
+
+bool read_memory(pid_t pid, uint64_t where, void* bytes, size_t size);
+bool write_memory(pid_t pid, uint64_t where, const void* bytes, size_t size);
+// A zero-terminated string of at most 4096 bytes (read a page at most at a time: it may end
+// just before an unmapped page).
+bool read_string(pid_t pid, uint64_t where, std::string& out);
+// A symbolic link's target ("" when it cannot be read): /proc/PID/cwd, /proc/PID/fd/N.
+std::string link_of(const std::string& path);
+// The process's command name, for messages ("?" when it is gone).
+std::string command_of(pid_t pid);
+
+}  // namespace tapedeck::floor
