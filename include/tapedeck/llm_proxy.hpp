@@ -21,6 +21,9 @@ class LlmProxy {
   struct Hooks {
     // Every request a replay's tape does not hold (the client gets a 500 naming it as well).
     std::function<void(const std::string& message)> on_replay_miss;
+    // When a request starts being handled, and when it is done with (served or refused).
+    std::function<void()> on_call_started;
+    std::function<void()> on_call_finished;
     // After each call the session served (its record made), before the client has all of it.
     std::function<void()> on_call_served;
   };

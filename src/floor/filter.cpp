@@ -33,7 +33,7 @@ void check(int result, const char* what) {
 
 }  // namespace
 
-Filter::Filter(Reach reach) : reach_(reach) {
+Filter::Filter(Reach reach, Runtime runtime) : reach_(reach) {
   std::unique_ptr<void, ContextDeleter> context(seccomp_init(SCMP_ACT_ALLOW));
   if (!context) throw std::runtime_error("the system-call floor: seccomp_init failed");
   scmp_filter_ctx ctx = context.get();
@@ -63,6 +63,15 @@ Filter::Filter(Reach reach) : reach_(reach) {
       check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call, 0), "a served call");
     }
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0), "openat2");
+    if (runtime == Runtime::go) {
+      // Waits with a timeout (and infinite ones, -1 as an unsigned word: one comparison per
+      // argument); the frequent non-blocking polls (0) pass untouched.
+      for (const int call : {SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait)}) {
+        check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call, 1, SCMP_A3(SCMP_CMP_GT, 0)), "epoll");
+      }
+      check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(epoll_pwait2), 0),
+            "epoll_pwait2");
+    }
   }
 
   // libseccomp 2.5 exports to a descriptor only: a memfd, read back.

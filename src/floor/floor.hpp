@@ -35,7 +35,25 @@
 //   open, openat (openat2: ENOSYS, so that callers fall back to openat)
 //       notify: a workspace file about to be read is served as the preload's would be (replay
 //       puts the recorded bytes in the view first); one opened to be written is taped once its
-//       bytes are final (at the process's next served call, or when the run ends).
+//       bytes are final:
+//   close
+//       notify: the descriptor's file, if the process opened it to write, is taped as it is
+//       (files still open when the run ends are taped then).
+//
+// Runtime::go, for a Go root in Reach::whole: Go's runtime reads the monotonic clock on its own
+// (the scheduler, timers, sysmon) from several threads, in an order no two runs repeat, and
+// sleeps with nanosleep only in sysmon. So: a read of CLOCK_REALTIME and the CLOCK_MONOTONIC
+// read the same thread makes next are the program's time.Now(), taped and replayed as above;
+// any other monotonic read is the runtime's, untaped (record: the real clock; replay: a clock
+// that starts from the program's and moves a microsecond a read and by every wait the replay
+// skips); nanosleep runs untaped;
+//   epoll_wait, epoll_pwait with a timeout
+//       notify (replay): the runtime parks there until its next timer (time.Sleep). The wait is
+//       held (other notifications are served meanwhile); when for a short grace (kGraceMs)
+//       nothing became ready on its epoll set, the program made no call but the runtime's clock
+//       reads and every other thread of the process sleeps, it is skipped: answered with no
+//       events, the runtime's clock moved by its timeout, so the timer fires at once. Otherwise
+//       it runs in the kernel, and the runtime's clock keeps at least the real pace.
 //
 // Only the root's own processes are served (those running the root's program image): a
 // subprocess it execs is let through untaped. Who answers: the supervisor's serving thread, one
@@ -79,13 +97,14 @@ struct NetworkPolicy {
 std::vector<Endpoint> nameservers(const std::string& path = "/etc/resolv.conf");
 
 enum class Reach { network, whole };
+enum class Runtime { plain, go };
 
 // The filter as a BPF program, built before fork (by libseccomp) so that the child only has to
 // install it.
 class Filter {
  public:
-  explicit Filter(Reach reach = Reach::network);  // throws std::runtime_error when libseccomp
-                                                  // cannot build it
+  // Throws std::runtime_error when libseccomp cannot build it.
+  explicit Filter(Reach reach = Reach::network, Runtime runtime = Runtime::plain);
   Reach reach() const { return reach_; }
   // In the child, between fork and exec (async-signal-safe): no_new_privs when not root, then
   // the filter. Returns the descriptor notifications arrive on, or -1 with errno set.
@@ -116,8 +135,18 @@ class Services {
   // false; else to write, reading it too when `reads_too`. False when the tape cannot serve it
   // (the tree is being stopped).
   virtual bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) = 0;
-  // A served process made another call: the files it opened to write may be final.
-  virtual void settle(pid_t pid) = 0;
+  // Runtime::go: a monotonic read by the runtime itself, in nanoseconds (never taped).
+  virtual int64_t runtime_clock_ns(pid_t pid, int64_t real_ns) = 0;
+  // Runtime::go: whether waits may be skipped at all (replay); then, one with nothing ready
+  // after the grace, of `ms`: true when the runtime's clock moved by it and the wait is skipped.
+  virtual bool waits_are_virtual() const = 0;
+  virtual bool skip_wait(pid_t pid, uint64_t ms) = 0;
+  // A held wait runs in the kernel after all (something is ready, or the program is at work):
+  // from now the runtime's clock keeps at least the real pace, until a wait is skipped.
+  virtual void wait_runs(pid_t pid) = 0;
+  // A served process is about to close a descriptor naming `path` (absolute, as the process
+  // sees it): a file it opened to write is final.
+  virtual void closing(pid_t pid, const std::string& path) = 0;
   // What an exec by a served process runs instead: the wrapper's path and its first arguments,
   // followed by the program's absolute path and the argv the process gave.
   virtual std::vector<std::string> exec_wrapper() = 0;
@@ -130,7 +159,10 @@ class Warden {
   // `services` (may be null: Reach::network) answers the calls of Reach::whole, which are
   // served only for processes running the same program image as `root` at construction.
   Warden(int listener, NetworkPolicy policy, pid_t root,
-         std::function<void(const std::string&)> report, Services* services = nullptr);
+         std::function<void(const std::string&)> report, Services* services = nullptr,
+         Runtime runtime = Runtime::plain);
+  // How long a skippable wait is given for something to become ready before it is skipped.
+  static constexpr int kGraceMs = 5;
   ~Warden();
   Warden(const Warden&) = delete;
   Warden& operator=(const Warden&) = delete;
@@ -138,6 +170,10 @@ class Warden {
   int fd() const { return listener_; }
   // Answers one notification; call when fd() is readable. Never throws.
   void serve_one();
+  // Runtime::go: in how many milliseconds tick() wants to run (-1: no wait is held), and the
+  // decision on the held waits whose grace is over.
+  int next_tick_ms() const;
+  void tick();
   uint64_t denied() const { return denied_; }
 
  private:
@@ -145,12 +181,17 @@ class Warden {
   int decide(const seccomp_notif& request);
   bool tree_listens_on(int family, uint16_t port) const;
   // Reach::whole (served_calls.cpp): fills response_ for a clock, sleep or open notification.
-  void serve_call(const seccomp_notif& request, seccomp_notif_resp& response);
+  // False when the notification is held (answered later).
+  bool serve_call(const seccomp_notif& request, seccomp_notif_resp& response);
   bool served(pid_t pid) const;
   void answer_clock(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_sleep(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_open(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_exec(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_close(const seccomp_notif& request, seccomp_notif_resp& response);
+  // timed_waits.cpp: holds a timed wait (answers nothing yet) or lets it through.
+  bool park_wait(const seccomp_notif& request, seccomp_notif_resp& response);
+  void release_parked_waits();
   // exec_redirect.cpp: true when the exec now runs the wrapper (the notification is void);
   // false to let it through as it is (`why` says what failed, empty when nothing did).
   bool redirect_exec(const seccomp_notif& request, std::string& why);
@@ -163,6 +204,19 @@ class Warden {
   seccomp_notif_resp* response_ = nullptr;
   uint64_t denied_ = 0;
   Services* services_ = nullptr;
+  Runtime runtime_ = Runtime::plain;
+  // Runtime::go: the waits held, with a copy of each one's epoll descriptor.
+  struct ParkedWait {
+    uint64_t id;
+    pid_t pid;
+    int epoll;
+    int timeout_ms;
+    int64_t since_ms;
+    int looks = 0;
+  };
+  std::vector<ParkedWait> parked_;
+  // Runtime::go: threads whose CLOCK_REALTIME read makes their next monotonic read a program's.
+  std::set<pid_t> reading_time_now_;
   dev_t root_device_ = 0;  // the root's program image, whose processes are served
   ino_t root_inode_ = 0;
   // The last value each clock gave the tree: an absolute-deadline sleep lasts from here.

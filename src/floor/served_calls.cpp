@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/seccomp.h>
+#include <seccomp.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -49,7 +50,7 @@ bool Warden::served(pid_t pid) const {
   return image.st_dev == root_device_ && image.st_ino == root_inode_;
 }
 
-void Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
+bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
   if (root_inode_ == 0) {
     // Nothing is served before the root's program runs (its own exec is let through); its
@@ -58,26 +59,46 @@ void Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     struct stat image {};
     if (pid != root_ || exec ||
         ::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) {
-      return let_through(response);
+      let_through(response);
+      return true;
     }
     root_device_ = image.st_dev;
     root_inode_ = image.st_ino;
   }
-  if (services_ == nullptr || !served(pid)) return let_through(response);
-  services_->settle(pid);
+  if (services_ == nullptr || !served(pid)) {
+    let_through(response);
+    return true;
+  }
+  const bool waits = request.data.nr == __NR_epoll_wait || request.data.nr == __NR_epoll_pwait;
+  // The runtime keeping its own pace: a monotonic read that is not time.Now()'s, a nanosleep.
+  const bool runtime_pace = runtime_ == Runtime::go && ((request.data.nr == __NR_clock_gettime &&
+                                                         source_of(request.data.args[0]) == 1 &&
+                                                         !reading_time_now_.contains(pid)) ||
+                                                        request.data.nr == __NR_nanosleep);
+  if (!waits && !runtime_pace) release_parked_waits();  // the program is at work: no jump
   switch (request.data.nr) {
     case __NR_clock_gettime:
     case __NR_gettimeofday:
     case __NR_time:
-      return answer_clock(request, response);
+      answer_clock(request, response);
+      return true;
     case __NR_nanosleep:
     case __NR_clock_nanosleep:
-      return answer_sleep(request, response);
+      answer_sleep(request, response);
+      return true;
+    case __NR_epoll_wait:
+    case __NR_epoll_pwait:
+      return park_wait(request, response);
     case __NR_execve:
     case __NR_execveat:
-      return answer_exec(request, response);
+      answer_exec(request, response);
+      return true;
+    case __NR_close:
+      answer_close(request, response);
+      return true;
     default:
-      return answer_open(request, response);
+      answer_open(request, response);
+      return true;
   }
 }
 
@@ -88,6 +109,22 @@ void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& resp
   timespec now{};
   ::clock_gettime(static_cast<clockid_t>(clock), &now);
   const int source = source_of(clock);
+  if (runtime_ == Runtime::go && request.data.nr == __NR_clock_gettime) {
+    // time.Now() reads CLOCK_REALTIME, then CLOCK_MONOTONIC on the same thread; any other
+    // monotonic read is the runtime's own.
+    if (source == 0) {
+      reading_time_now_.insert(pid);
+    } else if (reading_time_now_.erase(pid) == 0) {
+      const int64_t ns =
+          services_->runtime_clock_ns(pid, int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
+      const timespec value{static_cast<time_t>(ns / 1'000'000'000),
+                           static_cast<long>(ns % 1'000'000'000)};
+      if (!write_memory(pid, request.data.args[1], &value, sizeof value)) {
+        response.error = -EFAULT;
+      }
+      return;
+    }
+  }
   const int64_t ms = services_->clock_read(pid, source == 0, floor_ms(now));
   last_seen_ms_[source] = ms;
   const uint64_t out = request.data.args[0];
@@ -121,6 +158,8 @@ void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& resp
 
 void Warden::answer_sleep(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
+  // Go sleeps on timers (answer_wait); its nanosleeps are sysmon's, the runtime's own pace.
+  if (runtime_ == Runtime::go) return let_through(response);
   const bool absolute =
       request.data.nr == __NR_clock_nanosleep && (request.data.args[1] & TIMER_ABSTIME) != 0;
   const uint64_t where =
@@ -163,6 +202,14 @@ void Warden::answer_exec(const seccomp_notif& request, seccomp_notif_resp& respo
     report_("an exec by " + command_of(pid) + " (pid " + std::to_string(pid) +
             ") could not be taped (" + why + "): it runs as it is");
   }
+}
+
+void Warden::answer_close(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  let_through(response);
+  const std::string path = link_of("/proc/" + std::to_string(pid) + "/fd/" +
+                                   std::to_string(static_cast<int>(request.data.args[0])));
+  if (!path.empty() && path.front() == '/') services_->closing(pid, path);
 }
 
 void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& response) {

@@ -145,12 +145,13 @@ std::vector<Endpoint> nameservers(const std::string& path) {
 }
 
 Warden::Warden(int listener, NetworkPolicy policy, pid_t root,
-               std::function<void(const std::string&)> report, Services* services)
+               std::function<void(const std::string&)> report, Services* services, Runtime runtime)
     : listener_(listener),
       policy_(std::move(policy)),
       root_(root),
       report_(std::move(report)),
-      services_(services) {
+      services_(services),
+      runtime_(runtime) {
   if (seccomp_notify_alloc(&request_, &response_) != 0) {
     ::close(listener_);
     throw std::runtime_error("the system-call floor: cannot allocate its notifications");
@@ -158,6 +159,7 @@ Warden::Warden(int listener, NetworkPolicy policy, pid_t root,
 }
 
 Warden::~Warden() {
+  release_parked_waits();
   if (request_ != nullptr) seccomp_notify_free(request_, response_);
   if (listener_ >= 0) ::close(listener_);
 }
@@ -229,8 +231,7 @@ void Warden::serve_one() {
   std::memset(response_, 0, sizeof *response_);
   response_->id = request_->id;
   if (request_->data.nr != __NR_connect && request_->data.nr != __NR_sendto) {
-    serve_call(*request_, *response_);
-    seccomp_notify_respond(listener_, response_);
+    if (serve_call(*request_, *response_)) seccomp_notify_respond(listener_, response_);
     return;
   }
   const int error = decide(*request_);

@@ -2,6 +2,11 @@
 // Go): handled exactly as the preload's reports of the same effects, so that the tape does not
 // say which of the two served them.
 #include <sys/stat.h>
+#include <time.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include "supervisor/tree_effects.hpp"
 
@@ -14,6 +19,33 @@ Connection floor_connection(pid_t pid) {
   Connection connection;
   connection.pid = pid;
   return connection;
+}
+
+int64_t monotonic_now_ns() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
+
+// Whether a TCP socket bound to `port` on loopback has bytes or connections waiting to be taken
+// (its receive queue, or its accept queue when it listens).
+bool unread_on_port(uint16_t port) {
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the heading
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues;
+      fields >> slot >> local >> remote >> state >> queues;
+      const size_t colon = local.rfind(':');
+      const size_t queue_colon = queues.find(':');
+      if (colon == std::string::npos || queue_colon == std::string::npos) continue;
+      if (std::stoul(local.substr(colon + 1), nullptr, 16) != port) continue;
+      if (std::stoul(queues.substr(queue_colon + 1), nullptr, 16) != 0) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -73,21 +105,63 @@ bool TreeEffects::open(pid_t pid, const std::string& absolute, bool writes, bool
   return !server_.miss();
 }
 
-void TreeEffects::settle(pid_t pid) {
-  for (auto& [path, taped] : floor_writes_) {
-    struct stat status {};
-    if (::stat(view_.path(path).c_str(), &status) != 0 || !S_ISREG(status.st_mode)) continue;
-    const std::pair<off_t, int64_t> now{
-        status.st_size, int64_t{status.st_mtim.tv_sec} * 1'000'000'000 + status.st_mtim.tv_nsec};
-    if (now == taped) continue;
-    taped = now;
-    const Connection connection = floor_connection(pid);
-    if (options_.mode == RunOptions::Mode::record) {
-      record_file(connection, wire::Op::closed_write, path);
-    } else {
-      replay_file(connection, wire::Op::closed_write, path, 0);
-    }
+void TreeEffects::settle(pid_t pid, const std::string& path, std::pair<off_t, int64_t>& taped) {
+  struct stat status {};
+  if (::stat(view_.path(path).c_str(), &status) != 0 || !S_ISREG(status.st_mode)) return;
+  const std::pair<off_t, int64_t> now{
+      status.st_size, int64_t{status.st_mtim.tv_sec} * 1'000'000'000 + status.st_mtim.tv_nsec};
+  if (now == taped) return;
+  taped = now;
+  const Connection connection = floor_connection(pid);
+  if (options_.mode == RunOptions::Mode::record) {
+    record_file(connection, wire::Op::closed_write, path);
+  } else {
+    replay_file(connection, wire::Op::closed_write, path, 0);
   }
+}
+
+void TreeEffects::closing(pid_t pid, const std::string& absolute) {
+  const std::optional<std::string> path = relative(absolute);
+  if (!path) return;
+  const auto written = floor_writes_.find(*path);
+  if (written != floor_writes_.end()) settle(pid, written->first, written->second);
+}
+
+void TreeEffects::settle_all() {
+  for (auto& [path, taped] : floor_writes_) settle(0, path, taped);
+}
+
+// Record: the real clock. Replay: from the program's latest monotonic time, a microsecond a read
+// (a runtime loop that waits for time to pass still ends), on by every wait skipped; after a
+// wait that ran in the kernel, at least at the real pace (its timer must come due), until the
+// next skip.
+int64_t TreeEffects::runtime_clock_ns(pid_t, int64_t real_ns) {
+  if (!index_) return real_ns;
+  const int64_t program_ns = index_->clock_map().latest_ms[1].load() * 1'000'000;
+  const int64_t paced =
+      paced_since_real_ns_ != 0 ? paced_from_ns_ + (real_ns - paced_since_real_ns_) : int64_t{0};
+  runtime_ns_ = std::max({runtime_ns_ + 1'000, program_ns, paced});
+  return runtime_ns_;
+}
+
+void TreeEffects::wait_runs(pid_t) {
+  if (paced_since_real_ns_ != 0 || !index_) return;
+  paced_since_real_ns_ = monotonic_now_ns();
+  paced_from_ns_ = runtime_ns_;
+}
+
+bool TreeEffects::waits_are_virtual() const {
+  return options_.mode == RunOptions::Mode::replay && index_ != nullptr;
+}
+
+bool TreeEffects::skip_wait(pid_t pid, uint64_t ms) {
+  // An LLM answer on its way (a request the proxy has not taken yet, or is handling): the wait
+  // is for it, and time must not jump past the program's own deadlines meanwhile.
+  if (llm_in_flight_.load() > 0 || (llm_port_ != 0 && unread_on_port(llm_port_))) return false;
+  runtime_clock_ns(pid, monotonic_now_ns());
+  runtime_ns_ += static_cast<int64_t>(ms) * 1'000'000;
+  paced_since_real_ns_ = 0;
+  return true;
 }
 
 // The exec shim, as the preload's exec hook starts it: MODE SOCKET SEARCH (the floor gives it

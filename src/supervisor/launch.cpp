@@ -287,10 +287,10 @@ std::optional<std::string> interposition_warning(const fs::path& program, bool f
          ". The system-call floor serves its clock reads, sleeps, workspace reads and writes and "
          "execs; not taped: its deletes and renames" +
          (linkage == Linkage::go
-              ? std::string(", and waits that are not sleeps (time.Sleep parks on a futex: a "
-                            "replay takes real time for it); its runtime reads the clock from "
-                            "several threads in an order no run repeats, so the times it prints "
-                            "can differ on replay")
+              ? std::string(". Go's runtime reads the clock for itself from several threads: "
+                            "time.Now() is taped, the runtime's reads are not, so durations "
+                            "measured on the monotonic clock alone (time.Since) follow the "
+                            "replay's own clock")
               : std::string());
 }
 

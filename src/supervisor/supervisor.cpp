@@ -111,7 +111,10 @@ RunOutcome run(const RunOptions& options) {
                        message);
     };
     hooks.on_call_served = [&effects] { effects.llm_call_served(); };
+    hooks.on_call_started = [&effects] { effects.llm_call_started(); };
+    hooks.on_call_finished = [&effects] { effects.llm_call_finished(); };
     proxy = std::make_unique<LlmProxy>(*session, upstream, std::move(hooks));
+    effects.set_llm_port(proxy->port());
   }
   std::vector<floor::Endpoint> allowed = resolve_endpoints(options.allow, "--allow");
   ProgramLinks links;
@@ -134,13 +137,15 @@ RunOutcome run(const RunOptions& options) {
   const Linkage linkage = linkage_of(*program);
   const floor::Reach reach =
       session && linkage != Linkage::glibc_dynamic ? floor::Reach::whole : floor::Reach::network;
+  const floor::Runtime runtime =
+      linkage == Linkage::go ? floor::Runtime::go : floor::Runtime::plain;
   std::vector<std::string> env = program_environment(options, links);
   if (reach == floor::Reach::whole) without_preload(env, options.preload_library);
 
   // The floor: built here, installed by the root before it starts, answered by the warden.
   std::optional<floor::Filter> filter;
   try {
-    filter.emplace(reach);
+    filter.emplace(reach, runtime);
   } catch (const std::exception& error) {
     if (options.mode == RunOptions::Mode::replay) throw;
     outcome.warnings.push_back(std::string(error.what()) +
@@ -171,8 +176,9 @@ RunOutcome run(const RunOptions& options) {
     warden = std::make_unique<floor::Warden>(
         root.take_floor(), std::move(policy), root.pid(),
         [](const std::string& line) { std::fprintf(stderr, "tapedeck: %s\n", line.c_str()); },
-        reach == floor::Reach::whole ? &effects : nullptr);
+        reach == floor::Reach::whole ? &effects : nullptr, runtime);
     server.also_poll(warden->fd(), [&warden] { warden->serve_one(); });
+    server.set_ticker([&warden] { return warden->next_tick_ms(); }, [&warden] { warden->tick(); });
   }
   outcome.floor = floored;
   const bool floor_serves = floored && reach == floor::Reach::whole;

@@ -8,6 +8,7 @@
 // to the recording's next stretch. A request this cannot serve stops the tree (answer_miss).
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -38,10 +39,14 @@ class TreeEffects : public floor::Services {
   int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) override;
   bool sleep(pid_t pid, uint64_t ms) override;
   bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
-  void settle(pid_t pid) override;
+  void closing(pid_t pid, const std::string& path) override;
   std::vector<std::string> exec_wrapper() override;
+  int64_t runtime_clock_ns(pid_t pid, int64_t real_ns) override;
+  bool waits_are_virtual() const override;
+  bool skip_wait(pid_t pid, uint64_t ms) override;
+  void wait_runs(pid_t pid) override;
   // The run is over: files the floor's processes wrote are taped as they are now.
-  void settle_all() { settle(0); }
+  void settle_all();
 
   // The serving thread's handler of every frame.
   void handle(const Connection& connection, wire::Op op, std::string_view body);
@@ -54,6 +59,11 @@ class TreeEffects : public floor::Services {
   void record_outcome(int exit_code, const CapturedOutput& out, const CapturedOutput& err);
   // The LLM proxy served a call (its record made): the clock moves on, as for any record.
   void llm_call_served() { step_clock(); }
+  // The LLM proxy (on loopback `port`) is handling a request: a replay's time does not jump
+  // meanwhile (skip_wait). Called from the proxy's threads.
+  void set_llm_port(uint16_t port) { llm_port_ = port; }
+  void llm_call_started() { ++llm_in_flight_; }
+  void llm_call_finished() { --llm_in_flight_; }
 
   const std::string& workspace() const { return workspace_; }
   // Replay: where the clock map is, for the program's environment (empty when recording).
@@ -88,6 +98,8 @@ class TreeEffects : public floor::Services {
   std::optional<std::string> current_bytes(const std::string& path) const;
   std::optional<std::string> recorded_bytes(const std::string& path, const std::string& hash);
   void reported(const std::string& path);
+  // floor_effects.cpp: tapes a file a floor-served process wrote if it changed since.
+  void settle(pid_t pid, const std::string& path, std::pair<off_t, int64_t>& taped);
 
   // spawn_effects.cpp
   void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor);
@@ -115,6 +127,12 @@ class TreeEffects : public floor::Services {
     int64_t real_ms = 0;
   };
   ServedClock served_clock_[2];
+  // Replay: the clock a Go runtime reads for itself (nanoseconds; see floor.hpp).
+  int64_t runtime_ns_ = 0;
+  std::atomic<int> llm_in_flight_{0};
+  uint16_t llm_port_ = 0;
+  int64_t paced_since_real_ns_ = 0;  // a wait ran in the kernel then (0: none since a skip)
+  int64_t paced_from_ns_ = 0;        // the runtime's clock then
   std::string watch_warning_;
 };
 

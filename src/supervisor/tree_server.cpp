@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -37,6 +38,11 @@ void TreeServer::also_poll(int fd, std::function<void()> on_ready) {
   if (fd >= 0) others_.emplace_back(fd, std::move(on_ready));
 }
 
+void TreeServer::set_ticker(std::function<int()> next_ms, std::function<void()> tick) {
+  next_tick_ms_ = std::move(next_ms);
+  tick_ = std::move(tick);
+}
+
 void TreeServer::set_root(pid_t pid) {
   std::lock_guard lock(mutex_);
   root_ = pid;
@@ -53,7 +59,9 @@ void TreeServer::serve(const std::atomic<bool>& root_exited, std::chrono::millis
     fds.push_back({listener_, POLLIN, 0});
     for (const auto& [fd, _] : others_) fds.push_back({fd, POLLIN, 0});
     for (const Connection& connection : connections_) fds.push_back({connection.fd, POLLIN, 0});
-    const int ready = ::poll(fds.data(), fds.size(), 50);
+    const int tick_in = next_tick_ms_ ? next_tick_ms_() : -1;
+    const int ready = ::poll(fds.data(), fds.size(), tick_in >= 0 ? std::min(tick_in, 50) : 50);
+    if (tick_in >= 0) tick_();
     if (ready <= 0) continue;
     if (fds[0].revents & POLLIN) accept_one();
     for (size_t i = 0; i < others_.size(); ++i) {

@@ -43,6 +43,9 @@ class TreeServer {
   void set_handler(Handler handler) { handler_ = std::move(handler); }
   // Another descriptor to watch: `on_ready` runs on the serving thread when it is readable.
   void also_poll(int fd, std::function<void()> on_ready);
+  // Something on the serving thread that wants to run in `next_ms()` milliseconds (-1: not
+  // now): the loop wakes for it and calls `tick`.
+  void set_ticker(std::function<int()> next_ms, std::function<void()> tick);
   const std::string& socket_path() const { return socket_path_; }
   void set_root(pid_t pid);
 
@@ -66,6 +69,8 @@ class TreeServer {
   Handler handler_;
   std::vector<Connection> connections_;
   std::vector<std::pair<int, std::function<void()>>> others_;
+  std::function<int()> next_tick_ms_;
+  std::function<void()> tick_;
 
   std::mutex mutex_;  // the fields below: other threads (the LLM proxy's) stop the tree too
   std::set<pid_t> pids_;

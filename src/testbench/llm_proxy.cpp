@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -63,7 +64,21 @@ struct LlmProxy::Impl {
     }
   }
 
+  // Brackets one request's handling with on_call_started / on_call_finished.
+  struct InFlight {
+    explicit InFlight(const Hooks& proxy_hooks) : hooks(proxy_hooks) {
+      if (hooks.on_call_started) hooks.on_call_started();
+    }
+    ~InFlight() {
+      if (hooks.on_call_finished) hooks.on_call_finished();
+    }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    const Hooks& hooks;
+  };
+
   void handle(const httplib::Request& request, httplib::Response& response) {
+    auto in_flight = std::make_shared<InFlight>(hooks);
     LlmRoute route;
     route.endpoint = upstream + request.path;
     for (const auto& [name, value] : request.headers) {
@@ -81,7 +96,7 @@ struct LlmProxy::Impl {
     }
     // Streamed: each event goes to the client as it arrives from upstream (or from the tape).
     response.set_chunked_content_provider(
-        "text/event-stream", [this, route, body](size_t, httplib::DataSink& sink) {
+        "text/event-stream", [this, route, body, in_flight](size_t, httplib::DataSink& sink) {
           httplib::Response failure;
           guarded(failure, [&] {
             std::lock_guard lock(session_mutex);

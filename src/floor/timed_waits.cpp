@@ -1,0 +1,123 @@
+// Runtime::go, replay: a timed epoll wait is where Go's runtime sleeps until its next timer.
+// It is held while other notifications are served; when its grace is over with nothing ready
+// on its epoll set, no call of the program in between and every other thread asleep, it is
+// answered with no events and the runtime's clock moves by its timeout (see floor.hpp).
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <seccomp.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "floor/floor.hpp"
+
+namespace tapedeck::floor {
+
+namespace {
+
+int64_t now_ms() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1'000'000;
+}
+
+// The process (thread group) a thread belongs to; 0 when it is gone.
+pid_t process_of(pid_t tid) {
+  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("Tgid:")) return static_cast<pid_t>(std::stol(line.substr(5)));
+  }
+  return 0;
+}
+
+// Whether every thread of `tid`'s process but `tid` sleeps (state S in /proc).
+bool others_asleep(pid_t tid) {
+  const pid_t process = process_of(tid);
+  if (process == 0) return false;
+  std::error_code error;
+  const std::string self = std::to_string(tid);
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(process) + "/task", error)) {
+    if (task.path().filename() == self) continue;
+    std::ifstream stat(task.path() / "stat");
+    const std::string text((std::istreambuf_iterator<char>(stat)),
+                           std::istreambuf_iterator<char>());
+    const size_t name_end = text.rfind(')');  // the command may hold spaces and parentheses
+    if (name_end == std::string::npos || name_end + 2 >= text.size()) continue;  // gone
+    if (text[name_end + 2] != 'S') return false;
+  }
+  return !error;
+}
+
+void respond(int listener, uint64_t id, bool skip) {
+  seccomp_notif_resp response{};
+  response.id = id;
+  response.flags = skip ? 0 : SECCOMP_USER_NOTIF_FLAG_CONTINUE;  // skipped: 0 events
+  seccomp_notify_respond(listener, &response);                   // ENOENT: the thread is gone
+}
+
+}  // namespace
+
+bool Warden::park_wait(const seccomp_notif& request, seccomp_notif_resp& response) {
+  response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  const auto timeout = static_cast<int>(request.data.args[3] & 0xffffffff);
+  if (timeout <= 0 || !services_->waits_are_virtual()) return true;
+  // A copy of the epoll descriptor: polling it says whether events are ready, consuming none.
+  const auto pid = static_cast<pid_t>(request.pid);
+  // pidfd_open takes a process, not one of its threads; the threads share its descriptors.
+  const int process = static_cast<int>(::syscall(SYS_pidfd_open, process_of(pid), 0));
+  if (process < 0) return true;
+  const int epoll = static_cast<int>(
+      ::syscall(SYS_pidfd_getfd, process, static_cast<int>(request.data.args[0]), 0));
+  ::close(process);
+  if (epoll < 0) return true;
+  parked_.push_back({request.id, pid, epoll, timeout, now_ms()});
+  return false;
+}
+
+void Warden::release_parked_waits() {
+  for (const ParkedWait& wait : parked_) {
+    respond(listener_, wait.id, false);
+    if (services_ != nullptr) services_->wait_runs(wait.pid);
+    ::close(wait.epoll);
+  }
+  parked_.clear();
+}
+
+int Warden::next_tick_ms() const {
+  if (parked_.empty()) return -1;
+  int64_t soonest = INT64_MAX;
+  for (const ParkedWait& wait : parked_) soonest = std::min(soonest, wait.since_ms + kGraceMs);
+  return static_cast<int>(std::clamp<int64_t>(soonest - now_ms(), 0, kGraceMs));
+}
+
+void Warden::tick() {
+  const int64_t now = now_ms();
+  std::erase_if(parked_, [&](ParkedWait& wait) {
+    pollfd ready{wait.epoll, POLLIN, 0};
+    const bool events = ::poll(&ready, 1, 0) != 0;
+    if (!events && now < wait.since_ms + kGraceMs) return false;  // still in its grace
+    bool skip = false;
+    if (!events && seccomp_notify_id_valid(listener_, wait.id) == 0) {
+      // A runtime's housekeeping thread (Go's sysmon) wakes every few milliseconds: a few looks.
+      if (!others_asleep(wait.pid) && ++wait.looks < 4) {
+        wait.since_ms = now;
+        return false;
+      }
+      skip =
+          wait.looks < 4 && services_->skip_wait(wait.pid, static_cast<uint64_t>(wait.timeout_ms));
+    }
+    respond(listener_, wait.id, skip);
+    if (!skip) services_->wait_runs(wait.pid);
+    ::close(wait.epoll);
+    return true;
+  });
+}
+
+}  // namespace tapedeck::floor
