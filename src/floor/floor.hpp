@@ -36,6 +36,10 @@
 //       notify: a workspace file about to be read is served as the preload's would be (replay
 //       puts the recorded bytes in the view first); one opened to be written is taped once its
 //       bytes are final:
+//   getrandom
+//       notify: answered with the next bytes of the process's deterministic stream (the
+//       preload's entropy axis: one seed on the tape, nothing per draw); the root's AT_RANDOM
+//       bytes come from it too (hide_vdso).
 //   close
 //       notify: the descriptor's file, if the process opened it to write, is taped as it is
 //       (files still open when the run ends are taped then).
@@ -119,7 +123,8 @@ class Filter {
 // vector's AT_SYSINFO_EHDR entry becomes AT_IGNORE, so neither libc nor Go's runtime finds the
 // vDSO and every clock read is a system call the floor sees. Detaches in every case. False, with
 // `why`, when the process was not stopped at its exec or its stack could not be rewritten.
-bool hide_vdso(pid_t pid, std::string& why);
+// `startup_random` (16 bytes, or empty) replaces the bytes AT_RANDOM points to.
+bool hide_vdso(pid_t pid, std::string& why, const std::string& startup_random = {});
 
 // What Reach::whole calls are answered with: the supervisor's tape, behind an interface so that
 // the floor knows nothing of records. Called on the serving thread only.
@@ -144,6 +149,12 @@ class Services {
   // A held wait runs in the kernel after all (something is ready, or the program is at work):
   // from now the runtime's clock keeps at least the real pace, until a wait is skipped.
   virtual void wait_runs(pid_t pid) = 0;
+  // `size` bytes of randomness for `process` (a thread group): its next bytes of the run's
+  // deterministic stream, the same in record and replay.
+  virtual std::string entropy(pid_t process, size_t size) = 0;
+  // The 16 bytes the root's auxiliary vector offers as AT_RANDOM (libc's stack guard, Go's
+  // fastrand seed: its map iteration order), from the same seed; empty: the kernel's stay.
+  virtual std::string startup_random() = 0;
   // A served process is about to close a descriptor naming `path` (absolute, as the process
   // sees it): a file it opened to write is final.
   virtual void closing(pid_t pid, const std::string& path) = 0;
@@ -168,6 +179,8 @@ class Warden {
   Warden& operator=(const Warden&) = delete;
 
   int fd() const { return listener_; }
+  // The root runs the program to serve already (it will not exec it): for tests that fork.
+  void root_runs_its_program() { root_execed_ = true; }
   // Answers one notification; call when fd() is readable. Never throws.
   void serve_one();
   // Runtime::go: in how many milliseconds tick() wants to run (-1: no wait is held), and the
@@ -189,6 +202,7 @@ class Warden {
   void answer_open(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_exec(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_close(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_random(const seccomp_notif& request, seccomp_notif_resp& response);
   // timed_waits.cpp: holds a timed wait (answers nothing yet) or lets it through.
   bool park_wait(const seccomp_notif& request, seccomp_notif_resp& response);
   void release_parked_waits();
@@ -217,7 +231,8 @@ class Warden {
   std::vector<ParkedWait> parked_;
   // Runtime::go: threads whose CLOCK_REALTIME read makes their next monotonic read a program's.
   std::set<pid_t> reading_time_now_;
-  dev_t root_device_ = 0;  // the root's program image, whose processes are served
+  bool root_execed_ = false;  // the root's exec of its program was seen
+  dev_t root_device_ = 0;     // the root's program image, whose processes are served
   ino_t root_inode_ = 0;
   // The last value each clock gave the tree: an absolute-deadline sleep lasts from here.
   int64_t last_seen_ms_[2] = {0, 0};

@@ -17,6 +17,8 @@ bool write_memory(pid_t pid, uint64_t where, const void* bytes, size_t size);
 bool read_string(pid_t pid, uint64_t where, std::string& out);
 // A symbolic link's target ("" when it cannot be read): /proc/PID/cwd, /proc/PID/fd/N.
 std::string link_of(const std::string& path);
+// The process (thread group) thread `tid` belongs to; 0 when it is gone.
+pid_t process_of(pid_t tid);
 // The process's command name, for messages ("?" when it is gone).
 std::string command_of(pid_t pid);
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -53,12 +54,14 @@ bool Warden::served(pid_t pid) const {
 bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
   if (root_inode_ == 0) {
-    // Nothing is served before the root's program runs (its own exec is let through); its
-    // first call after that names the image whose processes are served.
+    // Nothing is served before the root's program runs: until its exec the root is a fork of
+    // the supervisor (its set-up closes descriptors). Its first call after the exec names the
+    // image whose processes are served.
     const bool exec = request.data.nr == __NR_execve || request.data.nr == __NR_execveat;
     struct stat image {};
-    if (pid != root_ || exec ||
+    if (pid != root_ || exec || !root_execed_ ||
         ::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) {
+      if (pid == root_ && exec) root_execed_ = true;
       let_through(response);
       return true;
     }
@@ -95,6 +98,9 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
       return true;
     case __NR_close:
       answer_close(request, response);
+      return true;
+    case __NR_getrandom:
+      answer_random(request, response);
       return true;
     default:
       answer_open(request, response);
@@ -210,6 +216,18 @@ void Warden::answer_close(const seccomp_notif& request, seccomp_notif_resp& resp
   const std::string path = link_of("/proc/" + std::to_string(pid) + "/fd/" +
                                    std::to_string(static_cast<int>(request.data.args[0])));
   if (!path.empty() && path.front() == '/') services_->closing(pid, path);
+}
+
+void Warden::answer_random(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  // As the kernel: at most 32 MiB - 1 a call (callers loop on short reads).
+  const size_t size = std::min<uint64_t>(request.data.args[1], (32u << 20) - 1);
+  const std::string bytes = services_->entropy(process_of(pid), size);
+  if (!write_memory(pid, request.data.args[0], bytes.data(), bytes.size())) {
+    response.error = -EFAULT;
+    return;
+  }
+  response.val = static_cast<int64_t>(bytes.size());
 }
 
 void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& response) {

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "floor/floor.hpp"
+#include "floor/process_access.hpp"
 
 namespace tapedeck::floor {
 
@@ -25,15 +26,6 @@ int64_t now_ms() {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
   return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1'000'000;
-}
-
-// The process (thread group) a thread belongs to; 0 when it is gone.
-pid_t process_of(pid_t tid) {
-  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("Tgid:")) return static_cast<pid_t>(std::stol(line.substr(5)));
-  }
-  return 0;
 }
 
 // Whether every thread of `tid`'s process but `tid` sleeps (state S in /proc).

@@ -47,8 +47,8 @@ class StackWords {
 };
 
 // Finds the auxiliary vector on the new image's stack (argc, argv…, 0, envp…, 0, then pairs)
-// and turns AT_SYSINFO_EHDR into AT_IGNORE.
-bool rewrite_auxv(pid_t pid, std::string& why) {
+// and turns AT_SYSINFO_EHDR into AT_IGNORE; the AT_RANDOM bytes become `startup_random`.
+bool rewrite_auxv(pid_t pid, std::string& why, const std::string& startup_random) {
   user_regs_struct registers{};
   if (::ptrace(PTRACE_GETREGS, pid, nullptr, &registers) != 0) {
     why = std::string("reading its registers: ") + std::strerror(errno);
@@ -65,8 +65,20 @@ bool rewrite_auxv(pid_t pid, std::string& why) {
   while (stack.at(at, word) && word != 0) ++at;  // envp
   ++at;
   uint64_t type = 0;
-  for (; stack.at(at, type); at += 2) {
-    if (type == AT_NULL) return true;  // the kernel mapped no vDSO: nothing to hide
+  uint64_t value = 0;
+  for (; stack.at(at, type) && stack.at(at + 1, value); at += 2) {
+    if (type == AT_NULL) return true;  // (no AT_SYSINFO_EHDR: the kernel mapped no vDSO)
+    if (type == AT_RANDOM && startup_random.size() == 16) {
+      for (size_t half = 0; half < 2; ++half) {
+        uint64_t random_word;
+        std::memcpy(&random_word, startup_random.data() + half * 8, 8);
+        if (::ptrace(PTRACE_POKEDATA, pid, reinterpret_cast<void*>(value + half * 8),
+                     reinterpret_cast<void*>(random_word)) != 0) {
+          why = std::string("writing its AT_RANDOM bytes: ") + std::strerror(errno);
+          return false;
+        }
+      }
+    }
     if (type != AT_SYSINFO_EHDR) continue;
     const uint64_t address = registers.rsp + at * sizeof(uint64_t);
     if (::ptrace(PTRACE_POKEDATA, pid, reinterpret_cast<void*>(address),
@@ -74,7 +86,6 @@ bool rewrite_auxv(pid_t pid, std::string& why) {
       why = std::string("writing its stack: ") + std::strerror(errno);
       return false;
     }
-    return true;
   }
   why = "its auxiliary vector was not found";
   return false;
@@ -82,7 +93,7 @@ bool rewrite_auxv(pid_t pid, std::string& why) {
 
 }  // namespace
 
-bool hide_vdso(pid_t pid, std::string& why) {
+bool hide_vdso(pid_t pid, std::string& why, const std::string& startup_random) {
   int status = 0;
   pid_t got;
   while ((got = ::waitpid(pid, &status, __WALL)) < 0 && errno == EINTR) {
@@ -97,7 +108,7 @@ bool hide_vdso(pid_t pid, std::string& why) {
     ::ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(WSTOPSIG(status)));
     return false;
   }
-  const bool rewritten = rewrite_auxv(pid, why);
+  const bool rewritten = rewrite_auxv(pid, why, startup_random);
   ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
   return rewritten;
 }

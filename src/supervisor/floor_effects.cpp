@@ -1,6 +1,8 @@
 // The calls the system-call floor serves for a root the preload library cannot reach (static,
 // Go): handled exactly as the preload's reports of the same effects, so that the tape does not
 // say which of the two served them.
+#include <blake3.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -162,6 +164,55 @@ bool TreeEffects::skip_wait(pid_t pid, uint64_t ms) {
   runtime_ns_ += static_cast<int64_t>(ms) * 1'000'000;
   paced_since_real_ns_ = 0;
   return true;
+}
+
+void TreeEffects::set_entropy_seed(const std::string& seed_hex) {
+  entropy_seed_.clear();
+  for (size_t at = 0; at + 1 < seed_hex.size() && entropy_seed_.size() < BLAKE3_KEY_LEN; at += 2) {
+    entropy_seed_.push_back(static_cast<char>(std::stoi(seed_hex.substr(at, 2), nullptr, 16)));
+  }
+  if (entropy_seed_.size() != BLAKE3_KEY_LEN) entropy_seed_.clear();
+}
+
+namespace {
+
+// Bytes [offset, offset + size) of the stream keyed by the seed over `place` (as the preload's
+// entropy axis draws them: see preload/entropy_hooks.cpp).
+std::string draw(const std::string& seed, const std::string& place, uint64_t offset, size_t size) {
+  blake3_hasher keyed;
+  blake3_hasher_init_keyed(&keyed, reinterpret_cast<const uint8_t*>(seed.data()));
+  blake3_hasher_update(&keyed, place.data(), place.size());
+  std::string bytes(size, '\0');
+  blake3_hasher_finalize_seek(&keyed, offset, reinterpret_cast<uint8_t*>(bytes.data()), size);
+  return bytes;
+}
+
+}  // namespace
+
+std::string TreeEffects::entropy(pid_t process, size_t size) {
+  if (entropy_seed_.empty()) {  // no seed (an untaped run): the kernel's own
+    std::string bytes(size, '\0');
+    for (size_t at = 0; at < size;) {
+      const ssize_t got = ::getrandom(bytes.data() + at, size - at, 0);
+      if (got > 0) at += static_cast<size_t>(got);
+    }
+    return bytes;
+  }
+  // The root is "0"; another process of the root's image (a fork) is named by the order the
+  // floor first met it in, "0.f1", "0.f2"….
+  auto [stream, fresh] = entropy_streams_.try_emplace(process);
+  if (fresh) {
+    stream->second.first = entropy_streams_.size() == 1
+                               ? std::string("0")
+                               : "0.f" + std::to_string(entropy_streams_.size() - 1);
+  }
+  std::string bytes = draw(entropy_seed_, stream->second.first, stream->second.second, size);
+  stream->second.second += size;
+  return bytes;
+}
+
+std::string TreeEffects::startup_random() {
+  return entropy_seed_.empty() ? std::string() : draw(entropy_seed_, "0 AT_RANDOM", 0, 16);
 }
 
 // The exec shim, as the preload's exec hook starts it: MODE SOCKET SEARCH (the floor gives it

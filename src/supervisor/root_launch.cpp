@@ -200,6 +200,7 @@ PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
       setup_ms_(other.setup_ms_),
       hide_vdso_(other.hide_vdso_),
       vdso_failure_(std::move(other.vdso_failure_)),
+      startup_random_(std::move(other.startup_random_)),
       program_(std::move(other.program_)) {}
 
 PreparedRoot::~PreparedRoot() {
@@ -225,7 +226,8 @@ void PreparedRoot::go() {
     throw std::runtime_error("cannot run " + program_ + ": " +
                              std::strerror(answered > 0 ? exec_error : ECHILD));
   }
-  if (hide_vdso_ && !floor::hide_vdso(pid_, vdso_failure_) && vdso_failure_.empty()) {
+  if (hide_vdso_ && !floor::hide_vdso(pid_, vdso_failure_, startup_random_) &&
+      vdso_failure_.empty()) {
     vdso_failure_ = "unknown";
   }
 }

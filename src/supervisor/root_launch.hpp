@@ -56,6 +56,8 @@ class PreparedRoot {
   int take_view() { return std::exchange(view_fd_, -1); }
   int take_floor() { return std::exchange(floor_fd_, -1); }
   double setup_ms() const { return setup_ms_; }
+  // The 16 bytes the program finds at AT_RANDOM when the vDSO is hidden (empty: the kernel's).
+  void set_startup_random(std::string bytes) { startup_random_ = std::move(bytes); }
   // Lets the program start. Throws when exec failed (the child is reaped then).
   void go();
   // Why the vDSO could not be hidden from the program (empty when it was, or not asked).
@@ -70,6 +72,7 @@ class PreparedRoot {
   double setup_ms_ = 0;
   bool hide_vdso_ = false;
   std::string vdso_failure_;
+  std::string startup_random_;
   std::string program_;
 };
 

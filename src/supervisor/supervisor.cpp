@@ -130,6 +130,7 @@ RunOutcome run(const RunOptions& options) {
     if (!why.empty()) outcome.warnings.push_back(why);
     // A tape without one keeps its shape in the replay's (the clock's stretches follow it).
     if (why.empty()) effects.record_entropy_seed(links.entropy_seed);
+    effects.set_entropy_seed(links.entropy_seed);
   }
   // A root the preload cannot reach has its clock, sleeps, files and execs served by the floor
   // instead; the preload stays out of it (a cgo-linked Go program would load it, and its hooks
@@ -205,6 +206,7 @@ RunOutcome run(const RunOptions& options) {
     ::sigaction(SIGTERM, &previous_term, nullptr);
     if (proxy) proxy->stop();
   };
+  if (reach == floor::Reach::whole) root.set_startup_random(effects.startup_random());
   const pid_t pid = root.pid();
   forward_to = pid;
   server.set_root(pid);

@@ -40,6 +40,10 @@ class TreeEffects : public floor::Services {
   bool sleep(pid_t pid, uint64_t ms) override;
   bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
   void closing(pid_t pid, const std::string& path) override;
+  std::string entropy(pid_t process, size_t size) override;
+  std::string startup_random() override;
+  // The run's entropy seed (64 hex digits), which the floor's randomness is drawn from.
+  void set_entropy_seed(const std::string& seed_hex);
   std::vector<std::string> exec_wrapper() override;
   int64_t runtime_clock_ns(pid_t pid, int64_t real_ns) override;
   bool waits_are_virtual() const override;
@@ -130,6 +134,10 @@ class TreeEffects : public floor::Services {
   // Replay: the clock a Go runtime reads for itself (nanoseconds; see floor.hpp).
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
+  // The floor's randomness: the seed, and each process's place in the tree ("0" the root's,
+  // as the preload names them) with how far into its stream it has drawn.
+  std::string entropy_seed_;  // 32 bytes; empty when the run has none
+  std::map<pid_t, std::pair<std::string, uint64_t>> entropy_streams_;
   uint16_t llm_port_ = 0;
   int64_t paced_since_real_ns_ = 0;  // a wait ran in the kernel then (0: none since a skip)
   int64_t paced_from_ns_ = 0;        // the runtime's clock then

@@ -135,6 +135,7 @@ Outcome under_floor(const std::function<int()>& scenario, NetworkPolicy policy =
   Warden warden(
       listener, std::move(policy), pid,
       [&outcome](const std::string& line) { outcome.reports.push_back(line); }, services);
+  warden.root_runs_its_program();  // the scenario runs in the fork itself
   std::this_thread::sleep_for(hold);
   int status = 0;
   while (::waitpid(pid, &status, WNOHANG) == 0) {
@@ -314,6 +315,8 @@ struct FakeServices : Services {
   bool waits_are_virtual() const override { return false; }
   bool skip_wait(pid_t, uint64_t) override { return false; }
   void wait_runs(pid_t) override {}
+  std::string entropy(pid_t, size_t size) override { return std::string(size, 'r'); }
+  std::string startup_random() override { return {}; }
 };
 
 TEST(FloorWhole, ClockReadsGetTheServicesValuesWrittenIntoTheCaller) {
@@ -417,7 +420,23 @@ TEST(FloorWhole, OpensNameTheAbsolutePathAndWhetherTheyWrite) {
   EXPECT_EQ(services.opens,
             (std::vector<std::string>{"w " + folder + "/made.txt", "r " + folder + "/made.txt",
                                       "rw " + folder + "/made.txt"}));
+  // Each close names its file (a write is taped once its file is closed).
+  EXPECT_EQ(std::count(services.closed.begin(), services.closed.end(), folder + "/made.txt"), 3);
   std::filesystem::remove_all(folder);
+}
+
+TEST(FloorWhole, RandomnessComesFromTheServicesForEveryByteAsked) {
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        char drawn[64];
+        if (::syscall(SYS_getrandom, drawn, sizeof drawn, 0) != sizeof drawn) return 1;
+        if (std::string(drawn, sizeof drawn) != std::string(sizeof drawn, 'r')) return 2;
+        const long bad = ::syscall(SYS_getrandom, reinterpret_cast<void*>(8), 16, 0);
+        return bad == -1 && errno == EFAULT ? 0 : 3;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
 }
 
 TEST(FloorWhole, AnOpenTheTapeCannotServeFailsWithEio) {

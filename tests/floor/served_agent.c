@@ -1,7 +1,8 @@
 /* An agent the preload library cannot reach: built statically (musl, or glibc -static), it
  * reads the clock, sleeps a second, reads a workspace file, runs `date +%s%N` as a subprocess,
- * calls the LLM over a raw HTTP connection to OPENAI_BASE_URL and writes a file, every effect
- * through the system calls themselves. Everything it prints must come out the same on replay. */
+ * draws randomness (getrandom, AT_RANDOM), calls the LLM over a raw HTTP connection to
+ * OPENAI_BASE_URL and writes a file, every effect through the system calls themselves. Everything
+ * it prints must come out the same on replay. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -102,6 +105,12 @@ int main(void) {
   gettimeofday(&now, NULL);
   printf("wall %ld ms, gettimeofday %ld s, time %ld\n", ms_of(&wall), (long)now.tv_sec,
          (long)time(NULL));
+
+  unsigned char drawn[8], startup[16];
+  getrandom(drawn, sizeof drawn, 0);
+  memcpy(startup, (const void*)getauxval(AT_RANDOM), sizeof startup);
+  printf("random %02x%02x%02x%02x, AT_RANDOM %02x%02x%02x%02x\n", drawn[0], drawn[1], drawn[2],
+         drawn[3], startup[0], startup[1], startup[2], startup[3]);
 
   char tasks[4096] = {0};
   int fd = open("tasks.txt", O_RDONLY);

@@ -1,10 +1,11 @@
 // An agent in Go, which makes its system calls itself: the clock, a one-second sleep, a
-// workspace read, `date +%s%N` as a subprocess (os/exec), an LLM call with net/http and a file
-// written. Served by the system-call floor under tapedeck run / replay.
+// workspace read, `date +%s%N` as a subprocess (os/exec), randomness (crypto/rand),
+// an LLM call with net/http and a file written. Served by the system-call floor under tapedeck run / replay.
 package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,11 @@ import (
 func main() {
 	start := time.Now()
 	fmt.Println("wall", start.UnixMilli())
+	// Randomness: crypto/rand (getrandom). Map order is not replayed: Go seeds it from the CPU's
+	// timestamp counter too (RDTSC), which no system call serves.
+	drawn := make([]byte, 8)
+	rand.Read(drawn)
+	fmt.Printf("random %x\n", drawn)
 	tasks, err := os.ReadFile("tasks.txt")
 	fmt.Println("tasks.txt:", len(tasks), err)
 	time.Sleep(time.Second)
@@ -34,7 +40,9 @@ func main() {
 		os.Exit(1)
 	}
 	answer, _ := io.ReadAll(response.Body)
-	var parsed struct{ Choices []struct{ Message struct{ Content string } } }
+	var parsed struct {
+		Choices []struct{ Message struct{ Content string } }
+	}
 	json.Unmarshal(answer, &parsed)
 	fmt.Println("llm:", parsed.Choices[0].Message.Content)
 	os.WriteFile("output.txt", []byte(parsed.Choices[0].Message.Content+"\n"), 0o644)
