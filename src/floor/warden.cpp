@@ -5,6 +5,7 @@
 #include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -152,6 +153,11 @@ Warden::Warden(int listener, NetworkPolicy policy, pid_t root,
       report_(std::move(report)),
       services_(services),
       runtime_(runtime) {
+  // Kernels since 6.6 can wake the notifying thread on the supervisor's CPU when it is
+  // answered, which halves a round trip; older ones refuse the flag (nothing changes).
+  constexpr unsigned long kSetFlags = _IOW('!', 4, uint64_t);  // SECCOMP_IOCTL_NOTIF_SET_FLAGS
+  constexpr uint64_t kSyncWakeUp = 1;                          // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+  ::ioctl(listener_, kSetFlags, kSyncWakeUp);
   if (seccomp_notify_alloc(&request_, &response_) != 0) {
     ::close(listener_);
     throw std::runtime_error("the system-call floor: cannot allocate its notifications");
