@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 
 namespace tapedeck::floor {
 
@@ -50,6 +51,31 @@ pid_t process_of(pid_t tid) {
     if (line.starts_with("Tgid:")) return static_cast<pid_t>(std::stol(line.substr(5)));
   }
   return 0;
+}
+
+std::vector<TcpSocket> tcp_sockets_on(uint16_t port) {
+  std::vector<TcpSocket> sockets;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the heading
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+          timeout >> inode;
+      const size_t colon = local.rfind(':');
+      const size_t queue_colon = queues.find(':');
+      if (colon == std::string::npos || queue_colon == std::string::npos) continue;
+      if (std::stoul(local.substr(colon + 1), nullptr, 16) != port) continue;
+      TcpSocket socket;
+      socket.listening = state == "0A";  // TCP_LISTEN
+      socket.receive_queue = std::stoull(queues.substr(queue_colon + 1), nullptr, 16);
+      socket.inode = inode;
+      sockets.push_back(std::move(socket));
+    }
+  }
+  return sockets;
 }
 
 std::string command_of(pid_t pid) {

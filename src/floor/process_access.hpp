@@ -1,5 +1,6 @@
 // What the floor reads of, and writes to, a process it serves: its memory (process_vm_readv /
-// process_vm_writev, which need no ptrace stop) and what /proc says of it. Internal to src/floor.
+// process_vm_writev, which need no ptrace stop) and what /proc says of it and of the sockets.
+// Internal to src/floor.
 #pragma once
 
 #include <sys/types.h>
@@ -7,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace tapedeck::floor {
 
@@ -19,6 +21,13 @@ bool read_string(pid_t pid, uint64_t where, std::string& out);
 std::string link_of(const std::string& path);
 // The process (thread group) thread `tid` belongs to; 0 when it is gone.
 pid_t process_of(pid_t tid);
+// The TCP sockets (IPv4 and IPv6) bound to local `port`, as /proc/net/tcp and tcp6 list them.
+struct TcpSocket {
+  bool listening = false;
+  uint64_t receive_queue = 0;  // bytes not read yet; for a listener, connections not accepted
+  std::string inode;
+};
+std::vector<TcpSocket> tcp_sockets_on(uint16_t port);
 // The process's command name, for messages ("?" when it is gone).
 std::string command_of(pid_t pid);
 

@@ -56,6 +56,16 @@ void respond(int listener, uint64_t id, bool skip) {
 
 }  // namespace
 
+// A request on its way to the LLM proxy that it has not taken yet (a connection not accepted,
+// bytes not read): the wait is for its answer.
+bool Warden::proxy_has_unread() const {
+  if (policy_.proxy_port == 0) return false;
+  for (const TcpSocket& socket : tcp_sockets_on(policy_.proxy_port)) {
+    if (socket.receive_queue != 0) return true;
+  }
+  return false;
+}
+
 bool Warden::park_wait(const seccomp_notif& request, seccomp_notif_resp& response) {
   response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
   const auto timeout = static_cast<int>(request.data.args[3] & 0xffffffff);
@@ -96,7 +106,7 @@ void Warden::tick() {
     const bool events = ::poll(&ready, 1, 0) != 0;
     if (!events && now < wait.since_ms + kGraceMs) return false;  // still in its grace
     bool skip = false;
-    if (!events && seccomp_notify_id_valid(listener_, wait.id) == 0) {
+    if (!events && !proxy_has_unread() && seccomp_notify_id_valid(listener_, wait.id) == 0) {
       // A runtime's housekeeping thread (Go's sysmon) wakes every few milliseconds: a few looks.
       if (!others_asleep(wait.pid) && ++wait.looks < 4) {
         wait.since_ms = now;

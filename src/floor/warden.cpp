@@ -93,19 +93,8 @@ bool matches(const Endpoint& rule, const Target& target) {
 // The inodes of the sockets listening on `port` (TCP, both families).
 std::set<std::string> listening_inodes(uint16_t port) {
   std::set<std::string> inodes;
-  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(table);
-    std::string line;
-    std::getline(in, line);  // the heading
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
-          timeout >> inode;
-      const size_t colon = local.rfind(':');
-      if (state != "0A" || colon == std::string::npos) continue;  // 0A: LISTEN
-      if (std::stoul(local.substr(colon + 1), nullptr, 16) == port) inodes.insert(inode);
-    }
+  for (const TcpSocket& socket : tcp_sockets_on(port)) {
+    if (socket.listening) inodes.insert(socket.inode);
   }
   return inodes;
 }

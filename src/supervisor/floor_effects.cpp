@@ -7,8 +7,6 @@
 #include <time.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "supervisor/tree_effects.hpp"
 
@@ -27,27 +25,6 @@ int64_t monotonic_now_ns() {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
   return int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
-}
-
-// Whether a TCP socket bound to `port` on loopback has bytes or connections waiting to be taken
-// (its receive queue, or its accept queue when it listens).
-bool unread_on_port(uint16_t port) {
-  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(table);
-    std::string line;
-    std::getline(in, line);  // the heading
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string slot, local, remote, state, queues;
-      fields >> slot >> local >> remote >> state >> queues;
-      const size_t colon = local.rfind(':');
-      const size_t queue_colon = queues.find(':');
-      if (colon == std::string::npos || queue_colon == std::string::npos) continue;
-      if (std::stoul(local.substr(colon + 1), nullptr, 16) != port) continue;
-      if (std::stoul(queues.substr(queue_colon + 1), nullptr, 16) != 0) return true;
-    }
-  }
-  return false;
 }
 
 }  // namespace
@@ -157,9 +134,10 @@ bool TreeEffects::waits_are_virtual() const {
 }
 
 bool TreeEffects::skip_wait(pid_t pid, uint64_t ms) {
-  // An LLM answer on its way (a request the proxy has not taken yet, or is handling): the wait
-  // is for it, and time must not jump past the program's own deadlines meanwhile.
-  if (llm_in_flight_.load() > 0 || (llm_port_ != 0 && unread_on_port(llm_port_))) return false;
+  // An LLM answer on its way (a request the proxy is handling; the floor itself sees one it has
+  // not taken yet): the wait is for it, and time must not jump past the program's own
+  // deadlines meanwhile.
+  if (llm_in_flight_.load() > 0) return false;
   runtime_clock_ns(pid, monotonic_now_ns());
   runtime_ns_ += static_cast<int64_t>(ms) * 1'000'000;
   paced_since_real_ns_ = 0;

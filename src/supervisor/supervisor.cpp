@@ -114,7 +114,6 @@ RunOutcome run(const RunOptions& options) {
     hooks.on_call_started = [&effects] { effects.llm_call_started(); };
     hooks.on_call_finished = [&effects] { effects.llm_call_finished(); };
     proxy = std::make_unique<LlmProxy>(*session, upstream, std::move(hooks));
-    effects.set_llm_port(proxy->port());
   }
   std::vector<floor::Endpoint> allowed = resolve_endpoints(options.allow, "--allow");
   ProgramLinks links;

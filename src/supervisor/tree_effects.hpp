@@ -63,9 +63,8 @@ class TreeEffects : public floor::Services {
   void record_outcome(int exit_code, const CapturedOutput& out, const CapturedOutput& err);
   // The LLM proxy served a call (its record made): the clock moves on, as for any record.
   void llm_call_served() { step_clock(); }
-  // The LLM proxy (on loopback `port`) is handling a request: a replay's time does not jump
-  // meanwhile (skip_wait). Called from the proxy's threads.
-  void set_llm_port(uint16_t port) { llm_port_ = port; }
+  // The LLM proxy is handling a request: a replay's time does not jump meanwhile (skip_wait).
+  // Called from the proxy's threads.
   void llm_call_started() { ++llm_in_flight_; }
   void llm_call_finished() { --llm_in_flight_; }
 
@@ -138,7 +137,6 @@ class TreeEffects : public floor::Services {
   // as the preload names them) with how far into its stream it has drawn.
   std::string entropy_seed_;  // 32 bytes; empty when the run has none
   std::map<pid_t, std::pair<std::string, uint64_t>> entropy_streams_;
-  uint16_t llm_port_ = 0;
   int64_t paced_since_real_ns_ = 0;  // a wait ran in the kernel then (0: none since a skip)
   int64_t paced_from_ns_ = 0;        // the runtime's clock then
   std::string watch_warning_;
