@@ -72,6 +72,12 @@ bool Warden::redirect_exec(const seccomp_notif& request, std::string& why) {
                                                 : link_of(proc + "/fd/" + std::to_string(folder));
     program = (std::filesystem::path(base) / program).lexically_normal().string();
   }
+  // A program that execs itself again through /proc/self/exe (busybox's applets) names its own
+  // image: the wrapper must run that, not itself.
+  for (const std::string& self :
+       {std::string("/proc/self/exe"), std::string("/proc/thread-self/exe"), proc + "/exe"}) {
+    if (program == self) program = link_of(proc + "/exe");
+  }
   if (program.empty() || program == wrapper.front()) return false;  // the wrapper: let it run
   // Not executable (a PATH search trying each folder): the kernel says so, as it would.
   if (::access((proc + "/root" + program).c_str(), X_OK) != 0) return false;

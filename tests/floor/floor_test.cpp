@@ -557,6 +557,24 @@ TEST(FloorWhole, AVforkedExecIsRedirectedWithoutTouchingTheParentsMemory) {
   EXPECT_EQ(spawned, "wrapped /bin/true true kept\n");
 }
 
+TEST(FloorWhole, AProgramThatExecsItselfThroughProcSelfExeIsNamedByItsImage) {
+  FakeServices services;
+  int exit_code = -1;
+  const std::string again = output_of(
+      [] {
+        const pid_t child = ::fork();
+        if (child == 0) {
+          ::execl("/proc/self/exe", "applet", "arg", static_cast<char*>(nullptr));
+          ::_exit(127);
+        }
+        ::waitpid(child, nullptr, 0);
+      },
+      services, exit_code);
+  EXPECT_EQ(exit_code, 0);
+  EXPECT_EQ(again, "wrapped " + std::filesystem::read_symlink("/proc/self/exe").string() +
+                       " applet arg\n");
+}
+
 TEST(FloorWhole, AnExecOfWhatIsNotThereFailsAsTheKernelWouldSay) {
   FakeServices services;
   int exit_code = -1;
