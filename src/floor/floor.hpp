@@ -180,7 +180,7 @@ class Warden {
 
   int fd() const { return listener_; }
   // The root runs the program to serve already (it will not exec it): for tests that fork.
-  void root_runs_its_program() { root_execed_ = true; }
+  void root_runs_its_program() { program_pid_ = root_; }
   // Answers one notification; call when fd() is readable. Never throws.
   void serve_one();
   // Runtime::go: in how many milliseconds tick() wants to run (-1: no wait is held), and the
@@ -232,8 +232,8 @@ class Warden {
   std::vector<ParkedWait> parked_;
   // Runtime::go: threads whose CLOCK_REALTIME read makes their next monotonic read a program's.
   std::set<pid_t> reading_time_now_;
-  bool root_execed_ = false;  // the root's exec of its program was seen
-  dev_t root_device_ = 0;     // the root's program image, whose processes are served
+  pid_t program_pid_ = 0;  // the process that exec'd the program (the tree's first exec)
+  dev_t root_device_ = 0;  // the program's image, whose processes are served
   ino_t root_inode_ = 0;
   // The last value each clock gave the tree: an absolute-deadline sleep lasts from here.
   int64_t last_seen_ms_[2] = {0, 0};

@@ -54,14 +54,14 @@ bool Warden::served(pid_t pid) const {
 bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
   if (root_inode_ == 0) {
-    // Nothing is served before the root's program runs: until its exec the root is a fork of
-    // the supervisor (its set-up closes descriptors). Its first call after the exec names the
-    // image whose processes are served.
+    // Nothing is served before the root's program runs: until then the tree is forks of the
+    // supervisor (the set-up, a pid namespace's init) whose calls are their own. The tree's
+    // first exec is the program's; that process's next call names the image to serve.
     const bool exec = request.data.nr == __NR_execve || request.data.nr == __NR_execveat;
     struct stat image {};
-    if (pid != root_ || exec || !root_execed_ ||
+    if (exec && program_pid_ == 0) program_pid_ = pid;
+    if (exec || pid != program_pid_ ||
         ::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) {
-      if (pid == root_ && exec) root_execed_ = true;
       let_through(response);
       return true;
     }

@@ -17,10 +17,10 @@ extern char** environ;
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
 
-// The root process (the supervisor's own child) continues itself when it execs; any other
-// process's exec starts a subprocess, which goes through the shim.
+// The root process (the child of the supervisor, or of the pid namespace's init) continues itself
+// when it execs; any other process's exec starts a subprocess, which goes through the shim.
 bool exec_starts_subprocess() {
-  return getppid() != config.supervisor_pid;
+  return getppid() != config.root_parent_pid;
 }
 
 bool is_kept_name(const char* entry) {

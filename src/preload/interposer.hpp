@@ -171,7 +171,7 @@ struct Config {
   bool active = false;  // under the testbench at all (the network policy holds even when off)
   bool floor = false;   // the system-call floor holds beneath: it polices connect, not the hook
   Mode mode = Mode::off;
-  pid_t supervisor_pid = 0;
+  pid_t root_parent_pid = 0;  // the root's parent: the supervisor, or the pid namespace's init
   char socket_path[sizeof(sockaddr_un::sun_path)] = {};
   char workspace[kPathMax] = {};
   size_t workspace_len = 0;

@@ -48,7 +48,7 @@ __attribute__((constructor)) void start_up() {
   copy_env("TAPEDECK_VIEW", config.view, sizeof config.view);
   config.view_len = strlen(config.view);
   copy_env("TAPEDECK_EXEC", config.exec_shim, sizeof config.exec_shim);
-  if (const char* pid = getenv("TAPEDECK_SUPERVISOR_PID")) config.supervisor_pid = atoi(pid);
+  if (const char* pid = getenv("TAPEDECK_ROOT_PARENT_PID")) config.root_parent_pid = atoi(pid);
   if (const char* port = getenv("TAPEDECK_PROXY_PORT")) {
     config.proxy_port = static_cast<uint16_t>(atoi(port));
   }

@@ -123,7 +123,6 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   env["TAPEDECK_SOCKET"] = links.socket_path;
   env["TAPEDECK_WORKSPACE"] = links.workspace;
   env["TAPEDECK_EXEC"] = fs::absolute(options.exec_shim).string();
-  env["TAPEDECK_SUPERVISOR_PID"] = std::to_string(::getpid());
   env["TAPEDECK_ALLOW"] = links.allowed;
   if (!links.entropy_seed.empty()) env["TAPEDECK_ENTROPY_SEED"] = links.entropy_seed;
   if (options.mode == RunOptions::Mode::replay) env["TAPEDECK_CLOCK_MAP"] = links.clock_map_path;
@@ -162,10 +161,16 @@ void without_preload(std::vector<std::string>& env, const fs::path& library) {
 
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const fs::path& program,
                           const std::vector<std::string>& env, const floor::Filter* filter,
-                          RunOutcome& outcome, bool& floored, int stdout_fd, int stderr_fd) {
+                          RunOutcome& outcome, bool& floored, const RootExtras& extras) {
   const bool replay = options.mode == RunOptions::Mode::replay;
   bool overlay = replay && options.isolation != Isolation::copy;
   bool with_floor = filter != nullptr;
+  bool pid_namespace = ::geteuid() == 0;
+  if (!pid_namespace && replay) {
+    outcome.warnings.push_back(
+        "process ids are the host's (a pid namespace for the program needs root): what the "
+        "program derives from its pid can differ from the recording");
+  }
   std::vector<char*> argv;
   for (const std::string& arg : options.command) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
@@ -178,6 +183,9 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
     if (!overlay || layer) {
       // The program's environment for this attempt: the floor's and the copy's entries added.
       std::vector<std::string> entries = env;
+      // The root's parent, by which the preload knows the root (its exec continues it).
+      entries.push_back("TAPEDECK_ROOT_PARENT_PID=" +
+                        (pid_namespace ? std::string("1") : std::to_string(::getpid())));
       if (with_floor) entries.push_back("TAPEDECK_FLOOR=1");
       if (view.kind() == Isolation::copy) {
         entries.push_back("TAPEDECK_VIEW=" + view.copy_root().string());
@@ -201,13 +209,21 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
         plan.bind_source = layer->bind_source;
       }
       plan.floor = with_floor ? filter : nullptr;
-      plan.stdout_fd = stdout_fd;
-      plan.stderr_fd = stderr_fd;
+      plan.stdout_fd = extras.stdout_fd;
+      plan.stderr_fd = extras.stderr_fd;
+      plan.startup_random = extras.startup_random;
+      plan.pid_namespace = pid_namespace;
       if (std::optional<PreparedRoot> root = PreparedRoot::prepare(plan, failure)) {
         if (overlay) view.adopt_namespace(root->take_view(), root->setup_ms());
         floored = with_floor;
         return std::move(*root);
       }
+    }
+    if (failure.step == RootSetupFailure::Step::pid_namespace) {
+      outcome.warnings.push_back("no pid namespace for the program (" + failure.why +
+                                 "): its process ids are the host's, and differ from run to run");
+      pid_namespace = false;
+      continue;
     }
     if (failure.step == RootSetupFailure::Step::overlay && !overlay) {
       // Nothing was asked of the kernel but a chdir: nothing to fall back from.

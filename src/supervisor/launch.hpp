@@ -54,9 +54,16 @@ void without_preload(std::vector<std::string>& env, const std::filesystem::path&
 // namespace), with the system-call floor beneath it when `filter` is given. Where the floor
 // cannot be installed a replay refuses to start (throws) and a recording goes on without it,
 // with a warning; `floored` says whether it holds. The root waits for PreparedRoot::go().
+// As root, the program runs as pid 2 of a pid namespace of its own (record and replay alike, so
+// that pids repeat); where the kernel refuses one, with the host's pids and a warning.
+struct RootExtras {
+  int stdout_fd = -1;  // the program's stdout and stderr (the output relays); -1: ours
+  int stderr_fd = -1;
+  std::string startup_random;  // the floor's whole reach: the program's AT_RANDOM bytes
+};
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view,
                           const std::filesystem::path& program, const std::vector<std::string>& env,
                           const floor::Filter* filter, RunOutcome& outcome, bool& floored,
-                          int stdout_fd = -1, int stderr_fd = -1);
+                          const RootExtras& extras = {});
 
 }  // namespace tapedeck::supervisor

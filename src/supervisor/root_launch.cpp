@@ -4,11 +4,13 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -26,9 +28,83 @@ struct StepFailure {
 };
 
 constexpr int kFirstFloorStep = 8;
-const char* const kSteps[] = {"unshare", "setgroups",      "uid_map",
-                              "gid_map", "make / private", "mount overlayfs",
-                              "chdir",   "open the view",  "install the filter"};
+constexpr int kPidNamespaceStep = 9;
+const char* const kSteps[] = {"unshare",        "setgroups",      "uid_map",
+                              "gid_map",        "make / private", "mount overlayfs",
+                              "chdir",          "open the view",  "install the filter",
+                              "a pid namespace"};
+
+// What the processes of the set-up tell the supervisor once it said go (tagged messages on the
+// channel, which closes when the program has exec'd and, with a pid namespace, its init has
+// hidden the vDSO): the exec's errno ('E'), the init's pid ('I'), the vDSO's fate ('V', why).
+void tell(int channel, char tag, const void* body, size_t size) {
+  char message[256];
+  message[0] = tag;
+  size = std::min(size, sizeof message - 1);
+  std::memcpy(message + 1, body, size);
+  ssize_t ignored = ::send(channel, message, size + 1, MSG_NOSIGNAL);
+  (void)ignored;
+}
+
+// The program's side: its output, the stop at exec when the vDSO is to be hidden, the exec.
+[[noreturn]] void exec_program(int channel, const RootPlan& plan) {
+  // Addresses are the same in every run (bash seeds $RANDOM with a stack address, Python's
+  // default reprs print them): the tree runs without address-space randomization.
+  const int persona = ::personality(0xffffffff);
+  if (persona != -1) ::personality(static_cast<unsigned long>(persona) | ADDR_NO_RANDOMIZE);
+  if (plan.stdout_fd >= 0) ::dup2(plan.stdout_fd, STDOUT_FILENO);
+  if (plan.stderr_fd >= 0) ::dup2(plan.stderr_fd, STDERR_FILENO);
+  // Stopped at the exec, so that the vDSO is hidden before the first instruction.
+  if (plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole) {
+    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+  }
+  ::execve(plan.program, plan.argv, plan.envp);
+  const int error = errno;
+  tell(channel, 'E', &error, sizeof error);
+  ::_exit(127);
+}
+
+volatile pid_t init_program = 0;
+
+void forward_to_program(int signal_number) {
+  if (init_program > 0) ::kill(init_program, signal_number);
+}
+
+// Pid 1 of the run's pid namespace: the program runs as pid 2, so that its pids and its
+// children's are the same in every run whose forks come in the same order. As init it passes
+// on the signals the supervisor forwards (an init ignores those it does not handle), hides the
+// vDSO at the program's exec, reaps what is orphaned, and ends as the program ended.
+[[noreturn]] void run_init(int channel, const RootPlan& plan) {
+  struct sigaction forward {};
+  forward.sa_handler = forward_to_program;
+  for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
+    ::sigaction(signal_number, &forward, nullptr);
+  }
+  const pid_t program = ::fork();
+  if (program < 0) ::_exit(127);
+  if (program == 0) {
+    struct sigaction standard {};
+    standard.sa_handler = SIG_DFL;
+    for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
+      ::sigaction(signal_number, &standard, nullptr);
+    }
+    exec_program(channel, plan);
+  }
+  init_program = program;
+  if (plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole) {
+    std::string why;
+    if (!floor::hide_vdso(program, why, plan.startup_random) && why.empty()) why = "unknown";
+    tell(channel, 'V', why.data(), why.size());
+  }
+  ::close(channel);
+  int status = 0;
+  while (true) {
+    const pid_t ended = ::waitpid(-1, &status, 0);
+    if (ended == program) break;
+    if (ended < 0 && errno != EINTR) ::_exit(127);
+  }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
 
 bool write_text(const char* path, const char* text) {
   const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
@@ -82,6 +158,8 @@ bool write_text(const char* path, const char* text) {
     handed[count] = plan.floor->install();
     if (handed[count++] < 0) fail(kFirstFloorStep);
   }
+  // This process's next child is pid 1 of a namespace of its own (the program's init).
+  if (plan.pid_namespace && ::unshare(CLONE_NEWPID) != 0) fail(kPidNamespaceStep);
 
   // Hand them to the supervisor, then wait for its word before the program starts.
   char control[CMSG_SPACE(2 * sizeof(int))] = {};
@@ -103,17 +181,21 @@ bool write_text(const char* path, const char* text) {
   for (int i = 0; i < count; ++i) ::close(handed[i]);
   char go = 0;
   if (::read(channel, &go, 1) != 1) ::_exit(127);
-  if (plan.stdout_fd >= 0) ::dup2(plan.stdout_fd, STDOUT_FILENO);
-  if (plan.stderr_fd >= 0) ::dup2(plan.stderr_fd, STDERR_FILENO);
-  // Stopped at the exec, so that the supervisor hides the vDSO before the first instruction.
-  if (plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole) {
-    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+  if (!plan.pid_namespace) exec_program(channel, plan);
+  const pid_t init = ::fork();
+  if (init < 0) {
+    const int error = errno;
+    tell(channel, 'E', &error, sizeof error);
+    ::_exit(127);
   }
-  ::execve(plan.program, plan.argv, plan.envp);
-  const int error = errno;
-  ssize_t ignored = ::write(channel, &error, sizeof error);
-  (void)ignored;
-  ::_exit(127);
+  if (init == 0) run_init(channel, plan);
+  // This process stays between the supervisor and the namespace, and ends as its init does.
+  tell(channel, 'I', &init, sizeof init);
+  ::close(channel);
+  int status = 0;
+  while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {
+  }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 void reap(pid_t pid) {
@@ -162,9 +244,10 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
     if (got == static_cast<ssize_t>(sizeof(StepFailure))) {
       StepFailure step;
       std::memcpy(&step, data, sizeof step);
-      const int index = step.step >= 0 && step.step <= kFirstFloorStep ? step.step : 0;
-      failure.step = index >= kFirstFloorStep ? RootSetupFailure::Step::floor
-                                              : RootSetupFailure::Step::overlay;
+      const int index = step.step >= 0 && step.step <= kPidNamespaceStep ? step.step : 0;
+      failure.step = index == kPidNamespaceStep ? RootSetupFailure::Step::pid_namespace
+                     : index >= kFirstFloorStep ? RootSetupFailure::Step::floor
+                                                : RootSetupFailure::Step::overlay;
       failure.why = std::string(kSteps[index]) + ": " + std::strerror(step.error);
     } else {
       failure.why = "the set-up process ended early";
@@ -183,7 +266,9 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
   root.pid_ = pid;
   root.channel_ = channel[0];
   root.program_ = plan.program;
-  root.hide_vdso_ = plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole;
+  root.startup_random_ = plan.startup_random;
+  root.hide_vdso_ = plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole &&
+                    !plan.pid_namespace;  // (its init hides it then)
   int next = 0;
   if (plan.overlay) root.view_fd_ = handed[next++];
   if (plan.floor != nullptr) root.floor_fd_ = handed[next++];
@@ -194,6 +279,7 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
 
 PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
+      init_pid_(std::exchange(other.init_pid_, -1)),
       channel_(std::exchange(other.channel_, -1)),
       view_fd_(std::exchange(other.view_fd_, -1)),
       floor_fd_(std::exchange(other.floor_fd_, -1)),
@@ -215,16 +301,28 @@ PreparedRoot::~PreparedRoot() {
 void PreparedRoot::go() {
   const char word = 'G';
   int exec_error = 0;
-  ssize_t answered = -1;
-  if (::write(channel_, &word, 1) == 1) {
-    while ((answered = ::read(channel_, &exec_error, sizeof exec_error)) < 0 && errno == EINTR) {
+  bool started = ::write(channel_, &word, 1) == 1;
+  // Messages until every process of the set-up closed the channel (see tell()).
+  while (started) {
+    char message[256];
+    const ssize_t got = ::recv(channel_, message, sizeof message, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    const size_t size = static_cast<size_t>(got) - 1;
+    if (message[0] == 'E' && size == sizeof exec_error) {
+      std::memcpy(&exec_error, message + 1, sizeof exec_error);
+      started = false;
+    } else if (message[0] == 'I' && size == sizeof init_pid_) {
+      std::memcpy(&init_pid_, message + 1, sizeof init_pid_);
+    } else if (message[0] == 'V') {
+      vdso_failure_.assign(message + 1, size);
     }
   }
   ::close(std::exchange(channel_, -1));
-  if (answered != 0) {  // the program did not start: exec's errno, or the child is gone
+  if (!started) {  // the program did not start: exec's errno, or the child is gone
     reap(pid_);
     throw std::runtime_error("cannot run " + program_ + ": " +
-                             std::strerror(answered > 0 ? exec_error : ECHILD));
+                             std::strerror(exec_error != 0 ? exec_error : ECHILD));
   }
   if (hide_vdso_ && !floor::hide_vdso(pid_, vdso_failure_, startup_random_) &&
       vdso_failure_.empty()) {

@@ -31,6 +31,9 @@ struct RootPlan {
   std::string overlay_fallback;
   std::string bind_source;
   const floor::Filter* floor = nullptr;  // null: no floor; Reach::whole hides the vDSO
+  // The program runs as pid 2 of a pid namespace of its own, under an init of tapedeck's.
+  bool pid_namespace = false;
+  std::string startup_random;  // Reach::whole: the program's AT_RANDOM bytes (16, or none)
   // The program's stdout and stderr (the output relays); -1: this process's own.
   int stdout_fd = -1;
   int stderr_fd = -1;
@@ -38,7 +41,7 @@ struct RootPlan {
 
 // Why a step of the set-up failed: the caller may start again without it.
 struct RootSetupFailure {
-  enum class Step { overlay, floor } step = Step::overlay;
+  enum class Step { overlay, floor, pid_namespace } step = Step::overlay;
   std::string why;
 };
 
@@ -51,13 +54,14 @@ class PreparedRoot {
   ~PreparedRoot();  // a root never let go is killed and reaped
 
   pid_t pid() const { return pid_; }
+  // What stands for the program's tree (signals, stopping it): its init when it runs in a pid
+  // namespace (killing it ends the namespace), else the program itself. Known after go().
+  pid_t tree_pid() const { return init_pid_ > 0 ? init_pid_ : pid_; }
   // The overlay's root and the floor's notifications (-1 when not asked for); the caller owns
   // them once taken.
   int take_view() { return std::exchange(view_fd_, -1); }
   int take_floor() { return std::exchange(floor_fd_, -1); }
   double setup_ms() const { return setup_ms_; }
-  // The 16 bytes the program finds at AT_RANDOM when the vDSO is hidden (empty: the kernel's).
-  void set_startup_random(std::string bytes) { startup_random_ = std::move(bytes); }
   // Lets the program start. Throws when exec failed (the child is reaped then).
   void go();
   // Why the vDSO could not be hidden from the program (empty when it was, or not asked).
@@ -66,6 +70,7 @@ class PreparedRoot {
  private:
   PreparedRoot() = default;
   pid_t pid_ = -1;
+  pid_t init_pid_ = -1;
   int channel_ = -1;
   int view_fd_ = -1;
   int floor_fd_ = -1;

@@ -155,9 +155,14 @@ RunOutcome run(const RunOptions& options) {
   std::unique_ptr<OutputCapture> capture;
   if (session) capture = std::make_unique<OutputCapture>();
   bool floored = false;
+  RootExtras extras;
+  if (capture) {
+    extras.stdout_fd = capture->program_stdout();
+    extras.stderr_fd = capture->program_stderr();
+  }
+  if (reach == floor::Reach::whole) extras.startup_random = effects.startup_random();
   PreparedRoot root = prepare_root(options, view, *program, env, filter ? &*filter : nullptr,
-                                   outcome, floored, capture ? capture->program_stdout() : -1,
-                                   capture ? capture->program_stderr() : -1);
+                                   outcome, floored, extras);
   std::unique_ptr<floor::Warden> warden;
   if (floored) {
     floor::NetworkPolicy policy;
@@ -205,12 +210,14 @@ RunOutcome run(const RunOptions& options) {
     ::sigaction(SIGTERM, &previous_term, nullptr);
     if (proxy) proxy->stop();
   };
-  if (reach == floor::Reach::whole) root.set_startup_random(effects.startup_random());
   const pid_t pid = root.pid();
   forward_to = pid;
   server.set_root(pid);
   try {
     root.go();
+    // With a pid namespace, its init stands for the tree (signals, stopping it).
+    forward_to = root.tree_pid();
+    server.set_root(root.tree_pid());
     if (capture) capture->started();
     if (!root.vdso_failure().empty()) {
       outcome.warnings.push_back("the vDSO could not be hidden from " + program->string() + " (" +

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Process ids and addresses repeat: as root, `tapedeck run` and `replay` start the program as pid
+# 2 of a pid namespace of their own, without address-space randomization. A bash script printing
+# $$, $RANDOM (seeded from the time, the pid and a stack address) and a subshell's $BASHPID, and a
+# Python program printing os.getpid(), an object's address, random.random() and uuid4(), each
+# recorded and replayed twice: the same bytes every time.
+# Usage: pids_test.sh TAPEDECK
+set -uo pipefail
+td=$(realpath "$1")
+source "$(dirname "$0")/../harness.sh"
+if [ "$(id -u)" != 0 ]; then
+  echo "skipped: a pid namespace needs root here (unprivileged runs keep the host's pids, and say so)"
+  exit 77
+fi
+mkdir -p "$work/ws" && cd "$work/ws"
+cat > "$work/pids.sh" <<'SH'
+echo "pid $$ random $RANDOM subshell $(echo $BASHPID)"
+SH
+cat > "$work/pids.py" <<'PY'
+import os, random, uuid
+print("pid", os.getpid(), repr(object()), random.random(), uuid.uuid4())
+PY
+
+# same NAME PROGRAM...: recorded once, replayed twice, all three outputs identical.
+same() {
+  local name=$1; shift
+  "$td" run -q --emit-tape "$work/$name.tape" -- "$@" > "$work/$name.rec" 2> "$work/$name.err"
+  check "$name: recorded" test $? = 0
+  for i in 1 2; do "$td" replay -q "$work/$name.tape" -- "$@" > "$work/$name.rep$i" 2>> "$work/$name.err"; done
+  check "$name: both replays print what the recording printed" \
+    bash -c "diff '$work/$name.rec' '$work/$name.rep1' && diff '$work/$name.rec' '$work/$name.rep2'"
+  check "$name: the program is pid 2" grep -q "^pid 2 " "$work/$name.rec"
+  check "$name: no warning about process ids" bash -c "! grep -q 'no pid namespace' '$work/$name.err'"
+}
+same bash bash "$work/pids.sh"
+same python "$python" "$work/pids.py"
+"$td" run -q --emit-tape "$work/again.tape" -- bash "$work/pids.sh" > "$work/again.out" 2>&1
+check "a second recording gets the same pid" \
+  test "$(cut -d' ' -f1-2 "$work/again.out")" = "$(cut -d' ' -f1-2 "$work/bash.rec")"
+finish pids
