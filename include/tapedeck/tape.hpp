@@ -99,6 +99,10 @@ struct ProcessSpawn {
   uint64_t duration_ms = 0;
   Payload stdout_payload;
   Payload stderr_payload;
+  // tapedeck's extension (written only when not zero): how many process ids the subprocess and
+  // what it started took in the run's pid namespace, so that a replay, which does not run it,
+  // moves the namespace's last pid on as far and the program's next fork gets the recorded pid.
+  uint64_t pids = 0;
   bool operator==(const ProcessSpawn&) const = default;
 };
 // A kind this version does not know. Its JSON object is kept (minified) and written back as is,

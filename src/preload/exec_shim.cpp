@@ -144,11 +144,36 @@ std::vector<char*> subprocess_environment() {
   return env;
 }
 
+// This pid namespace's last pid (-1 when it cannot be read): what a subprocess's forks move on.
+long long last_pid() {
+  const int fd = ::open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[32] = {};
+  const ssize_t got = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  return got > 0 ? std::atoll(text) : -1;
+}
+
+// A replay moves the last pid on as far as the recorded subprocess's forks did, so that the
+// program's next fork gets the pid it got in the recording (needs the namespace's CAP_SYS_ADMIN;
+// without it, pids just differ).
+void skip_pids(uint64_t count) {
+  const long long now = last_pid();
+  if (count == 0 || now < 0) return;
+  const int fd = ::open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const std::string text = std::to_string(now + static_cast<long long>(count));
+  ssize_t ignored = ::write(fd, text.data(), text.size());
+  (void)ignored;
+  ::close(fd);
+}
+
 [[noreturn]] void record(Supervisor& supervisor, Invocation& call) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) fail("pipe failed");
   std::vector<char*> env = subprocess_environment();
   const auto started = std::chrono::steady_clock::now();
+  const long long pids_before = last_pid();
   const pid_t pid = ::fork();
   if (pid < 0) fail(std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
@@ -192,6 +217,7 @@ std::vector<char*> subprocess_environment() {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const long long pids_after = last_pid();
   const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started);
 
@@ -202,6 +228,9 @@ std::vector<char*> subprocess_environment() {
   wire::put_int(frame, static_cast<uint64_t>(duration.count()));
   wire::put_bytes(frame, captured[0]);
   wire::put_bytes(frame, captured[1]);
+  wire::put_int(frame, static_cast<uint64_t>(pids_before >= 0 && pids_after > pids_before
+                                                 ? pids_after - pids_before
+                                                 : 0));
   supervisor.ask(std::move(frame));
   exit_like(exit_code);
 }
@@ -216,7 +245,9 @@ std::vector<char*> subprocess_environment() {
   const auto exit_code = cursor.take_int<int32_t>();
   const std::string_view out = cursor.take_bytes();
   const std::string_view err = cursor.take_bytes();
+  const auto pids = cursor.take_int<uint64_t>();
   if (!cursor.ok()) fail("bad replay answer from the supervisor");
+  skip_pids(pids);
   ::signal(SIGPIPE, SIG_IGN);
   write_all(STDOUT_FILENO, out);
   write_all(STDERR_FILENO, err);

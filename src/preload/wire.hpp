@@ -27,14 +27,15 @@ enum class Op : uint8_t {
   deleted = 'D',       // path: a workspace file was deleted
   renamed = 'V',       // old path, new path (absolute; one or both in the workspace), done
   sync = 'N',          // nothing: answered once everything sent before it was handled
-  spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr
+  spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr,
+                       // u64 pids it took (its pid namespace's last pid moved by so much)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
 };
 
 // Replies, supervisor to process.
 enum class Reply : uint8_t {
   ok = 'O',       // go ahead
-  spawned = 'Z',  // i32 exit, stdout, stderr: a replayed subprocess's recorded result
+  spawned = 'Z',  // i32 exit, stdout, stderr, u64 pids: a replayed subprocess's recorded result
   miss = 'M',     // text: the tape does not hold this input; the process must stop
 };
 

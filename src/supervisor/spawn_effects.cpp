@@ -32,7 +32,9 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     result.duration_ms = cursor.take_int<uint64_t>();
     result.stdout_bytes = std::string(cursor.take_bytes());
     result.stderr_bytes = std::string(cursor.take_bytes());
+    const auto pids = cursor.take_int<uint64_t>();
     if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
+    if (pid_namespace_) result.pids = pids;
     session_->processes().record_finished(program, args, cwd, result);
     record_subprocess_changes();
     return server_.answer(connection, Reply::ok);
@@ -50,6 +52,7 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
   wire::put_int(body, result.exit_code);
   wire::put_bytes(body, result.stdout_bytes);
   wire::put_bytes(body, result.stderr_bytes);
+  wire::put_int(body, pid_namespace_ ? result.pids : uint64_t{0});
   server_.answer(connection, Reply::spawned, body);
 }
 

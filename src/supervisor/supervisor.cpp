@@ -218,6 +218,7 @@ RunOutcome run(const RunOptions& options) {
     // With a pid namespace, its init stands for the tree (signals, stopping it).
     forward_to = root.tree_pid();
     server.set_root(root.tree_pid());
+    effects.set_pid_namespace(root.tree_pid() != root.pid());
     if (capture) capture->started();
     if (!root.vdso_failure().empty()) {
       outcome.warnings.push_back("the vDSO could not be hidden from " + program->string() + " (" +

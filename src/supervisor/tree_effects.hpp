@@ -35,6 +35,9 @@ class TreeEffects : public floor::Services {
   TreeEffects(const RunOptions& options, Session* session, TreeServer& server,
               const WorkspaceView& view, const std::filesystem::path& run_dir);
 
+  // The program runs in a pid namespace of its own: subprocesses' pids are counted and replayed.
+  void set_pid_namespace(bool on) { pid_namespace_ = on; }
+
   // floor::Services (floor_effects.cpp): the same records as the preload's reports make.
   int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) override;
   bool sleep(pid_t pid, uint64_t ms) override;
@@ -121,6 +124,7 @@ class TreeEffects : public floor::Services {
   // Replay: paths whose bytes the replay wrote itself (the view's answer is then its own).
   std::set<std::string> written_;
   WorkspaceWatch watch_;  // record
+  bool pid_namespace_ = false;
   // Workspace files a floor-served process opened to write, with the (size, mtime) they were
   // last taped at: taped again when that changes.
   std::map<std::string, std::pair<off_t, int64_t>> floor_writes_;

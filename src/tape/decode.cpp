@@ -451,6 +451,9 @@ struct LineDecoder::Impl {
       } else if (name == "stderr_payload") {
         seen.see(6, name);
         read_payload(value, name, out.stderr_payload);
+      } else if (name == "pids") {
+        seen.see(7, name);
+        out.pids = read_u64(value, name);
       } else {
         return false;
       }

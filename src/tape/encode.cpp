@@ -220,6 +220,10 @@ void LineBuffer::append_record(const Record& record) {
           put_payload(k.stdout_payload);
           put(R"(,"stderr_payload":)");
           put_payload(k.stderr_payload);
+          if (k.pids != 0) {
+            put(R"(,"pids":)");
+            put_uint(k.pids);
+          }
         } else if constexpr (std::is_same_v<K, kind::Unknown>) {
           put(k.raw_json);
           return;  // the kept object carries its own closing brace

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Process ids and addresses repeat: as root, `tapedeck run` and `replay` start the program as pid
 # 2 of a pid namespace of their own, without address-space randomization. A bash script printing
-# $$, $RANDOM (seeded from the time, the pid and a stack address) and a subshell's $BASHPID, and a
+# $$, $RANDOM (seeded from the time, the pid and a stack address), a subshell's $BASHPID before
+# and after a subprocess that forks itself (a replay does not run it, but moves the namespace's
+# last pid on by the pids it took, taped with its spawn), and a
 # Python program printing os.getpid(), an object's address, random.random() and uuid4(), each
 # recorded and replayed twice: the same bytes every time.
 # Usage: pids_test.sh TAPEDECK
@@ -15,6 +17,8 @@ fi
 mkdir -p "$work/ws" && cd "$work/ws"
 cat > "$work/pids.sh" <<'SH'
 echo "pid $$ random $RANDOM subshell $(echo $BASHPID)"
+bash -c 'echo "a subprocess: $$, its parent $PPID"; (true); (true)'
+echo "after it, a subshell gets $(echo $BASHPID)"
 SH
 cat > "$work/pids.py" <<'PY'
 import os, random, uuid

@@ -223,6 +223,25 @@ TEST(Decode, EveryKindSurvivesEncodeThenDecode) {
   }
 }
 
+// tapedeck's extension: the pids a subprocess took, written only when counted (a spawn without
+// it keeps the reference's bytes), read back.
+TEST(Decode, ASpawnKeepsThePidsItTook) {
+  Record counted;
+  counted.kind = kind::ProcessSpawn{"/bin/sh", {"-c", "true"}, ".", 0, 3, {}, {}, 4};
+  Record plain;
+  plain.seq = 1;
+  plain.kind = kind::ProcessSpawn{"/bin/true", {}, std::nullopt, 0, 1, {}, {}};
+  EXPECT_NE(encode_record_line(counted).find(R"(,"pids":4})"), std::string::npos);
+  EXPECT_EQ(encode_record_line(plain).find("pids"), std::string::npos);
+  auto reader = TapeReader::from_memory(
+      kHeaderLine + encode_record_line(counted) + encode_record_line(plain), "mem.tape");
+  for (const Record& expected : {counted, plain}) {
+    Record got;
+    ASSERT_TRUE(reader->next(got));
+    EXPECT_EQ(got, expected) << encode_record_line(expected);
+  }
+}
+
 // tapedeck's extension: a workspace change a subprocess made. Written only when set (so every
 // other file record keeps the reference's bytes), read back, and refused when not a boolean.
 TEST(Decode, SubprocessChangesKeepTheirMark) {
