@@ -57,9 +57,11 @@ Filter::Filter(Reach reach, Runtime runtime) : reach_(reach) {
                              SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(clock))),
             "clock_nanosleep");
     }
-    for (const int call : {SCMP_SYS(gettimeofday), SCMP_SYS(time), SCMP_SYS(nanosleep),
-                           SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(execve), SCMP_SYS(execveat),
-                           SCMP_SYS(close), SCMP_SYS(getrandom)}) {
+    for (const int call :
+         {SCMP_SYS(gettimeofday), SCMP_SYS(time), SCMP_SYS(nanosleep), SCMP_SYS(open),
+          SCMP_SYS(openat), SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(close),
+          SCMP_SYS(getrandom), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(rename),
+          SCMP_SYS(renameat), SCMP_SYS(renameat2)}) {
       check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call, 0), "a served call");
     }
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0), "openat2");

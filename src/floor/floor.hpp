@@ -40,6 +40,11 @@
 //       notify: answered with the next bytes of the process's deterministic stream (the
 //       preload's entropy axis: one seed on the tape, nothing per draw); the root's AT_RANDOM
 //       bytes come from it too (hide_vdso).
+//   unlink, unlinkat (not AT_REMOVEDIR)
+//       notify: a file that is there is taped as deleted, then the call runs.
+//   rename, renameat, renameat2
+//       notify: made by the supervisor in the process's view of the files (/proc/PID/root), the
+//       result answered, and taped as the preload's report of a rename is.
 //   close
 //       notify: the descriptor's file, if the process opened it to write, is taped as it is
 //       (files still open when the run ends are taped then).
@@ -66,9 +71,8 @@
 // and that a call let through then runs in the kernel exactly as it would have without the floor.
 //
 // Not caught yet, stated rather than hidden: sendmsg and sendmmsg with a destination address (an
-// unconnected UDP socket); in Reach::whole, deletes and renames, and waits with a timeout that
-// are not sleeps (a Go program's time.Sleep parks on a futex or epoll_pwait, which take real
-// time; its runtime reads the clock from several threads, in an order no run repeats).
+// unconnected UDP socket); in Reach::whole, folders made and removed, links, and waits with a
+// timeout other than nanosleep and (Runtime::go) epoll's: futex, poll and select take real time.
 #pragma once
 
 #include <linux/filter.h>
@@ -155,6 +159,10 @@ class Services {
   // The 16 bytes the root's auxiliary vector offers as AT_RANDOM (libc's stack guard, Go's
   // fastrand seed: its map iteration order), from the same seed; empty: the kernel's stay.
   virtual std::string startup_random() = 0;
+  // `path` (absolute; a file, not a folder) is about to be deleted by a served process.
+  virtual void deleting(pid_t pid, const std::string& path) = 0;
+  // The floor renamed `from` to `to` (absolute) for a served process.
+  virtual void renamed(pid_t pid, const std::string& from, const std::string& to) = 0;
   // A served process is about to close a descriptor naming `path` (absolute, as the process
   // sees it): a file it opened to write is final.
   virtual void closing(pid_t pid, const std::string& path) = 0;
@@ -203,6 +211,8 @@ class Warden {
   void answer_exec(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_close(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_random(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_unlink(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_rename(const seccomp_notif& request, seccomp_notif_resp& response);
   // timed_waits.cpp: holds a timed wait (answers nothing yet) or lets it through.
   bool park_wait(const seccomp_notif& request, seccomp_notif_resp& response);
   void release_parked_waits();

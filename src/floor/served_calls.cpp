@@ -102,6 +102,15 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     case __NR_getrandom:
       answer_random(request, response);
       return true;
+    case __NR_unlink:
+    case __NR_unlinkat:
+      answer_unlink(request, response);
+      return true;
+    case __NR_rename:
+    case __NR_renameat:
+    case __NR_renameat2:
+      answer_rename(request, response);
+      return true;
     default:
       answer_open(request, response);
       return true;
@@ -230,24 +239,26 @@ void Warden::answer_random(const seccomp_notif& request, seccomp_notif_resp& res
   response.val = static_cast<int64_t>(bytes.size());
 }
 
+// A path argument as an absolute path: `folder` (AT_FDCWD or a descriptor) for a relative one.
+// Empty when it cannot be read (the kernel answers the call as it would anyway).
+static std::string path_argument(pid_t pid, int folder, uint64_t where) {
+  std::string path;
+  if (!read_string(pid, where, path) || path.empty()) return {};
+  if (path.front() == '/') return path;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  const std::string base =
+      folder == AT_FDCWD ? link_of(proc + "/cwd") : link_of(proc + "/fd/" + std::to_string(folder));
+  if (base.empty() || base.front() != '/') return {};
+  return (std::filesystem::path(base) / path).lexically_normal().string();
+}
+
 void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
   const bool at = request.data.nr == __NR_openat;
   const uint64_t flags = request.data.args[at ? 2 : 1];
-  std::string path;
-  if (!read_string(pid, request.data.args[at ? 1 : 0], path) || path.empty()) {
-    return let_through(response);  // the kernel answers a bad path
-  }
-  if (path.front() != '/') {
-    const auto folder = static_cast<int>(request.data.args[0]);
-    const std::string base =
-        !at || folder == AT_FDCWD
-            ? link_of("/proc/" + std::to_string(pid) + "/cwd")
-            : link_of("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(folder));
-    if (base.empty() || base.front() != '/') return let_through(response);
-    path = (std::filesystem::path(base) / path).lexically_normal().string();
-  }
-  if ((flags & (O_PATH | O_DIRECTORY)) != 0) return let_through(response);
+  const std::string path = path_argument(
+      pid, at ? static_cast<int>(request.data.args[0]) : AT_FDCWD, request.data.args[at ? 1 : 0]);
+  if (path.empty() || (flags & (O_PATH | O_DIRECTORY)) != 0) return let_through(response);
   const uint64_t access = flags & O_ACCMODE;
   const bool writes = access != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
   const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
@@ -257,6 +268,45 @@ void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& respo
     return;
   }
   let_through(response);
+}
+
+// A delete of a file (not a folder: rmdir is not taped) that is there is taped before it runs:
+// it then cannot fail but for permission, which the program could not have had either way.
+void Warden::answer_unlink(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  let_through(response);
+  const bool at = request.data.nr == __NR_unlinkat;
+  if (at && (request.data.args[2] & AT_REMOVEDIR) != 0) return;
+  const std::string path = path_argument(
+      pid, at ? static_cast<int>(request.data.args[0]) : AT_FDCWD, request.data.args[at ? 1 : 0]);
+  struct stat status {};
+  if (path.empty() ||
+      ::lstat(("/proc/" + std::to_string(pid) + "/root" + path).c_str(), &status) != 0 ||
+      S_ISDIR(status.st_mode)) {
+    return;
+  }
+  services_->deleting(pid, path);
+}
+
+// A rename is made by the supervisor itself, in the process's view of the files, so that it is
+// taped once done (the new path's bytes, the old path gone), as the preload reports it.
+void Warden::answer_rename(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  const bool plain = request.data.nr == __NR_rename;
+  const int from_folder = plain ? AT_FDCWD : static_cast<int>(request.data.args[0]);
+  const int to_folder = plain ? AT_FDCWD : static_cast<int>(request.data.args[2]);
+  const std::string from = path_argument(pid, from_folder, request.data.args[plain ? 0 : 1]);
+  const std::string to = path_argument(pid, to_folder, request.data.args[plain ? 1 : 3]);
+  const auto flags =
+      request.data.nr == __NR_renameat2 ? static_cast<unsigned>(request.data.args[4]) : 0u;
+  if (from.empty() || to.empty()) return let_through(response);
+  const std::string root = "/proc/" + std::to_string(pid) + "/root";
+  if (::syscall(SYS_renameat2, AT_FDCWD, (root + from).c_str(), AT_FDCWD, (root + to).c_str(),
+                flags) != 0) {
+    response.error = -errno;
+    return;
+  }
+  services_->renamed(pid, from, to);
 }
 
 }  // namespace tapedeck::floor

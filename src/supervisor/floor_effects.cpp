@@ -106,6 +106,33 @@ void TreeEffects::closing(pid_t pid, const std::string& absolute) {
   if (written != floor_writes_.end()) settle(pid, written->first, written->second);
 }
 
+void TreeEffects::deleting(pid_t pid, const std::string& absolute) {
+  const std::optional<std::string> path = relative(absolute);
+  if (!path) return;
+  const auto written = floor_writes_.find(*path);
+  if (written != floor_writes_.end()) {  // its last bytes first, as a close would have
+    settle(pid, written->first, written->second);
+    floor_writes_.erase(written);
+  }
+  if (options_.mode == RunOptions::Mode::record) {
+    record_file(floor_connection(pid), wire::Op::deleted, *path);
+  } else {
+    replay_file(floor_connection(pid), wire::Op::deleted, *path, 0);
+  }
+}
+
+void TreeEffects::renamed(pid_t pid, const std::string& from, const std::string& to) {
+  // The new path's bytes are taped now, as the rename's; neither path is a pending write since.
+  for (const std::string& absolute : {from, to}) {
+    if (const std::optional<std::string> path = relative(absolute)) floor_writes_.erase(*path);
+  }
+  std::string body;
+  wire::put_bytes(body, from);
+  wire::put_bytes(body, to);
+  wire::Cursor cursor(body);
+  handle_rename(floor_connection(pid), cursor);
+}
+
 void TreeEffects::settle_all() {
   for (auto& [path, taped] : floor_writes_) settle(0, path, taped);
 }

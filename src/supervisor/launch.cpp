@@ -300,8 +300,9 @@ std::optional<std::string> interposition_warning(const fs::path& program, bool f
            "workspace); only its LLM calls through the proxy are";
   }
   return what +
-         ". The system-call floor serves its clock reads, sleeps, workspace reads and writes and "
-         "execs; not taped: its deletes and renames" +
+         ". The system-call floor serves its clock reads, sleeps, randomness, execs and its "
+         "workspace reads, writes, deletes and renames; not taped: folders it makes or removes, "
+         "links" +
          (linkage == Linkage::go
               ? std::string(". Go's runtime reads the clock for itself from several threads: "
                             "time.Now() is taped, the runtime's reads are not, so durations "

@@ -43,6 +43,8 @@ class TreeEffects : public floor::Services {
   bool sleep(pid_t pid, uint64_t ms) override;
   bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
   void closing(pid_t pid, const std::string& path) override;
+  void deleting(pid_t pid, const std::string& path) override;
+  void renamed(pid_t pid, const std::string& from, const std::string& to) override;
   std::string entropy(pid_t process, size_t size) override;
   std::string startup_random() override;
   // The run's entropy seed (64 hex digits), which the floor's randomness is drawn from.

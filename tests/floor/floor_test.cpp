@@ -310,6 +310,12 @@ struct FakeServices : Services {
     return serve_opens;
   }
   void closing(pid_t, const std::string& path) override { closed.push_back(path); }
+  void deleting(pid_t, const std::string& path) override { deleted.push_back(path); }
+  void renamed(pid_t, const std::string& from, const std::string& to) override {
+    moves.push_back(from + " -> " + to);
+  }
+  std::vector<std::string> deleted;
+  std::vector<std::string> moves;
   std::vector<std::string> exec_wrapper() override { return {"/bin/echo", "wrapped"}; }
   int64_t runtime_clock_ns(pid_t, int64_t real_ns) override { return real_ns; }
   bool waits_are_virtual() const override { return false; }
@@ -422,6 +428,32 @@ TEST(FloorWhole, OpensNameTheAbsolutePathAndWhetherTheyWrite) {
                                       "rw " + folder + "/made.txt"}));
   // Each close names its file (a write is taped once its file is closed).
   EXPECT_EQ(std::count(services.closed.begin(), services.closed.end(), folder + "/made.txt"), 3);
+  std::filesystem::remove_all(folder);
+}
+
+TEST(FloorWhole, RenamesAreMadeForTheProcessAndDeletesTapedBeforeTheyRun) {
+  char folder_template[] = "/tmp/tapedeck-floor-XXXXXX";
+  const std::string folder = ::mkdtemp(folder_template);
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [folder] {
+        if (::chdir(folder.c_str()) != 0) return 1;
+        ::close(::open("a", O_WRONLY | O_CREAT, 0644));
+        if (::syscall(SYS_renameat2, AT_FDCWD, "a", AT_FDCWD, "b", 0) != 0) return 2;
+        if (::access("b", F_OK) != 0 || ::access("a", F_OK) == 0) return 3;
+        // A rename that fails says why, as the kernel would.
+        const long missing = ::syscall(SYS_rename, "no-such-file", "c");
+        if (missing != -1 || errno != ENOENT) return 4;
+        if (::syscall(SYS_unlinkat, AT_FDCWD, "b", 0) != 0) return 5;
+        ::mkdir("sub", 0755);
+        if (::syscall(SYS_unlinkat, AT_FDCWD, "sub", AT_REMOVEDIR) != 0) return 6;  // not taped
+        const long gone = ::syscall(SYS_unlink, "b");  // not there: not taped
+        return gone == -1 && errno == ENOENT ? 0 : 7;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(services.moves, (std::vector<std::string>{folder + "/a -> " + folder + "/b"}));
+  EXPECT_EQ(services.deleted, (std::vector<std::string>{folder + "/b"}));
   std::filesystem::remove_all(folder);
 }
 

@@ -1,8 +1,8 @@
 /* An agent the preload library cannot reach: built statically (musl, or glibc -static), it
  * reads the clock, sleeps a second, reads a workspace file, runs `date +%s%N` as a subprocess,
  * draws randomness (getrandom, AT_RANDOM), calls the LLM over a raw HTTP connection to
- * OPENAI_BASE_URL and writes a file, every effect through the system calls themselves. Everything
- * it prints must come out the same on replay. */
+ * OPENAI_BASE_URL and writes a file (renamed into place, a scratch file deleted), every effect
+ * through the system calls themselves. Everything it prints must come out the same on replay. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -133,10 +133,13 @@ int main(void) {
   }
   printf("llm: %s\n", answer);
 
-  FILE* out = fopen("output.txt", "w");
+  /* Written the careful way: a temporary file renamed into place; the scratch file deleted. */
+  FILE* out = fopen("output.tmp", "w");
   if (out == NULL) return 1;
   fprintf(out, "answer at %ld: %s\n", ms_of(&wall), answer);
   fclose(out);
+  if (rename("output.tmp", "output.txt") != 0) return 1;
+  printf("unlink scratch.tmp: %d\n", unlink("scratch.tmp"));
 
   clock_gettime(CLOCK_MONOTONIC, &end);
   printf("took %ld ms\n", ms_of(&end) - ms_of(&start));

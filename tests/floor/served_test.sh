@@ -64,13 +64,19 @@ for name in musl glibc; do
   record_and_replay "static-$name" "$program"
   check "static-$name: the replay printed what the recording printed, clock values included" \
     diff "$work/static-$name.rec" "$work/static-$name.rep"
+  for tape in "$work/static-$name.tape" "$work/static-$name.replay.tape"; do
+    check "static-$name: $(basename "$tape") holds the delete of scratch.tmp" \
+      has "$tape" 'file_delete .*"scratch.tmp"'
+    check "static-$name: $(basename "$tape") holds the rename of output.tmp" \
+      has "$tape" 'file_delete .*"output.tmp"'
+  done
   check "static-$name: the one-second sleep is on both tapes" \
     bash -c "'$td' show '$work/static-$name.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
              '$td' show '$work/static-$name.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
   check "static-$name: semantic fidelity passes" \
     "$td" fidelity "$work/static-$name.tape" "$work/static-$name.replay.tape" --mode semantic
   check "static-$name: the warning says what is served and what is not" \
-    grep -q "statically linked.*floor serves its clock reads.*execs; not taped: its deletes" "$work/static-$name.rec.err"
+    grep -q "statically linked.*floor serves its clock reads.*not taped: folders" "$work/static-$name.rec.err"
 done
 
 for name in cgo static; do
