@@ -36,7 +36,8 @@ const char* const kSteps[] = {"unshare",        "setgroups",      "uid_map",
 
 // What the processes of the set-up tell the supervisor once it said go (tagged messages on the
 // channel, which closes when the program has exec'd and, with a pid namespace, its init has
-// hidden the vDSO): the exec's errno ('E'), the init's pid ('I'), the vDSO's fate ('V', why).
+// hidden the vDSO): the exec's errno ('E'), the init's pid ('I'), the vDSO's fate ('V', why),
+// why the namespace has no /proc of its own ('P').
 void tell(int channel, char tag, const void* body, size_t size) {
   char message[256];
   message[0] = tag;
@@ -75,6 +76,12 @@ void forward_to_program(int signal_number) {
 // on the signals the supervisor forwards (an init ignores those it does not handle), hides the
 // vDSO at the program's exec, reaps what is orphaned, and ends as the program ended.
 [[noreturn]] void run_init(int channel, const RootPlan& plan) {
+  // The namespace's own /proc: /proc/<its pid> names the program, as getpid() says, not
+  // whichever host process has that number.
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    const char* why = std::strerror(errno);
+    tell(channel, 'P', why, std::strlen(why));
+  }
   struct sigaction forward {};
   forward.sa_handler = forward_to_program;
   for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
@@ -158,8 +165,14 @@ bool write_text(const char* path, const char* text) {
     handed[count] = plan.floor->install();
     if (handed[count++] < 0) fail(kFirstFloorStep);
   }
-  // This process's next child is pid 1 of a namespace of its own (the program's init).
-  if (plan.pid_namespace && ::unshare(CLONE_NEWPID) != 0) fail(kPidNamespaceStep);
+  // This process's next child is pid 1 of a namespace of its own (the program's init), in a
+  // mount namespace where it mounts a /proc of that pid namespace.
+  if (plan.pid_namespace) {
+    if (::unshare(CLONE_NEWPID | (plan.overlay ? 0 : CLONE_NEWNS)) != 0) fail(kPidNamespaceStep);
+    if (!plan.overlay && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      fail(kPidNamespaceStep);
+    }
+  }
 
   // Hand them to the supervisor, then wait for its word before the program starts.
   char control[CMSG_SPACE(2 * sizeof(int))] = {};
@@ -286,6 +299,7 @@ PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
       setup_ms_(other.setup_ms_),
       hide_vdso_(other.hide_vdso_),
       vdso_failure_(std::move(other.vdso_failure_)),
+      proc_failure_(std::move(other.proc_failure_)),
       startup_random_(std::move(other.startup_random_)),
       program_(std::move(other.program_)) {}
 
@@ -316,6 +330,8 @@ void PreparedRoot::go() {
       std::memcpy(&init_pid_, message + 1, sizeof init_pid_);
     } else if (message[0] == 'V') {
       vdso_failure_.assign(message + 1, size);
+    } else if (message[0] == 'P') {
+      proc_failure_.assign(message + 1, size);
     }
   }
   ::close(std::exchange(channel_, -1));

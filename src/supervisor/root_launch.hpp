@@ -66,6 +66,8 @@ class PreparedRoot {
   void go();
   // Why the vDSO could not be hidden from the program (empty when it was, or not asked).
   const std::string& vdso_failure() const { return vdso_failure_; }
+  // Why the program's pid namespace has the host's /proc (empty when it has its own).
+  const std::string& proc_failure() const { return proc_failure_; }
 
  private:
   PreparedRoot() = default;
@@ -77,6 +79,7 @@ class PreparedRoot {
   double setup_ms_ = 0;
   bool hide_vdso_ = false;
   std::string vdso_failure_;
+  std::string proc_failure_;
   std::string startup_random_;
   std::string program_;
 };

@@ -220,6 +220,11 @@ RunOutcome run(const RunOptions& options) {
     server.set_root(root.tree_pid());
     effects.set_pid_namespace(root.tree_pid() != root.pid());
     if (capture) capture->started();
+    if (!root.proc_failure().empty()) {
+      outcome.warnings.push_back("the program's pid namespace has no /proc of its own (" +
+                                 root.proc_failure() +
+                                 "): /proc/<its pid> names whichever host process has that pid");
+    }
     if (!root.vdso_failure().empty()) {
       outcome.warnings.push_back("the vDSO could not be hidden from " + program->string() + " (" +
                                  root.vdso_failure() + "): its clock reads are not taped");

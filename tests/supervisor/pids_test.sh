@@ -16,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 mkdir -p "$work/ws" && cd "$work/ws"
 cat > "$work/pids.sh" <<'SH'
-echo "pid $$ random $RANDOM subshell $(echo $BASHPID)"
+echo "pid $$ random $RANDOM subshell $(echo $BASHPID) named $(cat /proc/$$/comm)"
 bash -c 'echo "a subprocess: $$, its parent $PPID"; (true); (true)'
 echo "after it, a subshell gets $(echo $BASHPID)"
 SH
@@ -37,6 +37,7 @@ same() {
   check "$name: no warning about process ids" bash -c "! grep -q 'no pid namespace' '$work/$name.err'"
 }
 same bash bash "$work/pids.sh"
+check "bash: /proc/\$\$ is the program's own (the namespace's /proc)" grep -q "named bash" "$work/bash.rec"
 same python "$python" "$work/pids.py"
 "$td" run -q --emit-tape "$work/again.tape" -- bash "$work/pids.sh" > "$work/again.out" 2>&1
 check "a second recording gets the same pid" \
