@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -168,6 +169,16 @@ void skip_pids(uint64_t count) {
   ::close(fd);
 }
 
+// The subprocess this process stands in for: a signal a process sends this one (its parent
+// thinks it is the subprocess: Popen.send_signal, terminate) is passed on to it. One the
+// kernel sends (a terminal's ^C, to the whole process group) reached it already.
+volatile pid_t subprocess = 0;
+constexpr int kPassedOn[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT};
+
+void pass_on(int signal_number, siginfo_t* info, void*) {
+  if (subprocess > 0 && info != nullptr && info->si_code <= 0) ::kill(subprocess, signal_number);
+}
+
 [[noreturn]] void record(Supervisor& supervisor, Invocation& call) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) fail("pipe failed");
@@ -177,6 +188,9 @@ void skip_pids(uint64_t count) {
   const pid_t pid = ::fork();
   if (pid < 0) fail(std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
+    // Killed with this process (SIGKILL cannot be passed on), as it would be natively.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() == 1) std::_Exit(137);  // this process is gone already
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
     if (call.search_path) {
@@ -192,7 +206,11 @@ void skip_pids(uint64_t count) {
   ::close(out[1]);
   ::close(err[1]);
   // Signals meant for the subprocess reach it; this process waits and tells.
-  for (int signal_number : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(signal_number, SIG_IGN);
+  subprocess = pid;
+  struct sigaction forward {};
+  forward.sa_sigaction = pass_on;
+  forward.sa_flags = SA_SIGINFO | SA_RESTART;
+  for (int signal_number : kPassedOn) ::sigaction(signal_number, &forward, nullptr);
 
   std::string captured[2];
   pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};

@@ -167,6 +167,20 @@ check "secrets: a subprocess's output that carried the key is redacted on the ta
 check "secrets: a file that holds the key is kept by hash only, with a warning" \
   grep -q "held a credential" "$work/leak.err"
 
+# ---- a signal sent to a subprocess reaches it, through the exec shim that stands in for it -----
+cat > "$work/signals.py" <<'PY'
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+time.sleep(0.3)
+child.terminate()
+print("terminated:", child.wait())
+PY
+fresh_workspace
+(cd "$work/ws" && timeout 20 "$td" run --emit-tape "$work/signals.tape" -- "$python" "$work/signals.py") \
+  > "$work/signals.out" 2> "$work/signals.err"
+check "signals: terminate() ends the subprocess, which dies of SIGTERM as natively" \
+  grep -q "terminated: -15" "$work/signals.out"
+
 # ---- refusals --------------------------------------------------------------------------------
 "$td" run -- "$(dirname "$td")/tapedeck-exec" > /dev/null 2> "$work/static.err"
 check "a static binary gets a warning naming what is not taped" \
