@@ -39,7 +39,8 @@
 //   getrandom
 //       notify: answered with the next bytes of the process's deterministic stream (the
 //       preload's entropy axis: one seed on the tape, nothing per draw); the root's AT_RANDOM
-//       bytes come from it too (hide_vdso).
+//       bytes come from it too (hide_vdso), and an open of /dev/urandom or /dev/random is
+//       answered with a memory file of the next megabyte of it (reads past it find its end).
 //   unlink, unlinkat (not AT_REMOVEDIR)
 //       notify: a file that is there is taped as deleted, then the call runs.
 //   rename, renameat, renameat2
@@ -211,6 +212,8 @@ class Warden {
   void answer_exec(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_close(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_random(const seccomp_notif& request, seccomp_notif_resp& response);
+  bool serve_entropy_file(const seccomp_notif& request, uint64_t flags);
+  static constexpr size_t kEntropyFileBytes = 1 << 20;
   void answer_unlink(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_rename(const seccomp_notif& request, seccomp_notif_resp& response);
   // timed_waits.cpp: holds a timed wait (answers nothing yet) or lets it through.
@@ -230,6 +233,7 @@ class Warden {
   uint64_t denied_ = 0;
   Services* services_ = nullptr;
   Runtime runtime_ = Runtime::plain;
+  bool answered_ = false;  // the notification being served was answered already (ADDFD)
   // Runtime::go: the waits held, with a copy of each one's epoll descriptor.
   struct ParkedWait {
     uint64_t id;

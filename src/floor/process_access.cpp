@@ -53,6 +53,14 @@ pid_t process_of(pid_t tid) {
   return 0;
 }
 
+pid_t parent_of(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("PPid:")) return static_cast<pid_t>(std::stol(line.substr(5)));
+  }
+  return 0;
+}
+
 std::vector<TcpSocket> tcp_sockets_on(uint16_t port) {
   std::vector<TcpSocket> sockets;
   for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {

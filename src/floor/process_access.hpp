@@ -21,6 +21,8 @@ bool read_string(pid_t pid, uint64_t where, std::string& out);
 std::string link_of(const std::string& path);
 // The process (thread group) thread `tid` belongs to; 0 when it is gone.
 pid_t process_of(pid_t tid);
+// The parent of process `pid`; 0 when it is gone.
+pid_t parent_of(pid_t pid);
 // The TCP sockets (IPv4 and IPv6) bound to local `port`, as /proc/net/tcp and tcp6 list them.
 struct TcpSocket {
   bool listening = false;

@@ -6,6 +6,8 @@
 #include <limits.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -45,10 +47,29 @@ void let_through(seccomp_notif_resp& response) {
 
 }  // namespace
 
+// The root's own processes: running its image, and not below the exec wrapper (a subprocess
+// may run the same image: busybox's applets, a program that runs itself again).
 bool Warden::served(pid_t pid) const {
+  const auto same = [](const struct stat& a, const struct stat& b) {
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  };
   struct stat image {};
   if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) return false;
-  return image.st_dev == root_device_ && image.st_ino == root_inode_;
+  if (image.st_dev != root_device_ || image.st_ino != root_inode_) return false;
+  struct stat wrapper {};
+  const std::vector<std::string> exec_wrapper = services_->exec_wrapper();
+  if (exec_wrapper.empty() || ::stat(exec_wrapper.front().c_str(), &wrapper) != 0) return true;
+  for (pid_t process = process_of(pid); process > 1 && process != program_pid_;) {
+    const pid_t parent = parent_of(process);
+    struct stat ancestor {};
+    if (parent > 1 &&
+        ::stat(("/proc/" + std::to_string(parent) + "/exe").c_str(), &ancestor) == 0 &&
+        same(ancestor, wrapper)) {
+      return false;
+    }
+    process = parent;
+  }
+  return true;
 }
 
 bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
@@ -252,6 +273,26 @@ static std::string path_argument(pid_t pid, int folder, uint64_t where) {
   return (std::filesystem::path(base) / path).lexically_normal().string();
 }
 
+// An open of /dev/urandom or /dev/random is answered with a descriptor of the process's
+// deterministic stream instead: a memory file of kEntropyFileBytes of it, installed in the
+// caller as the open's result (SECCOMP_ADDFD_FLAG_SEND). Reads past its end find end of file.
+bool Warden::serve_entropy_file(const seccomp_notif& request, uint64_t flags) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  const std::string bytes = services_->entropy(process_of(pid), kEntropyFileBytes);
+  const int file = ::memfd_create("tapedeck-entropy", MFD_CLOEXEC);
+  if (file < 0) return false;
+  bool written = ::write(file, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
+                 ::lseek(file, 0, SEEK_SET) == 0;
+  seccomp_notif_addfd install{};
+  install.id = request.id;
+  install.flags = SECCOMP_ADDFD_FLAG_SEND;
+  install.srcfd = static_cast<uint32_t>(file);
+  install.newfd_flags = (flags & O_CLOEXEC) != 0 ? O_CLOEXEC : 0;
+  written = written && ::ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &install) >= 0;
+  ::close(file);
+  return written;
+}
+
 void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
   const bool at = request.data.nr == __NR_openat;
@@ -259,6 +300,10 @@ void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& respo
   const std::string path = path_argument(
       pid, at ? static_cast<int>(request.data.args[0]) : AT_FDCWD, request.data.args[at ? 1 : 0]);
   if (path.empty() || (flags & (O_PATH | O_DIRECTORY)) != 0) return let_through(response);
+  if ((path == "/dev/urandom" || path == "/dev/random") && serve_entropy_file(request, flags)) {
+    answered_ = true;
+    return;
+  }
   const uint64_t access = flags & O_ACCMODE;
   const bool writes = access != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
   const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);

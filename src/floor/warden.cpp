@@ -226,7 +226,10 @@ void Warden::serve_one() {
   std::memset(response_, 0, sizeof *response_);
   response_->id = request_->id;
   if (request_->data.nr != __NR_connect && request_->data.nr != __NR_sendto) {
-    if (serve_call(*request_, *response_)) seccomp_notify_respond(listener_, response_);
+    answered_ = false;
+    if (serve_call(*request_, *response_) && !answered_) {
+      seccomp_notify_respond(listener_, response_);
+    }
     return;
   }
   const int error = decide(*request_);

@@ -106,8 +106,17 @@ struct Invocation {
   std::string cwd;
 };
 
+std::string_view base_name(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// The program as the tape names it: its path, or the name it was run under when that is
+// another (a multi-call binary: busybox run as `cat` and as `wc` are two programs).
 void put_invocation(std::string& frame, const Invocation& call) {
-  wire::put_bytes(frame, call.program);
+  const std::string_view argv0 = call.argv.empty() || call.argv[0] == nullptr ? "" : call.argv[0];
+  const bool renamed = !argv0.empty() && base_name(argv0) != base_name(call.program);
+  wire::put_bytes(frame, renamed ? argv0 : std::string_view(call.program));
   wire::put_int(frame, static_cast<uint32_t>(call.args.size()));
   for (const std::string& arg : call.args) wire::put_bytes(frame, arg);
   wire::put_bytes(frame, call.cwd);

@@ -92,4 +92,32 @@ for name in cgo static; do
     grep -q "is a Go program.*floor serves.*time.Since" "$work/go-$name.rec.err"
 done
 
+# A static program nobody here wrote: busybox's shell, whose applets (cat, sleep, wc) run as
+# subprocesses of the same image re-exec'd through /proc/self/exe.
+if command -v busybox > /dev/null && ! ldd "$(command -v busybox)" > /dev/null 2>&1; then
+  cat > "$work/busybox.sh" <<'SH'
+date +%s
+cat tasks.txt
+sleep 1
+echo "random: $RANDOM"
+echo made > out.txt
+wc -c out.txt
+SH
+  fresh_workspace
+  (cd "$work/ws" && "$td" run -q --emit-tape "$work/busybox.tape" -- busybox sh "$work/busybox.sh") \
+    > "$work/busybox.rec" 2>&1
+  fresh_workspace
+  (cd "$work/ws" && "$td" replay -q "$work/busybox.tape" -- busybox sh "$work/busybox.sh") \
+    > "$work/busybox.rep" 2>&1
+  check "busybox sh: the replay prints what the recording printed (\$RANDOM included)" \
+    diff "$work/busybox.rec" "$work/busybox.rep"
+  check "busybox sh: its applets are subprocesses named as run (cat, sleep, wc)" \
+    bash -c "'$td' show '$work/busybox.tape' | grep -c 'process_spawn  \"\\(cat\\|sleep\\|wc\\)\"' | grep -qx 3"
+  check "busybox sh: no applet's own reads are the shell's" \
+    bash -c "! '$td' show '$work/busybox.tape' | grep -q 'file_read .*tasks.txt'"
+else
+  echo "FAIL: a static busybox is missing (scripts/install-deps.sh installs busybox-static)" >&2
+  failures=$((failures + 1))
+fi
+
 finish served
