@@ -397,9 +397,19 @@ TEST(FloorWhole, ASleepTheServicesKeepRunsInTheKernel) {
   EXPECT_EQ(services.sleeps, (std::vector<uint64_t>{30}));
 }
 
+// A folder of its own for a test, removed with it.
+struct ScratchFolder {
+  ScratchFolder() {
+    char name[] = "/tmp/tapedeck-floor-XXXXXX";
+    path = ::mkdtemp(name);
+  }
+  ~ScratchFolder() { std::filesystem::remove_all(path); }
+  std::string path;
+};
+
 TEST(FloorWhole, OpensNameTheAbsolutePathAndWhetherTheyWrite) {
-  char folder_template[] = "/tmp/tapedeck-floor-XXXXXX";
-  const std::string folder = ::mkdtemp(folder_template);
+  const ScratchFolder scratch;
+  const std::string& folder = scratch.path;
   FakeServices services;
   const Outcome outcome = under_floor(
       [folder] {
@@ -428,12 +438,11 @@ TEST(FloorWhole, OpensNameTheAbsolutePathAndWhetherTheyWrite) {
                                       "rw " + folder + "/made.txt"}));
   // Each close names its file (a write is taped once its file is closed).
   EXPECT_EQ(std::count(services.closed.begin(), services.closed.end(), folder + "/made.txt"), 3);
-  std::filesystem::remove_all(folder);
 }
 
 TEST(FloorWhole, RenamesAreMadeForTheProcessAndDeletesTapedBeforeTheyRun) {
-  char folder_template[] = "/tmp/tapedeck-floor-XXXXXX";
-  const std::string folder = ::mkdtemp(folder_template);
+  const ScratchFolder scratch;
+  const std::string& folder = scratch.path;
   FakeServices services;
   const Outcome outcome = under_floor(
       [folder] {
@@ -454,7 +463,6 @@ TEST(FloorWhole, RenamesAreMadeForTheProcessAndDeletesTapedBeforeTheyRun) {
   EXPECT_EQ(outcome.exit_code, 0);
   EXPECT_EQ(services.moves, (std::vector<std::string>{folder + "/a -> " + folder + "/b"}));
   EXPECT_EQ(services.deleted, (std::vector<std::string>{folder + "/b"}));
-  std::filesystem::remove_all(folder);
 }
 
 TEST(FloorWhole, RandomnessComesFromTheServicesForEveryByteAsked) {
@@ -548,21 +556,27 @@ std::string output_of(const std::function<void()>& spawn, FakeServices& services
   return shown;
 }
 
-TEST(FloorWhole, AnExecRunsTheWrapperWithTheProgramAndItsArgv) {
+// What a forked child's exec of `path` as `argv0 arg` printed, under the floor.
+std::string forked_exec_output(const char* path, const char* argv0, const char* arg) {
   FakeServices services;
   int exit_code = -1;
-  const std::string forked = output_of(
-      [] {
+  const std::string shown = output_of(
+      [&] {
         const pid_t child = ::fork();
         if (child == 0) {
-          ::execl("/bin/true", "true", "an argument", static_cast<char*>(nullptr));
+          ::execl(path, argv0, arg, static_cast<char*>(nullptr));
           ::_exit(127);
         }
         ::waitpid(child, nullptr, 0);
       },
       services, exit_code);
   EXPECT_EQ(exit_code, 0);
-  EXPECT_EQ(forked, "wrapped /bin/true true an argument\n");
+  return shown;
+}
+
+TEST(FloorWhole, AnExecRunsTheWrapperWithTheProgramAndItsArgv) {
+  EXPECT_EQ(forked_exec_output("/bin/true", "true", "an argument"),
+            "wrapped /bin/true true an argument\n");
 }
 
 TEST(FloorWhole, AVforkedExecIsRedirectedWithoutTouchingTheParentsMemory) {
@@ -590,21 +604,9 @@ TEST(FloorWhole, AVforkedExecIsRedirectedWithoutTouchingTheParentsMemory) {
 }
 
 TEST(FloorWhole, AProgramThatExecsItselfThroughProcSelfExeIsNamedByItsImage) {
-  FakeServices services;
-  int exit_code = -1;
-  const std::string again = output_of(
-      [] {
-        const pid_t child = ::fork();
-        if (child == 0) {
-          ::execl("/proc/self/exe", "applet", "arg", static_cast<char*>(nullptr));
-          ::_exit(127);
-        }
-        ::waitpid(child, nullptr, 0);
-      },
-      services, exit_code);
-  EXPECT_EQ(exit_code, 0);
-  EXPECT_EQ(again, "wrapped " + std::filesystem::read_symlink("/proc/self/exe").string() +
-                       " applet arg\n");
+  EXPECT_EQ(
+      forked_exec_output("/proc/self/exe", "applet", "arg"),
+      "wrapped " + std::filesystem::read_symlink("/proc/self/exe").string() + " applet arg\n");
 }
 
 TEST(FloorWhole, AnExecOfWhatIsNotThereFailsAsTheKernelWouldSay) {
