@@ -87,6 +87,7 @@ void TapeAppender::catch_up(const Header* header) {
   uint64_t start = 0;
   size_t last_newline = std::string::npos;  // within `tail`
   size_t line_start = 0;
+  size_t line_end = 0;  // the last line with content (readers pass blank lines over)
   for (;;) {
     start = size > window ? size - window : 0;
     tail.assign(size - start + decoder_padding(), '\0');
@@ -102,17 +103,21 @@ void TapeAppender::catch_up(const Header* header) {
         break;
       }
     }
+    size_t content_end = last_newline == std::string::npos ? 0 : last_newline;
+    while (content_end > 0 &&
+           std::string_view(" \t\r\n").find(tail[content_end - 1]) != std::string_view::npos) {
+      --content_end;
+    }
     size_t previous = std::string::npos;
-    if (last_newline != std::string::npos) {
-      for (size_t i = last_newline; i > 0; --i) {
-        if (tail[i - 1] == '\n') {
-          previous = i - 1;
-          break;
-        }
+    for (size_t i = content_end; i > 0; --i) {
+      if (tail[i - 1] == '\n') {
+        previous = i - 1;
+        break;
       }
     }
-    if (previous != std::string::npos || start == 0) {
+    if ((content_end > 0 && previous != std::string::npos) || start == 0) {
       line_start = previous == std::string::npos ? 0 : previous + 1;
+      line_end = content_end;
       break;
     }
     window *= 4;
@@ -140,7 +145,7 @@ void TapeAppender::catch_up(const Header* header) {
   }
 
   // The last whole line tells the next seq: a header means none yet.
-  std::string_view line(tail.data() + line_start, last_newline - line_start);
+  std::string_view line(tail.data() + line_start, line_end - line_start);
   trim_line(line);
   LineDecoder decoder;
   Header seen_header;

@@ -126,6 +126,27 @@ TEST(Streaming, AppendsToAnExistingTapeAndCutsATornTail) {
   EXPECT_EQ(std::get<kind::ClockSleep>(tape.records[2].kind).duration_ms, 3u);
 }
 
+TEST(Streaming, AppendsAfterBlankLinesAsReadersReadPastThem) {
+  TempDir tmp;
+  {
+    Recorder first(Clock::paused_at(0));
+    first.stream_to(tmp / "t.tape", Header::current(0, "first", {}));
+    first.record(kind::ClockSleep{1});
+    first.finalize();
+  }
+  write_file(tmp / "t.tape", read_file(tmp / "t.tape") + "\n  \n");
+  {
+    Recorder second(Clock::paused_at(0));
+    second.stream_to(tmp / "t.tape", Header::current(0, "second", {}));
+    second.record(kind::ClockSleep{2});
+    second.finalize();
+  }
+  Tape tape = Tape::load(tmp / "t.tape");
+  ASSERT_EQ(tape.records.size(), 2u);
+  EXPECT_EQ(tape.records[1].seq, 1u);
+  EXPECT_EQ(std::get<kind::ClockSleep>(tape.records[1].kind).duration_ms, 2u);
+}
+
 TEST(Streaming, RefusesToAppendToSomethingThatIsNotATape) {
   TempDir tmp;
   write_file(tmp / "notes.txt", "just some notes\n");
