@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +32,20 @@ std::vector<Finding> find(std::string_view bytes);
 
 // `bytes` with every credential-shaped string replaced by kRedacted; the number replaced.
 size_t redact(std::string& bytes);
+
+// What scrub_tape did: credentials redacted, sidecar entries and payloads rewritten under new
+// hashes, old entries removed.
+struct ScrubReport {
+  uint64_t credentials = 0;
+  uint64_t rewritten = 0;
+  uint64_t removed = 0;
+};
+
+// Redacts every credential-shaped string on the tape at `path` and in the sidecar entries its
+// records name (payloads, file bytes, printed output; a kept LLM request that held one is
+// removed), rewriting the entries under their new hashes and the tape atomically. Throws
+// TapeError when the tape cannot be read or written.
+ScrubReport scrub_tape(const std::filesystem::path& path);
 
 // A short fingerprint of a credential (the first 12 hex digits of its BLAKE3): a report names
 // which value it found without printing it.

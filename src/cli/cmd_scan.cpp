@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 struct ScanOptions {
   std::string in;
   bool json = false;
+  bool redact = false;
 };
 
 struct Hit {
@@ -37,7 +38,23 @@ void scan_bytes(std::string_view bytes, const std::string& where, std::vector<Hi
   }
 }
 
+int run_scan(const ScanOptions& options);
+
+// scan --redact: scrubs the tape in place, then scans it again (what a scrub cannot reach, such
+// as a sidecar entry no record names, is still reported).
+int run_redact(const ScanOptions& options) {
+  const secrets::ScrubReport report = secrets::scrub_tape(options.in);
+  fmt::print(stderr,
+             "tapedeck scan --redact: {} credential(s) redacted; {} payload(s) or sidecar "
+             "entr(ies) rewritten, {} old entr(ies) removed\n",
+             report.credentials, report.rewritten, report.removed);
+  ScanOptions again = options;
+  again.redact = false;
+  return run_scan(again);
+}
+
 int run_scan(const ScanOptions& options) {
+  if (options.redact) return run_redact(options);
   auto reader = TapeReader::open(options.in);
   std::vector<Hit> hits;
   std::map<std::string, std::string> named;  // sidecar entry -> the first record naming it
@@ -110,13 +127,19 @@ void add_scan(CLI::App& app, int& exit_code) {
       "a credential (OpenAI, Anthropic, AWS, GitHub, Slack, Google, Stripe keys, JWTs, private\n"
       "keys, Authorization values, credential lines of .env files): the record and place, the\n"
       "rule, and a fingerprint (the first 12 hex digits of its BLAKE3), never the value.\n"
-      "Exit 0 when clean, 1 when something was found, 2 when the tape cannot be read.\n\n"
+      "Exit 0 when clean, 1 when something was found, 2 when the tape cannot be read.\n"
+      "--redact scrubs the tape in place first: every credential becomes a fixed marker, each\n"
+      "sidecar entry that held one is rewritten under its new hash and the records follow, the\n"
+      "tape is replaced atomically; then it is scanned again.\n\n"
       "Examples:\n"
       "  tapedeck scan run.tape\n"
       "  git diff --cached --name-only -- '*.tape' | xargs -r -n1 tapedeck scan   # pre-commit\n"
-      "  tapedeck scan run.tape --json");
+      "  tapedeck scan run.tape --json\n"
+      "  tapedeck scan --redact old.tape          # scrub a tape recorded before redaction");
   cmd->add_option("TAPE", options->in, "The tape")->required();
   cmd->add_flag("--json", options->json, "One JSON object with every finding");
+  cmd->add_flag("--redact", options->redact,
+                "Scrub the tape in place first (atomically), then scan it again");
   cmd->callback([options, &exit_code] { exit_code = run_scan(*options); });
 }
 

@@ -77,6 +77,12 @@ printf 'OPENAI_API_KEY=%s\n' "$key" > "$work/leaky.tape.cas/$(printf '0%.0s' $(s
 check "scan of a leaky tape exits 1" test $? = 1
 check "  naming the rule" grep -q "dotenv-credential\|openai-api-key" "$work/leaky.scan"
 check "  and not the key" bash -c "! grep -qF '$key' '$work/leaky.scan'"
+"$td" scan --redact "$work/dotenv.tape" > "$work/clean.redact" 2> "$work/clean.redact.err"
+check "scan --redact of a clean tape redacts nothing and exits 0" \
+  bash -c "test $? = 0 && grep -q '0 credential(s) redacted' '$work/clean.redact.err'"
+"$td" scan --redact "$work/leaky.tape" > "$work/leaky.redact" 2>&1
+check "scan --redact cannot reach an entry no record names: it is still reported (exit 1)" \
+  test $? = 1
 "$td" scan "$work/nowhere.tape" 2> /dev/null
 check "scan of a tape that is not there exits 2" test $? = 2
 
