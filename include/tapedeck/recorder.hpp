@@ -57,6 +57,9 @@ class Recorder {
   // A credential the recorded process was given (an API key, a bearer token): from now on no
   // payload carries it. Values shorter than 8 bytes are ignored: they would redact plain text.
   void add_secret(std::string value);
+  // The secrets added once records had been written (which may hold them): the session scrubs
+  // the written tape of them when it ends (see secrets::scrub_tape).
+  std::vector<std::string> late_secrets() const;
   // Whether `bytes` holds a secret (for bytes the caller keeps by their hash, which redaction
   // would break: file contents).
   bool holds_secret(std::string_view bytes) const;
@@ -108,6 +111,7 @@ class Recorder {
   std::unique_ptr<Streaming> streaming_;
   mutable std::mutex secrets_mutex_;
   std::vector<std::string> secrets_;
+  std::vector<std::string> late_secrets_;
   std::atomic<bool> has_secrets_{false};  // the common case skips the lock
 };
 

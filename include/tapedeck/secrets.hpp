@@ -41,11 +41,13 @@ struct ScrubReport {
   uint64_t removed = 0;
 };
 
-// Redacts every credential-shaped string on the tape at `path` and in the sidecar entries its
+// Redacts every credential-shaped string, and every one of `known` (values learned as
+// credentials, whatever their shape), on the tape at `path` and in the sidecar entries its
 // records name (payloads, file bytes, printed output; a kept LLM request that held one is
 // removed), rewriting the entries under their new hashes and the tape atomically. Throws
 // TapeError when the tape cannot be read or written.
-ScrubReport scrub_tape(const std::filesystem::path& path);
+ScrubReport scrub_tape(const std::filesystem::path& path,
+                       const std::vector<std::string>& known = {});
 
 // A short fingerprint of a credential (the first 12 hex digits of its BLAKE3): a report names
 // which value it found without printing it.

@@ -290,6 +290,10 @@ class Session {
   Tape finalize();
   // The same without handing the tape back: a streaming session's tape is not read back.
   void finish();
+  // Credentials the session learned once records were written (a header the LLM proxy saw
+  // after the file holding it was read): when it ends, the written tape is scrubbed of them
+  // (secrets::scrub_tape), and this says how many places were.
+  uint64_t late_scrubbed() const { return late_scrubbed_; }
 
  private:
   friend class Testbench;
@@ -324,6 +328,7 @@ class Session {
   std::set<const kind::LlmCall*> llm_served_;
   NetworkPolicy network_;
   bool finalized_ = false;
+  uint64_t late_scrubbed_ = 0;
 
   // Replay state: the recorded tape, a cursor per kind, and subprocess results by tuple.
   std::optional<Tape> recorded_;

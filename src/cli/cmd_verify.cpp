@@ -9,9 +9,11 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
+#include "tapedeck/secrets.hpp"
 
 namespace tapedeck::cli {
 
@@ -122,6 +124,28 @@ int run_verify(const VerifyOptions& options) {
     }
   }
 
+  // Sidecar entries no record names that hold a credential: what a scrub (scan --redact, a
+  // run's late scrub) stopped before removing. Not a problem of the tape; --repair removes them.
+  uint64_t leftovers = 0;
+  std::error_code listing;
+  for (const auto& entry : std::filesystem::directory_iterator(cas_dir, listing)) {
+    const std::string name = entry.path().filename().string();
+    if (!is_valid_cas_name(name) || cas_refs.contains(name)) continue;
+    const std::optional<std::string> bytes = detail::read_file(entry.path());
+    if (!bytes || secrets::find(*bytes).empty()) continue;
+    ++leftovers;
+    if (options.repair) std::filesystem::remove(entry.path(), listing);
+  }
+  if (leftovers > 0 && options.repair) {
+    repaired += fmt::format("{}removed {} sidecar entr(ies) no record names that held a credential",
+                            repaired.empty() ? "" : "; ", leftovers);
+  } else if (leftovers > 0) {
+    print_warning(
+        fmt::format("{}: {} sidecar entr(ies) no record names hold a credential (a "
+                    "scrub was stopped?); `tapedeck verify --repair` removes them",
+                    options.in, leftovers));
+  }
+
   if (options.json) {
     std::string out = fmt::format(
         R"({{"path":{},"ok":{},"records":{},"cas_entries":{},"repaired":{},"problems":[)",
@@ -158,13 +182,16 @@ void add_verify(CLI::App& app, int& exit_code) {
       "CAS entry a record names is present in IN.cas, hashes to its name and has the length\n"
       "the record says. Every problem is listed, not just the first. A last line cut short (a\n"
       "recording stopped mid-write) is reported as torn_tail; --repair truncates it away.\n"
+      "Sidecar entries no record names that hold a credential (a scrub that was stopped) are\n"
+      "named in a warning; --repair removes them.\n"
       "Exit 0 when clean, 1 when problems were found, 2 when the tape cannot be read.\n\n"
       "Example:\n"
       "  tapedeck verify run.tape --json | jq .problems");
   cmd->add_option("IN", options->in, "Tape to check")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--json", options->json, "One JSON object: ok, records, cas_entries, problems");
   cmd->add_flag("--repair", options->repair,
-                "Truncate a torn last line (every whole record before it is kept)");
+                "Truncate a torn last line (every whole record before it is kept) and remove "
+                "sidecar entries no record names that hold a credential");
   cmd->callback([options, &exit_code] { exit_code = run_verify(*options); });
 }
 

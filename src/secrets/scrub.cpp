@@ -16,7 +16,7 @@ namespace {
 
 class Scrubber {
  public:
-  explicit Scrubber(Tape& tape) : tape_(tape) {}
+  Scrubber(Tape& tape, const std::vector<std::string>& known) : tape_(tape), known_(known) {}
 
   void record(Record& record) {
     std::visit([&](auto& k) { scrub(k); }, record.kind);
@@ -25,6 +25,20 @@ class Scrubber {
   const std::set<std::string>& replaced() const { return replaced_; }
 
  private:
+  // Every known value, then every credential shape.
+  size_t redact(std::string& bytes) const {
+    size_t found = 0;
+    for (const std::string& value : known_) {
+      if (value.empty()) continue;
+      for (size_t at = bytes.find(value); at != std::string::npos;
+           at = bytes.find(value, at + kRedacted.size())) {
+        bytes.replace(at, value.size(), kRedacted);
+        ++found;
+      }
+    }
+    return found + secrets::redact(bytes);
+  }
+
   void text(std::string& value) { report_.credentials += redact(value); }
 
   void payload(Payload& payload) {
@@ -92,15 +106,16 @@ class Scrubber {
   void scrub(kind::FileDelete&) {}
 
   Tape& tape_;
+  const std::vector<std::string>& known_;
   ScrubReport report_;
   std::set<std::string> replaced_;  // sidecar entries that held a credential
 };
 
 }  // namespace
 
-ScrubReport scrub_tape(const std::filesystem::path& path) {
+ScrubReport scrub_tape(const std::filesystem::path& path, const std::vector<std::string>& known) {
   Tape tape = Tape::load(path);
-  Scrubber scrubber(tape);
+  Scrubber scrubber(tape, known);
   for (Record& record : tape.records) scrubber.record(record);
   ScrubReport report = scrubber.report();
   if (report.credentials == 0) return report;

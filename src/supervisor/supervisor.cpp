@@ -262,6 +262,12 @@ RunOutcome run(const RunOptions& options) {
   if (session) {
     outcome.records = session->recorder().record_count();
     session->finish();
+    if (session->late_scrubbed() > 0) {
+      outcome.warnings.push_back(
+          std::to_string(session->late_scrubbed()) +
+          " credential(s) learned during the run (a header the LLM proxy relayed) were on what "
+          "had been written before: scrubbed from the tape and its sidecar");
+    }
   }
   outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started);

@@ -345,8 +345,14 @@ void Recorder::add_secret(std::string value) {
   if (value.size() < 8) return;
   std::lock_guard lock(secrets_mutex_);
   if (std::find(secrets_.begin(), secrets_.end(), value) != secrets_.end()) return;
+  if (record_count() > 0) late_secrets_.push_back(value);
   secrets_.push_back(std::move(value));
   has_secrets_.store(true, std::memory_order_release);
+}
+
+std::vector<std::string> Recorder::late_secrets() const {
+  std::lock_guard lock(secrets_mutex_);
+  return late_secrets_;
 }
 
 bool Recorder::holds_secret(std::string_view bytes) const {

@@ -2,6 +2,7 @@
 
 #include "tapedeck/cas.hpp"
 #include "tapedeck/error.hpp"
+#include "tapedeck/secrets.hpp"
 #include "tapedeck/testbench.hpp"
 #include "testbench/process_key.hpp"
 
@@ -144,6 +145,12 @@ std::optional<Tape> Session::end() {
       if (recorder_->redact(probe) == 0) requests.emplace(digest, body);
     }
     cas::write_entries(cas_dir_for(*output_), requests);
+    // What was written before a credential was known may hold it: scrubbed now, atomically.
+    const std::vector<std::string> late = recorder_->late_secrets();
+    if (!late.empty()) {
+      late_scrubbed_ = secrets::scrub_tape(*output_, late).credentials;
+      if (late_scrubbed_ > 0 && tape) tape = Tape::load(*output_);
+    }
   }
   active_.reset();
   return tape;

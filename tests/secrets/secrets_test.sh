@@ -14,6 +14,7 @@ source "$(dirname "$0")/../harness.sh"
 "$python" -c "import dotenv" 2>/dev/null ||
   { echo "FAIL: python3-dotenv is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 key="sk-proj-$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)"
+late_token="tdk$(head -c 64 /dev/urandom | base64 | tr -dc 'a-z0-9' | head -c 36)"
 
 # The call both agents make; the key comes from `key` (the caller's).
 cat > "$work/call.py" <<'PY'
@@ -46,10 +47,18 @@ from call import ask
 print("answer:", ask("$key"))
 PY
       ;;
+    late)  # a token of no known shape: a credential only once the proxy relays it
+      cat > "$work/ws/agent.py" <<PY
+from call import ask
+print("answer:", ask("$late_token"))
+PY
+      ;;
   esac
 }
 
-for name in dotenv source; do
+for name in dotenv source late; do
+  secret=$key
+  [ "$name" = late ] && secret=$late_token
   start_standin
   make_workspace "$name"
   (cd "$work/ws" && env -u OPENAI_API_KEY "$td" run --emit-tape "$work/$name.tape" \
@@ -57,10 +66,10 @@ for name in dotenv source; do
   check "$name: the recording ran the agent" grep -q "answer:" "$work/$name-run.out"
   stop_standin
   check "$name: no byte of the key on the tape or in its sidecar" \
-    bash -c "! grep -rqF '$key' '$work/$name.tape' '$work/$name.tape.cas'"
+    bash -c "! grep -rqF '$secret' '$work/$name.tape' '$work/$name.tape.cas'"
   check "$name: nor any long piece of it" \
-    bash -c "! grep -rqF '${key:8:24}' '$work/$name.tape' '$work/$name.tape.cas'"
-  check "$name: the recording said what it kept redacted" grep -q "held a credential" "$work/$name-run.err"
+    bash -c "! grep -rqF '${secret:8:24}' '$work/$name.tape' '$work/$name.tape.cas'"
+  check "$name: the recording said what it kept redacted" grep -q "held a credential\\|learned during the run" "$work/$name-run.err"
   make_workspace "$name"
   (cd "$work/ws" && env -u OPENAI_API_KEY "$td" replay "$work/$name.tape" -- "$python" agent.py) \
     > "$work/$name-replay.out" 2> "$work/$name-replay.err"
@@ -83,6 +92,13 @@ check "scan --redact of a clean tape redacts nothing and exits 0" \
 "$td" scan --redact "$work/leaky.tape" > "$work/leaky.redact" 2>&1
 check "scan --redact cannot reach an entry no record names: it is still reported (exit 1)" \
   test $? = 1
+"$td" verify "$work/leaky.tape" > /dev/null 2> "$work/leaky.verify"
+check "verify names the entry no record names that holds a credential, without failing" \
+  bash -c "test $? = 0 && grep -q 'hold a credential' '$work/leaky.verify'"
+"$td" verify --repair "$work/leaky.tape" > /dev/null 2>&1
+"$td" scan "$work/leaky.tape" > /dev/null
+check "after verify --repair, nothing is left for scan to find (exit 0)" test $? = 0
+check "  and no byte of the key" bash -c "! grep -rqF '$key' '$work/leaky.tape' '$work/leaky.tape.cas'"
 "$td" scan "$work/nowhere.tape" 2> /dev/null
 check "scan of a tape that is not there exits 2" test $? = 2
 
