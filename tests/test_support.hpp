@@ -8,6 +8,9 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
+
+#include "tapedeck/tape.hpp"
 
 namespace tapedeck::testing {
 
@@ -42,6 +45,14 @@ inline std::string read_file(const std::filesystem::path& path) {
 inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << bytes;
+}
+
+// Appends a record of `kind` to an in-memory tape, with the next seq.
+inline void append_record(Tape& tape, RecordKind kind) {
+  Record record;
+  record.seq = tape.records.size();
+  record.kind = std::move(kind);
+  tape.records.push_back(std::move(record));
 }
 
 inline const std::string kHeaderLine =

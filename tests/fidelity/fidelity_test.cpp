@@ -202,12 +202,7 @@ namespace {
 // Reads a thread pool made between two writes: `reads` in the order given, clock reads among them.
 Tape reads_between_writes(const std::vector<std::pair<std::string, std::string>>& reads) {
   Tape tape(Header::current());
-  auto add = [&](RecordKind kind) {
-    Record record;
-    record.seq = tape.records.size();
-    record.kind = std::move(kind);
-    tape.records.push_back(std::move(record));
-  };
+  auto add = [&](RecordKind kind) { testing::append_record(tape, std::move(kind)); };
   add(kind::FileWrite{"before.txt", "hash-before", 1});
   for (const auto& [path, hash] : reads) {
     add(kind::ClockRead{ClockSource::monotonic, 5});

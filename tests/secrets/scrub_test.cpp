@@ -32,12 +32,7 @@ TEST(Scrub, EveryPlaceACredentialCanBeIsRedactedAndTheTapeStaysWhole) {
   // Built here, not written in the source: a key of the OpenAI project shape.
   const std::string key = "sk-proj-" + std::string(24, 'Q') + "x9" + std::string(22, 'Z');
   Tape tape(Header::current());
-  auto add = [&](RecordKind kind) {
-    Record record;
-    record.seq = tape.records.size();
-    record.kind = std::move(kind);
-    tape.records.push_back(std::move(record));
-  };
+  auto add = [&](RecordKind kind) { testing::append_record(tape, std::move(kind)); };
   auto keep = [&](const std::string& bytes) {
     const std::string hash = content_hash(bytes);
     tape.cas_entries()[hash] = bytes;
