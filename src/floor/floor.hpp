@@ -249,6 +249,9 @@ class Warden {
   pid_t program_pid_ = 0;  // the process that exec'd the program (the tree's first exec)
   dev_t root_device_ = 0;  // the program's image, whose processes are served
   ino_t root_inode_ = 0;
+  // The exec wrapper's image (taken with the program's): a process below it is a subprocess.
+  dev_t wrapper_device_ = 0;
+  ino_t wrapper_inode_ = 0;
   // The last value each clock gave the tree: an absolute-deadline sleep lasts from here.
   int64_t last_seen_ms_[2] = {0, 0};
   // Processes whose exec could not be redirected: their restarted exec runs as it is.

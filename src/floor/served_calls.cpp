@@ -50,21 +50,16 @@ void let_through(seccomp_notif_resp& response) {
 // The root's own processes: running its image, and not below the exec wrapper (a subprocess
 // may run the same image: busybox's applets, a program that runs itself again).
 bool Warden::served(pid_t pid) const {
-  const auto same = [](const struct stat& a, const struct stat& b) {
-    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-  };
   struct stat image {};
   if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) return false;
   if (image.st_dev != root_device_ || image.st_ino != root_inode_) return false;
-  struct stat wrapper {};
-  const std::vector<std::string> exec_wrapper = services_->exec_wrapper();
-  if (exec_wrapper.empty() || ::stat(exec_wrapper.front().c_str(), &wrapper) != 0) return true;
+  if (wrapper_inode_ == 0) return true;
   for (pid_t process = process_of(pid); process > 1 && process != program_pid_;) {
     const pid_t parent = parent_of(process);
     struct stat ancestor {};
     if (parent > 1 &&
         ::stat(("/proc/" + std::to_string(parent) + "/exe").c_str(), &ancestor) == 0 &&
-        same(ancestor, wrapper)) {
+        ancestor.st_dev == wrapper_device_ && ancestor.st_ino == wrapper_inode_) {
       return false;
     }
     process = parent;
@@ -88,6 +83,13 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     }
     root_device_ = image.st_dev;
     root_inode_ = image.st_ino;
+    struct stat wrapper {};
+    const std::vector<std::string> exec_wrapper =
+        services_ != nullptr ? services_->exec_wrapper() : std::vector<std::string>{};
+    if (!exec_wrapper.empty() && ::stat(exec_wrapper.front().c_str(), &wrapper) == 0) {
+      wrapper_device_ = wrapper.st_dev;
+      wrapper_inode_ = wrapper.st_ino;
+    }
   }
   if (services_ == nullptr || !served(pid)) {
     let_through(response);
