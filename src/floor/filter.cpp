@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "floor/floor.hpp"
+#include "preload/clock_units.hpp"
 
 namespace tapedeck::floor {
 
@@ -47,9 +48,7 @@ Filter::Filter(Reach reach, Runtime runtime) : reach_(reach) {
   if (reach == Reach::whole) {
     // The clocks the tape keeps (the CPU-time clocks, 2, 3 and the negative per-thread ids, are
     // the process's own business).
-    for (const int clock :
-         {CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE,
-          CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME, CLOCK_TAI}) {
+    for (const clockid_t clock : clock_units::kTapedClocks) {
       check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(clock_gettime), 1,
                              SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(clock))),
             "clock_gettime");

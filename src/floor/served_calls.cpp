@@ -22,23 +22,18 @@
 
 #include "floor/floor.hpp"
 #include "floor/process_access.hpp"
+#include "preload/clock_units.hpp"
 
 namespace tapedeck::floor {
 
 namespace {
 
-// 0 wall, 1 monotonic, as the tape's clock sources.
+using clock_units::ceil_ms;
+using clock_units::floor_ms;
+
+// 0 wall, 1 monotonic (the filter notifies only the clocks the tape keeps).
 int source_of(uint64_t clock) {
-  return clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == CLOCK_TAI ? 0 : 1;
-}
-
-int64_t floor_ms(const timespec& ts) {
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-}
-
-uint64_t ceil_ms(const timespec& ts) {
-  const int64_t ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-  return ns <= 0 ? 0 : static_cast<uint64_t>((ns + 999'999) / 1'000'000);
+  return clock_units::index_of(clock_units::source_of(static_cast<clockid_t>(clock)));
 }
 
 void let_through(seccomp_notif_resp& response) {
@@ -168,8 +163,7 @@ void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& resp
   const uint64_t out = request.data.args[0];
   switch (request.data.nr) {
     case __NR_clock_gettime: {
-      const timespec value{static_cast<time_t>(ms / 1000),
-                           static_cast<long>(ms % 1000) * 1'000'000};
+      const timespec value = clock_units::from_ms(ms);
       if (!write_memory(pid, request.data.args[1], &value, sizeof value)) response.error = -EFAULT;
       return;
     }

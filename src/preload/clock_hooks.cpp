@@ -12,48 +12,27 @@
 #include <atomic>
 #include <cstdint>
 
+#include "preload/clock_units.hpp"
 #include "preload/interposer.hpp"
 
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
 
-enum class Source { none, wall, monotonic };
-
-Source source_of(clockid_t id) {
-  switch (id) {
-    case CLOCK_REALTIME:
-    case CLOCK_REALTIME_COARSE:
-    case CLOCK_TAI:
-      return Source::wall;
-    case CLOCK_MONOTONIC:
-    case CLOCK_MONOTONIC_RAW:
-    case CLOCK_MONOTONIC_COARSE:
-    case CLOCK_BOOTTIME:
-      return Source::monotonic;
-    default:
-      return Source::none;  // CPU-time clocks are the process's own business
-  }
-}
+using clock_units::ceil_ms;
+using clock_units::floor_ms;
+using clock_units::from_ms;
+using clock_units::index_of;
+using clock_units::Source;
+using clock_units::source_of;
 
 // The last value each clock gave this process: an absolute-deadline sleep lasts from here, in
 // both modes, so record and replay compute the same duration.
 std::atomic<int64_t> last_seen_ms[2];
 
-int64_t floor_ms(const timespec& ts) {
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-}
-
-timespec from_ms(int64_t ms) {
-  timespec ts;
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (ms % 1000) * 1'000'000;
-  return ts;
-}
-
 // One clock read as the tape will hold it: record cuts the real value to the millisecond,
 // replay takes the next recorded value.
 int64_t taped_read(Source source, int64_t real_ms) {
-  const int index = source == Source::wall ? 0 : 1;
+  const int index = index_of(source);
   int64_t value = real_ms;
   if (config.mode == Mode::replay && config.clock_map != nullptr) {
     value = tapedeck::preload::take(*config.clock_map, index);
@@ -61,11 +40,6 @@ int64_t taped_read(Source source, int64_t real_ms) {
   last_seen_ms[index].store(value, std::memory_order_relaxed);
   queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);
   return value;
-}
-
-uint64_t ceil_ms(const timespec& ts) {
-  const int64_t ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-  return ns <= 0 ? 0 : static_cast<uint64_t>((ns + 999'999) / 1'000'000);
 }
 
 // Records a sleep; true when the caller should skip the real one (replay).
@@ -161,7 +135,7 @@ int clock_nanosleep(clockid_t id, int flags, const struct timespec* request,
     HookScope scope;
     uint64_t duration_ms = ceil_ms(*request);
     if ((flags & TIMER_ABSTIME) != 0) {
-      const int index = source == Source::wall ? 0 : 1;
+      const int index = index_of(source);
       int64_t from = last_seen_ms[index].load();
       if (from == 0) {  // the deadline came from a clock read this library did not see
         timespec now{};
