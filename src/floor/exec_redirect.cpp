@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -67,10 +66,8 @@ bool Warden::redirect_exec(const seccomp_notif& request, std::string& why) {
   const std::string proc = "/proc/" + std::to_string(pid);
   if (at && program.empty() && (request.data.args[4] & AT_EMPTY_PATH) != 0) {
     program = link_of(proc + "/fd/" + std::to_string(folder));
-  } else if (!program.empty() && program.front() != '/') {
-    const std::string base = folder == AT_FDCWD ? link_of(proc + "/cwd")
-                                                : link_of(proc + "/fd/" + std::to_string(folder));
-    program = (std::filesystem::path(base) / program).lexically_normal().string();
+  } else {
+    program = absolute_path(pid, folder, program);
   }
   // A program that execs itself again through /proc/self/exe (busybox's applets) names its own
   // image: the wrapper must run that, not itself.

@@ -1,10 +1,12 @@
 #include "floor/process_access.hpp"
 
+#include <fcntl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -37,6 +39,15 @@ bool read_string(pid_t pid, uint64_t where, std::string& out) {
     out.append(chunk, size);
   }
   return false;
+}
+
+std::string absolute_path(pid_t pid, int folder, const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  const std::string base =
+      folder == AT_FDCWD ? link_of(proc + "/cwd") : link_of(proc + "/fd/" + std::to_string(folder));
+  if (base.empty() || base.front() != '/') return {};
+  return (std::filesystem::path(base) / path).lexically_normal().string();
 }
 
 std::string link_of(const std::string& path) {

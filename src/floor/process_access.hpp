@@ -17,6 +17,9 @@ bool write_memory(pid_t pid, uint64_t where, const void* bytes, size_t size);
 // A zero-terminated string of at most 4096 bytes (read a page at most at a time: it may end
 // just before an unmapped page).
 bool read_string(pid_t pid, uint64_t where, std::string& out);
+// `path` as process `pid` names it, made absolute: relative to `folder` (AT_FDCWD: its working
+// folder, else one of its descriptors) and lexically normal. Empty when the base is unknown.
+std::string absolute_path(pid_t pid, int folder, const std::string& path);
 // A symbolic link's target ("" when it cannot be read): /proc/PID/cwd, /proc/PID/fd/N.
 std::string link_of(const std::string& path);
 // The process (thread group) thread `tid` belongs to; 0 when it is gone.

@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <string>
 
 #include "floor/floor.hpp"
@@ -260,13 +259,8 @@ void Warden::answer_random(const seccomp_notif& request, seccomp_notif_resp& res
 // Empty when it cannot be read (the kernel answers the call as it would anyway).
 static std::string path_argument(pid_t pid, int folder, uint64_t where) {
   std::string path;
-  if (!read_string(pid, where, path) || path.empty()) return {};
-  if (path.front() == '/') return path;
-  const std::string proc = "/proc/" + std::to_string(pid);
-  const std::string base =
-      folder == AT_FDCWD ? link_of(proc + "/cwd") : link_of(proc + "/fd/" + std::to_string(folder));
-  if (base.empty() || base.front() != '/') return {};
-  return (std::filesystem::path(base) / path).lexically_normal().string();
+  if (!read_string(pid, where, path)) return {};
+  return absolute_path(pid, folder, path);
 }
 
 // An open of /dev/urandom or /dev/random is answered with a descriptor of the process's
