@@ -127,7 +127,8 @@ class Filter {
 // The root program, stopped by ptrace at its exec (PTRACE_TRACEME before execve): its auxiliary
 // vector's AT_SYSINFO_EHDR entry becomes AT_IGNORE, so neither libc nor Go's runtime finds the
 // vDSO and every clock read is a system call the floor sees. Detaches in every case. False, with
-// `why`, when the process was not stopped at its exec or its stack could not be rewritten.
+// `why` set (it is left alone on success), when the process was not stopped at its exec or its
+// stack could not be rewritten.
 // `startup_random` (16 bytes, or empty) replaces the bytes AT_RANDOM points to.
 bool hide_vdso(pid_t pid, std::string& why, const std::string& startup_random = {});
 

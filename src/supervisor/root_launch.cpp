@@ -66,6 +66,8 @@ void tell(int channel, char tag, const void* body, size_t size) {
 }
 
 volatile pid_t init_program = 0;
+// What the init passes on to the program (an init ignores the signals it does not handle).
+constexpr int kForwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 
 void forward_to_program(int signal_number) {
   if (init_program > 0) ::kill(init_program, signal_number);
@@ -84,23 +86,19 @@ void forward_to_program(int signal_number) {
   }
   struct sigaction forward {};
   forward.sa_handler = forward_to_program;
-  for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
-    ::sigaction(signal_number, &forward, nullptr);
-  }
+  for (int signal_number : kForwarded) ::sigaction(signal_number, &forward, nullptr);
   const pid_t program = ::fork();
   if (program < 0) ::_exit(127);
   if (program == 0) {
     struct sigaction standard {};
     standard.sa_handler = SIG_DFL;
-    for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
-      ::sigaction(signal_number, &standard, nullptr);
-    }
+    for (int signal_number : kForwarded) ::sigaction(signal_number, &standard, nullptr);
     exec_program(channel, plan);
   }
   init_program = program;
   if (plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole) {
-    std::string why;
-    if (!floor::hide_vdso(program, why, plan.startup_random) && why.empty()) why = "unknown";
+    std::string why;  // stays empty when the vDSO was hidden
+    floor::hide_vdso(program, why, plan.startup_random);
     tell(channel, 'V', why.data(), why.size());
   }
   ::close(channel);
@@ -340,10 +338,7 @@ void PreparedRoot::go() {
     throw std::runtime_error("cannot run " + program_ + ": " +
                              std::strerror(exec_error != 0 ? exec_error : ECHILD));
   }
-  if (hide_vdso_ && !floor::hide_vdso(pid_, vdso_failure_, startup_random_) &&
-      vdso_failure_.empty()) {
-    vdso_failure_ = "unknown";
-  }
+  if (hide_vdso_) floor::hide_vdso(pid_, vdso_failure_, startup_random_);
 }
 
 }  // namespace tapedeck::supervisor
