@@ -18,8 +18,13 @@ void TreeEffects::handle_file(const Connection& connection, wire::Op op, wire::C
   if (!cursor.ok()) throw std::runtime_error("a malformed file report");
   const std::optional<std::string> path = relative(absolute);
   if (!path) return server_.answer(connection, Reply::ok);
-  if (options_.mode == RunOptions::Mode::record) return record_file(connection, op, *path);
-  replay_file(connection, op, *path, flags);
+  file_effect(connection, op, *path, flags);
+}
+
+void TreeEffects::file_effect(const Connection& connection, wire::Op op, const std::string& path,
+                              uint8_t flags) {
+  if (options_.mode == RunOptions::Mode::record) return record_file(connection, op, path);
+  replay_file(connection, op, path, flags);
 }
 
 // The bytes of a workspace path as the run sees it now (record: the workspace; replay: the

@@ -55,10 +55,8 @@ int64_t TreeEffects::clock_read(pid_t, bool wall, int64_t real_ms) {
 }
 
 bool TreeEffects::sleep(pid_t, uint64_t ms) {
+  record_sleep(ms);
   const bool replay = options_.mode == RunOptions::Mode::replay;
-  if (replay) session_->clock().advance_ms(ms);
-  recorder().record(kind::ClockSleep{ms});
-  step_clock();
   if (replay && index_) preload::advance(index_->clock_map(), ms);
   return replay;
 }
@@ -68,16 +66,14 @@ bool TreeEffects::open(pid_t pid, const std::string& absolute, bool writes, bool
   if (!path) return true;
   const Connection connection = floor_connection(pid);
   if (!writes) {
-    if (options_.mode == RunOptions::Mode::record) {
-      record_file(connection, wire::Op::open_read, *path);
-    } else {
-      replay_file(connection, wire::Op::open_read, *path, 0);
-    }
+    file_effect(connection, wire::Op::open_read, *path);
   } else {
+    // As the preload reports it: replay serves a write that reads too as one open; record
+    // tapes the read, and the write once its file is closed.
     if (options_.mode == RunOptions::Mode::replay) {
-      replay_file(connection, wire::Op::open_write, *path, reads_too ? 2 : 0);
+      file_effect(connection, wire::Op::open_write, *path, reads_too ? 2 : 0);
     } else if (reads_too) {
-      record_file(connection, wire::Op::open_read, *path);
+      file_effect(connection, wire::Op::open_read, *path);
     }
     floor_writes_.try_emplace(*path, -1, 0);
   }
@@ -91,12 +87,7 @@ void TreeEffects::settle(pid_t pid, const std::string& path, std::pair<off_t, in
       status.st_size, int64_t{status.st_mtim.tv_sec} * 1'000'000'000 + status.st_mtim.tv_nsec};
   if (now == taped) return;
   taped = now;
-  const Connection connection = floor_connection(pid);
-  if (options_.mode == RunOptions::Mode::record) {
-    record_file(connection, wire::Op::closed_write, path);
-  } else {
-    replay_file(connection, wire::Op::closed_write, path, 0);
-  }
+  file_effect(floor_connection(pid), wire::Op::closed_write, path);
 }
 
 void TreeEffects::closing(pid_t pid, const std::string& absolute) {
@@ -114,11 +105,7 @@ void TreeEffects::deleting(pid_t pid, const std::string& absolute) {
     settle(pid, written->first, written->second);
     floor_writes_.erase(written);
   }
-  if (options_.mode == RunOptions::Mode::record) {
-    record_file(floor_connection(pid), wire::Op::deleted, *path);
-  } else {
-    replay_file(floor_connection(pid), wire::Op::deleted, *path, 0);
-  }
+  file_effect(floor_connection(pid), wire::Op::deleted, *path);
 }
 
 void TreeEffects::renamed(pid_t pid, const std::string& from, const std::string& to) {

@@ -121,6 +121,12 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
   }
 }
 
+void TreeEffects::record_sleep(uint64_t ms) {
+  if (options_.mode == RunOptions::Mode::replay) session_->clock().advance_ms(ms);
+  recorder().record(kind::ClockSleep{ms});
+  step_clock();
+}
+
 void TreeEffects::handle_events(wire::Cursor& cursor) {
   while (!cursor.done()) {
     const auto event = static_cast<wire::Event>(cursor.take_int<uint8_t>());
@@ -134,11 +140,7 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
         recorder().record(kind::ClockRead{ClockSource::monotonic, value});
         break;
       case wire::Event::sleep:
-        if (options_.mode == RunOptions::Mode::replay) {
-          session_->clock().advance_ms(static_cast<uint64_t>(value));
-        }
-        recorder().record(kind::ClockSleep{static_cast<uint64_t>(value)});
-        step_clock();
+        record_sleep(static_cast<uint64_t>(value));
         break;
     }
   }

@@ -95,10 +95,16 @@ class TreeEffects : public floor::Services {
   void record_write(const std::string& path, const std::string& bytes);
 
   void handle_events(wire::Cursor& cursor);
+  // A sleep of `ms` taped (replay: the session's clock moves past it first), and the clock
+  // map's stretch stepped.
+  void record_sleep(uint64_t ms);
 
   // file_effects.cpp
   void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor);
   void handle_rename(const Connection& connection, wire::Cursor& cursor);
+  // A file report answered as the mode has it: record_file tapes it, replay_file serves it.
+  void file_effect(const Connection& connection, wire::Op op, const std::string& path,
+                   uint8_t flags = 0);
   void record_file(const Connection& connection, wire::Op op, const std::string& path);
   void replay_file(const Connection& connection, wire::Op op, const std::string& path,
                    uint8_t flags);
