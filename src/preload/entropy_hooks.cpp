@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "preload/entropy_stream.hpp"
 #include "preload/interposer.hpp"
 
 #pragma GCC visibility push(hidden)
@@ -45,15 +46,8 @@ struct EntropyStream {
 constinit EntropyStream stream;
 
 void rekey() {
-  blake3_hasher_init_keyed(&stream.keyed, stream.seed);
-  blake3_hasher_update(&stream.keyed, stream.key, strlen(stream.key));
+  entropy_stream::open(stream.keyed, stream.seed, stream.key);
   stream.offset.store(0, std::memory_order_relaxed);
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
 }
 
 // Descriptors open on /dev/urandom or /dev/random.
@@ -84,13 +78,7 @@ ssize_t cookie_read(void*, char* buffer, size_t size) {
 }  // namespace
 
 void start_entropy(const char* seed_hex, const char* key) {
-  if (seed_hex == nullptr || strlen(seed_hex) != 2 * BLAKE3_KEY_LEN) return;
-  for (size_t i = 0; i < BLAKE3_KEY_LEN; ++i) {
-    const int high = hex_value(seed_hex[2 * i]);
-    const int low = hex_value(seed_hex[2 * i + 1]);
-    if (high < 0 || low < 0) return;
-    stream.seed[i] = static_cast<uint8_t>(high * 16 + low);
-  }
+  if (seed_hex == nullptr || !entropy_stream::seed_from_hex(seed_hex, stream.seed)) return;
   snprintf(stream.key, kKeyMax, "%s", key != nullptr && *key != '\0' ? key : "0");
   rekey();
   stream.on = true;

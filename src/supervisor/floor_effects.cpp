@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "preload/entropy_stream.hpp"
 #include "supervisor/tree_effects.hpp"
 
 namespace tapedeck::supervisor {
@@ -159,21 +160,18 @@ bool TreeEffects::skip_wait(pid_t pid, uint64_t ms) {
 }
 
 void TreeEffects::set_entropy_seed(const std::string& seed_hex) {
-  entropy_seed_.clear();
-  for (size_t at = 0; at + 1 < seed_hex.size() && entropy_seed_.size() < BLAKE3_KEY_LEN; at += 2) {
-    entropy_seed_.push_back(static_cast<char>(std::stoi(seed_hex.substr(at, 2), nullptr, 16)));
-  }
-  if (entropy_seed_.size() != BLAKE3_KEY_LEN) entropy_seed_.clear();
+  uint8_t seed[BLAKE3_KEY_LEN];
+  entropy_seed_ = entropy_stream::seed_from_hex(seed_hex, seed)
+                      ? std::string(reinterpret_cast<const char*>(seed), sizeof seed)
+                      : std::string();
 }
 
 namespace {
 
-// Bytes [offset, offset + size) of the stream keyed by the seed over `place` (as the preload's
-// entropy axis draws them: see preload/entropy_hooks.cpp).
+// Bytes [offset, offset + size) of `place`'s stream, as the preload's entropy axis draws them.
 std::string draw(const std::string& seed, const std::string& place, uint64_t offset, size_t size) {
   blake3_hasher keyed;
-  blake3_hasher_init_keyed(&keyed, reinterpret_cast<const uint8_t*>(seed.data()));
-  blake3_hasher_update(&keyed, place.data(), place.size());
+  entropy_stream::open(keyed, reinterpret_cast<const uint8_t*>(seed.data()), place);
   std::string bytes(size, '\0');
   blake3_hasher_finalize_seek(&keyed, offset, reinterpret_cast<uint8_t*>(bytes.data()), size);
   return bytes;
