@@ -32,6 +32,9 @@ std::vector<Finding> find(std::string_view bytes);
 
 // `bytes` with every credential-shaped string replaced by kRedacted; the number replaced.
 size_t redact(std::string& bytes);
+// `bytes` with every occurrence of the `known` values (credentials whatever their shape)
+// replaced by kRedacted; the number replaced.
+size_t redact_values(std::string& bytes, const std::vector<std::string>& known);
 
 // What scrub_tape did: credentials redacted, sidecar entries and payloads rewritten under new
 // hashes, old entries removed.

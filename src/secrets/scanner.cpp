@@ -102,6 +102,19 @@ std::vector<Finding> find(std::string_view bytes) {
   return kept;
 }
 
+size_t redact_values(std::string& bytes, const std::vector<std::string>& known) {
+  size_t redacted = 0;
+  for (const std::string& value : known) {
+    if (value.empty()) continue;
+    for (size_t at = bytes.find(value); at != std::string::npos;
+         at = bytes.find(value, at + kRedacted.size())) {
+      bytes.replace(at, value.size(), kRedacted);
+      ++redacted;
+    }
+  }
+  return redacted;
+}
+
 size_t redact(std::string& bytes) {
   const std::vector<Finding> findings = find(bytes);
   for (auto it = findings.rbegin(); it != findings.rend(); ++it) {

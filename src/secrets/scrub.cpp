@@ -27,16 +27,7 @@ class Scrubber {
  private:
   // Every known value, then every credential shape.
   size_t redact(std::string& bytes) const {
-    size_t found = 0;
-    for (const std::string& value : known_) {
-      if (value.empty()) continue;
-      for (size_t at = bytes.find(value); at != std::string::npos;
-           at = bytes.find(value, at + kRedacted.size())) {
-        bytes.replace(at, value.size(), kRedacted);
-        ++found;
-      }
-    }
-    return found + secrets::redact(bytes);
+    return redact_values(bytes, known_) + secrets::redact(bytes);
   }
 
   void text(std::string& value) { report_.credentials += redact(value); }

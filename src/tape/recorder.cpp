@@ -368,13 +368,7 @@ size_t Recorder::redact(std::string& bytes) const {
   size_t redacted = 0;
   if (has_secrets_.load(std::memory_order_acquire)) {
     std::lock_guard lock(secrets_mutex_);
-    for (const std::string& secret : secrets_) {
-      for (size_t at = bytes.find(secret); at != std::string::npos;
-           at = bytes.find(secret, at + kRedacted.size())) {
-        bytes.replace(at, secret.size(), kRedacted);
-        ++redacted;
-      }
-    }
+    redacted = secrets::redact_values(bytes, secrets_);
   }
   return redacted + secrets::redact(bytes);
 }
