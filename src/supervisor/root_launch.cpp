@@ -108,7 +108,7 @@ void forward_to_program(int signal_number) {
     if (ended == program) break;
     if (ended < 0 && errno != EINTR) ::_exit(127);
   }
-  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  ::_exit(exit_code_of(status));
 }
 
 bool write_text(const char* path, const char* text) {
@@ -206,7 +206,7 @@ bool write_text(const char* path, const char* text) {
   int status = 0;
   while (::waitpid(init, &status, 0) < 0 && errno == EINTR) {
   }
-  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  ::_exit(exit_code_of(status));
 }
 
 void reap(pid_t pid) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <optional>
 #include <string>
@@ -17,6 +18,12 @@
 #include "floor/floor.hpp"
 
 namespace tapedeck::supervisor {
+
+// A wait status as an exit code, the way a shell reports it: a death by signal is 128 + signal.
+// (The pid namespace's init and the set-up process in front of it end with the program's.)
+inline int exit_code_of(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
 struct RootPlan {
   const char* program = nullptr;

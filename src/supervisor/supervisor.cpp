@@ -240,7 +240,7 @@ RunOutcome run(const RunOptions& options) {
   forward_to = 0;
   wind_down();
   if (floor_serves) effects.settle_all();
-  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  outcome.exit_code = exit_code_of(status);
   if (capture) {
     capture->finish(std::chrono::milliseconds(2000));
     effects.record_outcome(outcome.exit_code, capture->stdout_output(), capture->stderr_output());
