@@ -194,12 +194,13 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   std::vector<char*> env = subprocess_environment();
   const auto started = std::chrono::steady_clock::now();
   const long long pids_before = last_pid();
+  const pid_t shim = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) fail(std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
     // Killed with this process (SIGKILL cannot be passed on), as it would be natively.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() == 1) std::_Exit(137);  // this process is gone already
+    if (::getppid() != shim) std::_Exit(137);  // this process is gone already
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
     if (call.search_path) {
