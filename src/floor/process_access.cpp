@@ -64,12 +64,25 @@ pid_t process_of(pid_t tid) {
   return 0;
 }
 
-pid_t parent_of(pid_t pid) {
+namespace {
+
+// A pid field of /proc/PID/status ("PPid:", "TracerPid:"); 0 when the process is gone.
+pid_t status_field(pid_t pid, std::string_view field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("PPid:")) return static_cast<pid_t>(std::stol(line.substr(5)));
+    if (line.starts_with(field)) return static_cast<pid_t>(std::stol(line.substr(field.size())));
   }
   return 0;
+}
+
+}  // namespace
+
+pid_t parent_of(pid_t pid) {
+  return status_field(pid, "PPid:");
+}
+
+pid_t tracer_of(pid_t pid) {
+  return status_field(pid, "TracerPid:");
 }
 
 std::vector<TcpSocket> tcp_sockets_on(uint16_t port) {

@@ -26,6 +26,8 @@ std::string link_of(const std::string& path);
 pid_t process_of(pid_t tid);
 // The parent of process `pid`; 0 when it is gone.
 pid_t parent_of(pid_t pid);
+// The process tracing process `pid` (ptrace); 0 when none or gone.
+pid_t tracer_of(pid_t pid);
 // The TCP sockets (IPv4 and IPv6) bound to local `port`, as /proc/net/tcp and tcp6 list them.
 struct TcpSocket {
   bool listening = false;

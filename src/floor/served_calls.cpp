@@ -42,20 +42,22 @@ void let_through(seccomp_notif_resp& response) {
 }  // namespace
 
 // The root's own processes: running its image, and not below the exec wrapper (a subprocess
-// may run the same image: busybox's applets, a program that runs itself again).
+// may run the same image: busybox's applets, a program that runs itself again). The wrapper
+// either is the subprocess's parent or traces the subprocess (see tapedeck-exec).
 bool Warden::served(pid_t pid) const {
   struct stat image {};
   if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) return false;
   if (image.st_dev != root_device_ || image.st_ino != root_inode_) return false;
   if (wrapper_inode_ == 0) return true;
+  auto runs_wrapper = [&](pid_t process) {
+    struct stat running {};
+    return process > 1 &&
+           ::stat(("/proc/" + std::to_string(process) + "/exe").c_str(), &running) == 0 &&
+           running.st_dev == wrapper_device_ && running.st_ino == wrapper_inode_;
+  };
   for (pid_t process = process_of(pid); process > 1 && process != program_pid_;) {
     const pid_t parent = parent_of(process);
-    struct stat ancestor {};
-    if (parent > 1 &&
-        ::stat(("/proc/" + std::to_string(parent) + "/exe").c_str(), &ancestor) == 0 &&
-        ancestor.st_dev == wrapper_device_ && ancestor.st_ino == wrapper_inode_) {
-      return false;
-    }
+    if (runs_wrapper(parent) || runs_wrapper(tracer_of(process))) return false;
     process = parent;
   }
   return true;

@@ -1,8 +1,12 @@
 // exec, posix_spawn, vfork, _exit. The root process (the supervisor's own child) continues
 // itself when it execs; any other process's exec starts a subprocess, which goes through
 // tapedeck-exec: record runs it and keeps its output, replay plays that back.
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +17,7 @@
 extern char** environ;
 
 #include "preload/interposer.hpp"
+#include "preload/stream_capture.hpp"
 
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
@@ -89,6 +94,86 @@ bool exec_would_start(const char* program, bool search_path) {
   return false;
 }
 
+// A fork that runs no fork handlers: its children only exec or exit.
+pid_t plain_fork() {
+  return static_cast<pid_t>(syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+}
+
+// Record: starts the subprocess's teller (tapedeck-exec in its teller mode, forked off twice so
+// that it is never a child the subprocess could wait for) and has it attach to this process
+// before this process becomes the subprocess: what the parent does to it from the first instant
+// (Popen.kill() right after the start) is taped too. On success every signal stays blocked and
+// `mode` tells the shim where the output goes and which signal mask the program gets; on
+// failure nothing has changed and the shim starts a teller itself.
+bool start_teller(char** shim, char* const envp[], char* mode, size_t mode_size) {
+  sigset_t everything, original;
+  sigfillset(&everything);
+  sigprocmask(SIG_BLOCK, &everything, &original);
+  // Inherited across the teller's exec: no O_CLOEXEC.
+  stream_capture::Capture out, err, ready;
+  auto give_up = [&] {
+    for (int* fd : {&out.read_end, &out.write_end, &err.read_end, &err.write_end, &ready.read_end,
+                    &ready.write_end}) {
+      stream_capture::close_end(*fd);
+    }
+    sigprocmask(SIG_SETMASK, &original, nullptr);
+    return false;
+  };
+  int ready_ends[2];
+  if (!stream_capture::open_capture(STDOUT_FILENO, false, out) ||
+      !stream_capture::open_capture(STDERR_FILENO, false, err) || pipe2(ready_ends, 0) != 0) {
+    return give_up();
+  }
+  ready = {stream_capture::above_standard(ready_ends[0], false),
+           stream_capture::above_standard(ready_ends[1], false)};
+  const pid_t subprocess = getpid();
+  prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);  // for Yama's restricted mode, until attached
+  const pid_t middle = plain_fork();
+  if (middle == 0) {
+    if (plain_fork() != 0) ensure(real.exit_now, "_exit")(0);
+    for (int* fd : {&out.write_end, &err.write_end, &ready.read_end}) {
+      stream_capture::close_end(*fd);
+    }
+    char teller_mode[96];
+    snprintf(teller_mode, sizeof teller_mode, "teller:%d:%d:%d:%d", subprocess, out.read_end,
+             err.read_end, ready.write_end);
+    shim[1] = teller_mode;
+    ensure(real.execve, "execve")(config.exec_shim, shim, envp);
+    ensure(real.exit_now, "_exit")(127);  // the write end closes: no word is a "no"
+  }
+  for (int* fd : {&ready.write_end, &out.read_end, &err.read_end}) stream_capture::close_end(*fd);
+  char attached = 'n';
+  if (middle > 0) {
+    while (waitpid(middle, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    while (read(ready.read_end, &attached, 1) < 0 && errno == EINTR) {
+    }
+  }
+  prctl(PR_SET_PTRACER, 0);
+  if (attached != 'y') return give_up();
+  stream_capture::close_end(ready.read_end);
+  unsigned long long mask = 0;
+  for (int signal_number = 1; signal_number <= 64; ++signal_number) {
+    if (sigismember(&original, signal_number) == 1) mask |= 1ULL << (signal_number - 1);
+  }
+  snprintf(mode, mode_size, "watched:%d:%d:%llx", out.write_end, err.write_end, mask);
+  return true;
+}
+
+// Replay: the recorded result of the subprocess this exec starts is claimed now, at the point
+// where the recording's teller took it on, so that a stand-in killed before it asks (as its
+// parent's Popen.kill() can) leaves the next same-named subprocess its own result.
+void claim_spawn(const char* program, char* const argv[]) {
+  static char buffer[1 << 16];
+  char cwd[kPathMax];
+  if (getcwd(cwd, sizeof cwd) == nullptr) return;
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::spawn_claim));
+  tapedeck::wire::put_invocation(frame, program, argv, cwd);
+  Answer answer;
+  if (!frame.overflow) ask(frame, answer, false);
+}
+
 // `envp` with this process's stream key for the image that continues it (randomness goes on
 // where this process's left off, under a key of its own).
 char* const* with_entropy_key(char* const* envp, char** storage, size_t capacity) {
@@ -114,7 +199,17 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
     if (!exec_would_start(program, search_path)) return -1;
     static char* argv_storage[kMaxArgs];  // exec replaces the image: no one else uses it after
     if (shim_argv(program, search_path, argv, argv_storage)) {
-      return ensure(real.execve, "execve")(config.exec_shim, argv_storage, envp);
+      static char watched_mode[96];
+      sigset_t original;
+      sigprocmask(SIG_SETMASK, nullptr, &original);
+      if (config.mode == Mode::record &&
+          start_teller(argv_storage, envp, watched_mode, sizeof watched_mode)) {
+        argv_storage[1] = watched_mode;
+      }
+      if (config.mode == Mode::replay) claim_spawn(program, argv);
+      const int result = ensure(real.execve, "execve")(config.exec_shim, argv_storage, envp);
+      sigprocmask(SIG_SETMASK, &original, nullptr);  // the exec failed: the caller goes on
+      return result;
     }
   }
   static char* env_storage[8192];

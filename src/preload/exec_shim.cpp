@@ -5,6 +5,12 @@
 //
 //   tapedeck-exec MODE SOCKET SEARCH PROGRAM ARGV0 [ARGS…]
 //
+// MODE: `replay`; `record` (this process starts the teller that tapes the subprocess); and the
+// two halves of a start the preload began before its exec: `teller:PID:OUT:ERR:READY` (attach
+// to PID, read its output from OUT and ERR, say "y" on READY) and `watched:OUT:ERR:MASK` (a
+// teller is attached: put the pipes' write ends on stdout and stderr, restore the signal mask
+// MASK, become the program). A closed standard stream is passed as -1 and stays closed.
+//
 // It is linked statically, so the LD_PRELOAD it inherits never loads into it, and the program it
 // runs gets neither LD_PRELOAD nor TAPEDECK_*: a subprocess is one black box on the tape (its
 // own clock reads and files are its business; its output is the input the tree consumed).
@@ -12,13 +18,17 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -26,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "preload/stream_capture.hpp"
 #include "preload/wire.hpp"
 
 extern char** environ;
@@ -33,6 +44,8 @@ extern char** environ;
 namespace {
 
 namespace wire = tapedeck::wire;
+namespace stream_capture = tapedeck::stream_capture;
+using stream_capture::Capture;
 
 [[noreturn]] void fail(const std::string& message) {
   const std::string line = "tapedeck-exec: " + message + "\n";
@@ -41,13 +54,15 @@ namespace wire = tapedeck::wire;
   std::_Exit(127);
 }
 
-void write_all(int fd, std::string_view bytes) {
+// False when the reader went away.
+bool write_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t sent = ::write(fd, bytes.data(), bytes.size());
     if (sent < 0 && errno == EINTR) continue;
-    if (sent <= 0) return;  // the reader went away: keep going, the tape still wants the bytes
+    if (sent <= 0) return false;
     bytes.remove_prefix(static_cast<size_t>(sent));
   }
+  return true;
 }
 
 class Supervisor {
@@ -57,12 +72,14 @@ class Supervisor {
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     std::strncpy(address.sun_path, socket_path, sizeof address.sun_path - 1);
+    fd_ = stream_capture::above_standard(fd_, true);
     if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
       fail(std::string("cannot reach the supervisor at ") + socket_path + ": " +
            std::strerror(errno));
     }
   }
   ~Supervisor() { ::close(fd_); }
+  int fd() const { return fd_; }
 
   // Sends a finished frame and returns the reply's op and body.
   std::pair<wire::Reply, std::string> ask(std::string frame) {
@@ -102,24 +119,11 @@ struct Invocation {
   std::string program;
   bool search_path = false;
   std::vector<char*> argv;  // as the caller gave it, argv[0] included, null-terminated
-  std::vector<std::string> args;
   std::string cwd;
 };
 
-std::string_view base_name(std::string_view path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
-
-// The program as the tape names it: its path, or the name it was run under when that is
-// another (a multi-call binary: busybox run as `cat` and as `wc` are two programs).
 void put_invocation(std::string& frame, const Invocation& call) {
-  const std::string_view argv0 = call.argv.empty() || call.argv[0] == nullptr ? "" : call.argv[0];
-  const bool renamed = !argv0.empty() && base_name(argv0) != base_name(call.program);
-  wire::put_bytes(frame, renamed ? argv0 : std::string_view(call.program));
-  wire::put_int(frame, static_cast<uint32_t>(call.args.size()));
-  for (const std::string& arg : call.args) wire::put_bytes(frame, arg);
-  wire::put_bytes(frame, call.cwd);
+  wire::put_invocation(frame, call.program, call.argv.data(), call.cwd);
 }
 
 // Ends this process the way the subprocess ended: the same exit code, or the same signal.
@@ -178,9 +182,214 @@ void skip_pids(uint64_t count) {
   ::close(fd);
 }
 
-// The subprocess this process stands in for: a signal a process sends this one (its parent
-// thinks it is the subprocess: Popen.send_signal, terminate) is passed on to it. One the
-// kernel sends (a terminal's ^C, to the whole process group) reached it already.
+// Taping a subprocess needs its output and its exit status. The faithful way keeps it this very
+// process, so its pid is the one its parent's fork returned and its getppid() that parent: a
+// teller, forked off and orphaned (never a child the program could wait for), attaches to it
+// with ptrace, the one way a non-parent learns an exit status (a SIGKILL's included), and passes
+// every signal-delivery stop straight on. Where ptrace is not allowed, this process runs the
+// subprocess as its child instead and stands in for it (its pid and getppid() then differ).
+
+// Closes every descriptor but `keep`.
+void keep_only(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned first = 0;
+  for (int fd : keep) {
+    if (fd < 0) continue;
+    if (static_cast<unsigned>(fd) > first) ::close_range(first, static_cast<unsigned>(fd) - 1, 0);
+    first = static_cast<unsigned>(fd) + 1;
+  }
+  ::close_range(first, ~0U, 0);
+}
+
+struct Captured {
+  std::string out, err;
+};
+
+// Passes the subprocess's output through while keeping a copy, until both pipes close.
+// `on_event` runs whenever `event_fd` (-1: none) is readable.
+template <typename OnEvent>
+void pass_through(int out_fd, int err_fd, Captured& captured, int event_fd, OnEvent on_event) {
+  pollfd fds[3] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}, {event_fd, POLLIN, 0}};
+  std::string* copies[2] = {&captured.out, &captured.err};
+  int open_pipes = (out_fd >= 0 ? 1 : 0) + (err_fd >= 0 ? 1 : 0);
+  char buffer[1 << 16];
+  while (open_pipes > 0) {
+    if (::poll(fds, event_fd >= 0 ? 3 : 2, -1) < 0 && errno != EINTR) break;
+    if (event_fd >= 0 && (fds[2].revents & POLLIN) != 0) on_event();
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      const ssize_t got = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (got > 0) {
+        copies[i]->append(buffer, static_cast<size_t>(got));
+      }
+      // Where the output's reader went away, this pipe's goes too: the subprocess's next write
+      // fails (SIGPIPE) as it would natively.
+      if ((got > 0 && !write_all(i == 0 ? STDOUT_FILENO : STDERR_FILENO,
+                                 {buffer, static_cast<size_t>(got)})) ||
+          got == 0 || (got < 0 && errno != EINTR)) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_pipes;
+      }
+    }
+  }
+}
+
+struct Spawned {
+  Invocation* call;
+  std::chrono::steady_clock::time_point started;
+  long long pids_before;  // the subprocess's own pid: every pid after it is the subprocess's
+};
+
+// Hands the supervisor the process_spawn and waits for it to be taped.
+void tell(Supervisor& supervisor, const Spawned& spawned, int exit_code, const Captured& output) {
+  const long long pids_after = last_pid();
+  const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - spawned.started);
+  std::string frame;
+  wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_done));
+  put_invocation(frame, *spawned.call);
+  wire::put_int(frame, static_cast<int32_t>(exit_code));
+  wire::put_int(frame, static_cast<uint64_t>(duration.count()));
+  wire::put_bytes(frame, output.out);
+  wire::put_bytes(frame, output.err);
+  const long long before = spawned.pids_before;
+  wire::put_int(
+      frame, static_cast<uint64_t>(before >= 0 && pids_after > before ? pids_after - before : 0));
+  supervisor.ask(std::move(frame));
+}
+
+int exit_code_of(int code, int status) {
+  return code == CLD_EXITED ? status : 128 + status;
+}
+
+// The teller's side: the subprocess is `traced`. Its exit is looked at without being collected
+// until the spawn is taped, so its parent's wait returns only then (the tape's order is the
+// program's order); the collecting lets it go to that parent.
+[[noreturn]] void tell_traced(Supervisor& supervisor, const Spawned& spawned, pid_t traced,
+                              int out_fd, int err_fd) {
+  int exit_code = -1;
+  // Handles what happened to the subprocess; blocks until something did when `block`.
+  auto look = [&](bool block) {
+    while (exit_code < 0) {
+      siginfo_t info{};
+      const int how = WEXITED | WSTOPPED | WNOWAIT | __WALL | (block ? 0 : WNOHANG);
+      if (::waitid(P_PID, static_cast<id_t>(traced), &info, how) != 0) {
+        if (errno == EINTR) continue;
+        exit_code = 127;  // lost it (cannot happen while it is traced): say so rather than hang
+        return;
+      }
+      if (info.si_pid == 0) return;
+      if (info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
+        exit_code = exit_code_of(info.si_code, info.si_status);
+        return;
+      }
+      ::waitid(P_PID, static_cast<id_t>(traced), &info, WSTOPPED | __WALL | WNOHANG);
+      siginfo_t delivered{};
+      if (::ptrace(PTRACE_GETSIGINFO, traced, nullptr, &delivered) == 0) {
+        // A signal on its way in: let it in, as if nobody were looking.
+        ::ptrace(PTRACE_CONT, traced, nullptr,
+                 reinterpret_cast<void*>(static_cast<long>(info.si_status)));
+      } else {
+        ::ptrace(PTRACE_LISTEN, traced, nullptr, nullptr);  // a group stop: it stays stopped
+      }
+      if (block) return;
+    }
+  };
+  sigset_t child_changed;
+  ::sigemptyset(&child_changed);
+  ::sigaddset(&child_changed, SIGCHLD);
+  const int changes = ::signalfd(-1, &child_changed, SFD_CLOEXEC | SFD_NONBLOCK);
+  look(false);  // a stop from before the signalfd was there
+  Captured output;
+  pass_through(out_fd, err_fd, output, changes, [&] {
+    signalfd_siginfo ignored;
+    while (::read(changes, &ignored, sizeof ignored) > 0) {
+    }
+    look(false);
+  });
+  while (exit_code < 0) look(true);
+  tell(supervisor, spawned, exit_code, output);
+  int status = 0;
+  while (::waitpid(traced, &status, __WALL) < 0 && errno == EINTR) {
+  }
+  std::_Exit(0);
+}
+
+// Starts the teller (a grandchild, so the subprocess never sees it among its children) and waits
+// until it is attached. Returns false when it could not attach; in the teller, never returns.
+// True when `pid` has ended (a zombie waiting for its parent counts).
+bool gone(pid_t pid) {
+  char stat[512] = {};
+  const int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  const ssize_t got = ::read(fd, stat, sizeof stat - 1);
+  ::close(fd);
+  const char* state = got > 0 ? std::strrchr(stat, ')') : nullptr;
+  return state == nullptr || state[1] == '\0' || state[2] == 'Z' || state[2] == 'X';
+}
+
+// The teller's life: attaches to `subprocess` (which waits, every signal blocked, for the word on
+// `ready`), then passes its output through and tapes it when it ends.
+[[noreturn]] void be_teller(Supervisor& supervisor, const Spawned& spawned, pid_t subprocess,
+                            int out_fd, int err_fd, int ready) {
+  // It keeps only what it needs: none of the program's descriptors stay open longer than the
+  // subprocess holds them. Terminal signals are the subprocess's, not its.
+  keep_only({STDOUT_FILENO, STDERR_FILENO, out_fd, err_fd, ready, supervisor.fd()});
+  for (int signal_number : {SIGINT, SIGQUIT, SIGHUP, SIGTSTP, SIGTTIN, SIGTTOU, SIGPIPE}) {
+    ::signal(signal_number, SIG_IGN);
+  }
+  const char attached = ::ptrace(PTRACE_SEIZE, subprocess, nullptr, nullptr) == 0 ? 'y' : 'n';
+  write_all(ready, {&attached, 1});
+  ::close(ready);
+  if (attached != 'y') {
+    // The subprocess blocks every other signal until the teller is attached: gone, it was
+    // SIGKILLed (its parent's Popen.kill() comes that early). Taped so, a replay answers it.
+    if (gone(subprocess)) tell(supervisor, spawned, 128 + SIGKILL, Captured{});
+    std::_Exit(0);
+  }
+  // SIGCHLD says the subprocess stopped or ended: it stays blocked (read from a signalfd).
+  sigset_t child_changed;
+  ::sigemptyset(&child_changed);
+  ::sigaddset(&child_changed, SIGCHLD);
+  ::sigprocmask(SIG_SETMASK, &child_changed, nullptr);
+  tell_traced(supervisor, spawned, subprocess, out_fd, err_fd);
+}
+
+// Starts a teller from here (where the preload could not: posix_spawn, the floor's redirected
+// execs). Returns false when it could not attach.
+bool start_teller(Supervisor& supervisor, const Spawned& spawned, const Capture& out,
+                  const Capture& err) {
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) return false;
+  for (int& end : ready) end = stream_capture::above_standard(end, true);
+  const pid_t subprocess = ::getpid();
+  // Only Yama's "restricted" mode asks the traced process to name its tracer; any will do for
+  // the moment until the teller is attached (before the program runs).
+  ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);
+  const pid_t middle = ::fork();
+  if (middle < 0) return false;
+  if (middle == 0) {
+    const pid_t teller = ::fork();
+    if (teller != 0) std::_Exit(teller < 0 ? 1 : 0);
+    be_teller(supervisor, spawned, subprocess, out.read_end, err.read_end, ready[1]);
+  }
+  ::close(ready[1]);
+  int status = 0;
+  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
+  }
+  char attached = 'n';
+  while (::read(ready[0], &attached, 1) < 0 && errno == EINTR) {
+  }
+  ::close(ready[0]);
+  ::prctl(PR_SET_PTRACER, 0);
+  return attached == 'y';
+}
+
+// The subprocess this process stands in for, where it cannot be the subprocess itself: a signal
+// a process sends this one (its parent thinks it is the subprocess: Popen.send_signal,
+// terminate) is passed on to it. One the kernel sends (a terminal's ^C, to the whole process
+// group) reached it already.
 volatile pid_t subprocess = 0;
 constexpr int kPassedOn[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT};
 
@@ -188,12 +397,35 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   if (subprocess > 0 && info != nullptr && info->si_code <= 0) ::kill(subprocess, signal_number);
 }
 
-[[noreturn]] void record(Supervisor& supervisor, Invocation& call) {
-  int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) fail("pipe failed");
+[[noreturn]] void run_program(const Invocation& call, std::vector<char*>& env) {
+  if (call.search_path) {
+    ::execvpe(call.program.c_str(), call.argv.data(), env.data());
+  } else {
+    ::execve(call.program.c_str(), call.argv.data(), env.data());
+  }
+  const int error = errno;
+  const std::string line = call.program + ": " + std::strerror(error) + "\n";
+  write_all(STDERR_FILENO, line);
+  std::_Exit(error == ENOENT ? 127 : 126);
+}
+
+// Called with every signal blocked; `original` is the mask the program gets.
+[[noreturn]] void record(Supervisor& supervisor, Invocation& call, const sigset_t& original) {
+  Capture out, err;
+  if (!stream_capture::open_capture(STDOUT_FILENO, true, out) ||
+      !stream_capture::open_capture(STDERR_FILENO, true, err)) {
+    fail("pipe failed");
+  }
   std::vector<char*> env = subprocess_environment();
-  const auto started = std::chrono::steady_clock::now();
-  const long long pids_before = last_pid();
+  const Spawned spawned{&call, std::chrono::steady_clock::now(), ::getpid()};
+  const bool traced = start_teller(supervisor, spawned, out, err);
+  ::sigprocmask(SIG_SETMASK, &original, nullptr);  // what came meanwhile now reaches it
+  if (traced) {
+    stream_capture::attach(out, STDOUT_FILENO);
+    stream_capture::attach(err, STDERR_FILENO);
+    run_program(call, env);
+  }
+
   const pid_t shim = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) fail(std::string("fork failed: ") + std::strerror(errno));
@@ -201,20 +433,13 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
     // Killed with this process (SIGKILL cannot be passed on), as it would be natively.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != shim) std::_Exit(137);  // this process is gone already
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(err[1], STDERR_FILENO);
-    if (call.search_path) {
-      ::execvpe(call.program.c_str(), call.argv.data(), env.data());
-    } else {
-      ::execve(call.program.c_str(), call.argv.data(), env.data());
-    }
-    const int error = errno;
-    const std::string line = call.program + ": " + std::strerror(error) + "\n";
-    write_all(STDERR_FILENO, line);
-    std::_Exit(error == ENOENT ? 127 : 126);
+    stream_capture::attach(out, STDOUT_FILENO);
+    stream_capture::attach(err, STDERR_FILENO);
+    run_program(call, env);
   }
-  ::close(out[1]);
-  ::close(err[1]);
+  stream_capture::close_end(out.write_end);
+  stream_capture::close_end(err.write_end);
+  ::signal(SIGPIPE, SIG_IGN);  // a reader gone is handled where the output is passed through
   // Signals meant for the subprocess reach it; this process waits and tells.
   subprocess = pid;
   struct sigaction forward {};
@@ -222,44 +447,13 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   forward.sa_flags = SA_SIGINFO | SA_RESTART;
   for (int signal_number : kPassedOn) ::sigaction(signal_number, &forward, nullptr);
 
-  std::string captured[2];
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  int open_pipes = 2;
-  char buffer[1 << 16];
-  while (open_pipes > 0) {
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-      const ssize_t got = ::read(fds[i].fd, buffer, sizeof buffer);
-      if (got > 0) {
-        captured[i].append(buffer, static_cast<size_t>(got));
-        write_all(i == 0 ? STDOUT_FILENO : STDERR_FILENO, {buffer, static_cast<size_t>(got)});
-      } else if (got == 0 || errno != EINTR) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_pipes;
-      }
-    }
-  }
+  Captured output;
+  pass_through(out.read_end, err.read_end, output, -1, [] {});
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  const long long pids_after = last_pid();
-  const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - started);
-
-  std::string frame;
-  wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_done));
-  put_invocation(frame, call);
-  wire::put_int(frame, static_cast<int32_t>(exit_code));
-  wire::put_int(frame, static_cast<uint64_t>(duration.count()));
-  wire::put_bytes(frame, captured[0]);
-  wire::put_bytes(frame, captured[1]);
-  wire::put_int(frame, static_cast<uint64_t>(pids_before >= 0 && pids_after > pids_before
-                                                 ? pids_after - pids_before
-                                                 : 0));
-  supervisor.ask(std::move(frame));
+  tell(supervisor, spawned, exit_code, output);
   exit_like(exit_code);
 }
 
@@ -274,11 +468,20 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   const std::string_view out = cursor.take_bytes();
   const std::string_view err = cursor.take_bytes();
   const auto pids = cursor.take_int<uint64_t>();
+  const auto duration_ms = cursor.take_int<uint64_t>();
   if (!cursor.ok()) fail("bad replay answer from the supervisor");
   skip_pids(pids);
   ::signal(SIGPIPE, SIG_IGN);
   write_all(STDOUT_FILENO, out);
   write_all(STDERR_FILENO, err);
+  if (exit_code > 128 && exit_code < 128 + NSIG) {
+    // It died of a signal, most likely its parent's (a timeout's kill, terminate()): it lives
+    // until that comes, as long as it lived at most, and only then dies of it by itself.
+    timespec left{static_cast<time_t>(duration_ms / 1000),
+                  static_cast<long>(duration_ms % 1000) * 1000000};
+    while (::nanosleep(&left, &left) != 0 && errno == EINTR) {
+    }
+  }
   exit_like(exit_code);
 }
 
@@ -296,11 +499,39 @@ int main(int argc, char** argv) {
   call.program = argv[4];
   for (int i = 5; i < argc; ++i) call.argv.push_back(argv[i]);
   call.argv.push_back(nullptr);
-  for (int i = 6; i < argc; ++i) call.args.emplace_back(argv[i]);
   char cwd[4096];
   call.cwd = ::getcwd(cwd, sizeof cwd) != nullptr ? cwd : "";
 
+  if (mode == "replay") {
+    Supervisor supervisor(argv[2]);
+    replay(supervisor, call);
+  }
+  int out_fd = -1, err_fd = -1, ready = -1;
+  pid_t watched = 0;
+  unsigned long long mask = 0;
+  if (std::sscanf(argv[1], "teller:%d:%d:%d:%d", &watched, &out_fd, &err_fd, &ready) == 4) {
+    Supervisor supervisor(argv[2]);
+    be_teller(supervisor, Spawned{&call, std::chrono::steady_clock::now(), watched}, watched,
+              out_fd, err_fd, ready);
+  }
+  if (std::sscanf(argv[1], "watched:%d:%d:%llx", &out_fd, &err_fd, &mask) == 3) {
+    // The preload started this subprocess's teller before the exec that led here.
+    Capture out{-1, out_fd}, err{-1, err_fd};
+    stream_capture::attach(out, STDOUT_FILENO);
+    stream_capture::attach(err, STDERR_FILENO);
+    sigset_t original;
+    ::sigemptyset(&original);
+    for (int signal_number = 1; signal_number <= 64; ++signal_number) {
+      if ((mask >> (signal_number - 1)) & 1) ::sigaddset(&original, signal_number);
+    }
+    std::vector<char*> env = subprocess_environment();
+    ::sigprocmask(SIG_SETMASK, &original, nullptr);
+    run_program(call, env);
+  }
+  // A signal sent to the subprocess before it is watched would end it untaped: held until then.
+  sigset_t everything, original;
+  ::sigfillset(&everything);
+  ::sigprocmask(SIG_BLOCK, &everything, &original);
   Supervisor supervisor(argv[2]);
-  if (mode == "replay") replay(supervisor, call);
-  record(supervisor, call);
+  record(supervisor, call, original);
 }

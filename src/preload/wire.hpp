@@ -30,13 +30,17 @@ enum class Op : uint8_t {
   spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr,
                        // u64 pids it took (its pid namespace's last pid moved by so much)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
+  spawn_claim = 'S',   // replay, from the exec about to start it: program, u32 argc, args…, cwd;
+                       // the recorded result is set aside for the process's spawn_replay (its
+                       // stand-in may be killed before it asks, as the recording's was)
 };
 
 // Replies, supervisor to process.
 enum class Reply : uint8_t {
-  ok = 'O',       // go ahead
-  spawned = 'Z',  // i32 exit, stdout, stderr, u64 pids: a replayed subprocess's recorded result
-  miss = 'M',     // text: the tape does not hold this input; the process must stop
+  ok = 'O',  // go ahead
+  spawned =
+      'Z',  // i32 exit, stdout, stderr, u64 pids, u64 ms: a replayed subprocess's recorded result
+  miss = 'M',  // text: the tape does not hold this input; the process must stop
 };
 
 // Entries of an `events` batch.
@@ -74,6 +78,26 @@ template <typename Sink>
 void put_bytes(Sink& sink, std::string_view bytes) {
   put_int(sink, static_cast<uint32_t>(bytes.size()));
   sink.append(bytes.data(), bytes.size());
+}
+
+// The subprocess as the tape names it (program, u32 argc, args…, cwd): its path, or the name it
+// was run under when that is another (a multi-call binary: busybox run as `cat` and as `wc` are
+// two programs). `argv` is null-terminated, argv[0] included.
+template <typename Sink>
+void put_invocation(Sink& sink, std::string_view program, const char* const* argv,
+                    std::string_view cwd) {
+  auto base_name = [](std::string_view path) {
+    const size_t slash = path.rfind('/');
+    return slash == std::string_view::npos ? path : path.substr(slash + 1);
+  };
+  const std::string_view argv0 = argv == nullptr || argv[0] == nullptr ? "" : argv[0];
+  const bool renamed = !argv0.empty() && base_name(argv0) != base_name(program);
+  put_bytes(sink, renamed ? argv0 : program);
+  uint32_t argc = 0;
+  while (argv != nullptr && argv[0] != nullptr && argv[argc + 1] != nullptr) ++argc;
+  put_int(sink, argc);
+  for (uint32_t i = 0; i < argc; ++i) put_bytes(sink, argv[i + 1]);
+  put_bytes(sink, cwd);
 }
 
 // Starts a frame; finish_frame() fills in its length once the body is written.

@@ -1,6 +1,13 @@
 // Subprocesses: record keeps what tapedeck-exec reports (the command, its output and exit code)
 // and what the subprocess changed in the workspace; replay serves the recorded result without
 // running anything, and makes those changes in its view.
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
 #include "tapedeck/extensions.hpp"
@@ -9,6 +16,19 @@ namespace tapedeck::supervisor {
 
 namespace fs = std::filesystem;
 using wire::Reply;
+
+namespace {
+
+bool ends_within(pid_t pid, std::chrono::milliseconds grace) {
+  const int process = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (process < 0) return errno == ESRCH;
+  pollfd ended{process, POLLIN, 0};
+  const bool gone = ::poll(&ended, 1, static_cast<int>(grace.count())) == 1;
+  ::close(process);
+  return gone;
+}
+
+}  // namespace
 
 void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
   const std::string program(cursor.take_bytes());
@@ -40,19 +60,39 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     return server_.answer(connection, Reply::ok);
   }
   ProcessResult result;
+  if (const auto claimed = claimed_spawns_.find(connection.pid); claimed != claimed_spawns_.end()) {
+    result = std::move(claimed->second);
+    claimed_spawns_.erase(claimed);
+    return answer_spawn(connection, result);
+  }
   try {
     result = session_->processes().run(program, args, cwd);
   } catch (const ReplayMiss& miss) {
+    // Not on the tape: the stand-in's own ask meets the miss.
+    if (op == wire::Op::spawn_claim) return server_.answer(connection, Reply::ok);
+    // A subprocess its parent kills at once (Popen.kill() right after the start) can be gone
+    // before its recording tapes it, leaving nothing on the tape. Its stand-in here gets the
+    // same moment to be killed before the run is stopped as a miss.
+    if (ends_within(connection.pid, std::chrono::milliseconds(100))) return;
     return server_.answer_miss(connection, std::string(miss.what()) + "; " + index_->next_spawn());
   }
   index_->spawn_served();
   step_clock();
   apply_subprocess_changes(result.recorded);
+  if (op == wire::Op::spawn_claim) {
+    claimed_spawns_[connection.pid] = std::move(result);
+    return server_.answer(connection, Reply::ok);
+  }
+  answer_spawn(connection, result);
+}
+
+void TreeEffects::answer_spawn(const Connection& connection, const ProcessResult& result) {
   std::string body;
   wire::put_int(body, result.exit_code);
   wire::put_bytes(body, result.stdout_bytes);
   wire::put_bytes(body, result.stderr_bytes);
   wire::put_int(body, pid_namespace_ ? result.pids : uint64_t{0});
+  wire::put_int(body, result.duration_ms);
   server_.answer(connection, Reply::spawned, body);
 }
 

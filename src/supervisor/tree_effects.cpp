@@ -109,6 +109,7 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         return server_.answer(connection, Reply::ok);
       case wire::Op::spawn_done:
       case wire::Op::spawn_replay:
+      case wire::Op::spawn_claim:
         return handle_spawn(connection, op, cursor);
       case wire::Op::renamed:
         return handle_rename(connection, cursor);

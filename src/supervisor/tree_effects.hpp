@@ -117,6 +117,7 @@ class TreeEffects : public floor::Services {
 
   // spawn_effects.cpp
   void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor);
+  void answer_spawn(const Connection& connection, const ProcessResult& result);
   void record_subprocess_changes();
   void apply_subprocess_changes(const kind::ProcessSpawn* recorded);
 
@@ -149,6 +150,8 @@ class TreeEffects : public floor::Services {
   // as the preload names them) with how far into its stream it has drawn.
   std::string entropy_seed_;  // 32 bytes; empty when the run has none
   std::map<pid_t, std::pair<std::string, uint64_t>> entropy_streams_;
+  // Replay: recorded results claimed by the exec that starts a subprocess, by its pid.
+  std::map<pid_t, ProcessResult> claimed_spawns_;
   int64_t paced_since_real_ns_ = 0;  // a wait ran in the kernel then (0: none since a skip)
   int64_t paced_from_ns_ = 0;        // the runtime's clock then
   std::string watch_warning_;

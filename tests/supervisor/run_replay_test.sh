@@ -167,19 +167,53 @@ check "secrets: a subprocess's output that carried the key is redacted on the ta
 check "secrets: a file that holds the key is kept by hash only, with a warning" \
   grep -q "held a credential" "$work/leak.err"
 
-# ---- a signal sent to a subprocess reaches it, through the exec shim that stands in for it -----
-cat > "$work/signals.py" <<'PY'
-import subprocess, sys, time
+# ---- a subprocess is the process its parent started: same pid, same parent, its signals ------
+# tapedeck-exec becomes the subprocess (a teller it forked off watches it), so what the parent
+# knows of it holds natively, recorded and replayed alike.
+cat > "$work/family.py" <<'PY'
+import os, subprocess, sys, time
+child = subprocess.run([sys.executable, "-c", "import os; print(os.getppid(), os.getpid())"],
+                       capture_output=True, text=True)
+print("the child's parent is me:", int(child.stdout.split()[0]) == os.getpid())
+p = subprocess.Popen([sys.executable, "-c", "import os; print(os.getpid())"], stdout=subprocess.PIPE)
+print("Popen.pid is the child's pid:", int(p.communicate()[0]) == p.pid)
+shell = subprocess.run("echo $PPID", shell=True, capture_output=True, text=True)
+print("a shell's $PPID is me:", int(shell.stdout) == os.getpid())
+at_once = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+at_once.kill()
+print("killed at once:", at_once.wait())
+later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+time.sleep(0.3)
+later.kill()
+print("killed later:", later.wait())
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
 time.sleep(0.3)
 child.terminate()
 print("terminated:", child.wait())
+print("a closed pipe:", subprocess.run("yes | head -c 3", shell=True, capture_output=True).stdout)
+PY
+cat > "$work/stopped.py" <<'PY'
+import os, signal, subprocess, sys, time
+s = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6); print('resumed')"],
+                     stdout=subprocess.PIPE, text=True)
+time.sleep(0.3)
+os.kill(s.pid, signal.SIGSTOP)
+print("stopped:", os.WIFSTOPPED(os.waitpid(s.pid, os.WUNTRACED)[1]))
+os.kill(s.pid, signal.SIGCONT)
+print(s.communicate()[0].strip(), s.returncode)
 PY
 fresh_workspace
-(cd "$work/ws" && timeout 20 "$td" run --emit-tape "$work/signals.tape" -- "$python" "$work/signals.py") \
-  > "$work/signals.out" 2> "$work/signals.err"
-check "signals: terminate() ends the subprocess, which dies of SIGTERM as natively" \
-  grep -q "terminated: -15" "$work/signals.out"
+(cd "$work/ws" && "$python" "$work/family.py" > "$work/family.native" && "$python" "$work/stopped.py" > "$work/stopped.native")
+(cd "$work/ws" && timeout 30 "$td" run -q --emit-tape "$work/family.tape" -- "$python" "$work/family.py") \
+  > "$work/family.rec" 2> "$work/family.err"
+(cd "$work/ws" && timeout 30 "$td" replay -q "$work/family.tape" -- "$python" "$work/family.py") \
+  > "$work/family.rep" 2>> "$work/family.err"
+check "family: natively every relation holds" bash -c "! grep -q False '$work/family.native'"
+check "family: recorded, the program prints what it printed natively" diff "$work/family.native" "$work/family.rec"
+check "family: replayed, too" diff "$work/family.native" "$work/family.rep"
+check "family: a SIGKILLed subprocess is taped with its signal" grep -q '"exit_code":137' "$work/family.tape"
+(cd "$work/ws" && timeout 30 "$td" run -q -- "$python" "$work/stopped.py") > "$work/stopped.rec" 2>&1
+check "family: a subprocess stopped and continued behaves as natively" diff "$work/stopped.native" "$work/stopped.rec"
 
 # ---- refusals --------------------------------------------------------------------------------
 "$td" run -- "$(dirname "$td")/tapedeck-exec" > /dev/null 2> "$work/static.err"
