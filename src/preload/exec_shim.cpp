@@ -457,6 +457,13 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   exit_like(exit_code);
 }
 
+bool sent_by_others(int signal_number) {
+  for (int sent : {SIGKILL, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) {
+    if (signal_number == sent) return true;
+  }
+  return false;
+}
+
 [[noreturn]] void replay(Supervisor& supervisor, const Invocation& call) {
   std::string frame;
   wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_replay));
@@ -474,9 +481,10 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   ::signal(SIGPIPE, SIG_IGN);
   write_all(STDOUT_FILENO, out);
   write_all(STDERR_FILENO, err);
-  if (exit_code > 128 && exit_code < 128 + NSIG) {
-    // It died of a signal, most likely its parent's (a timeout's kill, terminate()): it lives
-    // until that comes, as long as it lived at most, and only then dies of it by itself.
+  if (sent_by_others(exit_code - 128)) {
+    // It died of a signal that comes from another process, most likely its parent (a timeout's
+    // kill, terminate()): it lives until that comes, as long as it lived at most, and only then
+    // dies of it by itself. (One a process raises itself, a crash, ends it at once.)
     timespec left{static_cast<time_t>(duration_ms / 1000),
                   static_cast<long>(duration_ms % 1000) * 1000000};
     while (::nanosleep(&left, &left) != 0 && errno == EINTR) {
