@@ -15,6 +15,7 @@ packages=(
   libseccomp-dev                          # the system-call floor's filter
   libre2-dev                              # credentials recognised by shape
   python3-dotenv                          # the .env agent of the secrets test
+  python3-httpx                           # the streaming agent of the stream timing test
   golang-go musl-tools busybox-static     # Go and static programs under the floor (tests/floor)
   python3 time
   chromium                                # tapedeck view's browser test

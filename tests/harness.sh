@@ -3,7 +3,7 @@
 # failures and a closing line that says how it went.
 #   check WHAT COMMAND...   runs COMMAND; "ok: WHAT", or "FAIL: WHAT" counted
 #   finish NAME             prints the result and exits 1 when a check failed
-#   start_standin           starts the stand-in LLM server of $examples (sets $port), stopped at
+#   start_standin [ARGS]    starts the stand-in LLM server of $examples (sets $port), stopped at
 #   stop_standin            exit if the script did not stop it
 python=/usr/bin/python3
 [ -x "$python" ] || python=$(command -v python3)
@@ -27,7 +27,7 @@ finish() {
 standin_pid=
 on_exit+=('[ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null')
 start_standin() {
-  "$python" "$examples/agents/standin_llm.py" > "$work/standin.out" &
+  "$python" "$examples/agents/standin_llm.py" "$@" > "$work/standin.out" &
   standin_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$work/standin.out" 2>/dev/null && break; sleep 0.1; done
   port=$(sed -n 's/listening on //p' "$work/standin.out")

@@ -3,7 +3,7 @@
 network: POST /v1/chat/completions answers from the last user message, as one JSON body or,
 with "stream": true, as server-sent events a few words at a time.
 
-    python3 standin_llm.py [--port N]     prints "listening on PORT" once ready
+    python3 standin_llm.py [--port N] [--chunk-ms MS]     prints "listening on PORT" once ready
 
 It answers deterministically (the same request gets the same answer), so that a recording and
 a later one can be compared; an Authorization header is required, as a real server would.
@@ -13,6 +13,8 @@ import json
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CHUNK_SECONDS = 0.02  # between two events of a streamed answer (--chunk-ms)
 
 
 def answer_for(messages):
@@ -68,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
                 "created": 1700000000, "model": model,
                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
                 + "\n\n")
-            time.sleep(0.02)  # a real server takes its time between events
+            time.sleep(CHUNK_SECONDS)  # a real server takes its time between events
         self.chunk("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 
@@ -81,7 +83,11 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--chunk-ms", type=int, default=20,
+                        help="the pause between two events of a streamed answer")
     args = parser.parse_args()
+    global CHUNK_SECONDS
+    CHUNK_SECONDS = args.chunk_ms / 1000
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print("listening on %d" % server.server_address[1], flush=True)
     try:

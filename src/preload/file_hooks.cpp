@@ -159,6 +159,7 @@ FILE* taped_fopen(const char* path, const char* mode) {
 template <typename CloseReal>
 int taped_close(int fd, CloseReal&& close_real) {
   forget_entropy_fd(fd);
+  forget_proxy_fd(fd);
   if (is_connection(fd)) return 0;  // ours: a program closing every fd keeps it
   if (config.mode == Mode::off || in_hook || !untrack_written(fd)) return close_real();
   HookScope scope;

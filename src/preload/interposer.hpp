@@ -88,6 +88,11 @@ struct Real {
   decltype(&::fork) fork;
   decltype(&::_exit) exit_now;
   decltype(&::connect) connect;
+  decltype(&::write) write;
+  decltype(&::writev) writev;
+  decltype(&::send) send;
+  decltype(&::sendto) sendto;
+  decltype(&::sendmsg) sendmsg;
   decltype(&::rmdir) rmdir;
   decltype(&::statx) statx;
   decltype(&::faccessat) faccessat;
@@ -263,6 +268,9 @@ void queue_event(Event event, int64_t value);
 bool ask(FixedSink& frame, Answer& answer, bool settle = true);
 // Everything this process owes the supervisor (events, closed writes), in order.
 void sync_with_supervisor();
+// The clock reads batched so far are on the tape when this returns (a round trip, made only
+// when some are pending).
+void settle_events();
 // A written workspace file was closed; it is reported at the next point where order matters.
 void note_closed_write(const char* path);
 // Whether a closed write of `path` waits to be reported.
@@ -329,6 +337,7 @@ void draw_entropy(void* out, size_t size);
 // "TAPEDECK_ENTROPY_KEY=…" for an image this process execs in place of itself.
 const char* entropy_exec_entry();
 // A descriptor opened on `path`: one on /dev/urandom or /dev/random is read from the stream.
+void forget_proxy_fd(int fd);
 void note_entropy_fd(int fd, const char* path);
 void forget_entropy_fd(int fd);
 // fopen of /dev/urandom or /dev/random: a FILE over the stream; null for any other path.

@@ -53,6 +53,11 @@ void resolve_all() {
   real.fork = TAPEDECK_REAL(fork);
   real.exit_now = TAPEDECK_REAL(_exit);
   real.connect = TAPEDECK_REAL(connect);
+  real.write = TAPEDECK_REAL(write);
+  real.writev = TAPEDECK_REAL(writev);
+  real.send = TAPEDECK_REAL(send);
+  real.sendto = TAPEDECK_REAL(sendto);
+  real.sendmsg = TAPEDECK_REAL(sendmsg);
   real.rmdir = TAPEDECK_REAL(rmdir);
   real.statx = TAPEDECK_REAL(statx);
   real.faccessat = TAPEDECK_REAL(faccessat);

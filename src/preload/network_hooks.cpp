@@ -1,8 +1,10 @@
 // connect: the internet is denied unless allowed (--allow, resolved by the supervisor);
-// loopback to tapedeck's own LLM proxy passes, and so do Unix sockets.
+// loopback to tapedeck's own LLM proxy passes, and so do Unix sockets. Sends to the proxy
+// (write, writev, send, sendto, sendmsg) settle the clock reads batched before them.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -13,12 +15,27 @@
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
 
+bool to_proxy(const sockaddr* address) {
+  if (config.proxy_port == 0) return false;
+  if (address->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127 && ntohs(in->sin_port) == config.proxy_port;
+  }
+  if (address->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&in6->sin6_addr);
+    return ntohs(in6->sin6_port) == config.proxy_port &&
+           (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+            (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && bytes[12] == 127));
+  }
+  return false;
+}
+
 bool allowed(const sockaddr* address) {
+  if (to_proxy(address)) return true;
   if (address->sa_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(address);
     const uint16_t port = ntohs(in->sin_port);
-    const bool loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    if (loopback && port == config.proxy_port && port != 0) return true;
     for (size_t i = 0; i < config.allowed_count; ++i) {
       const Allowed& rule = config.allowed[i];
       if (rule.family == AF_INET && memcmp(rule.address, &in->sin_addr, 4) == 0 &&
@@ -30,11 +47,6 @@ bool allowed(const sockaddr* address) {
   if (address->sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
     const uint16_t port = ntohs(in6->sin6_port);
-    static const uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-    const auto* bytes = reinterpret_cast<const uint8_t*>(&in6->sin6_addr);
-    const bool loopback = memcmp(bytes, kLoopback, 16) == 0 ||
-                          (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && bytes[12] == 127);
-    if (loopback && port == config.proxy_port && port != 0) return true;
     for (size_t i = 0; i < config.allowed_count; ++i) {
       const Allowed& rule = config.allowed[i];
       if (rule.family == AF_INET6 && memcmp(rule.address, &in6->sin6_addr, 16) == 0 &&
@@ -44,6 +56,23 @@ bool allowed(const sockaddr* address) {
     return false;
   }
   return true;  // Unix sockets and the like stay on this machine
+}
+
+// Connections to the LLM proxy. An LLM call's record goes on the tape between the clock reads
+// its program made before sending the request and those made while the answer arrives (in
+// record and in replay alike), so the reads batched so far are settled before every send.
+constinit FdSet proxy_fds;
+
+void before_send(int fd) {
+  if (!proxy_fds.contains(fd) || in_hook || !config.active) return;
+  HookScope scope;
+  const int saved = errno;
+  settle_events();
+  errno = saved;
+}
+
+void forget_proxy_fd(int fd) {
+  proxy_fds.remove(fd);
 }
 
 void describe_denied(const sockaddr* address) {
@@ -102,7 +131,37 @@ int connect(int fd, const struct sockaddr* address, socklen_t length) {
     errno = ECONNREFUSED;
     return -1;
   }
-  return ensure(real.connect, "connect")(fd, address, length);
+  const int result = ensure(real.connect, "connect")(fd, address, length);
+  if (address != nullptr && (result == 0 || errno == EINPROGRESS) && to_proxy(address)) {
+    proxy_fds.add(fd);
+  }
+  return result;
+}
+
+ssize_t write(int fd, const void* bytes, size_t size) {
+  before_send(fd);
+  return ensure(real.write, "write")(fd, bytes, size);
+}
+
+ssize_t writev(int fd, const struct iovec* parts, int count) {
+  before_send(fd);
+  return ensure(real.writev, "writev")(fd, parts, count);
+}
+
+ssize_t send(int fd, const void* bytes, size_t size, int flags) {
+  before_send(fd);
+  return ensure(real.send, "send")(fd, bytes, size, flags);
+}
+
+ssize_t sendto(int fd, const void* bytes, size_t size, int flags, const struct sockaddr* to,
+               socklen_t to_length) {
+  before_send(fd);
+  return ensure(real.sendto, "sendto")(fd, bytes, size, flags, to, to_length);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr* message, int flags) {
+  before_send(fd);
+  return ensure(real.sendmsg, "sendmsg")(fd, message, flags);
 }
 
 }  // extern "C"

@@ -208,6 +208,19 @@ void sync_with_supervisor() {
   unlock_connection();
 }
 
+void settle_events() {
+  if (config.mode == Mode::off) return;
+  lock_connection();
+  if (pending_size > 0) {
+    char buffer[16];
+    FixedSink frame{buffer, sizeof buffer};
+    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
+    Answer answer;
+    ask_locked(frame, answer);  // flushes the batch first; the answer says it was handled
+  }
+  unlock_connection();
+}
+
 // `settle` reports closed writes first. Only requests both modes make settle, so that a file's
 // write lands at the same place on the recording's tape and the replay's.
 bool ask(FixedSink& frame, Answer& answer, bool settle) {

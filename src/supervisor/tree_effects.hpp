@@ -66,11 +66,15 @@ class TreeEffects : public floor::Services {
   // record): the program's exit code and the digests of what it printed (the bytes themselves in
   // the sidecar up to a megabyte, unless they hold a credential).
   void record_outcome(int exit_code, const CapturedOutput& out, const CapturedOutput& err);
-  // The LLM proxy served a call (its record made): the clock moves on, as for any record.
-  void llm_call_served() { step_clock(); }
   // The LLM proxy is handling a request: a replay's time does not jump meanwhile (skip_wait).
-  // Called from the proxy's threads.
-  void llm_call_started() { ++llm_in_flight_; }
+  // And the clock moves on, as for any record, but as the request arrives rather than when the
+  // call's record is made: the recording has the reads made before the request (the preload
+  // settles them before it sends) ahead of the call's record, and the reads made while the
+  // answer arrived after it. Called from the proxy's threads.
+  void llm_call_started() {
+    ++llm_in_flight_;
+    step_clock();
+  }
   void llm_call_finished() { --llm_in_flight_; }
 
   const std::string& workspace() const { return workspace_; }
