@@ -180,6 +180,7 @@ long syscall(long number, ...) {
 }
 
 ssize_t read(int fd, void* buffer, size_t size) {
+  note_proxy_read(fd);
   if (is_entropy_fd(fd)) {
     draw_entropy(buffer, size);
     return static_cast<ssize_t>(size);
@@ -202,6 +203,7 @@ ssize_t pread64(int fd, void* buffer, size_t size, off64_t offset) {
 }
 
 ssize_t readv(int fd, const struct iovec* parts, int count) {
+  note_proxy_read(fd);
   if (!is_entropy_fd(fd)) return ensure(real.readv, "readv")(fd, parts, count);
   ssize_t total = 0;
   for (int i = 0; i < count; ++i) {

@@ -93,6 +93,9 @@ struct Real {
   decltype(&::send) send;
   decltype(&::sendto) sendto;
   decltype(&::sendmsg) sendmsg;
+  decltype(&::recv) recv;
+  decltype(&::recvfrom) recvfrom;
+  decltype(&::recvmsg) recvmsg;
   decltype(&::rmdir) rmdir;
   decltype(&::statx) statx;
   decltype(&::faccessat) faccessat;
@@ -268,9 +271,9 @@ void queue_event(Event event, int64_t value);
 bool ask(FixedSink& frame, Answer& answer, bool settle = true);
 // Everything this process owes the supervisor (events, closed writes), in order.
 void sync_with_supervisor();
-// The clock reads batched so far are on the tape when this returns (a round trip, made only
-// when some are pending).
-void settle_events();
+// An LLM request is about to go to the proxy: the clock reads batched so far are on the tape
+// when this returns, and a replay's clock has moved to the call's stretch.
+void announce_llm_request();
 // A written workspace file was closed; it is reported at the next point where order matters.
 void note_closed_write(const char* path);
 // Whether a closed write of `path` waits to be reported.
@@ -338,6 +341,8 @@ void draw_entropy(void* out, size_t size);
 const char* entropy_exec_entry();
 // A descriptor opened on `path`: one on /dev/urandom or /dev/random is read from the stream.
 void forget_proxy_fd(int fd);
+// A read from a connection to the LLM proxy: the next send on it starts a new request.
+void note_proxy_read(int fd);
 void note_entropy_fd(int fd, const char* path);
 void forget_entropy_fd(int fd);
 // fopen of /dev/urandom or /dev/random: a FILE over the stream; null for any other path.

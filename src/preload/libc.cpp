@@ -58,6 +58,9 @@ void resolve_all() {
   real.send = TAPEDECK_REAL(send);
   real.sendto = TAPEDECK_REAL(sendto);
   real.sendmsg = TAPEDECK_REAL(sendmsg);
+  real.recv = TAPEDECK_REAL(recv);
+  real.recvfrom = TAPEDECK_REAL(recvfrom);
+  real.recvmsg = TAPEDECK_REAL(recvmsg);
   real.rmdir = TAPEDECK_REAL(rmdir);
   real.statx = TAPEDECK_REAL(statx);
   real.faccessat = TAPEDECK_REAL(faccessat);

@@ -58,21 +58,29 @@ bool allowed(const sockaddr* address) {
   return true;  // Unix sockets and the like stay on this machine
 }
 
-// Connections to the LLM proxy. An LLM call's record goes on the tape between the clock reads
-// its program made before sending the request and those made while the answer arrives (in
-// record and in replay alike), so the reads batched so far are settled before every send.
+// Connections to the LLM proxy. An LLM call cuts the clock where its request is sent, in record
+// and in replay alike: the first send of a request (the first since the connection was opened
+// or last read from; HTTP/1.1 clients do not pipeline) announces it.
 constinit FdSet proxy_fds;
+constinit FdSet proxy_requests_sent;  // a request went out; nothing was read since
 
 void before_send(int fd) {
   if (!proxy_fds.contains(fd) || in_hook || !config.active) return;
+  if (proxy_requests_sent.contains(fd)) return;  // the same request, written in parts
+  proxy_requests_sent.add(fd);
   HookScope scope;
   const int saved = errno;
-  settle_events();
+  announce_llm_request();
   errno = saved;
+}
+
+void note_proxy_read(int fd) {
+  if (proxy_fds.contains(fd)) proxy_requests_sent.remove(fd);
 }
 
 void forget_proxy_fd(int fd) {
   proxy_fds.remove(fd);
+  proxy_requests_sent.remove(fd);
 }
 
 void describe_denied(const sockaddr* address) {
@@ -134,6 +142,7 @@ int connect(int fd, const struct sockaddr* address, socklen_t length) {
   const int result = ensure(real.connect, "connect")(fd, address, length);
   if (address != nullptr && (result == 0 || errno == EINPROGRESS) && to_proxy(address)) {
     proxy_fds.add(fd);
+    proxy_requests_sent.remove(fd);
   }
   return result;
 }
@@ -162,6 +171,22 @@ ssize_t sendto(int fd, const void* bytes, size_t size, int flags, const struct s
 ssize_t sendmsg(int fd, const struct msghdr* message, int flags) {
   before_send(fd);
   return ensure(real.sendmsg, "sendmsg")(fd, message, flags);
+}
+
+ssize_t recv(int fd, void* bytes, size_t size, int flags) {
+  note_proxy_read(fd);
+  return ensure(real.recv, "recv")(fd, bytes, size, flags);
+}
+
+ssize_t recvfrom(int fd, void* bytes, size_t size, int flags, struct sockaddr* from,
+                 socklen_t* from_length) {
+  note_proxy_read(fd);
+  return ensure(real.recvfrom, "recvfrom")(fd, bytes, size, flags, from, from_length);
+}
+
+ssize_t recvmsg(int fd, struct msghdr* message, int flags) {
+  note_proxy_read(fd);
+  return ensure(real.recvmsg, "recvmsg")(fd, message, flags);
 }
 
 }  // extern "C"

@@ -208,16 +208,14 @@ void sync_with_supervisor() {
   unlock_connection();
 }
 
-void settle_events() {
+void announce_llm_request() {
   if (config.mode == Mode::off) return;
+  char buffer[16];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::llm_request));
+  Answer answer;
   lock_connection();
-  if (pending_size > 0) {
-    char buffer[16];
-    FixedSink frame{buffer, sizeof buffer};
-    tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
-    Answer answer;
-    ask_locked(frame, answer);  // flushes the batch first; the answer says it was handled
-  }
+  ask_locked(frame, answer);  // flushes the batch first; the answer says it was handled
   unlock_connection();
 }
 

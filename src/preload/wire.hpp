@@ -27,6 +27,8 @@ enum class Op : uint8_t {
   deleted = 'D',       // path: a workspace file was deleted
   renamed = 'V',       // old path, new path (absolute; one or both in the workspace), done
   sync = 'N',          // nothing: answered once everything sent before it was handled
+  llm_request = 'L',   // nothing: an LLM request to the proxy is about to be sent (the clock
+                       // reads before it are on the tape; a replay's clock moves to the call's)
   spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr,
                        // u64 pids it took (its pid namespace's last pid moved by so much)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd

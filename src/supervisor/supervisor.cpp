@@ -110,6 +110,7 @@ RunOutcome run(const RunOptions& options) {
       server.stop_tree("the program called the LLM with a request the tape does not hold: " +
                        message);
     };
+    hooks.on_call_served = [&effects] { effects.llm_call_served(); };
     hooks.on_call_started = [&effects] { effects.llm_call_started(); };
     hooks.on_call_finished = [&effects] { effects.llm_call_finished(); };
     proxy = std::make_unique<LlmProxy>(*session, upstream, std::move(hooks));

@@ -107,6 +107,9 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         return handle_events(cursor);
       case wire::Op::sync:
         return server_.answer(connection, Reply::ok);
+      case wire::Op::llm_request:
+        llm_request_announced();
+        return server_.answer(connection, Reply::ok);
       case wire::Op::spawn_done:
       case wire::Op::spawn_replay:
       case wire::Op::spawn_claim:

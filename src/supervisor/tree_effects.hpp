@@ -66,14 +66,31 @@ class TreeEffects : public floor::Services {
   // record): the program's exit code and the digests of what it printed (the bytes themselves in
   // the sidecar up to a megabyte, unless they hold a credential).
   void record_outcome(int exit_code, const CapturedOutput& out, const CapturedOutput& err);
+  // An LLM call moves a replay's clock on, as any record does. A preloaded program announces its
+  // request before sending it, with its batched clock reads settled: the recording has the
+  // reads made before the request ahead of the call's record and those made while the answer
+  // came after it (they reach the tape later), so the clock moves at the announcement. A call
+  // nobody announced (a program under the floor, whose reads are taped as they come, the
+  // streamed ones before the record) moves it when its record is made, as the others do.
+  void llm_request_announced() {
+    ++llm_announced_;
+    step_clock();
+  }
   // The LLM proxy is handling a request: a replay's time does not jump meanwhile (skip_wait).
-  // And the clock moves on, as for any record, but as the request arrives rather than when the
-  // call's record is made: the recording has the reads made before the request (the preload
-  // settles them before it sends) ahead of the call's record, and the reads made while the
-  // answer arrived after it. Called from the proxy's threads.
+  // Called from the proxy's threads, as the two below.
   void llm_call_started() {
     ++llm_in_flight_;
-    step_clock();
+    int announced = llm_announced_.load();
+    while (announced > 0 && !llm_announced_.compare_exchange_weak(announced, announced - 1)) {
+    }
+    if (announced == 0) ++llm_unannounced_;
+  }
+  void llm_call_served() {
+    int unannounced = llm_unannounced_.load();
+    while (unannounced > 0 &&
+           !llm_unannounced_.compare_exchange_weak(unannounced, unannounced - 1)) {
+    }
+    if (unannounced > 0) step_clock();
   }
   void llm_call_finished() { --llm_in_flight_; }
 
@@ -150,6 +167,8 @@ class TreeEffects : public floor::Services {
   // Replay: the clock a Go runtime reads for itself (nanoseconds; see floor.hpp).
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
+  std::atomic<int> llm_announced_{0};    // announced requests the proxy has not taken yet
+  std::atomic<int> llm_unannounced_{0};  // calls taken that nobody announced, not yet served
   // The floor's randomness: the seed, and each process's place in the tree ("0" the root's,
   // as the preload names them) with how far into its stream it has drawn.
   std::string entropy_seed_;  // 32 bytes; empty when the run has none

@@ -218,20 +218,7 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
   const std::string digest = content_hash(request);
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
-  // A stream's last event reaches the program only once the call is on the tape, so that the
-  // record comes before every clock read the program makes after seeing the whole answer.
-  std::string held;
-  OnChunk holding;
-  if (on_chunk) {
-    holding = [&](std::string_view event) {
-      if (!held.empty()) on_chunk(held);
-      held.assign(event);
-    };
-  }
-  auto release_held = [&] {
-    if (!held.empty()) on_chunk(held);
-    held.clear();
-  };
+
   if (session_.mode_ == Testbench::Mode::record) {
     // The credentials this call carries must not come back on the tape inside an answer (an
     // error that quotes the key, say).
@@ -252,9 +239,8 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
     }
     const std::string& endpoint = route != nullptr ? route->endpoint : options_.endpoint;
     session_.network_.require(endpoint);
-    response = post(options_, route, request_json, holding, streamed);
+    response = post(options_, route, request_json, on_chunk, streamed);
     if (response.status < 200 || response.status > 299) {
-      release_held();
       throw std::runtime_error("LLM endpoint " + endpoint + " answered " +
                                std::to_string(response.status) + ": " +
                                response.body.substr(0, 300));
@@ -315,7 +301,7 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
     response.body = session_.recorded_->resolve(recorded.response);
     session_.llm_requests_.emplace(digest, request);
     if (streamed && on_chunk) {
-      EventSplitter events(holding);
+      EventSplitter events(on_chunk);
       size_t begin = 0;
       // The recorded stream, handed back at the event boundaries it had.
       while (begin < response.body.size()) {
@@ -327,8 +313,8 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
       events.finish();
     }
   }
+  // Made before the proxy ends the answer's body: a client sees its end only after the record.
   recorder.record(kind::LlmCall{digest, recorder.payload_from_bytes(response.body)});
-  release_held();
   return response;
 }
 

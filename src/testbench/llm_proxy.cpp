@@ -3,8 +3,11 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <fstream>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "tapedeck/codec.hpp"
@@ -24,6 +27,52 @@ bool relayed(const std::string& name) {
 std::string error_body(std::string_view type, std::string_view message) {
   return R"({"error":{"type":)" + json_string(type) + R"(,"message":)" + json_string(message) +
          "}}";
+}
+
+// How many bytes of what this proxy sent the client the client has not read yet: those still in
+// this side's send queue (not yet acknowledged: a loaded machine delivers loopback packets
+// late) and those in the client's receive queue, as /proc/net/tcp and tcp6 list them. 0 when
+// the sockets are not listed.
+uint64_t unread_by_client(int client_port, int server_port) {
+  uint64_t unread = 0;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the heading
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues;
+      fields >> slot >> local >> remote >> state >> queues;
+      const size_t local_colon = local.rfind(':');
+      const size_t remote_colon = remote.rfind(':');
+      const size_t queue_colon = queues.find(':');
+      if (local_colon == std::string::npos || remote_colon == std::string::npos ||
+          queue_colon == std::string::npos) {
+        continue;
+      }
+      const int local_port = std::stoi(local.substr(local_colon + 1), nullptr, 16);
+      const int remote_port = std::stoi(remote.substr(remote_colon + 1), nullptr, 16);
+      if (local_port == client_port && remote_port == server_port) {
+        unread += std::stoull(queues.substr(queue_colon + 1), nullptr, 16);  // received
+      } else if (local_port == server_port && remote_port == client_port) {
+        unread += std::stoull(queues.substr(0, queue_colon), nullptr, 16);  // still sending
+      }
+    }
+  }
+  return unread;
+}
+
+// Replay hands a stream's events over one read at a time, as they came in the recording (an
+// upstream's events arrive apart, and after the headers): the next goes once the client has read
+// what it was sent,
+// or after a quarter second of waiting for a client that does not read yet. A client that gets
+// every event in its own read makes the same clock reads around them as when it was recorded.
+void wait_until_read(int client_port, int server_port) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+  while (unread_by_client(client_port, server_port) > 0 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
 }
 
 }  // namespace
@@ -95,13 +144,21 @@ struct LlmProxy::Impl {
       return;
     }
     // Streamed: each event goes to the client as it arrives from upstream (or from the tape).
+    const bool replaying = session.mode() == Testbench::Mode::replay;
+    const int client_port = request.remote_port;
+    const int server_port = request.local_port;
     response.set_chunked_content_provider(
-        "text/event-stream", [this, route, body, in_flight](size_t, httplib::DataSink& sink) {
+        "text/event-stream", [this, route, body, in_flight, replaying, client_port, server_port](
+                                 size_t, httplib::DataSink& sink) {
           httplib::Response failure;
           guarded(failure, [&] {
             std::lock_guard lock(session_mutex);
             session.llm().call(
-                body, [&](std::string_view event) { sink.write(event.data(), event.size()); },
+                body,
+                [&](std::string_view event) {
+                  if (replaying) wait_until_read(client_port, server_port);  // the headers too
+                  sink.write(event.data(), event.size());
+                },
                 &route);
             if (hooks.on_call_served) hooks.on_call_served();
           });
