@@ -66,8 +66,16 @@ void map_clock(const char* path) {
   struct stat status;
   if (fstat(fd, &status) == 0 &&
       status.st_size >= static_cast<off_t>(sizeof(tapedeck::preload::ClockMap))) {
-    void* mapped = mmap(nullptr, static_cast<size_t>(status.st_size), PROT_READ | PROT_WRITE,
-                        MAP_SHARED, fd, 0);
+    // At a fixed address far below where mappings go, so that this one, which the recording
+    // did not have, moves none of the program's (the addresses its threads and heap get are
+    // mixed into seeds: OpenSSL's nonce holds its thread's).
+    void* const kFarBelow = reinterpret_cast<void*>(uintptr_t{0x100000000000});
+    void* mapped = mmap(kFarBelow, static_cast<size_t>(status.st_size), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+    if (mapped == MAP_FAILED) {
+      mapped = mmap(nullptr, static_cast<size_t>(status.st_size), PROT_READ | PROT_WRITE,
+                    MAP_SHARED, fd, 0);
+    }
     auto* map = static_cast<tapedeck::preload::ClockMap*>(mapped);
     if (mapped != MAP_FAILED && map->magic == tapedeck::preload::ClockMap::kMagic) {
       config.clock_map = map;

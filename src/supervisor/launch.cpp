@@ -125,7 +125,9 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   env["TAPEDECK_EXEC"] = fs::absolute(options.exec_shim).string();
   env["TAPEDECK_ALLOW"] = links.allowed;
   if (!links.entropy_seed.empty()) env["TAPEDECK_ENTROPY_SEED"] = links.entropy_seed;
-  if (options.mode == RunOptions::Mode::replay) env["TAPEDECK_CLOCK_MAP"] = links.clock_map_path;
+  // Set in both modes (a recording's names a file that is never made): a variable only the replay
+  // had would move the program's stack and heap, whose addresses end up in its random seeds.
+  env["TAPEDECK_CLOCK_MAP"] = links.clock_map_path;
   if (links.proxy_port != 0) {
     const std::string proxy = "http://127.0.0.1:" + std::to_string(links.proxy_port);
     env["TAPEDECK_PROXY_PORT"] = std::to_string(links.proxy_port);

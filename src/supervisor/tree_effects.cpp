@@ -15,7 +15,7 @@ bool is_regular(const fs::path& path) {
 
 TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer& server,
                          const WorkspaceView& view, const fs::path& run_dir)
-    : options_(options), session_(session), server_(server), view_(view) {
+    : options_(options), session_(session), server_(server), view_(view), run_dir_(run_dir) {
   workspace_ = fs::weakly_canonical(options.workspace).string();
   if (options.mode == RunOptions::Mode::record) cas_dir_ = cas_dir_for(options.tape);
   if (options.mode == RunOptions::Mode::replay && options.emit) {
@@ -34,7 +34,7 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
 }
 
 std::string TreeEffects::clock_map_path() const {
-  return index_ ? index_->clock_map_path().string() : std::string();
+  return index_ ? index_->clock_map_path().string() : (run_dir_ / "clock").string();
 }
 
 std::pair<uint64_t, std::string> TreeEffects::unused_inputs() const {

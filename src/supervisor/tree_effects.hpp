@@ -95,7 +95,8 @@ class TreeEffects : public floor::Services {
   void llm_call_finished() { --llm_in_flight_; }
 
   const std::string& workspace() const { return workspace_; }
-  // Replay: where the clock map is, for the program's environment (empty when recording).
+  // Where the replay's clock map is, for the program's environment (a recording names the same
+  // place, never made, so that the two environments are alike).
   std::string clock_map_path() const;
   // Record: the inotify queue the serving thread drains, and why it could not be had.
   WorkspaceWatch& watch() { return watch_; }
@@ -146,6 +147,7 @@ class TreeEffects : public floor::Services {
   Session* session_;
   TreeServer& server_;
   const WorkspaceView& view_;
+  std::filesystem::path run_dir_;
   std::string workspace_;
   std::filesystem::path cas_dir_;  // the written tape's sidecar
   std::set<std::string> kept_;     // entries already in it

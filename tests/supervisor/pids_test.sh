@@ -4,7 +4,8 @@
 # $$, $RANDOM (seeded from the time, the pid and a stack address), a subshell's $BASHPID before
 # and after a subprocess that forks itself (a replay does not run it, but moves the namespace's
 # last pid on by the pids it took, taped with its spawn), and a
-# Python program printing os.getpid(), an object's address, random.random() and uuid4(), each
+# Python program printing os.getpid(), an object's address, random.random() and uuid4(), and a
+# Node program printing process.pid, crypto.randomUUID(), Math.random() and random bytes, each
 # recorded and replayed twice: the same bytes every time.
 # Usage: pids_test.sh TAPEDECK
 set -uo pipefail
@@ -39,6 +40,17 @@ same() {
 same bash bash "$work/pids.sh"
 check "bash: /proc/\$\$ is the program's own (the namespace's /proc)" grep -q "named bash" "$work/bash.rec"
 same python "$python" "$work/pids.py"
+# Node: OpenSSL seeds from getrandom and mixes in its thread's address; V8's Math.random() and
+# crypto.randomUUID() come from there. The environment and the address space must match too.
+cat > "$work/random.js" <<'JS'
+const crypto = require("crypto");
+console.log("pid", process.pid, crypto.randomUUID(), Math.random(), crypto.randomBytes(8).toString("hex"));
+JS
+if command -v node > /dev/null; then
+  same node node "$work/random.js"
+else
+  echo "skipped: node (not installed)"
+fi
 "$td" run -q --emit-tape "$work/again.tape" -- bash "$work/pids.sh" > "$work/again.out" 2>&1
 check "a second recording gets the same pid" \
   test "$(cut -d' ' -f1-2 "$work/again.out")" = "$(cut -d' ' -f1-2 "$work/bash.rec")"
