@@ -206,30 +206,41 @@ struct Captured {
 };
 
 // Passes the subprocess's output through while keeping a copy, until both pipes close.
-// `on_event` runs whenever `event_fd` (-1: none) is readable.
+// `on_event` runs whenever `event_fd` (-1: none) is readable. Where the output's reader goes away
+// (a pipe whose other end was closed, a hung-up terminal), this pipe's reader goes too: the
+// subprocess's next write fails (EPIPE, SIGPIPE) as it would natively, even its first.
 template <typename OnEvent>
 void pass_through(int out_fd, int err_fd, Captured& captured, int event_fd, OnEvent on_event) {
-  pollfd fds[3] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}, {event_fd, POLLIN, 0}};
+  // 0, 1: the pipes; 2, 3: where their bytes go (only errors asked); 4: the event descriptor.
+  pollfd fds[5] = {{out_fd, POLLIN, 0},
+                   {err_fd, POLLIN, 0},
+                   {out_fd >= 0 ? STDOUT_FILENO : -1, 0, 0},
+                   {err_fd >= 0 ? STDERR_FILENO : -1, 0, 0},
+                   {event_fd, POLLIN, 0}};
   std::string* copies[2] = {&captured.out, &captured.err};
   int open_pipes = (out_fd >= 0 ? 1 : 0) + (err_fd >= 0 ? 1 : 0);
+  auto close_pipe = [&](int i) {
+    ::close(fds[i].fd);
+    fds[i].fd = -1;
+    fds[i + 2].fd = -1;
+    --open_pipes;
+  };
   char buffer[1 << 16];
   while (open_pipes > 0) {
-    if (::poll(fds, event_fd >= 0 ? 3 : 2, -1) < 0 && errno != EINTR) break;
-    if (event_fd >= 0 && (fds[2].revents & POLLIN) != 0) on_event();
+    if (::poll(fds, 5, -1) < 0 && errno != EINTR) break;
+    if ((fds[4].revents & POLLIN) != 0) on_event();
     for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd >= 0 && fds[i + 2].fd >= 0 && (fds[i + 2].revents & (POLLERR | POLLHUP)) != 0) {
+        close_pipe(i);  // the reader is gone
+        continue;
+      }
       if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
       const ssize_t got = ::read(fds[i].fd, buffer, sizeof buffer);
-      if (got > 0) {
-        copies[i]->append(buffer, static_cast<size_t>(got));
-      }
-      // Where the output's reader went away, this pipe's goes too: the subprocess's next write
-      // fails (SIGPIPE) as it would natively.
+      if (got > 0) copies[i]->append(buffer, static_cast<size_t>(got));
       if ((got > 0 && !write_all(i == 0 ? STDOUT_FILENO : STDERR_FILENO,
                                  {buffer, static_cast<size_t>(got)})) ||
           got == 0 || (got < 0 && errno != EINTR)) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_pipes;
+        close_pipe(i);
       }
     }
   }
