@@ -43,10 +43,11 @@ void TreeEffects::handle_rename(const Connection& connection, wire::Cursor& curs
   if (!cursor.ok()) throw std::runtime_error("a malformed rename report");
   const std::optional<std::string> from_path = relative(from);
   const std::optional<std::string> to_path = relative(to);
-  if (from_path) reported(*from_path);
+  if (from_path) reported(*from_path, std::nullopt);
   if (to_path) {
-    reported(*to_path);
-    if (auto bytes = current_bytes(*to_path)) record_write(*to_path, *bytes);
+    const std::optional<std::string> bytes = current_bytes(*to_path);
+    reported(*to_path, bytes ? std::optional(content_hash(*bytes)) : std::nullopt);
+    if (bytes) record_write(*to_path, *bytes);
     written_.insert(*to_path);
   }
   if (from_path) {
@@ -57,14 +58,14 @@ void TreeEffects::handle_rename(const Connection& connection, wire::Cursor& curs
 }
 
 // A change a process of the tree reported itself is not a subprocess's.
-void TreeEffects::reported(const std::string& path) {
+void TreeEffects::reported(const std::string& path, std::optional<std::string> content_hash) {
   watch_.drain();
-  watch_.forget(path);
+  watch_.forget(path, std::move(content_hash));
 }
 
 void TreeEffects::record_file(const Connection& connection, wire::Op op, const std::string& path) {
-  if (op == wire::Op::deleted || op == wire::Op::closed_write) reported(path);
   if (op == wire::Op::deleted) {
+    reported(path, std::nullopt);
     add_file_record(kind::FileDelete{path});
     return server_.answer(connection, Reply::ok);
   }
@@ -72,6 +73,9 @@ void TreeEffects::record_file(const Connection& connection, wire::Op op, const s
   // and keeping them overlap with its next steps.
   const std::optional<std::string> bytes = current_bytes(path);
   server_.answer(connection, Reply::ok);
+  if (op == wire::Op::closed_write) {
+    reported(path, bytes ? std::optional(content_hash(*bytes)) : std::nullopt);
+  }
   if (!bytes) return;
   if (op == wire::Op::open_read) record_read(path, *bytes);
   if (op == wire::Op::closed_write) record_write(path, *bytes);

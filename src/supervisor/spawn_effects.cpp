@@ -106,17 +106,22 @@ void TreeEffects::record_subprocess_changes() {
     if (!fs::is_directory(fs::symlink_status(fs::path(workspace_) / folder, error))) continue;
     add_file_record(extension::folder_made_record(folder));
   }
-  for (const std::string& path : watch_.take_changes()) {
+  // A path a process of the tree reported is the subprocess's change only if it now differs
+  // from what was reported (a parent writes a file, its subprocess then rewrites it).
+  for (const WorkspaceWatch::Change& change : watch_.take_changes()) {
+    const std::string& path = change.path;
     const fs::path where = fs::path(workspace_) / path;
     std::error_code error;
     const fs::file_status status = fs::symlink_status(where, error);
     if (fs::is_regular_file(status)) {
       if (auto bytes = detail::read_file(where)) {
+        if (change.reported && change.content_hash == content_hash(*bytes)) continue;
         const auto [hash, size] = keep(*bytes);
         const auto mode = static_cast<uint32_t>(status.permissions() & fs::perms::mask);
         add_file_record(kind::FileWrite{path, hash, size, true, mode});
       }
     } else if (!fs::exists(status)) {
+      if (change.reported && !change.content_hash) continue;
       add_file_record(kind::FileDelete{path, true});
     }
   }

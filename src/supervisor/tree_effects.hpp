@@ -133,7 +133,7 @@ class TreeEffects : public floor::Services {
   bool serve_read(const Connection& connection, const std::string& path);
   std::optional<std::string> current_bytes(const std::string& path) const;
   std::optional<std::string> recorded_bytes(const std::string& path, const std::string& hash);
-  void reported(const std::string& path);
+  void reported(const std::string& path, std::optional<std::string> content_hash);
   // floor_effects.cpp: tapes a file a floor-served process wrote if it changed since.
   void settle(pid_t pid, const std::string& path, std::pair<off_t, int64_t>& taped);
 

@@ -101,11 +101,16 @@ std::vector<std::string> WorkspaceWatch::take_made_folders() {
   return folders;
 }
 
-std::vector<std::string> WorkspaceWatch::take_changes() {
+std::vector<WorkspaceWatch::Change> WorkspaceWatch::take_changes() {
   drain();
-  std::vector<std::string> changes;
+  std::vector<Change> changes;
   for (const std::string& path : changed_) {
-    if (!reported_.contains(path)) changes.push_back(path);
+    const auto found = reported_.find(path);
+    if (found == reported_.end()) {
+      changes.push_back({path, false, std::nullopt});
+    } else {
+      changes.push_back({path, true, found->second});
+    }
   }
   changed_.clear();
   reported_.clear();

@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -33,11 +34,19 @@ class WorkspaceWatch {
   int fd() const { return fd_; }
   // Reads every event the kernel holds.
   void drain();
-  // A path whose change a process reported itself: not a subprocess's (remembered until the
-  // next take_changes(), since its events may be read later, or its folder watched later).
-  void forget(const std::string& path) { reported_.insert(path); }
-  // The paths changed since the last call and not reported, sorted; both sets are emptied.
-  std::vector<std::string> take_changes();
+  // A path whose change a process reported itself, with the content it left (none: deleted).
+  // Remembered until the next take_changes(), since its events may be read later, or its folder
+  // watched later; a subprocess changing it after the report is told apart by the content.
+  void forget(const std::string& path, std::optional<std::string> content_hash) {
+    reported_[path] = std::move(content_hash);
+  }
+  struct Change {
+    std::string path;
+    bool reported = false;                    // a process of the tree reported a change to it
+    std::optional<std::string> content_hash;  // what it reported it left (none: deleted)
+  };
+  // The paths changed since the last call, sorted; both sets are emptied.
+  std::vector<Change> take_changes();
   // The folders made since the last call (parents first); emptied.
   std::vector<std::string> take_made_folders();
 
@@ -49,7 +58,7 @@ class WorkspaceWatch {
   std::filesystem::path root_;
   std::map<int, std::filesystem::path> folders_;  // watch descriptor -> folder
   std::set<std::string> changed_;
-  std::set<std::string> reported_;
+  std::map<std::string, std::optional<std::string>> reported_;
   std::set<std::string> made_folders_;
   bool full_ = false;  // a folder could not be watched
 };

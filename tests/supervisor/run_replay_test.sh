@@ -191,6 +191,16 @@ time.sleep(0.3)
 child.terminate()
 print("terminated:", child.wait())
 print("a closed pipe:", subprocess.run("yes | head -c 3", shell=True, capture_output=True).stdout)
+first_write = """import sys, time
+time.sleep(0.3)
+try:
+    sys.stdout.write("late"); sys.stdout.flush(); sys.stderr.write("the write went through")
+except BrokenPipeError:
+    sys.stderr.write("the write failed: its reader is gone")"""
+gone = subprocess.Popen([sys.executable, "-c", first_write], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+gone.stdout.close()
+print("its reader closed before its first write:", gone.stderr.read(), gone.wait())
 PY
 cat > "$work/stopped.py" <<'PY'
 import os, signal, subprocess, sys, time
@@ -214,6 +224,28 @@ check "family: replayed, too" diff "$work/family.native" "$work/family.rep"
 check "family: a SIGKILLed subprocess is taped with its signal" grep -q '"exit_code":137' "$work/family.tape"
 (cd "$work/ws" && timeout 30 "$td" run -q -- "$python" "$work/stopped.py") > "$work/stopped.rec" 2>&1
 check "family: a subprocess stopped and continued behaves as natively" diff "$work/stopped.native" "$work/stopped.rec"
+
+# ---- a file the program wrote and its subprocess then rewrote: the subprocess's bytes replay ----
+cat > "$work/rewrite.py" <<'PY'
+import subprocess, sys
+upper = "text = open('rewritten.txt').read(); open('rewritten.txt', 'w').write(text.upper())"
+for round in range(3):
+    with open("rewritten.txt", "w") as out:
+        out.write("written by the program, round %d\n" % round)
+    subprocess.run([sys.executable, "-c", upper], check=True)
+    print(open("rewritten.txt").read().strip())
+PY
+fresh_workspace
+(cd "$work/ws" && "$td" run -q --emit-tape "$work/rewrite.tape" -- "$python" "$work/rewrite.py") \
+  > "$work/rewrite.rec" 2> "$work/rewrite.err"
+check "rewrite: recorded, the subprocess's rewrite is seen" grep -q "WRITTEN BY THE PROGRAM, ROUND 2" "$work/rewrite.rec"
+check "rewrite: each rewrite is taped as the subprocess's" \
+  test "$(grep -c '"by_subprocess":true' "$work/rewrite.tape")" = 3
+fresh_workspace
+(cd "$work/ws" && "$td" replay -q "$work/rewrite.tape" -- "$python" "$work/rewrite.py") \
+  > "$work/rewrite.rep" 2>> "$work/rewrite.err"
+check "rewrite: replayed, the program reads what its subprocess wrote" \
+  diff "$work/rewrite.rec" "$work/rewrite.rep"
 
 # ---- refusals --------------------------------------------------------------------------------
 "$td" run -- "$(dirname "$td")/tapedeck-exec" > /dev/null 2> "$work/static.err"
