@@ -205,12 +205,14 @@ struct Captured {
   std::string out, err;
 };
 
-// Passes the subprocess's output through while keeping a copy, until both pipes close.
+// Passes the subprocess's output through while keeping a copy, until both pipes close (their
+// descriptors are then -1) or nothing came for idle_ms() milliseconds (-1: no limit).
 // `on_event` runs whenever `event_fd` (-1: none) is readable. Where the output's reader goes away
 // (a pipe whose other end was closed, a hung-up terminal), this pipe's reader goes too: the
 // subprocess's next write fails (EPIPE, SIGPIPE) as it would natively, even its first.
-template <typename OnEvent>
-void pass_through(int out_fd, int err_fd, Captured& captured, int event_fd, OnEvent on_event) {
+template <typename OnEvent, typename IdleLimit>
+void pass_through(int& out_fd, int& err_fd, Captured& captured, int event_fd, OnEvent on_event,
+                  IdleLimit idle_ms) {
   // 0, 1: the pipes; 2, 3: where their bytes go (only errors asked); 4: the event descriptor.
   pollfd fds[5] = {{out_fd, POLLIN, 0},
                    {err_fd, POLLIN, 0},
@@ -223,11 +225,14 @@ void pass_through(int out_fd, int err_fd, Captured& captured, int event_fd, OnEv
     ::close(fds[i].fd);
     fds[i].fd = -1;
     fds[i + 2].fd = -1;
+    (i == 0 ? out_fd : err_fd) = -1;
     --open_pipes;
   };
   char buffer[1 << 16];
   while (open_pipes > 0) {
-    if (::poll(fds, 5, -1) < 0 && errno != EINTR) break;
+    const int ready = ::poll(fds, 5, idle_ms());
+    if (ready == 0) return;
+    if (ready < 0 && errno != EINTR) break;
     if ((fds[4].revents & POLLIN) != 0) on_event();
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd >= 0 && fds[i + 2].fd >= 0 && (fds[i + 2].revents & (POLLERR | POLLHUP)) != 0) {
@@ -312,18 +317,29 @@ int exit_code_of(int code, int status) {
   ::sigaddset(&child_changed, SIGCHLD);
   const int changes = ::signalfd(-1, &child_changed, SFD_CLOEXEC | SFD_NONBLOCK);
   look(false);  // a stop from before the signalfd was there
+  // Output that comes after it ended is from processes it left behind holding the pipes (`cmd &`).
+  // Natively a parent reading the pipes waits for those too, so they are waited for and taped;
+  // but a subprocess killed by a signal (a timeout's kill) is taped once a moment passes without
+  // output, so that its parent's wait returns as it would natively (what comes later is passed
+  // on, not taped).
   Captured output;
-  pass_through(out_fd, err_fd, output, changes, [&] {
-    signalfd_siginfo ignored;
-    while (::read(changes, &ignored, sizeof ignored) > 0) {
-    }
-    look(false);
-  });
+  pass_through(
+      out_fd, err_fd, output, changes,
+      [&] {
+        signalfd_siginfo ignored;
+        while (::read(changes, &ignored, sizeof ignored) > 0) {
+        }
+        look(false);
+      },
+      [&] { return exit_code > 128 ? 50 : -1; });
   while (exit_code < 0) look(true);
   tell(supervisor, spawned, exit_code, output);
   int status = 0;
   while (::waitpid(traced, &status, __WALL) < 0 && errno == EINTR) {
   }
+  Captured leftover;
+  pass_through(
+      out_fd, err_fd, leftover, -1, [] {}, [] { return -1; });
   std::_Exit(0);
 }
 
@@ -459,7 +475,8 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   for (int signal_number : kPassedOn) ::sigaction(signal_number, &forward, nullptr);
 
   Captured output;
-  pass_through(out.read_end, err.read_end, output, -1, [] {});
+  pass_through(
+      out.read_end, err.read_end, output, -1, [] {}, [] { return -1; });
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -201,6 +201,13 @@ gone = subprocess.Popen([sys.executable, "-c", first_write], stdout=subprocess.P
                         stderr=subprocess.PIPE, text=True)
 gone.stdout.close()
 print("its reader closed before its first write:", gone.stderr.read(), gone.wait())
+started = time.monotonic()
+try:
+    subprocess.run("sleep 3", shell=True, timeout=0.1, capture_output=True)
+except subprocess.TimeoutExpired:
+    print("a timeout's kill is waited for at once:", time.monotonic() - started < 1.5)
+left = subprocess.run("echo now; (sleep 0.5; echo later) &", shell=True, capture_output=True)
+print("output of what it left running:", left.stdout)
 PY
 cat > "$work/stopped.py" <<'PY'
 import os, signal, subprocess, sys, time
