@@ -35,7 +35,7 @@ int64_t taped_read(Source source, int64_t real_ms) {
   const int index = index_of(source);
   int64_t value = real_ms;
   if (config.mode == Mode::replay && config.clock_map != nullptr) {
-    value = tapedeck::preload::take(*config.clock_map, index);
+    value = tapedeck::preload::take(*config.clock_map, index, real_ms);
   }
   last_seen_ms[index].store(value, std::memory_order_relaxed);
   queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);

@@ -9,9 +9,10 @@
 // shifts values only within that stretch, never past it: the program reads, after each step,
 // the times the recording read after it.
 //
-// Past a stretch's recorded values, time moves on from the last value served by a millisecond
-// a read (a loop waiting for time to pass still ends), and sleeps advance it; the clock never
-// goes back.
+// Past a stretch's recorded values, time moves on from the last value served at the real pace
+// since the last read, and by a millisecond a read at least: a loop waiting for time to pass
+// still ends, and so does a wait that blocks for real (a poll whose timeout was computed from
+// these times, a runtime parked until a deadline). Sleeps advance it; it never goes back.
 #pragma once
 
 #include <atomic>
@@ -28,9 +29,10 @@ struct ClockStretch {
 struct ClockMap {
   static constexpr uint64_t kMagic = 0x7461706564636c6bull;  // "tapedclk"
   uint64_t magic;
-  uint64_t stretch_count;             // at least 1
-  std::atomic<uint64_t> stretch;      // the current one, moved by the supervisor
-  std::atomic<int64_t> latest_ms[2];  // the latest time served (or slept to), per source
+  uint64_t stretch_count;              // at least 1
+  std::atomic<uint64_t> stretch;       // the current one, moved by the supervisor
+  std::atomic<int64_t> latest_ms[2];   // the latest time served (or slept to), per source
+  std::atomic<int64_t> read_at_ms[2];  // the real time of the last read, per source (0: none)
 
   ClockStretch* stretches() { return reinterpret_cast<ClockStretch*>(this + 1); }
   int64_t* values() { return reinterpret_cast<int64_t*>(stretches() + stretch_count); }
@@ -40,7 +42,10 @@ struct ClockMap {
 };
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
 
-inline int64_t take(ClockMap& map, int source) {
+// The next value of clock `source` (0 wall, 1 monotonic) for a read made at real time `real_ms`
+// (the reader's own clock of that source).
+inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
+  const int64_t previous_read = map.read_at_ms[source].exchange(real_ms, std::memory_order_relaxed);
   uint64_t current = map.stretch.load(std::memory_order_acquire);
   if (current >= map.stretch_count) current = map.stretch_count - 1;
   ClockStretch& stretch = map.stretches()[current];
@@ -53,7 +58,8 @@ inline int64_t take(ClockMap& map, int source) {
     }
     return value > seen ? value : seen;
   }
-  return latest.fetch_add(1, std::memory_order_relaxed) + 1;
+  const int64_t step = previous_read > 0 && real_ms > previous_read ? real_ms - previous_read : 1;
+  return latest.fetch_add(step, std::memory_order_relaxed) + step;
 }
 
 inline void advance(ClockMap& map, uint64_t duration_ms) {

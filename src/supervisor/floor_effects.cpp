@@ -34,22 +34,7 @@ int64_t TreeEffects::clock_read(pid_t, bool wall, int64_t real_ms) {
   const int source = wall ? 0 : 1;
   int64_t value = real_ms;
   if (index_) {
-    preload::ClockMap& map = index_->clock_map();
-    const preload::ClockStretch& stretch =
-        map.stretches()[std::min(map.stretch.load(), map.stretch_count - 1)];
-    const bool past_recorded = stretch.next[source].load() >= stretch.count[source];
-    value = preload::take(map, source);
-    // Past what the recording read here, time goes on at the real pace rather than a
-    // millisecond a read: a runtime that reads the clock rarely while it waits for a deadline
-    // (Go's scheduler, parked on a futex) would otherwise wait a second per millisecond.
-    ServedClock& served = served_clock_[source];
-    if (past_recorded && served.real_ms != 0) {
-      value = std::max(value, served.value_ms + (real_ms - served.real_ms));
-      int64_t latest = map.latest_ms[source].load();
-      while (latest < value && !map.latest_ms[source].compare_exchange_weak(latest, value)) {
-      }
-    }
-    served = {value, real_ms};
+    value = preload::take(index_->clock_map(), source, real_ms);
   }
   recorder().record(kind::ClockRead{wall ? ClockSource::wall : ClockSource::monotonic, value});
   return value;

@@ -41,35 +41,45 @@ class MapFixture {
 TEST(ClockMap, ServesEachStretchInOrderAndMovesOnWhenTold) {
   MapFixture fixture({{{{1000, 1001}, {50}}}, {{{2000}, {60, 61}}}});
   ClockMap& map = fixture.map();
-  EXPECT_EQ(take(map, 0), 1000);
-  EXPECT_EQ(take(map, 1), 50);
+  EXPECT_EQ(take(map, 0, 0), 1000);
+  EXPECT_EQ(take(map, 1, 0), 50);
   // The replay made its next record before reading the rest of this stretch: the unread value
   // (1001) is skipped, not served late.
   map.stretch = 1;
-  EXPECT_EQ(take(map, 0), 2000);
-  EXPECT_EQ(take(map, 1), 60);
-  EXPECT_EQ(take(map, 1), 61);
+  EXPECT_EQ(take(map, 0, 0), 2000);
+  EXPECT_EQ(take(map, 1, 0), 60);
+  EXPECT_EQ(take(map, 1, 0), 61);
 }
 
 TEST(ClockMap, PastAStretchTimeCreepsOnAndNeverGoesBack) {
   MapFixture fixture({{{{1000}, {}}}, {{{990}, {}}}});
   ClockMap& map = fixture.map();
-  EXPECT_EQ(take(map, 0), 1000);
-  EXPECT_EQ(take(map, 0), 1001);  // more reads than the recording made: a wait loop still ends
-  EXPECT_EQ(take(map, 0), 1002);
+  EXPECT_EQ(take(map, 0, 0), 1000);
+  EXPECT_EQ(take(map, 0, 0), 1001);  // more reads than the recording made: a wait loop still ends
+  EXPECT_EQ(take(map, 0, 0), 1002);
   map.stretch = 1;
-  EXPECT_EQ(take(map, 0), 1002);  // the recorded 990 would go back in time
+  EXPECT_EQ(take(map, 0, 0), 1002);  // the recorded 990 would go back in time
+}
+
+TEST(ClockMap, PastAStretchTimeGoesOnAtTheRealPace) {
+  MapFixture fixture({{{{1000}, {}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 0, 5000), 1000);
+  // A wait that blocked for real between two reads past the recording (a poll with a timeout
+  // computed from these times) is as long in replayed time: its deadline comes.
+  EXPECT_EQ(take(map, 0, 8000), 4000);
+  EXPECT_EQ(take(map, 0, 8000), 4001);  // at least a millisecond a read
 }
 
 TEST(ClockMap, SleepsAdvanceBothClocksAndAStretchBeyondTheLastIsTheLast) {
   MapFixture fixture({{{{1000}, {5}}}});
   ClockMap& map = fixture.map();
-  EXPECT_EQ(take(map, 0), 1000);
-  EXPECT_EQ(take(map, 1), 5);
+  EXPECT_EQ(take(map, 0, 0), 1000);
+  EXPECT_EQ(take(map, 1, 0), 5);
   advance(map, 250);
   map.stretch = 7;  // more records than the recording made
-  EXPECT_EQ(take(map, 0), 1251);
-  EXPECT_EQ(take(map, 1), 256);
+  EXPECT_EQ(take(map, 0, 0), 1251);
+  EXPECT_EQ(take(map, 1, 0), 256);
 }
 
 TEST(Wire, FramesRoundTripAndATruncatedBodyIsRefused) {
