@@ -103,6 +103,11 @@ struct ProcessSpawn {
   // what it started took in the run's pid namespace, so that a replay, which does not run it,
   // moves the namespace's last pid on as far and the program's next fork gets the recorded pid.
   uint64_t pids = 0;
+  // tapedeck's extension (written only when not zero): the subprocess's place in the order the
+  // run's subprocesses started (1, 2, …). The record is made when it ends, so subprocesses of the
+  // same command that overlap end in another order than they began; a replay, which hands out
+  // their results as they begin, goes by this.
+  uint64_t started = 0;
   bool operator==(const ProcessSpawn&) const = default;
 };
 // A kind this version does not know. Its JSON object is kept (minified) and written back as is,

@@ -126,6 +126,8 @@ struct ProcessResult {
   uint64_t duration_ms = 0;
   // The process ids it took in the run's pid namespace (0: not counted); taped with the spawn.
   uint64_t pids = 0;
+  // Its place in the order the run's subprocesses started (0: not known); taped with the spawn.
+  uint64_t started = 0;
   // Replay: the recorded record this result was served from (in the session's recorded tape);
   // null when recording.
   const kind::ProcessSpawn* recorded = nullptr;

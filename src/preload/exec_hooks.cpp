@@ -105,7 +105,7 @@ pid_t plain_fork() {
 // (Popen.kill() right after the start) is taped too. On success every signal stays blocked and
 // `mode` tells the shim where the output goes and which signal mask the program gets; on
 // failure nothing has changed and the shim starts a teller itself.
-bool start_teller(char** shim, char* const envp[], char* mode, size_t mode_size) {
+bool start_teller(char** shim, char* const envp[], uint64_t started, char* mode, size_t mode_size) {
   sigset_t everything, original;
   sigfillset(&everything);
   sigprocmask(SIG_BLOCK, &everything, &original);
@@ -135,8 +135,8 @@ bool start_teller(char** shim, char* const envp[], char* mode, size_t mode_size)
       stream_capture::close_end(*fd);
     }
     char teller_mode[96];
-    snprintf(teller_mode, sizeof teller_mode, "teller:%d:%d:%d:%d", subprocess, out.read_end,
-             err.read_end, ready.write_end);
+    snprintf(teller_mode, sizeof teller_mode, "teller:%d:%d:%d:%d:%llu", subprocess, out.read_end,
+             err.read_end, ready.write_end, static_cast<unsigned long long>(started));
     shim[1] = teller_mode;
     ensure(real.execve, "execve")(config.exec_shim, shim, envp);
     ensure(real.exit_now, "_exit")(127);  // the write end closes: no word is a "no"
@@ -160,18 +160,22 @@ bool start_teller(char** shim, char* const envp[], char* mode, size_t mode_size)
   return true;
 }
 
-// Replay: the recorded result of the subprocess this exec starts is claimed now, at the point
-// where the recording's teller took it on, so that a stand-in killed before it asks (as its
-// parent's Popen.kill() can) leaves the next same-named subprocess its own result.
-void claim_spawn(const char* program, char* const argv[]) {
+// The subprocess this exec starts is claimed now, as it starts. Record: the answer is its place
+// in the order the run's subprocesses started (taped with it, 0 when unknown). Replay: its
+// recorded result is set aside for its stand-in, so that a stand-in killed before it asks (as
+// its parent's Popen.kill() can) leaves the next same-named subprocess its own result.
+uint64_t claim_spawn(const char* program, char* const argv[]) {
   static char buffer[1 << 16];
   char cwd[kPathMax];
-  if (getcwd(cwd, sizeof cwd) == nullptr) return;
+  if (getcwd(cwd, sizeof cwd) == nullptr) return 0;
   FixedSink frame{buffer, sizeof buffer};
   tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::spawn_claim));
   tapedeck::wire::put_invocation(frame, program, argv, cwd);
   Answer answer;
-  if (!frame.overflow) ask(frame, answer, false);
+  if (frame.overflow || !ask(frame, answer, false)) return 0;
+  tapedeck::wire::Cursor cursor({answer.body, answer.body_size});
+  const auto started = cursor.take_int<uint64_t>();
+  return cursor.ok() ? started : 0;
 }
 
 // `envp` with this process's stream key for the image that continues it (randomness goes on
@@ -202,11 +206,11 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
       static char watched_mode[96];
       sigset_t original;
       sigprocmask(SIG_SETMASK, nullptr, &original);
+      const uint64_t started = claim_spawn(program, argv);
       if (config.mode == Mode::record &&
-          start_teller(argv_storage, envp, watched_mode, sizeof watched_mode)) {
+          start_teller(argv_storage, envp, started, watched_mode, sizeof watched_mode)) {
         argv_storage[1] = watched_mode;
       }
-      if (config.mode == Mode::replay) claim_spawn(program, argv);
       const int result = ensure(real.execve, "execve")(config.exec_shim, argv_storage, envp);
       sigprocmask(SIG_SETMASK, &original, nullptr);  // the exec failed: the caller goes on
       return result;

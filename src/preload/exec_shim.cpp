@@ -255,6 +255,7 @@ struct Spawned {
   Invocation* call;
   std::chrono::steady_clock::time_point started;
   long long pids_before;  // the subprocess's own pid: every pid after it is the subprocess's
+  uint64_t order;         // its place in the order the run's subprocesses started (0: unknown)
 };
 
 // Hands the supervisor the process_spawn and waits for it to be taped.
@@ -272,6 +273,7 @@ void tell(Supervisor& supervisor, const Spawned& spawned, int exit_code, const C
   const long long before = spawned.pids_before;
   wire::put_int(
       frame, static_cast<uint64_t>(before >= 0 && pids_after > before ? pids_after - before : 0));
+  wire::put_int(frame, spawned.order);
   supervisor.ask(std::move(frame));
 }
 
@@ -436,6 +438,18 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   std::_Exit(error == ENOENT ? 127 : 126);
 }
 
+// Record, where the preload could not claim the subprocess before its exec: its place in the
+// order the run's subprocesses started (0 when the supervisor does not say).
+uint64_t claim(Supervisor& supervisor, const Invocation& call) {
+  std::string frame;
+  wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_claim));
+  put_invocation(frame, call);
+  auto [reply, body] = supervisor.ask(std::move(frame));
+  wire::Cursor cursor(body);
+  const auto order = cursor.take_int<uint64_t>();
+  return reply == wire::Reply::ok && cursor.ok() ? order : 0;
+}
+
 // Called with every signal blocked; `original` is the mask the program gets.
 [[noreturn]] void record(Supervisor& supervisor, Invocation& call, const sigset_t& original) {
   Capture out, err;
@@ -444,7 +458,8 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
     fail("pipe failed");
   }
   std::vector<char*> env = subprocess_environment();
-  const Spawned spawned{&call, std::chrono::steady_clock::now(), ::getpid()};
+  const Spawned spawned{&call, std::chrono::steady_clock::now(), ::getpid(),
+                        claim(supervisor, call)};
   const bool traced = start_teller(supervisor, spawned, out, err);
   ::sigprocmask(SIG_SETMASK, &original, nullptr);  // what came meanwhile now reaches it
   if (traced) {
@@ -511,10 +526,11 @@ bool sent_by_others(int signal_number) {
   write_all(STDERR_FILENO, err);
   if (sent_by_others(exit_code - 128)) {
     // It died of a signal that comes from another process, most likely its parent (a timeout's
-    // kill, terminate()): it lives until that comes, as long as it lived at most, and only then
-    // dies of it by itself. (One a process raises itself, a crash, ends it at once.)
-    timespec left{static_cast<time_t>(duration_ms / 1000),
-                  static_cast<long>(duration_ms % 1000) * 1000000};
+    // kill, terminate()): it lives until that comes, and only past twice its recorded life and
+    // a second (a replayed parent's waits are real, their lengths computed from replayed
+    // times) dies of it by itself. (One a process raises itself, a crash, ends it at once.)
+    const uint64_t wait_ms = 2 * duration_ms + 1000;
+    timespec left{static_cast<time_t>(wait_ms / 1000), static_cast<long>(wait_ms % 1000) * 1000000};
     while (::nanosleep(&left, &left) != 0 && errno == EINTR) {
     }
   }
@@ -545,9 +561,11 @@ int main(int argc, char** argv) {
   int out_fd = -1, err_fd = -1, ready = -1;
   pid_t watched = 0;
   unsigned long long mask = 0;
-  if (std::sscanf(argv[1], "teller:%d:%d:%d:%d", &watched, &out_fd, &err_fd, &ready) == 4) {
+  unsigned long long order = 0;
+  if (std::sscanf(argv[1], "teller:%d:%d:%d:%d:%llu", &watched, &out_fd, &err_fd, &ready, &order) ==
+      5) {
     Supervisor supervisor(argv[2]);
-    be_teller(supervisor, Spawned{&call, std::chrono::steady_clock::now(), watched}, watched,
+    be_teller(supervisor, Spawned{&call, std::chrono::steady_clock::now(), watched, order}, watched,
               out_fd, err_fd, ready);
   }
   if (std::sscanf(argv[1], "watched:%d:%d:%llx", &out_fd, &err_fd, &mask) == 3) {

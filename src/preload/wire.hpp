@@ -30,9 +30,11 @@ enum class Op : uint8_t {
   llm_request = 'L',   // nothing: an LLM request to the proxy is about to be sent (the clock
                        // reads before it are on the tape; a replay's clock moves to the call's)
   spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr,
-                       // u64 pids it took (its pid namespace's last pid moved by so much)
+                       // u64 pids it took (its pid namespace's last pid moved by so much), u64
+                       // its place in the order subprocesses started (0: unknown)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
-  spawn_claim = 'S',   // replay, from the exec about to start it: program, u32 argc, args…, cwd;
+  spawn_claim = 'S',   // from the exec about to start it: program, u32 argc, args…, cwd. Record:
+                       // answered with a u64, its place in the order subprocesses start. Replay:
                        // the recorded result is set aside for the process's spawn_replay (its
                        // stand-in may be killed before it asks, as the recording's was)
 };

@@ -53,11 +53,17 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     result.stdout_bytes = std::string(cursor.take_bytes());
     result.stderr_bytes = std::string(cursor.take_bytes());
     const auto pids = cursor.take_int<uint64_t>();
+    result.started = cursor.take_int<uint64_t>();
     if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
     if (pid_namespace_) result.pids = pids;
     session_->processes().record_finished(program, args, cwd, result);
     record_subprocess_changes();
     return server_.answer(connection, Reply::ok);
+  }
+  if (op == wire::Op::spawn_claim && options_.mode == RunOptions::Mode::record) {
+    std::string order;
+    wire::put_int(order, ++spawns_started_);
+    return server_.answer(connection, Reply::ok, order);
   }
   ProcessResult result;
   if (const auto claimed = claimed_spawns_.find(connection.pid); claimed != claimed_spawns_.end()) {

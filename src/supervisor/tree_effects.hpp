@@ -160,12 +160,6 @@ class TreeEffects : public floor::Services {
   // Workspace files a floor-served process opened to write, with the (size, mtime) they were
   // last taped at: taped again when that changes.
   std::map<std::string, std::pair<off_t, int64_t>> floor_writes_;
-  // Replay: the last clock value the floor served, per source, and the real time it was served.
-  struct ServedClock {
-    int64_t value_ms = 0;
-    int64_t real_ms = 0;
-  };
-  ServedClock served_clock_[2];
   // Replay: the clock a Go runtime reads for itself (nanoseconds; see floor.hpp).
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
@@ -177,6 +171,7 @@ class TreeEffects : public floor::Services {
   std::map<pid_t, std::pair<std::string, uint64_t>> entropy_streams_;
   // Replay: recorded results claimed by the exec that starts a subprocess, by its pid.
   std::map<pid_t, ProcessResult> claimed_spawns_;
+  uint64_t spawns_started_ = 0;      // record: subprocesses claimed so far
   int64_t paced_since_real_ns_ = 0;  // a wait ran in the kernel then (0: none since a skip)
   int64_t paced_from_ns_ = 0;        // the runtime's clock then
   std::string watch_warning_;

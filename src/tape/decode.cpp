@@ -454,6 +454,9 @@ struct LineDecoder::Impl {
       } else if (name == "pids") {
         seen.see(7, name);
         out.pids = read_u64(value, name);
+      } else if (name == "started") {
+        seen.see(8, name);
+        out.started = read_u64(value, name);
       } else {
         return false;
       }

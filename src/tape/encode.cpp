@@ -224,6 +224,10 @@ void LineBuffer::append_record(const Record& record) {
             put(R"(,"pids":)");
             put_uint(k.pids);
           }
+          if (k.started != 0) {
+            put(R"(,"started":)");
+            put_uint(k.started);
+          }
         } else if constexpr (std::is_same_v<K, kind::Unknown>) {
           put(k.raw_json);
           return;  // the kept object carries its own closing brace

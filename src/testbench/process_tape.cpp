@@ -178,6 +178,7 @@ ProcessResult ProcessTape::run(const std::string& program, const std::vector<std
     result.exit_code = recorded.exit_code;
     result.duration_ms = recorded.duration_ms;
     result.pids = recorded.pids;
+    result.started = recorded.started;
     result.stdout_bytes = session_.recorded_->resolve(recorded.stdout_payload);
     result.stderr_bytes = session_.recorded_->resolve(recorded.stderr_payload);
     result.recorded = &recorded;
@@ -200,8 +201,8 @@ void ProcessTape::record(const std::string& program, const std::vector<std::stri
   Recorder& recorder = *session_.recorder_;
   recorder.record(kind::ProcessSpawn{program, args, cwd, result.exit_code, result.duration_ms,
                                      recorder.payload_from_bytes(result.stdout_bytes),
-                                     recorder.payload_from_bytes(result.stderr_bytes),
-                                     result.pids});
+                                     recorder.payload_from_bytes(result.stderr_bytes), result.pids,
+                                     result.started});
 }
 
 }  // namespace tapedeck

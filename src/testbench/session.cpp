@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <type_traits>
 
 #include "tapedeck/cas.hpp"
@@ -82,6 +83,14 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
         spawns_[detail::process_tuple_key(spawn->program, spawn->args, spawn->cwd)].push_back(
             spawn);
       }
+    }
+    // Same-named subprocesses are handed out as they start: in the order they started in the
+    // recording where it was taped (records are made as they end), else in the tape's order.
+    for (auto& [key, queue] : spawns_) {
+      std::stable_sort(queue.begin(), queue.end(),
+                       [](const kind::ProcessSpawn* a, const kind::ProcessSpawn* b) {
+                         return a->started != 0 && b->started != 0 && a->started < b->started;
+                       });
     }
   }
   recorder_ = std::make_shared<Recorder>(clock_);
