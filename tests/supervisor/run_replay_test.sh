@@ -208,6 +208,11 @@ except subprocess.TimeoutExpired:
     print("a timeout's kill is waited for at once:", time.monotonic() - started < 1.5)
 left = subprocess.run("echo now; (sleep 0.5; echo later) &", shell=True, capture_output=True)
 print("output of what it left running:", left.stdout)
+# The same command twice, overlapping: the first started ends last (fed its stdin later).
+echo = [sys.executable, "-c", "import sys; print(sys.stdin.read())"]
+first = subprocess.Popen(echo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+second = subprocess.run(echo, input="second", capture_output=True, text=True)
+print("overlapping:", first.communicate("first")[0].strip(), second.stdout.strip())
 PY
 cat > "$work/stopped.py" <<'PY'
 import os, signal, subprocess, sys, time

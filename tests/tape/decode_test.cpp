@@ -223,16 +223,17 @@ TEST(Decode, EveryKindSurvivesEncodeThenDecode) {
   }
 }
 
-// tapedeck's extension: the pids a subprocess took, written only when counted (a spawn without
-// it keeps the reference's bytes), read back.
-TEST(Decode, ASpawnKeepsThePidsItTook) {
+// tapedeck's extensions: the pids a subprocess took and its place in the order subprocesses
+// started, written only when known (a spawn without them keeps the reference's bytes), read back.
+TEST(Decode, ASpawnKeepsThePidsItTookAndWhenItStarted) {
   Record counted;
-  counted.kind = kind::ProcessSpawn{"/bin/sh", {"-c", "true"}, ".", 0, 3, {}, {}, 4};
+  counted.kind = kind::ProcessSpawn{"/bin/sh", {"-c", "true"}, ".", 0, 3, {}, {}, 4, 7};
   Record plain;
   plain.seq = 1;
   plain.kind = kind::ProcessSpawn{"/bin/true", {}, std::nullopt, 0, 1, {}, {}};
-  EXPECT_NE(encode_record_line(counted).find(R"(,"pids":4})"), std::string::npos);
+  EXPECT_NE(encode_record_line(counted).find(R"(,"pids":4,"started":7})"), std::string::npos);
   EXPECT_EQ(encode_record_line(plain).find("pids"), std::string::npos);
+  EXPECT_EQ(encode_record_line(plain).find("started"), std::string::npos);
   auto reader = TapeReader::from_memory(
       kHeaderLine + encode_record_line(counted) + encode_record_line(plain), "mem.tape");
   for (const Record& expected : {counted, plain}) {
