@@ -302,14 +302,19 @@ int exit_code_of(int code, int status) {
         exit_code = exit_code_of(info.si_code, info.si_status);
         return;
       }
-      ::waitid(P_PID, static_cast<id_t>(traced), &info, WSTOPPED | __WALL | WNOHANG);
-      siginfo_t delivered{};
-      if (::ptrace(PTRACE_GETSIGINFO, traced, nullptr, &delivered) == 0) {
+      int status = 0;
+      if (::waitpid(traced, &status, WNOHANG | __WALL) <= 0 || !WIFSTOPPED(status)) continue;
+      const int stop_signal = WSTOPSIG(status);
+      if ((status >> 16) == PTRACE_EVENT_STOP) {
+        // Seized, a group stop (SIGSTOP and the terminal's stops) is reported so: it stays
+        // stopped until a SIGCONT. Any other event stop (a SIGCONT's notice) just goes on.
+        const bool group_stop = stop_signal == SIGSTOP || stop_signal == SIGTSTP ||
+                                stop_signal == SIGTTIN || stop_signal == SIGTTOU;
+        ::ptrace(group_stop ? PTRACE_LISTEN : PTRACE_CONT, traced, nullptr, nullptr);
+      } else {
         // A signal on its way in: let it in, as if nobody were looking.
         ::ptrace(PTRACE_CONT, traced, nullptr,
-                 reinterpret_cast<void*>(static_cast<long>(info.si_status)));
-      } else {
-        ::ptrace(PTRACE_LISTEN, traced, nullptr, nullptr);  // a group stop: it stays stopped
+                 reinterpret_cast<void*>(static_cast<long>(stop_signal)));
       }
       if (block) return;
     }
