@@ -47,8 +47,36 @@ void tell(int channel, char tag, const void* body, size_t size) {
   (void)ignored;
 }
 
+// The signals tapedeck's own caller left ignored (nohup's SIGHUP), noted before main() runs:
+// those the program keeps ignoring. Anything tapedeck came to ignore since (cpp-httplib ignores
+// SIGPIPE) is the default again for the program, or `yes | head` would print a broken pipe.
+struct InheritedDispositions {
+  sigset_t ignored;
+  InheritedDispositions() {
+    ::sigemptyset(&ignored);
+    for (int signal_number = 1; signal_number < NSIG; ++signal_number) {
+      struct sigaction current {};
+      if (::sigaction(signal_number, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) {
+        ::sigaddset(&ignored, signal_number);
+      }
+    }
+  }
+};
+const InheritedDispositions inherited;
+
+// In the program's process before its exec (handlers go at exec; what is ignored stays).
+void restore_inherited_dispositions() {
+  for (int signal_number = 1; signal_number < NSIG; ++signal_number) {
+    if (signal_number == SIGKILL || signal_number == SIGSTOP) continue;
+    struct sigaction wanted {};
+    wanted.sa_handler = ::sigismember(&inherited.ignored, signal_number) == 1 ? SIG_IGN : SIG_DFL;
+    ::sigaction(signal_number, &wanted, nullptr);
+  }
+}
+
 // The program's side: its output, the stop at exec when the vDSO is to be hidden, the exec.
 [[noreturn]] void exec_program(int channel, const RootPlan& plan) {
+  restore_inherited_dispositions();
   // Addresses are the same in every run (bash seeds $RANDOM with a stack address, Python's
   // default reprs print them): the tree runs without address-space randomization.
   const int persona = ::personality(0xffffffff);
@@ -89,12 +117,7 @@ void forward_to_program(int signal_number) {
   for (int signal_number : kForwarded) ::sigaction(signal_number, &forward, nullptr);
   const pid_t program = ::fork();
   if (program < 0) ::_exit(127);
-  if (program == 0) {
-    struct sigaction standard {};
-    standard.sa_handler = SIG_DFL;
-    for (int signal_number : kForwarded) ::sigaction(signal_number, &standard, nullptr);
-    exec_program(channel, plan);
-  }
+  if (program == 0) exec_program(channel, plan);
   init_program = program;
   if (plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole) {
     std::string why;  // stays empty when the vDSO was hidden

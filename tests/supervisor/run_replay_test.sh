@@ -213,6 +213,8 @@ echo = [sys.executable, "-c", "import sys; print(sys.stdin.read())"]
 first = subprocess.Popen(echo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 second = subprocess.run(echo, input="second", capture_output=True, text=True)
 print("overlapping:", first.communicate("first")[0].strip(), second.stdout.strip())
+# coreutils' timeout signals its own process group, SIGCONT included.
+print("timeout's own signals:", subprocess.run(["timeout", "0.2", "sleep", "5"]).returncode)
 PY
 cat > "$work/stopped.py" <<'PY'
 import os, signal, subprocess, sys, time
@@ -258,6 +260,16 @@ fresh_workspace
   > "$work/rewrite.rep" 2>> "$work/rewrite.err"
 check "rewrite: replayed, the program reads what its subprocess wrote" \
   diff "$work/rewrite.rec" "$work/rewrite.rep"
+
+# ---- the program's signal dispositions are its caller's, not tapedeck's ----------------------
+# (cpp-httplib ignores SIGPIPE in tapedeck; the program must not inherit that, but what the
+# caller ignored, as nohup does SIGHUP, it keeps.)
+"$td" run -q -- bash -c 'yes | head -c 1 > /dev/null; echo "${PIPESTATUS[0]}"' > "$work/pipe.out" 2>&1
+check "signals: a writer to a closed pipe dies of SIGPIPE (141), as natively" \
+  test "$(cat "$work/pipe.out")" = 141
+nohup "$td" run -q -- bash -c 'grep SigIgn /proc/self/status' > "$work/nohup.out" 2> /dev/null
+check "signals: what the caller ignored (nohup's SIGHUP) the program ignores" \
+  grep -q "SigIgn:.*1$" "$work/nohup.out"
 
 # ---- refusals --------------------------------------------------------------------------------
 "$td" run -- "$(dirname "$td")/tapedeck-exec" > /dev/null 2> "$work/static.err"
