@@ -365,17 +365,23 @@ bool gone(pid_t pid) {
 
 // The teller's life: attaches to `subprocess` (which waits, every signal blocked, for the word on
 // `ready`), then passes its output through and tapes it when it ends.
-[[noreturn]] void be_teller(Supervisor& supervisor, const Spawned& spawned, pid_t subprocess,
-                            int out_fd, int err_fd, int ready) {
+// `connected` is the shim's connection to the supervisor; without one (a teller the preload
+// started) it connects to `socket_path` once attached, off the subprocess's way.
+[[noreturn]] void be_teller(Supervisor* connected, const char* socket_path, const Spawned& spawned,
+                            pid_t subprocess, int out_fd, int err_fd, int ready) {
   // It keeps only what it needs: none of the program's descriptors stay open longer than the
   // subprocess holds them. Terminal signals are the subprocess's, not its.
-  keep_only({STDOUT_FILENO, STDERR_FILENO, out_fd, err_fd, ready, supervisor.fd()});
+  keep_only({STDOUT_FILENO, STDERR_FILENO, out_fd, err_fd, ready,
+             connected != nullptr ? connected->fd() : -1});
   for (int signal_number : {SIGINT, SIGQUIT, SIGHUP, SIGTSTP, SIGTTIN, SIGTTOU, SIGPIPE}) {
     ::signal(signal_number, SIG_IGN);
   }
   const char attached = ::ptrace(PTRACE_SEIZE, subprocess, nullptr, nullptr) == 0 ? 'y' : 'n';
   write_all(ready, {&attached, 1});
   ::close(ready);
+  std::optional<Supervisor> own;
+  if (connected == nullptr) connected = &own.emplace(socket_path);
+  Supervisor& supervisor = *connected;
   if (attached != 'y') {
     // The subprocess blocks every other signal until the teller is attached: gone, it was
     // SIGKILLed (its parent's Popen.kill() comes that early). Taped so, a replay answers it.
@@ -406,7 +412,7 @@ bool start_teller(Supervisor& supervisor, const Spawned& spawned, const Capture&
   if (middle == 0) {
     const pid_t teller = ::fork();
     if (teller != 0) std::_Exit(teller < 0 ? 1 : 0);
-    be_teller(supervisor, spawned, subprocess, out.read_end, err.read_end, ready[1]);
+    be_teller(&supervisor, nullptr, spawned, subprocess, out.read_end, err.read_end, ready[1]);
   }
   ::close(ready[1]);
   int status = 0;
@@ -569,9 +575,8 @@ int main(int argc, char** argv) {
   unsigned long long order = 0;
   if (std::sscanf(argv[1], "teller:%d:%d:%d:%d:%llu", &watched, &out_fd, &err_fd, &ready, &order) ==
       5) {
-    Supervisor supervisor(argv[2]);
-    be_teller(supervisor, Spawned{&call, std::chrono::steady_clock::now(), watched, order}, watched,
-              out_fd, err_fd, ready);
+    be_teller(nullptr, argv[2], Spawned{&call, std::chrono::steady_clock::now(), watched, order},
+              watched, out_fd, err_fd, ready);
   }
   if (std::sscanf(argv[1], "watched:%d:%d:%llx", &out_fd, &err_fd, &mask) == 3) {
     // The preload started this subprocess's teller before the exec that led here.
