@@ -85,7 +85,7 @@ pid_t tracer_of(pid_t pid) {
   return status_field(pid, "TracerPid:");
 }
 
-std::vector<TcpSocket> tcp_sockets_on(uint16_t port) {
+std::vector<TcpSocket> tcp_sockets() {
   std::vector<TcpSocket> sockets;
   for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     std::ifstream in(table);
@@ -96,17 +96,31 @@ std::vector<TcpSocket> tcp_sockets_on(uint16_t port) {
       std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
       fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
           timeout >> inode;
-      const size_t colon = local.rfind(':');
+      const size_t local_colon = local.rfind(':');
+      const size_t remote_colon = remote.rfind(':');
       const size_t queue_colon = queues.find(':');
-      if (colon == std::string::npos || queue_colon == std::string::npos) continue;
-      if (std::stoul(local.substr(colon + 1), nullptr, 16) != port) continue;
+      if (local_colon == std::string::npos || remote_colon == std::string::npos ||
+          queue_colon == std::string::npos) {
+        continue;
+      }
       TcpSocket socket;
+      socket.local_port =
+          static_cast<uint16_t>(std::stoul(local.substr(local_colon + 1), nullptr, 16));
+      socket.remote_port =
+          static_cast<uint16_t>(std::stoul(remote.substr(remote_colon + 1), nullptr, 16));
       socket.listening = state == "0A";  // TCP_LISTEN
+      socket.send_queue = std::stoull(queues.substr(0, queue_colon), nullptr, 16);
       socket.receive_queue = std::stoull(queues.substr(queue_colon + 1), nullptr, 16);
       socket.inode = inode;
       sockets.push_back(std::move(socket));
     }
   }
+  return sockets;
+}
+
+std::vector<TcpSocket> tcp_sockets_on(uint16_t port) {
+  std::vector<TcpSocket> sockets = tcp_sockets();
+  std::erase_if(sockets, [port](const TcpSocket& socket) { return socket.local_port != port; });
   return sockets;
 }
 

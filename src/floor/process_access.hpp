@@ -1,6 +1,6 @@
 // What the floor reads of, and writes to, a process it serves: its memory (process_vm_readv /
 // process_vm_writev, which need no ptrace stop) and what /proc says of it and of the sockets.
-// Internal to src/floor.
+// Internal to tapedeck (the LLM proxy reads the sockets too).
 #pragma once
 
 #include <sys/types.h>
@@ -28,12 +28,17 @@ pid_t process_of(pid_t tid);
 pid_t parent_of(pid_t pid);
 // The process tracing process `pid` (ptrace); 0 when none or gone.
 pid_t tracer_of(pid_t pid);
-// The TCP sockets (IPv4 and IPv6) bound to local `port`, as /proc/net/tcp and tcp6 list them.
+// The TCP sockets (IPv4 and IPv6) of this network namespace, as /proc/net/tcp and tcp6 list them.
 struct TcpSocket {
+  uint16_t local_port = 0;
+  uint16_t remote_port = 0;
   bool listening = false;
+  uint64_t send_queue = 0;     // bytes sent and not acknowledged yet
   uint64_t receive_queue = 0;  // bytes not read yet; for a listener, connections not accepted
   std::string inode;
 };
+std::vector<TcpSocket> tcp_sockets();
+// Those bound to local `port`.
 std::vector<TcpSocket> tcp_sockets_on(uint16_t port);
 // The process's command name, for messages ("?" when it is gone).
 std::string command_of(pid_t pid);

@@ -1,13 +1,12 @@
 #include "tapedeck/llm_proxy.hpp"
+#include "floor/process_access.hpp"
 #include "testbench/stop_listening.hpp"
 
 #include <httplib.h>
 
 #include <chrono>
-#include <fstream>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include "tapedeck/codec.hpp"
@@ -35,28 +34,11 @@ std::string error_body(std::string_view type, std::string_view message) {
 // the sockets are not listed.
 uint64_t unread_by_client(int client_port, int server_port) {
   uint64_t unread = 0;
-  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(table);
-    std::string line;
-    std::getline(in, line);  // the heading
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string slot, local, remote, state, queues;
-      fields >> slot >> local >> remote >> state >> queues;
-      const size_t local_colon = local.rfind(':');
-      const size_t remote_colon = remote.rfind(':');
-      const size_t queue_colon = queues.find(':');
-      if (local_colon == std::string::npos || remote_colon == std::string::npos ||
-          queue_colon == std::string::npos) {
-        continue;
-      }
-      const int local_port = std::stoi(local.substr(local_colon + 1), nullptr, 16);
-      const int remote_port = std::stoi(remote.substr(remote_colon + 1), nullptr, 16);
-      if (local_port == client_port && remote_port == server_port) {
-        unread += std::stoull(queues.substr(queue_colon + 1), nullptr, 16);  // received
-      } else if (local_port == server_port && remote_port == client_port) {
-        unread += std::stoull(queues.substr(0, queue_colon), nullptr, 16);  // still sending
-      }
+  for (const floor::TcpSocket& socket : floor::tcp_sockets()) {
+    if (socket.local_port == client_port && socket.remote_port == server_port) {
+      unread += socket.receive_queue;
+    } else if (socket.local_port == server_port && socket.remote_port == client_port) {
+      unread += socket.send_queue;
     }
   }
   return unread;
