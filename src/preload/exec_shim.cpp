@@ -303,7 +303,12 @@ int exit_code_of(int code, int status) {
         return;
       }
       int status = 0;
-      if (::waitpid(traced, &status, WNOHANG | __WALL) <= 0 || !WIFSTOPPED(status)) continue;
+      if (::waitpid(traced, &status, WNOHANG | __WALL) <= 0) continue;
+      if (!WIFSTOPPED(status)) {
+        // Killed between the look and the collecting: collected, it is its parent's already.
+        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return;
+      }
       const int stop_signal = WSTOPSIG(status);
       if ((status >> 16) == PTRACE_EVENT_STOP) {
         // Seized, a group stop (SIGSTOP and the terminal's stops) is reported so: it stays
