@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A small stand-in for an OpenAI-style LLM server, for demos and tests on machines without
 network: POST /v1/chat/completions answers from the last user message, as one JSON body or,
-with "stream": true, as server-sent events a few words at a time.
+with "stream": true, as server-sent events a few words at a time; POST /v1/messages answers
+Anthropic-style (unstreamed).
 
     python3 standin_llm.py [--port N] [--chunk-ms MS]     prints "listening on PORT" once ready
 
@@ -44,8 +45,15 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(self.rfile.read(length) or b"{}")
         except json.JSONDecodeError:
             return self.reply(400, json.dumps({"error": {"message": "body is not JSON"}}))
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
+        if not (self.headers.get("Authorization", "").startswith("Bearer ")
+                or self.headers.get("x-api-key")):
             return self.reply(401, json.dumps({"error": {"message": "missing API key"}}))
+        if self.path.endswith("/messages"):  # Anthropic's Messages API, unstreamed
+            return self.reply(200, json.dumps({
+                "id": "msg_standin", "type": "message", "role": "assistant",
+                "model": request.get("model", "standin-1"), "stop_reason": "end_turn",
+                "content": [{"type": "text", "text": answer_for(request.get("messages", []))}],
+                "usage": {"input_tokens": 10, "output_tokens": 5}}))
         if not self.path.endswith("/chat/completions"):
             return self.reply(404, json.dumps({"error": {"message": "no route " + self.path}}))
         text = answer_for(request.get("messages", []))
