@@ -597,6 +597,7 @@ int main(int argc, char** argv) {
     ::sigprocmask(SIG_SETMASK, &original, nullptr);
     run_program(call, env);
   }
+  if (mode != "record") fail("unknown mode " + std::string(mode));
   // A signal sent to the subprocess before it is watched would end it untaped: held until then.
   sigset_t everything, original;
   ::sigfillset(&everything);
