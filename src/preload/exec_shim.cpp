@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "preload/exit_status.hpp"
 #include "preload/stream_capture.hpp"
 #include "preload/wire.hpp"
 
@@ -277,10 +278,6 @@ void tell(Supervisor& supervisor, const Spawned& spawned, int exit_code, const C
   supervisor.ask(std::move(frame));
 }
 
-int exit_code_of(int code, int status) {
-  return code == CLD_EXITED ? status : 128 + status;
-}
-
 // The teller's side: the subprocess is `traced`. Its exit is looked at without being collected
 // until the spawn is taped, so its parent's wait returns only then (the tape's order is the
 // program's order); the collecting lets it go to that parent.
@@ -299,14 +296,14 @@ int exit_code_of(int code, int status) {
       }
       if (info.si_pid == 0) return;
       if (info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
-        exit_code = exit_code_of(info.si_code, info.si_status);
+        exit_code = tapedeck::exit_code_of(info);
         return;
       }
       int status = 0;
       if (::waitpid(traced, &status, WNOHANG | __WALL) <= 0) continue;
       if (!WIFSTOPPED(status)) {
         // Killed between the look and the collecting: collected, it is its parent's already.
-        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        exit_code = tapedeck::exit_code_of(status);
         return;
       }
       const int stop_signal = WSTOPSIG(status);
@@ -511,7 +508,7 @@ uint64_t claim(Supervisor& supervisor, const Invocation& call) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  const int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const int exit_code = tapedeck::exit_code_of(status);
   tell(supervisor, spawned, exit_code, output);
   exit_like(exit_code);
 }

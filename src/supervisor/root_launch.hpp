@@ -9,21 +9,15 @@
 #pragma once
 
 #include <sys/types.h>
-#include <sys/wait.h>
 
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "floor/floor.hpp"
+#include "preload/exit_status.hpp"
 
 namespace tapedeck::supervisor {
-
-// A wait status as an exit code, the way a shell reports it: a death by signal is 128 + signal.
-// (The pid namespace's init and the set-up process in front of it end with the program's.)
-inline int exit_code_of(int status) {
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 struct RootPlan {
   const char* program = nullptr;
