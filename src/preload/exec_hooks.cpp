@@ -18,6 +18,7 @@ extern char** environ;
 
 #include "preload/interposer.hpp"
 #include "preload/stream_capture.hpp"
+#include "preload/teller_start.hpp"
 
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
@@ -110,53 +111,40 @@ bool start_teller(char** shim, char* const envp[], uint64_t started, char* mode,
   sigfillset(&everything);
   sigprocmask(SIG_BLOCK, &everything, &original);
   // Inherited across the teller's exec: no O_CLOEXEC.
-  stream_capture::Capture out, err, ready;
+  stream_capture::Capture out, err;
   auto give_up = [&] {
-    for (int* fd : {&out.read_end, &out.write_end, &err.read_end, &err.write_end, &ready.read_end,
-                    &ready.write_end}) {
+    for (int* fd : {&out.read_end, &out.write_end, &err.read_end, &err.write_end}) {
       stream_capture::close_end(*fd);
     }
     sigprocmask(SIG_SETMASK, &original, nullptr);
     return false;
   };
-  int ready_ends[2];
+  int ready[2];
   if (!stream_capture::open_capture(STDOUT_FILENO, false, out) ||
-      !stream_capture::open_capture(STDERR_FILENO, false, err) || pipe2(ready_ends, 0) != 0) {
+      !stream_capture::open_capture(STDERR_FILENO, false, err) || pipe2(ready, 0) != 0) {
     return give_up();
   }
-  ready = {stream_capture::above_standard(ready_ends[0], false),
-           stream_capture::above_standard(ready_ends[1], false)};
+  for (int& end : ready) end = stream_capture::above_standard(end, false);
   const pid_t subprocess = getpid();
-  prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);  // for Yama's restricted mode, until attached
-  const pid_t middle = plain_fork();
-  if (middle == 0) {
-    if (plain_fork() != 0) ensure(real.exit_now, "_exit")(0);
-    for (int* fd : {&out.write_end, &err.write_end, &ready.read_end}) {
-      stream_capture::close_end(*fd);
+  auto exit_now = [] { ensure(real.exit_now, "_exit")(0); };
+  auto be_teller = [&] {
+    for (int fd : {out.write_end, err.write_end, ready[0]}) {
+      if (fd >= 0) close(fd);
     }
     char teller_mode[96];
     snprintf(teller_mode, sizeof teller_mode, "teller:%d:%d:%d:%d:%llu", subprocess, out.read_end,
-             err.read_end, ready.write_end, static_cast<unsigned long long>(started));
+             err.read_end, ready[1], static_cast<unsigned long long>(started));
     shim[1] = teller_mode;
     ensure(real.execve, "execve")(config.exec_shim, shim, envp);
     ensure(real.exit_now, "_exit")(127);  // the write end closes: no word is a "no"
-  }
-  for (int* fd : {&ready.write_end, &out.read_end, &err.read_end}) stream_capture::close_end(*fd);
-  char attached = 'n';
-  if (middle > 0) {
-    while (waitpid(middle, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    while (read(ready.read_end, &attached, 1) < 0 && errno == EINTR) {
-    }
-  }
-  prctl(PR_SET_PTRACER, 0);
-  if (attached != 'y') return give_up();
-  stream_capture::close_end(ready.read_end);
-  unsigned long long mask = 0;
-  for (int signal_number = 1; signal_number <= 64; ++signal_number) {
-    if (sigismember(&original, signal_number) == 1) mask |= 1ULL << (signal_number - 1);
-  }
-  snprintf(mode, mode_size, "watched:%d:%d:%llx", out.write_end, err.write_end, mask);
+  };
+  const bool attached =
+      teller_start::fork_off_twice(plain_fork, ready[0], ready[1], be_teller, exit_now);
+  stream_capture::close_end(out.read_end);
+  stream_capture::close_end(err.read_end);
+  if (!attached) return give_up();
+  snprintf(mode, mode_size, "watched:%d:%d:%llx", out.write_end, err.write_end,
+           static_cast<unsigned long long>(teller_start::mask_bits(original)));
   return true;
 }
 

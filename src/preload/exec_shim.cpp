@@ -38,6 +38,7 @@
 
 #include "preload/exit_status.hpp"
 #include "preload/stream_capture.hpp"
+#include "preload/teller_start.hpp"
 #include "preload/wire.hpp"
 
 extern char** environ;
@@ -406,26 +407,12 @@ bool start_teller(Supervisor& supervisor, const Spawned& spawned, const Capture&
   if (::pipe2(ready, O_CLOEXEC) != 0) return false;
   for (int& end : ready) end = stream_capture::above_standard(end, true);
   const pid_t subprocess = ::getpid();
-  // Only Yama's "restricted" mode asks the traced process to name its tracer; any will do for
-  // the moment until the teller is attached (before the program runs).
-  ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);
-  const pid_t middle = ::fork();
-  if (middle < 0) return false;
-  if (middle == 0) {
-    const pid_t teller = ::fork();
-    if (teller != 0) std::_Exit(teller < 0 ? 1 : 0);
-    be_teller(&supervisor, nullptr, spawned, subprocess, out.read_end, err.read_end, ready[1]);
-  }
-  ::close(ready[1]);
-  int status = 0;
-  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
-  }
-  char attached = 'n';
-  while (::read(ready[0], &attached, 1) < 0 && errno == EINTR) {
-  }
-  ::close(ready[0]);
-  ::prctl(PR_SET_PTRACER, 0);
-  return attached == 'y';
+  return tapedeck::teller_start::fork_off_twice(
+      ::fork, ready[0], ready[1],
+      [&] {
+        be_teller(&supervisor, nullptr, spawned, subprocess, out.read_end, err.read_end, ready[1]);
+      },
+      [] { std::_Exit(0); });
 }
 
 // The subprocess this process stands in for, where it cannot be the subprocess itself: a signal
@@ -585,11 +572,7 @@ int main(int argc, char** argv) {
     Capture out{-1, out_fd}, err{-1, err_fd};
     stream_capture::attach(out, STDOUT_FILENO);
     stream_capture::attach(err, STDERR_FILENO);
-    sigset_t original;
-    ::sigemptyset(&original);
-    for (int signal_number = 1; signal_number <= 64; ++signal_number) {
-      if ((mask >> (signal_number - 1)) & 1) ::sigaddset(&original, signal_number);
-    }
+    const sigset_t original = tapedeck::teller_start::mask_of(mask);
     std::vector<char*> env = subprocess_environment();
     ::sigprocmask(SIG_SETMASK, &original, nullptr);
     run_program(call, env);
