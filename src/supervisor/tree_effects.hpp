@@ -80,17 +80,10 @@ class TreeEffects : public floor::Services {
   // Called from the proxy's threads, as the two below.
   void llm_call_started() {
     ++llm_in_flight_;
-    int announced = llm_announced_.load();
-    while (announced > 0 && !llm_announced_.compare_exchange_weak(announced, announced - 1)) {
-    }
-    if (announced == 0) ++llm_unannounced_;
+    if (!take_one(llm_announced_)) ++llm_unannounced_;
   }
   void llm_call_served() {
-    int unannounced = llm_unannounced_.load();
-    while (unannounced > 0 &&
-           !llm_unannounced_.compare_exchange_weak(unannounced, unannounced - 1)) {
-    }
-    if (unannounced > 0) step_clock();
+    if (take_one(llm_unannounced_)) step_clock();
   }
   void llm_call_finished() { --llm_in_flight_; }
 
@@ -163,6 +156,13 @@ class TreeEffects : public floor::Services {
   // Replay: the clock a Go runtime reads for itself (nanoseconds; see floor.hpp).
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
+  // Counts one down unless it is zero; false when it was.
+  static bool take_one(std::atomic<int>& count) {
+    int seen = count.load();
+    while (seen > 0 && !count.compare_exchange_weak(seen, seen - 1)) {
+    }
+    return seen > 0;
+  }
   std::atomic<int> llm_announced_{0};    // announced requests the proxy has not taken yet
   std::atomic<int> llm_unannounced_{0};  // calls taken that nobody announced, not yet served
   // The floor's randomness: the seed, and each process's place in the tree ("0" the root's,
