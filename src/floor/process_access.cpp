@@ -64,25 +64,17 @@ pid_t process_of(pid_t tid) {
   return 0;
 }
 
-namespace {
-
-// A pid field of /proc/PID/status ("PPid:", "TracerPid:"); 0 when the process is gone.
-pid_t status_field(pid_t pid, std::string_view field) {
+Lineage lineage_of(pid_t pid) {
+  Lineage lineage;
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);) {
-    if (line.starts_with(field)) return static_cast<pid_t>(std::stol(line.substr(field.size())));
+    if (line.starts_with("PPid:")) lineage.parent = static_cast<pid_t>(std::stol(line.substr(5)));
+    if (line.starts_with("TracerPid:")) {
+      lineage.tracer = static_cast<pid_t>(std::stol(line.substr(10)));
+      break;  // listed after PPid
+    }
   }
-  return 0;
-}
-
-}  // namespace
-
-pid_t parent_of(pid_t pid) {
-  return status_field(pid, "PPid:");
-}
-
-pid_t tracer_of(pid_t pid) {
-  return status_field(pid, "TracerPid:");
+  return lineage;
 }
 
 std::vector<TcpSocket> tcp_sockets() {

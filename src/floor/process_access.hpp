@@ -24,10 +24,13 @@ std::string absolute_path(pid_t pid, int folder, const std::string& path);
 std::string link_of(const std::string& path);
 // The process (thread group) thread `tid` belongs to; 0 when it is gone.
 pid_t process_of(pid_t tid);
-// The parent of process `pid`; 0 when it is gone.
-pid_t parent_of(pid_t pid);
-// The process tracing process `pid` (ptrace); 0 when none or gone.
-pid_t tracer_of(pid_t pid);
+// The parent of process `pid` and the process tracing it (ptrace), from one read of its status;
+// 0 for none, both 0 when it is gone.
+struct Lineage {
+  pid_t parent = 0;
+  pid_t tracer = 0;
+};
+Lineage lineage_of(pid_t pid);
 // The TCP sockets (IPv4 and IPv6) of this network namespace, as /proc/net/tcp and tcp6 list them.
 struct TcpSocket {
   uint16_t local_port = 0;

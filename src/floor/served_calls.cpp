@@ -56,9 +56,9 @@ bool Warden::served(pid_t pid) const {
            running.st_dev == wrapper_device_ && running.st_ino == wrapper_inode_;
   };
   for (pid_t process = process_of(pid); process > 1 && process != program_pid_;) {
-    const pid_t parent = parent_of(process);
-    if (runs_wrapper(parent) || runs_wrapper(tracer_of(process))) return false;
-    process = parent;
+    const Lineage lineage = lineage_of(process);
+    if (runs_wrapper(lineage.parent) || runs_wrapper(lineage.tracer)) return false;
+    process = lineage.parent;
   }
   return true;
 }
