@@ -85,11 +85,14 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
       }
     }
     // Same-named subprocesses are handed out as they start: in the order they started in the
-    // recording where it was taped (records are made as they end), else in the tape's order.
+    // recording where it was taped for them all (records are made as they end), else in the
+    // tape's order.
     for (auto& [key, queue] : spawns_) {
+      const auto unknown = [](const kind::ProcessSpawn* spawn) { return spawn->started == 0; };
+      if (std::any_of(queue.begin(), queue.end(), unknown)) continue;
       std::stable_sort(queue.begin(), queue.end(),
                        [](const kind::ProcessSpawn* a, const kind::ProcessSpawn* b) {
-                         return a->started != 0 && b->started != 0 && a->started < b->started;
+                         return a->started < b->started;
                        });
     }
   }
