@@ -1,6 +1,7 @@
 // connect: the internet is denied unless allowed (--allow, resolved by the supervisor);
-// loopback to tapedeck's own LLM proxy passes, and so do Unix sockets. Sends to the proxy
-// (write, writev, send, sendto, sendmsg) settle the clock reads batched before them.
+// loopback to tapedeck's own LLM proxy passes, and so do Unix sockets. The first send of each
+// request to the proxy (write, writev, send, sendto, sendmsg; reads mark the next send a new
+// request) announces it, with the clock reads batched before it.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
