@@ -94,6 +94,8 @@ def main():
     parser.add_argument("--chunk-ms", type=int, default=20,
                         help="the pause between two events of a streamed answer")
     args = parser.parse_args()
+    if args.chunk_ms < 0:
+        parser.error("argument --chunk-ms: must not be negative")
     global CHUNK_SECONDS
     CHUNK_SECONDS = args.chunk_ms / 1000
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
