@@ -13,7 +13,7 @@ packages=(
   libcurl4-openssl-dev                    # the LLM axis's HTTP client
   libcpp-httplib-dev                      # a local LLM server for the tests
   libseccomp-dev                          # the system-call floor's filter
-  libre2-dev                              # credentials recognised by shape
+  libre2-dev libvectorscan-dev            # credentials recognised by shape
   python3-dotenv                          # the .env agent of the secrets test
   python3-httpx                           # the streaming agent of the stream timing test
   golang-go musl-tools busybox-static     # Go and static programs under the floor (tests/floor)

@@ -5,7 +5,7 @@
 // gho_, ghu_, ghs_, ghr_, github_pat_), Slack (xox?-), Google API keys (AIza), Stripe live keys,
 // JWTs, PEM private-key blocks, the value of an Authorization header, and KEY=value lines of
 // .env-style files (and JSON string fields) whose key names a credential. One pass over the
-// bytes finds whether any rule matches (RE2::Set); only the rules that did are run again for
+// bytes finds which rules match (Vectorscan); only the rules that did are run again (RE2) for
 // their spans.
 #pragma once
 
