@@ -58,7 +58,8 @@ class Recorder {
   // payload carries it. Values shorter than 8 bytes are ignored: they would redact plain text.
   void add_secret(std::string value);
   // The secrets added once records had been written (which may hold them): the session scrubs
-  // the written tape of them when it ends (see secrets::scrub_tape).
+  // the written tape of them when it ends (see secrets::scrub_tape). A streaming recorder notes
+  // each in the tape's scrub journal as it is added (secrets::note_pending_scrub).
   std::vector<std::string> late_secrets() const;
   // Whether `bytes` holds a secret (for bytes the caller keeps by their hash, which redaction
   // would break: file contents).

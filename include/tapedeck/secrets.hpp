@@ -30,6 +30,13 @@ inline constexpr std::string_view kRedacted = "[redacted by tapedeck]";
 // Every credential-shaped string in `bytes`, in order, not overlapping.
 std::vector<Finding> find(std::string_view bytes);
 
+// What a known value (a credential learned as such, whatever its shape) is reported as.
+inline constexpr std::string_view kKnownCredentialRule = "known-credential";
+
+// Every credential-shaped string in `bytes` and every occurrence of the `known` values, in
+// order, not overlapping.
+std::vector<Finding> find(std::string_view bytes, const std::vector<std::string>& known);
+
 // `bytes` with every credential-shaped string replaced by kRedacted; the number replaced.
 size_t redact(std::string& bytes);
 // `bytes` with every occurrence of the `known` values (credentials whatever their shape)
@@ -45,12 +52,27 @@ struct ScrubReport {
 };
 
 // Redacts every credential-shaped string, and every one of `known` (values learned as
-// credentials, whatever their shape), on the tape at `path` and in the sidecar entries its
-// records name (payloads, file bytes, printed output; a kept LLM request that held one is
-// removed), rewriting the entries under their new hashes and the tape atomically. Throws
-// TapeError when the tape cannot be read or written.
+// credentials, whatever their shape) and of a pending scrub journal (below), on the tape at
+// `path` and in the sidecar entries its records name (payloads, file bytes, printed output; a
+// kept LLM request that held one is removed), rewriting the entries under their new hashes and
+// the tape atomically; then removes the sidecar entries no record names that hold a credential,
+// and last the journal. Throws TapeError when the tape cannot be read or written.
 ScrubReport scrub_tape(const std::filesystem::path& path,
                        const std::vector<std::string>& known = {});
+
+// The scrub journal, the write-ahead log that makes a scrub of values with no known shape safe
+// against a kill. Such a value can be found again only if it is written down: before a scrub
+// starts (and as soon as a recording learns a credential after bytes holding it may be on disk)
+// the values are written to TAPE.scrub, whole or not at all, readable by the owner only; the
+// tape's sidecar holds them at that moment anyway. scrub_tape removes the journal last, once no
+// byte of them is left. A kill in between leaves it: `tapedeck verify --repair` and `scan
+// --redact` finish the scrub from it, `verify` warns of it and `scan` reports its values.
+std::filesystem::path scrub_journal_for(const std::filesystem::path& tape);
+// Writes (replaces) the journal of `tape` with `values`.
+void note_pending_scrub(const std::filesystem::path& tape, const std::vector<std::string>& values);
+// The values of a pending scrub of `tape`; none when it has no journal. Throws TapeError naming
+// the journal and line when it cannot be read.
+std::vector<std::string> pending_scrub(const std::filesystem::path& tape);
 
 // A short fingerprint of a credential (the first 12 hex digits of its BLAKE3): a report names
 // which value it found without printing it.

@@ -31,8 +31,10 @@ struct Hit {
   std::string fingerprint;
 };
 
-void scan_bytes(std::string_view bytes, const std::string& where, std::vector<Hit>& hits) {
-  for (const secrets::Finding& finding : secrets::find(bytes)) {
+// `known`: the values of a stopped scrub's journal, found whatever their shape.
+void scan_bytes(std::string_view bytes, const std::string& where,
+                const std::vector<std::string>& known, std::vector<Hit>& hits) {
+  for (const secrets::Finding& finding : secrets::find(bytes, known)) {
     hits.push_back({where, std::string(finding.rule),
                     secrets::fingerprint(bytes.substr(finding.offset, finding.length))});
   }
@@ -56,13 +58,20 @@ int run_redact(const ScanOptions& options) {
 int run_scan(const ScanOptions& options) {
   if (options.redact) return run_redact(options);
   auto reader = TapeReader::open(options.in);
+  const std::vector<std::string> pending = secrets::pending_scrub(options.in);
+  if (!pending.empty()) {
+    print_warning(
+        fmt::format("{}: a scrub of {} credential(s) learned during the run was stopped "
+                    "before it ended ({}); `tapedeck verify --repair` finishes it",
+                    options.in, pending.size(), secrets::scrub_journal_for(options.in).string()));
+  }
   std::vector<Hit> hits;
   std::map<std::string, std::string> named;  // sidecar entry -> the first record naming it
   while (const Record* next = reader->read()) {
     const Record& record = *next;
     const std::string at = fmt::format("seq {} {}", record.seq, kind_name(record.kind));
     for_each_payload(record.kind, [&](const Payload& payload) {
-      if (!payload.in_cas()) scan_bytes(payload.text, at + " payload", hits);
+      if (!payload.in_cas()) scan_bytes(payload.text, at + " payload", pending, hits);
     });
     for_each_reference(record.kind,
                        [&](const std::string& name, std::optional<uint64_t>, Reference reference) {
@@ -74,9 +83,9 @@ int run_scan(const ScanOptions& options) {
           if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
             std::string command = k.program;
             for (const std::string& arg : k.args) command += " " + arg;
-            scan_bytes(command, at + " command line", hits);
+            scan_bytes(command, at + " command line", pending, hits);
           } else if constexpr (std::is_same_v<K, kind::Unknown>) {
-            scan_bytes(k.raw_json, at, hits);
+            scan_bytes(k.raw_json, at, pending, hits);
           }
         },
         record.kind);
@@ -94,7 +103,7 @@ int run_scan(const ScanOptions& options) {
     scan_bytes(*bytes,
                (by != named.end() ? by->second + ", " : std::string()) + "sidecar entry " +
                    short_hash(name),
-               hits);
+               pending, hits);
   }
 
   if (options.json) {
@@ -130,7 +139,9 @@ void add_scan(CLI::App& app, int& exit_code) {
       "Exit 0 when clean, 1 when something was found, 2 when the tape cannot be read.\n"
       "--redact scrubs the tape in place first: every credential becomes a fixed marker, each\n"
       "sidecar entry that held one is rewritten under its new hash and the records follow, the\n"
-      "tape is replaced atomically; then it is scanned again.\n\n"
+      "tape is replaced atomically; sidecar entries no record names that hold one are removed;\n"
+      "then it is scanned again. A scrub a kill stopped (its journal TAPE.scrub is there) is\n"
+      "reported, its values as known-credential; --redact finishes it.\n\n"
       "Examples:\n"
       "  tapedeck scan run.tape\n"
       "  git diff --cached --name-only -- '*.tape' | xargs -r -n1 tapedeck scan   # pre-commit\n"

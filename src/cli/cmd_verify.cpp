@@ -40,9 +40,11 @@ struct CasReference {
   std::string what;  // the record that names it, for the problem's message
 };
 
-int run_verify(const VerifyOptions& options) {
+// `repaired`: what an earlier pass already repaired (an interrupted scrub finished).
+int run_verify(const VerifyOptions& options, std::string repaired = {}) {
   // Streaming: a tape of any size verifies in constant memory plus one entry per CAS name.
   auto reader = TapeReader::open(options.in);
+  const bool finished_scrub = !repaired.empty();
   std::vector<Problem> problems;
   std::map<std::string, CasReference> cas_refs;
   uint64_t records = 0;
@@ -76,15 +78,17 @@ int run_verify(const VerifyOptions& options) {
       }
     });
   }
-  std::string repaired;
+  auto note_repair = [&](const std::string& what) {
+    repaired += (repaired.empty() ? "" : "; ") + what;
+  };
   if (const auto& torn = reader->torn_tail()) {
     if (options.repair) {
       if (::truncate(options.in.c_str(), static_cast<off_t>(torn->offset)) != 0) {
         throw TapeError(options.in, torn->line,
                         std::string("cannot truncate the torn last line: ") + std::strerror(errno));
       }
-      repaired =
-          fmt::format("removed the torn last line ({} bytes at line {})", torn->bytes, torn->line);
+      note_repair(
+          fmt::format("removed the torn last line ({} bytes at line {})", torn->bytes, torn->line));
     } else {
       problems.push_back({std::nullopt, torn->line, "torn_tail",
                           fmt::format("the last line ({} bytes) is cut short: a recording was "
@@ -92,6 +96,25 @@ int run_verify(const VerifyOptions& options) {
                                       torn->bytes)});
     }
   }
+  // A scrub of credentials learned late that a kill stopped (its journal is still there): the
+  // values it names may still be on the tape. --repair finishes it, then verifies what it left.
+  const std::vector<std::string> pending = secrets::pending_scrub(options.in);
+  if (!pending.empty() && options.repair && !finished_scrub) {
+    const secrets::ScrubReport report = secrets::scrub_tape(options.in);
+    note_repair(
+        fmt::format("finished a stopped scrub of {} late credential(s): {} occurrence(s) "
+                    "redacted, {} old sidecar entr(ies) removed",
+                    pending.size(), report.credentials, report.removed));
+    return run_verify(options, repaired);
+  }
+  if (!pending.empty()) {
+    print_warning(
+        fmt::format("{}: a scrub of {} credential(s) learned during the run was stopped "
+                    "before it ended ({}): they may still be on the tape; `tapedeck "
+                    "verify --repair` finishes it",
+                    options.in, pending.size(), secrets::scrub_journal_for(options.in).string()));
+  }
+
   // A payload must be in the sidecar. The other references are checked when they are there; a
   // file's bytes missing are a problem only on a tape that keeps the bytes of its other files
   // (tapedeck run's), since the reference's tapes name file hashes as digests.
@@ -132,13 +155,13 @@ int run_verify(const VerifyOptions& options) {
     const std::string name = entry.path().filename().string();
     if (!is_valid_cas_name(name) || cas_refs.contains(name)) continue;
     const std::optional<std::string> bytes = detail::read_file(entry.path());
-    if (!bytes || secrets::find(*bytes).empty()) continue;
+    if (!bytes || secrets::find(*bytes, pending).empty()) continue;
     ++leftovers;
     if (options.repair) std::filesystem::remove(entry.path(), listing);
   }
   if (leftovers > 0 && options.repair) {
-    repaired += fmt::format("{}removed {} sidecar entr(ies) no record names that held a credential",
-                            repaired.empty() ? "" : "; ", leftovers);
+    note_repair(fmt::format("removed {} sidecar entr(ies) no record names that held a credential",
+                            leftovers));
   } else if (leftovers > 0) {
     print_warning(
         fmt::format("{}: {} sidecar entr(ies) no record names hold a credential (a "
@@ -183,15 +206,17 @@ void add_verify(CLI::App& app, int& exit_code) {
       "the record says. Every problem is listed, not just the first. A last line cut short (a\n"
       "recording stopped mid-write) is reported as torn_tail; --repair truncates it away.\n"
       "Sidecar entries no record names that hold a credential (a scrub that was stopped) are\n"
-      "named in a warning; --repair removes them.\n"
+      "named in a warning; --repair removes them. So is a scrub of credentials learned during\n"
+      "a run that a kill stopped (its journal, IN.scrub, is still there); --repair finishes it.\n"
       "Exit 0 when clean, 1 when problems were found, 2 when the tape cannot be read.\n\n"
       "Example:\n"
       "  tapedeck verify run.tape --json | jq .problems");
   cmd->add_option("IN", options->in, "Tape to check")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--json", options->json, "One JSON object: ok, records, cas_entries, problems");
   cmd->add_flag("--repair", options->repair,
-                "Truncate a torn last line (every whole record before it is kept) and remove "
-                "sidecar entries no record names that hold a credential");
+                "Truncate a torn last line (every whole record before it is kept), finish a "
+                "stopped scrub and remove sidecar entries no record names that hold a "
+                "credential");
   cmd->callback([options, &exit_code] { exit_code = run_verify(*options); });
 }
 

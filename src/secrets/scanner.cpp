@@ -124,6 +124,20 @@ std::vector<int> rules_matching(std::string_view bytes) {
   return matched;
 }
 
+// In order of offset; where two findings overlap, the longer, and of two on the same bytes (sk-ant-
+// is also sk-) the one found first (the earlier rule's).
+std::vector<Finding> in_order_without_overlaps(std::vector<Finding> found) {
+  std::stable_sort(found.begin(), found.end(), [](const Finding& a, const Finding& b) {
+    return a.offset != b.offset ? a.offset < b.offset : a.length > b.length;
+  });
+  std::vector<Finding> kept;
+  for (const Finding& finding : found) {
+    if (!kept.empty() && finding.offset < kept.back().offset + kept.back().length) continue;
+    kept.push_back(finding);
+  }
+  return kept;
+}
+
 }  // namespace
 
 std::vector<Finding> find(std::string_view bytes) {
@@ -143,16 +157,21 @@ std::vector<Finding> find(std::string_view bytes) {
                      kRules[static_cast<size_t>(index)].name});
     }
   }
-  // In order; where two rules found the same bytes (sk-ant- is also sk-), the first rule's.
-  std::sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) {
-    return a.offset != b.offset ? a.offset < b.offset : a.length > b.length;
-  });
-  std::vector<Finding> kept;
-  for (const Finding& finding : out) {
-    if (!kept.empty() && finding.offset < kept.back().offset + kept.back().length) continue;
-    kept.push_back(finding);
+  return in_order_without_overlaps(std::move(out));
+}
+
+std::vector<Finding> find(std::string_view bytes, const std::vector<std::string>& known) {
+  std::vector<Finding> out = find(bytes);
+  bool added = false;
+  for (const std::string& value : known) {
+    if (value.empty()) continue;
+    for (size_t at = bytes.find(value); at != std::string_view::npos;
+         at = bytes.find(value, at + value.size())) {
+      out.push_back({at, value.size(), kKnownCredentialRule});
+      added = true;
+    }
   }
-  return kept;
+  return added ? in_order_without_overlaps(std::move(out)) : out;
 }
 
 size_t redact_values(std::string& bytes, const std::vector<std::string>& known) {

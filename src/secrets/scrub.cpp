@@ -2,8 +2,14 @@
 // or by another writer): every place a credential can be is redacted, every sidecar entry that
 // held one is rewritten under the hash of its redacted bytes and the records naming it follow,
 // and the tape is replaced atomically. Old entries go only once the new tape is in place.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
 #include <set>
 
+#include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/error.hpp"
 #include "tapedeck/extensions.hpp"
@@ -104,25 +110,124 @@ class Scrubber {
 
 }  // namespace
 
-ScrubReport scrub_tape(const std::filesystem::path& path, const std::vector<std::string>& known) {
-  Tape tape = Tape::load(path);
-  Scrubber scrubber(tape, known);
-  for (Record& record : tape.records) scrubber.record(record);
-  ScrubReport report = scrubber.report();
-  if (report.credentials == 0) return report;
-  tape.persist(path);  // the new entries first, then the tape, atomically
-  // The entries that held a credential, now named by no record (a kill before this point leaves
-  // them: `tapedeck scan` still finds them, and scrubbing again removes them).
-  std::set<std::string> still_named;
+namespace {
+
+constexpr std::string_view kJournalHeading = "tapedeck scrub journal 1";
+
+std::string to_hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const unsigned char c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (hex.empty() || hex.size() % 2 != 0) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int high = digit(hex[i]), low = digit(hex[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out += static_cast<char>(high << 4 | low);
+  }
+  return out;
+}
+
+// Every name the records of `tape` give the sidecar.
+std::set<std::string> names_in(const Tape& tape) {
+  std::set<std::string> named;
   for (const Record& record : tape.records) {
     for_each_reference(record.kind,
-                       [&](const std::string& name, auto, auto) { still_named.insert(name); });
+                       [&](const std::string& name, auto, auto) { named.insert(name); });
   }
+  return named;
+}
+
+}  // namespace
+
+std::filesystem::path scrub_journal_for(const std::filesystem::path& tape) {
+  return std::filesystem::path(tape.string() + ".scrub");
+}
+
+void note_pending_scrub(const std::filesystem::path& tape, const std::vector<std::string>& values) {
+  std::string text = std::string(kJournalHeading) + "\n";
+  for (const std::string& value : values) {
+    if (!value.empty()) text += to_hex(value) + "\n";
+  }
+  detail::AtomicFile journal(scrub_journal_for(tape));
+  if (::fchmod(journal.fd(), 0600) != 0) detail::throw_errno(journal.temp_path(), "chmod");
+  journal.write(text);
+  journal.commit();
+}
+
+std::vector<std::string> pending_scrub(const std::filesystem::path& tape) {
+  const std::filesystem::path path = scrub_journal_for(tape);
+  std::string text;
+  if (!detail::read_file(path, text)) {
+    if (errno == ENOENT) return {};
+    detail::throw_errno(path, "read");
+  }
+  std::vector<std::string> values;
+  uint64_t line = 0;
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view content = std::string_view(text).substr(at, end - at);
+    ++line;
+    at = end + 1;
+    if (line == 1) {
+      if (content != kJournalHeading) {
+        throw TapeError(path.string(), line, "not a tapedeck scrub journal");
+      }
+      continue;
+    }
+    std::optional<std::string> value = from_hex(content);
+    if (!value) throw TapeError(path.string(), line, "not a hex-encoded value");
+    values.push_back(std::move(*value));
+  }
+  if (line == 0) throw TapeError(path.string(), 0, "empty scrub journal");
+  return values;
+}
+
+ScrubReport scrub_tape(const std::filesystem::path& path, const std::vector<std::string>& known) {
+  std::vector<std::string> values = pending_scrub(path);
+  const size_t journaled = values.size();
+  for (const std::string& value : known) {
+    if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
+  }
+  // Written down before the first byte changes: a value with no shape cannot be found again.
+  if (values.size() > journaled) note_pending_scrub(path, values);
+
+  Tape tape = Tape::load(path);
+  Scrubber scrubber(tape, values);
+  for (Record& record : tape.records) scrubber.record(record);
+  ScrubReport report = scrubber.report();
+  if (report.credentials > 0) tape.persist(path);  // the new entries first, then the tape
+
+  // The entries no record names now that hold a credential: those this scrub replaced, and those
+  // an earlier one, stopped by a kill, left.
+  const std::set<std::string> named = names_in(tape);
+  std::error_code listing;
+  for (const auto& entry : std::filesystem::directory_iterator(cas_dir_for(path), listing)) {
+    const std::string name = entry.path().filename().string();
+    if (!is_valid_cas_name(name) || named.contains(name)) continue;
+    const std::optional<std::string> bytes = detail::read_file(entry.path());
+    if (!scrubber.replaced().contains(name) && (!bytes || find(*bytes, values).empty())) continue;
+    std::error_code ignored;
+    if (std::filesystem::remove(entry.path(), ignored)) ++report.removed;
+  }
+  // Last: until here a kill leaves the journal, and the next repair finishes the job.
   std::error_code ignored;
-  for (const std::string& name : scrubber.replaced()) {
-    if (still_named.contains(name)) continue;
-    std::filesystem::remove(cas_dir_for(path) / name, ignored);
-    ++report.removed;
+  if (std::filesystem::remove(scrub_journal_for(path), ignored)) {
+    detail::fsync_directory(std::filesystem::absolute(path).parent_path());
   }
   return report;
 }

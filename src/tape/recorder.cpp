@@ -345,9 +345,18 @@ void Recorder::add_secret(std::string value) {
   if (value.size() < 8) return;
   std::lock_guard lock(secrets_mutex_);
   if (std::find(secrets_.begin(), secrets_.end(), value) != secrets_.end()) return;
-  if (record_count() > 0) late_secrets_.push_back(value);
+  const bool late = record_count() > 0;
+  if (late) late_secrets_.push_back(value);
   secrets_.push_back(std::move(value));
   has_secrets_.store(true, std::memory_order_release);
+  if (late && streaming_) {
+    // Bytes holding it may be on disk already: written down now, a kill before the session's
+    // scrub leaves what `verify --repair` needs to finish it. On failure that scrub writes it.
+    try {
+      secrets::note_pending_scrub(streaming_->appender.path(), late_secrets_);
+    } catch (const std::exception&) {
+    }
+  }
 }
 
 std::vector<std::string> Recorder::late_secrets() const {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tapedeck/cas.hpp"
+#include "tapedeck/error.hpp"
 #include "tapedeck/extensions.hpp"
 #include "tapedeck/secrets.hpp"
 #include "tapedeck/tape.hpp"
@@ -86,6 +87,47 @@ TEST(Scrub, EveryPlaceACredentialCanBeIsRedactedAndTheTapeStaysWhole) {
   const std::string before = testing::read_file(path);
   EXPECT_EQ(scrub_tape(path).credentials, 0u);
   EXPECT_EQ(testing::read_file(path), before);
+}
+
+TEST(Scrub, AScrubAKillStoppedIsFinishedFromItsJournal) {
+  testing::TempDir tmp;
+  const fs::path path = tmp / "stopped.tape";
+  const std::string token = "tdk" + std::string(20, 'q') + "7x" + std::string(14, 'v');
+  ASSERT_TRUE(find(token).empty());  // no shape: only the journal can find it again
+  Tape tape(Header::current());
+  const std::string source = "ask('" + token + "')\n";
+  tape.cas_entries()[content_hash(source)] = source;
+  testing::append_record(tape, kind::FileRead{"agent.py", content_hash(source), source.size()});
+  tape.persist(path);
+  // An entry the stopped scrub had already replaced, no longer named, still holding the token.
+  const std::string old_output = "printed " + token + "\n";
+  std::ofstream(cas_dir_for(path) / content_hash(old_output)) << old_output;
+  note_pending_scrub(path, {token});
+  EXPECT_EQ(fs::status(scrub_journal_for(path)).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(pending_scrub(path), std::vector<std::string>{token});
+
+  const ScrubReport report = scrub_tape(path);  // no value given: the journal's
+  EXPECT_EQ(report.credentials, 1u);
+  EXPECT_EQ(report.removed, 2u);  // the file's old bytes and the leftover entry
+  EXPECT_EQ(everything_in(path).find(token), std::string::npos);
+  EXPECT_FALSE(fs::exists(scrub_journal_for(path)));
+  EXPECT_TRUE(pending_scrub(path).empty());
+}
+
+TEST(Scrub, AJournalThatIsNotOneIsNamedByFileAndLine) {
+  testing::TempDir tmp;
+  const fs::path path = tmp / "t.tape";
+  std::ofstream(scrub_journal_for(path)) << "tapedeck scrub journal 1\n7464\nnot-hex\n";
+  try {
+    pending_scrub(path);
+    FAIL() << "a malformed journal was read";
+  } catch (const TapeError& error) {
+    EXPECT_EQ(error.file(), scrub_journal_for(path).string());
+    EXPECT_EQ(error.line(), 3u);
+  }
+  std::ofstream(scrub_journal_for(path)) << "something else\n";
+  EXPECT_THROW(pending_scrub(path), TapeError);
 }
 
 }  // namespace
