@@ -43,6 +43,9 @@ Filter::Filter(Reach reach, Runtime runtime) : reach_(reach) {
   check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(connect), 0), "connect");
   check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(sendto), 1, SCMP_A4(SCMP_CMP_NE, 0)),
         "sendto");
+  // Their destination is behind a pointer, which a filter cannot follow: every call notifies.
+  check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(sendmsg), 0), "sendmsg");
+  check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(sendmmsg), 0), "sendmmsg");
   check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0),
         "io_uring_setup");
   if (reach == Reach::whole) {

@@ -6,8 +6,10 @@
 //
 // Reach::network, for a root the preload library serves (dynamically linked to glibc):
 //
-//   connect, and sendto with a destination address
-//       notify: the supervisor (Warden) reads the address from the caller's memory and lets the
+//   connect, sendto with a destination address, sendmsg and sendmmsg
+//       notify (sendmsg and sendmmsg always: their destination is behind a pointer); the
+//       supervisor (Warden) reads each destination from the caller's memory (none: a connected
+//       socket's send, let through) and lets the
 //       call through when the policy allows it: every family but IPv4 and IPv6; tapedeck's LLM
 //       proxy on loopback; an allowed endpoint (--allow, the LLM upstream when recording, the
 //       nameservers of /etc/resolv.conf on port 53); a loopback listener that a process of the

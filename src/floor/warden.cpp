@@ -186,38 +186,114 @@ bool Warden::tree_listens_on(int family, uint16_t port) const {
   return false;
 }
 
-int Warden::decide(const seccomp_notif& request) {
-  const bool is_connect = request.data.nr == __NR_connect;
-  const uint64_t where = is_connect ? request.data.args[1] : request.data.args[4];
-  const uint64_t length = is_connect ? request.data.args[2] : request.data.args[5];
-  Target target;
-  if (const int unread = read_target(static_cast<pid_t>(request.pid), where, length, target)) {
-    // The caller's bad pointer: the kernel answers (EFAULT). Anything else keeps the supervisor
-    // from seeing where the call goes, so it does not go (the floor fails closed).
-    if (unread == EFAULT || unread == ESRCH) return 0;
-    ++denied_;
-    if (report_) {
-      report_("network denied: a connect by " + command_of(static_cast<pid_t>(request.pid)) +
-              " whose address the supervisor could not read (" + std::strerror(unread) + ")");
+namespace {
+
+// A policed call: connect, or a send that may name where it goes.
+bool is_policed(int nr) {
+  return nr == __NR_connect || nr == __NR_sendto || nr == __NR_sendmsg || nr == __NR_sendmmsg;
+}
+
+const char* call_name(int nr) {
+  switch (nr) {
+    case __NR_connect:
+      return "connect";
+    case __NR_sendto:
+      return "sendto";
+    case __NR_sendmsg:
+      return "sendmsg";
+    default:
+      return "sendmmsg";
+  }
+}
+
+// The most messages of one sendmmsg the kernel takes (UIO_MAXIOV); it sends no more.
+constexpr uint64_t kMostMessages = 1024;
+
+// Where the call sends: the address (pointer, length) of each destination it names; none for a
+// send on a connected socket (its connect was policed). False when the message headers cannot be
+// read: the caller's bad pointer, which the kernel answers (EFAULT).
+bool destinations_of(const seccomp_notif& request,
+                     std::vector<std::pair<uint64_t, uint64_t>>& out) {
+  const pid_t pid = static_cast<pid_t>(request.pid);
+  const auto& args = request.data.args;
+  switch (request.data.nr) {
+    case __NR_connect:
+      out.emplace_back(args[1], args[2]);
+      return true;
+    case __NR_sendto:
+      out.emplace_back(args[4], args[5]);
+      return true;
+    case __NR_sendmsg: {
+      msghdr header{};
+      if (!read_memory(pid, args[1], &header, sizeof header)) return false;
+      if (header.msg_name != nullptr && header.msg_namelen != 0) {
+        out.emplace_back(reinterpret_cast<uint64_t>(header.msg_name), header.msg_namelen);
+      }
+      return true;
     }
-    return ECONNREFUSED;
+    default: {  // sendmmsg
+      std::vector<mmsghdr> headers(std::min<uint64_t>(args[2], kMostMessages));
+      if (headers.empty()) return true;
+      if (!read_memory(pid, args[1], headers.data(), headers.size() * sizeof(mmsghdr))) {
+        return false;
+      }
+      for (const mmsghdr& message : headers) {
+        if (message.msg_hdr.msg_name != nullptr && message.msg_hdr.msg_namelen != 0) {
+          out.emplace_back(reinterpret_cast<uint64_t>(message.msg_hdr.msg_name),
+                           message.msg_hdr.msg_namelen);
+        }
+      }
+      return true;
+    }
+  }
+}
+
+}  // namespace
+
+int Warden::decide(const seccomp_notif& request) {
+  const pid_t pid = static_cast<pid_t>(request.pid);
+  const char* call = call_name(static_cast<int>(request.data.nr));
+  std::vector<std::pair<uint64_t, uint64_t>> destinations;
+  if (!destinations_of(request, destinations)) return 0;  // EFAULT from the kernel
+  std::vector<Target> targets;
+  for (const auto& [where, length] : destinations) {
+    Target target;
+    if (const int unread = read_target(pid, where, length, target)) {
+      // The caller's bad pointer: the kernel answers (EFAULT). Anything else keeps the
+      // supervisor from seeing where the call goes, so it does not go (the floor fails closed).
+      if (unread == EFAULT || unread == ESRCH) return 0;
+      ++denied_;
+      if (report_) {
+        report_("network denied: a " + std::string(call) + " by " + command_of(pid) +
+                " whose address the supervisor could not read (" + std::strerror(unread) + ")");
+      }
+      return ECONNREFUSED;
+    }
+    targets.push_back(target);
   }
   // The process may have died and its pid been reused while its memory was read.
   if (seccomp_notify_id_valid(listener_, request.id) != 0) return 0;
-  if (target.family != AF_INET && target.family != AF_INET6) return 0;  // Unix sockets and such
-  if (target.loopback() && policy_.proxy_port != 0 && target.port == policy_.proxy_port) return 0;
-  for (const Endpoint& rule : policy_.allowed) {
-    if (matches(rule, target)) return 0;
+  auto allowed = [this](const Target& target) {
+    if (target.family != AF_INET && target.family != AF_INET6) return true;  // Unix sockets, …
+    if (target.loopback() && policy_.proxy_port != 0 && target.port == policy_.proxy_port) {
+      return true;
+    }
+    for (const Endpoint& rule : policy_.allowed) {
+      if (matches(rule, target)) return true;
+    }
+    return target.loopback() && tree_listens_on(target.family, target.port);
+  };
+  for (const Target& target : targets) {
+    if (allowed(target)) continue;
+    ++denied_;
+    if (report_) {
+      report_("network denied: " + std::string(call) + " to " + target.text() + " by " +
+              command_of(pid) + " (pid " + std::to_string(pid) +
+              "; the testbench denies by default; allow it with --allow HOST[:PORT])");
+    }
+    return ECONNREFUSED;  // a sendmmsg with one destination denied sends none of its messages
   }
-  if (target.loopback() && tree_listens_on(target.family, target.port)) return 0;
-  ++denied_;
-  if (report_) {
-    report_("network denied: " + std::string(is_connect ? "connect" : "sendto") + " to " +
-            target.text() + " by " + command_of(static_cast<pid_t>(request.pid)) + " (pid " +
-            std::to_string(request.pid) +
-            "; the testbench denies by default; allow it with --allow HOST[:PORT])");
-  }
-  return ECONNREFUSED;
+  return 0;
 }
 
 void Warden::serve_one() {
@@ -225,7 +301,7 @@ void Warden::serve_one() {
   if (seccomp_notify_receive(listener_, request_) != 0) return;  // its process died meanwhile
   std::memset(response_, 0, sizeof *response_);
   response_->id = request_->id;
-  if (request_->data.nr != __NR_connect && request_->data.nr != __NR_sendto) {
+  if (!is_policed(static_cast<int>(request_->data.nr))) {
     answered_ = false;
     if (serve_call(*request_, *response_) && !answered_) {
       seccomp_notify_respond(listener_, response_);

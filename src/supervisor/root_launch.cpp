@@ -7,6 +7,7 @@
 #include <sys/personality.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,18 @@ struct StepFailure {
   int step;
   int error;
 };
+
+// What the child reports when its set-up is done: the numbers, in its own descriptor table, of
+// what it hands to the supervisor (the view's folder, the floor's listener), which the
+// supervisor takes with pidfd_getfd. Not passed with SCM_RIGHTS: the floor notifies every
+// sendmsg, and nobody could answer this one before the supervisor holds the listener.
+struct HandOver {
+  int32_t count;
+  int32_t fds[2];
+  int32_t tag;  // kHandOverTag: never mistaken for a StepFailure, which is shorter
+};
+constexpr int32_t kHandOverTag = 0x68616e64;  // "hand"
+static_assert(sizeof(HandOver) != sizeof(StepFailure));
 
 constexpr int kFirstFloorStep = 8;
 constexpr int kPidNamespaceStep = 9;
@@ -195,26 +208,13 @@ bool write_text(const char* path, const char* text) {
     }
   }
 
-  // Hand them to the supervisor, then wait for its word before the program starts.
-  char control[CMSG_SPACE(2 * sizeof(int))] = {};
-  char tag = static_cast<char>('0' + count);
-  iovec part{&tag, 1};
-  msghdr message{};
-  message.msg_iov = &part;
-  message.msg_iovlen = 1;
-  if (count > 0) {
-    message.msg_control = control;
-    message.msg_controllen = CMSG_SPACE(count * sizeof(int));
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(count * sizeof(int));
-    std::memcpy(CMSG_DATA(header), handed, count * sizeof(int));
-  }
-  if (::sendmsg(channel, &message, 0) != 1) ::_exit(127);
-  for (int i = 0; i < count; ++i) ::close(handed[i]);
+  // Tell the supervisor what to take, then wait for its word (it has taken them) before the
+  // program starts.
+  HandOver hand_over{count, {handed[0], handed[1]}, kHandOverTag};
+  if (::write(channel, &hand_over, sizeof hand_over) != sizeof hand_over) ::_exit(127);
   char go = 0;
   if (::read(channel, &go, 1) != 1) ::_exit(127);
+  for (int i = 0; i < count; ++i) ::close(handed[i]);
   if (!plan.pid_namespace) exec_program(channel, plan);
   const pid_t init = ::fork();
   if (init < 0) {
@@ -263,18 +263,16 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
   }
   ::close(channel[1]);
 
-  char control[CMSG_SPACE(2 * sizeof(int))] = {};
-  char data[sizeof(StepFailure)] = {};
-  iovec part{data, sizeof data};
-  msghdr message{};
-  message.msg_iov = &part;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
+  char data[std::max(sizeof(StepFailure), sizeof(HandOver))] = {};
   ssize_t got;
-  while ((got = ::recvmsg(channel[0], &message, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  while ((got = ::recv(channel[0], data, sizeof data, 0)) < 0 && errno == EINTR) {
   }
-  if (got != 1) {
+  HandOver hand_over{};
+  if (got == static_cast<ssize_t>(sizeof hand_over))
+    std::memcpy(&hand_over, data, sizeof hand_over);
+  const bool handed_over =
+      hand_over.tag == kHandOverTag && hand_over.count >= 0 && hand_over.count <= 2;
+  if (!handed_over) {
     if (got == static_cast<ssize_t>(sizeof(StepFailure))) {
       StepFailure step;
       std::memcpy(&step, data, sizeof step);
@@ -290,12 +288,27 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
     reap(pid);
     return std::nullopt;
   }
+  // Taken from the child's descriptor table (close-on-exec here, as pidfd_getfd makes them).
   int handed[2] = {-1, -1};
-  const int count = data[0] - '0';
-  const cmsghdr* header = CMSG_FIRSTHDR(&message);
-  if (count > 0 && header != nullptr && header->cmsg_type == SCM_RIGHTS) {
-    std::memcpy(handed, CMSG_DATA(header), static_cast<size_t>(count) * sizeof(int));
+  const int process = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  for (int i = 0; i < hand_over.count; ++i) {
+    handed[i] = process < 0
+                    ? -1
+                    : static_cast<int>(::syscall(SYS_pidfd_getfd, process, hand_over.fds[i], 0));
+    if (handed[i] < 0) {
+      const int error = errno;
+      for (int taken = 0; taken < i; ++taken) ::close(handed[taken]);
+      if (process >= 0) ::close(process);
+      failure.step =
+          plan.overlay && i == 0 ? RootSetupFailure::Step::overlay : RootSetupFailure::Step::floor;
+      failure.why = std::string("taking what the set-up process opened (pidfd_getfd): ") +
+                    std::strerror(error);
+      ::close(channel[0]);
+      reap(pid);
+      return std::nullopt;
+    }
   }
+  if (process >= 0) ::close(process);
   PreparedRoot root;
   root.pid_ = pid;
   root.channel_ = channel[0];

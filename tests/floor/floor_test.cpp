@@ -12,6 +12,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -101,36 +102,25 @@ Outcome under_floor(const std::function<int()>& scenario, NetworkPolicy policy =
     }
     const int listener = filter.install();
     if (listener < 0) ::_exit(200);
-    char control[CMSG_SPACE(sizeof(int))] = {};
-    char tag = 'F';
-    iovec part{&tag, 1};
-    msghdr message{};
-    message.msg_iov = &part;
-    message.msg_iovlen = 1;
-    message.msg_control = control;
-    message.msg_controllen = sizeof control;
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &listener, sizeof listener);
-    if (::sendmsg(channel[1], &message, 0) != 1) ::_exit(201);
+    // Its number, for the test to take with pidfd_getfd (as the supervisor does: a sendmsg
+    // would wait for a warden that does not hold the listener yet); then the word to go on.
+    char go = 0;
+    if (::write(channel[1], &listener, sizeof listener) != sizeof listener ||
+        ::read(channel[1], &go, 1) != 1) {
+      ::_exit(201);
+    }
     ::close(listener);
     ::_exit(scenario());
   }
   ::close(channel[1]);
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  char tag = 0;
-  iovec part{&tag, 1};
-  msghdr message{};
-  message.msg_iov = &part;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  EXPECT_EQ(::recvmsg(channel[0], &message, 0), 1);
+  int number = -1;
+  EXPECT_EQ(::read(channel[0], &number, sizeof number), static_cast<ssize_t>(sizeof number));
+  const int process = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  const int listener = static_cast<int>(::syscall(SYS_pidfd_getfd, process, number, 0));
+  EXPECT_GE(listener, 0) << std::strerror(errno);
+  ::close(process);
+  EXPECT_EQ(::write(channel[0], "g", 1), 1);
   ::close(channel[0]);
-  int listener = -1;
-  std::memcpy(&listener, CMSG_DATA(CMSG_FIRSTHDR(&message)), sizeof listener);
   Outcome outcome;
   Warden warden(
       listener, std::move(policy), pid,
@@ -236,6 +226,71 @@ TEST(Floor, ASendtoWithAnAddressIsPolicedLikeAConnect) {
   });
   EXPECT_EQ(outcome.exit_code, ECONNREFUSED);
   EXPECT_EQ(outcome.denied, 1u);
+}
+
+// A UDP socket on loopback that counts the datagrams that reached it.
+class Receiver {
+ public:
+  Receiver() {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in address = loopback(0);
+    socklen_t size = sizeof address;
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&address), size), 0);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size);
+    port_ = ntohs(address.sin_port);
+  }
+  ~Receiver() { ::close(fd_); }
+  uint16_t port() const { return port_; }
+  int received() {
+    int count = 0;
+    for (char byte; ::recv(fd_, &byte, 1, 0) >= 0; ++count) {
+    }
+    return count;
+  }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+TEST(Floor, ASendmsgOrSendmmsgNamingADestinationIsPolicedAndNothingArrives) {
+  Receiver receiver;
+  const uint16_t port = receiver.port();
+  const Outcome outcome = under_floor([port] {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in address = loopback(port);
+    char byte = 'x';
+    iovec data{&byte, 1};
+    msghdr message{};
+    message.msg_name = &address;
+    message.msg_namelen = sizeof address;
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    const bool sendmsg_refused =
+        ::syscall(SYS_sendmsg, fd, &message, 0) == -1 && errno == ECONNREFUSED;
+    // Two messages, the first to no address (a connected socket's), the second to the receiver:
+    // none is sent.
+    mmsghdr messages[2]{};
+    messages[0].msg_hdr.msg_iov = &data;
+    messages[0].msg_hdr.msg_iovlen = 1;
+    messages[1].msg_hdr = message;
+    const bool sendmmsg_refused =
+        ::syscall(SYS_sendmmsg, fd, messages, 2, 0) == -1 && errno == ECONNREFUSED;
+    // A send that names no destination goes to the kernel (here: not connected, so it says so).
+    msghdr unaddressed{};
+    unaddressed.msg_iov = &data;
+    unaddressed.msg_iovlen = 1;
+    const bool left_to_kernel =
+        ::syscall(SYS_sendmsg, fd, &unaddressed, 0) == -1 && errno == EDESTADDRREQ;
+    // Headers the caller cannot read: the kernel's EFAULT, as ever.
+    const bool fault = ::syscall(SYS_sendmsg, fd, reinterpret_cast<void*>(uintptr_t{8}), 0) == -1 &&
+                       errno == EFAULT;
+    return (sendmsg_refused ? 0 : 1) | (sendmmsg_refused ? 0 : 2) | (left_to_kernel ? 0 : 4) |
+           (fault ? 0 : 8);
+  });
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(outcome.denied, 2u);
+  EXPECT_EQ(receiver.received(), 0);
 }
 
 TEST(Floor, AnAddressThatCannotBeReadIsLeftToTheKernel) {

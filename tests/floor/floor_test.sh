@@ -4,7 +4,7 @@
 # linked statically, a Go program with cgo (dynamic) and without (static) each fail to reach a
 # loopback listener that was not allowed, and the listener sees no connection (asserted on the
 # listener, not on the programs' output). --allow lets one through; a program's own loopback
-# server works; io_uring is refused; a program the preload does not reach replays inside the
+# server works; a datagram sent with sendmsg is refused and never arrives; io_uring is refused; a program the preload does not reach replays inside the
 # private view without touching the workspace; a cgo-linked Go binary is named as Go.
 # Usage: floor_test.sh TAPEDECK NET_PROBE NET_PROBE_STATIC SOURCE_DIR
 set -uo pipefail
@@ -72,6 +72,37 @@ EOF
 check "run: a program's own loopback server is reachable (internal)" grep -q "hello from its own server" "$work/own.out"
 "$td" replay "$work/own.tape" -- "$python" "$work/own_server.py" > "$work/own-replay.out" 2>&1
 check "replay: likewise" grep -q "hello from its own server" "$work/own-replay.out"
+
+# Datagrams: sendmsg and sendmmsg name their destination behind a pointer; the floor reads it.
+# A UDP receiver counts what reaches it.
+"$python" -u -c '
+import socket
+receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); receiver.bind(("127.0.0.1", 0))
+print(receiver.getsockname()[1], flush=True)
+while True:
+    receiver.recv(100); print("datagram", flush=True)
+' > "$work/receiver.out" &
+on_exit+=("kill $! 2>/dev/null")
+for _ in $(seq 100); do [ -s "$work/receiver.out" ] && break; sleep 0.05; done
+udp_port=$(head -1 "$work/receiver.out")
+datagrams() { sleep 0.2; grep -c datagram "$work/receiver.out"; }
+cat > "$work/datagram.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.sendmsg([b"x"], [], 0, ("127.0.0.1", int(sys.argv[1])))
+    print("sent")
+except OSError as error:
+    print("refused:", error.strerror)
+EOF
+"$python" "$work/datagram.py" "$udp_port" > /dev/null
+check "natively the datagram arrives" test "$(datagrams)" = 1
+"$td" run -- "$python" "$work/datagram.py" "$udp_port" > "$work/datagram.out" 2> "$work/datagram.err"
+check "run: a sendmsg to an address not allowed is refused" grep -q "refused: Connection refused" "$work/datagram.out"
+check "run: and named" grep -q "network denied: sendmsg to 127.0.0.1:$udp_port" "$work/datagram.err"
+check "run: the receiver got nothing more" test "$(datagrams)" = 1
+"$td" run --allow "127.0.0.1:$udp_port" -- "$python" "$work/datagram.py" "$udp_port" > /dev/null 2>&1
+check "run --allow lets it through" test "$(datagrams)" = 2
 
 "$td" run -- "$probe_static" io_uring > "$work/uring.out" 2>&1
 check "io_uring_setup is refused (ENOSYS), static or not" grep -q "io_uring: Function not implemented" "$work/uring.out"
