@@ -48,8 +48,25 @@ class Recorder {
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
 
-  // Appends a record. Its seq is its place in the merged order (see snapshot()).
+  // Appends a record. Its seq is its place in the merged order (see snapshot()). It is stamped
+  // with the clock's time (virtual_time_ms) now: a record is made when its input reached the
+  // program, so a span (a subprocess, an LLM call, a sleep) is stamped where it ended.
   void record(RecordKind kind);
+  // A span taped as it begins (a sleep the supervisor learns of before it is slept): stamped
+  // where it ends, `duration_ms` from now, as every span is.
+  void record_ending_in(RecordKind kind, uint64_t duration_ms);
+
+  // A record's stamps: virtual_time_ms, and monotonic_ms (from the recorder's start).
+  struct Stamps {
+    int64_t virtual_time_ms = 0;
+    int64_t monotonic_ms = 0;
+  };
+  // Where records' stamps come from when not from the clock: a replay stamps each record with
+  // its recorded counterpart's (Session), so that a replay that did what the recording did is
+  // stamped alike. Called for every record, before it is appended, with the clock's stamps.
+  // Set before the first record.
+  using Stamper = std::function<Stamps(const RecordKind& kind, Stamps clock)>;
+  void stamp_with(Stamper stamper) { stamper_ = std::move(stamper); }
   // Applies the payload rule (inline or CAS) and keeps CAS bytes for the snapshot. Every
   // secret (see add_secret) in the bytes is replaced by kRedacted first.
   Payload payload_from_bytes(std::string bytes);
@@ -103,6 +120,8 @@ class Recorder {
   void flush_pending(bool sync) noexcept;
   void fail_stream(std::exception_ptr error) noexcept;
 
+  void append(RecordKind&& kind, int64_t ahead_ms);
+
   const uint64_t id_;  // unique for the process lifetime: thread caches key on it, not on `this`
   std::shared_ptr<Clock> clock_;
   const int64_t started_monotonic_ms_;
@@ -114,6 +133,7 @@ class Recorder {
   std::vector<std::string> secrets_;
   std::vector<std::string> late_secrets_;
   std::atomic<bool> has_secrets_{false};  // the common case skips the lock
+  Stamper stamper_;
 };
 
 // Restores the previous phase when it goes out of scope.

@@ -125,9 +125,15 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
   }
 }
 
+// A sleep is taped as it begins (the program says so before it sleeps) and stamped where it
+// ends, as every span is. A replay's stamps are the recording's (Session).
 void TreeEffects::record_sleep(uint64_t ms) {
-  if (options_.mode == RunOptions::Mode::replay) session_->clock().advance_ms(ms);
-  recorder().record(kind::ClockSleep{ms});
+  if (options_.mode == RunOptions::Mode::replay) {
+    session_->clock().advance_ms(ms);
+    recorder().record(kind::ClockSleep{ms});
+  } else {
+    recorder().record_ending_in(kind::ClockSleep{ms}, ms);
+  }
   step_clock();
 }
 

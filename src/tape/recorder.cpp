@@ -311,6 +311,19 @@ Recorder::Shard& Recorder::shard_for_this_thread() {
 }
 
 void Recorder::record(RecordKind kind) {
+  append(std::move(kind), 0);
+}
+
+void Recorder::record_ending_in(RecordKind kind, uint64_t duration_ms) {
+  append(std::move(kind), static_cast<int64_t>(duration_ms));
+}
+
+void Recorder::append(RecordKind&& kind, int64_t ahead_ms) {
+  std::optional<Stamps> given;  // a replay's (stamp_with); else the clock's, under the lock
+  if (stamper_) [[unlikely]] {
+    given = stamper_(kind, {clock_->now_ms() + ahead_ms,
+                            clock_->monotonic_ms() - started_monotonic_ms_ + ahead_ms});
+  }
   Shard& shard = shard_for_this_thread();
   // Box outside the lock: the allocation is the slow part of a non-clock record.
   void* boxed = nullptr;
@@ -325,8 +338,13 @@ void Recorder::record(RecordKind kind) {
   // stamped before it.
   entry.order_ns = order_stamp_ns();
   entry.phase = phase();
-  entry.virtual_time_ms = clock_->now_ms();
-  entry.monotonic_ms = clock_->monotonic_ms() - started_monotonic_ms_;
+  if (given) [[unlikely]] {
+    entry.virtual_time_ms = given->virtual_time_ms;
+    entry.monotonic_ms = given->monotonic_ms;
+  } else {
+    entry.virtual_time_ms = clock_->now_ms() + ahead_ms;
+    entry.monotonic_ms = clock_->monotonic_ms() - started_monotonic_ms_ + ahead_ms;
+  }
   if (boxed != nullptr) {
     entry.tag = Entry::Tag::boxed;
     entry.boxed_index = static_cast<uint8_t>(index);

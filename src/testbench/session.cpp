@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <mutex>
 #include <type_traits>
 
 #include "tapedeck/cas.hpp"
@@ -62,6 +63,55 @@ std::unique_ptr<Session> Testbench::start() {
 
 // ---- session -------------------------------------------------------------------------------
 
+namespace {
+
+// A replay's stamps, in the recording's time: its k-th record other than a clock read takes the
+// stamps of the recording's k-th, so a replay that did what the recording did is stamped alike
+// (and `view --against` draws the two alike). A clock read takes the latest stamp given. Past
+// the recording's records, time moves on from its last stamp as the replay's own clock moves
+// (its sleeps).
+Recorder::Stamper stamps_of_recording(const Tape& recording) {
+  struct State {
+    std::mutex mutex;
+    std::vector<Recorder::Stamps> recorded;
+    size_t next = 0;
+    Recorder::Stamps latest;
+    Recorder::Stamps last_recorded;  // the last recorded stamps given
+    Recorder::Stamps clock_then;     // and the replay's clock when they were
+  };
+  auto state = std::make_shared<State>();
+  for (const Record& record : recording.records) {
+    if (std::holds_alternative<kind::ClockRead>(record.kind)) continue;
+    state->recorded.push_back({record.virtual_time_ms, record.monotonic_ms});
+  }
+  if (!recording.records.empty()) {
+    state->latest = {recording.records.front().virtual_time_ms,
+                     recording.records.front().monotonic_ms};
+  }
+  return [state](const RecordKind& kind, Recorder::Stamps clock) {
+    std::lock_guard lock(state->mutex);
+    Recorder::Stamps& latest = state->latest;
+    if (std::holds_alternative<kind::ClockRead>(kind)) return latest;
+    Recorder::Stamps stamps;
+    if (state->next < state->recorded.size()) {
+      stamps = state->recorded[state->next++];
+      state->last_recorded = latest = {std::max(latest.virtual_time_ms, stamps.virtual_time_ms),
+                                       std::max(latest.monotonic_ms, stamps.monotonic_ms)};
+      state->clock_then = clock;
+      return latest;
+    }
+    const Recorder::Stamps& last = state->last_recorded;
+    const Recorder::Stamps& then = state->clock_then;
+    latest = {
+        std::max(latest.virtual_time_ms,
+                 last.virtual_time_ms + clock.virtual_time_ms - then.virtual_time_ms),
+        std::max(latest.monotonic_ms, last.monotonic_ms + clock.monotonic_ms - then.monotonic_ms)};
+    return latest;
+  };
+}
+
+}  // namespace
+
 Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.network_) {
   if (mode_ == Testbench::Mode::record) {
     output_ = bench.tape_;
@@ -97,6 +147,7 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
     }
   }
   recorder_ = std::make_shared<Recorder>(clock_);
+  if (recorded_) recorder_->stamp_with(stamps_of_recording(*recorded_));
   if (bench.stream_ && output_) recorder_->stream_to(*output_, header_, *bench.stream_);
   active_.emplace(recorder_);
   if (bench.process_timeout_) process_tape_.emplace(ProcessTape(*this, *bench.process_timeout_));

@@ -36,6 +36,31 @@ TEST(Recorder, StampsVirtualAndMonotonicTimeFromThePausedClock) {
   EXPECT_EQ(tape.records[1].monotonic_ms, 250);
 }
 
+// A span taped as it begins is stamped where it ends; a stamper (a replay's) overrides the
+// clock's stamps for every record.
+TEST(Recorder, ASpanTapedAsItBeginsIsStampedWhereItEndsAndAStamperDecides) {
+  auto clock = Clock::paused_at(1'700'000'000'000);
+  Recorder recorder(clock);
+  recorder.record_ending_in(kind::ClockSleep{250}, 250);
+  recorder.record(kind::ClockRead{ClockSource::wall, 1});
+  Recorder stamped(clock);
+  stamped.stamp_with([](const RecordKind& kind, Recorder::Stamps clock_stamps) {
+    const bool read = std::holds_alternative<kind::ClockRead>(kind);
+    return Recorder::Stamps{clock_stamps.virtual_time_ms + (read ? 7 : 9), read ? 70 : 90};
+  });
+  stamped.record(kind::ClockRead{ClockSource::wall, 1});
+  stamped.record(kind::ClockSleep{5});
+  Tape tape = recorder.snapshot(Header::current());
+  EXPECT_EQ(tape.records[0].virtual_time_ms, 1'700'000'000'250);
+  EXPECT_EQ(tape.records[0].monotonic_ms, 250);
+  EXPECT_EQ(tape.records[1].virtual_time_ms, 1'700'000'000'000);  // the clock did not move
+  Tape other = stamped.snapshot(Header::current());
+  EXPECT_EQ(other.records[0].virtual_time_ms, 1'700'000'000'007);
+  EXPECT_EQ(other.records[0].monotonic_ms, 70);
+  EXPECT_EQ(other.records[1].virtual_time_ms, 1'700'000'000'009);
+  EXPECT_EQ(other.records[1].monotonic_ms, 90);
+}
+
 TEST(Recorder, ThreadsRecordGapFreeAndKeepTheirOwnOrder) {
   constexpr int kThreads = 4;
   constexpr uint64_t kPerThread = 20'000;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 
 #include "tapedeck/fidelity.hpp"
 #include "test_support.hpp"
@@ -214,6 +215,42 @@ TEST(Testbench, ClockReadsBeyondTheTapeOrOfTheWrongSourceMiss) {
   auto again = Testbench::replaying(tmp / "run.tape").start();
   EXPECT_EQ(again->clock().now_ms(), kStart);
   EXPECT_THROW(again->clock().now_ms(), ReplayMiss);
+}
+
+// A replay runs on a paused clock, but its records are stamped in the recording's time: the
+// k-th record other than a clock read with the recording's k-th stamps, so a replay that did
+// what the recording did is stamped alike (the time the recording spent between its inputs
+// included), and past the recording time moves on by the replay's own sleeps.
+TEST(Testbench, AReplayIsStampedInTheRecordingsTime) {
+  TempDir tmp;
+  auto work = [](Session& session, bool recording) {
+    session.clock().now_ms();
+    if (recording) std::this_thread::sleep_for(std::chrono::milliseconds(60));  // not taped
+    session.clock().sleep_ms(20);
+    session.clock().monotonic_ms();
+    session.clock().sleep_ms(30);
+  };
+  {
+    auto session = Testbench::recording(tmp / "run.tape").start();  // the real clock
+    work(*session, true);
+    session->finalize();
+  }
+  {
+    auto session = Testbench::replaying(tmp / "run.tape", tmp / "replay.tape").start();
+    work(*session, false);
+    session->clock().sleep_ms(500);  // past the recording
+    session->finalize();
+  }
+  const Tape recorded = Tape::load(tmp / "run.tape");
+  const Tape replayed = Tape::load(tmp / "replay.tape");
+  ASSERT_EQ(recorded.records.size(), 4u);
+  ASSERT_EQ(replayed.records.size(), 5u);
+  for (size_t i : {1u, 3u}) {  // the sleeps
+    EXPECT_EQ(replayed.records[i].virtual_time_ms, recorded.records[i].virtual_time_ms) << i;
+    EXPECT_EQ(replayed.records[i].monotonic_ms, recorded.records[i].monotonic_ms) << i;
+  }
+  EXPECT_GE(recorded.records[1].monotonic_ms, 80);  // the untaped 60 ms are in the stamps
+  EXPECT_EQ(replayed.records[4].virtual_time_ms, recorded.records[3].virtual_time_ms + 500);
 }
 
 TEST(Testbench, AdvanceMovesVirtualTimeWithoutARecord) {

@@ -109,7 +109,42 @@ try {
     await page.close();
   }
 
-  // 3. 100,000 records (the anchor's full mix: every kind, CAS payloads).
+  // 3. A program recorded under `tapedeck run` and replayed: the replay is stamped in the
+  // recording's time (a span where it ends, the replay's k-th record with the recording's k-th
+  // stamps), so for an identical replay both lanes draw the first and last event and the sleep
+  // at the same place, within a pixel.
+  {
+    const workspace = join(work, "ws");
+    mkdirSync(workspace);
+    writeFileSync(join(workspace, "in.txt"), "hello\n");
+    const program = ["python3", "-c",
+      "import time, subprocess; time.time(); time.sleep(0.3); print(open('in.txt').read()); " +
+      "subprocess.run(['true']); time.sleep(0.2); print(time.time())"];
+    const recorded = join(work, "aligned.tape"), replayed = join(work, "aligned-replay.tape");
+    execFileSync(tapedeck, ["run", "--emit-tape", recorded, "--", ...program],
+                 { cwd: workspace, stdio: ["ignore", "pipe", "pipe"] });
+    execFileSync(tapedeck, ["replay", recorded, "--emit-tape", replayed, "--", ...program],
+                 { cwd: workspace, stdio: ["ignore", "pipe", "pipe"] });
+    run(tapedeck, "view", recorded, "--against", replayed, "-o", join(work, "aligned.html"));
+    const records = readFileSync(recorded, "utf8").trim().split("\n").slice(1).map(JSON.parse);
+    const sleeps = records.filter((r) => r.kind.kind === "clock_sleep").map((r) => r.seq);
+    const { page, errors } = await open(join(work, "aligned.html"));
+    check("the time axis is drawn", (await page.evaluate(() => window.tapedeckView.axis)) === "time");
+    for (const seq of [records[0].seq, ...sleeps, records[records.length - 1].seq]) {
+      const [a, b] = await page.evaluate((s) => [window.tapedeckView.locate("recorded", s),
+                                                 window.tapedeckView.locate("replay", s)], seq);
+      const left = (at) => at.x - Math.max(3, at.width) / 2;
+      check(`seq ${seq} (${records[seq].kind.kind}) sits at the same place in both lanes`,
+            a && b && Math.abs(left(a) - left(b)) <= 1 && Math.abs(a.width - b.width) <= 1,
+            JSON.stringify([a, b]));
+    }
+    check("both sleeps were compared", sleeps.length === 2, String(sleeps.length));
+    check("no script errors (aligned)", errors.length === 0, errors.join("; "));
+    await page.screenshot({ path: join(artifacts, "view-aligned.png") });
+    await page.close();
+  }
+
+  // 4. 100,000 records (the anchor's full mix: every kind, CAS payloads).
   const big = join(work, "big.tape");
   run(tapeGen, "100000", "1", big);
   run(tapedeck, "view", big, "-o", join(work, "big.html"));
