@@ -1,5 +1,6 @@
 // tapedeck view in Debian's headless Chromium, driven by playwright-core: the example's tape, a
-// replay marked against it, and a 100,000-record tape. Asserts on the page's DOM (lanes, event
+// replay marked against it, a `tapedeck run` and its replay drawn alike, and a 100,000-record
+// tape. Asserts on the page's DOM (lanes, event
 // count, a click opening a payload), saves screenshots, and reports the big page's first paint.
 // Usage: node view_test.mjs TAPEDECK RECORD_HOST TAPE_GEN ARTIFACT_DIR
 import { execFileSync } from "node:child_process";
