@@ -1,7 +1,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <set>
+#include <optional>
+#include <unordered_set>
 
 #include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
@@ -15,20 +16,18 @@ namespace {
 constexpr size_t kFlushBytes = 1 << 20;
 
 // Streams every line of `in` through the canonical encoder into `sink`, calling
-// on_cas(name, reference) once per distinct sidecar entry the records name (see Reference).
+// on_cas(name, reference, report) for every sidecar entry a record names (see Reference), as
+// often as it is named.
 template <typename Sink, typename OnCas>
 FormatReport stream_canonical(TapeReader& reader, Sink&& sink, OnCas&& on_cas) {
   FormatReport report;
   LineBuffer buffer;
   buffer.append_header(reader.header());
-  std::set<std::string> seen_cas;
   while (const Record* record = reader.read()) {
     ++report.records;
     buffer.put(reader.canonical_line());
-    for_each_reference(record->kind,
-                       [&](const std::string& name, std::optional<uint64_t>, Reference reference) {
-                         if (seen_cas.insert(name).second) on_cas(name, reference, report);
-                       });
+    for_each_reference(record->kind, [&](const std::string& name, std::optional<uint64_t>,
+                                         Reference reference) { on_cas(name, reference, report); });
     if (buffer.size() >= kFlushBytes) {
       sink(buffer.view());
       buffer.clear();
@@ -51,16 +50,31 @@ FormatReport format_tape(const std::filesystem::path& in, const std::filesystem:
   // Entries are carried as their records stream past, i.e. before the tape that names them is
   // renamed into place.
   // A payload must be in the sidecar; the other references are carried when they are there (a
-  // reference tape names file hashes as digests only).
+  // reference tape names file hashes as digests only). What the sidecar holds is listed once:
+  // a tape names far more entries (every file read) than it keeps, and a lookup per name would
+  // walk the path in the kernel each time.
+  std::optional<std::unordered_set<std::string>> in_sidecar;
+  std::unordered_set<std::string> handled;  // each name once
   auto carry = [&](const std::string& name, Reference reference, FormatReport& report) {
     const bool required = reference == Reference::payload;
-    if (!is_valid_cas_name(name)) {
-      if (required) report.cas_invalid_names.push_back(name);
+    if (!in_sidecar) {
+      in_sidecar.emplace();
+      std::error_code listing;
+      for (std::filesystem::directory_iterator it(from_cas, listing), end; !listing && it != end;
+           it.increment(listing)) {
+        in_sidecar->insert(it->path().filename().string());
+      }
+    }
+    // Most names are of file reads the sidecar does not keep: those cost one lookup, or none.
+    if (in_sidecar->empty() || !in_sidecar->contains(name)) {
+      if (required && handled.insert(name).second) {
+        (is_valid_cas_name(name) ? report.cas_missing : report.cas_invalid_names).push_back(name);
+      }
       return;
     }
-    const bool present = std::filesystem::exists(from_cas / name, ignored);
-    if (!present) {
-      if (required) report.cas_missing.push_back(name);
+    if (!handled.insert(name).second) return;
+    if (!is_valid_cas_name(name)) {
+      if (required) report.cas_invalid_names.push_back(name);
       return;
     }
     if (same_sidecar) {
