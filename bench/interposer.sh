@@ -2,7 +2,8 @@
 # The interposer's costs, as ratios measured side by side in one run (medians of N rounds):
 #
 #   1. A program that sleeps 5 s in all: its replay's wall time against its recording's
-#      (target: under 5%).
+#      (target: under 5%); and a Python asyncio program that waits 5 s in its event loop
+#      (asyncio.sleep, a select and a poll timing out: waits, not sleeps).
 #   2. 1,000,000 clock_gettime calls, and 10,000 small files read whole: the program alone,
 #      under `tapedeck run` untaped (the preload library loaded, nothing taped), and under
 #      `tapedeck run --emit-tape` (every read taped), each as a ratio against the program alone.
@@ -33,6 +34,26 @@ replay=$(median <"$dir/replay.samples")
 share=$(awk -v a="$replay" -v b="$record" 'BEGIN {printf "%.2f", 100 * a / b}')
 printf 'recording %ss, replay %ss: %s%% of the recording, %s under 5%%\n' "$record" "$replay" "$share" \
   "$(awk -v s="$share" 'BEGIN {print (s < 5) ? "meets" : "MISSES"}')"
+
+echo "== replaying a Python asyncio program that waited 5 s in its event loop (medians of $rounds)"
+cat >"$dir/waits.py" <<'PY'
+import asyncio, select
+async def main():
+    for _ in range(6):
+        await asyncio.sleep(0.5)
+asyncio.run(main())
+select.select([], [], [], 1.0)
+select.poll().poll(1000)
+PY
+rm -f "$dir"/{record,replay}.samples
+for ((round = 0; round < rounds; round++)); do
+  seconds "$td" run -q --overwrite --emit-tape "$dir/waits.tape" -- python3 "$dir/waits.py" >>"$dir/record.samples"
+  seconds "$td" replay -q "$dir/waits.tape" -- python3 "$dir/waits.py" >>"$dir/replay.samples"
+done
+record=$(median <"$dir/record.samples")
+replay=$(median <"$dir/replay.samples")
+printf 'recording %ss, replay %ss: %s%% of the recording (the interpreter starting is most of it)\n' \
+  "$record" "$replay" "$(awk -v a="$replay" -v b="$record" 'BEGIN {printf "%.2f", 100 * a / b}')"
 
 # overhead NAME CALLS CMD...: the command alone, under run, under run --emit-tape (alternating
 # rounds); also what one call costs taped, over the same command run untaped.

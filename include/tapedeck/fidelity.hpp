@@ -5,10 +5,11 @@
 //   byte_identical  every field of every record, seq and both clocks included
 //   semantic        what the run consumed and did, in order, with time as drift: seq, virtual
 //                   and monotonic stamps and process durations may differ, and a stretch of
-//                   clock reads between two other records is timing as a whole (runtimes poll
-//                   the clock while they wait, from several threads, and a fast replay waits
-//                   less): its values, sources and length may differ, the difference in length
-//                   counted in unmatched_clock_reads. Content hashes, digests, paths, args gate.
+//                   clock reads and timed-out waits (waited clock_sleeps) between two other
+//                   records is timing as a whole (runtimes poll the clock while they wait, from
+//                   several threads, and a fast replay waits less): its values, sources and
+//                   length may differ, the difference in length counted in
+//                   unmatched_clock_reads. Content hashes, digests, paths, args gate.
 //   outcome         only the end state: the final set of files written (path -> content hash),
 //                   the exit code of the last subprocess, the number of LLM calls
 //   phase_aware     user_script records strict (every field but seq), runtime_finalize records
@@ -47,7 +48,8 @@ struct Report {
   uint64_t recorded_records = 0;
   uint64_t replay_records = 0;
   std::vector<Divergence> divergences;  // in record order (outcome: files, exit code, LLM calls)
-  uint64_t unmatched_clock_reads = 0;   // semantic: extra clock reads one side made (see above)
+  uint64_t unmatched_clock_reads = 0;   // semantic: extra clock reads (and timed-out waits) one
+                                        // side made (see above)
   // 1 - divergences / max(records, 1), never below 0; outcome mode: 1 or 0.
   double score = 1.0;
 

@@ -60,6 +60,10 @@ struct ClockRead {
 };
 struct ClockSleep {
   uint64_t duration_ms = 0;
+  // tapedeck's extension (written only when true): the sleep was a wait with a timeout (poll,
+  // select, epoll) that timed out, an event loop's sleep. Its length is timing, which semantic
+  // fidelity does not gate on; a replay skips the wait it stands for.
+  bool waited = false;
   bool operator==(const ClockSleep&) const = default;
 };
 struct LlmCall {

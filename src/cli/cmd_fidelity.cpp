@@ -88,11 +88,12 @@ int run_fidelity(const FidelityOptions& options) {
 
   fmt::print("fidelity ({}): {} recorded records, {} replayed: ", fidelity::to_string(report.mode),
              report.recorded_records, report.replay_records);
-  const std::string timing =
-      report.unmatched_clock_reads == 0
-          ? ""
-          : fmt::format(" ({} clock reads one side made in a longer stretch of reads: timing)",
-                        report.unmatched_clock_reads);
+  const std::string timing = report.unmatched_clock_reads == 0
+                                 ? ""
+                                 : fmt::format(
+                                       " ({} clock reads or timed-out waits one side made in a "
+                                       "longer stretch of them: timing)",
+                                       report.unmatched_clock_reads);
   if (report.identical()) {
     fmt::print("no divergence (score 1.000){}\n", timing);
     return 0;

@@ -88,6 +88,7 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
           if (level.clocks) differ.field("clock_read_value", a.value_ms, b.value_ms);
         } else if constexpr (std::is_same_v<K, kind::ClockSleep>) {
           differ.field("clock_sleep_duration", a.duration_ms, b.duration_ms);
+          differ.field("clock_sleep_waited", a.waited, b.waited);
         } else if constexpr (std::is_same_v<K, kind::LlmCall>) {
           differ.field("llm_request_digest", a.request_digest, b.request_digest);
           differ.field("llm_response_hash", a.response.content_hash, b.response.content_hash);
@@ -300,6 +301,13 @@ std::string_view to_string(Mode mode) {
 
 namespace {
 
+// Semantic mode's timing: a clock read, or a wait that timed out.
+bool is_timing(const Record& record) {
+  if (std::holds_alternative<kind::ClockRead>(record.kind)) return true;
+  const auto* sleep = std::get_if<kind::ClockSleep>(&record.kind);
+  return sleep != nullptr && sleep->waited;
+}
+
 // Semantic mode: file reads that nothing orders among themselves (a runtime reading its modules
 // from a thread pool) are compared as a multiset. The runs go on through clock reads (timing,
 // counted as above) and end at a record that orders: a write, a delete, a subprocess, an LLM
@@ -316,7 +324,7 @@ void compare_read_runs(const Record*& a, const Record*& b, Stream& recorded, Str
   uint64_t clock_left = 0, clock_right = 0;
   auto gather = [&](const Record*& record, Stream& stream, int sign, uint64_t& clocks) {
     for (; record != nullptr; record = stream.next()) {
-      if (std::holds_alternative<kind::ClockRead>(record->kind)) {
+      if (is_timing(*record)) {
         ++clocks;
         continue;
       }
@@ -383,8 +391,10 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
     while (const Record* record = replay.next()) right.add(*record);
     compare_outcomes(left, right, report);
   } else {
+    // Timing: clock reads, and waits that timed out (an event loop's sleeps, as many as it
+    // took to wait: a fast replay may take fewer).
     auto is_clock_read = [](const Record* record) {
-      return record != nullptr && std::holds_alternative<kind::ClockRead>(record->kind);
+      return record != nullptr && is_timing(*record);
     };
     auto is_file_read = [](const Record* record) {
       return record != nullptr && std::holds_alternative<kind::FileRead>(record->kind);

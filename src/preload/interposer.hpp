@@ -9,6 +9,7 @@
 //   path_hooks.cpp       calls that only name paths (folders, metadata, links, the cwd)
 //   exec_hooks.cpp       exec, posix_spawn, vfork, _exit
 //   network_hooks.cpp    connect
+//   wait_hooks.cpp       waits with a timeout (poll, select, epoll)
 //
 // Contract. Every hook is safe where libfaketime-style interposers are not: a thread-local guard
 // (in_hook, HookScope) makes re-entry (a hook calling libc that calls a hook, a signal handler
@@ -21,10 +22,13 @@
 #pragma once
 
 #include <dirent.h>
+#include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -146,6 +150,12 @@ struct Real {
   decltype(&::llistxattr) llistxattr;
   decltype(&::removexattr) removexattr;
   decltype(&::lremovexattr) lremovexattr;
+  decltype(&::poll) poll;
+  decltype(&::ppoll) ppoll;
+  decltype(&::select) select;
+  decltype(&::pselect) pselect;
+  decltype(&::epoll_wait) epoll_wait;
+  decltype(&::epoll_pwait) epoll_pwait;
 };
 extern Real real;
 

@@ -25,6 +25,12 @@ void resolve_all() {
   real.gettimeofday = TAPEDECK_REAL(gettimeofday);
   real.time = TAPEDECK_REAL(time);
   real.nanosleep = TAPEDECK_REAL(nanosleep);
+  real.poll = TAPEDECK_REAL(poll);
+  real.ppoll = TAPEDECK_REAL(ppoll);
+  real.select = TAPEDECK_REAL(select);
+  real.pselect = TAPEDECK_REAL(pselect);
+  real.epoll_wait = TAPEDECK_REAL(epoll_wait);
+  real.epoll_pwait = TAPEDECK_REAL(epoll_pwait);
   real.clock_nanosleep = TAPEDECK_REAL(clock_nanosleep);
   real.usleep = TAPEDECK_REAL(usleep);
   real.sleep = TAPEDECK_REAL(sleep);

@@ -33,6 +33,11 @@ enum class Op : uint8_t {
                        // u64 pids it took (its pid namespace's last pid moved by so much), u64
                        // its place in the order subprocesses started (0: unknown)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
+  timed_wait = 'T',    // replay: u64 ms: a wait with that timeout (poll, select, epoll) found
+                       // nothing ready. `ok`: the recording's wait timed out at this point (its
+                       // sleep is next on the tape, now taped again and the clock past it): the
+                       // caller returns "timed out" at once. `wait`: it did not; wait for real.
+                       // `busy`: an LLM call is under way; wait a little for real and ask again
   spawn_claim = 'S',   // from the exec about to start it: program, u32 argc, args…, cwd. Record:
                        // answered with a u64, its place in the order subprocesses start. Replay:
                        // the recorded result is set aside for the process's spawn_replay (its
@@ -45,10 +50,14 @@ enum class Reply : uint8_t {
   spawned =
       'Z',  // i32 exit, stdout, stderr, u64 pids, u64 ms: a replayed subprocess's recorded result
   miss = 'M',  // text: the tape does not hold this input; the process must stop
+  wait = 'W',  // timed_wait: the recording's wait did not time out here; wait for real
+  busy = 'B',  // timed_wait: an LLM call is under way, which may be what ends the wait
 };
 
 // Entries of an `events` batch.
-enum class Event : uint8_t { wall_read = 'w', monotonic_read = 'm', sleep = 's' };
+// sleep: one about to be slept (ms); waited: a wait with a timeout (poll, select, epoll) that
+// timed out for real (ms), the program's sleep as much as a sleep is (in both modes).
+enum class Event : uint8_t { wall_read = 'w', monotonic_read = 'm', sleep = 's', waited = 't' };
 
 constexpr size_t kHeaderBytes = 5;  // u32 length + u8 op
 constexpr uint32_t kMaxFrameBytes = 256u << 20;

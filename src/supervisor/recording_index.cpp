@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <stdexcept>
@@ -37,6 +38,7 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
       continue;
     }
     stretches.emplace_back();
+    steps_.push_back(&record.kind);
     if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
       file_reads_[file->path].push_back(file);
     } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
@@ -83,6 +85,15 @@ RecordingIndex::~RecordingIndex() {
 
 void RecordingIndex::step_clock() {
   clock_map_->stretch.fetch_add(1, std::memory_order_release);
+}
+
+std::optional<uint64_t> RecordingIndex::next_wait_near(uint64_t ms) const {
+  const uint64_t next = clock_map_->stretch.load(std::memory_order_acquire);
+  if (next >= steps_.size()) return std::nullopt;
+  const auto* sleep = std::get_if<kind::ClockSleep>(steps_[next]);
+  if (sleep == nullptr || !sleep->waited) return std::nullopt;
+  if (ms > sleep->duration_ms + std::max<uint64_t>(5, sleep->duration_ms / 10)) return std::nullopt;
+  return sleep->duration_ms;
 }
 
 const kind::FileRead* RecordingIndex::take_read(const std::string& path) {

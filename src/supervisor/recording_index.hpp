@@ -41,6 +41,11 @@ class RecordingIndex {
   // The replay made a record other than a clock read: the clock moves to the reads the
   // recording made after its counterpart.
   void step_clock();
+  // The length of the recording's next record other than a clock read (the counterpart of the
+  // replay's next) when it is a wait that timed out (a waited clock_sleep) of about `ms`: no
+  // longer by more than a tenth (or 5 ms), and any shorter (a replay's clock that ran ahead
+  // shortens the timeouts it computes); else none.
+  std::optional<uint64_t> next_wait_near(uint64_t ms) const;
 
   // The next recorded read of `path`, consumed; null when the tape holds no more.
   const kind::FileRead* take_read(const std::string& path);
@@ -59,7 +64,8 @@ class RecordingIndex {
   preload::ClockMap* clock_map_ = nullptr;
   size_t clock_map_size_ = 0;
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
-  std::vector<const Record*> spawns_;  // in tape order
+  std::vector<const Record*> spawns_;     // in tape order
+  std::vector<const RecordKind*> steps_;  // every record but clock reads, in tape order
   size_t spawns_served_ = 0;
   std::map<const kind::ProcessSpawn*, std::vector<const RecordKind*>> changes_;
 };

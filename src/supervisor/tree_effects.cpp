@@ -110,6 +110,10 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
       case wire::Op::llm_request:
         llm_request_announced();
         return server_.answer(connection, Reply::ok);
+      case wire::Op::timed_wait: {
+        const auto ms = cursor.take_int<uint64_t>();
+        return server_.answer(connection, cursor.ok() ? timed_wait(ms) : Reply::wait);
+      }
       case wire::Op::spawn_done:
       case wire::Op::spawn_replay:
       case wire::Op::spawn_claim:
@@ -123,6 +127,36 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
     server_.answer_miss(connection,
                         std::string("tapedeck could not serve a request: ") + error.what());
   }
+}
+
+// Replay: a wait found nothing ready. It is skipped when the recording's wait timed out at this
+// point: the recording's next record is a waited sleep of about its length (a recording tapes a
+// wait that timed out as one; the replay computes its timeout from the served clock reads,
+// which may fall a few milliseconds apart from the recording's, or run ahead of them). The program
+// looks once more and tells of the skip as a timeout (record_wait), taped as the recording has it.
+// Otherwise what ended the recording's wait (an answer, a subprocess's output) is still to come,
+// and it waits for real; while an LLM call is announced or under way, a little at a time (the
+// answer may be what ends it).
+Reply TreeEffects::timed_wait(uint64_t ms) {
+  if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
+  if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0) return Reply::busy;
+  return index_->next_wait_near(ms) ? Reply::ok : Reply::wait;
+}
+
+// A wait with a timeout that timed out (Event::waited). Record: stamped now, where it ended.
+// Replay: the recording's sleep when it timed out there too (skipped, or slept for real), taped
+// as the recording has it and the clock past it. A wait the recording did not time out there is
+// left off the tape: a step would move the clock to reads the recording made elsewhere, and a
+// program counting down to a deadline on them would never reach it.
+void TreeEffects::record_wait(uint64_t ms) {
+  if (options_.mode != RunOptions::Mode::replay) {
+    return recorder().record(kind::ClockSleep{ms, /*waited=*/true});
+  }
+  const std::optional<uint64_t> recorded = index_ ? index_->next_wait_near(ms) : std::nullopt;
+  if (!recorded) return;
+  session_->clock().advance_ms(*recorded);
+  recorder().record(kind::ClockSleep{*recorded, /*waited=*/true});
+  step_clock();
 }
 
 // A sleep is taped as it begins (the program says so before it sleeps) and stamped where it
@@ -151,6 +185,9 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
         break;
       case wire::Event::sleep:
         record_sleep(static_cast<uint64_t>(value));
+        break;
+      case wire::Event::waited:
+        record_wait(static_cast<uint64_t>(value));
         break;
     }
   }

@@ -86,6 +86,11 @@ class TreeEffects : public floor::Services {
     if (take_one(llm_unannounced_)) step_clock();
   }
   void llm_call_finished() { --llm_in_flight_; }
+  // Replay: the answer to a wait of `ms` that found nothing ready (Op::timed_wait): ok when it
+  // is the recording's wait that timed out (its sleep is taped and the clock moves past it).
+  wire::Reply timed_wait(uint64_t ms);
+  // A wait that timed out for real (Event::waited).
+  void record_wait(uint64_t ms);
 
   const std::string& workspace() const { return workspace_; }
   // Where the replay's clock map is, for the program's environment (a recording names the same

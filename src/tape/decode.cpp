@@ -348,9 +348,14 @@ struct LineDecoder::Impl {
   void read_clock_sleep(od::object& object, kind::ClockSleep& out) {
     FieldSet seen;
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
-      if (name != "duration_ms") return false;
-      seen.see(0, name);
-      out.duration_ms = read_u64(value, name);
+      if (name == "duration_ms") {
+        seen.see(0, name);
+        out.duration_ms = read_u64(value, name);
+      } else if (name == "waited") {  // tapedeck's extension
+        out.waited = read_flag(value, name);
+      } else {
+        return false;
+      }
       return true;
     });
     seen.require(0, "duration_ms", "clock_sleep");

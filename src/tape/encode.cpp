@@ -173,6 +173,7 @@ void LineBuffer::append_record(const Record& record) {
         } else if constexpr (std::is_same_v<K, kind::ClockSleep>) {
           put(R"({"kind":"clock_sleep","duration_ms":)");
           put_uint(k.duration_ms);
+          if (k.waited) put(R"(,"waited":true)");
         } else if constexpr (std::is_same_v<K, kind::LlmCall>) {
           put(R"({"kind":"llm_call","request_digest":)");
           put_json_string(k.request_digest);

@@ -46,7 +46,7 @@ uint64_t order_stamp_ns() {
 // every other kind is boxed (they own strings, so they allocate anyway). Small fixed-size
 // entries keep recording from being bound by page faults on fresh memory.
 struct Entry {
-  enum class Tag : uint8_t { clock_read, clock_sleep, boxed };
+  enum class Tag : uint8_t { clock_read, clock_sleep, clock_waited, boxed };
   static_assert(std::variant_size_v<RecordKind> < 256);
   uint64_t order_ns;
   int64_t virtual_time_ms;
@@ -186,6 +186,9 @@ void fill_record(const Entry& entry, uint64_t seq, bool consume_box, Record& rec
       break;
     case Entry::Tag::clock_sleep:
       record.kind = kind::ClockSleep{entry.duration_ms};
+      break;
+    case Entry::Tag::clock_waited:
+      record.kind = kind::ClockSleep{entry.duration_ms, true};
       break;
     case Entry::Tag::boxed:
       if (consume_box) {
@@ -354,8 +357,9 @@ void Recorder::append(RecordKind&& kind, int64_t ahead_ms) {
     entry.source = read->source;
     entry.value_ms = read->value_ms;
   } else {
-    entry.tag = Entry::Tag::clock_sleep;
-    entry.duration_ms = std::get<kind::ClockSleep>(kind).duration_ms;
+    const auto& sleep = std::get<kind::ClockSleep>(kind);
+    entry.tag = sleep.waited ? Entry::Tag::clock_waited : Entry::Tag::clock_sleep;
+    entry.duration_ms = sleep.duration_ms;
   }
 }
 

@@ -65,6 +65,34 @@ TEST(Fidelity, AChangedPromptIsOneDigestDivergenceAtItsSeq) {
   EXPECT_DOUBLE_EQ(report.score, 1.0 - 1.0 / 8.0);
 }
 
+// An event loop's waits that timed out are timing in semantic mode, as clock reads are: a fast
+// replay may wait fewer times. A sleep the program asked for is not.
+TEST(Fidelity, WaitsThatTimedOutAreTimingButSleepsAreNot) {
+  auto with = [](std::vector<RecordKind> between) {
+    Tape tape = run();
+    auto at = tape.records.begin() + 3;  // after the sleep, before the file read
+    for (RecordKind& kind : between) {
+      Record record;
+      record.kind = std::move(kind);
+      at = tape.records.insert(at, std::move(record)) + 1;
+    }
+    for (size_t i = 0; i < tape.records.size(); ++i) tape.records[i].seq = i;
+    return tape;
+  };
+  const Tape recorded = with({kind::ClockSleep{100, true}, kind::ClockRead{ClockSource::wall, 5},
+                              kind::ClockSleep{100, true}});
+  const Report fewer = compare(recorded, with({kind::ClockSleep{98, true}}), Mode::semantic);
+  EXPECT_TRUE(fewer.identical()) << (fewer.divergences.empty() ? "" : fewer.divergences[0].message);
+  EXPECT_EQ(fewer.unmatched_clock_reads, 2u);
+  EXPECT_FALSE(
+      compare(recorded, with({kind::ClockSleep{100, true}}), Mode::byte_identical).identical());
+  // A sleep it asked for gates, and so does taking one for the other.
+  EXPECT_FALSE(compare(with({kind::ClockSleep{100}}), with({}), Mode::semantic).identical());
+  EXPECT_FALSE(
+      compare(with({kind::ClockSleep{100}}), with({kind::ClockSleep{100, true}}), Mode::semantic)
+          .identical());
+}
+
 TEST(Fidelity, TimeDriftCountsOnlyWhereTheModeSaysSo) {
   Tape replay = run();
   for (Record& record : replay.records) {

@@ -243,6 +243,32 @@ TEST(Decode, ASpawnKeepsThePidsItTookAndWhenItStarted) {
   }
 }
 
+// tapedeck's extension: a sleep that was a wait timing out, written only when so (a plain sleep
+// keeps the reference's bytes), read back, and refused when not a boolean.
+TEST(Decode, AWaitThatTimedOutKeepsItsMark) {
+  Record waited;
+  waited.kind = kind::ClockSleep{300, true};
+  Record slept;
+  slept.seq = 1;
+  slept.kind = kind::ClockSleep{300};
+  EXPECT_NE(
+      encode_record_line(waited).find(R"({"kind":"clock_sleep","duration_ms":300,"waited":true})"),
+      std::string::npos);
+  EXPECT_EQ(encode_record_line(slept).find("waited"), std::string::npos);
+  auto reader = TapeReader::from_memory(
+      kHeaderLine + encode_record_line(waited) + encode_record_line(slept), "mem.tape");
+  for (const Record& expected : {waited, slept}) {
+    Record got;
+    ASSERT_TRUE(reader->next(got));
+    EXPECT_EQ(got, expected) << encode_record_line(expected);
+  }
+  std::string bad = encode_record_line(waited);
+  bad.replace(bad.find("true"), 4, "\"yes\"");
+  auto refused = TapeReader::from_memory(kHeaderLine + bad, "bad.tape");
+  Record got;
+  EXPECT_THROW(refused->next(got), TapeError);
+}
+
 // tapedeck's extension: a workspace change a subprocess made. Written only when set (so every
 // other file record keeps the reference's bytes), read back, and refused when not a boolean.
 TEST(Decode, SubprocessChangesKeepTheirMark) {

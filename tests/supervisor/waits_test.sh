@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Waits with a timeout (poll, select, epoll) are the program's sleeps: an event loop sleeps in
+# them. A Python program waits in asyncio.sleep, select.select, select.poll and a selector on a
+# pipe nothing writes to, and calls the stand-in LLM from asyncio while a timer runs beside the
+# call and a wait_for times out; a Node program runs a timeout and an interval. Each is recorded
+# (against the live stand-in), then replayed twice with the stand-in stopped: the same stdout,
+# the recording tapes each wait that timed out as a clock_sleep of its timeout marked
+# "waited":true, a replay tapes the very same ones (each was matched to the recording's and
+# skipped), and semantic fidelity passes. How much wall time a replay saves is bench/interposer.sh's to measure.
+# Usage: waits_test.sh TAPEDECK EXAMPLES_DIR
+set -uo pipefail
+td=$(realpath "$1")
+examples=$(realpath "$2")
+source "$(dirname "$0")/../harness.sh"
+
+# The waits a tape holds (clock_sleeps marked waited), their lengths in order.
+sleeps() {
+  grep -o '"kind":"clock_sleep","duration_ms":[0-9]*,"waited":true' "$1" | grep -o '[0-9]*' | tr '\n' ' '
+}
+
+cat > "$work/loop.py" <<'PY'
+import asyncio, os, selectors, select, time
+started = time.monotonic()
+async def main():
+    await asyncio.sleep(0.4)
+asyncio.run(main())
+select.select([], [], [], 0.3)
+select.poll().poll(300)
+quiet, _ = os.pipe()
+with selectors.DefaultSelector() as selector:
+    selector.register(quiet, selectors.EVENT_READ)
+    print("selector found", len(selector.select(timeout=0.2)))
+print("waited about", round(time.monotonic() - started, 1), "s")
+PY
+
+cat > "$work/agent.py" <<'PY'
+import asyncio, json, os, urllib.request
+def ask(text):
+    request = urllib.request.Request(
+        os.environ["OPENAI_BASE_URL"] + "/chat/completions",
+        data=json.dumps({"model": "standin-1", "messages": [{"role": "user", "content": text}]}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer x"})
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)["choices"][0]["message"]["content"]
+async def main():
+    loop = asyncio.get_running_loop()
+    print("first:", await loop.run_in_executor(None, ask, "hello"))
+    await asyncio.sleep(0.3)
+    _, second = await asyncio.gather(asyncio.sleep(0.2), loop.run_in_executor(None, ask, "again"))
+    print("second:", second)
+    try:
+        await asyncio.wait_for(asyncio.sleep(5), timeout=0.3)
+    except asyncio.TimeoutError:
+        print("gave up waiting, as recorded")
+asyncio.run(main())
+PY
+
+cat > "$work/timers.js" <<'JS'
+let ticks = 0;
+setTimeout(() => {
+  const every = setInterval(() => {
+    if (++ticks === 3) { clearInterval(every); console.log("three ticks after a timeout"); }
+  }, 100);
+}, 300);
+JS
+
+mkdir -p "$work/ws" && cd "$work/ws"
+start_standin
+programs=(loop agent timers)
+for name in "${programs[@]}"; do
+  case $name in
+    timers) command -v node > /dev/null || { echo "FAIL: node is missing" >&2; exit 1; }; run=(node "$work/timers.js") ;;
+    *) run=("$python" "$work/$name.py") ;;
+  esac
+  "$td" run -q --emit-tape "$work/$name.tape" --llm-upstream "http://127.0.0.1:$port" -- "${run[@]}" \
+    > "$work/$name.rec" 2> "$work/$name.err"
+  check "$name: recorded (exit 0)" test $? = 0
+done
+stop_standin
+check "loop: each wait that timed out is on the recording as a sleep of its timeout" \
+  bash -c "[[ '$(sleeps "$work/loop.tape")' =~ ^40[0-2]\ 30[0-2]\ 30[0-2]\ 20[0-2]\ \$ ]]"
+check "loop: the selector found nothing" grep -q "selector found 0" "$work/loop.rec"
+check "agent: the timer beside the call and the wait_for are on the recording" \
+  test "$(sleeps "$work/agent.tape" | wc -w)" -ge 3
+check "timers: the timeout and the interval's waits are on the recording" \
+  test "$(sleeps "$work/timers.tape" | wc -w)" -ge 3
+for name in "${programs[@]}"; do
+  case $name in
+    timers) run=(node "$work/timers.js") ;;
+    *) run=("$python" "$work/$name.py") ;;
+  esac
+  for i in 1 2; do
+    "$td" replay -q "$work/$name.tape" --emit-tape "$work/$name.replay$i.tape" -- "${run[@]}" \
+      > "$work/$name.rep$i" 2>> "$work/$name.err"
+    check "$name replay $i: exit 0" test $? = 0
+    check "$name replay $i: the same stdout" diff "$work/$name.rec" "$work/$name.rep$i"
+    check "$name replay $i: the recording's waits, each matched and skipped" \
+      test "$(sleeps "$work/$name.tape")" = "$(sleeps "$work/$name.replay$i.tape")"
+    "$td" fidelity "$work/$name.tape" "$work/$name.replay$i.tape" --mode semantic > "$work/$name.fid$i"
+    check "$name replay $i: semantic fidelity passes" test $? = 0
+  done
+done
+finish waits
