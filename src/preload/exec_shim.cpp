@@ -67,15 +67,28 @@ bool write_all(int fd, std::string_view bytes) {
   return true;
 }
 
+// A connection to the supervisor's socket; -1 with errno set when there is none.
+int connect_to(const char* socket_path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, socket_path, sizeof address.sun_path - 1);
+  fd = stream_capture::above_standard(fd, true);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
+    errno = error;
+    return -1;
+  }
+  return fd;
+}
+
 class Supervisor {
  public:
-  explicit Supervisor(const char* socket_path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, socket_path, sizeof address.sun_path - 1);
-    fd_ = stream_capture::above_standard(fd_, true);
-    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+  explicit Supervisor(const char* socket_path) : Supervisor(socket_path, connect_to(socket_path)) {}
+  // `fd`: a connection made already (connect_to), or -1.
+  Supervisor(const char* socket_path, int fd) : fd_(fd) {
+    if (fd_ < 0) {
       fail(std::string("cannot reach the supervisor at ") + socket_path + ": " +
            std::strerror(errno));
     }
@@ -426,6 +439,21 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
   if (subprocess > 0 && info != nullptr && info->si_code <= 0) ::kill(subprocess, signal_number);
 }
 
+[[noreturn]] void run_program(const Invocation& call, std::vector<char*>& env);
+
+// A subprocess started as another user (setuid before its exec: `sudo -u`, Python's
+// `subprocess.run(user=...)`) cannot reach the supervisor's private socket. It runs as it would
+// have, untaped, and says so; a replay, which has no record of it, runs it likewise (inside the
+// private view).
+[[noreturn]] void run_as_another_user(const Invocation& call) {
+  const std::string line = "tapedeck-exec: " + std::string(call.program) +
+                           " runs as another user, who cannot reach the supervisor: not taped\n";
+  ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
+  (void)ignored;
+  std::vector<char*> env = subprocess_environment();
+  run_program(call, env);
+}
+
 [[noreturn]] void run_program(const Invocation& call, std::vector<char*>& env) {
   if (call.search_path) {
     ::execvpe(call.program.c_str(), call.argv.data(), env.data());
@@ -555,7 +583,9 @@ int main(int argc, char** argv) {
   call.cwd = ::getcwd(cwd, sizeof cwd) != nullptr ? cwd : "";
 
   if (mode == "replay") {
-    Supervisor supervisor(argv[2]);
+    const int connection = connect_to(argv[2]);
+    if (connection < 0 && errno == EACCES) run_as_another_user(call);  // as the recording did
+    Supervisor supervisor(argv[2], connection);
     replay(supervisor, call);
   }
   int out_fd = -1, err_fd = -1, ready = -1;
@@ -582,6 +612,11 @@ int main(int argc, char** argv) {
   sigset_t everything, original;
   ::sigfillset(&everything);
   ::sigprocmask(SIG_BLOCK, &everything, &original);
-  Supervisor supervisor(argv[2]);
+  const int connection = connect_to(argv[2]);
+  if (connection < 0 && errno == EACCES) {
+    ::sigprocmask(SIG_SETMASK, &original, nullptr);
+    run_as_another_user(call);
+  }
+  Supervisor supervisor(argv[2], connection);
   record(supervisor, call, original);
 }

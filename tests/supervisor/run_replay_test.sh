@@ -239,6 +239,24 @@ check "family: a SIGKILLed subprocess is taped with its signal" grep -q '"exit_c
 (cd "$work/ws" && timeout 30 "$td" run -q -- "$python" "$work/stopped.py") > "$work/stopped.rec" 2>&1
 check "family: a subprocess stopped and continued behaves as natively" diff "$work/stopped.native" "$work/stopped.rec"
 
+# ---- a subprocess started as another user cannot reach the supervisor: it runs, untaped -------
+# (Python's subprocess.run(user=...), sudo -u). Root only: that takes the right to change user.
+if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1; then
+  cat > "$work/as_nobody.py" <<'PY'
+import subprocess
+done = subprocess.run(["/usr/bin/id", "-u"], user="nobody", stdout=subprocess.PIPE, text=True)
+print("as nobody:", done.stdout.strip(), "exit", done.returncode)
+PY
+  (cd "$work/ws" && "$python" "$work/as_nobody.py") > "$work/nobody.native"
+  (cd "$work/ws" && timeout 30 "$td" run -q --emit-tape "$work/nobody.tape" -- "$python" "$work/as_nobody.py") \
+    > "$work/nobody.rec" 2> "$work/nobody.err"
+  check "another user: recorded, it runs as natively" diff "$work/nobody.native" "$work/nobody.rec"
+  check "another user: and says it is not taped" grep -q "runs as another user.*not taped" "$work/nobody.err"
+  (cd "$work/ws" && timeout 30 "$td" replay -q "$work/nobody.tape" -- "$python" "$work/as_nobody.py") \
+    > "$work/nobody.rep" 2>> "$work/nobody.err"
+  check "another user: replayed, likewise" diff "$work/nobody.native" "$work/nobody.rep"
+fi
+
 # ---- a file the program wrote and its subprocess then rewrote: the subprocess's bytes replay ----
 cat > "$work/rewrite.py" <<'PY'
 import subprocess, sys
