@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +60,12 @@ struct ScrubReport {
 // and last the journal. Throws TapeError when the tape cannot be read or written.
 ScrubReport scrub_tape(const std::filesystem::path& path,
                        const std::vector<std::string>& known = {});
+
+// The sidecar entries of the tape at `path` that no record names (`named` says which are) and
+// that hold a credential, by shape or one of `known`: what a stopped scrub leaves behind.
+std::vector<std::filesystem::path> leftover_credential_entries(
+    const std::filesystem::path& path, const std::function<bool(const std::string&)>& named,
+    const std::vector<std::string>& known);
 
 // The scrub journal, the write-ahead log that makes a scrub of values with no known shape safe
 // against a kill. Such a value can be found again only if it is written down: before a scrub

@@ -59,12 +59,7 @@ int run_scan(const ScanOptions& options) {
   if (options.redact) return run_redact(options);
   auto reader = TapeReader::open(options.in);
   const std::vector<std::string> pending = secrets::pending_scrub(options.in);
-  if (!pending.empty()) {
-    print_warning(
-        fmt::format("{}: a scrub of {} credential(s) learned during the run was stopped "
-                    "before it ended ({}); `tapedeck verify --repair` finishes it",
-                    options.in, pending.size(), secrets::scrub_journal_for(options.in).string()));
-  }
+  warn_if_scrub_stopped(options.in, pending);
   std::vector<Hit> hits;
   std::map<std::string, std::string> named;  // sidecar entry -> the first record naming it
   while (const Record* next = reader->read()) {

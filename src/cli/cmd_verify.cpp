@@ -9,7 +9,6 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
-#include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
@@ -107,13 +106,7 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
                     pending.size(), report.credentials, report.removed));
     return run_verify(options, repaired);
   }
-  if (!pending.empty()) {
-    print_warning(
-        fmt::format("{}: a scrub of {} credential(s) learned during the run was stopped "
-                    "before it ended ({}): they may still be on the tape; `tapedeck "
-                    "verify --repair` finishes it",
-                    options.in, pending.size(), secrets::scrub_journal_for(options.in).string()));
-  }
+  warn_if_scrub_stopped(options.in, pending);
 
   // A payload must be in the sidecar. The other references are checked when they are there; a
   // file's bytes missing are a problem only on a tape that keeps the bytes of its other files
@@ -149,15 +142,14 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
 
   // Sidecar entries no record names that hold a credential: what a scrub (scan --redact, a
   // run's late scrub) stopped before removing. Not a problem of the tape; --repair removes them.
-  uint64_t leftovers = 0;
-  std::error_code listing;
-  for (const auto& entry : std::filesystem::directory_iterator(cas_dir, listing)) {
-    const std::string name = entry.path().filename().string();
-    if (!is_valid_cas_name(name) || cas_refs.contains(name)) continue;
-    const std::optional<std::string> bytes = detail::read_file(entry.path());
-    if (!bytes || secrets::find(*bytes, pending).empty()) continue;
-    ++leftovers;
-    if (options.repair) std::filesystem::remove(entry.path(), listing);
+  const std::vector<std::filesystem::path> leftover_entries = secrets::leftover_credential_entries(
+      options.in, [&](const std::string& name) { return cas_refs.contains(name); }, pending);
+  const uint64_t leftovers = leftover_entries.size();
+  if (options.repair) {
+    std::error_code ignored;
+    for (const std::filesystem::path& entry : leftover_entries) {
+      std::filesystem::remove(entry, ignored);
+    }
   }
   if (leftovers > 0 && options.repair) {
     note_repair(fmt::format("removed {} sidecar entr(ies) no record names that held a credential",

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "tapedeck/codec.hpp"
+#include "tapedeck/secrets.hpp"
 
 namespace tapedeck::cli {
 
@@ -52,6 +53,15 @@ void warn_if_torn(const TapeReader& reader) {
                     "mid-write): `tapedeck verify --repair` removes it",
                     reader.source_name(), torn->line, torn->bytes));
   }
+}
+
+void warn_if_scrub_stopped(const std::string& tape, const std::vector<std::string>& pending) {
+  if (pending.empty()) return;
+  print_warning(
+      fmt::format("{}: a scrub of {} credential(s) learned during the run was stopped "
+                  "before it ended ({}): they may still be on the tape; `tapedeck "
+                  "verify --repair` finishes it",
+                  tape, pending.size(), secrets::scrub_journal_for(tape).string()));
 }
 
 }  // namespace tapedeck::cli

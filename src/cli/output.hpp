@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tapedeck::cli {
 
@@ -25,5 +26,7 @@ namespace tapedeck::cli {
 
 // Warns when the reader stopped before a torn last line (a recording cut off mid-write).
 void warn_if_torn(const TapeReader& reader);
+// Warns when `tape` has a scrub journal: a scrub of `pending` (its values) a kill stopped.
+void warn_if_scrub_stopped(const std::string& tape, const std::vector<std::string>& pending);
 
 }  // namespace tapedeck::cli

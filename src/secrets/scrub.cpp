@@ -153,6 +153,21 @@ std::set<std::string> names_in(const Tape& tape) {
 
 }  // namespace
 
+std::vector<std::filesystem::path> leftover_credential_entries(
+    const std::filesystem::path& path, const std::function<bool(const std::string&)>& named,
+    const std::vector<std::string>& known) {
+  std::vector<std::filesystem::path> out;
+  std::error_code listing;
+  for (std::filesystem::directory_iterator it(cas_dir_for(path), listing), end;
+       !listing && it != end; it.increment(listing)) {
+    const std::string name = it->path().filename().string();
+    if (!is_valid_cas_name(name) || named(name)) continue;
+    const std::optional<std::string> bytes = detail::read_file(it->path());
+    if (bytes && !find(*bytes, known).empty()) out.push_back(it->path());
+  }
+  return out;
+}
+
 std::filesystem::path scrub_journal_for(const std::filesystem::path& tape) {
   return std::filesystem::path(tape.string() + ".scrub");
 }
@@ -212,20 +227,20 @@ ScrubReport scrub_tape(const std::filesystem::path& path, const std::vector<std:
   ScrubReport report = scrubber.report();
   if (report.credentials > 0) tape.persist(path);  // the new entries first, then the tape
 
-  // The entries no record names now that hold a credential: those this scrub replaced, and those
-  // an earlier one, stopped by a kill, left.
+  // The entries no record names now that hold a credential (those an earlier scrub, stopped by
+  // a kill, left among them), and those this scrub replaced.
   const std::set<std::string> named = names_in(tape);
-  std::error_code listing;
-  for (const auto& entry : std::filesystem::directory_iterator(cas_dir_for(path), listing)) {
-    const std::string name = entry.path().filename().string();
-    if (!is_valid_cas_name(name) || named.contains(name)) continue;
-    const std::optional<std::string> bytes = detail::read_file(entry.path());
-    if (!scrubber.replaced().contains(name) && (!bytes || find(*bytes, values).empty())) continue;
-    std::error_code ignored;
-    if (std::filesystem::remove(entry.path(), ignored)) ++report.removed;
+  const auto is_named = [&](const std::string& name) { return named.contains(name); };
+  std::error_code ignored;
+  for (const std::filesystem::path& entry : leftover_credential_entries(path, is_named, values)) {
+    if (std::filesystem::remove(entry, ignored)) ++report.removed;
+  }
+  for (const std::string& name : scrubber.replaced()) {
+    if (!named.contains(name) && std::filesystem::remove(cas_dir_for(path) / name, ignored)) {
+      ++report.removed;
+    }
   }
   // Last: until here a kill leaves the journal, and the next repair finishes the job.
-  std::error_code ignored;
   if (std::filesystem::remove(scrub_journal_for(path), ignored)) {
     detail::fsync_directory(std::filesystem::absolute(path).parent_path());
   }

@@ -149,24 +149,26 @@ Reply TreeEffects::timed_wait(uint64_t ms) {
 // left off the tape: a step would move the clock to reads the recording made elsewhere, and a
 // program counting down to a deadline on them would never reach it.
 void TreeEffects::record_wait(uint64_t ms) {
-  if (options_.mode != RunOptions::Mode::replay) {
-    return recorder().record(kind::ClockSleep{ms, /*waited=*/true});
+  if (options_.mode == RunOptions::Mode::replay) {
+    const std::optional<uint64_t> recorded = index_ ? index_->next_wait_near(ms) : std::nullopt;
+    if (!recorded) return;
+    ms = *recorded;
   }
-  const std::optional<uint64_t> recorded = index_ ? index_->next_wait_near(ms) : std::nullopt;
-  if (!recorded) return;
-  session_->clock().advance_ms(*recorded);
-  recorder().record(kind::ClockSleep{*recorded, /*waited=*/true});
-  step_clock();
+  record_sleep(ms, /*waited=*/true);
 }
 
 // A sleep is taped as it begins (the program says so before it sleeps) and stamped where it
-// ends, as every span is. A replay's stamps are the recording's (Session).
-void TreeEffects::record_sleep(uint64_t ms) {
+// ends, as every span is; a wait that timed out (`waited`) is taped once it has ended, so
+// stamped now. A replay's stamps are the recording's (Session).
+void TreeEffects::record_sleep(uint64_t ms, bool waited) {
+  const kind::ClockSleep sleep{ms, waited};
   if (options_.mode == RunOptions::Mode::replay) {
     session_->clock().advance_ms(ms);
-    recorder().record(kind::ClockSleep{ms});
+    recorder().record(sleep);
+  } else if (waited) {
+    recorder().record(sleep);
   } else {
-    recorder().record_ending_in(kind::ClockSleep{ms}, ms);
+    recorder().record_ending_in(sleep, ms);
   }
   step_clock();
 }

@@ -117,7 +117,7 @@ class TreeEffects : public floor::Services {
   void handle_events(wire::Cursor& cursor);
   // A sleep of `ms` taped (replay: the session's clock moves past it first), and the clock
   // map's stretch stepped.
-  void record_sleep(uint64_t ms);
+  void record_sleep(uint64_t ms, bool waited = false);
 
   // file_effects.cpp
   void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor);
