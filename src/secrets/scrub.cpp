@@ -218,10 +218,10 @@ ScrubReport scrub_tape(const std::filesystem::path& path, const std::vector<std:
   for (const std::string& value : known) {
     if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
   }
+  Tape tape = Tape::load(path);  // a tape that cannot be read gets no journal
   // Written down before the first byte changes: a value with no shape cannot be found again.
   if (values.size() > journaled) note_pending_scrub(path, values);
 
-  Tape tape = Tape::load(path);
   Scrubber scrubber(tape, values);
   for (Record& record : tape.records) scrubber.record(record);
   ScrubReport report = scrubber.report();

@@ -115,6 +115,13 @@ TEST(Scrub, AScrubAKillStoppedIsFinishedFromItsJournal) {
   EXPECT_TRUE(pending_scrub(path).empty());
 }
 
+TEST(Scrub, ATapeThatCannotBeReadGetsNoJournal) {
+  testing::TempDir tmp;
+  const fs::path path = tmp / "missing.tape";
+  EXPECT_THROW(scrub_tape(path, {"tdk" + std::string(20, 'q')}), TapeError);
+  EXPECT_FALSE(fs::exists(scrub_journal_for(path)));
+}
+
 TEST(Scrub, AJournalThatIsNotOneIsNamedByFileAndLine) {
   testing::TempDir tmp;
   const fs::path path = tmp / "t.tape";
