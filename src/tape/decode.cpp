@@ -347,6 +347,7 @@ struct LineDecoder::Impl {
 
   void read_clock_sleep(od::object& object, kind::ClockSleep& out) {
     FieldSet seen;
+    out.waited = false;  // an absent extension is false, whatever the reused record held
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "duration_ms") {
         seen.see(0, name);
@@ -382,6 +383,10 @@ struct LineDecoder::Impl {
   template <typename FileMeta>
   void read_file_meta(od::object& object, FileMeta& out, std::string_view where) {
     FieldSet seen;
+    if constexpr (std::is_same_v<FileMeta, kind::FileWrite>) {
+      out.by_subprocess = false;  // absent extensions, whatever the reused record held
+      out.mode.reset();
+    }
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "path") {
         seen.see(0, name);
@@ -414,6 +419,7 @@ struct LineDecoder::Impl {
 
   void read_file_delete(od::object& object, kind::FileDelete& out) {
     FieldSet seen;
+    out.by_subprocess = false;  // an absent extension, whatever the reused record held
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "by_subprocess") {
         out.by_subprocess = read_flag(value, name);
@@ -429,6 +435,8 @@ struct LineDecoder::Impl {
 
   void read_process_spawn(od::object& object, kind::ProcessSpawn& out) {
     FieldSet seen;
+    out.pids = 0;  // absent extensions, whatever the reused record held
+    out.started = 0;
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "program") {
         seen.see(0, name);

@@ -193,6 +193,46 @@ TEST(ParallelReader, SameRecordsAndLinesAsTheSerialPath) {
   }
 }
 
+TEST(ParallelReader, AbsentExtensionsDoNotInheritAReusedRecordsValues) {
+  // Every kind with an extension, written with it and then without, many times over: records
+  // are reused across lines and blocks, and an absent extension must read as its default.
+  std::vector<Record> written;
+  for (int round = 0; round < 400; ++round) {
+    const bool with = round % 2 == 0;
+    kind::ClockSleep sleep{5};
+    sleep.waited = with;
+    kind::FileWrite write{"out.txt", std::string(64, 'a'), 3};
+    write.by_subprocess = with;
+    if (with) write.mode = 0640;
+    kind::FileDelete removal{"gone.txt"};
+    removal.by_subprocess = with;
+    kind::ProcessSpawn spawn;
+    spawn.program = "sh";
+    spawn.stdout_payload = Payload{Payload::Storage::inline_text, "h", "o", 0};
+    spawn.stderr_payload = Payload{Payload::Storage::inline_text, "h", "", 0};
+    spawn.pids = with ? 3 : 0;
+    spawn.started = with ? 7 : 0;
+    for (RecordKind kind :
+         {RecordKind{sleep}, RecordKind{write}, RecordKind{removal}, RecordKind{spawn}}) {
+      Record record;
+      record.seq = written.size();
+      record.kind = std::move(kind);
+      written.push_back(std::move(record));
+    }
+  }
+  std::string tape = testing::kHeaderLine;
+  for (const Record& record : written) tape += encode_record_line(record);
+  for (ReaderOptions options :
+       {ReaderOptions{1, 1 << 20}, ReaderOptions{3, 100}, ReaderOptions{2, 4096}}) {
+    auto read = read_all(tape, options);
+    ASSERT_EQ(read.size(), written.size());
+    for (size_t i = 0; i < written.size(); ++i) {
+      ASSERT_EQ(read[i].first, written[i])
+          << "record " << i << " with " << options.threads << " threads";
+    }
+  }
+}
+
 TEST(ParallelReader, TheFirstBadLineIsReportedAfterEveryRecordBeforeIt) {
   std::string tape = mixed_tape(2000);
   // Break the record on a known line, and another one later: the earlier must win.
