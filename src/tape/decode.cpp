@@ -256,13 +256,6 @@ struct LineDecoder::Impl {
 
   // ---- kinds ---------------------------------------------------------------------------------
 
-  template <typename K>
-  static K& emplace(RecordKind& kind) {
-    // Reuse the alternative already there: a streaming reader then allocates nothing per line.
-    if (!std::holds_alternative<K>(kind)) kind.template emplace<K>();
-    return std::get<K>(kind);
-  }
-
   void read_kind(od::value value, RecordKind& out) {
     // Canonical kind objects start with their tag: read it in place. Otherwise look it up and
     // rewind, since the tag decides how every other field reads.
@@ -285,21 +278,21 @@ struct LineDecoder::Impl {
     }
 
     if (tag_copy == "clock_read") {
-      read_clock_read(object, emplace<kind::ClockRead>(out));
+      read_clock_read(object, reuse_as<kind::ClockRead>(out));
     } else if (tag_copy == "clock_sleep") {
-      read_clock_sleep(object, emplace<kind::ClockSleep>(out));
+      read_clock_sleep(object, reuse_as<kind::ClockSleep>(out));
     } else if (tag_copy == "llm_call") {
-      read_llm_call(object, emplace<kind::LlmCall>(out));
+      read_llm_call(object, reuse_as<kind::LlmCall>(out));
     } else if (tag_copy == "file_read") {
-      read_file_meta(object, emplace<kind::FileRead>(out), "file_read");
+      read_file_meta(object, reuse_as<kind::FileRead>(out), "file_read");
     } else if (tag_copy == "file_write") {
-      read_file_meta(object, emplace<kind::FileWrite>(out), "file_write");
+      read_file_meta(object, reuse_as<kind::FileWrite>(out), "file_write");
     } else if (tag_copy == "file_delete") {
-      read_file_delete(object, emplace<kind::FileDelete>(out));
+      read_file_delete(object, reuse_as<kind::FileDelete>(out));
     } else if (tag_copy == "process_spawn") {
-      read_process_spawn(object, emplace<kind::ProcessSpawn>(out));
+      read_process_spawn(object, reuse_as<kind::ProcessSpawn>(out));
     } else {
-      read_unknown(object, std::move(tag_copy), emplace<kind::Unknown>(out));
+      read_unknown(object, std::move(tag_copy), reuse_as<kind::Unknown>(out));
     }
   }
 
@@ -649,8 +642,9 @@ bool trim_line(std::string_view& line) {
   return false;
 }
 
-void decode_record_line(LineDecoder& decoder, std::string_view line, const std::string& source,
+bool decode_record_line(LineDecoder& decoder, std::string_view line, const std::string& source,
                         uint64_t line_number, Record& record) {
+  if (decode_canonical_record(line, record)) return true;
   thread_local Header stray_header;  // where a misplaced header lands before it is refused
   LineDecoder::LineType type;
   try {
@@ -662,6 +656,7 @@ void decode_record_line(LineDecoder& decoder, std::string_view line, const std::
     throw TapeError(source, line_number,
                     "a second header (a tape has exactly one, on its first line)");
   }
+  return false;
 }
 
 LineDecoder::LineDecoder() : impl_(std::make_unique<Impl>()) {}

@@ -8,36 +8,13 @@
 #include <new>
 #include <type_traits>
 
+#include "tape/json_escape.hpp"
 #include "tapedeck/codec.hpp"
 
 namespace tapedeck {
 
-namespace {
-
-// For each byte: 0 = copied raw, otherwise the letter after the backslash ('u' = \u00xx).
-constexpr auto kEscape = [] {
-  std::array<char, 256> table{};
-  for (int c = 0; c < 0x20; ++c) table[c] = 'u';
-  table['\b'] = 'b';
-  table['\f'] = 'f';
-  table['\n'] = 'n';
-  table['\r'] = 'r';
-  table['\t'] = 't';
-  table['"'] = '"';
-  table['\\'] = '\\';
-  return table;
-}();
-
-// True when any of the eight bytes needs escaping (below 0x20, '"' or '\\').
-inline bool word_needs_escape(uint64_t word) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = 0x8080808080808080ULL;
-  auto has_zero = [](uint64_t v) { return (v - kOnes) & ~v & kHighs; };
-  uint64_t below_space = (word - kOnes * 0x20) & ~word & kHighs;
-  return (below_space | has_zero(word ^ (kOnes * '"')) | has_zero(word ^ (kOnes * '\\'))) != 0;
-}
-
-}  // namespace
+using detail::kEscape;
+using detail::plain_prefix;
 
 LineBuffer::~LineBuffer() {
   std::free(data_);
@@ -88,8 +65,9 @@ void LineBuffer::put_json_string(std::string_view text) {
     while (end - in >= 8) {
       uint64_t word;
       std::memcpy(&word, in, 8);
-      if (word_needs_escape(word)) break;
-      in += 8;
+      const size_t plain = plain_prefix(word);
+      in += plain;
+      if (plain < 8) break;
     }
     while (in < end && kEscape[*in] == 0) ++in;
     std::memcpy(out, run, static_cast<size_t>(in - run));

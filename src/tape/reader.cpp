@@ -240,10 +240,15 @@ class BlockPipeline {
             block.line_ends.emplace_back();
           }
           Record& record = block.records[block.count];
-          detail::decode_record_line(decoder, text, name_, line, record);
+          const bool canonical = detail::decode_record_line(decoder, text, name_, line, record);
           block.lines[block.count] = line;
           if (encode_) {
-            block.encoded.append_record(record);
+            if (canonical) {  // its bytes are its encoding
+              block.encoded.put(text);
+              block.encoded.put_char('\n');
+            } else {
+              block.encoded.append_record(record);
+            }
             block.line_ends[block.count] = block.encoded.size();
           }
           ++block.count;
@@ -316,9 +321,10 @@ struct TapeReader::Impl {
   std::unique_ptr<BlockPipeline> pipeline;
   Block* block = nullptr;
   size_t block_index = 0;
-  uint64_t block_first_line = 0;  // absolute number of the current block's first line
-  Record serial_record;           // what read() hands out on the serial path
-  LineBuffer serial_line;         // canonical_line() on the serial path
+  uint64_t block_first_line = 0;      // absolute number of the current block's first line
+  Record serial_record;               // what read() hands out on the serial path
+  LineBuffer serial_line;             // canonical_line() on the serial path
+  std::string_view serial_canonical;  // the last serial line, when it was already canonical
 
   ~Impl() {
     pipeline.reset();  // joins its threads before the buffer and the read function go
@@ -427,7 +433,8 @@ struct TapeReader::Impl {
     if (torn || !next_content_line(line)) return false;
     current_line = lines_seen;
     try {
-      detail::decode_record_line(decoder, line, name, current_line, record);
+      const bool canonical = detail::decode_record_line(decoder, line, name, current_line, record);
+      serial_canonical = canonical ? line : std::string_view();
     } catch (const TapeError&) {
       if (!line_unterminated) throw;
       // The input's last line, cut short: a recording killed mid-write. Not an error.
@@ -471,7 +478,12 @@ struct TapeReader::Impl {
       return block->encoded.view().substr(start, block->line_ends[index] - start);
     }
     serial_line.clear();
-    serial_line.append_record(pipeline ? block->records[block_index - 1] : serial_record);
+    if (!pipeline && !serial_canonical.empty()) {
+      serial_line.put(serial_canonical);
+      serial_line.put_char('\n');
+    } else {
+      serial_line.append_record(pipeline ? block->records[block_index - 1] : serial_record);
+    }
     return serial_line.view();
   }
 
