@@ -27,6 +27,21 @@ enum class Carried { linked, copied, already_present };
 Carried carry_entry(const std::filesystem::path& from_dir, const std::filesystem::path& to_dir,
                     std::string_view name);
 
+// carry_entry for many entries between the same two folders. Both stay open, so an entry costs
+// one linkat of its bare name (no walk of either path, no check of the target folder).
+class Carrier {
+ public:
+  Carrier(std::filesystem::path from_dir, std::filesystem::path to_dir);
+  ~Carrier();
+  Carrier(const Carrier&) = delete;
+  Carrier& operator=(const Carrier&) = delete;
+  Carried carry(std::string_view name);
+
+ private:
+  std::filesystem::path from_dir_, to_dir_;
+  int from_fd_ = -1, to_fd_ = -1;  // opened at the first carry; to_dir_ is made then
+};
+
 enum class Problem { none, invalid_name, missing, unreadable, hash_mismatch, length_mismatch };
 struct Check {
   Problem problem = Problem::none;

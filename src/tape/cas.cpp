@@ -104,18 +104,43 @@ void write_entries(const std::filesystem::path& dir,
 
 Carried carry_entry(const std::filesystem::path& from_dir, const std::filesystem::path& to_dir,
                     std::string_view name) {
-  require_valid_name(from_dir, name);
-  const std::filesystem::path from = from_dir / std::string(name);
-  const std::filesystem::path to = to_dir / std::string(name);
-  if (file_exists(to)) return Carried::already_present;
-  detail::make_directories(to_dir);
-  if (::link(from.c_str(), to.c_str()) == 0) return Carried::linked;
+  return Carrier(from_dir, to_dir).carry(name);
+}
+
+Carrier::Carrier(std::filesystem::path from_dir, std::filesystem::path to_dir)
+    : from_dir_(std::move(from_dir)), to_dir_(std::move(to_dir)) {}
+
+Carrier::~Carrier() {
+  if (from_fd_ >= 0) ::close(from_fd_);
+  if (to_fd_ >= 0) ::close(to_fd_);
+}
+
+Carried Carrier::carry(std::string_view name) {
+  require_valid_name(from_dir_, name);
+  if (to_fd_ < 0) {
+    detail::make_directories(to_dir_);
+    to_fd_ = ::open(to_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (to_fd_ < 0) detail::throw_errno(to_dir_, "cannot open the sidecar");
+    from_fd_ = ::open(from_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (from_fd_ < 0) {
+      if (errno == ENOENT)
+        throw TapeError((from_dir_ / std::string(name)).string(), 0, "CAS entry missing");
+      detail::throw_errno(from_dir_, "cannot open the sidecar");
+    }
+  }
+  const std::string entry(name);
+  if (::linkat(from_fd_, entry.c_str(), to_fd_, entry.c_str(), 0) == 0) return Carried::linked;
+  // Same name, same bytes: an entry already there is the one we would carry.
   if (errno == EEXIST) return Carried::already_present;
-  if (errno == ENOENT && !file_exists(from)) throw TapeError(from.string(), 0, "CAS entry missing");
+  struct stat info {};
+  if (errno == ENOENT && ::fstatat(from_fd_, entry.c_str(), &info, 0) != 0) {
+    throw TapeError((from_dir_ / entry).string(), 0, "CAS entry missing");
+  }
   // Another file system, or one without hard links: copy, still whole-or-nothing.
+  const std::filesystem::path from = from_dir_ / entry;
   std::string bytes;
   if (!detail::read_file(from, bytes)) detail::throw_errno(from, "cannot read CAS entry");
-  detail::AtomicFile file(to);
+  detail::AtomicFile file(to_dir_ / entry);
   file.write(bytes);
   file.commit(false);
   return Carried::copied;

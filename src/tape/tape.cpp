@@ -28,13 +28,14 @@ void Tape::persist(const std::filesystem::path& path) const {
   cas::write_entries(target_cas, cas_);
   if (!cas_dir_.empty() && cas_dir_ != target_cas) {
     std::set<std::string_view> carried;
+    cas::Carrier carrier(cas_dir_, target_cas);
     for (const Record& record : records) {
       for_each_payload(record.kind, [&](const Payload& payload) {
         if (!payload.in_cas() || cas_.count(payload.content_hash)) return;
         if (!is_valid_cas_name(payload.content_hash)) return;  // never joined to a path
         if (!carried.insert(payload.content_hash).second) return;
         try {
-          cas::carry_entry(cas_dir_, target_cas, payload.content_hash);
+          carrier.carry(payload.content_hash);
         } catch (const TapeError&) {
           // A missing source entry stays missing; `tapedeck verify` reports it.
         }
