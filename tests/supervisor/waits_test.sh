@@ -77,8 +77,10 @@ for name in "${programs[@]}"; do
   check "$name: recorded (exit 0)" test $? = 0
 done
 stop_standin
+# asyncio asks for what is left of its 0.4 s when its loop gets to wait, so a loaded machine may
+# tape a little less (one wait, still); the other three ask for their timeout as given.
 check "loop: each wait that timed out is on the recording as a sleep of its timeout" \
-  bash -c "[[ '$(sleeps "$work/loop.tape")' =~ ^40[0-2]\ 30[0-2]\ 30[0-2]\ 20[0-2]\ \$ ]]"
+  bash -c "[[ '$(sleeps "$work/loop.tape")' =~ ^(3[5-9][0-9]|40[0-2])\ 30[0-2]\ 30[0-2]\ 20[0-2]\ \$ ]]"
 check "loop: the selector found nothing" grep -q "selector found 0" "$work/loop.rec"
 check "agent: the timer beside the call and the wait_for are on the recording" \
   test "$(sleeps "$work/agent.tape" | wc -w)" -ge 3
