@@ -25,9 +25,11 @@ using clock_units::index_of;
 using clock_units::Source;
 using clock_units::source_of;
 
-// The last value each clock gave this process: an absolute-deadline sleep lasts from here, in
-// both modes, so record and replay compute the same duration.
-std::atomic<int64_t> last_seen_ms[2];
+// The last value each clock gave this thread: an absolute-deadline wait lasts from here, in both
+// modes, so record and replay compute the same duration. Per thread, because a thread computes
+// its deadline from its own read, and other threads' reads fall between in another order on
+// every run.
+thread_local int64_t last_seen_ms[2] __attribute__((tls_model("initial-exec")));
 
 // One clock read as the tape will hold it: record cuts the real value to the millisecond,
 // replay takes the next recorded value.
@@ -37,7 +39,7 @@ int64_t taped_read(Source source, int64_t real_ms) {
   if (config.mode == Mode::replay && config.clock_map != nullptr) {
     value = tapedeck::preload::take(*config.clock_map, index, real_ms);
   }
-  last_seen_ms[index].store(value, std::memory_order_relaxed);
+  last_seen_ms[index] = value;
   queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);
   return value;
 }
@@ -58,6 +60,21 @@ bool taped_sleep(uint64_t duration_ms) {
   ask(frame, answer);
   if (config.clock_map != nullptr) tapedeck::preload::advance(*config.clock_map, duration_ms);
   return true;
+}
+
+uint64_t ms_until(clockid_t id, const timespec& deadline) {
+  const Source source = source_of(id);
+  const int index = index_of(source == Source::none ? Source::monotonic : source);
+  int64_t from = last_seen_ms[index];
+  if (from == 0) {  // the deadline came from a clock read this library did not see
+    timespec now{};
+    ensure(real.clock_gettime, "clock_gettime")(id, &now);
+    from = config.mode == Mode::replay && config.clock_map != nullptr
+               ? config.clock_map->latest_ms[index].load()
+               : floor_ms(now);
+  }
+  const int64_t until_ms = static_cast<int64_t>(ceil_ms(deadline));
+  return until_ms > from ? static_cast<uint64_t>(until_ms - from) : 0;
 }
 
 void map_clock(const char* path) {
@@ -141,20 +158,8 @@ int clock_nanosleep(clockid_t id, int flags, const struct timespec* request,
   const Source source = source_of(id);
   if (request != nullptr && source != Source::none && recording_or_replaying()) {
     HookScope scope;
-    uint64_t duration_ms = ceil_ms(*request);
-    if ((flags & TIMER_ABSTIME) != 0) {
-      const int index = index_of(source);
-      int64_t from = last_seen_ms[index].load();
-      if (from == 0) {  // the deadline came from a clock read this library did not see
-        timespec now{};
-        ensure(real.clock_gettime, "clock_gettime")(id, &now);
-        from = config.mode == Mode::replay && config.clock_map != nullptr
-                   ? config.clock_map->latest_ms[index].load()
-                   : floor_ms(now);
-      }
-      const int64_t until_ms = static_cast<int64_t>(ceil_ms(*request));
-      duration_ms = until_ms > from ? static_cast<uint64_t>(until_ms - from) : 0;
-    }
+    const uint64_t duration_ms =
+        (flags & TIMER_ABSTIME) != 0 ? ms_until(id, *request) : ceil_ms(*request);
     if (taped_sleep(duration_ms)) {
       if (remaining != nullptr) *remaining = timespec{};
       return 0;

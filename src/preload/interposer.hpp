@@ -23,6 +23,8 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +158,11 @@ struct Real {
   decltype(&::pselect) pselect;
   decltype(&::epoll_wait) epoll_wait;
   decltype(&::epoll_pwait) epoll_pwait;
+  decltype(&::sem_timedwait) sem_timedwait;
+  int (*sem_clockwait)(sem_t*, clockid_t, const struct timespec*);
+  decltype(&::pthread_cond_timedwait) pthread_cond_timedwait;
+  int (*pthread_cond_clockwait)(pthread_cond_t*, pthread_mutex_t*, clockid_t,
+                                const struct timespec*);
 };
 extern Real real;
 
@@ -332,6 +339,9 @@ bool fd_path(int fd, char* out);
 
 // clock_hooks.cpp: replay's shared clock map, from the file the supervisor made.
 void map_clock(const char* path);
+// clock_hooks.cpp: how long until `deadline` on clock `id`, from the last value that clock gave
+// this thread (so record and replay compute the same duration), in whole milliseconds.
+uint64_t ms_until(clockid_t id, const timespec& deadline);
 // network_hooks.cpp: the --allow rules, as the supervisor resolved them.
 void parse_allowed(const char* list);
 // exec_hooks.cpp: the environment entries every process of the tree keeps (LD_PRELOAD, …).

@@ -31,6 +31,11 @@ void resolve_all() {
   real.pselect = TAPEDECK_REAL(pselect);
   real.epoll_wait = TAPEDECK_REAL(epoll_wait);
   real.epoll_pwait = TAPEDECK_REAL(epoll_pwait);
+  real.sem_timedwait = TAPEDECK_REAL(sem_timedwait);
+  real.sem_clockwait = reinterpret_cast<decltype(real.sem_clockwait)>(resolve("sem_clockwait"));
+  real.pthread_cond_timedwait = TAPEDECK_REAL(pthread_cond_timedwait);
+  real.pthread_cond_clockwait =
+      reinterpret_cast<decltype(real.pthread_cond_clockwait)>(resolve("pthread_cond_clockwait"));
   real.clock_nanosleep = TAPEDECK_REAL(clock_nanosleep);
   real.usleep = TAPEDECK_REAL(usleep);
   real.sleep = TAPEDECK_REAL(sleep);

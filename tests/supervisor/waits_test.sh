@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Waits with a timeout (poll, select, epoll) are the program's sleeps: an event loop sleeps in
-# them. A Python program waits in asyncio.sleep, select.select, select.poll and a selector on a
-# pipe nothing writes to, and calls the stand-in LLM from asyncio while a timer runs beside the
-# call and a wait_for times out; a Node program runs a timeout and an interval. Each is recorded
-# (against the live stand-in), then replayed twice with the stand-in stopped: the same stdout,
-# the recording tapes each wait that timed out as a clock_sleep of its timeout marked
-# "waited":true, a replay tapes the very same ones (each was matched to the recording's and
-# skipped), and semantic fidelity passes. How much wall time a replay saves is bench/interposer.sh's to measure.
-# Usage: waits_test.sh TAPEDECK EXAMPLES_DIR
+# Waits with a timeout are the program's sleeps: an event loop sleeps in poll/select/epoll, a
+# thread that waits "at most so long" for another sleeps on a semaphore or a condition variable.
+# Programs:
+#   loop.py    asyncio.sleep, select.select, select.poll and a selector on a pipe nothing writes to;
+#   agent.py   the stand-in LLM called from asyncio while a timer runs beside the call and a
+#              wait_for times out;
+#   timers.js  a Node timeout and an interval;
+#   sync.py    threading.Event.wait, a Timer, queue.get(timeout=) and Condition.wait timing out,
+#              then an Event another thread sets;
+#   sync_waiter (C) sem_timedwait, sem_clockwait, pthread_cond_timedwait on either clock and
+#              pthread_cond_clockwait timing out, then a semaphore another thread posts to.
+# Each is recorded (against the live stand-in), then replayed twice with the stand-in stopped: the
+# same stdout, the recording tapes each wait that timed out as a clock_sleep of its timeout
+# marked "waited":true, a replay tapes the very same ones (each was matched to the recording's
+# and skipped), and semantic fidelity passes. How much wall time a replay saves is
+# bench/interposer.sh's to measure.
+# Usage: waits_test.sh TAPEDECK EXAMPLES_DIR SYNC_WAITER
 set -uo pipefail
 td=$(realpath "$1")
 examples=$(realpath "$2")
+sync_waiter=$(realpath "$3")
 source "$(dirname "$0")/../harness.sh"
 
 # The waits a tape holds (clock_sleeps marked waited), their lengths in order.
@@ -55,6 +64,26 @@ async def main():
 asyncio.run(main())
 PY
 
+cat > "$work/sync.py" <<'PY'
+import queue, threading, time
+started = time.monotonic()
+print("event set:", threading.Event().wait(0.5))
+timer = threading.Timer(0.3, lambda: print("timer fired"))
+timer.start()
+timer.join()
+try:
+    queue.Queue().get(timeout=0.4)
+except queue.Empty:
+    print("queue empty")
+condition = threading.Condition()
+with condition:
+    print("notified:", condition.wait(0.2))
+later = threading.Event()
+threading.Thread(target=lambda: (time.sleep(0.1), later.set())).start()
+print("set by a thread:", later.wait(5))
+print("waited about", round(time.monotonic() - started, 1), "s")
+PY
+
 cat > "$work/timers.js" <<'JS'
 let ticks = 0;
 setTimeout(() => {
@@ -66,10 +95,11 @@ JS
 
 mkdir -p "$work/ws" && cd "$work/ws"
 start_standin
-programs=(loop agent timers)
+programs=(loop agent timers sync sync_waiter)
 for name in "${programs[@]}"; do
   case $name in
     timers) command -v node > /dev/null || { echo "FAIL: node is missing" >&2; exit 1; }; run=(node "$work/timers.js") ;;
+    sync_waiter) run=("$sync_waiter") ;;
     *) run=("$python" "$work/$name.py") ;;
   esac
   "$td" run -q --emit-tape "$work/$name.tape" --llm-upstream "http://127.0.0.1:$port" -- "${run[@]}" \
@@ -86,9 +116,17 @@ check "agent: the timer beside the call and the wait_for are on the recording" \
   test "$(sleeps "$work/agent.tape" | wc -w)" -ge 3
 check "timers: the timeout and the interval's waits are on the recording" \
   test "$(sleeps "$work/timers.tape" | wc -w)" -ge 3
+check "sync: the event, timer, queue and condition waits are on the recording, in order" \
+  bash -c "[[ '$(sleeps "$work/sync.tape")' =~ ^50[0-2]\ 30[0-2]\ 40[0-2]\ 20[0-2]\ \$ ]]"
+check "sync: the event another thread set ended its wait" grep -q "set by a thread: True" "$work/sync.rec"
+check "sync_waiter: each wait that timed out is on the recording, in order" \
+  bash -c "[[ '$(sleeps "$work/sync_waiter.tape")' =~ ^30[0-2]\ 20[0-2]\ 25[0-2]\ 15[0-2]\ 10[0-2]\ \$ ]]"
+check "sync_waiter: the posted semaphore's wait ended" \
+  grep -q "sem_timedwait a thread posts to: ended" "$work/sync_waiter.rec"
 for name in "${programs[@]}"; do
   case $name in
     timers) run=(node "$work/timers.js") ;;
+    sync_waiter) run=("$sync_waiter") ;;
     *) run=("$python" "$work/$name.py") ;;
   esac
   for i in 1 2; do
