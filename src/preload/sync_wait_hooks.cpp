@@ -104,6 +104,36 @@ bool taped_clock(clockid_t id) {
 // threaded program's tape with waits no two runs make alike. Shorter ones run untaped.
 constexpr uint64_t kShortestTapedConditionWaitMs = 10;
 
+// A semaphore wait; `wait_until(until)` is the real call (0, or -1 with errno).
+template <typename WaitUntil>
+int semaphore_wait(sem_t* sem, clockid_t id, const timespec* deadline, WaitUntil&& wait_until) {
+  int error = 0;
+  const int outcome = deadline_wait(
+      id, deadline, 1,
+      [&](const timespec* until, int& e) { return semaphore_outcome(wait_until(until), e); },
+      [&](int& e) { return semaphore_outcome(sem_trywait(sem), e); }, error);
+  return semaphore_answer(outcome, error);
+}
+
+// A condition wait; `wait_until(until)` is the real call (0 or an error number). A look is a
+// wait until the clock's present: it lets the mutex go and takes it back, and finds a signal only
+// if one came meanwhile, which is all a condition variable ever promises.
+template <typename WaitUntil>
+int condition_wait(clockid_t id, const timespec* deadline, WaitUntil&& wait_until) {
+  int error = 0;
+  auto wait = [&](const timespec* until, int& e) {
+    return condition_outcome(wait_until(until), e);
+  };
+  const int outcome = deadline_wait(
+      id, deadline, kShortestTapedConditionWaitMs, wait,
+      [&](int& e) {
+        const timespec now = real_deadline(id, 0);
+        return wait(&now, e);
+      },
+      error);
+  return condition_answer(outcome, error);
+}
+
 }  // namespace
 
 }  // namespace tapedeck::preload
@@ -116,12 +146,8 @@ extern "C" {
 int sem_timedwait(sem_t* sem, const struct timespec* deadline) {
   auto* real_wait = ensure(real.sem_timedwait, "sem_timedwait");
   if (deadline == nullptr || !recording_or_replaying()) return real_wait(sem, deadline);
-  int error = 0;
-  const int outcome = deadline_wait(
-      CLOCK_REALTIME, deadline, 1,
-      [&](const timespec* until, int& e) { return semaphore_outcome(real_wait(sem, until), e); },
-      [&](int& e) { return semaphore_outcome(sem_trywait(sem), e); }, error);
-  return semaphore_answer(outcome, error);
+  return semaphore_wait(sem, CLOCK_REALTIME, deadline,
+                        [&](const timespec* until) { return real_wait(sem, until); });
 }
 
 int sem_clockwait(sem_t* sem, clockid_t id, const struct timespec* deadline) {
@@ -129,36 +155,16 @@ int sem_clockwait(sem_t* sem, clockid_t id, const struct timespec* deadline) {
   if (deadline == nullptr || !taped_clock(id) || !recording_or_replaying()) {
     return real_wait(sem, id, deadline);
   }
-  int error = 0;
-  const int outcome = deadline_wait(
-      id, deadline, 1,
-      [&](const timespec* until, int& e) {
-        return semaphore_outcome(real_wait(sem, id, until), e);
-      },
-      [&](int& e) { return semaphore_outcome(sem_trywait(sem), e); }, error);
-  return semaphore_answer(outcome, error);
+  return semaphore_wait(sem, id, deadline,
+                        [&](const timespec* until) { return real_wait(sem, id, until); });
 }
 
-// A look at a condition variable is a wait until the clock's present: it lets the mutex go and
-// takes it back, and finds a signal only if one came meanwhile, which is all a condition
-// variable ever promises.
 int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex,
                            const struct timespec* deadline) {
   auto* real_wait = ensure(real.pthread_cond_timedwait, "pthread_cond_timedwait");
   if (deadline == nullptr || !recording_or_replaying()) return real_wait(cond, mutex, deadline);
-  const clockid_t id = clock_of(cond);
-  int error = 0;
-  auto wait_until = [&](const timespec* until, int& e) {
-    return condition_outcome(real_wait(cond, mutex, until), e);
-  };
-  const int outcome = deadline_wait(
-      id, deadline, kShortestTapedConditionWaitMs, wait_until,
-      [&](int& e) {
-        const timespec now = real_deadline(id, 0);
-        return wait_until(&now, e);
-      },
-      error);
-  return condition_answer(outcome, error);
+  return condition_wait(clock_of(cond), deadline,
+                        [&](const timespec* until) { return real_wait(cond, mutex, until); });
 }
 
 int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t id,
@@ -167,18 +173,8 @@ int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid
   if (deadline == nullptr || !taped_clock(id) || !recording_or_replaying()) {
     return real_wait(cond, mutex, id, deadline);
   }
-  int error = 0;
-  auto wait_until = [&](const timespec* until, int& e) {
-    return condition_outcome(real_wait(cond, mutex, id, until), e);
-  };
-  const int outcome = deadline_wait(
-      id, deadline, kShortestTapedConditionWaitMs, wait_until,
-      [&](int& e) {
-        const timespec now = real_deadline(id, 0);
-        return wait_until(&now, e);
-      },
-      error);
-  return condition_answer(outcome, error);
+  return condition_wait(id, deadline,
+                        [&](const timespec* until) { return real_wait(cond, mutex, id, until); });
 }
 
 }  // extern "C"
