@@ -58,8 +58,12 @@ bool taped_sleep(uint64_t duration_ms) {
   tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
   Answer answer;
   ask(frame, answer);
-  if (config.clock_map != nullptr) tapedeck::preload::advance(*config.clock_map, duration_ms);
+  skip_clock(duration_ms);
   return true;
+}
+
+void skip_clock(uint64_t duration_ms) {
+  if (config.clock_map != nullptr) advance_from(*config.clock_map, last_seen_ms, duration_ms);
 }
 
 uint64_t ms_until(clockid_t id, const timespec& deadline) {

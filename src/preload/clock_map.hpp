@@ -10,9 +10,12 @@
 // the times the recording read after it.
 //
 // Past a stretch's recorded values, time moves on from the last value served at the real pace
-// since the last read, and by a millisecond a read at least: a loop waiting for time to pass
-// still ends, and so does a wait that blocks for real (a poll whose timeout was computed from
-// these times, a runtime parked until a deadline). Sleeps advance it; it never goes back.
+// since the last read, so a wait that blocks for real (a poll whose timeout was computed from
+// these times, a runtime parked until a deadline) ends. Reads that find real time standing still
+// move it a millisecond every kReadsPerTick: a loop that spins on the clock ends sooner than in
+// real time, yet a replay that reads more often than the recording did (threads in another
+// order, a GIL handed over more often) is not carried seconds ahead of it, as a millisecond a
+// read did (test_queue's 100,000 extra reads). Sleeps advance it; it never goes back.
 #pragma once
 
 #include <atomic>
@@ -29,10 +32,11 @@ struct ClockStretch {
 struct ClockMap {
   static constexpr uint64_t kMagic = 0x7461706564636c6bull;  // "tapedclk"
   uint64_t magic;
-  uint64_t stretch_count;              // at least 1
-  std::atomic<uint64_t> stretch;       // the current one, moved by the supervisor
-  std::atomic<int64_t> latest_ms[2];   // the latest time served (or slept to), per source
-  std::atomic<int64_t> read_at_ms[2];  // the real time of the last read, per source (0: none)
+  uint64_t stretch_count;                // at least 1
+  std::atomic<uint64_t> stretch;         // the current one, moved by the supervisor
+  std::atomic<int64_t> latest_ms[2];     // the latest time served (or slept to), per source
+  std::atomic<int64_t> read_at_ms[2];    // the real time of the last read, per source (0: none)
+  std::atomic<uint64_t> still_reads[2];  // reads past a stretch that found real time standing still
 
   ClockStretch* stretches() { return reinterpret_cast<ClockStretch*>(this + 1); }
   int64_t* values() { return reinterpret_cast<int64_t*>(stretches() + stretch_count); }
@@ -41,6 +45,10 @@ struct ClockMap {
   }
 };
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
+
+// Past a stretch, reads that find real time standing still move the clock a millisecond per
+// this many.
+inline constexpr uint64_t kReadsPerTick = 64;
 
 // The next value of clock `source` (0 wall, 1 monotonic) for a read made at real time `real_ms`
 // (the reader's own clock of that source).
@@ -58,10 +66,32 @@ inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
     }
     return value > seen ? value : seen;
   }
-  const int64_t step = previous_read > 0 && real_ms > previous_read ? real_ms - previous_read : 1;
+  int64_t step = previous_read > 0 && real_ms > previous_read ? real_ms - previous_read : 0;
+  if (step == 0) {
+    const uint64_t still = map.still_reads[source].fetch_add(1, std::memory_order_relaxed) + 1;
+    if (still % kReadsPerTick == 0) step = 1;
+  }
   return latest.fetch_add(step, std::memory_order_relaxed) + step;
 }
 
+// A sleep of `duration_ms` skipped by a thread whose clocks last read `from_ms` (0: never): both
+// clocks are then at least where that thread's sleep ends. Threads that sleep side by side so
+// move the clock as far as the one that wakes last, not by the sum of their sleeps (test_queue's
+// threads slept 30 s in 7.6 s). Answers where each clock's sleep ended.
+inline void advance_from(ClockMap& map, int64_t from_ms[2], uint64_t duration_ms) {
+  for (int source = 0; source < 2; ++source) {
+    std::atomic<int64_t>& latest = map.latest_ms[source];
+    int64_t seen = latest.load(std::memory_order_relaxed);
+    const int64_t woke =
+        (from_ms[source] > 0 ? from_ms[source] : seen) + static_cast<int64_t>(duration_ms);
+    while (seen < woke && !latest.compare_exchange_weak(seen, woke, std::memory_order_relaxed)) {
+    }
+    from_ms[source] = woke;
+  }
+}
+
+// A sleep of `duration_ms` with no thread to count it from (the floor's): both clocks move on by
+// it.
 inline void advance(ClockMap& map, uint64_t duration_ms) {
   for (auto& clock : map.latest_ms) {
     clock.fetch_add(static_cast<int64_t>(duration_ms), std::memory_order_relaxed);

@@ -55,7 +55,11 @@ TEST(ClockMap, PastAStretchTimeCreepsOnAndNeverGoesBack) {
   MapFixture fixture({{{{1000}, {}}}, {{{990}, {}}}});
   ClockMap& map = fixture.map();
   EXPECT_EQ(take(map, 0, 0), 1000);
-  EXPECT_EQ(take(map, 0, 0), 1001);  // more reads than the recording made: a wait loop still ends
+  // More reads than the recording made, with real time standing still: a millisecond every
+  // kReadsPerTick of them, so a loop spinning on the clock still ends.
+  for (uint64_t read = 1; read < kReadsPerTick; ++read) ASSERT_EQ(take(map, 0, 0), 1000);
+  EXPECT_EQ(take(map, 0, 0), 1001);
+  for (uint64_t read = 1; read < kReadsPerTick; ++read) ASSERT_EQ(take(map, 0, 0), 1001);
   EXPECT_EQ(take(map, 0, 0), 1002);
   map.stretch = 1;
   EXPECT_EQ(take(map, 0, 0), 1002);  // the recorded 990 would go back in time
@@ -68,7 +72,11 @@ TEST(ClockMap, PastAStretchTimeGoesOnAtTheRealPace) {
   // A wait that blocked for real between two reads past the recording (a poll with a timeout
   // computed from these times) is as long in replayed time: its deadline comes.
   EXPECT_EQ(take(map, 0, 8000), 4000);
-  EXPECT_EQ(take(map, 0, 8000), 4001);  // at least a millisecond a read
+  EXPECT_EQ(take(map, 0, 8001), 4001);
+  // Many more reads than the recording made, a few real milliseconds apart in all: the clock
+  // stays near the real pace instead of running a millisecond a read ahead of it.
+  for (int read = 0; read < 10000; ++read) take(map, 0, 8001 + read / 2000);
+  EXPECT_LE(take(map, 0, 8006), 4006 + 10000 / static_cast<int64_t>(kReadsPerTick) + 1);
 }
 
 TEST(ClockMap, SleepsAdvanceBothClocksAndAStretchBeyondTheLastIsTheLast) {
@@ -78,8 +86,28 @@ TEST(ClockMap, SleepsAdvanceBothClocksAndAStretchBeyondTheLastIsTheLast) {
   EXPECT_EQ(take(map, 1, 0), 5);
   advance(map, 250);
   map.stretch = 7;  // more records than the recording made
-  EXPECT_EQ(take(map, 0, 0), 1251);
-  EXPECT_EQ(take(map, 1, 0), 256);
+  EXPECT_EQ(take(map, 0, 0), 1250);
+  EXPECT_EQ(take(map, 1, 0), 255);
+}
+
+TEST(ClockMap, ThreadsSleepingSideBySideMoveTheClockAsFarAsTheLastToWake) {
+  MapFixture fixture({{{{1000}, {50}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 0, 0), 1000);
+  EXPECT_EQ(take(map, 1, 0), 50);
+  // Two threads that last read 1000 / 50 sleep 100 ms and 300 ms: the clocks end 300 ms on, not
+  // 400, and each thread's own reads now count from where its sleep ended.
+  int64_t first[2] = {1000, 50}, second[2] = {1000, 50};
+  advance_from(map, first, 100);
+  advance_from(map, second, 300);
+  EXPECT_EQ(first[0], 1100);
+  EXPECT_EQ(second[1], 350);
+  EXPECT_EQ(map.latest_ms[0].load(), 1300);
+  EXPECT_EQ(map.latest_ms[1].load(), 350);
+  // A thread that never read the clock counts from the latest time served.
+  int64_t unread[2] = {0, 0};
+  advance_from(map, unread, 10);
+  EXPECT_EQ(map.latest_ms[0].load(), 1310);
 }
 
 TEST(Wire, FramesRoundTripAndATruncatedBodyIsRefused) {
