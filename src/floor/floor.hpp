@@ -73,9 +73,9 @@
 // that a notification whose process died before the answer is dropped without wedging the loop,
 // and that a call let through then runs in the kernel exactly as it would have without the floor.
 //
-// Not caught yet, stated rather than hidden: sendmsg and sendmmsg with a destination address (an
-// unconnected UDP socket); in Reach::whole, folders made and removed, links, and waits with a
-// timeout other than nanosleep and (Runtime::go) epoll's: futex, poll and select take real time.
+// Not caught yet, stated rather than hidden: in Reach::whole, folders made and removed, links,
+// and waits with a timeout other than nanosleep and (Runtime::go) epoll's: futex, poll and select
+// take real time (a preloaded program's are the preload's: wait_hooks.cpp, sync_wait_hooks.cpp).
 #pragma once
 
 #include <linux/filter.h>
