@@ -10,6 +10,9 @@
 #include <memory>
 #include <string>
 
+#include <optional>
+
+#include "tapedeck/faults.hpp"
 #include "tapedeck/testbench.hpp"
 
 namespace tapedeck {
@@ -26,6 +29,12 @@ class LlmProxy {
     std::function<void()> on_call_finished;
     // After each call the session served (its record made), before the client has all of it.
     std::function<void()> on_call_served;
+    // Replay: the fault to inject for a request with this digest, if any (faults.hpp).
+    std::function<std::optional<Fault>(const std::string& digest)> fault_for;
+    // A fault is about to reach the client (its llm_fault record made).
+    std::function<void(const Fault&)> on_fault_injected;
+    // Replay: let `ms` of the program's time pass (slow@MS between a stream's events).
+    std::function<void(uint64_t ms)> pass_time;
   };
   LlmProxy(Session& session, std::string upstream_base, Hooks hooks = {});
   ~LlmProxy();  // stops serving

@@ -8,6 +8,7 @@
 #include "cli/output.hpp"
 #include "supervisor/supervisor.hpp"
 #include "tapedeck/codec.hpp"
+#include "tapedeck/faults.hpp"
 #include "tapedeck/tape.hpp"
 
 namespace tapedeck::cli {
@@ -29,6 +30,7 @@ struct RunArgs {
   bool overwrite = false;
   bool json = false;
   std::vector<std::string> command;
+  std::vector<std::string> faults;  // replay --fault SPEC
 };
 
 // The preload library and the exec shim live beside this binary.
@@ -56,8 +58,20 @@ void make_room_for(const std::string& tape, bool overwrite) {
 }
 
 int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
+  // Every argument is checked before anything on disk changes.
+  std::vector<Fault> faults;
+  for (const std::string& spec : args.faults) {
+    Fault fault = parse_fault(spec);  // FaultSpecError: one line, exit 2
+    if (fault.target != Fault::Target::llm) {
+      throw FaultSpecError("--fault '" + spec +
+                           "': faults on subprocesses and files are not injected yet; LLM calls "
+                           "only (llm#N, llm#*)");
+    }
+    faults.push_back(std::move(fault));
+  }
   make_room_for(args.emit, args.overwrite);
   RunOptions options;
+  options.faults = std::move(faults);
   options.mode = mode;
   options.tape = mode == RunOptions::Mode::replay ? args.tape : args.emit;
   if (mode == RunOptions::Mode::replay && !args.emit.empty()) options.emit = args.emit;
@@ -187,7 +201,12 @@ void add_replay(CLI::App& app, int& exit_code) {
       "2. Replay expects the workspace as the recording found it (a fresh checkout).\n\n"
       "Examples:\n"
       "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
-      "  tapedeck fidelity run.tape replay.tape --mode semantic");
+      "  tapedeck fidelity run.tape replay.tape --mode semantic\n"
+      "  tapedeck replay run.tape --fault 'llm#1=429' -- node agent.mjs   # a rate limit, then "
+      "the retry\n\n"
+      "A fault makes the run leave the recording: from there a wait with nothing ready and no\n"
+      "LLM call under way (a client's backoff) is skipped, and the replay's tape holds an\n"
+      "llm_fault record where each fault struck (fidelity shows it as the first divergence).");
   cmd->add_option("TAPE", args->tape, "The recorded tape")->required()->check(CLI::ExistingFile);
   cmd->add_option("--emit-tape", args->emit, "Where to write the replay's own tape");
   cmd->add_option("--isolation", args->isolation,
@@ -195,6 +214,11 @@ void add_replay(CLI::App& app, int& exit_code) {
                   "mount namespace), copy (a copy the preload library redirects to), or auto "
                   "(namespace where the kernel allows it, else copy, with a warning)")
       ->check(CLI::IsMember({"auto", "namespace", "copy"}));
+  cmd->add_option("--fault", args->faults,
+                  "Inject a fault where the recording had none, TARGET=EFFECT (repeatable): "
+                  "llm#N (the recording's N-th LLM call; a retry is served) or llm#* (every "
+                  "request) = an HTTP status 400-599, timeout, reset, cut@K (a stream ends "
+                  "after K events) or slow@MS (MS of the program's time between events)");
   add_common(cmd, *args);
   cmd->callback(
       [args, &exit_code] { exit_code = run_supervised(RunOptions::Mode::replay, *args); });

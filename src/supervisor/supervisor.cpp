@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "floor/floor.hpp"
@@ -113,6 +114,22 @@ RunOutcome run(const RunOptions& options) {
     hooks.on_call_served = [&effects] { effects.llm_call_served(); };
     hooks.on_call_started = [&effects] { effects.llm_call_started(); };
     hooks.on_call_finished = [&effects] { effects.llm_call_finished(); };
+    if (!options.faults.empty() && session->recorded_tape() != nullptr) {
+      std::vector<std::string> digests;  // llm#N is the recording's N-th call
+      for (const Record& record : session->recorded_tape()->records) {
+        if (const auto* call = std::get_if<kind::LlmCall>(&record.kind)) {
+          digests.push_back(call->request_digest);
+        }
+      }
+      auto faults = std::make_shared<LlmFaults>(options.faults, std::move(digests));
+      auto faults_mutex = std::make_shared<std::mutex>();
+      hooks.fault_for = [faults, faults_mutex](const std::string& digest) {
+        std::lock_guard lock(*faults_mutex);
+        return faults->take(digest);
+      };
+      hooks.on_fault_injected = [&effects](const Fault&) { effects.fault_injected(); };
+      hooks.pass_time = [&effects](uint64_t ms) { effects.pass_time(ms); };
+    }
     proxy = std::make_unique<LlmProxy>(*session, upstream, std::move(hooks));
   }
   std::vector<floor::Endpoint> allowed = resolve_endpoints(options.allow, "--allow");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "supervisor/workspace_view.hpp"
+#include "tapedeck/faults.hpp"
 #include "tapedeck/recorder.hpp"
 
 namespace tapedeck::supervisor {
@@ -27,6 +28,7 @@ struct RunOptions {
   std::filesystem::path preload_library;  // libtapedeck_preload.so
   std::filesystem::path exec_shim;        // tapedeck-exec
   std::vector<std::string> command;       // PROGRAM ARGS…
+  std::vector<Fault> faults;              // replay: injected where the recording had none
 };
 
 struct RunOutcome {

@@ -140,7 +140,7 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
 Reply TreeEffects::timed_wait(uint64_t ms) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
   if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0) return Reply::busy;
-  return index_->next_wait_near(ms) ? Reply::ok : Reply::wait;
+  return faulted_.load() || index_->next_wait_near(ms) ? Reply::ok : Reply::wait;
 }
 
 // A wait with a timeout that timed out (Event::waited). Record: stamped now, where it ended.
@@ -151,10 +151,16 @@ Reply TreeEffects::timed_wait(uint64_t ms) {
 void TreeEffects::record_wait(uint64_t ms) {
   if (options_.mode == RunOptions::Mode::replay) {
     const std::optional<uint64_t> recorded = index_ ? index_->next_wait_near(ms) : std::nullopt;
-    if (!recorded) return;
-    ms = *recorded;
+    if (!recorded && !faulted_.load()) return;
+    if (recorded) ms = *recorded;
   }
   record_sleep(ms, /*waited=*/true);
+}
+
+void TreeEffects::pass_time(uint64_t ms) {
+  if (options_.mode != RunOptions::Mode::replay || !index_) return;
+  preload::advance(index_->clock_map(), ms);
+  session_->clock().advance_ms(ms);
 }
 
 // A sleep is taped as it begins (the program says so before it sleeps) and stamped where it

@@ -86,6 +86,12 @@ class TreeEffects : public floor::Services {
     if (take_one(llm_unannounced_)) step_clock();
   }
   void llm_call_finished() { --llm_in_flight_; }
+  // Replay: a fault was injected (--fault). The run has left the recording: from here a wait
+  // that finds nothing ready and no LLM call under way is skipped and taped (a client's backoff
+  // before its retry costs no wall time), matched to the recording's or not.
+  void fault_injected() { faulted_ = true; }
+  // Replay: `ms` of the program's time pass (a slowed stream's gap between events).
+  void pass_time(uint64_t ms);
   // Replay: the answer to a wait of `ms` that found nothing ready (Op::timed_wait): ok when it
   // is the recording's wait that timed out (its sleep is taped and the clock moves past it).
   wire::Reply timed_wait(uint64_t ms);
@@ -161,6 +167,7 @@ class TreeEffects : public floor::Services {
   // Replay: the clock a Go runtime reads for itself (nanoseconds; see floor.hpp).
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
+  std::atomic<bool> faulted_{false};  // see fault_injected()
   // Counts one down unless it is zero; false when it was.
   static bool take_one(std::atomic<int>& count) {
     int seen = count.load();

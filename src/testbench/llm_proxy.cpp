@@ -3,10 +3,15 @@
 #include "testbench/stop_listening.hpp"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
+#include <climits>
+#include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "tapedeck/codec.hpp"
@@ -57,6 +62,64 @@ void wait_until_read(int client_port, int server_port) {
   }
 }
 
+// The body a provider answers an error status with: Anthropic's shape for its Messages API (a
+// path ending in /messages), OpenAI's otherwise. What SDKs parse to decide and report a retry.
+std::string provider_error(std::string_view path, int status) {
+  const bool anthropic = path.size() >= 9 && path.substr(path.size() - 9) == "/messages";
+  const std::string message = "tapedeck --fault: an injected " + std::to_string(status);
+  if (anthropic) {
+    const char* type = status == 400   ? "invalid_request_error"
+                       : status == 401 ? "authentication_error"
+                       : status == 403 ? "permission_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 413 ? "request_too_large"
+                       : status == 429 ? "rate_limit_error"
+                       : status == 529 ? "overloaded_error"
+                                       : "api_error";
+    return R"({"type":"error","error":{"type":")" + std::string(type) + R"(","message":)" +
+           json_string(message) + "}}";
+  }
+  const char* type = status == 429   ? "requests"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error";
+  const char* code = status == 429 ? R"("rate_limit_exceeded")" : "null";
+  return R"({"error":{"message":)" + json_string(message) + R"(,"type":")" + type +
+         R"(","param":null,"code":)" + code + "}}";
+}
+
+// Whether the client's side of the connection is still open: this end is ESTABLISHED until the
+// client closes it (then CLOSE_WAIT), as /proc/net/tcp lists it.
+bool client_still_waiting(int client_port, int server_port) {
+  for (const floor::TcpSocket& socket : floor::tcp_sockets()) {
+    if (socket.local_port == server_port && socket.remote_port == client_port) {
+      return socket.established;
+    }
+  }
+  return false;
+}
+
+// Closes this end of the connection from `client_port` before any answer: the client sees the
+// connection end, as when a provider's load balancer drops it. The socket is found by its inode
+// among this process's descriptors; httplib's later write to it fails quietly, and it closes it.
+void drop_connection(int client_port, int server_port) {
+  std::string inode;
+  for (const floor::TcpSocket& socket : floor::tcp_sockets()) {
+    if (socket.local_port == server_port && socket.remote_port == client_port) inode = socket.inode;
+  }
+  if (inode.empty()) return;
+  const std::string wanted = "socket:[" + inode + "]";
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", error)) {
+    std::error_code unreadable;
+    if (std::filesystem::read_symlink(entry.path(), unreadable).string() != wanted) continue;
+    const int fd = std::stoi(entry.path().filename().string());
+    const linger abort_on_close{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    ::shutdown(fd, SHUT_RDWR);
+    return;
+  }
+}
+
 }  // namespace
 
 struct LlmProxy::Impl {
@@ -67,6 +130,7 @@ struct LlmProxy::Impl {
   std::mutex session_mutex;  // a Session serves one call at a time
   int port = 0;
   std::thread thread;
+  std::atomic<bool> stopping{false};  // ends the waits of timeout faults
 
   Impl(Session& bench_session, std::string upstream_base, Hooks proxy_hooks)
       : session(bench_session), upstream(std::move(upstream_base)), hooks(std::move(proxy_hooks)) {
@@ -108,8 +172,62 @@ struct LlmProxy::Impl {
     const Hooks& hooks;
   };
 
+  // Replay: the fault this request gets, if any, its llm_fault record made.
+  std::optional<Fault> fault_for(const std::string& body) {
+    if (!hooks.fault_for || session.mode() != Testbench::Mode::replay) return std::nullopt;
+    std::string digest;
+    try {
+      digest = llm_request_digest(body);
+    } catch (const std::exception&) {
+      return std::nullopt;  // not JSON: the call itself refuses it
+    }
+    std::optional<Fault> fault = hooks.fault_for(digest);
+    if (!fault) return fault;
+    {
+      std::lock_guard lock(session_mutex);
+      session.recorder().record(
+          kind::Unknown{"llm_fault", R"({"kind":"llm_fault","fault":)" + json_string(fault->spec) +
+                                         R"(,"request_digest":)" + json_string(digest) + "}"});
+    }
+    if (hooks.on_fault_injected) hooks.on_fault_injected(*fault);
+    return fault;
+  }
+
+  // The faults that stand in for the answer: an error status, silence, a closed connection.
+  // False for the others (a stream cut short or slowed is served, then changed on its way).
+  bool answer_with(const Fault& fault, const httplib::Request& request,
+                   httplib::Response& response) {
+    switch (fault.effect) {
+      case Fault::Effect::http_status: {
+        const int status = static_cast<int>(fault.value);
+        response.status = status;
+        if (status == 429 || status == 503 || status == 529)
+          response.set_header("retry-after", "1");
+        response.set_content(provider_error(request.path, status), "application/json");
+        return true;
+      }
+      case Fault::Effect::reset:
+        drop_connection(request.remote_port, request.local_port);
+        return true;
+      case Fault::Effect::timeout:
+        // Silent until the client gives up (its clock is the replay's: its timer fires as soon as
+        // nothing else is pending), then gone; or until the proxy stops.
+        while (!stopping.load() && client_still_waiting(request.remote_port, request.local_port)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        drop_connection(request.remote_port, request.local_port);
+        return true;
+      default:
+        return false;
+    }
+  }
+
   void handle(const httplib::Request& request, httplib::Response& response) {
     auto in_flight = std::make_shared<InFlight>(hooks);
+    const std::optional<Fault> fault = fault_for(request.body);
+    // A request left unanswered is not under way: the client's own timer must be free to fire.
+    if (fault && fault->effect == Fault::Effect::timeout) in_flight.reset();
+    if (fault && answer_with(*fault, request, response)) return;
     LlmRoute route;
     route.endpoint = upstream + request.path;
     for (const auto& [name, value] : request.headers) {
@@ -129,17 +247,27 @@ struct LlmProxy::Impl {
     const bool replaying = session.mode() == Testbench::Mode::replay;
     const int client_port = request.remote_port;
     const int server_port = request.local_port;
+    // cut@K: the events past the K-th are not sent; slow@MS: MS of the program's time before
+    // each event after the first.
+    const int64_t cut_after =
+        fault && fault->effect == Fault::Effect::cut ? fault->value : INT64_MAX;
+    const uint64_t slow_ms =
+        fault && fault->effect == Fault::Effect::slow ? static_cast<uint64_t>(fault->value) : 0;
     response.set_chunked_content_provider(
-        "text/event-stream", [this, route, body, in_flight, replaying, client_port, server_port](
-                                 size_t, httplib::DataSink& sink) {
+        "text/event-stream", [this, route, body, in_flight, replaying, client_port, server_port,
+                              cut_after, slow_ms](size_t, httplib::DataSink& sink) {
           httplib::Response failure;
+          int64_t sent = 0;
           guarded(failure, [&] {
             std::lock_guard lock(session_mutex);
             session.llm().call(
                 body,
                 [&](std::string_view event) {
+                  if (sent >= cut_after) return;
+                  if (slow_ms > 0 && sent > 0 && hooks.pass_time) hooks.pass_time(slow_ms);
                   if (replaying) wait_until_read(client_port, server_port);  // the headers too
                   sink.write(event.data(), event.size());
+                  ++sent;
                 },
                 &route);
             if (hooks.on_call_served) hooks.on_call_served();
@@ -171,6 +299,7 @@ LlmProxy::~LlmProxy() {
 }
 
 void LlmProxy::stop() {
+  impl_->stopping = true;
   detail::stop_listening(impl_->server, impl_->thread);
 }
 
