@@ -6,8 +6,9 @@
 // (replay skips it when the recording's did time out there), one another thread ended is not.
 //
 // The deadline is absolute, on the program's clock; its length is taken from the last value that
-// clock gave this thread (ms_until), as for clock_nanosleep, and the real wait lasts that long
-// from the real present (real_deadline).
+// clock gave this thread (ms_until), as for clock_nanosleep. A recording's real wait ends at the
+// program's deadline rounded up to the millisecond (recorded_deadline); a replay's lasts that
+// length from the real present (real_deadline).
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -24,13 +25,10 @@ namespace tapedeck::preload {
 
 namespace {
 
-// The real clock `id` plus `ms`: the deadline of a real wait of `ms`. The real call never gets
-// the program's own deadline: a wait lasts as long as it asked from the real present, in both
-// modes. A replay's program computed its deadline on the replayed clock, which runs at no fixed
-// offset from the real one (a monotonic clock counts from each machine's boot). A recording's
-// program reads the real clock cut to the millisecond, so its deadline comes up to a millisecond
-// early on the real clock: a wait that ended there would find its own clock short of the deadline
-// and wait again (Python's queue.get loops so), taping each.
+// The real clock `id` plus `ms`: the deadline of a replay's real wait of `ms`. A replay's program
+// computed its deadline on the replayed clock, which runs at no fixed offset from the real one (a
+// monotonic clock counts from each machine's boot): the real wait lasts as long as the program's
+// clock says it asked, from the real present.
 timespec real_deadline(clockid_t id, uint64_t ms) {
   timespec now{};
   ensure(real.clock_gettime, "clock_gettime")(id, &now);
@@ -43,6 +41,20 @@ timespec real_deadline(clockid_t id, uint64_t ms) {
   return now;
 }
 
+// The deadline a recording's real wait gets: the program's own, rounded up to the millisecond.
+// A recording's program reads the real clock cut to the millisecond, so when the real clock
+// reaches its deadline its own clock may still be short of it, and it waits again (Python's
+// queue.get loops so, to the next millisecond, taping each wait). At the rounded-up deadline the
+// program's clock has reached its deadline.
+timespec recorded_deadline(const timespec& deadline) {
+  return clock_units::from_ms(static_cast<int64_t>(clock_units::ceil_ms(deadline)));
+}
+
+// The deadline of the real call for a wait of `ms` the program asked until `deadline`.
+timespec real_wait_deadline(clockid_t id, const timespec& deadline, uint64_t ms) {
+  return config.mode == Mode::replay ? real_deadline(id, ms) : recorded_deadline(deadline);
+}
+
 // The clock a condition variable's deadlines are on. glibc keeps it in bit 1 of __wrefs
 // (pthread_condattr_setclock; 0 = CLOCK_REALTIME), as it has since its condition variables were
 // rewritten (2.25); the public pthread_cond_t shows the field.
@@ -53,19 +65,20 @@ clockid_t clock_of(const pthread_cond_t* cond) {
 
 // A wait on clock `id` until `deadline`, on a semaphore (Semaphore) or a condition variable.
 // `real_wait(until)` makes the real call; `look()` the real call that does not wait. Waits
-// shorter than `shortest_taped_ms` run untaped (on the real clock's deadline in a replay).
+// shorter than `shortest_taped_ms` run untaped.
 // Answers 1 when the wait ended, 0 when it timed out, -1 with `error` set otherwise.
 template <typename RealWait, typename Look>
 int deadline_wait(clockid_t id, const timespec* deadline, uint64_t shortest_taped_ms,
                   RealWait&& real_wait, Look&& look, int& error) {
   const uint64_t ms = ms_until(id, *deadline);
   if (ms < shortest_taped_ms || !timed(static_cast<int64_t>(ms))) {
-    const timespec until = real_deadline(id, ms);
+    const timespec until = real_wait_deadline(id, *deadline, ms);
     return real_wait(&until, error);
   }
   return timed_wait(ms, [&](uint64_t wait_ms) {
     if (wait_ms == 0) return look(error);
-    const timespec until = real_deadline(id, wait_ms);
+    // A recording waits once, for all of it; a replay may wait a part of it.
+    const timespec until = real_wait_deadline(id, *deadline, wait_ms);
     return real_wait(&until, error);
   });
 }
