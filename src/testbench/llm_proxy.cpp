@@ -201,8 +201,9 @@ struct LlmProxy::Impl {
       case Fault::Effect::http_status: {
         const int status = static_cast<int>(fault.value);
         response.status = status;
-        if (status == 429 || status == 503 || status == 529)
-          response.set_header("retry-after", "1");
+        if (status == 429 || status == 503 || status == 529) {
+          response.set_header("retry-after", "1");  // what providers send with these
+        }
         response.set_content(provider_error(request.path, status), "application/json");
         return true;
       }
