@@ -117,16 +117,20 @@ Carrier::~Carrier() {
 
 Carried Carrier::carry(std::string_view name) {
   require_valid_name(from_dir_, name);
+  // Each folder is opened until it opens: a failed first carry leaves no half-made state behind.
+  if (from_fd_ < 0) {
+    from_fd_ = ::open(from_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (from_fd_ < 0) {
+      if (errno == ENOENT) {
+        throw TapeError((from_dir_ / std::string(name)).string(), 0, "CAS entry missing");
+      }
+      detail::throw_errno(from_dir_, "cannot open the sidecar");
+    }
+  }
   if (to_fd_ < 0) {
     detail::make_directories(to_dir_);
     to_fd_ = ::open(to_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (to_fd_ < 0) detail::throw_errno(to_dir_, "cannot open the sidecar");
-    from_fd_ = ::open(from_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (from_fd_ < 0) {
-      if (errno == ENOENT)
-        throw TapeError((from_dir_ / std::string(name)).string(), 0, "CAS entry missing");
-      detail::throw_errno(from_dir_, "cannot open the sidecar");
-    }
   }
   const std::string entry(name);
   if (::linkat(from_fd_, entry.c_str(), to_fd_, entry.c_str(), 0) == 0) return Carried::linked;

@@ -109,6 +109,26 @@ TEST(Cas, CarryHardLinksWithinAFileSystem) {
   EXPECT_THROW(cas::carry_entry(tmp / "a.cas", tmp / "b.cas", std::string(64, '0')), TapeError);
 }
 
+TEST(Cas, ACarrierWhoseSourceIsMissingSaysSoEveryTimeAndCarriesOnceItIsThere) {
+  TempDir tmp;
+  const std::string bytes = "late bytes";
+  const std::string name = content_hash(bytes);
+  cas::Carrier carrier(tmp / "a.cas", tmp / "b.cas");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      carrier.carry(name);
+      ADD_FAILURE() << "carried from a sidecar that is not there";
+    } catch (const TapeError& error) {
+      EXPECT_NE(std::string(error.what()).find("CAS entry missing"), std::string::npos)
+          << error.what();
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp / "b.cas")) << "made a target for nothing";
+  cas::write_entries(tmp / "a.cas", {{name, bytes}});
+  EXPECT_EQ(carrier.carry(name), cas::Carried::linked);
+  EXPECT_EQ(carrier.carry(name), cas::Carried::already_present);
+}
+
 TEST(Cas, CarryCopiesAcrossFileSystems) {
   struct stat tmp_info {
   }, shm_info{};
