@@ -10,6 +10,8 @@
 //   exec_hooks.cpp       exec, posix_spawn, vfork, _exit
 //   network_hooks.cpp    connect
 //   wait_hooks.cpp       waits with a timeout (poll, select, epoll)
+//   sync_wait_hooks.cpp  waits with a deadline (semaphores, condition variables)
+//   timed_wait.hpp       how both kinds of wait are taped and replayed
 //
 // Contract. Every hook is safe where libfaketime-style interposers are not: a thread-local guard
 // (in_hook, HookScope) makes re-entry (a hook calling libc that calls a hook, a signal handler

@@ -63,7 +63,7 @@ clockid_t clock_of(const pthread_cond_t* cond) {
   return (cond->__data.__wrefs & kMonotonicBit) != 0 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
 }
 
-// A wait on clock `id` until `deadline`, on a semaphore (Semaphore) or a condition variable.
+// A wait on clock `id` until `deadline`, on a semaphore or a condition variable.
 // `real_wait(until)` makes the real call; `look()` the real call that does not wait. Waits
 // shorter than `shortest_taped_ms` run untaped.
 // Answers 1 when the wait ended, 0 when it timed out, -1 with `error` set otherwise.

@@ -42,10 +42,6 @@ class LineDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
-// Makes `kind` hold alternative K, reusing storage across changes of kind: a reused record that
-// switches kinds puts the alternative it held aside (a few per kind, per thread) and takes back
-// one of K put aside earlier, so strings keep their capacity instead of being freed and allocated
-// again on every line of a mixed tape. Fields keep old values: the caller sets every one.
 // The index of alternative K in RecordKind.
 template <typename K, typename Variant = RecordKind>
 struct KindIndex;
@@ -64,6 +60,10 @@ inline std::array<std::vector<RecordKind>, std::variant_size_v<RecordKind>>& kin
   return put_aside;
 }
 
+// Makes `kind` hold alternative K, reusing storage across changes of kind: a reused record that
+// switches kinds puts the alternative it held aside (a few per kind, per thread) and takes back
+// one of K put aside earlier, so strings keep their capacity instead of being freed and allocated
+// again on every line of a mixed tape. Fields keep old values: the caller sets every one.
 template <typename K>
 K& reuse_as(RecordKind& kind) {
   if (K* same = std::get_if<K>(&kind)) return *same;
