@@ -172,6 +172,19 @@ struct LlmProxy::Impl {
     const Hooks& hooks;
   };
 
+  // Sends `body` as the answer, the request counting as under way until httplib has written it
+  // (it writes after the handler returns): a replay that left the recording skips the waits of a
+  // client with nothing under way, and this client's answer is still coming.
+  static void send_holding(httplib::Response& response, std::string body, const char* type,
+                           std::shared_ptr<InFlight> in_flight) {
+    auto bytes = std::make_shared<std::string>(std::move(body));
+    response.set_content_provider(
+        bytes->size(), type,
+        [bytes, in_flight](size_t offset, size_t length, httplib::DataSink& sink) {
+          return sink.write(bytes->data() + offset, length);
+        });
+  }
+
   // Replay: the fault this request gets, if any, its llm_fault record made.
   std::optional<Fault> fault_for(const std::string& body) {
     if (!hooks.fault_for || session.mode() != Testbench::Mode::replay) return std::nullopt;
@@ -195,8 +208,8 @@ struct LlmProxy::Impl {
 
   // The faults that stand in for the answer: an error status, silence, a closed connection.
   // False for the others (a stream cut short or slowed is served, then changed on its way).
-  bool answer_with(const Fault& fault, const httplib::Request& request,
-                   httplib::Response& response) {
+  bool answer_with(const Fault& fault, const httplib::Request& request, httplib::Response& response,
+                   const std::shared_ptr<InFlight>& in_flight) {
     switch (fault.effect) {
       case Fault::Effect::http_status: {
         const int status = static_cast<int>(fault.value);
@@ -204,7 +217,7 @@ struct LlmProxy::Impl {
         if (status == 429 || status == 503 || status == 529) {
           response.set_header("retry-after", "1");  // what providers send with these
         }
-        response.set_content(provider_error(request.path, status), "application/json");
+        send_holding(response, provider_error(request.path, status), "application/json", in_flight);
         return true;
       }
       case Fault::Effect::reset:
@@ -228,7 +241,7 @@ struct LlmProxy::Impl {
     const std::optional<Fault> fault = fault_for(request.body);
     // A request left unanswered is not under way: the client's own timer must be free to fire.
     if (fault && fault->effect == Fault::Effect::timeout) in_flight.reset();
-    if (fault && answer_with(*fault, request, response)) return;
+    if (fault && answer_with(*fault, request, response, in_flight)) return;
     LlmRoute route;
     route.endpoint = upstream + request.path;
     for (const auto& [name, value] : request.headers) {
@@ -238,9 +251,9 @@ struct LlmProxy::Impl {
     if (!llm_request_streams(body)) {
       guarded(response, [&] {
         std::lock_guard lock(session_mutex);
-        const LlmResponse answer = session.llm().call(body, {}, &route);
+        LlmResponse answer = session.llm().call(body, {}, &route);
         if (hooks.on_call_served) hooks.on_call_served();
-        response.set_content(answer.body, "application/json");
+        send_holding(response, std::move(answer.body), "application/json", in_flight);
       });
       return;
     }
