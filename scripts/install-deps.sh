@@ -12,6 +12,7 @@ packages=(
   libdtl-dev                              # the overlay's unified diff
   libcurl4-openssl-dev                    # the LLM axis's HTTP client
   libcpp-httplib-dev                      # a local LLM server for the tests
+  libpugixml-dev                          # check's JUnit XML report
   libseccomp-dev                          # the system-call floor's filter
   libre2-dev libvectorscan-dev            # credentials recognised by shape
   python3-dotenv                          # the .env agent of the secrets test

@@ -9,6 +9,7 @@
 #include "supervisor/supervisor.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/faults.hpp"
+#include "tapedeck/suite.hpp"
 #include "tapedeck/tape.hpp"
 
 namespace tapedeck::cli {
@@ -55,6 +56,7 @@ void make_room_for(const std::string& tape, bool overwrite) {
   }
   fs::remove(tape);
   fs::remove_all(cas_dir_for(tape));
+  fs::remove(suite::manifest_path_for(tape));
 }
 
 int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
@@ -88,6 +90,11 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.isolation = *supervisor::parse_isolation(args.isolation);
 
   const supervisor::RunOutcome outcome = supervisor::run(options);
+  if (mode == RunOptions::Mode::record) {
+    // How to replay this tape without being told again, for `tapedeck check`.
+    suite::write_manifest(options.tape,
+                          {options.command, fs::current_path(), options.workspace, std::nullopt});
+  }
   const char* verb = mode == RunOptions::Mode::replay ? "replay" : "run";
   if (args.json) {
     // Standard output is the program's: the summary goes to stderr, as one JSON line.

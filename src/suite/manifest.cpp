@@ -1,0 +1,130 @@
+// The manifest beside a tape (see suite.hpp) and the search for tapes in folders.
+#include <fmt/core.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "tape/atomic_file.hpp"
+#include "tapedeck/codec.hpp"
+#include "tapedeck/error.hpp"
+#include "tapedeck/suite.hpp"
+
+namespace tapedeck::suite {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kManifestVersion = 1;
+
+// Relative to `base` when both are on one tree, so a moved folder of tapes still finds its code.
+std::string relative_to(const fs::path& path, const fs::path& base) {
+  const fs::path absolute = fs::weakly_canonical(path);
+  const fs::path relative = absolute.lexically_relative(fs::weakly_canonical(base));
+  return relative.empty() ? absolute.string() : relative.string();
+}
+
+}  // namespace
+
+fs::path manifest_path_for(const fs::path& tape) {
+  fs::path path = tape;
+  path += ".manifest";
+  return path;
+}
+
+void write_manifest(const fs::path& tape, const Manifest& manifest) {
+  const fs::path target = manifest_path_for(tape);
+  const fs::path base = fs::absolute(target).parent_path();
+  std::string text = fmt::format("{{\"tapedeck_manifest\":{},\"command\":[", kManifestVersion);
+  for (size_t i = 0; i < manifest.command.size(); ++i) {
+    text += (i ? "," : "") + json_string(manifest.command[i]);
+  }
+  text += "],\"cwd\":" + json_string(relative_to(manifest.cwd, base));
+  text += ",\"workspace\":" + json_string(relative_to(manifest.workspace, base));
+  if (manifest.mode) text += ",\"fidelity\":" + json_string(fidelity::to_string(*manifest.mode));
+  text += "}\n";
+  detail::AtomicFile file(target);
+  file.write(text);
+  file.commit();
+}
+
+Manifest read_manifest(const fs::path& tape) {
+  const fs::path path = manifest_path_for(tape);
+  auto bad = [&](const std::string& detail) { return TapeError(path.string(), 0, detail); };
+  std::string text;
+  if (!detail::read_file(path, text)) {
+    throw bad(errno == ENOENT ? "no manifest: record the tape with `tapedeck run --emit-tape`, "
+                                "which writes one, or write it by hand (see `tapedeck check "
+                                "--help`)"
+                              : std::string("cannot be read: ") + std::strerror(errno));
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(text).get(root) != simdjson::SUCCESS || !root.is_object()) {
+    throw bad("not a JSON object");
+  }
+  int64_t version = 0;
+  if (root["tapedeck_manifest"].get(version) != simdjson::SUCCESS || version != kManifestVersion) {
+    throw bad(fmt::format("\"tapedeck_manifest\" must be {}", kManifestVersion));
+  }
+  const fs::path base = fs::absolute(path).parent_path();
+  Manifest manifest;
+  simdjson::dom::array command;
+  if (root["command"].get(command) != simdjson::SUCCESS) throw bad("\"command\" must be a list");
+  for (simdjson::dom::element arg : command) {
+    std::string_view text_arg;
+    if (arg.get(text_arg) != simdjson::SUCCESS) throw bad("\"command\" must hold strings");
+    manifest.command.emplace_back(text_arg);
+  }
+  if (manifest.command.empty()) throw bad("\"command\" is empty");
+  for (auto [field, out] : {std::pair{"cwd", &manifest.cwd}, {"workspace", &manifest.workspace}}) {
+    std::string_view value;
+    if (root[field].get(value) != simdjson::SUCCESS) {
+      throw bad(fmt::format("\"{}\" must be a path", field));
+    }
+    *out = (base / fs::path(value)).lexically_normal();
+  }
+  std::string_view mode;
+  if (root["fidelity"].get(mode) == simdjson::SUCCESS) {
+    manifest.mode = fidelity::parse_mode(mode);
+    if (!manifest.mode) {
+      throw bad(
+          fmt::format("\"fidelity\": {} is not a mode (byte-identical, semantic, outcome, "
+                      "phase-aware)",
+                      json_string(mode)));
+    }
+  }
+  return manifest;
+}
+
+std::vector<fs::path> find_tapes(const std::vector<fs::path>& paths) {
+  std::vector<fs::path> tapes;
+  for (const fs::path& path : paths) {
+    std::error_code error;
+    if (fs::is_regular_file(path, error)) {
+      tapes.push_back(path);
+      continue;
+    }
+    if (!fs::is_directory(path, error)) {
+      throw TapeError(path.string(), 0, "neither a tape nor a folder of tapes");
+    }
+    std::vector<fs::path> found;
+    fs::recursive_directory_iterator it(path, fs::directory_options::skip_permission_denied, error);
+    if (error) throw TapeError(path.string(), 0, "cannot be listed: " + error.message());
+    for (const fs::recursive_directory_iterator end; it != end; it.increment(error)) {
+      if (error) throw TapeError(path.string(), 0, "cannot be listed: " + error.message());
+      if (it->is_directory(error) && it->path().extension() == ".cas") {
+        it.disable_recursion_pending();  // a sidecar: content, never tapes
+      } else if (it->is_regular_file(error) && it->path().extension() == ".tape") {
+        found.push_back(it->path());
+      }
+    }
+    std::sort(found.begin(), found.end());
+    tapes.insert(tapes.end(), found.begin(), found.end());
+  }
+  return tapes;
+}
+
+}  // namespace tapedeck::suite
