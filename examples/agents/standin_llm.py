@@ -4,7 +4,9 @@ network: POST /v1/chat/completions answers from the last user message, as one JS
 with "stream": true, as server-sent events a few words at a time; POST /v1/messages answers
 Anthropic-style (unstreamed).
 
-    python3 standin_llm.py [--port N] [--chunk-ms MS]     prints "listening on PORT" once ready
+    python3 standin_llm.py [--port N] [--chunk-ms MS] [--log FILE]
+                                        prints "listening on PORT" once ready; --log appends
+                                        a line per request: its path and last user message
 
 It answers deterministically (the same request gets the same answer), so that a recording and
 a later one can be compared; an Authorization header is required, as a real server would.
@@ -16,6 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CHUNK_SECONDS = 0.02  # between two events of a streamed answer (--chunk-ms)
+LOG = None  # --log: where each request is noted, so a test can count what reached the server
 
 
 def answer_for(messages):
@@ -48,6 +51,11 @@ class Handler(BaseHTTPRequestHandler):
         if not (self.headers.get("Authorization", "").startswith("Bearer ")
                 or self.headers.get("x-api-key")):
             return self.reply(401, json.dumps({"error": {"message": "missing API key"}}))
+        if LOG:
+            last = next((m.get("content", "") for m in reversed(request.get("messages", []))
+                         if m.get("role") == "user"), "")
+            with open(LOG, "a") as log:
+                log.write("%s %s\n" % (self.path, json.dumps(last)))
         if self.path.endswith("/messages"):  # Anthropic's Messages API, unstreamed
             return self.reply(200, json.dumps({
                 "id": "msg_standin", "type": "message", "role": "assistant",
@@ -93,11 +101,13 @@ def main():
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--chunk-ms", type=int, default=20,
                         help="the pause between two events of a streamed answer")
+    parser.add_argument("--log", help="append a line per request to this file")
     args = parser.parse_args()
     if args.chunk_ms < 0:
         parser.error("argument --chunk-ms: must not be negative")
-    global CHUNK_SECONDS
+    global CHUNK_SECONDS, LOG
     CHUNK_SECONDS = args.chunk_ms / 1000
+    LOG = args.log
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print("listening on %d" % server.server_address[1], flush=True)
     try:

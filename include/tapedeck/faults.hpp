@@ -4,7 +4,11 @@
 //   targets   llm#N            the N-th LLM call of the recording (1-based); its first request is
 //                              faulted, a retry of it is served the recorded answer
 //             llm#*            every LLM request, retries included
-//             process#N, process:NAME#N, file:PATH   (parsed; not injected yet)
+//             process#N        the N-th subprocess the replay starts (1-based), as its parent
+//                              sees it: the recorded output, then the fault's exit
+//             process:NAME#N   the N-th start of the program named NAME (its file name)
+//             file:PATH        every open of the workspace path PATH (relative to the
+//                              workspace) that reads it: the open fails with the errno
 //   effects   an HTTP status   400..599: the provider's error body (OpenAI's or Anthropic's shape,
 //                              from the request's path), with `retry-after: 1` for 429, 503, 529
 //             timeout          the connection stays silent until the client gives up
@@ -14,7 +18,8 @@
 //                              came in the recording, on the program's clock (replay time)
 //             exit:CODE, signal:NAME (processes), enoent, eacces, eio (files)
 //
-// The replay's tape records each injected fault as an `llm_fault` record (what the program saw),
+// The replay's tape records each injected fault as an `llm_fault`, `process_fault` or `file_fault`
+// record (what the program saw),
 // so fidelity and the view show where the faulted run went its own way.
 #pragma once
 
@@ -64,5 +69,23 @@ class LlmFaults {
   std::vector<bool> used_;
   std::map<std::string, uint64_t> arrivals_;  // requests seen so far, by digest
 };
+
+// Which subprocesses of a replay to fault: each process fault strikes once.
+class ProcessFaults {
+ public:
+  explicit ProcessFaults(std::vector<Fault> faults);
+  // The fault for the subprocess the replay starts now (`program` as its parent named it: a
+  // path or a bare name), if any. Called once per start, in the order they come.
+  std::optional<Fault> take(std::string_view program);
+
+ private:
+  std::vector<Fault> faults_;
+  std::vector<bool> used_;
+  uint64_t spawns_ = 0;
+  std::map<std::string, uint64_t> spawns_of_;  // by program name
+};
+
+// The file fault for a read of the workspace path `path`, if any (file:PATH, "./" ignored).
+std::optional<Fault> file_fault_for(const std::vector<Fault>& faults, std::string_view path);
 
 }  // namespace tapedeck

@@ -89,10 +89,11 @@ struct LlmOptions {
   std::string auth_header = "Authorization";
   std::vector<std::string> extra_headers;  // "Name: value", e.g. "anthropic-version: 2023-06-01"
   std::chrono::milliseconds timeout{120'000};
-  // What replay does with a request the tape does not hold: fail loudly (the default), or serve
+  // What replay does with a request the tape does not hold: fail loudly (the default), serve
   // the next recorded response not served yet and record the request as it was, so that
-  // `tapedeck fidelity` shows the divergence (Temporal-style: run on, then compare).
-  enum class OnMiss { fail, serve_next_in_order } on_miss = OnMiss::fail;
+  // `tapedeck fidelity` shows the divergence (Temporal-style: run on, then compare), or make the
+  // call for real, upstream, and record it on the replay's tape (VCR's new_episodes).
+  enum class OnMiss { fail, serve_next_in_order, record } on_miss = OnMiss::fail;
 };
 
 // A request's own destination, for callers that relay requests (the loopback proxy): the full
@@ -131,6 +132,8 @@ struct ProcessResult {
   // Replay: the recorded record this result was served from (in the session's recorded tape);
   // null when recording.
   const kind::ProcessSpawn* recorded = nullptr;
+  // Replay: a --fault changed this result: a signal it dies of is its own, not awaited.
+  bool injected = false;
 };
 
 class Session;

@@ -32,6 +32,7 @@ struct RunArgs {
   bool json = false;
   std::vector<std::string> command;
   std::vector<std::string> faults;  // replay --fault SPEC
+  std::string on_miss = "fail";     // replay: fail, or record (upstream, onto --emit-tape)
 };
 
 // The preload library and the exec shim live beside this binary.
@@ -62,17 +63,34 @@ void make_room_for(const std::string& tape, bool overwrite) {
 int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   // Every argument is checked before anything on disk changes.
   std::vector<Fault> faults;
+  const fs::path workspace =
+      fs::weakly_canonical(args.workspace.empty() ? fs::current_path() : fs::path(args.workspace));
   for (const std::string& spec : args.faults) {
     Fault fault = parse_fault(spec);  // FaultSpecError: one line, exit 2
-    if (fault.target != Fault::Target::llm) {
-      throw FaultSpecError("--fault '" + spec +
-                           "': faults on subprocesses and files are not injected yet; LLM calls "
-                           "only (llm#N, llm#*)");
+    if (fault.target == Fault::Target::file) {
+      // file:PATH names a workspace file as the tape does: relative to the workspace.
+      const fs::path named = fs::weakly_canonical(workspace / fault.name);
+      const fs::path relative = named.lexically_relative(workspace);
+      if (relative.empty() || *relative.begin() == "..") {
+        throw FaultSpecError("--fault '" + spec + "': " + fault.name +
+                             " is not in the workspace (" + workspace.string() + ")");
+      }
+      fault.name = relative.string();
     }
     faults.push_back(std::move(fault));
   }
+  const bool record_misses = args.on_miss == "record";
+  if (record_misses && args.emit.empty()) {
+    throw std::runtime_error(
+        "--on-miss record: give --emit-tape NEW, the tape the recorded misses go on");
+  }
+  if (record_misses && args.llm_upstream.empty()) {
+    throw std::runtime_error(
+        "--on-miss record: give --llm-upstream URL, where LLM calls the tape does not hold go");
+  }
   make_room_for(args.emit, args.overwrite);
   RunOptions options;
+  options.record_misses = record_misses;
   options.faults = std::move(faults);
   options.mode = mode;
   options.tape = mode == RunOptions::Mode::replay ? args.tape : args.emit;
@@ -90,9 +108,9 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.isolation = *supervisor::parse_isolation(args.isolation);
 
   const supervisor::RunOutcome outcome = supervisor::run(options);
-  if (mode == RunOptions::Mode::record) {
+  if (mode == RunOptions::Mode::record || (record_misses && !outcome.miss)) {
     // How to replay this tape without being told again, for `tapedeck check`.
-    suite::write_manifest(options.tape,
+    suite::write_manifest(mode == RunOptions::Mode::record ? options.tape : *options.emit,
                           {options.command, fs::current_path(), options.workspace, std::nullopt});
   }
   const char* verb = mode == RunOptions::Mode::replay ? "replay" : "run";
@@ -210,10 +228,16 @@ void add_replay(CLI::App& app, int& exit_code) {
       "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
       "  tapedeck fidelity run.tape replay.tape --mode semantic\n"
       "  tapedeck replay run.tape --fault 'llm#1=429' -- node agent.mjs   # a rate limit, then "
-      "the retry\n\n"
+      "the retry\n"
+      "  tapedeck replay run.tape --fault 'file:config.json=eacces' --fault "
+      "'process:git#1=exit:128' "
+      "-- python3 agent.py\n"
+      "  tapedeck replay run.tape --on-miss record --llm-upstream https://api.openai.com \\\n"
+      "      --emit-tape new.tape -- python3 agent.py 'a changed prompt'   # VCR's new_episodes\n\n"
       "A fault makes the run leave the recording: from there a wait with nothing ready and no\n"
       "LLM call under way (a client's backoff) is skipped, and the replay's tape holds an\n"
-      "llm_fault record where each fault struck (fidelity shows it as the first divergence).");
+      "llm_fault, process_fault or file_fault record where each fault struck (fidelity shows it\n"
+      "as the first divergence).");
   cmd->add_option("TAPE", args->tape, "The recorded tape")->required()->check(CLI::ExistingFile);
   cmd->add_option("--emit-tape", args->emit, "Where to write the replay's own tape");
   cmd->add_option("--isolation", args->isolation,
@@ -221,11 +245,22 @@ void add_replay(CLI::App& app, int& exit_code) {
                   "mount namespace), copy (a copy the preload library redirects to), or auto "
                   "(namespace where the kernel allows it, else copy, with a warning)")
       ->check(CLI::IsMember({"auto", "namespace", "copy"}));
+  cmd->add_option("--on-miss", args->on_miss,
+                  "What an LLM call the tape does not hold does: fail (stop the replay, exit 2) "
+                  "or record (go to --llm-upstream and record it on --emit-tape, which becomes "
+                  "a complete tape: VCR's new_episodes)")
+      ->check(CLI::IsMember({"fail", "record"}))
+      ->capture_default_str();
+  cmd->add_option("--llm-upstream", args->llm_upstream,
+                  "With --on-miss record: where calls the tape does not hold go");
   cmd->add_option("--fault", args->faults,
                   "Inject a fault where the recording had none, TARGET=EFFECT (repeatable): "
                   "llm#N (the recording's N-th LLM call; a retry is served) or llm#* (every "
                   "request) = an HTTP status 400-599, timeout, reset, cut@K (a stream ends "
-                  "after K events) or slow@MS (MS of the program's time between events)");
+                  "after K events) or slow@MS (MS of the program's time between events); "
+                  "process#N (the N-th subprocess) or process:NAME#N (the N-th run of NAME) = "
+                  "exit:CODE or signal:NAME; file:PATH (every read of a workspace file) = "
+                  "enoent, eacces or eio (the open fails)");
   add_common(cmd, *args);
   cmd->callback(
       [args, &exit_code] { exit_code = run_supervised(RunOptions::Mode::replay, *args); });

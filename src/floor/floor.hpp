@@ -145,9 +145,10 @@ class Services {
   // A sleep of `ms`: true when the caller should not sleep (replay).
   virtual bool sleep(pid_t pid, uint64_t ms) = 0;
   // `path` (absolute, as the process names it) is about to be opened: to read when `writes` is
-  // false; else to write, reading it too when `reads_too`. False when the tape cannot serve it
-  // (the tree is being stopped).
-  virtual bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) = 0;
+  // false; else to write, reading it too when `reads_too`. 0 to let it through; else the errno
+  // it fails with: EIO when the tape cannot serve it (the tree is being stopped), or the one a
+  // replay's --fault file:PATH injects.
+  virtual int open(pid_t pid, const std::string& path, bool writes, bool reads_too) = 0;
   // Runtime::go: a monotonic read by the runtime itself, in nanoseconds (never taped).
   virtual int64_t runtime_clock_ns(pid_t pid, int64_t real_ns) = 0;
   // Runtime::go: whether waits may be skipped at all (replay); then, one with nothing ready

@@ -300,8 +300,8 @@ void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& respo
   const bool writes = access != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
   const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
   const bool reads_too = !exclusive && (flags & O_TRUNC) == 0 && access != O_WRONLY;
-  if (!services_->open(pid, path, writes, reads_too)) {
-    response.error = -EIO;  // the tree is being stopped: the tape does not hold this read
+  if (const int error = services_->open(pid, path, writes, reads_too); error != 0) {
+    response.error = -error;  // the tree is being stopped, or a fault is injected
     return;
   }
   let_through(response);

@@ -547,12 +547,13 @@ bool sent_by_others(int signal_number) {
   const std::string_view err = cursor.take_bytes();
   const auto pids = cursor.take_int<uint64_t>();
   const auto duration_ms = cursor.take_int<uint64_t>();
+  const bool injected = cursor.take_int<uint8_t>() != 0;  // a --fault: it dies at once
   if (!cursor.ok()) fail("bad replay answer from the supervisor");
   skip_pids(pids);
   ::signal(SIGPIPE, SIG_IGN);
   write_all(STDOUT_FILENO, out);
   write_all(STDERR_FILENO, err);
-  if (sent_by_others(exit_code - 128)) {
+  if (!injected && sent_by_others(exit_code - 128)) {
     // It died of a signal that comes from another process, most likely its parent (a timeout's
     // kill, terminate()): it lives until that comes, and only past twice its recorded life and
     // a second (a replayed parent's waits are real, their lengths computed from replayed

@@ -66,8 +66,14 @@ int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
     const bool settle = reads &&
                         ensure(real.fstatat, "fstatat")(dirfd, real_path, &before, 0) == 0 &&
                         S_ISREG(before.st_mode);
-    if ((reads || writing) && ask(frame, answer, settle) && answer.reply == Reply::miss) {
-      stop_on_miss();
+    if ((reads || writing) && ask(frame, answer, settle)) {
+      if (answer.reply == Reply::miss) stop_on_miss();
+      if (answer.reply == Reply::fail) {  // a fault the replay injects
+        tapedeck::wire::Cursor cursor(std::string_view(answer.body, answer.body_size));
+        const auto error = cursor.take_int<int32_t>();
+        errno = cursor.ok() ? error : EIO;
+        return -1;
+      }
     }
     const int fd = open_real(real_path);
     if (fd >= 0 && writing) track_written(fd);

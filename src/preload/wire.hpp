@@ -46,12 +46,13 @@ enum class Op : uint8_t {
 
 // Replies, supervisor to process.
 enum class Reply : uint8_t {
-  ok = 'O',  // go ahead
-  spawned =
-      'Z',  // i32 exit, stdout, stderr, u64 pids, u64 ms: a replayed subprocess's recorded result
-  miss = 'M',  // text: the tape does not hold this input; the process must stop
-  wait = 'W',  // timed_wait: the recording's wait did not time out here; wait for real
-  busy = 'B',  // timed_wait: an LLM call is under way, which may be what ends the wait
+  ok = 'O',       // go ahead
+  spawned = 'Z',  // i32 exit, stdout, stderr, u64 pids, u64 ms, u8 injected: a replayed
+                  // subprocess's recorded result (injected: changed by a --fault)
+  miss = 'M',     // text: the tape does not hold this input; the process must stop
+  wait = 'W',     // timed_wait: the recording's wait did not time out here; wait for real
+  busy = 'B',     // timed_wait: an LLM call is under way, which may be what ends the wait
+  fail = 'F',     // i32 errno: a fault the replay injects (--fault file:PATH=…); the call fails
 };
 
 // Entries of an `events` batch.

@@ -1,6 +1,7 @@
 // Workspace files: what record tapes when a process reports a read, a closed write, a delete or
 // a rename, and what replay serves (the recorded bytes, put in the view before the program
 // opens the file).
+#include <cerrno>
 #include <fstream>
 
 #include "supervisor/tree_effects.hpp"
@@ -120,8 +121,24 @@ bool TreeEffects::serve_read(const Connection& connection, const std::string& pa
   return true;
 }
 
+int TreeEffects::file_fault(const std::string& path) {
+  const std::optional<Fault> fault =
+      options_.faults.empty() ? std::nullopt : file_fault_for(options_.faults, path);
+  if (!fault) return 0;
+  record_fault("file_fault", *fault, "path", path);
+  return fault->effect == Fault::Effect::enoent   ? ENOENT
+         : fault->effect == Fault::Effect::eacces ? EACCES
+                                                  : EIO;
+}
+
 void TreeEffects::replay_file(const Connection& connection, wire::Op op, const std::string& path,
                               uint8_t flags) {
+  const bool reads = op == wire::Op::open_read || (op == wire::Op::open_write && (flags & 2) != 0);
+  if (const int error = reads ? file_fault(path) : 0; error != 0) {
+    std::string body;
+    wire::put_int(body, static_cast<int32_t>(error));
+    return server_.answer(connection, Reply::fail, body);
+  }
   switch (op) {
     case wire::Op::open_read:
       if (!serve_read(connection, path)) return;

@@ -47,9 +47,12 @@ bool TreeEffects::sleep(pid_t, uint64_t ms) {
   return replay;
 }
 
-bool TreeEffects::open(pid_t pid, const std::string& absolute, bool writes, bool reads_too) {
+int TreeEffects::open(pid_t pid, const std::string& absolute, bool writes, bool reads_too) {
   const std::optional<std::string> path = relative(absolute);
-  if (!path) return true;
+  if (!path) return 0;
+  if (options_.mode == RunOptions::Mode::replay && (!writes || reads_too)) {
+    if (const int error = file_fault(*path); error != 0) return error;
+  }
   const Connection connection = floor_connection(pid);
   if (!writes) {
     file_effect(connection, wire::Op::open_read, *path);
@@ -63,7 +66,7 @@ bool TreeEffects::open(pid_t pid, const std::string& absolute, bool writes, bool
     }
     floor_writes_.try_emplace(*path, -1, 0);
   }
-  return !server_.miss();
+  return server_.miss() ? EIO : 0;
 }
 
 void TreeEffects::settle(pid_t pid, const std::string& path, std::pair<off_t, int64_t>& taped) {

@@ -84,6 +84,20 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
   }
   index_->spawn_served();
   step_clock();
+  if (const std::optional<Fault> fault = process_faults_.take(program)) {
+    // The parent sees its subprocess fail: with the recorded output and another exit code, or
+    // killed before it printed or changed anything.
+    record_fault("process_fault", *fault, "program", program);
+    result.injected = true;
+    if (fault->effect == Fault::Effect::exit) {
+      result.exit_code = static_cast<int32_t>(fault->value);
+    } else {
+      result.exit_code = 128 + static_cast<int32_t>(fault->value);
+      result.stdout_bytes.clear();
+      result.stderr_bytes.clear();
+      result.recorded = nullptr;  // nothing of what it changed is made
+    }
+  }
   apply_subprocess_changes(result.recorded);
   if (op == wire::Op::spawn_claim) {
     claimed_spawns_[connection.pid] = std::move(result);
@@ -99,6 +113,7 @@ void TreeEffects::answer_spawn(const Connection& connection, const ProcessResult
   wire::put_bytes(body, result.stderr_bytes);
   wire::put_int(body, pid_namespace_ ? result.pids : uint64_t{0});
   wire::put_int(body, result.duration_ms);
+  wire::put_int(body, static_cast<uint8_t>(result.injected ? 1 : 0));
   server_.answer(connection, Reply::spawned, body);
 }
 

@@ -56,17 +56,18 @@ RunOutcome run(const RunOptions& options) {
   LlmOptions llm;
   llm.timeout = std::chrono::minutes(10);
   std::string mode = "off";
+  // Where the LLM proxy may relay: the upstream, when one was given.
+  NetworkPolicy network = NetworkPolicy::deny_all();
+  if (!options.llm_upstream.empty()) {
+    try {
+      network.allow(NetworkPolicy::rule_for(options.llm_upstream));
+    } catch (const NetworkDenied&) {
+      throw std::runtime_error("--llm-upstream " + options.llm_upstream +
+                               ": not a URL (scheme://host[:port])");
+    }
+  }
   if (options.mode == RunOptions::Mode::record) {
     mode = "record";
-    NetworkPolicy network = NetworkPolicy::deny_all();
-    if (!options.llm_upstream.empty()) {
-      try {
-        network.allow(NetworkPolicy::rule_for(options.llm_upstream));
-      } catch (const NetworkDenied&) {
-        throw std::runtime_error("--llm-upstream " + options.llm_upstream +
-                                 ": not a URL (scheme://host[:port])");
-      }
-    }
     session = Testbench::recording(options.tape)
                   .llm(llm)
                   .subprocesses()
@@ -76,7 +77,11 @@ RunOutcome run(const RunOptions& options) {
                   .start();
   } else if (options.mode == RunOptions::Mode::replay) {
     mode = "replay";
+    if (options.record_misses) llm.on_miss = LlmOptions::OnMiss::record;
     auto bench = Testbench::replaying(options.tape, options.emit).llm(llm).subprocesses();
+    if (options.record_misses) {
+      bench.network(network).describe(options.command[0], options.command);  // a new recording
+    }
     if (options.emit) bench.stream(stream);
     session = bench.start();
   }

@@ -29,6 +29,9 @@ struct RunOptions {
   std::filesystem::path exec_shim;        // tapedeck-exec
   std::vector<std::string> command;       // PROGRAM ARGS…
   std::vector<Fault> faults;              // replay: injected where the recording had none
+  // replay: an LLM call the tape does not hold goes to llm_upstream and is recorded on `emit`
+  // (--on-miss record), instead of stopping the run.
+  bool record_misses = false;
 };
 
 struct RunOutcome {

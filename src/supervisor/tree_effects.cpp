@@ -1,6 +1,7 @@
 #include "supervisor/tree_effects.hpp"
 
 #include "tapedeck/cas.hpp"
+#include "tapedeck/codec.hpp"
 #include "tapedeck/extensions.hpp"
 
 namespace tapedeck::supervisor {
@@ -21,6 +22,7 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
   if (options.mode == RunOptions::Mode::replay && options.emit) {
     cas_dir_ = cas_dir_for(*options.emit);
   }
+  if (options.mode == RunOptions::Mode::replay) process_faults_ = ProcessFaults(options.faults);
   if (session != nullptr && session->recorded_tape() != nullptr) {
     index_ = std::make_unique<RecordingIndex>(*session->recorded_tape(), run_dir / "clock");
   }
@@ -31,6 +33,15 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
                        "): a replay will not make those changes";
     }
   }
+}
+
+void TreeEffects::record_fault(std::string_view kind, const Fault& fault, std::string_view field,
+                               std::string_view value) {
+  recorder().record(kind::Unknown{std::string(kind), R"({"kind":)" + json_string(kind) +
+                                                         R"(,"fault":)" + json_string(fault.spec) +
+                                                         ",\"" + std::string(field) +
+                                                         "\":" + json_string(value) + "}"});
+  fault_injected();
 }
 
 std::string TreeEffects::clock_map_path() const {

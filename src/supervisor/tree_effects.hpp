@@ -25,6 +25,7 @@
 #include "supervisor/tree_server.hpp"
 #include "supervisor/workspace_view.hpp"
 #include "supervisor/workspace_watch.hpp"
+#include "tapedeck/faults.hpp"
 #include "tapedeck/testbench.hpp"
 
 namespace tapedeck::supervisor {
@@ -41,7 +42,7 @@ class TreeEffects : public floor::Services {
   // floor::Services (floor_effects.cpp): the same records as the preload's reports make.
   int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) override;
   bool sleep(pid_t pid, uint64_t ms) override;
-  bool open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
+  int open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
   void closing(pid_t pid, const std::string& path) override;
   void deleting(pid_t pid, const std::string& path) override;
   void renamed(pid_t pid, const std::string& from, const std::string& to) override;
@@ -168,6 +169,13 @@ class TreeEffects : public floor::Services {
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
   std::atomic<bool> faulted_{false};  // see fault_injected()
+  ProcessFaults process_faults_{{}};  // replay --fault process#N, process:NAME#N
+  // Replay: a --fault on a subprocess or a file struck; taped as what the program saw.
+  void record_fault(std::string_view kind, const Fault& fault, std::string_view field,
+                    std::string_view value);
+  // Replay: the errno a --fault file:PATH makes a read of workspace path `path` fail with (the
+  // fault taped), or 0.
+  int file_fault(const std::string& path);
   // Counts one down unless it is zero; false when it was.
   static bool take_one(std::atomic<int>& count) {
     int seen = count.load();

@@ -165,4 +165,35 @@ std::optional<Fault> LlmFaults::take(const std::string& digest) {
   return std::nullopt;
 }
 
+ProcessFaults::ProcessFaults(std::vector<Fault> faults) : used_(faults.size(), false) {
+  faults_ = std::move(faults);
+}
+
+std::optional<Fault> ProcessFaults::take(std::string_view program) {
+  const std::string_view name = program.substr(program.rfind('/') + 1);  // npos + 1 == 0
+  const uint64_t spawn = ++spawns_;
+  const uint64_t of_name = ++spawns_of_[std::string(name)];
+  for (size_t i = 0; i < faults_.size(); ++i) {
+    const Fault& fault = faults_[i];
+    if (fault.target != Fault::Target::process || used_[i] || !fault.nth) continue;
+    const bool hit =
+        fault.name.empty() ? *fault.nth == spawn : fault.name == name && *fault.nth == of_name;
+    if (!hit) continue;
+    used_[i] = true;
+    return fault;
+  }
+  return std::nullopt;
+}
+
+std::optional<Fault> file_fault_for(const std::vector<Fault>& faults, std::string_view path) {
+  auto plain = [](std::string_view text) {
+    while (text.starts_with("./")) text.remove_prefix(2);
+    return text;
+  };
+  for (const Fault& fault : faults) {
+    if (fault.target == Fault::Target::file && plain(fault.name) == plain(path)) return fault;
+  }
+  return std::nullopt;
+}
+
 }  // namespace tapedeck

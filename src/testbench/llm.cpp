@@ -219,7 +219,8 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
 
-  if (session_.mode_ == Testbench::Mode::record) {
+  // The call made for real, upstream: in a recording, and in a replay that records its misses.
+  auto fetch_upstream = [&] {
     // The credentials this call carries must not come back on the tape inside an answer (an
     // error that quotes the key, say).
     recorder.add_secret(options_.api_key);
@@ -246,6 +247,10 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
                                response.body.substr(0, 300));
     }
     session_.llm_requests_.emplace(digest, request);
+  };
+
+  if (session_.mode_ == Testbench::Mode::record) {
+    fetch_upstream();
   } else {
     auto found = session_.llm_calls_.find(digest);
     // Skip recordings already served out of order (serve_next_in_order).
@@ -265,7 +270,9 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
         }
       }
     }
-    if (served == nullptr) {
+    if (served == nullptr && options_.on_miss == LlmOptions::OnMiss::record) {
+      fetch_upstream();  // a request the tape does not hold goes upstream and is recorded
+    } else if (served == nullptr) {
       // The nearest recorded request: the longest shared start and end of the canonical forms.
       std::string nearest_digest, nearest;
       size_t best = 0;
@@ -294,23 +301,23 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
                             ? std::string("; no recorded request to compare it with")
                             : "; nearest recorded request (digest " + nearest_digest +
                                   ") differs here:" + difference(nearest, request)));
-    }
-    session_.llm_served_.insert(served);
-    const kind::LlmCall& recorded = *served;
-    response.status = 200;
-    response.body = session_.recorded_->resolve(recorded.response);
-    session_.llm_requests_.emplace(digest, request);
-    if (streamed && on_chunk) {
-      EventSplitter events(on_chunk);
-      size_t begin = 0;
-      // The recorded stream, handed back at the event boundaries it had.
-      while (begin < response.body.size()) {
-        size_t end = response.body.find("\n\n", begin);
-        end = end == std::string::npos ? response.body.size() : end + 2;
-        events.feed(std::string_view(response.body).substr(begin, end - begin));
-        begin = end;
+    } else {
+      session_.llm_served_.insert(served);
+      response.status = 200;
+      response.body = session_.recorded_->resolve(served->response);
+      session_.llm_requests_.emplace(digest, request);
+      if (streamed && on_chunk) {
+        EventSplitter events(on_chunk);
+        size_t begin = 0;
+        // The recorded stream, handed back at the event boundaries it had.
+        while (begin < response.body.size()) {
+          size_t end = response.body.find("\n\n", begin);
+          end = end == std::string::npos ? response.body.size() : end + 2;
+          events.feed(std::string_view(response.body).substr(begin, end - begin));
+          begin = end;
+        }
+        events.finish();
       }
-      events.finish();
     }
   }
   // Made before the proxy ends the answer's body: a client sees its end only after the record.

@@ -360,9 +360,9 @@ struct FakeServices : Services {
     sleeps.push_back(ms);
     return skip_sleeps;
   }
-  bool open(pid_t, const std::string& path, bool writes, bool reads_too) override {
+  int open(pid_t, const std::string& path, bool writes, bool reads_too) override {
     opens.push_back(std::string(!writes ? "r " : reads_too ? "rw " : "w ") + path);
-    return serve_opens;
+    return serve_opens ? 0 : EIO;
   }
   void closing(pid_t, const std::string& path) override { closed.push_back(path); }
   void deleting(pid_t, const std::string& path) override { deleted.push_back(path); }

@@ -77,6 +77,18 @@ for name in musl glibc; do
     "$td" fidelity "$work/static-$name.tape" "$work/static-$name.replay.tape" --mode semantic
   check "static-$name: the warning says what is served and what is not" \
     grep -q "statically linked.*floor serves its clock reads.*not taped: folders" "$work/static-$name.rec.err"
+  # Faults reach a program the floor serves: its open fails, its subprocess exits otherwise.
+  fresh_workspace
+  (cd "$work/ws" && "$td" replay -q "$work/static-$name.tape" --emit-tape "$work/fault.tape" \
+     --overwrite --fault 'file:tasks.txt=eacces' --fault 'process:date#1=exit:7' -- "$program") \
+    > "$work/static-$name.fault" 2>&1
+  check "static-$name: --fault file:tasks.txt=eacces fails its open (read -1)" \
+    grep -q "^tasks.txt: -1 bytes" "$work/static-$name.fault"
+  check "static-$name: --fault process:date#1=exit:7 is the exit its parent sees" \
+    grep -q "^date exit 7: " "$work/static-$name.fault"
+  check "static-$name: both faults are on the replay's tape" \
+    bash -c "grep -q '\"kind\":\"file_fault\"' '$work/fault.tape' &&
+             grep -q '\"kind\":\"process_fault\"' '$work/fault.tape'"
 done
 
 for name in cgo static; do

@@ -86,7 +86,7 @@ check "slow@400: the events came 400 ms further apart on the program's clock ($s
 
 # Bad specs: one line naming the spec and what is wrong, exit 2, and no tape written.
 for spec in 'llm#0=429' 'llm#1=200' 'llm#1=exit:3' 'llm#x=429' 'llm#1' 'model#1=429' \
-            'llm#1=cut@' 'process#1=exit:3'; do
+            'llm#1=cut@' 'process#1=enoent' 'file:/etc/passwd=enoent'; do
   "$td" replay -q "$work/plain.tape" --emit-tape "$work/bad.tape" --fault "$spec" -- \
     node "$sdk/fault_agent.mjs" plain > "$work/bad.out" 2> "$work/bad.err"
   status=$?

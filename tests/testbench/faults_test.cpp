@@ -96,5 +96,33 @@ TEST(LlmFaultsTest, ACallTheRecordingDidNotMakeIsNeverFaulted) {
   EXPECT_FALSE(faults.take("b").has_value());
 }
 
+TEST(ProcessFaultsTest, TheNthSpawnAndTheNthOfANameAreCountedApart) {
+  ProcessFaults faults({parse_fault("process#2=exit:3"), parse_fault("process:git#2=signal:KILL")});
+  EXPECT_FALSE(faults.take("/usr/bin/git").has_value());  // spawn 1, git 1
+  const auto second = faults.take("date");                // spawn 2
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->effect, Fault::Effect::exit);
+  EXPECT_FALSE(faults.take("ls").has_value());
+  const auto git = faults.take("git");  // git 2, by its name whatever its path
+  ASSERT_TRUE(git.has_value());
+  EXPECT_EQ(git->effect, Fault::Effect::signal);
+  EXPECT_FALSE(faults.take("git").has_value());  // each strikes once
+}
+
+TEST(ProcessFaultsTest, OtherTargetsAreIgnored) {
+  ProcessFaults faults({parse_fault("llm#1=429"), parse_fault("file:a=eio")});
+  EXPECT_FALSE(faults.take("a").has_value());
+}
+
+TEST(FileFaultsTest, APathMatchesWithOrWithoutALeadingDot) {
+  const std::vector<Fault> faults = {parse_fault("file:./data/tasks.txt=enoent"),
+                                     parse_fault("process#1=exit:1")};
+  EXPECT_TRUE(file_fault_for(faults, "data/tasks.txt").has_value());
+  EXPECT_TRUE(file_fault_for(faults, "./data/tasks.txt").has_value());
+  EXPECT_TRUE(file_fault_for(faults, "data/tasks.txt").has_value());  // every read
+  EXPECT_FALSE(file_fault_for(faults, "tasks.txt").has_value());
+  EXPECT_FALSE(file_fault_for(faults, "data/tasks.txt.bak").has_value());
+}
+
 }  // namespace
 }  // namespace tapedeck
