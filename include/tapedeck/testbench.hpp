@@ -162,7 +162,8 @@ class ProcessTape {
  public:
   ProcessResult run(const std::string& program, const std::vector<std::string>& args,
                     const std::optional<std::string>& cwd = std::nullopt);
-  // Record only: records a subprocess someone else ran (the interposer's exec shim does).
+  // Records a subprocess someone else ran (the interposer's exec shim does): in a recording, and
+  // in a replay that runs what its tape does not hold (--on-miss record).
   void record_finished(const std::string& program, const std::vector<std::string>& args,
                        const std::optional<std::string>& cwd, const ProcessResult& result);
 

@@ -4,10 +4,14 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "tapedeck/codec.hpp"
+#include "tapedeck/error.hpp"
+#include "tapedeck/suite.hpp"
 
 namespace tapedeck::cli {
 
 namespace {
+namespace fs = std::filesystem;
+
 struct FmtOptions {
   std::string in;
   std::string out;
@@ -17,6 +21,12 @@ struct FmtOptions {
 int run_fmt(const FmtOptions& options) {
   FormatReport report = options.out.empty() ? format_tape_to_fd(options.in, STDOUT_FILENO)
                                             : format_tape(options.in, options.out);
+  // The manifest goes along, its paths made relative to OUT's folder, so OUT replays as IN did.
+  std::error_code error;
+  if (!options.out.empty() && fs::exists(suite::manifest_path_for(options.in), error) &&
+      !fs::equivalent(options.in, options.out, error)) {
+    suite::write_manifest(options.out, suite::read_manifest(options.in));
+  }
   if (report.torn_tail) {
     print_warning(
         fmt::format("{}:{}: left out a torn last line ({} bytes; a recording stopped "
@@ -53,7 +63,8 @@ void add_fmt(CLI::App& app, int& exit_code) {
   cmd->footer(
       "Re-encode a tape canonically: the exact bytes the reference serializer writes.\n"
       "Without -o the tape goes to stdout; with -o it replaces OUT atomically and its CAS\n"
-      "entries are carried into OUT.cas (hard links where possible).\n\n"
+      "entries are carried into OUT.cas (hard links where possible), its manifest (for\n"
+      "`tapedeck check`) into OUT.manifest.\n\n"
       "Examples:\n"
       "  tapedeck fmt run.tape -o canonical.tape\n"
       "  tapedeck fmt run.tape | diff run.tape -    # is the tape already canonical?");

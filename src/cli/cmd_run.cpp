@@ -246,9 +246,10 @@ void add_replay(CLI::App& app, int& exit_code) {
                   "(namespace where the kernel allows it, else copy, with a warning)")
       ->check(CLI::IsMember({"auto", "namespace", "copy"}));
   cmd->add_option("--on-miss", args->on_miss,
-                  "What an LLM call the tape does not hold does: fail (stop the replay, exit 2) "
-                  "or record (go to --llm-upstream and record it on --emit-tape, which becomes "
-                  "a complete tape: VCR's new_episodes)")
+                  "What an LLM call or a subprocess the tape does not hold does: fail (stop the "
+                  "replay, exit 2) or record (the call goes to --llm-upstream, the subprocess "
+                  "runs for real, both recorded on --emit-tape, which becomes a complete tape: "
+                  "VCR's new_episodes)")
       ->check(CLI::IsMember({"fail", "record"}))
       ->capture_default_str();
   cmd->add_option("--llm-upstream", args->llm_upstream,

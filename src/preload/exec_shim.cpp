@@ -535,11 +535,18 @@ bool sent_by_others(int signal_number) {
   return false;
 }
 
-[[noreturn]] void replay(Supervisor& supervisor, const Invocation& call) {
+[[noreturn]] void replay(Supervisor& supervisor, Invocation& call) {
   std::string frame;
   wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_replay));
   put_invocation(frame, call);
   auto [reply, body] = supervisor.ask(std::move(frame));
+  if (reply == wire::Reply::ok) {
+    // Not on the tape, and the replay records what it lacks (--on-miss record): run for real.
+    sigset_t everything, original;
+    ::sigfillset(&everything);
+    ::sigprocmask(SIG_BLOCK, &everything, &original);
+    record(supervisor, call, original);
+  }
   if (reply != wire::Reply::spawned) std::_Exit(2);  // a miss: the supervisor stops the tree
   wire::Cursor cursor(body);
   const auto exit_code = cursor.take_int<int32_t>();

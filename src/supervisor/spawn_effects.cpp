@@ -1,6 +1,7 @@
 // Subprocesses: record keeps what tapedeck-exec reports (the command, its output and exit code)
 // and what the subprocess changed in the workspace; replay serves the recorded result without
-// running anything, and makes those changes in its view.
+// running anything, and makes those changes in its view. A replay with --on-miss record has one
+// the tape does not hold run for real, and keeps its report as a recording does.
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -76,6 +77,8 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
   } catch (const ReplayMiss& miss) {
     // Not on the tape: the stand-in's own ask meets the miss.
     if (op == wire::Op::spawn_claim) return server_.answer(connection, Reply::ok);
+    // --on-miss record: the stand-in runs it for real, as a recording does, and tells.
+    if (options_.record_misses) return server_.answer(connection, Reply::ok);
     // A subprocess its parent kills at once (Popen.kill() right after the start) can be gone
     // before its recording tapes it, leaving nothing on the tape. Its stand-in here gets the
     // same moment to be killed before the run is stopped as a miss.

@@ -49,7 +49,7 @@ template <typename K, typename... Kinds>
 struct KindIndex<K, std::variant<Kinds...>> {
   static constexpr size_t value = [] {
     size_t index = 0;
-    ((std::is_same_v<K, Kinds> ? false : (++index, true)) && ...);
+    (void)((std::is_same_v<K, Kinds> ? false : (++index, true)) && ...);
     return index;
   }();
 };

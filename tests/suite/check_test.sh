@@ -75,6 +75,10 @@ check "--json: one object, each case's status in the order given" grep -q "json 
 mv "$suite" "$work/moved"
 "$td" check "$work/moved/tapes/01.tape" "$work/moved/tapes/02.tape" -q
 check "a moved suite replays: the manifest's paths are relative" test $? = 0
+mkdir -p "$work/elsewhere/deeper"
+"$td" fmt -q "$work/moved/tapes/01.tape" -o "$work/elsewhere/deeper/01.tape"
+"$td" check -q "$work/elsewhere/deeper/01.tape"
+check "a tape fmt -o writes elsewhere takes its manifest along, its paths rebased" test $? = 0
 
 # A replay that never ends is stopped at the timeout, with everything it started.
 mkdir -p "$work/hang"

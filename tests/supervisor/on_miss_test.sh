@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Record modes: `replay --on-miss record`. An agent makes two LLM calls, the second's prompt from
-# its command line. Replayed with a changed second prompt, the first call is served from the
-# tape and only the second reaches the stand-in server (its request log holds exactly one line);
+# its command line, and runs a tool on that prompt. Replayed with a changed second prompt, the
+# first call is served from the tape and only the second reaches the stand-in server (its
+# request log holds exactly one line), and the tool, whose arguments changed, runs for real;
 # the new tape is complete: it replays offline with the changed prompt, its first call's
 # response is the recording's, and `tapedeck check` passes it. Without --on-miss record the
 # changed prompt stops the replay (exit 2). Bad combinations are refused (exit 2, one line).
@@ -42,6 +43,9 @@ check "  exactly one request reached the server: the changed one" \
 check "  the program got the new answer and the recorded first one" \
   bash -c "grep -q \"second: Plan for 'Summarize the second version'\" '$work/new.out' &&
            [ \"\$(grep '^first:' '$work/new.out')\" = \"\$(grep '^first:' '$work/run.out')\" ]"
+check "  the tool the tape did not hold ran for real, and is on the new tape" \
+  bash -c "grep -q '^tool: [0-9]* Summarize|the|second|version| (exit 0)' '$work/new.out' &&
+           '$td' show '$work/new.tape' --kind process_spawn | grep -q '\"second\" \"version\"'"
 check "  the new tape has its manifest, with the changed command" \
   grep -q 'Summarize the second version' "$work/new.tape.manifest"
 

@@ -1,10 +1,11 @@
-"""An agent with two LLM calls, the second's prompt from its command line: what a changed
-prompt looks like to a replay (tests/supervisor/on_miss_test.sh).
+"""An agent with two LLM calls, the second's prompt from its command line, and a tool run on
+that prompt: what a changed prompt looks like to a replay (tests/supervisor/on_miss_test.sh).
 
     python3 two_calls.py "SECOND PROMPT"
 """
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -27,6 +28,9 @@ print("started at", int(time.time()))
 print("first:", chat("List the files to read first"))
 time.sleep(0.5)
 print("second:", chat(sys.argv[1]))
+tool = subprocess.run(["wc", "-c"], input=sys.argv[1], capture_output=True, text=True)
+counted = subprocess.run(["printf", "%s|", *sys.argv[1].split()], capture_output=True, text=True)
+print("tool:", tool.stdout.strip(), counted.stdout, "(exit %d)" % counted.returncode)
 with open("answer.txt", "w") as f:
     f.write(sys.argv[1] + "\n")
 print("done at", int(time.time()))
