@@ -214,7 +214,10 @@ std::string llm_request_digest(std::string_view request_json) {
 
 LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_chunk,
                             const LlmRoute* route) {
-  const auto [request, streamed] = canonicalize(request_json);
+  // Named, not bound: a structured binding cannot be captured by fetch_upstream below (C++20).
+  const CanonicalRequest canonical = canonicalize(request_json);
+  const std::string& request = canonical.text;
+  const bool streamed = canonical.streamed;
   const std::string digest = content_hash(request);
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
