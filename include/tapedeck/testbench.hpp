@@ -162,10 +162,13 @@ class ProcessTape {
  public:
   ProcessResult run(const std::string& program, const std::vector<std::string>& args,
                     const std::optional<std::string>& cwd = std::nullopt);
-  // Records a subprocess someone else ran (the interposer's exec shim does): in a recording, and
-  // in a replay that runs what its tape does not hold (--on-miss record).
+  // Record only: records a subprocess someone else ran (the interposer's exec shim does).
   void record_finished(const std::string& program, const std::vector<std::string>& args,
                        const std::optional<std::string>& cwd, const ProcessResult& result);
+  // Replay only: a subprocess the tape does not hold that ran for real (--on-miss record), onto
+  // the replay's own tape.
+  void record_unheld(const std::string& program, const std::vector<std::string>& args,
+                     const std::optional<std::string>& cwd, const ProcessResult& result);
 
  private:
   friend class Session;

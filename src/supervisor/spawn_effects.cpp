@@ -57,7 +57,11 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     result.started = cursor.take_int<uint64_t>();
     if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
     if (pid_namespace_) result.pids = pids;
-    session_->processes().record_finished(program, args, cwd, result);
+    if (options_.mode == RunOptions::Mode::record) {
+      session_->processes().record_finished(program, args, cwd, result);
+    } else {
+      session_->processes().record_unheld(program, args, cwd, result);
+    }
     record_subprocess_changes();
     return server_.answer(connection, Reply::ok);
   }

@@ -190,7 +190,18 @@ ProcessResult ProcessTape::run(const std::string& program, const std::vector<std
 void ProcessTape::record_finished(const std::string& program, const std::vector<std::string>& args,
                                   const std::optional<std::string>& cwd,
                                   const ProcessResult& result) {
-  // In a replay: one the tape did not hold, run for real (--on-miss record), on the replay's tape.
+  if (session_.mode_ != Testbench::Mode::record) {
+    throw std::logic_error("record_finished() records; this session replays");
+  }
+  record(program, args, cwd, result);
+}
+
+void ProcessTape::record_unheld(const std::string& program, const std::vector<std::string>& args,
+                                const std::optional<std::string>& cwd,
+                                const ProcessResult& result) {
+  if (session_.mode_ != Testbench::Mode::replay) {
+    throw std::logic_error("record_unheld() is for a replay; this session records");
+  }
   record(program, args, cwd, result);
 }
 

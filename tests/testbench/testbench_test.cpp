@@ -169,6 +169,7 @@ TEST(Testbench, AStreamingSessionIsOnDiskBeforeItEndsAndTakesSubprocessesRunElse
   ASSERT_NE(replay->recorded_tape(), nullptr);
   EXPECT_EQ(replay->processes().run("make", {"all"}, ".").exit_code, 3);
   EXPECT_THROW(replay->processes().record_finished("make", {}, ".", ran), std::logic_error);
+  EXPECT_THROW(session->processes().record_unheld("make", {}, ".", ran), std::logic_error);
 }
 
 TEST(Testbench, AnUnknownTupleIsALoudMissNamingTheNearest) {
