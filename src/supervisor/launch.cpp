@@ -1,6 +1,7 @@
 #include "supervisor/launch.hpp"
 
 #include <elf.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <spawn.h>
@@ -8,9 +9,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <string_view>
+#include <vector>
 
 #include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
@@ -255,37 +259,91 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
   }
 }
 
-Linkage linkage_of(const fs::path& program) {
-  const std::optional<std::string> bytes = detail::read_file(program);
-  if (!bytes) return Linkage::glibc_dynamic;
-  const std::string& image = *bytes;
-  if (image.starts_with("#!")) {
-    // A script: what matters is its interpreter.
-    std::istringstream words(image.substr(2, image.find('\n') - 2));
+namespace {
+
+// Reads exactly `size` bytes at `offset`; false when the file is shorter or unreadable.
+bool read_at(int fd, void* into, size_t size, uint64_t offset) {
+  auto* out = static_cast<char*>(into);
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, out, size, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    out += got;
+    size -= static_cast<size_t>(got);
+    offset += static_cast<uint64_t>(got);
+  }
+  return true;
+}
+
+// Whether the ELF file open on `fd` names a section Go's linker writes into every binary since
+// Go 1.13, cgo-linked or not, stripped or not (.go.buildinfo; .note.go.buildid). Only the section
+// headers and their names are read: a program can be 100 MB (node), and this runs per run.
+bool has_go_sections(int fd, const Elf64_Ehdr& header) {
+  if (header.e_shnum == 0 || header.e_shentsize != sizeof(Elf64_Shdr) ||
+      header.e_shstrndx >= header.e_shnum || header.e_shnum > 4096) {
+    return false;
+  }
+  std::vector<Elf64_Shdr> sections(header.e_shnum);
+  if (!read_at(fd, sections.data(), sections.size() * sizeof(Elf64_Shdr), header.e_shoff)) {
+    return false;
+  }
+  const Elf64_Shdr& names_section = sections[header.e_shstrndx];
+  if (names_section.sh_size > (1u << 20)) return false;
+  std::string names(names_section.sh_size, '\0');
+  if (!read_at(fd, names.data(), names.size(), names_section.sh_offset)) return false;
+  for (const Elf64_Shdr& section : sections) {
+    if (section.sh_name >= names.size()) continue;
+    const std::string_view name(names.c_str() + section.sh_name);
+    if (name == ".go.buildinfo" || name == ".note.go.buildid") return true;
+  }
+  return false;
+}
+
+// linkage_of, `depth` interpreters down.
+Linkage linkage_at_depth(const fs::path& program, int depth) {
+  const int fd = ::open(program.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Linkage::glibc_dynamic;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  // A script: what matters is its interpreter (the kernel reads at most this much of the line).
+  char start[256] = {};
+  const ssize_t got = ::pread(fd, start, sizeof start, 0);
+  if (got >= 2 && start[0] == '#' && start[1] == '!') {
+    const std::string_view line(start + 2, static_cast<size_t>(got) - 2);
+    std::istringstream words(std::string(line.substr(0, line.find('\n'))));
     std::string interpreter;
     words >> interpreter;
-    if (interpreter.empty() || fs::path(interpreter) == program) return Linkage::glibc_dynamic;
-    return linkage_of(interpreter);
-  }
-  if (image.size() < sizeof(Elf64_Ehdr) || image.compare(0, 4, ELFMAG) != 0 ||
-      image[EI_CLASS] != ELFCLASS64) {
-    return Linkage::glibc_dynamic;
-  }
-  // Every Go binary since Go 1.13 carries its build info behind this magic, cgo-linked or not.
-  if (image.find("\xff Go buildinf:") != std::string::npos ||
-      image.find("Go build ID:") != std::string::npos) {
-    return Linkage::go;
+    // As the kernel does, interpreters that are scripts are followed a few deep, no further.
+    constexpr int kMostInterpreters = 4;
+    if (interpreter.empty() || depth >= kMostInterpreters) return Linkage::glibc_dynamic;
+    return linkage_at_depth(interpreter, depth + 1);
   }
   Elf64_Ehdr header;
-  std::memcpy(&header, image.data(), sizeof header);
-  for (unsigned i = 0; i < header.e_phnum; ++i) {
-    const uint64_t at = header.e_phoff + uint64_t{i} * header.e_phentsize;
-    if (at + sizeof(Elf64_Phdr) > image.size()) break;
-    Elf64_Phdr segment;
-    std::memcpy(&segment, image.data() + at, sizeof segment);
+  if (got < static_cast<ssize_t>(sizeof header)) return Linkage::glibc_dynamic;
+  std::memcpy(&header, start, sizeof header);
+  if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 || header.e_ident[EI_CLASS] != ELFCLASS64) {
+    return Linkage::glibc_dynamic;
+  }
+  if (has_go_sections(fd, header)) return Linkage::go;
+  if (header.e_phentsize != sizeof(Elf64_Phdr) || header.e_phnum > 4096) {
+    return Linkage::glibc_dynamic;
+  }
+  std::vector<Elf64_Phdr> segments(header.e_phnum);
+  if (!read_at(fd, segments.data(), segments.size() * sizeof(Elf64_Phdr), header.e_phoff)) {
+    return Linkage::glibc_dynamic;
+  }
+  for (const Elf64_Phdr& segment : segments) {
     if (segment.p_type == PT_INTERP) return Linkage::glibc_dynamic;
   }
   return Linkage::static_binary;
+}
+
+}  // namespace
+
+Linkage linkage_of(const fs::path& program) {
+  return linkage_at_depth(program, 0);
 }
 
 std::optional<std::string> interposition_warning(const fs::path& program, bool floor_serves) {
