@@ -28,6 +28,11 @@ struct Finding {
 // What a redacted credential reads as: valid UTF-8, and inside a JSON string, still JSON.
 inline constexpr std::string_view kRedacted = "[redacted by tapedeck]";
 
+// The rules compile on their first use, which takes tens of milliseconds (Vectorscan's
+// database): a caller that knows it will scan can have that done now, on a thread of its choice.
+// Safe to call from any thread, any number of times.
+void prepare();
+
 // Every credential-shaped string in `bytes`, in order, not overlapping.
 std::vector<Finding> find(std::string_view bytes);
 

@@ -124,7 +124,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
         stderr,
         R"({{"command":{},"tape":{},"emitted":{},"exit_code":{},"records":{},"wall_ms":{},)"
         R"("miss":{},"unused_inputs":{},"unused_example":{},"isolation":{},"isolation_setup_ms":{:.3f},)"
-        R"("view":{},"floor":{},)"
+        R"("view":{},"floor":{},"setup_ms":{:.1f},"program_ms":{:.1f},"finish_ms":{:.1f},)"
         R"("warnings":[{}]}})"
         "\n",
         json_string(verb), json_string(mode == RunOptions::Mode::replay ? args.tape : args.emit),
@@ -136,7 +136,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
             : "null",
         outcome.isolation_setup_ms,
         outcome.view_layer.empty() ? "null" : json_string(outcome.view_layer), outcome.floor,
-        warnings);
+        outcome.setup_ms, outcome.program_ms, outcome.finish_ms, warnings);
     return outcome.miss ? 2 : outcome.exit_code;
   }
   for (const std::string& warning : outcome.warnings) print_warning(warning);

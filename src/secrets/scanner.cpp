@@ -140,6 +140,10 @@ std::vector<Finding> in_order_without_overlaps(std::vector<Finding> found) {
 
 }  // namespace
 
+void prepare() {
+  compiled();
+}
+
 std::vector<Finding> find(std::string_view bytes) {
   std::vector<Finding> out;
   const Compiled& rules = compiled();

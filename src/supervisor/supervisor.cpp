@@ -16,6 +16,7 @@
 #include "supervisor/tree_effects.hpp"
 #include "supervisor/tree_server.hpp"
 #include "tapedeck/llm_proxy.hpp"
+#include "tapedeck/secrets.hpp"
 #include "tapedeck/testbench.hpp"
 
 extern char** environ;
@@ -86,6 +87,9 @@ RunOutcome run(const RunOptions& options) {
     session = bench.start();
   }
 
+  // The credential rules compile while the program runs: the run's end scans its output.
+  std::jthread rules_ready;  // joined however this function ends
+  if (session) rules_ready = std::jthread(secrets::prepare);
   if (session) {
     // The program's credentials never reach the tape, whatever output carries them.
     for (char** entry = environ; *entry != nullptr; ++entry) {
@@ -226,7 +230,9 @@ RunOutcome run(const RunOptions& options) {
   // Once the root is gone (or never started): the tree served out, tapedeck's signals its own.
   auto wind_down = [&] {
     root_exited = true;
+    server.wake();
     serving.join();
+    if (rules_ready.joinable()) rules_ready.join();
     ::sigaction(SIGINT, &previous_int, nullptr);
     ::sigaction(SIGQUIT, &previous_quit, nullptr);
     ::sigaction(SIGTERM, &previous_term, nullptr);
@@ -256,9 +262,11 @@ RunOutcome run(const RunOptions& options) {
     wind_down();
     throw;
   }
+  const auto program_started = std::chrono::steady_clock::now();
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  const auto program_ended = std::chrono::steady_clock::now();
   forward_to = 0;
   wind_down();
   if (floor_serves) effects.settle_all();
@@ -291,8 +299,12 @@ RunOutcome run(const RunOptions& options) {
           "had been written before: scrubbed from the tape and its sidecar");
     }
   }
-  outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - started);
+  const auto ended = std::chrono::steady_clock::now();
+  outcome.wall = std::chrono::duration_cast<std::chrono::milliseconds>(ended - started);
+  using Ms = std::chrono::duration<double, std::milli>;
+  outcome.setup_ms = Ms(program_started - started).count();
+  outcome.program_ms = Ms(program_ended - program_started).count();
+  outcome.finish_ms = Ms(ended - program_ended).count();
   return outcome;
 }
 

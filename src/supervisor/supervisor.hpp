@@ -46,6 +46,11 @@ struct RunOutcome {
   double isolation_setup_ms = 0;               // replay: the private view's set-up time
   std::string view_layer;                      // replay: "overlayfs", "bind-mounted copy" or "copy"
   bool floor = false;  // the system-call floor held beneath the tree (see floor/floor.hpp)
+  // Where the wall time went: tapedeck's set-up until the program started, the program's run
+  // until its root exited, and tapedeck's wind-down after it (the tape finished, the view gone).
+  double setup_ms = 0;
+  double program_ms = 0;
+  double finish_ms = 0;
 };
 
 // Runs the program to its end. Throws std::runtime_error (or TapeError) when the run cannot be

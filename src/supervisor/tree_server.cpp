@@ -1,5 +1,7 @@
 #include "supervisor/tree_server.hpp"
 
+#include <sys/eventfd.h>
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -27,11 +29,25 @@ TreeServer::TreeServer(std::string socket_path) : socket_path_(std::move(socket_
       ::listen(listener_, 128) != 0) {
     throw std::runtime_error("cannot listen on " + socket_path_ + ": " + std::strerror(errno));
   }
+  // wake() ends serve()'s wait at once: a run's end is not held up by the poll's timeout.
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  also_poll(wake_fd_, [this] {
+    uint64_t count = 0;
+    ssize_t ignored = ::read(wake_fd_, &count, sizeof count);
+    (void)ignored;
+  });
+}
+
+void TreeServer::wake() {
+  const uint64_t one = 1;
+  ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
+  (void)ignored;
 }
 
 TreeServer::~TreeServer() {
   for (Connection& connection : connections_) ::close(connection.fd);
   if (listener_ >= 0) ::close(listener_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 void TreeServer::also_poll(int fd, std::function<void()> on_ready) {

@@ -51,6 +51,8 @@ class TreeServer {
 
   // Serves until the root has exited and every connection closed (or `grace` passed since).
   void serve(const std::atomic<bool>& root_exited, std::chrono::milliseconds grace);
+  // Makes serve() look at root_exited now rather than at its next poll timeout.
+  void wake();
 
   void answer(const Connection& connection, wire::Reply reply, const std::string& body = {});
   // The tape does not hold what this process asked for: the tree is stopped, the process told.
@@ -66,6 +68,7 @@ class TreeServer {
 
   std::string socket_path_;
   int listener_ = -1;
+  int wake_fd_ = -1;
   Handler handler_;
   std::vector<Connection> connections_;
   std::vector<std::pair<int, std::function<void()>>> others_;
