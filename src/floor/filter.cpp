@@ -34,7 +34,65 @@ void check(int result, const char* what) {
 
 }  // namespace
 
-Filter::Filter(Reach reach, Runtime runtime) : reach_(reach) {
+namespace {
+
+// The calls Reach::whole serves, by name, and what a program does through each.
+struct ServedCall {
+  const char* name;
+  int number;
+  const char* effect;
+};
+const ServedCall kServedCalls[] = {
+    {"clock_gettime", SCMP_SYS(clock_gettime), "clock reads"},
+    {"gettimeofday", SCMP_SYS(gettimeofday), "clock reads"},
+    {"time", SCMP_SYS(time), "clock reads"},
+    {"nanosleep", SCMP_SYS(nanosleep), "sleeps"},
+    {"clock_nanosleep", SCMP_SYS(clock_nanosleep), "sleeps"},
+    {"open", SCMP_SYS(open), "file reads and writes"},
+    {"openat", SCMP_SYS(openat), "file reads and writes"},
+    {"close", SCMP_SYS(close), "file writes"},
+    {"execve", SCMP_SYS(execve), "subprocesses"},
+    {"execveat", SCMP_SYS(execveat), "subprocesses"},
+    {"getrandom", SCMP_SYS(getrandom), "randomness"},
+    {"unlink", SCMP_SYS(unlink), "deletes"},
+    {"unlinkat", SCMP_SYS(unlinkat), "deletes"},
+    {"rename", SCMP_SYS(rename), "renames"},
+    {"renameat", SCMP_SYS(renameat), "renames"},
+    {"renameat2", SCMP_SYS(renameat2), "renames"},
+};
+
+const ServedCall* served_call(const std::string& name) {
+  for (const ServedCall& call : kServedCalls) {
+    if (name == call.name) return &call;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string escapes_through(const std::set<std::string>& holes) {
+  std::set<std::string> effects;
+  for (const std::string& hole : holes) {
+    if (const ServedCall* call = served_call(hole)) effects.insert(call->effect);
+  }
+  std::string words;
+  for (const std::string& effect : effects) words += (words.empty() ? "" : ", ") + effect;
+  return words;
+}
+
+Filter::Filter(Reach reach, Runtime runtime, const std::set<std::string>& holes) : reach_(reach) {
+  for (const std::string& hole : holes) {
+    if (served_call(hole) == nullptr) {
+      throw std::runtime_error("the system-call floor: " + hole +
+                               " is not a call it serves, so it cannot be left out");
+    }
+  }
+  auto left_out = [&holes](int number) {
+    for (const std::string& hole : holes) {
+      if (served_call(hole)->number == number) return true;
+    }
+    return false;
+  };
   std::unique_ptr<void, ContextDeleter> context(seccomp_init(SCMP_ACT_ALLOW));
   if (!context) throw std::runtime_error("the system-call floor: seccomp_init failed");
   scmp_filter_ctx ctx = context.get();
@@ -52,19 +110,19 @@ Filter::Filter(Reach reach, Runtime runtime) : reach_(reach) {
     // The clocks the tape keeps (the CPU-time clocks, 2, 3 and the negative per-thread ids, are
     // the process's own business).
     for (const clockid_t clock : clock_units::kTapedClocks) {
-      check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(clock_gettime), 1,
-                             SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(clock))),
-            "clock_gettime");
-      check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(clock_nanosleep), 1,
-                             SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(clock))),
-            "clock_nanosleep");
+      for (const int call : {SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep)}) {
+        if (left_out(call)) continue;
+        check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call, 1,
+                               SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(clock))),
+              "a clock call");
+      }
     }
-    for (const int call :
-         {SCMP_SYS(gettimeofday), SCMP_SYS(time), SCMP_SYS(nanosleep), SCMP_SYS(open),
-          SCMP_SYS(openat), SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(close),
-          SCMP_SYS(getrandom), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(rename),
-          SCMP_SYS(renameat), SCMP_SYS(renameat2)}) {
-      check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call, 0), "a served call");
+    for (const ServedCall& call : kServedCalls) {
+      if (call.number == SCMP_SYS(clock_gettime) || call.number == SCMP_SYS(clock_nanosleep) ||
+          left_out(call.number)) {
+        continue;
+      }
+      check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call.number, 0), call.name);
     }
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0), "openat2");
     if (runtime == Runtime::go) {

@@ -114,8 +114,13 @@ enum class Runtime { plain, go };
 // install it.
 class Filter {
  public:
-  // Throws std::runtime_error when libseccomp cannot build it.
-  explicit Filter(Reach reach = Reach::network, Runtime runtime = Runtime::plain);
+  // Throws std::runtime_error when libseccomp cannot build it, or when `holes` names a call
+  // Reach::whole does not serve.
+  // `holes`: served calls left out (Reach::whole only), so that a test can make a program
+  // escape the floor on purpose and see it named and kept off the workspace; never the
+  // network's calls. What escapes through them: escapes_through().
+  explicit Filter(Reach reach = Reach::network, Runtime runtime = Runtime::plain,
+                  const std::set<std::string>& holes = {});
   Reach reach() const { return reach_; }
   // In the child, between fork and exec (async-signal-safe): no_new_privs when not root, then
   // the filter. Returns the descriptor notifications arrive on, or -1 with errno set.
@@ -125,6 +130,10 @@ class Filter {
   Reach reach_;
   std::vector<sock_filter> program_;
 };
+
+// What a program's calls through `holes` (served calls left out of the filter) take past the
+// tape, in words: "clock reads", "file reads and writes", …; empty for no holes.
+std::string escapes_through(const std::set<std::string>& holes);
 
 // The root program, stopped by ptrace at its exec (PTRACE_TRACEME before execve): its auxiliary
 // vector's AT_SYSINFO_EHDR entry becomes AT_IGNORE, so neither libc nor Go's runtime finds the

@@ -5,8 +5,11 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "floor/floor.hpp"
@@ -169,9 +172,34 @@ RunOutcome run(const RunOptions& options) {
   if (reach == floor::Reach::whole) without_preload(env, options.preload_library);
 
   // The floor: built here, installed by the root before it starts, answered by the warden.
+  // A test makes a program escape on purpose (TAPEDECK_TEST_FLOOR_HOLE=openat,…): served calls
+  // left out of the filter. Never silent: the program and what escapes are named.
+  std::set<std::string> holes;
+  if (const char* named = std::getenv("TAPEDECK_TEST_FLOOR_HOLE");
+      named != nullptr && reach == floor::Reach::whole) {
+    std::istringstream list(named);
+    for (std::string call; std::getline(list, call, ',');) {
+      if (call.empty()) continue;
+      if (floor::escapes_through({call}).empty()) {  // a typo must not cost the floor
+        throw std::runtime_error("TAPEDECK_TEST_FLOOR_HOLE: " + call +
+                                 " is not a call the system-call floor serves");
+      }
+      holes.insert(call);
+    }
+  }
   std::optional<floor::Filter> filter;
   try {
-    filter.emplace(reach, runtime);
+    filter.emplace(reach, runtime, holes);
+    if (!holes.empty()) {
+      std::string calls;
+      for (const std::string& call : holes) calls += (calls.empty() ? "" : ", ") + call;
+      outcome.warnings.push_back(
+          program->string() + " escapes the system-call floor through " + calls +
+          " (TAPEDECK_TEST_FLOOR_HOLE): its " + floor::escapes_through(holes) + " are not taped" +
+          (options.mode == RunOptions::Mode::replay
+               ? ", and happen for real in the replay's private view of the workspace"
+               : ""));
+    }
   } catch (const std::exception& error) {
     if (options.mode == RunOptions::Mode::replay) throw;
     outcome.warnings.push_back(std::string(error.what()) +

@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -90,8 +91,8 @@ struct Outcome {
 // `hold` (notifications wait meanwhile). The child's exit code is what the scenario returns.
 Outcome under_floor(const std::function<int()>& scenario, NetworkPolicy policy = {},
                     std::chrono::milliseconds hold = std::chrono::milliseconds(0),
-                    Services* services = nullptr) {
-  const Filter filter(services != nullptr ? Reach::whole : Reach::network);
+                    Services* services = nullptr, const std::set<std::string>& holes = {}) {
+  const Filter filter(services != nullptr ? Reach::whole : Reach::network, Runtime::plain, holes);
   int channel[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
   const pid_t pid = ::fork();
@@ -346,7 +347,7 @@ struct FakeServices : Services {
   int64_t wall_ms = 1'700'000'123'456;
   int64_t monotonic_ms = 42'000;
   bool skip_sleeps = true;
-  bool serve_opens = true;
+  int open_error = 0;              // what open() answers: 0 lets it through
   std::vector<std::string> reads;  // "wall" / "monotonic"
   std::vector<uint64_t> sleeps;
   std::vector<std::string> opens;  // "r PATH", "w PATH", "rw PATH"
@@ -362,7 +363,7 @@ struct FakeServices : Services {
   }
   int open(pid_t, const std::string& path, bool writes, bool reads_too) override {
     opens.push_back(std::string(!writes ? "r " : reads_too ? "rw " : "w ") + path);
-    return serve_opens ? 0 : EIO;
+    return open_error;
   }
   void closing(pid_t, const std::string& path) override { closed.push_back(path); }
   void deleting(pid_t, const std::string& path) override { deleted.push_back(path); }
@@ -534,16 +535,37 @@ TEST(FloorWhole, RandomnessComesFromTheServicesForEveryByteAsked) {
   EXPECT_EQ(outcome.exit_code, 0);
 }
 
-TEST(FloorWhole, AnOpenTheTapeCannotServeFailsWithEio) {
+TEST(FloorWhole, AnOpenFailsWithTheErrnoTheServicesAnswer) {
+  // EIO: the tape cannot serve it (the tree is being stopped); EACCES: a replay's --fault.
+  for (const int error : {EIO, EACCES, ENOENT}) {
+    FakeServices services;
+    services.open_error = error;
+    const Outcome outcome = under_floor(
+        [error] {
+          const long fd = ::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY);
+          return fd == -1 && errno == error ? 0 : 1;
+        },
+        {}, std::chrono::milliseconds(0), &services);
+    EXPECT_EQ(outcome.exit_code, 0) << std::strerror(error);
+  }
+}
+
+TEST(FloorWhole, ACallLeftOutAsAHolePassesUnservedAndTheRestStayServed) {
   FakeServices services;
-  services.serve_opens = false;
   const Outcome outcome = under_floor(
       [] {
         const long fd = ::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY);
-        return fd == -1 && errno == EIO ? 0 : 1;
+        if (fd < 0) return 1;
+        ::close(static_cast<int>(fd));
+        timespec now{};
+        return ::syscall(SYS_clock_gettime, CLOCK_REALTIME, &now) == 0 ? 0 : 2;
       },
-      {}, std::chrono::milliseconds(0), &services);
+      {}, std::chrono::milliseconds(0), &services, {"openat"});
   EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_TRUE(services.opens.empty());  // the hole: the open never reached the services
+  EXPECT_EQ(services.reads, (std::vector<std::string>{"wall"}));
+  EXPECT_EQ(escapes_through({"openat", "open", "nanosleep"}), "file reads and writes, sleeps");
+  EXPECT_THROW(Filter(Reach::whole, Runtime::plain, {"connect"}), std::runtime_error);
 }
 
 TEST(FloorWhole, AnotherProgramTheRootExecsIsNotServed) {

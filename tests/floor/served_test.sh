@@ -91,6 +91,31 @@ for name in musl glibc; do
              grep -q '\"kind\":\"process_fault\"' '$work/fault.tape'"
 done
 
+# A program that escapes anyway (a test-only hole in the filter: its opens are let through) is
+# named with what escapes, and its replay writes into the private view, never the workspace.
+musl-gcc -static -O2 -o "$work/escape" "$here/escape.c" ||
+  { echo "FAIL: cannot build the escaping program" >&2; exit 1; }
+fresh_workspace
+(cd "$work/ws" && "$td" run -q --emit-tape "$work/escape.tape" -- "$work/escape") > /dev/null 2>&1
+fresh_workspace
+cp -r "$work/ws" "$work/before"
+(cd "$work/ws" && TAPEDECK_TEST_FLOOR_HOLE=open,openat "$td" replay --json "$work/escape.tape" -- \
+   "$work/escape") > "$work/escape.out" 2> "$work/escape.err"
+check "escape: the replay runs (exit 0), its write made in the private view" \
+  bash -c "[ $? = 0 ] && grep -q 'wrote escaped.txt' '$work/escape.out'"
+check "escape: named in a warning, with what escapes" \
+  grep -q 'escape escapes the system-call floor through open, openat (TAPEDECK_TEST_FLOOR_HOLE): its file reads and writes are not taped' \
+  "$work/escape.err"
+check "escape: the warning is in --json's warnings" \
+  grep -q '"warnings":\[.*escapes the system-call floor' "$work/escape.err"
+check "escape: the workspace is byte-identical to before the replay (no escaped.txt)" \
+  diff -r "$work/before" "$work/ws"
+rm -rf "$work/before"
+(cd "$work/ws" && TAPEDECK_TEST_FLOOR_HOLE=connect "$td" replay "$work/escape.tape" -- \
+   "$work/escape") > /dev/null 2> "$work/hole.err"
+check "a hole that is not a served call (the network's are never) is refused: exit 2, one line" \
+  bash -c "[ $? = 2 ] && [ \$(wc -l < '$work/hole.err') = 1 ] && grep -q 'connect is not a call' '$work/hole.err'"
+
 for name in cgo static; do
   record_and_replay "go-$name" "$work/agent-go-$name"
   # time.Now() replays exactly; durations from the monotonic clock alone (time.Since) follow the
