@@ -75,7 +75,10 @@ class Progress {
     draw();
   }
   void finished(const CaseResult& result, bool print_line, FILE* lines) {
-    running_.erase(result.tape.filename().string());
+    // One of them: two tapes of one name in different folders may run at once.
+    if (auto it = running_.find(result.tape.filename().string()); it != running_.end()) {
+      running_.erase(it);
+    }
     ++done_;
     if (!result.passed()) ++failed_;
     clear();
