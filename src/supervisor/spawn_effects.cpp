@@ -81,8 +81,19 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
   } catch (const ReplayMiss& miss) {
     // Not on the tape: the stand-in's own ask meets the miss.
     if (op == wire::Op::spawn_claim) return server_.answer(connection, Reply::ok);
-    // --on-miss record: the stand-in runs it for real, as a recording does, and tells.
-    if (options_.record_misses) return server_.answer(connection, Reply::ok);
+    // --on-miss record: the stand-in runs it for real, as a recording does, and tells. Only in
+    // the kernel overlay: in a copy the preload redirects, a subprocess runs without it and
+    // would write to the real workspace.
+    if (options_.record_misses && view_.kind() == Isolation::kernel_overlay) {
+      return server_.answer(connection, Reply::ok);
+    }
+    if (options_.record_misses) {
+      return server_.answer_miss(
+          connection, std::string(miss.what()) +
+                          "; --on-miss record runs a subprocess the tape does not hold only in "
+                          "the kernel overlay (--isolation namespace): in a copy it would write "
+                          "to the real workspace");
+    }
     // A subprocess its parent kills at once (Popen.kill() right after the start) can be gone
     // before its recording tapes it, leaving nothing on the tape. Its stand-in here gets the
     // same moment to be killed before the run is stopped as a miss.

@@ -60,6 +60,16 @@ check "  its first call's recorded response is the original one" \
 check "  and its second is the new one" \
   test "$(response_of "$work/run.tape" 2)" != "$(response_of "$work/new.tape" 2)"
 
+# In a copy of the workspace (no kernel overlay), a subprocess run for real would write to the
+# real workspace: there an unheld subprocess still stops the replay.
+cp -r "$work/ws" "$work/ws.before"
+(cd "$work/ws" && "$td" replay "$work/run.tape" --isolation copy --on-miss record \
+   --llm-upstream "$upstream" --emit-tape "$work/copy.tape" -- "${agent[@]}" \
+   "Summarize the third version") > "$work/copy.out" 2>&1
+check "--isolation copy: an unheld subprocess stops the replay (exit 2), saying why" \
+  bash -c "[ $? = 2 ] && grep -q 'only in the kernel overlay' '$work/copy.out'"
+check "  and the workspace is as it was" diff -r "$work/ws.before" "$work/ws"
+
 stop_standin
 rm -f "$log" "$work/ws/answer.txt"
 (cd "$work/ws" && "$td" replay -q "$work/new.tape" -- "${agent[@]}" "Summarize the second version") \
