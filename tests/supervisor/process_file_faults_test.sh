@@ -36,10 +36,12 @@ faulted() {
   for round in 1 2; do
     fresh
     (cd "$work/ws" && "$td" replay -q "$work/run.tape" --emit-tape "$work/$name.$round.tape" \
-       "${specs[@]}" -- "${agent[@]}") > "$work/$name.$round.out" 2>&1
+       "${specs[@]}" -- "${agent[@]}") > "$work/$name.$round.out" 2> "$work/$name.$round.err"
     echo $? > "$work/$name.$round.code"
   done
-  check "$name: the same output on two replays" diff "$work/$name.1.out" "$work/$name.2.out"
+  # stdout and stderr apart: the order of lines between the two streams is not kept.
+  check "$name: the same output on two replays" \
+    bash -c "diff '$work/$name.1.out' '$work/$name.2.out' && diff '$work/$name.1.err' '$work/$name.2.err'"
 }
 struck() {  # struck NAME KIND SPEC: the replay's tape holds the fault, and fidelity names it
   check "$1: its tape holds a $2 record naming '$3'" \
@@ -60,14 +62,14 @@ struck kill process_fault 'process:wc#1=signal:KILL'
 
 faulted none 'process:nosuch#1=exit:1' 'process#2=exit:1'
 check "faults on subprocesses that never start strike nothing: the recording's output" \
-  diff <(grep -v "^tapedeck" "$work/run.out") "$work/none.1.out"
+  diff <(grep -v "^tapedeck" "$work/run.out") <(cat "$work/none.1.out" "$work/none.1.err")
 check "  and no fault on the tape" bash -c "! grep -q '_fault\"' '$work/none.1.tape'"
 
 for effect in enoent:FileNotFoundError eacces:PermissionError 'eio:OSError: \[Errno 5\]'; do
   name=${effect%%:*}
   faulted "$name" "file:tasks.txt=$name"
   check "file:tasks.txt=$name: the agent's open fails (${effect#*:})" \
-    bash -c "grep -q '${effect#*:}' '$work/$name.1.out' && [ \$(cat '$work/$name.1.code') = 1 ]"
+    bash -c "grep -q '${effect#*:}' '$work/$name.1.err' && [ \$(cat '$work/$name.1.code') = 1 ]"
   struck "$name" file_fault "file:tasks.txt=$name"
 done
 
