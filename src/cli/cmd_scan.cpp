@@ -12,6 +12,7 @@
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/secrets.hpp"
+#include "tapedeck/suite.hpp"
 
 namespace tapedeck::cli {
 
@@ -62,6 +63,17 @@ int run_scan(const ScanOptions& options) {
   warn_if_scrub_stopped(options.in, pending);
   std::vector<Hit> hits;
   std::map<std::string, std::string> named;  // sidecar entry -> the first record naming it
+  {
+    // The header's command line, and the manifest's copy of it beside the tape.
+    const Header& header = reader->header();
+    std::string command = header.script_path.value_or("");
+    for (const std::string& arg : header.argv) command += " " + arg;
+    scan_bytes(command, "header command line", pending, hits);
+    if (auto manifest = detail::read_file(suite::manifest_path_for(options.in))) {
+      scan_bytes(*manifest, suite::manifest_path_for(options.in).filename().string(), pending,
+                 hits);
+    }
+  }
   while (const Record* next = reader->read()) {
     const Record& record = *next;
     const std::string at = fmt::format("seq {} {}", record.seq, kind_name(record.kind));

@@ -9,6 +9,7 @@
 #include "tape/atomic_file.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
+#include "tapedeck/secrets.hpp"
 #include "tapedeck/suite.hpp"
 
 namespace tapedeck::suite {
@@ -39,7 +40,10 @@ void write_manifest(const fs::path& tape, const Manifest& manifest) {
   const fs::path base = fs::absolute(target).parent_path();
   std::string text = fmt::format("{{\"tapedeck_manifest\":{},\"command\":[", kManifestVersion);
   for (size_t i = 0; i < manifest.command.size(); ++i) {
-    text += (i ? "," : "") + json_string(manifest.command[i]);
+    // As the tape's header: a key on the command line is not kept (a replay gets the marker).
+    std::string arg = manifest.command[i];
+    secrets::redact(arg);
+    text += (i ? "," : "") + json_string(arg);
   }
   text += "],\"cwd\":" + json_string(relative_to(manifest.cwd, base));
   text += ",\"workspace\":" + json_string(relative_to(manifest.workspace, base));

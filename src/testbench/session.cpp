@@ -116,7 +116,12 @@ Session::Session(const Testbench& bench) : mode_(bench.mode_), network_(bench.ne
   if (mode_ == Testbench::Mode::record) {
     output_ = bench.tape_;
     clock_ = bench.paused_at_ ? Clock::paused_at(*bench.paused_at_) : Clock::real();
-    header_ = Header::current(clock_->now_ms(), bench.script_path_, bench.argv_);
+    // A command line can carry a key (--api-key sk-…): the header is on disk like any record.
+    std::optional<std::string> script_path = bench.script_path_;
+    if (script_path) secrets::redact(*script_path);
+    std::vector<std::string> argv = bench.argv_;
+    for (std::string& arg : argv) secrets::redact(arg);
+    header_ = Header::current(clock_->now_ms(), std::move(script_path), std::move(argv));
   } else {
     output_ = bench.emit_;
     recorded_ = Tape::load(bench.tape_);

@@ -139,4 +139,20 @@ check "  and no byte of the key" bash -c "! grep -rqF '$key' '$work/leaky.tape' 
 "$td" scan "$work/nowhere.tape" 2> /dev/null
 check "scan of a tape that is not there exits 2" test $? = 2
 
+# A key on the command line: the tape's header and its manifest (what `check` replays) keep
+# neither it nor any part of it, and scan looks at both.
+mkdir -p "$work/argv" && (cd "$work/argv" && "$td" run -q --emit-tape "$work/argv.tape" -- \
+  /bin/echo --api-key "$key") > /dev/null 2>&1
+check "a key on the command line reaches neither the header nor the manifest" \
+  bash -c "! grep -qF '$key' '$work/argv.tape' '$work/argv.tape.manifest' &&
+           grep -q 'redacted by tapedeck' '$work/argv.tape.manifest'"
+"$td" scan "$work/argv.tape" > /dev/null
+check "  and scan finds nothing (exit 0)" test $? = 0
+{ printf '{"type":"header","version":1,"harn_version":"0.1.0","started_at_unix_ms":1,'
+  printf '"script_path":"x","argv":["x","%s"]}\n' "$key"; } > "$work/old-header.tape"
+"$td" scan "$work/old-header.tape" > "$work/old-header.scan"
+check "scan reports a key in a header written before this (exit 1), never printing it" \
+  bash -c "[ $? = 1 ] && grep -q 'header command line' '$work/old-header.scan' &&
+           ! grep -qF '$key' '$work/old-header.scan'"
+
 finish secrets
