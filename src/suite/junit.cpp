@@ -7,13 +7,15 @@
 #include <sstream>
 
 #include "tapedeck/suite.hpp"
+#include "tapedeck/tape.hpp"
 
 namespace tapedeck::suite {
 
 namespace {
 
 // Text XML 1.0 allows: valid UTF-8 without C0 controls other than tab, newline and return, and
-// without U+FFFE/U+FFFF. Anything else becomes U+FFFD, so a report is never unparseable.
+// without U+FFFE/U+FFFF. Anything else becomes U+FFFD, so a report is never unparseable. Each
+// sequence is judged by the tape's own UTF-8 check (is_valid_utf8).
 std::string xml_safe(std::string_view text) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
   std::string out;
@@ -30,20 +32,12 @@ std::string xml_safe(std::string_view text) {
       ++i;
       continue;
     }
-    const size_t length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC2 ? 2 : 0;
-    bool valid = length != 0 && byte < 0xF5 && i + length <= text.size();
-    uint32_t code = valid ? byte & (0x7F >> length) : 0;
-    for (size_t k = 1; valid && k < length; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      valid = (next & 0xC0) == 0x80;
-      code = (code << 6) | (next & 0x3F);
-    }
-    // Overlong forms, surrogates, past U+10FFFF, and the two non-characters XML refuses.
-    valid = valid && !(length == 3 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) &&
-            !(length == 4 && (code < 0x10000 || code > 0x10FFFF)) && code != 0xFFFE &&
-            code != 0xFFFF;
-    if (valid) {
-      out.append(text.substr(i, length));
+    // The sequence's length as its lead byte says; whether it is one, the UTF-8 check says.
+    const size_t length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2;
+    const std::string_view sequence = text.substr(i, length);
+    if (sequence.size() == length && is_valid_utf8(sequence) && sequence != "\xEF\xBF\xBE" &&
+        sequence != "\xEF\xBF\xBF") {
+      out.append(sequence);
       i += length;
     } else {
       out += kReplacement;
