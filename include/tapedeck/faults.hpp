@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tapedeck/tape.hpp"
+
 namespace tapedeck {
 
 struct Fault {
@@ -84,6 +86,12 @@ class ProcessFaults {
   uint64_t spawns_ = 0;
   std::map<std::string, uint64_t> spawns_of_;  // by program name
 };
+
+// The record a struck fault leaves on the replay's tape, what the program saw: a record of kind
+// `kind` ("llm_fault", "process_fault", "file_fault") naming the spec, and `field` = `value`
+// saying where it struck (a request digest, a program, a path).
+kind::Unknown fault_record(std::string_view kind, const Fault& fault, std::string_view field,
+                           std::string_view value);
 
 // The file fault for a read of the workspace path `path`, if any (file:PATH, "./" ignored).
 std::optional<Fault> file_fault_for(const std::vector<Fault>& faults, std::string_view path);

@@ -1,7 +1,6 @@
 #include "supervisor/tree_effects.hpp"
 
 #include "tapedeck/cas.hpp"
-#include "tapedeck/codec.hpp"
 #include "tapedeck/extensions.hpp"
 
 namespace tapedeck::supervisor {
@@ -37,10 +36,7 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
 
 void TreeEffects::record_fault(std::string_view kind, const Fault& fault, std::string_view field,
                                std::string_view value) {
-  recorder().record(kind::Unknown{std::string(kind), R"({"kind":)" + json_string(kind) +
-                                                         R"(,"fault":)" + json_string(fault.spec) +
-                                                         ",\"" + std::string(field) +
-                                                         "\":" + json_string(value) + "}"});
+  recorder().record(fault_record(kind, fault, field, value));
   fault_injected();
 }
 

@@ -1,5 +1,7 @@
 #include "tapedeck/faults.hpp"
 
+#include "tapedeck/codec.hpp"
+
 #include <charconv>
 #include <csignal>
 #include <cstring>
@@ -165,9 +167,8 @@ std::optional<Fault> LlmFaults::take(const std::string& digest) {
   return std::nullopt;
 }
 
-ProcessFaults::ProcessFaults(std::vector<Fault> faults) : used_(faults.size(), false) {
-  faults_ = std::move(faults);
-}
+ProcessFaults::ProcessFaults(std::vector<Fault> faults)
+    : faults_(std::move(faults)), used_(faults_.size(), false) {}
 
 std::optional<Fault> ProcessFaults::take(std::string_view program) {
   const std::string_view name = program.substr(program.rfind('/') + 1);  // npos + 1 == 0
@@ -183,6 +184,13 @@ std::optional<Fault> ProcessFaults::take(std::string_view program) {
     return fault;
   }
   return std::nullopt;
+}
+
+kind::Unknown fault_record(std::string_view kind, const Fault& fault, std::string_view field,
+                           std::string_view value) {
+  return kind::Unknown{std::string(kind), R"({"kind":)" + json_string(kind) + R"(,"fault":)" +
+                                              json_string(fault.spec) + "," + json_string(field) +
+                                              ":" + json_string(value) + "}"};
 }
 
 std::optional<Fault> file_fault_for(const std::vector<Fault>& faults, std::string_view path) {

@@ -198,9 +198,7 @@ struct LlmProxy::Impl {
     if (!fault) return fault;
     {
       std::lock_guard lock(session_mutex);
-      session.recorder().record(
-          kind::Unknown{"llm_fault", R"({"kind":"llm_fault","fault":)" + json_string(fault->spec) +
-                                         R"(,"request_digest":)" + json_string(digest) + "}"});
+      session.recorder().record(fault_record("llm_fault", *fault, "request_digest", digest));
     }
     if (hooks.on_fault_injected) hooks.on_fault_injected(*fault);
     return fault;
