@@ -64,6 +64,40 @@ pid_t process_of(pid_t tid) {
   return 0;
 }
 
+namespace {
+
+// The thread's id in its own pid namespace: the last of /proc's NSpid (0 when it is gone).
+pid_t inner_tid(const std::filesystem::path& task) {
+  std::ifstream status(task / "status");
+  for (std::string line; std::getline(status, line);) {
+    if (!line.starts_with("NSpid:")) continue;
+    const size_t last = line.find_last_of(" \t");
+    return last == std::string::npos ? 0 : static_cast<pid_t>(std::stol(line.substr(last + 1)));
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool threads_asleep(pid_t process, pid_t except, Numbering numbering) {
+  std::error_code error;
+  const std::string except_here = std::to_string(except);
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(process) + "/task", error)) {
+    std::ifstream stat(task.path() / "stat");
+    const std::string text((std::istreambuf_iterator<char>(stat)),
+                           std::istreambuf_iterator<char>());
+    const size_t name_end = text.rfind(')');  // the command may hold spaces and parentheses
+    if (name_end == std::string::npos || name_end + 2 >= text.size()) continue;  // gone
+    const char state = text[name_end + 2];
+    if (state == 'S' || state == 'Z') continue;
+    const bool excepted = numbering == Numbering::here ? task.path().filename() == except_here
+                                                       : inner_tid(task.path()) == except;
+    if (except == 0 || !excepted) return false;
+  }
+  return !error;
+}
+
 Lineage lineage_of(pid_t pid) {
   Lineage lineage;
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");

@@ -24,6 +24,12 @@ std::string absolute_path(pid_t pid, int folder, const std::string& path);
 std::string link_of(const std::string& path);
 // The process (thread group) thread `tid` belongs to; 0 when it is gone.
 pid_t process_of(pid_t tid);
+// Whether every thread of process `process` but `except` (one of its threads, or 0) is asleep:
+// state S (waiting for an event) or Z in /proc. A runnable thread (R), one in the disk's wait (D)
+// or one stopped counts as awake. False when it is gone. `except` is numbered as this process
+// sees it, or as the thread's own pid namespace does (what gettid answered it).
+enum class Numbering { here, own_namespace };
+bool threads_asleep(pid_t process, pid_t except, Numbering numbering);
 // The parent of process `pid` and the process tracing it (ptrace), from one read of its status;
 // 0 for none, both 0 when it is gone.
 struct Lineage {

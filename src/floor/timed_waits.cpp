@@ -11,8 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "floor/floor.hpp"
@@ -28,23 +26,10 @@ int64_t now_ms() {
   return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1'000'000;
 }
 
-// Whether every thread of `tid`'s process but `tid` sleeps (state S in /proc).
+// Whether every thread of `tid`'s process but `tid` sleeps.
 bool others_asleep(pid_t tid) {
   const pid_t process = process_of(tid);
-  if (process == 0) return false;
-  std::error_code error;
-  const std::string self = std::to_string(tid);
-  for (const auto& task :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(process) + "/task", error)) {
-    if (task.path().filename() == self) continue;
-    std::ifstream stat(task.path() / "stat");
-    const std::string text((std::istreambuf_iterator<char>(stat)),
-                           std::istreambuf_iterator<char>());
-    const size_t name_end = text.rfind(')');  // the command may hold spaces and parentheses
-    if (name_end == std::string::npos || name_end + 2 >= text.size()) continue;  // gone
-    if (text[name_end + 2] != 'S') return false;
-  }
-  return !error;
+  return process != 0 && threads_asleep(process, tid, Numbering::here);
 }
 
 void respond(int listener, uint64_t id, bool skip) {

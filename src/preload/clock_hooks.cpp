@@ -66,6 +66,13 @@ void skip_clock(uint64_t duration_ms) {
   if (config.clock_map != nullptr) advance_from(*config.clock_map, last_seen_ms, duration_ms);
 }
 
+int64_t wait_ends_ms(uint64_t duration_ms) {
+  const int index = index_of(Source::monotonic);
+  int64_t from = last_seen_ms[index];
+  if (from == 0 && config.clock_map != nullptr) from = config.clock_map->latest_ms[index].load();
+  return from + static_cast<int64_t>(duration_ms);
+}
+
 uint64_t ms_until(clockid_t id, const timespec& deadline) {
   const Source source = source_of(id);
   const int index = index_of(source == Source::none ? Source::monotonic : source);

@@ -344,6 +344,9 @@ void map_clock(const char* path);
 // clock_hooks.cpp: replay skipped a sleep or a wait of `duration_ms` on this thread: the clocks
 // move to where it ends, counted from this thread's last reads.
 void skip_clock(uint64_t duration_ms);
+// clock_hooks.cpp: where a wait of `duration_ms` this thread begins now ends on the monotonic
+// clock, counted as skip_clock counts it.
+int64_t wait_ends_ms(uint64_t duration_ms);
 // clock_hooks.cpp: how long until `deadline` on clock `id`, from the last value that clock gave
 // this thread (so record and replay compute the same duration), in whole milliseconds.
 uint64_t ms_until(clockid_t id, const timespec& deadline);

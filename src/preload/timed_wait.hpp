@@ -15,6 +15,8 @@
 // answer that arrived while it was asked is not passed over.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 
 #include "preload/interposer.hpp"
@@ -37,10 +39,12 @@ inline void note_timed_out(uint64_t ms) {
 // Replay: the supervisor's word on a wait of `ms` that found nothing ready.
 inline Reply ask_about_wait(uint64_t ms) {
   HookScope scope;
-  char buffer[32];
+  char buffer[48];
   FixedSink frame{buffer, sizeof buffer};
   tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::timed_wait));
   tapedeck::wire::put_int(frame, ms);
+  tapedeck::wire::put_int(frame, static_cast<int32_t>(gettid()));
+  tapedeck::wire::put_int(frame, wait_ends_ms(ms));
   Answer answer;
   if (!ask(frame, answer, /*settle=*/false)) return Reply::wait;
   return answer.reply;

@@ -33,11 +33,13 @@ enum class Op : uint8_t {
                        // u64 pids it took (its pid namespace's last pid moved by so much), u64
                        // its place in the order subprocesses started (0: unknown)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
-  timed_wait = 'T',    // replay: u64 ms: a wait with that timeout (poll, select, epoll) found
-                       // nothing ready. `ok`: the recording's wait timed out at this point (its
-                       // sleep is next on the tape, now taped again and the clock past it): the
-                       // caller returns "timed out" at once. `wait`: it did not; wait for real.
-                       // `busy`: an LLM call is under way; wait a little for real and ask again
+  timed_wait = 'T',    // replay: u64 ms, i32 tid, i64 where it ends on the monotonic clock: a
+                       // wait with that timeout (poll, select, epoll, …) found nothing ready.
+                       // `ok`: the recording's wait timed out at this point (its sleep is next on
+                       // the tape, now taped again and the clock past it), or off the recording
+                       // the tree is idle: the caller returns "timed out" at once. `wait`: it did
+                       // not; wait for real. `busy`: not yet (an LLM call under way, another
+                       // thread running); wait a little for real and ask again
   spawn_claim = 'S',   // from the exec about to start it: program, u32 argc, args…, cwd. Record:
                        // answered with a u64, its place in the order subprocesses start. Replay:
                        // the recorded result is set aside for the process's spawn_replay (its
@@ -51,7 +53,8 @@ enum class Reply : uint8_t {
                   // subprocess's recorded result (injected: changed by a --fault)
   miss = 'M',     // text: the tape does not hold this input; the process must stop
   wait = 'W',     // timed_wait: the recording's wait did not time out here; wait for real
-  busy = 'B',     // timed_wait: an LLM call is under way, which may be what ends the wait
+  busy = 'B',     // timed_wait: not yet: an LLM call is under way (it may end the wait) or,
+                  // off the recording, another thread runs
   fail = 'F',     // i32 errno: a fault the replay injects (--fault file:PATH=…); the call fails
 };
 

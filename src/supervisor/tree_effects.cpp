@@ -1,5 +1,8 @@
 #include "supervisor/tree_effects.hpp"
 
+#include <thread>
+
+#include "floor/process_access.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/extensions.hpp"
 
@@ -119,7 +122,10 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         return server_.answer(connection, Reply::ok);
       case wire::Op::timed_wait: {
         const auto ms = cursor.take_int<uint64_t>();
-        return server_.answer(connection, cursor.ok() ? timed_wait(ms) : Reply::wait);
+        const auto tid = cursor.take_int<int32_t>();
+        const auto deadline_ms = cursor.take_int<int64_t>();
+        return server_.answer(connection,
+                              cursor.ok() ? timed_wait(ms, tid, deadline_ms) : Reply::wait);
       }
       case wire::Op::spawn_done:
       case wire::Op::spawn_replay:
@@ -144,10 +150,43 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
 // Otherwise what ended the recording's wait (an answer, a subprocess's output) is still to come,
 // and it waits for real; while an LLM call is announced or under way, a little at a time (the
 // answer may be what ends it).
-Reply TreeEffects::timed_wait(uint64_t ms) {
+// Once a fault has moved the run off the recording, no record says which waits timed out.
+// Then the tree's time moves on as a simulation's does: only while the whole tree is idle, and
+// to the soonest deadline first (off_tape_skip). Until then the wait is asked again every slice.
+Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
   if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0) return Reply::busy;
-  return faulted_.load() || index_->next_wait_near(ms) ? Reply::ok : Reply::wait;
+  if (!faulted_.load()) return index_->next_wait_near(ms) ? Reply::ok : Reply::wait;
+  return off_tape_skip(tid, deadline_ms) ? Reply::ok : Reply::busy;
+}
+
+// A wait is skipped when no other wait asking ends sooner and every other thread of the tree is
+// asleep. Skipping one while another thread runs would carry that thread's clock with it: a
+// runtime's housekeeping thread waiting 60 s would move the time of a program still reading its
+// answer (Node's platform thread moved a streamed answer's clock by 120 s). A wait not asked
+// about for a while has ended (its thread woke) and no longer counts.
+bool TreeEffects::off_tape_skip(pid_t tid, int64_t deadline_ms) {
+  constexpr auto kForgottenAfter = std::chrono::milliseconds(100);  // five slices unasked
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(asking_waits_, [&](const auto& entry) {
+    return entry.first != tid && now - entry.second.asked > kForgottenAfter;
+  });
+  asking_waits_[tid] = {deadline_ms, now};
+  for (const auto& [other, wait] : asking_waits_) {
+    if (other != tid && wait.deadline_ms < deadline_ms) return false;
+  }
+  for (const pid_t process : server_.processes()) {
+    if (!floor::threads_asleep(process, tid, floor::Numbering::own_namespace)) return false;
+  }
+  asking_waits_.erase(tid);
+  return true;
+}
+
+bool TreeEffects::tree_idle() {
+  for (const pid_t process : server_.processes()) {
+    if (!floor::threads_asleep(process, 0, floor::Numbering::here)) return false;
+  }
+  return true;
 }
 
 // A wait with a timeout that timed out (Event::waited). Record: stamped now, where it ended.
@@ -164,8 +203,15 @@ void TreeEffects::record_wait(uint64_t ms) {
   record_sleep(ms, /*waited=*/true);
 }
 
+// The gap passes while the program waits for the next event: once it has taken the last one and
+// gone idle (for a quarter of a second at most), so that every replay reads the same times around
+// each event rather than whatever the race between its reading and this step gave.
 void TreeEffects::pass_time(uint64_t ms) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+  while (!tree_idle() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
   preload::advance(index_->clock_map(), ms);
   session_->clock().advance_ms(ms);
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -88,14 +89,15 @@ class TreeEffects : public floor::Services {
   }
   void llm_call_finished() { --llm_in_flight_; }
   // Replay: a fault was injected (--fault). The run has left the recording: from here a wait
-  // that finds nothing ready and no LLM call under way is skipped and taped (a client's backoff
-  // before its retry costs no wall time), matched to the recording's or not.
+  // that finds nothing ready is skipped and taped (a client's backoff before its retry costs no
+  // wall time), matched to the recording's or not, once the tree is idle (off_tape_skip).
   void fault_injected() { faulted_ = true; }
   // Replay: `ms` of the program's time pass (a slowed stream's gap between events).
   void pass_time(uint64_t ms);
-  // Replay: the answer to a wait of `ms` that found nothing ready (Op::timed_wait): ok when it
-  // is the recording's wait that timed out (its sleep is taped and the clock moves past it).
-  wire::Reply timed_wait(uint64_t ms);
+  // Replay: the answer to thread `tid`'s wait of `ms`, ending at `deadline_ms` on the replayed
+  // monotonic clock, that found nothing ready (Op::timed_wait): ok when it is the recording's
+  // wait that timed out (its sleep is taped and the clock moves past it).
+  wire::Reply timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms);
   // A wait that timed out for real (Event::waited).
   void record_wait(uint64_t ms);
 
@@ -169,6 +171,16 @@ class TreeEffects : public floor::Services {
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
   std::atomic<bool> faulted_{false};  // see fault_injected()
+  // Replay off the recording: whether thread `tid`'s wait until `deadline_ms` may be skipped now.
+  bool off_tape_skip(pid_t tid, int64_t deadline_ms);
+  // Whether every thread of every process of the tree is asleep (any thread may ask).
+  bool tree_idle();
+  // Waits off the recording asked about lately, by thread: where each ends, when it last asked.
+  struct AskingWait {
+    int64_t deadline_ms = 0;
+    std::chrono::steady_clock::time_point asked;
+  };
+  std::map<pid_t, AskingWait> asking_waits_;
   ProcessFaults process_faults_{{}};  // replay --fault process#N, process:NAME#N
   // Replay: a --fault on a subprocess or a file struck; taped as what the program saw.
   void record_fault(std::string_view kind, const Fault& fault, std::string_view field,

@@ -115,6 +115,11 @@ void TreeServer::accept_one() {
   connections_.push_back(std::move(connection));
 }
 
+std::vector<pid_t> TreeServer::processes() {
+  std::lock_guard lock(mutex_);
+  return {pids_.begin(), pids_.end()};
+}
+
 // Reads what is there and handles every whole frame; false at end of stream.
 bool TreeServer::receive(Connection& connection) {
   char buffer[1 << 16];

@@ -276,8 +276,8 @@ struct LlmProxy::Impl {
                 body,
                 [&](std::string_view event) {
                   if (sent >= cut_after) return;
-                  if (slow_ms > 0 && sent > 0 && hooks.pass_time) hooks.pass_time(slow_ms);
                   if (replaying) wait_until_read(client_port, server_port);  // the headers too
+                  if (slow_ms > 0 && sent > 0 && hooks.pass_time) hooks.pass_time(slow_ms);
                   sink.write(event.data(), event.size());
                   ++sent;
                 },
