@@ -1,5 +1,6 @@
 #include "floor/process_access.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -95,7 +96,24 @@ bool threads_asleep(pid_t process, pid_t except, Numbering numbering) {
                                                        : inner_tid(task.path()) == except;
     if (except == 0 || !excepted) return false;
   }
-  return !error;
+  return !error || error == std::errc::no_such_file_or_directory;  // gone: it runs no more
+}
+
+std::vector<pid_t> tree_of(pid_t root) {
+  std::vector<pid_t> tree{root};
+  for (size_t i = 0; i < tree.size(); ++i) {
+    const std::string tasks = "/proc/" + std::to_string(tree[i]) + "/task";
+    DIR* folder = ::opendir(tasks.c_str());
+    if (folder == nullptr) continue;
+    while (const dirent* task = ::readdir(folder)) {
+      if (task->d_name[0] == '.') continue;
+      std::ifstream children(tasks + "/" + task->d_name + "/children");
+      pid_t child;
+      while (children >> child) tree.push_back(child);
+    }
+    ::closedir(folder);
+  }
+  return tree;
 }
 
 Lineage lineage_of(pid_t pid) {

@@ -26,10 +26,12 @@ std::string link_of(const std::string& path);
 pid_t process_of(pid_t tid);
 // Whether every thread of process `process` but `except` (one of its threads, or 0) is asleep:
 // state S (waiting for an event) or Z in /proc. A runnable thread (R), one in the disk's wait (D)
-// or one stopped counts as awake. False when it is gone. `except` is numbered as this process
+// or one stopped counts as awake; a process gone, as asleep. `except` is numbered as this process
 // sees it, or as the thread's own pid namespace does (what gettid answered it).
 enum class Numbering { here, own_namespace };
 bool threads_asleep(pid_t process, pid_t except, Numbering numbering);
+// Process `root` and every process below it, from the kernel's lists of each thread's children.
+std::vector<pid_t> tree_of(pid_t root);
 // The parent of process `pid` and the process tracing it (ptrace), from one read of its status;
 // 0 for none, both 0 when it is gone.
 struct Lineage {

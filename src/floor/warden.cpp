@@ -99,24 +99,6 @@ std::set<std::string> listening_inodes(uint16_t port) {
   return inodes;
 }
 
-// The processes of the tree under `root` (root included), from the kernel's children lists.
-std::vector<pid_t> tree_of(pid_t root) {
-  std::vector<pid_t> tree{root};
-  for (size_t i = 0; i < tree.size(); ++i) {
-    const std::string tasks = "/proc/" + std::to_string(tree[i]) + "/task";
-    DIR* folder = ::opendir(tasks.c_str());
-    if (folder == nullptr) continue;
-    while (const dirent* task = ::readdir(folder)) {
-      if (task->d_name[0] == '.') continue;
-      std::ifstream children(tasks + "/" + task->d_name + "/children");
-      pid_t child;
-      while (children >> child) tree.push_back(child);
-    }
-    ::closedir(folder);
-  }
-  return tree;
-}
-
 }  // namespace
 
 std::vector<Endpoint> nameservers(const std::string& path) {

@@ -9,11 +9,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
 #include "preload/clock_units.hpp"
 #include "preload/interposer.hpp"
+#include "preload/timed_wait.hpp"
 
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
@@ -45,7 +47,31 @@ int64_t taped_read(Source source, int64_t real_ms) {
 }
 
 // Records a sleep; true when the caller should skip the real one (replay).
+// Replay skips it once nothing else in the tree runs (no other thread awake, no LLM call under
+// way): skipped while another process or thread works, it would let the program run ahead of
+// what it waits for (a loop polling for a child's exit would spin through its backoff and move
+// the clock by seconds before the child is done). Until then it is slept for real a slice at a
+// time, never longer than asked. A sleep the supervisor lets pass is taped by it then; one
+// slept out for real is told as in a recording. Sleeps shorter than a slice are skipped at once:
+// asking would cost more than they do (a spinning consumer's 1 ms naps made test_queue's replay
+// three times slower than its recording).
 bool taped_sleep(uint64_t duration_ms) {
+  if (config.mode == Mode::replay && duration_ms >= kSliceMs) {
+    uint64_t slept = 0;
+    Reply reply = Reply::wait;
+    while ((reply = ask_about_wait(duration_ms, /*sleep=*/true)) == Reply::busy &&
+           slept < duration_ms) {
+      const uint64_t slice = std::min(kSliceMs, duration_ms - slept);
+      const timespec pause{static_cast<time_t>(slice / 1000),
+                           static_cast<long>(slice % 1000) * 1'000'000};
+      ensure(real.nanosleep, "nanosleep")(&pause, nullptr);
+      slept += slice;
+    }
+    if (reply == Reply::ok) {
+      skip_clock(duration_ms);
+      return true;
+    }
+  }
   queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
   if (config.mode != Mode::replay) {
     sync_with_supervisor();

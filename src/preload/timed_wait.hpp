@@ -36,8 +36,9 @@ inline void note_timed_out(uint64_t ms) {
   sync_with_supervisor();
 }
 
-// Replay: the supervisor's word on a wait of `ms` that found nothing ready.
-inline Reply ask_about_wait(uint64_t ms) {
+// Replay: the supervisor's word on a wait of `ms` that found nothing ready, or on a sleep of `ms`
+// (which it tapes when it answers ok; a sleep orders the tree's effects as a request does).
+inline Reply ask_about_wait(uint64_t ms, bool sleep = false) {
   HookScope scope;
   char buffer[48];
   FixedSink frame{buffer, sizeof buffer};
@@ -45,10 +46,15 @@ inline Reply ask_about_wait(uint64_t ms) {
   tapedeck::wire::put_int(frame, ms);
   tapedeck::wire::put_int(frame, static_cast<int32_t>(gettid()));
   tapedeck::wire::put_int(frame, wait_ends_ms(ms));
+  tapedeck::wire::put_int(frame, static_cast<uint8_t>(sleep ? 1 : 0));
   Answer answer;
-  if (!ask(frame, answer, /*settle=*/false)) return Reply::wait;
+  if (!ask(frame, answer, /*settle=*/sleep)) return Reply::wait;
   return answer.reply;
 }
+
+// While an LLM call is under way or another thread of the tree runs, the supervisor answers
+// `busy`; the caller then waits this long for real and asks again.
+constexpr uint64_t kSliceMs = 20;
 
 // A wait of `ms` milliseconds. `wait(t)` makes the real call with a timeout of t ms (0: only
 // look) and answers > 0 when the wait ended (something ready, a post, a signal), 0 when it timed
@@ -60,7 +66,6 @@ int timed_wait(uint64_t ms, Wait&& wait) {
     if (result == 0) note_timed_out(ms);
     return result;
   }
-  constexpr uint64_t kSliceMs = 20;  // while an LLM call is under way
   uint64_t waited = 0;
   for (;;) {
     int ready = wait(0);

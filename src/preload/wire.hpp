@@ -33,13 +33,14 @@ enum class Op : uint8_t {
                        // u64 pids it took (its pid namespace's last pid moved by so much), u64
                        // its place in the order subprocesses started (0: unknown)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
-  timed_wait = 'T',    // replay: u64 ms, i32 tid, i64 where it ends on the monotonic clock: a
-                       // wait with that timeout (poll, select, epoll, …) found nothing ready.
-                       // `ok`: the recording's wait timed out at this point (its sleep is next on
-                       // the tape, now taped again and the clock past it), or off the recording
-                       // the tree is idle: the caller returns "timed out" at once. `wait`: it did
-                       // not; wait for real. `busy`: not yet (an LLM call under way, another
-                       // thread running); wait a little for real and ask again
+  timed_wait = 'T',    // replay: u64 ms, i32 tid, i64 where it ends on the monotonic clock, u8
+                       // sleep: a wait with that timeout (poll, select, epoll, …) found nothing
+                       // ready, or (sleep = 1) a sleep begins. `ok`: skip it (the tree is idle,
+                       // and for a wait, the recording's timed out at this point or the run has
+                       // left the recording): the caller returns "timed out" at once; a sleep is
+                       // taped by the supervisor then. `wait`: the recording's wait did not time
+                       // out here; wait for real. `busy`: not yet (an LLM call under way, another
+                       // thread of the tree awake); wait a little for real and ask again
   spawn_claim = 'S',   // from the exec about to start it: program, u32 argc, args…, cwd. Record:
                        // answered with a u64, its place in the order subprocesses start. Replay:
                        // the recorded result is set aside for the process's spawn_replay (its

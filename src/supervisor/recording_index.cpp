@@ -96,6 +96,14 @@ std::optional<uint64_t> RecordingIndex::next_wait_near(uint64_t ms) const {
   return sleep->duration_ms;
 }
 
+bool RecordingIndex::next_sleep_near(uint64_t ms) const {
+  const uint64_t next = clock_map_->stretch.load(std::memory_order_acquire);
+  if (next >= steps_.size()) return false;
+  const auto* sleep = std::get_if<kind::ClockSleep>(steps_[next]);
+  if (sleep == nullptr || sleep->waited) return false;
+  return ms <= sleep->duration_ms + std::max<uint64_t>(5, sleep->duration_ms / 10);
+}
+
 const kind::FileRead* RecordingIndex::take_read(const std::string& path) {
   auto found = file_reads_.find(path);
   if (found == file_reads_.end() || found->second.empty()) return nullptr;

@@ -46,6 +46,9 @@ class RecordingIndex {
   // longer by more than a tenth (or 5 ms), and any shorter (a replay's clock that ran ahead
   // shortens the timeouts it computes); else none.
   std::optional<uint64_t> next_wait_near(uint64_t ms) const;
+  // Whether the recording's next record other than a clock read is a sleep (not a wait) of
+  // about `ms`, as next_wait_near judges it.
+  bool next_sleep_near(uint64_t ms) const;
 
   // The next recorded read of `path`, consumed; null when the tape holds no more.
   const kind::FileRead* take_read(const std::string& path);

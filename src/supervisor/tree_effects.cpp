@@ -124,8 +124,9 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         const auto ms = cursor.take_int<uint64_t>();
         const auto tid = cursor.take_int<int32_t>();
         const auto deadline_ms = cursor.take_int<int64_t>();
+        const bool sleep = cursor.take_int<uint8_t>() != 0;
         return server_.answer(connection,
-                              cursor.ok() ? timed_wait(ms, tid, deadline_ms) : Reply::wait);
+                              cursor.ok() ? timed_wait(ms, tid, deadline_ms, sleep) : Reply::wait);
       }
       case wire::Op::spawn_done:
       case wire::Op::spawn_replay:
@@ -142,30 +143,35 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
   }
 }
 
-// Replay: a wait found nothing ready. It is skipped when the recording's wait timed out at this
-// point: the recording's next record is a waited sleep of about its length (a recording tapes a
-// wait that timed out as one; the replay computes its timeout from the served clock reads,
-// which may fall a few milliseconds apart from the recording's, or run ahead of them). The program
-// looks once more and tells of the skip as a timeout (record_wait), taped as the recording has it.
-// Otherwise what ended the recording's wait (an answer, a subprocess's output) is still to come,
-// and it waits for real; while an LLM call is announced or under way, a little at a time (the
-// answer may be what ends it).
-// Once a fault has moved the run off the recording, no record says which waits timed out.
-// Then the tree's time moves on as a simulation's does: only while the whole tree is idle, and
-// to the soonest deadline first (off_tape_skip). Until then the wait is asked again every slice.
-Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms) {
+// Replay: a wait found nothing ready, or a sleep begins (`sleep`). One the recording has at this
+// point is skipped at once: for a sleep, the recording's next record is a sleep of about its
+// length; for a wait, a waited sleep (a recording tapes a wait that timed out as one; the replay
+// computes its timeout from the served clock reads, which may fall a few milliseconds apart from
+// the recording's, or run ahead of them). The program looks once more and tells of a wait's skip
+// as a timeout (record_wait), taped as the recording has it. Otherwise what ended the recording's
+// wait (an answer, a subprocess's output) is still to come, and it waits for real; while an LLM
+// call is announced or under way, a little at a time (the answer may be what ends it).
+// A sleep the recording does not have here, and once a fault has moved the run off the recording
+// any wait, is skipped, as in a simulation, only while the whole tree is idle (may_pass); until
+// then the answer is busy, and the caller waits a slice for real and asks again. Skipped while
+// another thread or process works, it would let the program run ahead of what it waits for: a
+// loop polling for a child's exit spun through its backoff before the child was done
+// (test_tempfile's clock moved by 30 to 100 s), and a runtime's housekeeping thread waiting 60 s
+// moved the clock of a program still reading its answer (Node's platform thread, by 120 s).
+Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool sleep) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
+  if (sleep) {
+    if (!index_->next_sleep_near(ms) && !may_pass(tid, deadline_ms)) return Reply::busy;
+    record_sleep(ms);  // the program skips it on this answer
+    return Reply::ok;
+  }
   if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0) return Reply::busy;
   if (!faulted_.load()) return index_->next_wait_near(ms) ? Reply::ok : Reply::wait;
-  return off_tape_skip(tid, deadline_ms) ? Reply::ok : Reply::busy;
+  return may_pass(tid, deadline_ms) ? Reply::ok : Reply::busy;
 }
 
-// A wait is skipped when no other wait asking ends sooner and every other thread of the tree is
-// asleep. Skipping one while another thread runs would carry that thread's clock with it: a
-// runtime's housekeeping thread waiting 60 s would move the time of a program still reading its
-// answer (Node's platform thread moved a streamed answer's clock by 120 s). A wait not asked
-// about for a while has ended (its thread woke) and no longer counts.
-bool TreeEffects::off_tape_skip(pid_t tid, int64_t deadline_ms) {
+// A wait not asked about for a while has ended (its thread woke) and no longer counts.
+bool TreeEffects::may_pass(pid_t tid, int64_t deadline_ms) {
   constexpr auto kForgottenAfter = std::chrono::milliseconds(100);  // five slices unasked
   const auto now = std::chrono::steady_clock::now();
   std::erase_if(asking_waits_, [&](const auto& entry) {
@@ -175,16 +181,16 @@ bool TreeEffects::off_tape_skip(pid_t tid, int64_t deadline_ms) {
   for (const auto& [other, wait] : asking_waits_) {
     if (other != tid && wait.deadline_ms < deadline_ms) return false;
   }
-  for (const pid_t process : server_.processes()) {
-    if (!floor::threads_asleep(process, tid, floor::Numbering::own_namespace)) return false;
-  }
+  if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0 || !tree_idle(tid)) return false;
   asking_waits_.erase(tid);
   return true;
 }
 
-bool TreeEffects::tree_idle() {
-  for (const pid_t process : server_.processes()) {
-    if (!floor::threads_asleep(process, 0, floor::Numbering::here)) return false;
+bool TreeEffects::tree_idle(pid_t asking) {
+  const pid_t root = server_.root();
+  if (root <= 0) return true;  // not started yet
+  for (const pid_t process : floor::tree_of(root)) {
+    if (!floor::threads_asleep(process, asking, floor::Numbering::own_namespace)) return false;
   }
   return true;
 }
@@ -209,7 +215,7 @@ void TreeEffects::record_wait(uint64_t ms) {
 void TreeEffects::pass_time(uint64_t ms) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return;
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
-  while (!tree_idle() && std::chrono::steady_clock::now() < give_up) {
+  while (!tree_idle(0) && std::chrono::steady_clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   preload::advance(index_->clock_map(), ms);

@@ -90,14 +90,14 @@ class TreeEffects : public floor::Services {
   void llm_call_finished() { --llm_in_flight_; }
   // Replay: a fault was injected (--fault). The run has left the recording: from here a wait
   // that finds nothing ready is skipped and taped (a client's backoff before its retry costs no
-  // wall time), matched to the recording's or not, once the tree is idle (off_tape_skip).
+  // wall time), matched to the recording's or not, once the tree is idle (may_pass).
   void fault_injected() { faulted_ = true; }
   // Replay: `ms` of the program's time pass (a slowed stream's gap between events).
   void pass_time(uint64_t ms);
   // Replay: the answer to thread `tid`'s wait of `ms`, ending at `deadline_ms` on the replayed
-  // monotonic clock, that found nothing ready (Op::timed_wait): ok when it is the recording's
-  // wait that timed out (its sleep is taped and the clock moves past it).
-  wire::Reply timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms);
+  // monotonic clock, that found nothing ready, or to its sleep (Op::timed_wait): ok when it is
+  // skipped (its sleep is taped and the clock moves past it).
+  wire::Reply timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool sleep);
   // A wait that timed out for real (Event::waited).
   void record_wait(uint64_t ms);
 
@@ -171,11 +171,12 @@ class TreeEffects : public floor::Services {
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
   std::atomic<bool> faulted_{false};  // see fault_injected()
-  // Replay off the recording: whether thread `tid`'s wait until `deadline_ms` may be skipped now.
-  bool off_tape_skip(pid_t tid, int64_t deadline_ms);
-  // Whether every thread of every process of the tree is asleep (any thread may ask).
-  bool tree_idle();
-  // Waits off the recording asked about lately, by thread: where each ends, when it last asked.
+  // Replay: whether thread `tid`'s wait or sleep until `deadline_ms` may be skipped now.
+  bool may_pass(pid_t tid, int64_t deadline_ms);
+  // Whether every thread of every process of the tree but `asking` (numbered as its pid
+  // namespace does; 0 for none) is asleep. Any thread may ask.
+  bool tree_idle(pid_t asking);
+  // Waits and sleeps asked about lately, by thread: where each ends, when it last asked.
   struct AskingWait {
     int64_t deadline_ms = 0;
     std::chrono::steady_clock::time_point asked;

@@ -115,9 +115,9 @@ void TreeServer::accept_one() {
   connections_.push_back(std::move(connection));
 }
 
-std::vector<pid_t> TreeServer::processes() {
+pid_t TreeServer::root() {
   std::lock_guard lock(mutex_);
-  return {pids_.begin(), pids_.end()};
+  return root_;
 }
 
 // Reads what is there and handles every whole frame; false at end of stream.

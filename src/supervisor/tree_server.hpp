@@ -48,8 +48,8 @@ class TreeServer {
   void set_ticker(std::function<int()> next_ms, std::function<void()> tick);
   const std::string& socket_path() const { return socket_path_; }
   void set_root(pid_t pid);
-  // The processes connected now (any thread may ask).
-  std::vector<pid_t> processes();
+  // The tree's root: the program, or the init of its pid namespace (any thread may ask).
+  pid_t root();
 
   // Serves until the root has exited and every connection closed (or `grace` passed since).
   void serve(const std::atomic<bool>& root_exited, std::chrono::milliseconds grace);
