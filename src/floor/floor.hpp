@@ -63,7 +63,8 @@
 //       notify (replay): the runtime parks there until its next timer (time.Sleep). The wait is
 //       held (other notifications are served meanwhile); when for a short grace (kGraceMs)
 //       nothing became ready on its epoll set, the program made no call but the runtime's clock
-//       reads and every other thread of the process sleeps, it is skipped: answered with no
+//       reads, every other thread of the process sleeps and no request to the LLM proxy or TCP
+//       handshake is under way, it is skipped: answered with no
 //       events, the runtime's clock moved by its timeout, so the timer fires at once. Otherwise
 //       it runs in the kernel, and the runtime's clock keeps at least the real pace.
 //
@@ -232,7 +233,7 @@ class Warden {
   // timed_waits.cpp: holds a timed wait (answers nothing yet) or lets it through.
   bool park_wait(const seccomp_notif& request, seccomp_notif_resp& response);
   void release_parked_waits();
-  bool proxy_has_unread() const;
+  bool network_in_motion() const;
   // exec_redirect.cpp: true when the exec now runs the wrapper (the notification is void);
   // false to let it through as it is (`why` says what failed, empty when nothing did).
   bool redirect_exec(const seccomp_notif& request, std::string& why);

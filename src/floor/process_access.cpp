@@ -152,8 +152,9 @@ std::vector<TcpSocket> tcp_sockets() {
           static_cast<uint16_t>(std::stoul(local.substr(local_colon + 1), nullptr, 16));
       socket.remote_port =
           static_cast<uint16_t>(std::stoul(remote.substr(remote_colon + 1), nullptr, 16));
-      socket.listening = state == "0A";    // TCP_LISTEN
-      socket.established = state == "01";  // TCP_ESTABLISHED
+      socket.listening = state == "0A";                     // TCP_LISTEN
+      socket.established = state == "01";                   // TCP_ESTABLISHED
+      socket.handshaking = state == "02" || state == "03";  // TCP_SYN_SENT, TCP_SYN_RECV
       socket.send_queue = std::stoull(queues.substr(0, queue_colon), nullptr, 16);
       socket.receive_queue = std::stoull(queues.substr(queue_colon + 1), nullptr, 16);
       socket.inode = inode;

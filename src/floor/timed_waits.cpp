@@ -42,11 +42,16 @@ void respond(int listener, uint64_t id, bool skip) {
 }  // namespace
 
 // A request on its way to the LLM proxy that it has not taken yet (a connection not accepted,
-// bytes not read): the wait is for its answer.
-bool Warden::proxy_has_unread() const {
-  if (policy_.proxy_port == 0) return false;
-  for (const TcpSocket& socket : tcp_sockets_on(policy_.proxy_port)) {
-    if (socket.receive_queue != 0) return true;
+// bytes not read): the wait is for its answer. Or a connection still being made, to the proxy
+// or a server of the tree's own: the wait is for it to open (on a loaded machine the loopback
+// handshake may take longer than a wait's grace, and a dial's deadline passed in the skip).
+bool Warden::network_in_motion() const {
+  for (const TcpSocket& socket : tcp_sockets()) {
+    if (socket.handshaking) return true;
+    if (policy_.proxy_port != 0 && socket.local_port == policy_.proxy_port &&
+        socket.receive_queue != 0) {
+      return true;
+    }
   }
   return false;
 }
@@ -91,7 +96,7 @@ void Warden::tick() {
     const bool events = ::poll(&ready, 1, 0) != 0;
     if (!events && now < wait.since_ms + kGraceMs) return false;  // still in its grace
     bool skip = false;
-    if (!events && !proxy_has_unread() && seccomp_notify_id_valid(listener_, wait.id) == 0) {
+    if (!events && !network_in_motion() && seccomp_notify_id_valid(listener_, wait.id) == 0) {
       // A runtime's housekeeping thread (Go's sysmon) wakes every few milliseconds: a few looks.
       if (!others_asleep(wait.pid) && ++wait.looks < 4) {
         wait.since_ms = now;
