@@ -47,16 +47,12 @@ int64_t taped_read(Source source, int64_t real_ms) {
 }
 
 // Records a sleep; true when the caller should skip the real one (replay).
-// Replay skips it once nothing else in the tree runs (no other thread awake, no LLM call under
-// way): skipped while another process or thread works, it would let the program run ahead of
-// what it waits for (a loop polling for a child's exit would spin through its backoff and move
-// the clock by seconds before the child is done). Until then it is slept for real a slice at a
-// time, never longer than asked. A sleep the supervisor lets pass is taped by it then; one
-// slept out for real is told as in a recording. Sleeps shorter than a slice are skipped at once:
-// asking would cost more than they do (a spinning consumer's 1 ms naps made test_queue's replay
-// three times slower than its recording).
+// Replay skips it once the supervisor says so (TreeEffects::timed_wait): at once when the
+// recording has it here, otherwise once nothing else in the tree runs and no sooner deadline is
+// pending. Until then it is slept for real a slice at a time, never longer than asked. A sleep
+// the supervisor lets pass is taped by it then; one slept out for real is told as in a recording.
 bool taped_sleep(uint64_t duration_ms) {
-  if (config.mode == Mode::replay && duration_ms >= kSliceMs) {
+  if (config.mode == Mode::replay && duration_ms > 0) {
     uint64_t slept = 0;
     Reply reply = Reply::wait;
     while ((reply = ask_about_wait(duration_ms, /*sleep=*/true)) == Reply::busy &&

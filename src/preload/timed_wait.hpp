@@ -6,11 +6,12 @@
 // something ended is not taped: what ended it is (an answer, a subprocess's output, another
 // thread's post).
 // Replay: the wait first looks whether it would end at once (the same call with no timeout).
-// If not, the supervisor says whether the recording's wait timed out at this point (its sleep is
-// the recording's next record); then the wait is answered "timed out" at once and costs no wall
-// time. Otherwise it waits for real: what ended the recording's wait is still to come (while an
-// LLM call is under way, in slices, asking again after each). One that times out for real is
-// taped as in a recording.
+// If not, the supervisor says whether to skip it: at once when the recording's wait timed out at
+// this point (its sleep is the recording's next record), otherwise once the rest of the tree is
+// idle and no sooner deadline is pending (TreeEffects::timed_wait). A skipped wait is answered
+// "timed out" and costs no wall time. Until then it waits for real, in slices, asking again after
+// each, so that what ends it (an answer, another thread's post) still can. One that times out
+// for real is taped as in a recording.
 // The skip is told to the supervisor as a timeout (Event::waited) after a last look, so that an
 // answer that arrived while it was asked is not passed over.
 #pragma once

@@ -148,16 +148,18 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
 // length; for a wait, a waited sleep (a recording tapes a wait that timed out as one; the replay
 // computes its timeout from the served clock reads, which may fall a few milliseconds apart from
 // the recording's, or run ahead of them). The program looks once more and tells of a wait's skip
-// as a timeout (record_wait), taped as the recording has it. Otherwise what ended the recording's
-// wait (an answer, a subprocess's output) is still to come, and it waits for real; while an LLM
-// call is announced or under way, a little at a time (the answer may be what ends it).
-// A sleep the recording does not have here, and once a fault has moved the run off the recording
-// any wait, is skipped, as in a simulation, only while the whole tree is idle (may_pass); until
-// then the answer is busy, and the caller waits a slice for real and asks again. Skipped while
-// another thread or process works, it would let the program run ahead of what it waits for: a
-// loop polling for a child's exit spun through its backoff before the child was done
-// (test_tempfile's clock moved by 30 to 100 s), and a runtime's housekeeping thread waiting 60 s
-// moved the clock of a program still reading its answer (Node's platform thread, by 120 s).
+// as a timeout (record_wait), taped as the recording has it. While an LLM call is announced or
+// under way, a wait is asked again a slice later (the answer may be what ends it).
+// Any other sleep or wait (the recording's was ended by something: another thread's post, a
+// subprocess's output; or a fault has moved the run off the recording) is skipped, as in a
+// simulation, only while the whole tree is idle and it is the soonest to end (may_pass); until
+// then the answer is busy, and the caller waits a slice for real and asks again, so what ends it
+// still can. Skipped while another thread or process works, it would let the program run ahead
+// of what it waits for: a loop polling for a child's exit spun through its backoff before the
+// child was done (test_tempfile's clock moved by 30 to 100 s), a runtime's housekeeping thread
+// waiting 60 s moved the clock of a program still reading its answer (Node's platform thread,
+// by 120 s), and a thread napping 10 ms at a time while another waited for real ran the clock
+// seconds past that wait's deadline (test_threading: 12 tests failed, its clock ran to 734 s).
 Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool sleep) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
   if (sleep) {
@@ -166,7 +168,7 @@ Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool 
     return Reply::ok;
   }
   if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0) return Reply::busy;
-  if (!faulted_.load()) return index_->next_wait_near(ms) ? Reply::ok : Reply::wait;
+  if (!faulted_.load() && index_->next_wait_near(ms)) return Reply::ok;
   return may_pass(tid, deadline_ms) ? Reply::ok : Reply::busy;
 }
 

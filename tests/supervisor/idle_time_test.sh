@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# A replay's time passes only while the whole tree is idle: a sleep or a wait is skipped once no
-# other thread or process of the tree runs, the soonest deadline first; until then it is slept
-# for real, a slice at a time.
+# A replay's time passes only while the whole tree is idle: a sleep or a wait the recording does
+# not have at this point is skipped once no other thread or process of the tree runs, the
+# soonest deadline first; until then it is slept for real, a slice at a time. Each program below
+# fails without this rule.
 # poll_child.py: forks a child that works for a few tenths of a second on the CPU, and polls for
 # its exit with waitpid(WNOHANG) and a sleep that doubles from 10 ms to 1 s (as CPython's
 # test.support.wait_process does). Replayed twice: its polling took well under 5 s on the
 # program's clock (skipped while the child ran, each sleep moved the clock on while the loop
 # spun, by minutes in all).
+# nap.py: a thread waits up to 0.5 s for a lock nobody releases while the main thread naps 10 ms
+# at a time until it is done (as CPython's lock tests do). Replayed twice: the wait lasted its
+# 0.5 s on the program's clock (with the naps skipped at once while the wait ran for real, the
+# clock ran on by a minute and more).
 # watchdog.py: calls the stand-in LLM (retrying a 500), then hands a worker thread a few tenths
 # of a second of work on the CPU, with a watchdog thread that waits up to a minute for it; when
 # it had to retry, the main thread meanwhile cools down (waits 30 s for an event nobody sets).
@@ -84,7 +89,31 @@ polled = time.monotonic() - started
 print("the child was done", "in under 5 s" if polled < 5 else f"after {polled:.1f} s")
 PY
 
+cat > "$work/nap.py" <<'PY'
+import threading, time
+lock = threading.Lock()
+lock.acquire()
+result = []
+def waiter():
+    started = time.monotonic()
+    result.append(lock.acquire(timeout=0.5))
+    result.append(time.monotonic() - started)
+threading.Thread(target=waiter).start()
+while len(result) < 2:
+    time.sleep(0.01)
+print("acquired:", result[0], "after", "its 0.5 s" if 0.5 <= result[1] < 1.0 else f"{result[1]:.2f} s")
+PY
+
 mkdir -p "$work/ws" && cd "$work/ws"
+"$td" run -q --emit-tape "$work/nap.tape" -- "$python" "$work/nap.py" > "$work/nap.rec"
+check "nap: recorded (exit 0), the wait lasted its 0.5 s" \
+  bash -c "[ $? = 0 ] && grep -q '^acquired: False after its 0.5 s' '$work/nap.rec'"
+for i in 1 2; do
+  "$td" replay -q "$work/nap.tape" -- "$python" "$work/nap.py" > "$work/nap.rep$i"
+  check "nap replay $i: exit 0, the same stdout (the wait lasted its 0.5 s on its clock)" \
+    bash -c "[ $? = 0 ] && diff '$work/nap.rec' '$work/nap.rep$i'"
+done
+
 "$td" run -q --emit-tape "$work/poll.tape" -- "$python" "$work/poll_child.py" > "$work/poll.rec"
 check "poll_child: recorded (exit 0), the child done in under 5 s" \
   bash -c "[ $? = 0 ] && grep -q 'in under 5 s' '$work/poll.rec'"
