@@ -104,24 +104,21 @@ while len(result) < 2:
 print("acquired:", result[0], "after", "its 0.5 s" if 0.5 <= result[1] < 1.0 else f"{result[1]:.2f} s")
 PY
 
-mkdir -p "$work/ws" && cd "$work/ws"
-"$td" run -q --emit-tape "$work/nap.tape" -- "$python" "$work/nap.py" > "$work/nap.rec"
-check "nap: recorded (exit 0), the wait lasted its 0.5 s" \
-  bash -c "[ $? = 0 ] && grep -q '^acquired: False after its 0.5 s' '$work/nap.rec'"
-for i in 1 2; do
-  "$td" replay -q "$work/nap.tape" -- "$python" "$work/nap.py" > "$work/nap.rep$i"
-  check "nap replay $i: exit 0, the same stdout (the wait lasted its 0.5 s on its clock)" \
-    bash -c "[ $? = 0 ] && diff '$work/nap.rec' '$work/nap.rep$i'"
-done
+# replayed_alike NAME WHAT EXPECTED: records $work/NAME.py, which must print a line matching
+# EXPECTED, then replays it twice, each to print the same (WHAT says what that shows).
+replayed_alike() {
+  "$td" run -q --emit-tape "$work/$1.tape" -- "$python" "$work/$1.py" > "$work/$1.rec"
+  check "$1: recorded (exit 0), $2" bash -c "[ $? = 0 ] && grep -q '$3' '$work/$1.rec'"
+  for i in 1 2; do
+    "$td" replay -q "$work/$1.tape" -- "$python" "$work/$1.py" > "$work/$1.rep$i"
+    check "$1 replay $i: exit 0, the same stdout ($2 on its clock)" \
+      bash -c "[ $? = 0 ] && diff '$work/$1.rec' '$work/$1.rep$i'"
+  done
+}
 
-"$td" run -q --emit-tape "$work/poll.tape" -- "$python" "$work/poll_child.py" > "$work/poll.rec"
-check "poll_child: recorded (exit 0), the child done in under 5 s" \
-  bash -c "[ $? = 0 ] && grep -q 'in under 5 s' '$work/poll.rec'"
-for i in 1 2; do
-  "$td" replay -q "$work/poll.tape" -- "$python" "$work/poll_child.py" > "$work/poll.rep$i"
-  check "poll_child replay $i: exit 0, the same stdout (done in under 5 s on its clock)" \
-    bash -c "[ $? = 0 ] && diff '$work/poll.rec' '$work/poll.rep$i'"
-done
+mkdir -p "$work/ws" && cd "$work/ws"
+replayed_alike nap "the wait lasted its 0.5 s" "^acquired: False after its 0.5 s"
+replayed_alike poll_child "the child was done in under 5 s" "in under 5 s"
 
 start_standin
 "$td" run -q --emit-tape "$work/watchdog.tape" --llm-upstream "http://127.0.0.1:$port" -- \
