@@ -233,7 +233,7 @@ class Warden {
   // timed_waits.cpp: holds a timed wait (answers nothing yet) or lets it through.
   bool park_wait(const seccomp_notif& request, seccomp_notif_resp& response);
   void release_parked_waits();
-  bool network_in_motion() const;
+  bool network_in_motion(pid_t process) const;
   // exec_redirect.cpp: true when the exec now runs the wrapper (the notification is void);
   // false to let it through as it is (`why` says what failed, empty when nothing did).
   bool redirect_exec(const seccomp_notif& request, std::string& why);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace tapedeck::floor {
@@ -80,9 +81,8 @@ pid_t inner_tid(const std::filesystem::path& task) {
 
 }  // namespace
 
-bool threads_asleep(pid_t process, pid_t except, Numbering numbering) {
+bool threads_asleep(pid_t process, const std::vector<pid_t>& except, Numbering numbering) {
   std::error_code error;
-  const std::string except_here = std::to_string(except);
   for (const auto& task :
        std::filesystem::directory_iterator("/proc/" + std::to_string(process) + "/task", error)) {
     std::ifstream stat(task.path() / "stat");
@@ -92,9 +92,11 @@ bool threads_asleep(pid_t process, pid_t except, Numbering numbering) {
     if (name_end == std::string::npos || name_end + 2 >= text.size()) continue;  // gone
     const char state = text[name_end + 2];
     if (state == 'S' || state == 'Z') continue;
-    const bool excepted = numbering == Numbering::here ? task.path().filename() == except_here
-                                                       : inner_tid(task.path()) == except;
-    if (except == 0 || !excepted) return false;
+    if (except.empty()) return false;
+    const pid_t tid = numbering == Numbering::here
+                          ? static_cast<pid_t>(std::stol(task.path().filename().string()))
+                          : inner_tid(task.path());
+    if (std::find(except.begin(), except.end(), tid) == except.end()) return false;
   }
   return !error || error == std::errc::no_such_file_or_directory;  // gone: it runs no more
 }
@@ -152,9 +154,9 @@ std::vector<TcpSocket> tcp_sockets() {
           static_cast<uint16_t>(std::stoul(local.substr(local_colon + 1), nullptr, 16));
       socket.remote_port =
           static_cast<uint16_t>(std::stoul(remote.substr(remote_colon + 1), nullptr, 16));
-      socket.listening = state == "0A";                     // TCP_LISTEN
-      socket.established = state == "01";                   // TCP_ESTABLISHED
-      socket.handshaking = state == "02" || state == "03";  // TCP_SYN_SENT, TCP_SYN_RECV
+      socket.listening = state == "0A";    // TCP_LISTEN
+      socket.established = state == "01";  // TCP_ESTABLISHED
+      socket.handshaking = state == "02";  // TCP_SYN_SENT
       socket.send_queue = std::stoull(queues.substr(0, queue_colon), nullptr, 16);
       socket.receive_queue = std::stoull(queues.substr(queue_colon + 1), nullptr, 16);
       socket.inode = inode;
@@ -168,6 +170,30 @@ std::vector<TcpSocket> tcp_sockets_on(uint16_t port) {
   std::vector<TcpSocket> sockets = tcp_sockets();
   std::erase_if(sockets, [port](const TcpSocket& socket) { return socket.local_port != port; });
   return sockets;
+}
+
+bool connecting(const std::vector<pid_t>& processes) {
+  std::set<std::string> syn_sent;  // "socket:[inode]", as /proc/PID/fd links name them
+  for (const TcpSocket& socket : tcp_sockets()) {
+    if (socket.handshaking) syn_sent.insert("socket:[" + socket.inode + "]");
+  }
+  if (syn_sent.empty()) return false;  // the common case: no /proc/PID/fd walk
+  for (const pid_t process : processes) {
+    const std::string fds = "/proc/" + std::to_string(process) + "/fd";
+    DIR* folder = ::opendir(fds.c_str());
+    if (folder == nullptr) continue;
+    bool found = false;
+    while (const dirent* entry = ::readdir(folder)) {
+      if (entry->d_name[0] == '.') continue;
+      if (syn_sent.contains(link_of(fds + "/" + entry->d_name))) {
+        found = true;
+        break;
+      }
+    }
+    ::closedir(folder);
+    if (found) return true;
+  }
+  return false;
 }
 
 std::string command_of(pid_t pid) {

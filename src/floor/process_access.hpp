@@ -24,12 +24,12 @@ std::string absolute_path(pid_t pid, int folder, const std::string& path);
 std::string link_of(const std::string& path);
 // The process (thread group) thread `tid` belongs to; 0 when it is gone.
 pid_t process_of(pid_t tid);
-// Whether every thread of process `process` but `except` (one of its threads, or 0) is asleep:
-// state S (waiting for an event) or Z in /proc. A runnable thread (R), one in the disk's wait (D)
-// or one stopped counts as awake; a process gone, as asleep. `except` is numbered as this process
-// sees it, or as the thread's own pid namespace does (what gettid answered it).
+// Whether every thread of process `process` but those in `except` is asleep: state S (waiting
+// for an event) or Z in /proc. A runnable thread (R), one in the disk's wait (D) or one stopped
+// counts as awake; a process gone, as asleep. `except` is numbered as this process sees threads,
+// or as their own pid namespace does (what gettid answered them).
 enum class Numbering { here, own_namespace };
-bool threads_asleep(pid_t process, pid_t except, Numbering numbering);
+bool threads_asleep(pid_t process, const std::vector<pid_t>& except, Numbering numbering);
 // Process `root` and every process below it, from the kernel's lists of each thread's children.
 std::vector<pid_t> tree_of(pid_t root);
 // The parent of process `pid` and the process tracing it (ptrace), from one read of its status;
@@ -45,7 +45,7 @@ struct TcpSocket {
   uint16_t remote_port = 0;
   bool listening = false;
   bool established = false;    // both ends open (a side the peer closed is in CLOSE_WAIT)
-  bool handshaking = false;    // a connection being made (SYN sent or received)
+  bool handshaking = false;    // a connection being made: its SYN sent, not yet answered
   uint64_t send_queue = 0;     // bytes sent and not acknowledged yet
   uint64_t receive_queue = 0;  // bytes not read yet; for a listener, connections not accepted
   std::string inode;
@@ -53,6 +53,10 @@ struct TcpSocket {
 std::vector<TcpSocket> tcp_sockets();
 // Those bound to local `port`.
 std::vector<TcpSocket> tcp_sockets_on(uint16_t port);
+// Whether one of `processes` is making a TCP connection (its socket's SYN sent, not yet
+// answered; on a loaded machine the loopback may take milliseconds to finish the handshake): a
+// wait for it to open is not over.
+bool connecting(const std::vector<pid_t>& processes);
 // The process's command name, for messages ("?" when it is gone).
 std::string command_of(pid_t pid);
 

@@ -29,7 +29,7 @@ int64_t now_ms() {
 // Whether every thread of `tid`'s process but `tid` sleeps.
 bool others_asleep(pid_t tid) {
   const pid_t process = process_of(tid);
-  return process != 0 && threads_asleep(process, tid, Numbering::here);
+  return process != 0 && threads_asleep(process, {tid}, Numbering::here);
 }
 
 void respond(int listener, uint64_t id, bool skip) {
@@ -42,18 +42,16 @@ void respond(int listener, uint64_t id, bool skip) {
 }  // namespace
 
 // A request on its way to the LLM proxy that it has not taken yet (a connection not accepted,
-// bytes not read): the wait is for its answer. Or a connection still being made, to the proxy
-// or a server of the tree's own: the wait is for it to open (on a loaded machine the loopback
-// handshake may take longer than a wait's grace, and a dial's deadline passed in the skip).
-bool Warden::network_in_motion() const {
-  for (const TcpSocket& socket : tcp_sockets()) {
-    if (socket.handshaking) return true;
-    if (policy_.proxy_port != 0 && socket.local_port == policy_.proxy_port &&
-        socket.receive_queue != 0) {
-      return true;
+// bytes not read): the wait is for its answer. Or a connection process `process` is still
+// making: the wait is for it to open (on a loaded machine the loopback handshake may take longer
+// than a wait's grace, and a dial's deadline passed in the skip).
+bool Warden::network_in_motion(pid_t process) const {
+  if (policy_.proxy_port != 0) {
+    for (const TcpSocket& socket : tcp_sockets_on(policy_.proxy_port)) {
+      if (socket.receive_queue != 0) return true;
     }
   }
-  return false;
+  return connecting({process});
 }
 
 bool Warden::park_wait(const seccomp_notif& request, seccomp_notif_resp& response) {
@@ -96,7 +94,8 @@ void Warden::tick() {
     const bool events = ::poll(&ready, 1, 0) != 0;
     if (!events && now < wait.since_ms + kGraceMs) return false;  // still in its grace
     bool skip = false;
-    if (!events && !network_in_motion() && seccomp_notify_id_valid(listener_, wait.id) == 0) {
+    if (!events && !network_in_motion(process_of(wait.pid)) &&
+        seccomp_notify_id_valid(listener_, wait.id) == 0) {
       // A runtime's housekeeping thread (Go's sysmon) wakes every few milliseconds: a few looks.
       if (!others_asleep(wait.pid) && ++wait.looks < 4) {
         wait.since_ms = now;

@@ -172,7 +172,12 @@ Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool 
   return may_pass(tid, deadline_ms) ? Reply::ok : Reply::busy;
 }
 
-// A wait not asked about for a while has ended (its thread woke) and no longer counts.
+// Idle: no LLM call under way, every other thread of the tree asleep, no TCP connection being
+// made (a connect's wait for its socket to open is not over while the loopback finishes the
+// handshake). A thread with a wait asking counts as asleep even when /proc finds it runnable:
+// it is between two slices of its wait, not working (two threads slicing side by side otherwise
+// find each other runnable, each just woken by its answer). A wait not asked about for a while
+// has ended (its thread woke) and no longer counts.
 bool TreeEffects::may_pass(pid_t tid, int64_t deadline_ms) {
   constexpr auto kForgottenAfter = std::chrono::milliseconds(100);  // five slices unasked
   const auto now = std::chrono::steady_clock::now();
@@ -180,21 +185,24 @@ bool TreeEffects::may_pass(pid_t tid, int64_t deadline_ms) {
     return entry.first != tid && now - entry.second.asked > kForgottenAfter;
   });
   asking_waits_[tid] = {deadline_ms, now};
+  std::vector<pid_t> waiting;
   for (const auto& [other, wait] : asking_waits_) {
     if (other != tid && wait.deadline_ms < deadline_ms) return false;
+    waiting.push_back(other);
   }
-  if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0 || !tree_idle(tid)) return false;
+  if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0 || !tree_idle(waiting)) return false;
   asking_waits_.erase(tid);
   return true;
 }
 
-bool TreeEffects::tree_idle(pid_t asking) {
+bool TreeEffects::tree_idle(const std::vector<pid_t>& waiting) {
   const pid_t root = server_.root();
   if (root <= 0) return true;  // not started yet
-  for (const pid_t process : floor::tree_of(root)) {
-    if (!floor::threads_asleep(process, asking, floor::Numbering::own_namespace)) return false;
+  const std::vector<pid_t> tree = floor::tree_of(root);
+  for (const pid_t process : tree) {
+    if (!floor::threads_asleep(process, waiting, floor::Numbering::own_namespace)) return false;
   }
-  return true;
+  return !floor::connecting(tree);
 }
 
 // A wait with a timeout that timed out (Event::waited). Record: stamped now, where it ended.
@@ -217,7 +225,7 @@ void TreeEffects::record_wait(uint64_t ms) {
 void TreeEffects::pass_time(uint64_t ms) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return;
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
-  while (!tree_idle(0) && std::chrono::steady_clock::now() < give_up) {
+  while (!tree_idle({}) && std::chrono::steady_clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   preload::advance(index_->clock_map(), ms);

@@ -173,9 +173,9 @@ class TreeEffects : public floor::Services {
   std::atomic<bool> faulted_{false};  // see fault_injected()
   // Replay: whether thread `tid`'s wait or sleep until `deadline_ms` may be skipped now.
   bool may_pass(pid_t tid, int64_t deadline_ms);
-  // Whether every thread of every process of the tree but `asking` (numbered as its pid
-  // namespace does; 0 for none) is asleep. Any thread may ask.
-  bool tree_idle(pid_t asking);
+  // Whether every thread of every process of the tree but those `waiting` (numbered as their
+  // pid namespace does) is asleep, and none is making a TCP connection. Any thread may ask.
+  bool tree_idle(const std::vector<pid_t>& waiting);
   // Waits and sleeps asked about lately, by thread: where each ends, when it last asked.
   struct AskingWait {
     int64_t deadline_ms = 0;
