@@ -45,7 +45,6 @@ struct TcpSocket {
   uint16_t remote_port = 0;
   bool listening = false;
   bool established = false;    // both ends open (a side the peer closed is in CLOSE_WAIT)
-  bool handshaking = false;    // a connection being made: its SYN sent, not yet answered
   uint64_t send_queue = 0;     // bytes sent and not acknowledged yet
   uint64_t receive_queue = 0;  // bytes not read yet; for a listener, connections not accepted
   std::string inode;

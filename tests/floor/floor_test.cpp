@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "floor/floor.hpp"
+#include "floor/process_access.hpp"
 
 extern char** environ;
 
@@ -754,3 +755,28 @@ TEST(FloorWhole, HidingTheVdsoOfAProcessNotStoppedAtExecSaysWhy) {
 
 }  // namespace
 }  // namespace tapedeck::floor
+
+// A connection still being made (its SYN unanswered: the listener's accept queue is full, so
+// the kernel drops it) is found among the process's own sockets; once none is, nothing is.
+TEST(ProcessAccess, AConnectionMidHandshakeIsFoundAmongTheProcesssSockets) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), size), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);  // room for one unaccepted connection
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size), 0);
+  EXPECT_FALSE(tapedeck::floor::connecting({::getpid()}));
+  std::vector<int> clients;
+  for (int i = 0; i < 3; ++i) {
+    const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    clients.push_back(client);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(tapedeck::floor::connecting({::getpid()}));
+  for (const int client : clients) ::close(client);
+  EXPECT_FALSE(tapedeck::floor::connecting({::getpid()}));
+  ::close(listener);
+}
