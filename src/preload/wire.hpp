@@ -35,12 +35,12 @@ enum class Op : uint8_t {
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
   timed_wait = 'T',    // replay: u64 ms, i32 tid, i64 where it ends on the monotonic clock, u8
                        // sleep: a wait with that timeout (poll, select, epoll, …) found nothing
-                       // ready, or (sleep = 1) a sleep begins. `ok`: skip it (the tree is idle,
-                       // and for a wait, the recording's timed out at this point or the run has
-                       // left the recording): the caller returns "timed out" at once; a sleep is
-                       // taped by the supervisor then. `wait`: the recording's wait did not time
-                       // out here; wait for real. `busy`: not yet (an LLM call under way, another
-                       // thread of the tree awake); wait a little for real and ask again
+                       // ready, or (sleep = 1) a sleep begins. `ok`: skip it (the recording has
+                       // it at this point, or the tree is idle and nothing asking ends sooner):
+                       // the caller returns "timed out" at once; a sleep is taped by the
+                       // supervisor then. `busy`: not yet (an LLM call under way, another thread
+                       // of the tree awake); wait a slice for real and ask again. `wait`: not a
+                       // replay; wait for real
   spawn_claim = 'S',   // from the exec about to start it: program, u32 argc, args…, cwd. Record:
                        // answered with a u64, its place in the order subprocesses start. Replay:
                        // the recorded result is set aside for the process's spawn_replay (its
@@ -53,9 +53,9 @@ enum class Reply : uint8_t {
   spawned = 'Z',  // i32 exit, stdout, stderr, u64 pids, u64 ms, u8 injected: a replayed
                   // subprocess's recorded result (injected: changed by a --fault)
   miss = 'M',     // text: the tape does not hold this input; the process must stop
-  wait = 'W',     // timed_wait: the recording's wait did not time out here; wait for real
-  busy = 'B',     // timed_wait: not yet: an LLM call is under way (it may end the wait) or,
-                  // off the recording, another thread runs
+  wait = 'W',     // timed_wait: wait for real (nothing to replay it against)
+  busy = 'B',     // timed_wait: not yet: an LLM call is under way (it may end the wait), or
+                  // another thread of the tree runs
   fail = 'F',     // i32 errno: a fault the replay injects (--fault file:PATH=…); the call fails
 };
 
