@@ -252,6 +252,7 @@ class Warden {
   struct ParkedWait {
     uint64_t id;
     pid_t pid;
+    pid_t process;  // pid's
     int epoll;
     int timeout_ms;
     int64_t since_ms;

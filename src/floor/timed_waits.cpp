@@ -26,12 +26,6 @@ int64_t now_ms() {
   return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1'000'000;
 }
 
-// Whether every thread of `tid`'s process but `tid` sleeps.
-bool others_asleep(pid_t tid) {
-  const pid_t process = process_of(tid);
-  return process != 0 && threads_asleep(process, {tid}, Numbering::here);
-}
-
 void respond(int listener, uint64_t id, bool skip) {
   seccomp_notif_resp response{};
   response.id = id;
@@ -61,13 +55,15 @@ bool Warden::park_wait(const seccomp_notif& request, seccomp_notif_resp& respons
   // A copy of the epoll descriptor: polling it says whether events are ready, consuming none.
   const auto pid = static_cast<pid_t>(request.pid);
   // pidfd_open takes a process, not one of its threads; the threads share its descriptors.
-  const int process = static_cast<int>(::syscall(SYS_pidfd_open, process_of(pid), 0));
-  if (process < 0) return true;
+  const pid_t process = process_of(pid);
+  if (process == 0) return true;
+  const int handle = static_cast<int>(::syscall(SYS_pidfd_open, process, 0));
+  if (handle < 0) return true;
   const int epoll = static_cast<int>(
-      ::syscall(SYS_pidfd_getfd, process, static_cast<int>(request.data.args[0]), 0));
-  ::close(process);
+      ::syscall(SYS_pidfd_getfd, handle, static_cast<int>(request.data.args[0]), 0));
+  ::close(handle);
   if (epoll < 0) return true;
-  parked_.push_back({request.id, pid, epoll, timeout, now_ms()});
+  parked_.push_back({request.id, pid, process, epoll, timeout, now_ms()});
   return false;
 }
 
@@ -94,10 +90,10 @@ void Warden::tick() {
     const bool events = ::poll(&ready, 1, 0) != 0;
     if (!events && now < wait.since_ms + kGraceMs) return false;  // still in its grace
     bool skip = false;
-    if (!events && !network_in_motion(process_of(wait.pid)) &&
-        seccomp_notify_id_valid(listener_, wait.id) == 0) {
+    if (!events && seccomp_notify_id_valid(listener_, wait.id) == 0 &&
+        !network_in_motion(wait.process)) {
       // A runtime's housekeeping thread (Go's sysmon) wakes every few milliseconds: a few looks.
-      if (!others_asleep(wait.pid) && ++wait.looks < 4) {
+      if (!threads_asleep(wait.process, {wait.pid}, Numbering::here) && ++wait.looks < 4) {
         wait.since_ms = now;
         return false;
       }

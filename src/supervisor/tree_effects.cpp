@@ -167,7 +167,7 @@ Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool 
     record_sleep(ms);  // the program skips it on this answer
     return Reply::ok;
   }
-  if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0) return Reply::busy;
+  if (llm_under_way()) return Reply::busy;
   if (!faulted_.load() && index_->next_wait_near(ms)) return Reply::ok;
   return may_pass(tid, deadline_ms) ? Reply::ok : Reply::busy;
 }
@@ -190,7 +190,7 @@ bool TreeEffects::may_pass(pid_t tid, int64_t deadline_ms) {
     if (other != tid && wait.deadline_ms < deadline_ms) return false;
     waiting.push_back(other);
   }
-  if (llm_announced_.load() > 0 || llm_in_flight_.load() > 0 || !tree_idle(waiting)) return false;
+  if (llm_under_way() || !tree_idle(waiting)) return false;
   asking_waits_.erase(tid);
   return true;
 }

@@ -171,6 +171,8 @@ class TreeEffects : public floor::Services {
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
   std::atomic<bool> faulted_{false};  // see fault_injected()
+  // An LLM request announced, or one the proxy is handling: its answer may end a wait.
+  bool llm_under_way() const { return llm_announced_.load() > 0 || llm_in_flight_.load() > 0; }
   // Replay: whether thread `tid`'s wait or sleep until `deadline_ms` may be skipped now.
   bool may_pass(pid_t tid, int64_t deadline_ms);
   // Whether every thread of every process of the tree but those `waiting` (numbered as their
