@@ -55,10 +55,12 @@
 // Runtime::go, for a Go root in Reach::whole: Go's runtime reads the monotonic clock on its own
 // (the scheduler, timers, sysmon) from several threads, in an order no two runs repeat, and
 // sleeps with nanosleep only in sysmon. So: a read of CLOCK_REALTIME and the CLOCK_MONOTONIC
-// read the same thread makes next are the program's time.Now(), taped and replayed as above;
-// any other monotonic read is the runtime's, untaped (record: the real clock; replay: a clock
-// that starts from the program's and moves a microsecond a read and by every wait the replay
-// skips); nanosleep runs untaped;
+// read the same thread makes next are the program's time.Now(); a read that runtime.nanotime
+// makes for time.Since, time.Until or time.init is the program's too (go_clock.hpp: the root's
+// runtime.nanotime is patched at its exec stop to say who asked); both are taped and replayed as
+// above. Any other monotonic read is the runtime's, untaped (record: the real clock; replay: a
+// clock that starts from the program's and moves a microsecond a read and by every wait the
+// replay skips); nanosleep runs untaped;
 //   epoll_wait, epoll_pwait with a timeout
 //       notify (replay): the runtime parks there until its next timer (time.Sleep). The wait is
 //       held (other notifications are served meanwhile); when for a short grace (kGraceMs)
@@ -84,9 +86,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "floor/go_clock.hpp"
 
 struct seccomp_notif;
 struct seccomp_notif_resp;
@@ -138,9 +143,10 @@ std::string escapes_through(const std::set<std::string>& holes);
 
 // The root program, stopped by ptrace at its exec (PTRACE_TRACEME before execve): its auxiliary
 // vector's AT_SYSINFO_EHDR entry becomes AT_IGNORE, so neither libc nor Go's runtime finds the
-// vDSO and every clock read is a system call the floor sees. Detaches in every case. False, with
-// `why` set (it is left alone on success), when the process was not stopped at its exec or its
-// stack could not be rewritten.
+// vDSO and every clock read is a system call the floor sees; a Go program's runtime.nanotime is
+// patched (go_clock.hpp). Detaches in every case. False, with `why` set (it is left alone on
+// success) to what failed and what goes untaped for it, when the process was not stopped at its
+// exec, its stack could not be rewritten or its runtime.nanotime not patched.
 // `startup_random` (16 bytes, or empty) replaces the bytes AT_RANDOM points to.
 bool hide_vdso(pid_t pid, std::string& why, const std::string& startup_random = {});
 
@@ -221,6 +227,7 @@ class Warden {
   bool serve_call(const seccomp_notif& request, seccomp_notif_resp& response);
   bool served(pid_t pid) const;
   void answer_clock(const seccomp_notif& request, seccomp_notif_resp& response);
+  void deliver_clock(const seccomp_notif& request, seccomp_notif_resp& response, int64_t ns);
   void answer_sleep(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_open(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_exec(const seccomp_notif& request, seccomp_notif_resp& response);
@@ -261,6 +268,23 @@ class Warden {
   std::vector<ParkedWait> parked_;
   // Runtime::go: threads whose CLOCK_REALTIME read makes their next monotonic read a program's.
   std::set<pid_t> reading_time_now_;
+  // A clock read's answer, kept in case its thread never gets it: a signal that interrupts the
+  // wait for it voids the notification, and the kernel restarts the call (Go's preemption
+  // signal does, to a thread whose read waits more than 10 ms). Its restart is answered the
+  // same, untaped, so that the tape holds each read the program made once.
+  struct UndeliveredClock {
+    int nr = 0;
+    uint64_t ip = 0;
+    uint64_t args[2] = {0, 0};
+    int64_t ns = 0;
+  };
+  UndeliveredClock clock_answer_;
+  std::map<pid_t, UndeliveredClock> undelivered_clocks_;
+  // Runtime::go: the root image's runtime.nanotime and its callers, and where the image lies.
+  GoClockSites go_clock_;
+  uint64_t go_clock_bias_ = 0;
+  // Runtime::go: a monotonic clock_gettime that is the runtime's own, not the program's.
+  bool runtime_clock_read(const seccomp_notif& request) const;
   pid_t program_pid_ = 0;  // the process that exec'd the program (the tree's first exec)
   dev_t root_device_ = 0;  // the program's image, whose processes are served
   ino_t root_inode_ = 0;

@@ -79,6 +79,10 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     }
     root_device_ = image.st_dev;
     root_inode_ = image.st_ino;
+    if (runtime_ == Runtime::go) {
+      go_clock_ = go_clock_sites("/proc/" + std::to_string(pid) + "/exe");
+      go_clock_bias_ = load_bias(pid, go_clock_);
+    }
     struct stat wrapper {};
     const std::vector<std::string> exec_wrapper =
         services_ != nullptr ? services_->exec_wrapper() : std::vector<std::string>{};
@@ -92,11 +96,9 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     return true;
   }
   const bool waits = request.data.nr == __NR_epoll_wait || request.data.nr == __NR_epoll_pwait;
-  // The runtime keeping its own pace: a monotonic read that is not time.Now()'s, a nanosleep.
-  const bool runtime_pace = runtime_ == Runtime::go && ((request.data.nr == __NR_clock_gettime &&
-                                                         source_of(request.data.args[0]) == 1 &&
-                                                         !reading_time_now_.contains(pid)) ||
-                                                        request.data.nr == __NR_nanosleep);
+  // The runtime keeping its own pace: a monotonic read that is not the program's, a nanosleep.
+  const bool runtime_pace =
+      runtime_ == Runtime::go && (runtime_clock_read(request) || request.data.nr == __NR_nanosleep);
   if (!waits && !runtime_pace) release_parked_waits();  // the program is at work: no jump
   switch (request.data.nr) {
     case __NR_clock_gettime:
@@ -136,41 +138,78 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
   }
 }
 
+bool Warden::runtime_clock_read(const seccomp_notif& request) const {
+  if (request.data.nr != __NR_clock_gettime || source_of(request.data.args[0]) != 1) return false;
+  switch (classify_go_clock_read(go_clock_, go_clock_bias_, request.data.instruction_pointer,
+                                 request.data.args[2])) {
+    case GoClockRead::program:
+      return false;
+    case GoClockRead::runtime:
+      return true;
+    case GoClockRead::not_package_time:
+      break;
+  }
+  // time.Now() reads CLOCK_REALTIME, then CLOCK_MONOTONIC on the same thread; any other
+  // monotonic read is the runtime's own.
+  return !reading_time_now_.contains(static_cast<pid_t>(request.pid));
+}
+
 void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
+  // A restart of a read whose answer its thread never got (a signal came first): the same answer,
+  // neither taped nor taken from the replay's clock a second time.
+  if (const auto undelivered = undelivered_clocks_.find(pid);
+      undelivered != undelivered_clocks_.end()) {
+    const UndeliveredClock was = undelivered->second;
+    undelivered_clocks_.erase(undelivered);
+    if (was.nr == request.data.nr && was.ip == request.data.instruction_pointer &&
+        was.args[0] == request.data.args[0] && was.args[1] == request.data.args[1]) {
+      clock_answer_ = was;
+      return deliver_clock(request, response, was.ns);
+    }
+  }
   const uint64_t clock =
       request.data.nr == __NR_clock_gettime ? request.data.args[0] : uint64_t{CLOCK_REALTIME};
   timespec now{};
   ::clock_gettime(static_cast<clockid_t>(clock), &now);
   const int source = source_of(clock);
+  int64_t ns = 0;
+  if (runtime_ == Runtime::go && request.data.nr == __NR_clock_gettime &&
+      runtime_clock_read(request)) {
+    ns = services_->runtime_clock_ns(pid, int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
+  } else {
+    const int64_t ms = services_->clock_read(pid, source == 0, floor_ms(now));
+    last_seen_ms_[source] = ms;
+    ns = ms * 1'000'000;
+  }
   if (runtime_ == Runtime::go && request.data.nr == __NR_clock_gettime) {
-    // time.Now() reads CLOCK_REALTIME, then CLOCK_MONOTONIC on the same thread; any other
-    // monotonic read is the runtime's own.
     if (source == 0) {
       reading_time_now_.insert(pid);
-    } else if (reading_time_now_.erase(pid) == 0) {
-      const int64_t ns =
-          services_->runtime_clock_ns(pid, int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
-      const timespec value{static_cast<time_t>(ns / 1'000'000'000),
-                           static_cast<long>(ns % 1'000'000'000)};
-      if (!write_memory(pid, request.data.args[1], &value, sizeof value)) {
-        response.error = -EFAULT;
-      }
-      return;
+    } else {
+      reading_time_now_.erase(pid);
     }
   }
-  const int64_t ms = services_->clock_read(pid, source == 0, floor_ms(now));
-  last_seen_ms_[source] = ms;
+  clock_answer_ = UndeliveredClock{request.data.nr,
+                                   request.data.instruction_pointer,
+                                   {request.data.args[0], request.data.args[1]},
+                                   ns};
+  deliver_clock(request, response, ns);
+}
+
+// The answer `ns` (since the clock's epoch) in the form the call asked for.
+void Warden::deliver_clock(const seccomp_notif& request, seccomp_notif_resp& response, int64_t ns) {
+  const auto pid = static_cast<pid_t>(request.pid);
   const uint64_t out = request.data.args[0];
   switch (request.data.nr) {
     case __NR_clock_gettime: {
-      const timespec value = clock_units::from_ms(ms);
+      const timespec value{static_cast<time_t>(ns / 1'000'000'000),
+                           static_cast<long>(ns % 1'000'000'000)};
       if (!write_memory(pid, request.data.args[1], &value, sizeof value)) response.error = -EFAULT;
       return;
     }
     case __NR_gettimeofday: {
-      const timeval value{static_cast<time_t>(ms / 1000),
-                          static_cast<suseconds_t>(ms % 1000) * 1000};
+      const timeval value{static_cast<time_t>(ns / 1'000'000'000),
+                          static_cast<suseconds_t>(ns % 1'000'000'000 / 1000)};
       if (out != 0 && !write_memory(pid, out, &value, sizeof value)) response.error = -EFAULT;
       if (request.data.args[1] != 0) {
         const struct timezone utc {};
@@ -179,7 +218,7 @@ void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& resp
       return;
     }
     default: {  // time
-      const auto seconds = static_cast<time_t>(ms / 1000);
+      const auto seconds = static_cast<time_t>(ns / 1'000'000'000);
       if (out != 0 && !write_memory(pid, out, &seconds, sizeof seconds)) {
         response.error = -EFAULT;
         return;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "floor/floor.hpp"
+#include "floor/go_clock.hpp"
 
 namespace tapedeck::floor {
 
@@ -99,18 +100,24 @@ bool hide_vdso(pid_t pid, std::string& why, const std::string& startup_random) {
   while ((got = ::waitpid(pid, &status, __WALL)) < 0 && errno == EINTR) {
   }
   if (got != pid || !WIFSTOPPED(status)) {
-    why = "the program did not stop at its exec";
+    why = "the program did not stop at its exec: its clock reads are not taped";
     return false;
   }
   if (WSTOPSIG(status) != SIGTRAP) {
-    why =
-        std::string("the program stopped with ") + strsignal(WSTOPSIG(status)) + " before its exec";
+    why = std::string("the program stopped with ") + strsignal(WSTOPSIG(status)) +
+          " before its exec: its clock reads are not taped";
     ::ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(WSTOPSIG(status)));
     return false;
   }
-  const bool rewritten = rewrite_auxv(pid, why, startup_random);
+  bool prepared = rewrite_auxv(pid, why, startup_random);
+  if (!prepared) {
+    why += ": its clock reads are not taped";
+  } else if (!patch_go_clock(pid, go_clock_sites("/proc/" + std::to_string(pid) + "/exe"), why)) {
+    why += ": time.Since and time.Until are not taped";
+    prepared = false;
+  }
   ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
-  return rewritten;
+  return prepared;
 }
 
 }  // namespace tapedeck::floor

@@ -285,8 +285,11 @@ void Warden::serve_one() {
   response_->id = request_->id;
   if (!is_policed(static_cast<int>(request_->data.nr))) {
     answered_ = false;
-    if (serve_call(*request_, *response_) && !answered_) {
-      seccomp_notify_respond(listener_, response_);
+    clock_answer_ = {};
+    if (serve_call(*request_, *response_) && !answered_ &&
+        seccomp_notify_respond(listener_, response_) != 0 && errno == ENOENT &&
+        clock_answer_.nr != 0) {
+      undelivered_clocks_[static_cast<pid_t>(request_->pid)] = clock_answer_;
     }
     return;
   }

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "floor/go_clock.hpp"
 #include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
@@ -340,6 +341,20 @@ Linkage linkage_at_depth(const fs::path& program, int depth) {
   return Linkage::static_binary;
 }
 
+// What the floor makes of a Go program's clock: time.Since is the program's only where
+// runtime.nanotime can be patched (go_clock.hpp).
+std::string go_clock_warning(const fs::path& program) {
+  if (floor::go_clock_sites(program.string()).patchable()) {
+    return "Go's runtime reads the clock for itself from several threads: time.Now(), "
+           "time.Since and time.Until are taped, the runtime's own reads (its scheduler, timers) "
+           "are not";
+  }
+  return "Go's runtime reads the clock for itself from several threads: time.Now() is taped, the "
+         "runtime's reads are not, and this binary gives no way to tell time.Since's from them "
+         "(stripped, or a runtime.nanotime of another shape), so durations measured on the "
+         "monotonic clock alone (time.Since) follow the replay's own clock";
+}
+
 }  // namespace
 
 Linkage linkage_of(const fs::path& program) {
@@ -363,12 +378,7 @@ std::optional<std::string> interposition_warning(const fs::path& program, bool f
          ". The system-call floor serves its clock reads, sleeps, randomness, execs and its "
          "workspace reads, writes, deletes and renames; not taped: folders it makes or removes, "
          "links" +
-         (linkage == Linkage::go
-              ? std::string(". Go's runtime reads the clock for itself from several threads: "
-                            "time.Now() is taped, the runtime's reads are not, so durations "
-                            "measured on the monotonic clock alone (time.Since) follow the "
-                            "replay's own clock")
-              : std::string());
+         (linkage == Linkage::go ? ". " + go_clock_warning(program) : std::string());
 }
 
 }  // namespace tapedeck::supervisor

@@ -282,8 +282,8 @@ RunOutcome run(const RunOptions& options) {
                                  "): /proc/<its pid> names whichever host process has that pid");
     }
     if (!root.vdso_failure().empty()) {
-      outcome.warnings.push_back("the vDSO could not be hidden from " + program->string() + " (" +
-                                 root.vdso_failure() + "): its clock reads are not taped");
+      outcome.warnings.push_back("the floor could not prepare " + program->string() +
+                                 " at its exec: " + root.vdso_failure());
     }
   } catch (...) {
     forward_to = 0;

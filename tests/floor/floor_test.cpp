@@ -592,6 +592,38 @@ TEST(FloorWhole, AnotherProgramTheRootExecsIsNotServed) {
   EXPECT_TRUE(services.opens.empty()) << services.opens.front();
 }
 
+// Services whose first clock read signals the reader before it is answered: the signal voids
+// the notification, and the kernel restarts the call (SA_RESTART) as a new one.
+struct InterruptingServices : FakeServices {
+  int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) override {
+    if (reads.empty()) {
+      ::kill(pid, SIGUSR1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the handler runs meanwhile
+    }
+    return FakeServices::clock_read(pid, wall, real_ms);
+  }
+};
+
+volatile sig_atomic_t signalled = 0;
+
+TEST(FloorWhole, AClockReadWhoseAnswerASignalVoidedIsAnsweredAgainButReadOnce) {
+  InterruptingServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        struct sigaction handler {};
+        handler.sa_handler = [](int) { signalled = 1; };
+        handler.sa_flags = SA_RESTART;
+        ::sigaction(SIGUSR1, &handler, nullptr);
+        timespec wall{};
+        if (::syscall(SYS_clock_gettime, CLOCK_REALTIME, &wall) != 0) return 1;
+        if (signalled != 1) return 2;  // (else the test did not test the restart)
+        return wall.tv_sec == 1'700'000'123 && wall.tv_nsec == 456'000'000 ? 0 : 3;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(services.reads, std::vector<std::string>{"wall"});  // taped once
+}
+
 TEST(FloorWhole, AProcessThatDiesWhileItsClockReadWaitsDoesNotWedgeTheWarden) {
   FakeServices services;
   const Outcome outcome = under_floor(
@@ -743,6 +775,40 @@ TEST(FloorWhole, HidingTheVdsoTakesItOutOfTheAuxiliaryVector) {
   const std::string after = auxv_shown(true);
   EXPECT_NE(after.find("AT_PAGESZ"), std::string::npos) << after;  // the rest is intact
   EXPECT_EQ(after.find("AT_SYSINFO_EHDR"), std::string::npos) << after;
+}
+
+TEST(GoClock, AProgramThatIsNotGoHasNothingToPatch) {
+  const GoClockSites sites = go_clock_sites("/proc/self/exe");
+  EXPECT_FALSE(sites.patchable());
+  EXPECT_EQ(sites.time_now.end, 0u);
+  EXPECT_FALSE(go_clock_sites("/nonexistent/program").patchable());
+  std::string why;
+  EXPECT_TRUE(patch_go_clock(::getpid(), sites, why));  // nothing to do
+  EXPECT_TRUE(why.empty()) << why;
+}
+
+TEST(GoClock, ReadsAreToldApartByWhereTheyAreMadeAndWhoAsked) {
+  GoClockSites sites;
+  sites.nanotime = {0x1000, 0x102e};
+  sites.time_now = {0x2000, 0x20e7};
+  sites.program_reads = {{0x3000, 0x30a6}, {0x4000, 0x40a6}};
+  sites.patch = std::string(0x2e, '\x90');
+  const uint64_t bias = 0x5550000;
+  EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x2050, 0), GoClockRead::program);
+  EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x3014),
+            GoClockRead::program);  // time.Since
+  EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x4040),
+            GoClockRead::program);
+  EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x30a6),
+            GoClockRead::runtime);  // just past time.Since: a timer's
+  EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x9000, bias + 0x3014),
+            GoClockRead::not_package_time);  // nanotime1
+  EXPECT_EQ(classify_go_clock_read(sites, 0, bias + 0x1016, bias + 0x3014),
+            GoClockRead::not_package_time);  // the image placed elsewhere
+  sites.patch.clear();  // not patched: runtime.nanotime makes no call of its own
+  EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x3014),
+            GoClockRead::not_package_time);
+  EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x2050, 0), GoClockRead::program);
 }
 
 TEST(FloorWhole, HidingTheVdsoOfAProcessNotStoppedAtExecSaysWhy) {

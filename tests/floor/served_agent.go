@@ -28,6 +28,10 @@ func main() {
 	fmt.Println("tasks.txt:", len(tasks), err)
 	time.Sleep(time.Second)
 	fmt.Println("slept", time.Since(start).Milliseconds(), "ms")
+	// A timer's deadline is the runtime's clock; time.Until and a Time's monotonic reading
+	// ("m=+…", counted from the package's start) are the program's.
+	<-time.After(20 * time.Millisecond)
+	fmt.Println("until", time.Until(start.Add(time.Hour)), "now", time.Now())
 	date, err := exec.Command("date", "+%s%N").Output()
 	fmt.Println("date:", strings.TrimSpace(string(date)), err)
 	body, _ := json.Marshal(map[string]any{"model": "gpt-4o-mini", "messages": []map[string]string{{"role": "user", "content": "Summarise the tasks"}}})

@@ -1,0 +1,212 @@
+// Go's package-time clock reads, told from the runtime's own (see go_clock.hpp).
+#include "floor/go_clock.hpp"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+
+namespace tapedeck::floor {
+
+namespace {
+
+bool read_at(int fd, void* out, size_t size, uint64_t offset) {
+  auto* bytes = static_cast<char*>(out);
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, bytes, size, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    bytes += got;
+    size -= static_cast<size_t>(got);
+    offset += static_cast<uint64_t>(got);
+  }
+  return true;
+}
+
+struct OwnedFd {
+  int fd;
+  ~OwnedFd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// runtime.nanotime as Go 1.17+ compiles it on amd64 begins by taking its 16-byte frame and ends
+// by giving it back and returning.
+constexpr std::array<uint8_t, 4> kTakeFrame{0x48, 0x83, 0xEC, 0x10};                 // sub rsp, 16
+constexpr std::array<uint8_t, 5> kGiveFrameAndReturn{0x48, 0x83, 0xC4, 0x10, 0xC3};  // add; ret
+
+// The new body between those two: clock_gettime(CLOCK_MONOTONIC, rsp) with the caller's return
+// address in rdx, then the nanoseconds in rax (the register ABI's result).
+constexpr std::array<uint8_t, 36> kReadClock{
+    0x48, 0x8B,
+    0x54, 0x24,
+    0x10,  // mov rdx, [rsp+16]   (the return address)
+    0xBF, 0x01,
+    0x00, 0x00,
+    0x00,  // mov edi, CLOCK_MONOTONIC
+    0x48, 0x89,
+    0xE6,  // mov rsi, rsp
+    0xB8, SYS_clock_gettime,
+    0x00, 0x00,
+    0x00,        // mov eax, SYS_clock_gettime
+    0x0F, 0x05,  // syscall
+    0x48, 0x8B,
+    0x04, 0x24,  // mov rax, [rsp]      (tv_sec)
+    0x48, 0x69,
+    0xC0, 0x00,
+    0xCA, 0x9A,
+    0x3B,  // imul rax, rax, 1000000000
+    0x48, 0x03,
+    0x44, 0x24,
+    0x08,  // add rax, [rsp+8]    (tv_nsec)
+};
+static_assert(SYS_clock_gettime < 0x100, "one byte of the mov's immediate");
+constexpr uint8_t kNop = 0x90;
+
+// The new body for an old one of `original`'s bytes, or empty when its shape is not the one
+// expected (its frame taken first and given back last, room for the read between).
+std::string patch_for(const std::string& original) {
+  const size_t size = original.size();
+  if (size < kTakeFrame.size() + kReadClock.size() + kGiveFrameAndReturn.size()) return {};
+  if (original.compare(0, kTakeFrame.size(), std::string(kTakeFrame.begin(), kTakeFrame.end())) !=
+          0 ||
+      original.compare(size - kGiveFrameAndReturn.size(), kGiveFrameAndReturn.size(),
+                       std::string(kGiveFrameAndReturn.begin(), kGiveFrameAndReturn.end())) != 0) {
+    return {};
+  }
+  std::string patch(kTakeFrame.begin(), kTakeFrame.end());
+  patch.append(kReadClock.begin(), kReadClock.end());
+  patch.append(size - patch.size() - kGiveFrameAndReturn.size(), static_cast<char>(kNop));
+  patch.append(kGiveFrameAndReturn.begin(), kGiveFrameAndReturn.end());
+  return patch;
+}
+
+bool is_program_reader(std::string_view name) {
+  return name == "time.Since" || name == "time.Until" || name == "time.init" ||
+         name.starts_with("time.init.");
+}
+
+}  // namespace
+
+GoClockSites go_clock_sites(const std::string& program) {
+  GoClockSites sites;
+  const OwnedFd file{::open(program.c_str(), O_RDONLY | O_CLOEXEC)};
+  Elf64_Ehdr header;
+  if (file.fd < 0 || !read_at(file.fd, &header, sizeof header, 0) ||
+      std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 || header.e_ident[EI_CLASS] != ELFCLASS64 ||
+      header.e_machine != EM_X86_64 || header.e_shentsize != sizeof(Elf64_Shdr) ||
+      header.e_shnum == 0 || header.e_shnum > 4096) {
+    return sites;
+  }
+  std::vector<Elf64_Shdr> sections(header.e_shnum);
+  if (!read_at(file.fd, sections.data(), sections.size() * sizeof(Elf64_Shdr), header.e_shoff)) {
+    return sites;
+  }
+  const Elf64_Shdr* symbols = nullptr;
+  for (const Elf64_Shdr& section : sections) {
+    if (section.sh_type == SHT_SYMTAB) symbols = &section;
+  }
+  // (A symbol table beyond 256 MiB is not a program this reads.)
+  constexpr uint64_t kLargest = uint64_t{256} << 20;
+  if (symbols == nullptr || symbols->sh_link >= sections.size() ||
+      symbols->sh_entsize != sizeof(Elf64_Sym) || symbols->sh_size > kLargest ||
+      sections[symbols->sh_link].sh_size > kLargest) {
+    return sites;
+  }
+  const Elf64_Shdr& names_section = sections[symbols->sh_link];
+  std::vector<Elf64_Sym> table(symbols->sh_size / sizeof(Elf64_Sym));
+  std::string names(names_section.sh_size, '\0');
+  if (!read_at(file.fd, table.data(), table.size() * sizeof(Elf64_Sym), symbols->sh_offset) ||
+      !read_at(file.fd, names.data(), names.size(), names_section.sh_offset)) {
+    return sites;
+  }
+  for (const Elf64_Sym& symbol : table) {
+    if (ELF64_ST_TYPE(symbol.st_info) != STT_FUNC || symbol.st_name >= names.size()) continue;
+    const std::string_view name(names.c_str() + symbol.st_name);
+    const AddressRange range{symbol.st_value, symbol.st_value + symbol.st_size};
+    if (name == "runtime.nanotime") {
+      sites.nanotime = range;
+    } else if (name == "time.now") {
+      sites.time_now = range;
+    } else if (is_program_reader(name)) {
+      sites.program_reads.push_back(range);
+    }
+  }
+  sites.position_independent = header.e_type == ET_DYN;
+  sites.entry = header.e_entry;
+  const uint64_t size = sites.nanotime.end - sites.nanotime.start;
+  if (size == 0 || size > 4096 || sites.program_reads.empty()) return sites;
+  for (const Elf64_Shdr& code : sections) {
+    if ((code.sh_flags & SHF_EXECINSTR) == 0 || code.sh_type != SHT_PROGBITS ||
+        sites.nanotime.start < code.sh_addr || sites.nanotime.end > code.sh_addr + code.sh_size) {
+      continue;
+    }
+    std::string original(size, '\0');
+    if (!read_at(file.fd, original.data(), size,
+                 code.sh_offset + (sites.nanotime.start - code.sh_addr))) {
+      return sites;
+    }
+    sites.original = original;
+    sites.patch = patch_for(original);
+    break;
+  }
+  return sites;
+}
+
+uint64_t load_bias(pid_t pid, const GoClockSites& sites) {
+  if (!sites.position_independent) return 0;
+  const OwnedFd auxv{
+      ::open(("/proc/" + std::to_string(pid) + "/auxv").c_str(), O_RDONLY | O_CLOEXEC)};
+  if (auxv.fd < 0) return 0;
+  Elf64_auxv_t entry;
+  for (uint64_t at = 0; read_at(auxv.fd, &entry, sizeof entry, at); at += sizeof entry) {
+    if (entry.a_type == AT_NULL) break;
+    if (entry.a_type == AT_ENTRY) return entry.a_un.a_val - sites.entry;
+  }
+  return 0;
+}
+
+bool patch_go_clock(pid_t pid, const GoClockSites& sites, std::string& why) {
+  if (!sites.patchable()) return true;
+  // The tracer may write the text through /proc/PID/mem, read-only mapping or not (a private
+  // copy of the page: the file is untouched).
+  const OwnedFd memory{
+      ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDWR | O_CLOEXEC)};
+  const uint64_t address = sites.nanotime.start + load_bias(pid, sites);
+  std::string found(sites.original.size(), '\0');
+  if (memory.fd < 0 || !read_at(memory.fd, found.data(), found.size(), address)) {
+    why = std::string("reading runtime.nanotime: ") + std::strerror(errno);
+    return false;
+  }
+  if (found != sites.original) {  // not where the symbol table puts it: leave it alone
+    why = "runtime.nanotime is not where the program's symbol table puts it";
+    return false;
+  }
+  const ssize_t wrote =
+      ::pwrite(memory.fd, sites.patch.data(), sites.patch.size(), static_cast<off_t>(address));
+  if (wrote != static_cast<ssize_t>(sites.patch.size())) {
+    why = std::string("writing runtime.nanotime: ") +
+          (wrote < 0 ? std::strerror(errno) : "a short write");
+    return false;
+  }
+  return true;
+}
+
+GoClockRead classify_go_clock_read(const GoClockSites& sites, uint64_t bias,
+                                   uint64_t instruction_pointer, uint64_t caller) {
+  if (sites.time_now.holds(instruction_pointer - bias)) return GoClockRead::program;
+  if (!sites.patchable() || !sites.nanotime.holds(instruction_pointer - bias)) {
+    return GoClockRead::not_package_time;
+  }
+  for (const AddressRange& reader : sites.program_reads) {
+    if (reader.holds(caller - bias)) return GoClockRead::program;
+  }
+  return GoClockRead::runtime;
+}
+
+}  // namespace tapedeck::floor

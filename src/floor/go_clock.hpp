@@ -1,0 +1,67 @@
+// Which of a Go program's monotonic clock reads are the program's own.
+//
+// Go's runtime reads CLOCK_MONOTONIC for itself all the time (the scheduler, timers, sysmon),
+// from every thread, through one function (runtime.nanotime1): a floor that sees only the system
+// call cannot tell those reads from the program's time.Since(t). What tells them apart is the
+// caller. The package time reaches the runtime's clock through runtime.nanotime (linked to
+// time.runtimeNano) and nowhere else; its callers are time.Since, time.Until, time.init
+// (startNano, from which a Time's monotonic reading counts) and the timers (time.when).
+//
+// So, at the root's exec stop (hide_vdso), runtime.nanotime's body is replaced by one that makes
+// the system call itself and passes its caller's return address as the call's third argument
+// (clock_gettime ignores it): a notification whose instruction pointer lies in runtime.nanotime
+// is a read of the package time, and its third argument says which function asked. The new body
+// keeps the old one's stack shape (16 bytes taken by its first instruction, given back by the
+// last two), so that the runtime's tracebacks through it stay right.
+//
+// Only a binary whose symbol table names these functions (not stripped with -s) and whose
+// runtime.nanotime has the shape this expects (Go 1.17 and later on amd64: the register ABI, a
+// 16-byte frame) is patched; anything else keeps the runtime's own reads untaped.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tapedeck::floor {
+
+struct AddressRange {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  bool holds(uint64_t address) const { return address >= start && address < end; }
+};
+
+struct GoClockSites {
+  AddressRange nanotime;                    // runtime.nanotime, as linked
+  AddressRange time_now;                    // time.now: time.Now()'s two reads, made itself
+  std::vector<AddressRange> program_reads;  // time.Since, time.Until, time.init*
+  std::string original;                     // runtime.nanotime's bytes in the file
+  std::string patch;                        // its new body, as long; empty: not patchable
+  bool position_independent = false;        // ET_DYN: every address moves by the load bias
+  uint64_t entry = 0;                       // e_entry, to find that bias from AT_ENTRY
+
+  bool patchable() const { return !patch.empty(); }
+};
+
+// Reads `program`'s ELF symbol table and runtime.nanotime's bytes. Never throws; a program that
+// is not Go, is stripped or has another shape gives sites that are not patchable.
+GoClockSites go_clock_sites(const std::string& program);
+
+// How far process `pid`'s image was moved from its link-time addresses (0 unless
+// position-independent; its auxiliary vector's AT_ENTRY against e_entry).
+uint64_t load_bias(pid_t pid, const GoClockSites& sites);
+
+// The patch, written into `pid`'s text (stopped under ptrace). False with `why` set on failure.
+bool patch_go_clock(pid_t pid, const GoClockSites& sites, std::string& why);
+
+// Whether a clock_gettime notification at `instruction_pointer` whose third argument is
+// `caller` is the program's read (time.Now, or time.Since, time.Until, time.init through the
+// patched runtime.nanotime) or the runtime's (timers); not_package_time for any other (the
+// runtime's nanotime1). Addresses as the process sees them; `bias` from load_bias().
+enum class GoClockRead { not_package_time, program, runtime };
+GoClockRead classify_go_clock_read(const GoClockSites& sites, uint64_t bias,
+                                   uint64_t instruction_pointer, uint64_t caller);
+
+}  // namespace tapedeck::floor
