@@ -12,7 +12,7 @@ on_exit=()
 cleanup_harness() {
   local step
   for step in "${on_exit[@]}"; do eval "$step"; done
-  rm -rf "$work"
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup_harness EXIT
 failures=0
