@@ -86,6 +86,45 @@ std::string patch_for(const std::string& original) {
   return patch;
 }
 
+// runtime.cputicks (assembly, ABI0: its result on the stack) ends by storing it and returning.
+constexpr std::array<uint8_t, 6> kStoreTicksAndReturn{0x48, 0x89, 0x44, 0x24, 0x08, 0xC3};
+constexpr std::array<uint8_t, 8> kNoTicks{
+    0x31, 0xC0,                    // xor eax, eax
+    0x48, 0x89, 0x44, 0x24, 0x08,  // mov [rsp+8], rax
+    0xC3,                          // ret
+};
+constexpr uint8_t kTrap = 0xCC;
+
+std::string ticks_patch_for(const std::string& original) {
+  const std::string_view code(original);
+  const bool reads_counter = code.find("\x0f\x31") != std::string_view::npos ||
+                             code.find("\x0f\x01\xf9") != std::string_view::npos;
+  if (!reads_counter ||
+      code.find(std::string_view(reinterpret_cast<const char*>(kStoreTicksAndReturn.data()),
+                                 kStoreTicksAndReturn.size())) == std::string_view::npos ||
+      original.size() < kNoTicks.size()) {
+    return {};
+  }
+  std::string patch(kNoTicks.begin(), kNoTicks.end());
+  patch.append(original.size() - patch.size(), static_cast<char>(kTrap));
+  return patch;
+}
+
+// `size` bytes of the file at link-time `address`, from the code section that holds them.
+std::string code_at(int fd, const std::vector<Elf64_Shdr>& sections, uint64_t address,
+                    uint64_t size) {
+  for (const Elf64_Shdr& code : sections) {
+    if ((code.sh_flags & SHF_EXECINSTR) == 0 || code.sh_type != SHT_PROGBITS ||
+        address < code.sh_addr || address + size > code.sh_addr + code.sh_size) {
+      continue;
+    }
+    std::string bytes(size, '\0');
+    if (!read_at(fd, bytes.data(), size, code.sh_offset + (address - code.sh_addr))) return {};
+    return bytes;
+  }
+  return {};
+}
+
 bool is_program_reader(std::string_view name) {
   return name == "time.Since" || name == "time.Until" || name == "time.init" ||
          name.starts_with("time.init.");
@@ -125,6 +164,7 @@ GoClockSites go_clock_sites(const std::string& program) {
       !read_at(file.fd, names.data(), names.size(), names_section.sh_offset)) {
     return sites;
   }
+  AddressRange cputicks;
   for (const Elf64_Sym& symbol : table) {
     if (ELF64_ST_TYPE(symbol.st_info) != STT_FUNC || symbol.st_name >= names.size()) continue;
     const std::string_view name(names.c_str() + symbol.st_name);
@@ -133,27 +173,34 @@ GoClockSites go_clock_sites(const std::string& program) {
       sites.nanotime = range;
     } else if (name == "time.now") {
       sites.time_now = range;
+    } else if (name == "runtime.cputicks" || name == "runtime.cputicks.abi0") {
+      cputicks = range;
     } else if (is_program_reader(name)) {
       sites.program_reads.push_back(range);
     }
   }
   sites.position_independent = header.e_type == ET_DYN;
   sites.entry = header.e_entry;
-  const uint64_t size = sites.nanotime.end - sites.nanotime.start;
-  if (size == 0 || size > 4096 || sites.program_reads.empty()) return sites;
-  for (const Elf64_Shdr& code : sections) {
-    if ((code.sh_flags & SHF_EXECINSTR) == 0 || code.sh_type != SHT_PROGBITS ||
-        sites.nanotime.start < code.sh_addr || sites.nanotime.end > code.sh_addr + code.sh_size) {
-      continue;
-    }
-    std::string original(size, '\0');
-    if (!read_at(file.fd, original.data(), size,
-                 code.sh_offset + (sites.nanotime.start - code.sh_addr))) {
-      return sites;
-    }
-    sites.original = original;
-    sites.patch = patch_for(original);
-    break;
+  constexpr uint64_t kLongest = 4096;  // (a function these patch is tens of bytes)
+  const uint64_t nanotime_size = sites.nanotime.end - sites.nanotime.start;
+  if (nanotime_size > 0 && nanotime_size <= kLongest && !sites.program_reads.empty()) {
+    TextPatch patch{"runtime.nanotime",
+                    sites.nanotime.start,
+                    code_at(file.fd, sections, sites.nanotime.start, nanotime_size),
+                    {},
+                    "time.Since and time.Until are not taped"};
+    patch.body = patch.original.empty() ? std::string() : patch_for(patch.original);
+    if (!patch.body.empty()) sites.patches.push_back(std::move(patch));
+  }
+  const uint64_t cputicks_size = cputicks.end - cputicks.start;
+  if (cputicks_size > 0 && cputicks_size <= kLongest) {
+    TextPatch patch{"runtime.cputicks",
+                    cputicks.start,
+                    code_at(file.fd, sections, cputicks.start, cputicks_size),
+                    {},
+                    "its map iteration order is not replayed"};
+    patch.body = ticks_patch_for(patch.original);
+    if (!patch.body.empty()) sites.patches.push_back(std::move(patch));
   }
   return sites;
 }
@@ -172,29 +219,34 @@ uint64_t load_bias(pid_t pid, const GoClockSites& sites) {
 }
 
 bool patch_go_clock(pid_t pid, const GoClockSites& sites, std::string& why) {
-  if (!sites.patchable()) return true;
+  if (sites.patches.empty()) return true;
   // The tracer may write the text through /proc/PID/mem, read-only mapping or not (a private
   // copy of the page: the file is untouched).
   const OwnedFd memory{
       ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDWR | O_CLOEXEC)};
-  const uint64_t address = sites.nanotime.start + load_bias(pid, sites);
-  std::string found(sites.original.size(), '\0');
-  if (memory.fd < 0 || !read_at(memory.fd, found.data(), found.size(), address)) {
-    why = std::string("reading runtime.nanotime: ") + std::strerror(errno);
-    return false;
+  const uint64_t bias = load_bias(pid, sites);
+  bool all = true;
+  for (const TextPatch& patch : sites.patches) {
+    const uint64_t address = patch.address + bias;
+    std::string found(patch.original.size(), '\0');
+    std::string failure;
+    if (memory.fd < 0 || !read_at(memory.fd, found.data(), found.size(), address)) {
+      failure = "reading " + patch.function + ": " + std::strerror(errno);
+    } else if (found != patch.original) {  // not where the symbol table puts it: left alone
+      failure = patch.function + " is not where the program's symbol table puts it";
+    } else {
+      const ssize_t wrote =
+          ::pwrite(memory.fd, patch.body.data(), patch.body.size(), static_cast<off_t>(address));
+      if (wrote != static_cast<ssize_t>(patch.body.size())) {
+        failure = "writing " + patch.function + ": " +
+                  (wrote < 0 ? std::strerror(errno) : "a short write");
+      }
+    }
+    if (failure.empty()) continue;
+    why += (why.empty() ? "" : "; ") + failure + ": " + patch.otherwise;
+    all = false;
   }
-  if (found != sites.original) {  // not where the symbol table puts it: leave it alone
-    why = "runtime.nanotime is not where the program's symbol table puts it";
-    return false;
-  }
-  const ssize_t wrote =
-      ::pwrite(memory.fd, sites.patch.data(), sites.patch.size(), static_cast<off_t>(address));
-  if (wrote != static_cast<ssize_t>(sites.patch.size())) {
-    why = std::string("writing runtime.nanotime: ") +
-          (wrote < 0 ? std::strerror(errno) : "a short write");
-    return false;
-  }
-  return true;
+  return all;
 }
 
 GoClockRead classify_go_clock_read(const GoClockSites& sites, uint64_t bias,

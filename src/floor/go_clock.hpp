@@ -17,6 +17,9 @@
 // Only a binary whose symbol table names these functions (not stripped with -s) and whose
 // runtime.nanotime has the shape this expects (Go 1.17 and later on amd64: the register ABI, a
 // 16-byte frame) is patched; anything else keeps the runtime's own reads untaped.
+//
+// The same stop makes runtime.cputicks read 0 (GoClockSites::patches), for a replay whose map
+// orders are every replay's.
 #pragma once
 
 #include <sys/types.h>
@@ -33,27 +36,45 @@ struct AddressRange {
   bool holds(uint64_t address) const { return address >= start && address < end; }
 };
 
+// A function's body replaced in the process's text, as long as the old one.
+struct TextPatch {
+  std::string function;   // its symbol
+  uint64_t address = 0;   // as linked
+  std::string original;   // its bytes in the file
+  std::string body;       // the new bytes
+  std::string otherwise;  // what stays untaped when it cannot be written
+};
+
 struct GoClockSites {
   AddressRange nanotime;                    // runtime.nanotime, as linked
   AddressRange time_now;                    // time.now: time.Now()'s two reads, made itself
   std::vector<AddressRange> program_reads;  // time.Since, time.Until, time.init*
-  std::string original;                     // runtime.nanotime's bytes in the file
-  std::string patch;                        // its new body, as long; empty: not patchable
-  bool position_independent = false;        // ET_DYN: every address moves by the load bias
-  uint64_t entry = 0;                       // e_entry, to find that bias from AT_ENTRY
+  // runtime.nanotime's (when it has the shape expected), and runtime.cputicks': the CPU's
+  // timestamp counter (RDTSC), which seeds each thread's fastrand (map iteration order, select's
+  // choice) beside AT_RANDOM's bytes, reads 0 (no system call could serve it).
+  std::vector<TextPatch> patches;
+  bool position_independent = false;  // ET_DYN: every address moves by the load bias
+  uint64_t entry = 0;                 // e_entry, to find that bias from AT_ENTRY
 
-  bool patchable() const { return !patch.empty(); }
+  // Whether runtime.nanotime's reads name their caller.
+  bool patchable() const {
+    for (const TextPatch& patch : patches) {
+      if (patch.function == "runtime.nanotime") return true;
+    }
+    return false;
+  }
 };
 
-// Reads `program`'s ELF symbol table and runtime.nanotime's bytes. Never throws; a program that
-// is not Go, is stripped or has another shape gives sites that are not patchable.
+// Reads `program`'s ELF symbol table and the bytes of the functions to patch. Never throws; a
+// program that is not Go, is stripped or has another shape gives no patches.
 GoClockSites go_clock_sites(const std::string& program);
 
 // How far process `pid`'s image was moved from its link-time addresses (0 unless
 // position-independent; its auxiliary vector's AT_ENTRY against e_entry).
 uint64_t load_bias(pid_t pid, const GoClockSites& sites);
 
-// The patch, written into `pid`'s text (stopped under ptrace). False with `why` set on failure.
+// The patches, written into `pid`'s text (stopped under ptrace). False with `why` set on a
+// failure: what failed and what stays untaped for it.
 bool patch_go_clock(pid_t pid, const GoClockSites& sites, std::string& why);
 
 // Whether a clock_gettime notification at `instruction_pointer` whose third argument is

@@ -792,7 +792,7 @@ TEST(GoClock, ReadsAreToldApartByWhereTheyAreMadeAndWhoAsked) {
   sites.nanotime = {0x1000, 0x102e};
   sites.time_now = {0x2000, 0x20e7};
   sites.program_reads = {{0x3000, 0x30a6}, {0x4000, 0x40a6}};
-  sites.patch = std::string(0x2e, '\x90');
+  sites.patches.push_back(TextPatch{"runtime.nanotime", 0x1000, {}, {}, {}});
   const uint64_t bias = 0x5550000;
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x2050, 0), GoClockRead::program);
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x3014),
@@ -805,7 +805,7 @@ TEST(GoClock, ReadsAreToldApartByWhereTheyAreMadeAndWhoAsked) {
             GoClockRead::not_package_time);  // nanotime1
   EXPECT_EQ(classify_go_clock_read(sites, 0, bias + 0x1016, bias + 0x3014),
             GoClockRead::not_package_time);  // the image placed elsewhere
-  sites.patch.clear();  // not patched: runtime.nanotime makes no call of its own
+  sites.patches.clear();  // not patched: runtime.nanotime makes no call of its own
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x3014),
             GoClockRead::not_package_time);
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x2050, 0), GoClockRead::program);

@@ -19,8 +19,8 @@ import (
 func main() {
 	start := time.Now()
 	fmt.Println("wall", start.UnixMilli())
-	// Randomness: crypto/rand (getrandom). Map order is not replayed: Go seeds it from the CPU's
-	// timestamp counter too (RDTSC), which no system call serves.
+	// Randomness: crypto/rand (getrandom). (Map order is the same in every replay, not always
+	// the recording's: see map_order.go.)
 	drawn := make([]byte, 8)
 	rand.Read(drawn)
 	fmt.Printf("random %x\n", drawn)

@@ -25,7 +25,8 @@ musl-gcc -static -O2 -o "$work/agent-musl" "$here/served_agent.c" ||
 export GOCACHE=$work/gocache GOPATH=$work/gopath GO111MODULE=off
 (cd "$here" && go build -o "$work/agent-go-cgo" served_agent.go &&
   CGO_ENABLED=0 go build -o "$work/agent-go-static" served_agent.go &&
-  go build -ldflags=-s -o "$work/agent-go-stripped" served_agent.go) ||
+  go build -ldflags=-s -o "$work/agent-go-stripped" served_agent.go &&
+  go build -o "$work/map-order" map_order.go) ||
   { echo "FAIL: cannot build the Go agent" >&2; exit 1; }
 
 fresh_workspace() { rm -rf "$work/ws" && cp -r "$examples/agents/workspace" "$work/ws"; }
@@ -130,6 +131,18 @@ for name in cgo static; do
   check "go-$name: named a Go program, with what escapes" \
     grep -q "is a Go program.*floor serves.*time.Since and time.Until are taped" "$work/go-$name.rec.err"
 done
+
+# Map iteration starts at a random place, which Go's runtime draws from AT_RANDOM's bytes and the
+# CPU's timestamp counter: with the counter patched to read 0, every replay of a tape prints the
+# same order (natively, no two runs do; the recording's own may differ, the runtime's threads
+# having drawn in another order).
+fresh_workspace
+(cd "$work/ws" && "$td" run -q --emit-tape "$work/map.tape" -- "$work/map-order" > "$work/map.rec" 2> /dev/null)
+for n in 1 2 3; do
+  (cd "$work/ws" && "$td" replay -q "$work/map.tape" -- "$work/map-order" > "$work/map.rep$n" 2> /dev/null)
+done
+check "map order: three replays of one tape print the same map orders" \
+  bash -c "[ -s '$work/map.rep1' ] && cmp -s '$work/map.rep1' '$work/map.rep2' && cmp -s '$work/map.rep1' '$work/map.rep3'"
 
 # Stripped of its symbol table, a Go program gives no way to tell time.Since's reads from the
 # runtime's: they follow the replay's own clock, and the warning says so; all else replays.
