@@ -125,6 +125,16 @@ Filter::Filter(Reach reach, Runtime runtime, const std::set<std::string>& holes)
       check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call.number, 0), call.name);
     }
     check(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0), "openat2");
+    if (runtime == Runtime::plain && !left_out(SCMP_SYS(nanosleep))) {
+      // Waits on no descriptor: sleeps by another name. Those on descriptors pass untouched.
+      for (const auto& [call, count_argument] :
+           {std::pair{SCMP_SYS(poll), 1}, std::pair{SCMP_SYS(ppoll), 1},
+            std::pair{SCMP_SYS(select), 0}, std::pair{SCMP_SYS(pselect6), 0}}) {
+        const scmp_arg_cmp none =
+            count_argument == 1 ? SCMP_A1(SCMP_CMP_EQ, 0) : SCMP_A0(SCMP_CMP_EQ, 0);
+        check(seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, call, 1, none), "a wait on nothing");
+      }
+    }
     if (runtime == Runtime::go) {
       // Waits with a timeout (and infinite ones, -1 as an unsigned word: one comparison per
       // argument); the frequent non-blocking polls (0) pass untouched.

@@ -27,8 +27,9 @@
 //       millisecond as the tape keeps it; replay: the recorded value), written into the caller's
 //       memory. The root's exec is stopped once (ptrace) so that its auxiliary vector no longer
 //       names the vDSO (hide_vdso): its libc or runtime then reads the clock with the system call.
-//   nanosleep, clock_nanosleep
-//       notify: taped as a sleep; record lets it run, replay answers at once.
+//   nanosleep, clock_nanosleep; poll, ppoll, select, pselect6 on no descriptor (Runtime::plain)
+//       notify: taped as a sleep; record lets it run, replay answers at once (the waits: 0, no
+//       time left).
 //   execve, execveat
 //       notify: an exec of an executable file is redirected to the wrapper Services names (the
 //       exec shim: the subprocess is taped, or replayed without running), by taking the caller
@@ -58,7 +59,9 @@
 // read the same thread makes next are the program's time.Now(); a read that runtime.nanotime
 // makes for time.Since, time.Until or time.init is the program's too (go_clock.hpp: the root's
 // runtime.nanotime is patched at its exec stop to say who asked); both are taped and replayed as
-// above. Any other monotonic read is the runtime's, untaped (record: the real clock; replay: a
+// above; its runtime.cputicks is patched to read 0 (the main goroutine's first map order is
+// every replay's).
+// Any other monotonic read is the runtime's, untaped (record: the real clock; replay: a
 // clock that starts from the program's and moves a microsecond a read and by every wait the
 // replay skips); nanosleep runs untaped;
 //   epoll_wait, epoll_pwait with a timeout
@@ -77,8 +80,9 @@
 // and that a call let through then runs in the kernel exactly as it would have without the floor.
 //
 // Not caught yet, stated rather than hidden: in Reach::whole, folders made and removed, links,
-// and waits with a timeout other than nanosleep and (Runtime::go) epoll's: futex, poll and select
-// take real time (a preloaded program's are the preload's: wait_hooks.cpp, sync_wait_hooks.cpp).
+// and waits with a timeout on descriptors or futexes (but Runtime::go's epoll waits): futex, and
+// poll, select and epoll on descriptors, take real time (a preloaded program's are the preload's:
+// wait_hooks.cpp, sync_wait_hooks.cpp).
 #pragma once
 
 #include <linux/filter.h>
@@ -229,6 +233,9 @@ class Warden {
   void answer_clock(const seccomp_notif& request, seccomp_notif_resp& response);
   void deliver_clock(const seccomp_notif& request, seccomp_notif_resp& response, int64_t ns);
   void answer_sleep(const seccomp_notif& request, seccomp_notif_resp& response);
+  void answer_quiet_wait(const seccomp_notif& request, seccomp_notif_resp& response);
+  // A sleep of `ms` by `pid`: taped; true when it is skipped (replay).
+  bool pass_sleep(pid_t pid, uint64_t ms);
   void answer_open(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_exec(const seccomp_notif& request, seccomp_notif_resp& response);
   void answer_close(const seccomp_notif& request, seccomp_notif_resp& response);

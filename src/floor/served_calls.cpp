@@ -110,6 +110,12 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     case __NR_clock_nanosleep:
       answer_sleep(request, response);
       return true;
+    case __NR_poll:
+    case __NR_ppoll:
+    case __NR_select:
+    case __NR_pselect6:
+      answer_quiet_wait(request, response);
+      return true;
     case __NR_epoll_wait:
     case __NR_epoll_pwait:
       return park_wait(request, response);
@@ -254,12 +260,52 @@ void Warden::answer_sleep(const seccomp_notif& request, seccomp_notif_resp& resp
     const auto until = static_cast<int64_t>(ms);
     ms = until > from ? static_cast<uint64_t>(until - from) : 0;
   }
+  if (!pass_sleep(pid, ms)) let_through(response);
+}
+
+bool Warden::pass_sleep(pid_t pid, uint64_t ms) {
   // The sleep ends `ms` later in both modes: a loop of absolute deadlines that reads no clock
   // between them sleeps each period, not the sum.
   for (int64_t& seen : last_seen_ms_) {
     if (seen != 0) seen += static_cast<int64_t>(ms);
   }
-  if (!services_->sleep(pid, ms)) let_through(response);
+  return services_->sleep(pid, ms);
+}
+
+// poll, ppoll, select or pselect6 on no descriptor (the filter notifies only those): a sleep by
+// another name (`select(0, NULL, NULL, NULL, &tv)`), taped and skipped as one. A skipped one
+// answers as a timeout does: 0, and no time left where the call reports it (ppoll, select,
+// pselect6).
+void Warden::answer_quiet_wait(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  const int nr = request.data.nr;
+  const uint64_t where = nr == __NR_ppoll ? request.data.args[2] : request.data.args[4];
+  int64_t ms = -1;
+  if (nr == __NR_poll) {
+    ms = static_cast<int>(request.data.args[2]);
+  } else if (nr == __NR_select) {
+    timeval asked{};
+    // (select takes microseconds past a second as the kernel adds them up; negatives fail.)
+    if (where != 0 && read_memory(pid, where, &asked, sizeof asked) && asked.tv_sec >= 0 &&
+        asked.tv_usec >= 0 && asked.tv_sec < (int64_t{1} << 40)) {
+      ms = static_cast<int64_t>(asked.tv_sec) * 1000 + (asked.tv_usec + 999) / 1000;
+    }
+  } else {
+    timespec asked{};
+    if (where != 0 && read_memory(pid, where, &asked, sizeof asked) && asked.tv_sec >= 0 &&
+        asked.tv_nsec >= 0 && asked.tv_nsec < 1'000'000'000) {
+      ms = static_cast<int64_t>(ceil_ms(asked));
+    }
+  }
+  // No timeout (a wait for a signal), none to speak of, or one the kernel refuses: its own.
+  if (ms <= 0 || !pass_sleep(pid, static_cast<uint64_t>(ms))) return let_through(response);
+  if (nr == __NR_select) {
+    const timeval none{};
+    if (!write_memory(pid, where, &none, sizeof none)) response.error = -EFAULT;
+  } else if (nr != __NR_poll) {
+    const timespec none{};
+    if (!write_memory(pid, where, &none, sizeof none)) response.error = -EFAULT;
+  }
 }
 
 void Warden::answer_exec(const seccomp_notif& request, seccomp_notif_resp& response) {

@@ -439,6 +439,38 @@ TEST(FloorWhole, SleepsAreTapedAndSkippedWhenTheServicesSaySo) {
   EXPECT_EQ(services.sleeps, (std::vector<uint64_t>{10'000, 1'500, 1'000}));
 }
 
+TEST(FloorWhole, WaitsOnNoDescriptorAreSleepsAndWaitsOnOnePassUntouched) {
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        if (::syscall(SYS_poll, nullptr, 0, 10'000) != 0) return 1;
+        timespec span{10, 1};  // a nanosecond past 10 s: 10,001 ms
+        if (::syscall(SYS_ppoll, nullptr, 0, &span, nullptr, 8) != 0) return 2;
+        if (span.tv_sec != 0 || span.tv_nsec != 0) return 3;  // no time left, as after a timeout
+        timeval interval{2, 500'000};
+        if (::syscall(SYS_select, 0, nullptr, nullptr, nullptr, &interval) != 0) return 4;
+        if (interval.tv_sec != 0 || interval.tv_usec != 0) return 5;
+        span = timespec{3, 0};
+        if (::syscall(SYS_pselect6, 0, nullptr, nullptr, nullptr, &span, nullptr) != 0) return 6;
+        // select adds microseconds past a second up, as the kernel does: 1.5 s.
+        interval = timeval{0, 1'500'000};
+        if (::syscall(SYS_select, 0, nullptr, nullptr, nullptr, &interval) != 0) return 7;
+        // Not sleeps: a poll on a descriptor (a pipe with a byte in it), none with no timeout
+        // to speak of, and a select the kernel refuses.
+        int ends[2];
+        if (::pipe(ends) != 0 || ::write(ends[1], "x", 1) != 1) return 8;
+        pollfd ready{ends[0], POLLIN, 0};
+        if (::syscall(SYS_poll, &ready, 1, 10'000) != 1) return 9;
+        if (::syscall(SYS_poll, nullptr, 0, 0) != 0) return 11;
+        timeval invalid{0, -1};
+        const long refused = ::syscall(SYS_select, 0, nullptr, nullptr, nullptr, &invalid);
+        return refused == -1 && errno == EINVAL ? 0 : 10;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);  // it would still be asleep had the floor let them through
+  EXPECT_EQ(services.sleeps, (std::vector<uint64_t>{10'000, 10'001, 2'500, 3'000, 1'500}));
+}
+
 TEST(FloorWhole, ASleepTheServicesKeepRunsInTheKernel) {
   FakeServices services;
   services.skip_sleeps = false;

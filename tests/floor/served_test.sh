@@ -20,7 +20,8 @@ for tool in musl-gcc go; do
   command -v "$tool" > /dev/null ||
     { echo "FAIL: $tool is missing (scripts/install-deps.sh installs musl-tools and golang-go)" >&2; exit 1; }
 done
-musl-gcc -static -O2 -o "$work/agent-musl" "$here/served_agent.c" ||
+musl-gcc -static -O2 -o "$work/agent-musl" "$here/served_agent.c" &&
+  musl-gcc -static -O2 -o "$work/quiet-waits" "$here/quiet_waits.c" ||
   { echo "FAIL: cannot build the musl agent" >&2; exit 1; }
 export GOCACHE=$work/gocache GOPATH=$work/gopath GO111MODULE=off
 (cd "$here" && go build -o "$work/agent-go-cgo" served_agent.go &&
@@ -131,6 +132,16 @@ for name in cgo static; do
   check "go-$name: named a Go program, with what escapes" \
     grep -q "is a Go program.*floor serves.*time.Since and time.Until are taped" "$work/go-$name.rec.err"
 done
+
+# Sleeps by other names (poll, ppoll, select, pselect on no descriptor; 4 s in all): taped as
+# sleeps, and a replay skips them (it ends long before a replay that waited could).
+fresh_workspace
+(cd "$work/ws" && "$td" run -q --emit-tape "$work/quiet.tape" -- "$work/quiet-waits" > "$work/quiet.rec" 2> /dev/null)
+check "quiet waits: recorded, each wait on the tape as a one-second sleep" \
+  bash -c "[ \$('$td' show '$work/quiet.tape' | grep -c 'clock_sleep    1000 ms') = 4 ]"
+(cd "$work/ws" && timeout 3 "$td" replay -q "$work/quiet.tape" -- "$work/quiet-waits" > "$work/quiet.rep" 2> /dev/null)
+check "quiet waits: the replay skips them (done within 3 s) and prints what the recording printed" \
+  bash -c "[ $? = 0 ] && diff '$work/quiet.rec' '$work/quiet.rep'"
 
 # Map iteration starts at a random place, which Go's runtime draws from AT_RANDOM's bytes and the
 # CPU's timestamp counter: with the counter patched to read 0, every replay of a tape prints the
