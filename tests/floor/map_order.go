@@ -1,6 +1,7 @@
-// Ranges over a map on the main goroutine and on four others. Go starts each iteration at a
-// random place (fastrand, seeded from AT_RANDOM and the CPU's timestamp counter), so natively
-// every run prints another order; under tapedeck every replay of one tape prints the same.
+// Ranges over a map on the main goroutine, then on four others. Go starts each iteration at a
+// random place (its thread's fastrand, seeded from AT_RANDOM, the thread's number and the CPU's
+// timestamp counter), so natively every run prints another order; under tapedeck every replay
+// of one tape prints the same first line. After it, the scheduler decides which thread draws.
 package main
 
 import (
