@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <optional>
 
@@ -19,8 +20,9 @@ namespace tapedeck {
 
 class LlmProxy {
  public:
-  // Listens on 127.0.0.1 (an ephemeral port) and relays to `upstream_base` (scheme://host[:port],
-  // a path prefix allowed). The session must have the LLM axis enabled.
+  // Listens on 127.0.0.1 (the first of Hooks::preferred_ports free, else an ephemeral port) and
+  // relays to `upstream_base` (scheme://host[:port], a path prefix allowed). The session must
+  // have the LLM axis enabled.
   struct Hooks {
     // Every request a replay's tape does not hold (the client gets a 500 naming it as well).
     std::function<void(const std::string& message)> on_replay_miss;
@@ -35,6 +37,9 @@ class LlmProxy {
     std::function<void(const Fault&)> on_fault_injected;
     // Replay: let `ms` of the program's time pass (slow@MS between a stream's events).
     std::function<void(uint64_t ms)> pass_time;
+    // Ports to listen on, tried in order before an ephemeral one: a replay that listens where
+    // its recording did gives the program the same base URL to print.
+    std::vector<uint16_t> preferred_ports;
   };
   LlmProxy(Session& session, std::string upstream_base, Hooks hooks = {});
   ~LlmProxy();  // stops serving

@@ -113,6 +113,19 @@ std::string entropy_seed(const Tape* recorded, std::string& why) {
   return hex;
 }
 
+std::vector<uint16_t> proxy_ports(const std::string& seed_hex) {
+  // Below Linux's ephemeral range (32768 and up), where outgoing connections take their ports.
+  constexpr uint16_t kFirst = 20000;
+  constexpr uint16_t kCount = 12000;
+  constexpr size_t kCandidates = 4;
+  std::vector<uint16_t> ports;
+  for (size_t at = 0; ports.size() < kCandidates && at + 4 <= seed_hex.size(); at += 4) {
+    const unsigned long word = std::strtoul(seed_hex.substr(at, 4).c_str(), nullptr, 16);
+    ports.push_back(static_cast<uint16_t>(kFirst + word % kCount));
+  }
+  return ports;
+}
+
 std::vector<std::string> program_environment(const RunOptions& options, const ProgramLinks& links) {
   std::map<std::string, std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {

@@ -43,6 +43,9 @@ struct ProgramLinks {
 // The run's entropy seed (64 hex digits): drawn from the kernel when recording; a replay's is
 // the recording's (its `entropy` record), or a new one when the tape holds none (then `why`).
 std::string entropy_seed(const Tape* recorded, std::string& why);
+// Where the LLM proxy listens first, from the run's entropy seed: the recording and its replays
+// offer the program the same base URL whenever that port is free.
+std::vector<uint16_t> proxy_ports(const std::string& seed_hex);
 
 // This process's environment with what the preload library and the SDKs need added.
 std::vector<std::string> program_environment(const RunOptions& options, const ProgramLinks& links);

@@ -113,6 +113,8 @@ RunOutcome run(const RunOptions& options) {
     effects.handle(connection, op, body);
   });
   server.also_poll(effects.watch().fd(), [&effects] { effects.watch().drain(); });
+  std::string seed_why;  // (a tape with no entropy record: its replay draws a fresh seed)
+  const std::string seed = session ? entropy_seed(session->recorded_tape(), seed_why) : "";
   std::unique_ptr<LlmProxy> proxy;
   if (session) {
     const std::string upstream = options.llm_upstream.empty()
@@ -123,6 +125,7 @@ RunOutcome run(const RunOptions& options) {
       server.stop_tree("the program called the LLM with a request the tape does not hold: " +
                        message);
     };
+    hooks.preferred_ports = proxy_ports(seed);
     hooks.on_call_served = [&effects] { effects.llm_call_served(); };
     hooks.on_call_started = [&effects] { effects.llm_call_started(); };
     hooks.on_call_finished = [&effects] { effects.llm_call_finished(); };
@@ -153,11 +156,10 @@ RunOutcome run(const RunOptions& options) {
   links.proxy_port = proxy ? proxy->port() : 0;
   links.allowed = preload_allow_list(allowed);
   if (session) {
-    std::string why;
-    links.entropy_seed = entropy_seed(session->recorded_tape(), why);
-    if (!why.empty()) outcome.warnings.push_back(why);
+    links.entropy_seed = seed;
+    if (!seed_why.empty()) outcome.warnings.push_back(seed_why);
     // A tape without one keeps its shape in the replay's (the clock's stretches follow it).
-    if (why.empty()) effects.record_entropy_seed(links.entropy_seed);
+    if (seed_why.empty()) effects.record_entropy_seed(links.entropy_seed);
     effects.set_entropy_seed(links.entropy_seed);
   }
   // A root the preload cannot reach has its clock, sleeps, files and execs served by the floor

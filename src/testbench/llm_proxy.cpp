@@ -300,7 +300,19 @@ LlmProxy::LlmProxy(Session& session, std::string upstream_base, Hooks hooks)
   impl_->server.Post(".*", [this](const httplib::Request& request, httplib::Response& response) {
     impl_->handle(request, response);
   });
-  impl_->port = impl_->server.bind_to_any_port("127.0.0.1");
+  // httplib's default adds SO_REUSEPORT, with which a second proxy (a parallel replay of the same
+  // tape) could listen on the same preferred port and take half of this one's connections.
+  impl_->server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  for (const uint16_t preferred : impl_->hooks.preferred_ports) {
+    if (impl_->server.bind_to_port("127.0.0.1", preferred)) {
+      impl_->port = preferred;
+      break;
+    }
+  }
+  if (impl_->port == 0) impl_->port = impl_->server.bind_to_any_port("127.0.0.1");
   if (impl_->port <= 0) throw std::runtime_error("the LLM proxy cannot listen on 127.0.0.1");
   // Bound already: connections queue in the backlog until the listener thread accepts them.
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });

@@ -2,7 +2,8 @@
 # Process ids and addresses repeat: as root, `tapedeck run` and `replay` start the program as pid
 # 2 of a pid namespace of their own, without address-space randomization. A bash script printing
 # $$, $RANDOM (seeded from the time, the pid and a stack address), $EPOCHREALTIME, $SECONDS,
-# `mktemp -u`, a subshell's $BASHPID before
+# `mktemp -u`, the LLM's base URL (the proxy listens where the recording's did), a subshell's
+# $BASHPID before
 # and after a subprocess that forks itself (a replay does not run it, but moves the namespace's
 # last pid on by the pids it took, taped with its spawn), and a
 # Python program printing os.getpid(), an object's address, random.random(), uuid4(), a
@@ -23,6 +24,7 @@ echo "pid $$ random $RANDOM subshell $(echo $BASHPID) named $(cat /proc/$$/comm)
 echo "epoch $EPOCHREALTIME seconds $SECONDS temporary $(mktemp -u)"
 bash -c 'echo "a subprocess: $$, its parent $PPID"; (true); (true)'
 echo "after it, a subshell gets $(echo $BASHPID)"
+echo "the LLM is at $OPENAI_BASE_URL"
 SH
 cat > "$work/pids.py" <<'PY'
 import os, random, tempfile, uuid

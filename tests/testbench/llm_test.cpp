@@ -215,6 +215,28 @@ TEST(LlmProxy, RefusalsComeBackAsHttpErrors) {
   EXPECT_TRUE(session->finalize().records.empty());
 }
 
+TEST(LlmProxy, ListensOnTheFirstPreferredPortThatNoOneElseHas) {
+  TempDir tmp;
+  auto first = Testbench::recording(tmp / "first.tape").llm(LlmOptions{}).start();
+  auto second = Testbench::recording(tmp / "second.tape").llm(LlmOptions{}).start();
+  // A port free now, found by listening on it once.
+  uint16_t free_port = 0;
+  {
+    LlmProxy probe(*first, "http://127.0.0.1:9");
+    free_port = probe.port();
+  }
+  LlmProxy::Hooks hooks;
+  hooks.preferred_ports = {free_port, static_cast<uint16_t>(free_port + 1)};
+  LlmProxy proxy(*first, "http://127.0.0.1:9", hooks);
+  EXPECT_EQ(proxy.port(), free_port);
+  // Another proxy preferring the same port (a replay of the same tape beside it) does not share
+  // it: its next choice, or else any port.
+  LlmProxy beside(*second, "http://127.0.0.1:9", hooks);
+  EXPECT_NE(beside.port(), free_port);
+  httplib::Client client("127.0.0.1", proxy.port());
+  EXPECT_EQ(client.Post("/v1/chat/completions", "garbage", "application/json")->status, 400);
+}
+
 TEST(LlmProxy, HooksHearOfEveryCallServedAndEveryMiss) {
   TempDir tmp;
   StandInLlm server;
