@@ -308,72 +308,89 @@ bool is_timing(const Record& record) {
   return sleep != nullptr && sleep->waited;
 }
 
-// Semantic mode: file reads that nothing orders among themselves (a runtime reading its modules
-// from a thread pool) are compared as a multiset. The runs go on through clock reads (timing,
-// counted as above) and end at a record that orders: a write, a delete, a subprocess, an LLM
-// call, a sleep. A read of another file, or of other bytes, is still a divergence: it is in one
-// side's set and not the other's. On return `a` and `b` are the records after the runs.
-void compare_read_runs(const Record*& a, const Record*& b, Stream& recorded, Stream& replay,
+// The path a file read, write or delete is about; none for any other record.
+const std::string* file_path_of(const Record& record) {
+  if (const auto* read = std::get_if<kind::FileRead>(&record.kind)) return &read->path;
+  if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) return &write->path;
+  if (const auto* deleted = std::get_if<kind::FileDelete>(&record.kind)) return &deleted->path;
+  return nullptr;
+}
+
+// What an effect did, for a line about one that has no match: "read", "written", "deleted".
+std::string_view verb_of(const Record& record) {
+  if (std::holds_alternative<kind::FileRead>(record.kind)) return "read";
+  return std::holds_alternative<kind::FileWrite>(record.kind) ? "written" : "deleted";
+}
+
+std::string content_of(const Record& record) {
+  if (const auto* read = std::get_if<kind::FileRead>(&record.kind)) return read->content_hash;
+  if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) return write->content_hash;
+  return "";
+}
+
+// Semantic mode: file effects that nothing orders among themselves are compared path by path.
+// Node reads its modules from a thread pool, in another order each run; tar reads its inputs
+// while the child it forked opens the archive for gzip. So a run of reads, writes and deletes
+// (through clock reads, which are timing, counted as above) ends at a record that orders: a
+// subprocess, an LLM call, a sleep. Within it, effects on different paths may come in any order;
+// each path's effects are matched in order, field by field as anywhere else (a read of other
+// bytes, a write made in another phase, a delete for a write). An effect one side has and the
+// other has not is named (`file_read_set`, `file_effect_set`). On return `a` and `b` are the
+// records after the runs.
+void compare_file_runs(const Record*& a, const Record*& b, Stream& recorded, Stream& replay,
                        Report& report) {
-  struct Seen {
-    int64_t count = 0;  // recorded minus replayed
-    uint64_t seq = 0;   // where it was first met
-    bool met = false;
-  };
-  std::map<std::tuple<std::string, std::string, uint64_t>, Seen> reads;
-  uint64_t clock_left = 0, clock_right = 0;
-  auto gather = [&](const Record*& record, Stream& stream, int sign, uint64_t& clocks) {
+  // Each path's effects in order, per side, paths in the order first met.
+  std::vector<std::string> paths;
+  std::map<std::string, std::vector<Record>> on_path[2];
+  uint64_t clocks[2] = {0, 0};
+  auto gather = [&](const Record*& record, Stream& stream, int side) {
     for (; record != nullptr; record = stream.next()) {
       if (is_timing(*record)) {
-        ++clocks;
+        ++clocks[side];
         continue;
       }
-      const auto* read = std::get_if<kind::FileRead>(&record->kind);
-      if (read == nullptr) break;
-      Seen& seen = reads[{read->path, read->content_hash, read->len_bytes}];
-      if (!seen.met) {
-        seen.met = true;
-        seen.seq = record->seq;
-      }
-      seen.count += sign;
+      const std::string* path = file_path_of(*record);
+      if (path == nullptr) break;
+      auto [place, fresh] = on_path[side].try_emplace(*path);
+      if (fresh && !on_path[1 - side].contains(*path)) paths.push_back(*path);
+      place->second.push_back(*record);
     }
   };
-  gather(a, recorded, +1, clock_left);
-  gather(b, replay, -1, clock_right);
+  gather(a, recorded, 0);
+  gather(b, replay, 1);
   report.unmatched_clock_reads +=
-      clock_left > clock_right ? clock_left - clock_right : clock_right - clock_left;
+      clocks[0] > clocks[1] ? clocks[0] - clocks[1] : clocks[1] - clocks[0];
   const size_t first_new = report.divergences.size();
-  // What one side read and the other did not; a path on both lists read other bytes.
-  std::map<std::string, std::vector<std::pair<std::string, const Seen*>>> only_recorded,
-      only_replay;
-  for (const auto& [key, seen] : reads) {
-    if (seen.count == 0) continue;
-    const auto& [path, hash, size] = key;
-    (seen.count > 0 ? only_recorded : only_replay)[path].emplace_back(hash, &seen);
-  }
-  for (auto& [path, left] : only_recorded) {
-    auto right = only_replay.find(path);
-    while (right != only_replay.end() && !right->second.empty() && !left.empty()) {
-      report.divergences.push_back({left.back().second->seq, "file_content_hash",
-                                    "file_content_hash of " + quoted(path) + ": recorded " +
-                                        left.back().first + ", replay " +
-                                        right->second.back().first,
-                                    "", ""});
-      left.pop_back();
-      right->second.pop_back();
+  for (const std::string& path : paths) {
+    const std::vector<Record>& left = on_path[0][path];
+    const std::vector<Record>& right = on_path[1][path];
+    const size_t both = std::min(left.size(), right.size());
+    for (size_t i = 0; i < both; ++i) {
+      const std::vector<FieldDiff> diffs = diff_records(left[i], right[i], kSemantic);
+      if (diffs.empty()) continue;
+      // Named by its path: "file_content_hash of \"node_modules/x/index.mjs\": recorded …".
+      Divergence divergence = divergence_from(diffs, left[i], right[i]);
+      divergence.message.insert(divergence.category.size(), " of " + quoted(path));
+      report.divergences.push_back(std::move(divergence));
     }
-  }
-  for (const auto* side : {&only_recorded, &only_replay}) {
-    for (const auto& [path, unmatched] : *side) {
-      for (const auto& [hash, seen] : unmatched) {
-        const int64_t extra = seen->count > 0 ? seen->count : -seen->count;
-        report.divergences.push_back({seen->seq, "file_read_set",
-                                      "among reads nothing orders, " + quoted(path) + " (" +
-                                          hash.substr(0, 12) + ") was read " +
-                                          std::to_string(extra) + " time(s) more " +
-                                          (seen->count > 0 ? "by the recording" : "by the replay"),
-                                      "", ""});
-      }
+    // The ones past the other side's, counted by what they did with which bytes.
+    const bool recording_has_more = left.size() > right.size();
+    const std::vector<Record>& longer = recording_has_more ? left : right;
+    std::map<std::pair<std::string_view, std::string>, std::pair<uint64_t, uint64_t>> extra;
+    for (size_t i = both; i < longer.size(); ++i) {
+      auto [counted, fresh] =
+          extra.try_emplace({verb_of(longer[i]), content_of(longer[i])}, 0, longer[i].seq);
+      ++counted->second.first;
+    }
+    for (const auto& [what, count] : extra) {
+      const auto& [verb, hash] = what;
+      report.divergences.push_back(
+          {count.second, verb == "read" ? "file_read_set" : "file_effect_set",
+           "among file effects nothing orders, " + quoted(path) +
+               (hash.empty() ? "" : " (" + hash.substr(0, 12) + ")") + " was " + std::string(verb) +
+               " " + std::to_string(count.first) + " time(s) more " +
+               (recording_has_more ? "by the recording" : "by the replay"),
+           "", ""});
     }
   }
   std::sort(report.divergences.begin() + static_cast<std::ptrdiff_t>(first_new),
@@ -396,8 +413,8 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
     auto is_clock_read = [](const Record* record) {
       return record != nullptr && is_timing(*record);
     };
-    auto is_file_read = [](const Record* record) {
-      return record != nullptr && std::holds_alternative<kind::FileRead>(record->kind);
+    auto is_file_effect = [](const Record* record) {
+      return record != nullptr && file_path_of(*record) != nullptr;
     };
     const Record* a = recorded.next();
     const Record* b = replay.next();
@@ -411,8 +428,8 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
         for (; is_clock_read(b); b = replay.next()) ++right;
         report.unmatched_clock_reads += left > right ? left - right : right - left;
       }
-      if (mode == Mode::semantic && is_file_read(a) && is_file_read(b)) {
-        compare_read_runs(a, b, recorded, replay, report);
+      if (mode == Mode::semantic && is_file_effect(a) && is_file_effect(b)) {
+        compare_file_runs(a, b, recorded, replay, report);
         continue;  // a and b are the records after the runs
       }
       if (a == nullptr && b == nullptr) break;
