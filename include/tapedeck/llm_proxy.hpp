@@ -37,6 +37,9 @@ class LlmProxy {
     std::function<void(const Fault&)> on_fault_injected;
     // Replay: let `ms` of the program's time pass (slow@MS between a stream's events).
     std::function<void(uint64_t ms)> pass_time;
+    // Replay: wait (a little) for the program to be done with what it was handed: a stream ends
+    // once it is, as an upstream's end comes after its last event.
+    std::function<void()> settle;
     // Ports to listen on, tried in order before an ephemeral one: a replay that listens where
     // its recording did gives the program the same base URL to print.
     std::vector<uint16_t> preferred_ports;

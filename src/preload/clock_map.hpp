@@ -16,8 +16,15 @@
 // real time, yet a replay that reads more often than the recording did (threads in another
 // order, a GIL handed over more often) is not carried seconds ahead of it, as a millisecond a
 // read did (test_queue's 100,000 extra reads). Sleeps advance it; it never goes back.
+//
+// A cut the supervisor cannot place exactly (an LLM call no preload announced: a program under
+// the floor, whose recording's reads on a stream's last event fell before or after the call's
+// record by a race) is deferred: each clock moves past it when a read of that clock finds its
+// stretch used up, or with the next cut, whichever comes first. Per clock, since another thread
+// may read the wall clock past the call while the one on the stream is still before it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -29,11 +36,26 @@ struct ClockStretch {
   std::atomic<uint64_t> next[2];
 };
 
+// The current stretch, the cuts deferred past it and how many of those each clock has made,
+// packed in one word so that a cut and a read agree on all of them.
+struct ClockPosition {
+  uint64_t stretch = 0;  // (40 bits)
+  uint64_t deferred = 0;
+  uint64_t taken[2] = {0, 0};  // by the wall and the monotonic clock, each at most `deferred`
+
+  static constexpr uint64_t kMostDeferred = 255;
+  static ClockPosition unpack(uint64_t word) {
+    return {word >> 24, (word >> 16) & 0xff, {(word >> 8) & 0xff, word & 0xff}};
+  }
+  uint64_t pack() const { return stretch << 24 | deferred << 16 | taken[0] << 8 | taken[1]; }
+  uint64_t of(int source) const { return stretch + taken[source]; }
+};
+
 struct ClockMap {
   static constexpr uint64_t kMagic = 0x7461706564636c6bull;  // "tapedclk"
   uint64_t magic;
   uint64_t stretch_count;                // at least 1
-  std::atomic<uint64_t> stretch;         // the current one, moved by the supervisor
+  std::atomic<uint64_t> position;        // where reads take from: see ClockPosition
   std::atomic<int64_t> latest_ms[2];     // the latest time served (or slept to), per source
   std::atomic<int64_t> read_at_ms[2];    // the real time of the last read, per source (0: none)
   std::atomic<uint64_t> still_reads[2];  // reads past a stretch that found real time standing still
@@ -54,10 +76,23 @@ inline constexpr uint64_t kReadsPerTick = 64;
 // (the reader's own clock of that source).
 inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
   const int64_t previous_read = map.read_at_ms[source].exchange(real_ms, std::memory_order_relaxed);
-  uint64_t current = map.stretch.load(std::memory_order_acquire);
-  if (current >= map.stretch_count) current = map.stretch_count - 1;
+  uint64_t current = 0;
+  uint64_t index = 0;
+  for (;;) {
+    uint64_t word = map.position.load(std::memory_order_acquire);
+    ClockPosition position = ClockPosition::unpack(word);
+    current = std::min(position.of(source), map.stretch_count - 1);
+    index = map.stretches()[current].next[source].fetch_add(1, std::memory_order_relaxed);
+    if (index < map.stretches()[current].count[source]) break;
+    // Used up: this clock makes a deferred cut now, if one is left (else it is past the stretch).
+    if (position.taken[source] >= position.deferred) {
+      if (map.position.load(std::memory_order_acquire) == word) break;
+      continue;  // moved meanwhile: read again
+    }
+    ++position.taken[source];
+    map.position.compare_exchange_strong(word, position.pack(), std::memory_order_acq_rel);
+  }
   ClockStretch& stretch = map.stretches()[current];
-  const uint64_t index = stretch.next[source].fetch_add(1, std::memory_order_relaxed);
   std::atomic<int64_t>& latest = map.latest_ms[source];
   if (index < stretch.count[source]) {
     const int64_t value = map.values()[stretch.start[source] + index];
@@ -72,6 +107,35 @@ inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
     if (still % kReadsPerTick == 0) step = 1;
   }
   return latest.fetch_add(step, std::memory_order_relaxed) + step;
+}
+
+// The supervisor's cut: the next stretch, past every deferred one.
+inline void step(ClockMap& map) {
+  uint64_t word = map.position.load(std::memory_order_acquire);
+  ClockPosition next;
+  do {
+    const ClockPosition position = ClockPosition::unpack(word);
+    next = ClockPosition{position.stretch + position.deferred + 1, 0, {0, 0}};
+  } while (!map.position.compare_exchange_weak(word, next.pack(), std::memory_order_acq_rel));
+}
+
+// A cut made once a read finds its clock's stretch used up (or with the next step()).
+inline void defer_step(ClockMap& map) {
+  uint64_t word = map.position.load(std::memory_order_acquire);
+  ClockPosition next;
+  do {
+    next = ClockPosition::unpack(word);
+    if (next.deferred == ClockPosition::kMostDeferred) return;  // (a cut too many: left unmade)
+    ++next.deferred;
+  } while (!map.position.compare_exchange_weak(word, next.pack(), std::memory_order_acq_rel));
+}
+
+// The record that ends the last stretch a read may take from: the current one's, past every
+// deferred cut.
+inline uint64_t next_cut(const ClockMap& map) {
+  const ClockPosition position =
+      ClockPosition::unpack(map.position.load(std::memory_order_acquire));
+  return position.stretch + position.deferred;
 }
 
 // A sleep of `duration_ms` skipped by a thread whose clocks last read `from_ms` (0: never): both

@@ -84,11 +84,15 @@ RecordingIndex::~RecordingIndex() {
 }
 
 void RecordingIndex::step_clock() {
-  clock_map_->stretch.fetch_add(1, std::memory_order_release);
+  preload::step(*clock_map_);
+}
+
+void RecordingIndex::defer_step() {
+  preload::defer_step(*clock_map_);
 }
 
 std::optional<uint64_t> RecordingIndex::next_wait_near(uint64_t ms) const {
-  const uint64_t next = clock_map_->stretch.load(std::memory_order_acquire);
+  const uint64_t next = preload::next_cut(*clock_map_);
   if (next >= steps_.size()) return std::nullopt;
   const auto* sleep = std::get_if<kind::ClockSleep>(steps_[next]);
   if (sleep == nullptr || !sleep->waited) return std::nullopt;
@@ -97,7 +101,7 @@ std::optional<uint64_t> RecordingIndex::next_wait_near(uint64_t ms) const {
 }
 
 bool RecordingIndex::next_sleep_near(uint64_t ms) const {
-  const uint64_t next = clock_map_->stretch.load(std::memory_order_acquire);
+  const uint64_t next = preload::next_cut(*clock_map_);
   if (next >= steps_.size()) return false;
   const auto* sleep = std::get_if<kind::ClockSleep>(steps_[next]);
   if (sleep == nullptr || sleep->waited) return false;

@@ -41,6 +41,9 @@ class RecordingIndex {
   // The replay made a record other than a clock read: the clock moves to the reads the
   // recording made after its counterpart.
   void step_clock();
+  // A cut made once a read finds the current stretch used up, or with the next step_clock()
+  // (see preload/clock_map.hpp).
+  void defer_step();
   // The length of the recording's next record other than a clock read (the counterpart of the
   // replay's next) when it is a wait that timed out (a waited clock_sleep) of about `ms`: no
   // longer by more than a tenth (or 5 ms), and any shorter (a replay's clock that ran ahead

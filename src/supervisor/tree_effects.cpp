@@ -222,12 +222,23 @@ void TreeEffects::record_wait(uint64_t ms) {
 // The gap passes while the program waits for the next event: once it has taken the last one and
 // gone idle (for a quarter of a second at most), so that every replay reads the same times around
 // each event rather than whatever the race between its reading and this step gave.
-void TreeEffects::pass_time(uint64_t ms) {
-  if (options_.mode != RunOptions::Mode::replay || !index_) return;
+void TreeEffects::llm_call_served() {
+  // A call no preload announced (a program under the floor) is cut at its record, which the
+  // recording made as the upstream's last event passed: the program's reads on that event fell
+  // before it or after it, by a race. The replay's cut waits for the reads before it to be used.
+  if (take_one(llm_unannounced_) && index_) index_->defer_step();
+}
+
+void TreeEffects::settle() {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
   while (!tree_idle({}) && std::chrono::steady_clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+}
+
+void TreeEffects::pass_time(uint64_t ms) {
+  if (options_.mode != RunOptions::Mode::replay || !index_) return;
+  settle();
   preload::advance(index_->clock_map(), ms);
   session_->clock().advance_ms(ms);
 }

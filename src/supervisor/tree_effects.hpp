@@ -84,9 +84,8 @@ class TreeEffects : public floor::Services {
     ++llm_in_flight_;
     if (!take_one(llm_announced_)) ++llm_unannounced_;
   }
-  void llm_call_served() {
-    if (take_one(llm_unannounced_)) step_clock();
-  }
+  // The proxy served a call (its record is made; a stream's last event not handed over yet).
+  void llm_call_served();
   void llm_call_finished() { --llm_in_flight_; }
   // Replay: a fault was injected (--fault). The run has left the recording: from here a wait
   // that finds nothing ready is skipped and taped (a client's backoff before its retry costs no
@@ -94,6 +93,8 @@ class TreeEffects : public floor::Services {
   void fault_injected() { faulted_ = true; }
   // Replay: `ms` of the program's time pass (a slowed stream's gap between events).
   void pass_time(uint64_t ms);
+  // Replay: waits up to 250 ms for the tree to be idle.
+  void settle();
   // Replay: the answer to thread `tid`'s wait of `ms`, ending at `deadline_ms` on the replayed
   // monotonic clock, that found nothing ready, or to its sleep (Op::timed_wait): ok when it is
   // skipped (its sleep is taped and the clock moves past it).

@@ -270,19 +270,37 @@ struct LlmProxy::Impl {
                               cut_after, slow_ms](size_t, httplib::DataSink& sink) {
           httplib::Response failure;
           int64_t sent = 0;
+          auto hand_over = [&](std::string_view event) {
+            if (sent >= cut_after) return;
+            if (replaying) wait_until_read(client_port, server_port);  // the headers too
+            if (slow_ms > 0 && sent > 0 && hooks.pass_time) hooks.pass_time(slow_ms);
+            sink.write(event.data(), event.size());
+            ++sent;
+          };
+          // Replay holds each event back until the next is known: the last one goes after the
+          // call is served. A recording's call record is made as its upstream's last event
+          // passes, before the program has read it; so is a replay's, and the clock reads made
+          // on that last event fall past the call, as the recording's did (a program under the
+          // floor has no preload to announce its call: its call's record is the cut).
+          std::optional<std::string> held;
           guarded(failure, [&] {
             std::lock_guard lock(session_mutex);
             session.llm().call(
                 body,
                 [&](std::string_view event) {
-                  if (sent >= cut_after) return;
-                  if (replaying) wait_until_read(client_port, server_port);  // the headers too
-                  if (slow_ms > 0 && sent > 0 && hooks.pass_time) hooks.pass_time(slow_ms);
-                  sink.write(event.data(), event.size());
-                  ++sent;
+                  if (!replaying) return hand_over(event);
+                  if (held) hand_over(*held);
+                  held = std::string(event);
                 },
                 &route);
             if (hooks.on_call_served) hooks.on_call_served();
+            if (held) {
+              hand_over(*held);
+              // The end of the stream (the client's EOF, on which an HTTP library's own thread
+              // reads the clock) after the program took the last event in, as it came upstream.
+              wait_until_read(client_port, server_port);
+              if (hooks.settle) hooks.settle();
+            }
           });
           if (failure.status >= 400) {
             // Headers are gone already: the failure travels as a last event.

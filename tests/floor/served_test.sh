@@ -27,7 +27,7 @@ export GOCACHE=$work/gocache GOPATH=$work/gopath GO111MODULE=off
 (cd "$here" && go build -o "$work/agent-go-cgo" served_agent.go &&
   CGO_ENABLED=0 go build -o "$work/agent-go-static" served_agent.go &&
   go build -ldflags=-s -o "$work/agent-go-stripped" served_agent.go &&
-  go build -o "$work/map-order" map_order.go) ||
+  go build -o "$work/map-order" map_order.go && go build -o "$work/stream-agent" stream_agent.go) ||
   { echo "FAIL: cannot build the Go agent" >&2; exit 1; }
 
 fresh_workspace() { rm -rf "$work/ws" && cp -r "$examples/agents/workspace" "$work/ws"; }
@@ -156,6 +156,23 @@ for n in 1 2 3; do
 done
 check "map order: three replays of one tape range over a map in the same order" \
   bash -c "grep -q '^main: k' '$work/map.rep1' && cmp -s '$work/map.rep1' '$work/map.rep2' && cmp -s '$work/map.rep1' '$work/map.rep3'"
+
+# A streamed answer under the floor: every event's time.Since replays as recorded (the events
+# come 20 ms apart from the stand-in), in each of three replays.
+start_standin
+fresh_workspace
+(cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" run -q --emit-tape "$work/stream.tape" \
+   --llm-upstream "http://127.0.0.1:$port" -- "$work/stream-agent" > "$work/stream.rec" 2> /dev/null)
+stop_standin
+check "stream: recorded, every event timed" \
+  bash -c "[ \$(grep -c '^event [0-9]* after [0-9]* ms' '$work/stream.rec') -ge 3 ]"
+same_streams=0
+for n in 1 2 3; do
+  (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" replay -q "$work/stream.tape" -- \
+     "$work/stream-agent" > "$work/stream.rep$n" 2> /dev/null) &&
+    cmp -s "$work/stream.rec" "$work/stream.rep$n" && same_streams=$((same_streams + 1))
+done
+check "stream: three replays print every event's time as recorded ($same_streams of 3)" test "$same_streams" = 3
 
 # Stripped of its symbol table, a Go program gives no way to tell time.Since's reads from the
 # runtime's: they follow the replay's own clock, and the warning says so; all else replays.

@@ -45,10 +45,37 @@ TEST(ClockMap, ServesEachStretchInOrderAndMovesOnWhenTold) {
   EXPECT_EQ(take(map, 1, 0), 50);
   // The replay made its next record before reading the rest of this stretch: the unread value
   // (1001) is skipped, not served late.
-  map.stretch = 1;
+  map.position = ClockPosition{1}.pack();
   EXPECT_EQ(take(map, 0, 0), 2000);
   EXPECT_EQ(take(map, 1, 0), 60);
   EXPECT_EQ(take(map, 1, 0), 61);
+}
+
+TEST(ClockMap, ADeferredCutIsMadeByEachClockOnceItsStretchIsUsedUp) {
+  MapFixture fixture({{{{1000}, {50, 51}}}, {{{2000}, {60}}}, {{{3000}, {70}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 0), 50);
+  defer_step(map);  // a call the recording cut somewhere among these reads
+  EXPECT_EQ(next_cut(map), 1u);
+  EXPECT_EQ(take(map, 1, 0), 51);    // still before the cut: the recording read it there
+  EXPECT_EQ(take(map, 0, 0), 1000);  // the wall clock's read before it too
+  EXPECT_EQ(take(map, 0, 0), 2000);  // its stretch used up: past the cut
+  EXPECT_EQ(take(map, 1, 0), 60);    // and so is the monotonic clock's, on its own
+  // The next cut moves both past every deferred one.
+  defer_step(map);
+  step(map);
+  EXPECT_EQ(next_cut(map), 3u);
+  EXPECT_EQ(take(map, 0, 0), 3000);
+  EXPECT_EQ(take(map, 1, 0), 70);
+}
+
+TEST(ClockMap, ACutMadeBeforeTheDeferredOneIsUsedSkipsWhatIsLeft) {
+  MapFixture fixture({{{{}, {50, 51}}}, {{{}, {60}}}, {{{}, {70}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 0), 50);
+  defer_step(map);
+  step(map);  // a file read, say: the recording's next record after the call
+  EXPECT_EQ(take(map, 1, 0), 70);
 }
 
 TEST(ClockMap, PastAStretchTimeCreepsOnAndNeverGoesBack) {
@@ -61,7 +88,7 @@ TEST(ClockMap, PastAStretchTimeCreepsOnAndNeverGoesBack) {
   EXPECT_EQ(take(map, 0, 0), 1001);
   for (uint64_t read = 1; read < kReadsPerTick; ++read) ASSERT_EQ(take(map, 0, 0), 1001);
   EXPECT_EQ(take(map, 0, 0), 1002);
-  map.stretch = 1;
+  map.position = ClockPosition{1}.pack();
   EXPECT_EQ(take(map, 0, 0), 1002);  // the recorded 990 would go back in time
 }
 
@@ -85,7 +112,7 @@ TEST(ClockMap, SleepsAdvanceBothClocksAndAStretchBeyondTheLastIsTheLast) {
   EXPECT_EQ(take(map, 0, 0), 1000);
   EXPECT_EQ(take(map, 1, 0), 5);
   advance(map, 250);
-  map.stretch = 7;  // more records than the recording made
+  map.position = ClockPosition{7}.pack();  // more records than the recording made
   EXPECT_EQ(take(map, 0, 0), 1250);
   EXPECT_EQ(take(map, 1, 0), 255);
 }
