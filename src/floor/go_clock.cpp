@@ -11,22 +11,11 @@
 #include <cstring>
 #include <string_view>
 
+#include "floor/elf_file.hpp"
+
 namespace tapedeck::floor {
 
 namespace {
-
-bool read_at(int fd, void* out, size_t size, uint64_t offset) {
-  auto* bytes = static_cast<char*>(out);
-  while (size > 0) {
-    const ssize_t got = ::pread(fd, bytes, size, static_cast<off_t>(offset));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    bytes += got;
-    size -= static_cast<size_t>(got);
-    offset += static_cast<uint64_t>(got);
-  }
-  return true;
-}
 
 struct OwnedFd {
   int fd;

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "floor/elf_file.hpp"
 #include "floor/go_clock.hpp"
 #include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
@@ -275,19 +276,7 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
 
 namespace {
 
-// Reads exactly `size` bytes at `offset`; false when the file is shorter or unreadable.
-bool read_at(int fd, void* into, size_t size, uint64_t offset) {
-  auto* out = static_cast<char*>(into);
-  while (size > 0) {
-    const ssize_t got = ::pread(fd, out, size, static_cast<off_t>(offset));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    out += got;
-    size -= static_cast<size_t>(got);
-    offset += static_cast<uint64_t>(got);
-  }
-  return true;
-}
+using floor::read_at;
 
 // Whether the ELF file open on `fd` names a section Go's linker writes into every binary since
 // Go 1.13, cgo-linked or not, stripped or not (.go.buildinfo; .note.go.buildid). Only the section
