@@ -226,19 +226,27 @@ void TreeEffects::llm_call_served() {
   // A call no preload announced (a program under the floor) is cut at its record, which the
   // recording made as the upstream's last event passed: the program's reads on that event fell
   // before it or after it, by a race. The replay's cut waits for the reads before it to be used.
-  if (take_one(llm_unannounced_) && index_) index_->defer_step();
+  const bool unannounced = take_one(llm_unannounced_);
+  served_unannounced_ = unannounced;
+  if (unannounced && index_) index_->defer_step();
 }
 
-void TreeEffects::settle() {
+void TreeEffects::wait_for_idle() {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
   while (!tree_idle({}) && std::chrono::steady_clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
 }
 
+void TreeEffects::settle() {
+  // A preloaded program's call is cut at its announcement, and its stream ends as it came: an
+  // end held back would cost its HTTP library another read (and clock reads with it).
+  if (served_unannounced_) wait_for_idle();
+}
+
 void TreeEffects::pass_time(uint64_t ms) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return;
-  settle();
+  wait_for_idle();
   preload::advance(index_->clock_map(), ms);
   session_->clock().advance_ms(ms);
 }

@@ -93,7 +93,8 @@ class TreeEffects : public floor::Services {
   void fault_injected() { faulted_ = true; }
   // Replay: `ms` of the program's time pass (a slowed stream's gap between events).
   void pass_time(uint64_t ms);
-  // Replay: waits up to 250 ms for the tree to be idle.
+  // Replay, at the end of a stream whose call no preload announced (a program under the floor):
+  // waits up to 250 ms for the tree to be idle, as the program was when the upstream's end came.
   void settle();
   // Replay: the answer to thread `tid`'s wait of `ms`, ending at `deadline_ms` on the replayed
   // monotonic clock, that found nothing ready, or to its sleep (Op::timed_wait): ok when it is
@@ -179,6 +180,8 @@ class TreeEffects : public floor::Services {
   // Whether every thread of every process of the tree but those `waiting` (numbered as their
   // pid namespace does) is asleep, and none is making a TCP connection. Any thread may ask.
   bool tree_idle(const std::vector<pid_t>& waiting);
+  // Waits up to 250 ms for tree_idle({}).
+  void wait_for_idle();
   // Waits and sleeps asked about lately, by thread: where each ends, when it last asked.
   struct AskingWait {
     int64_t deadline_ms = 0;
@@ -201,6 +204,7 @@ class TreeEffects : public floor::Services {
   }
   std::atomic<int> llm_announced_{0};    // announced requests the proxy has not taken yet
   std::atomic<int> llm_unannounced_{0};  // calls taken that nobody announced, not yet served
+  std::atomic<bool> served_unannounced_{false};  // the call served last was one of those
   // The floor's randomness: the seed, and each process's place in the tree ("0" the root's,
   // as the preload names them) with how far into its stream it has drawn.
   std::string entropy_seed_;  // 32 bytes; empty when the run has none
