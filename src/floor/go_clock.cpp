@@ -31,29 +31,19 @@ constexpr std::array<uint8_t, 5> kGiveFrameAndReturn{0x48, 0x83, 0xC4, 0x10, 0xC
 
 // The new body between those two: clock_gettime(CLOCK_MONOTONIC, rsp) with the caller's return
 // address in rdx, then the nanoseconds in rax (the register ABI's result).
+// (One instruction a line.)
+// clang-format off
 constexpr std::array<uint8_t, 36> kReadClock{
-    0x48, 0x8B,
-    0x54, 0x24,
-    0x10,  // mov rdx, [rsp+16]   (the return address)
-    0xBF, 0x01,
-    0x00, 0x00,
-    0x00,  // mov edi, CLOCK_MONOTONIC
-    0x48, 0x89,
-    0xE6,  // mov rsi, rsp
-    0xB8, SYS_clock_gettime,
-    0x00, 0x00,
-    0x00,        // mov eax, SYS_clock_gettime
-    0x0F, 0x05,  // syscall
-    0x48, 0x8B,
-    0x04, 0x24,  // mov rax, [rsp]      (tv_sec)
-    0x48, 0x69,
-    0xC0, 0x00,
-    0xCA, 0x9A,
-    0x3B,  // imul rax, rax, 1000000000
-    0x48, 0x03,
-    0x44, 0x24,
-    0x08,  // add rax, [rsp+8]    (tv_nsec)
+    0x48, 0x8B, 0x54, 0x24, 0x10,               // mov rdx, [rsp+16]  (the return address)
+    0xBF, 0x01, 0x00, 0x00, 0x00,               // mov edi, CLOCK_MONOTONIC
+    0x48, 0x89, 0xE6,                           // mov rsi, rsp
+    0xB8, SYS_clock_gettime, 0x00, 0x00, 0x00,  // mov eax, SYS_clock_gettime
+    0x0F, 0x05,                                 // syscall
+    0x48, 0x8B, 0x04, 0x24,                     // mov rax, [rsp]     (tv_sec)
+    0x48, 0x69, 0xC0, 0x00, 0xCA, 0x9A, 0x3B,   // imul rax, rax, 1000000000
+    0x48, 0x03, 0x44, 0x24, 0x08,               // add rax, [rsp+8]   (tv_nsec)
 };
+// clang-format on
 static_assert(SYS_clock_gettime < 0x100, "one byte of the mov's immediate");
 constexpr uint8_t kNop = 0x90;
 
