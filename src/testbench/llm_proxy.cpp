@@ -277,11 +277,11 @@ struct LlmProxy::Impl {
             sink.write(event.data(), event.size());
             ++sent;
           };
-          // Replay holds each event back until the next is known: the last one goes after the
-          // call is served. A recording's call record is made as its upstream's last event
-          // passes, before the program has read it; so is a replay's, and the clock reads made
-          // on that last event fall past the call, as the recording's did (a program under the
-          // floor has no preload to announce its call: its call's record is the cut).
+          // Replay holds each event back until the next is known, so that the call is served
+          // (its record made) before its last event is handed over, as a recording's record is
+          // made as the upstream's last event passes. For a program under the floor, which has
+          // no preload to announce its call, that record is the clock's cut (deferred: see
+          // preload/clock_map.hpp).
           std::optional<std::string> held;
           guarded(failure, [&] {
             std::lock_guard lock(session_mutex);
