@@ -158,7 +158,10 @@ check "map order: three replays of one tape range over a map in the same order" 
   bash -c "grep -q '^main: k' '$work/map.rep1' && cmp -s '$work/map.rep1' '$work/map.rep2' && cmp -s '$work/map.rep1' '$work/map.rep3'"
 
 # A streamed answer under the floor: every event's time.Since replays as recorded (the events
-# come 20 ms apart from the stand-in), in each of three replays.
+# come 20 ms apart from the stand-in), and the three replays agree. Only the last event ([DONE])
+# is left out of the comparison with the recording: there the program's read races net/http's own
+# goroutine, which reads the clock at the stream's end, and a recording on a loaded machine
+# (1 in 5 under ASan with two busy loops) has the other order; a replay keeps the usual one.
 start_standin
 fresh_workspace
 (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" run -q --emit-tape "$work/stream.tape" \
@@ -170,9 +173,12 @@ same_streams=0
 for n in 1 2 3; do
   (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" replay -q "$work/stream.tape" -- \
      "$work/stream-agent" > "$work/stream.rep$n" 2> /dev/null) &&
-    cmp -s "$work/stream.rec" "$work/stream.rep$n" && same_streams=$((same_streams + 1))
+    diff <(grep -v 'DONE' "$work/stream.rec") <(grep -v 'DONE' "$work/stream.rep$n") > /dev/null &&
+    same_streams=$((same_streams + 1))
 done
 check "stream: three replays print every event's time as recorded ($same_streams of 3)" test "$same_streams" = 3
+check "stream: the three replays print the same, to the last event" \
+  bash -c "cmp -s '$work/stream.rep1' '$work/stream.rep2' && cmp -s '$work/stream.rep1' '$work/stream.rep3'"
 
 # Stripped of its symbol table, a Go program gives no way to tell time.Since's reads from the
 # runtime's: they follow the replay's own clock, and the warning says so; all else replays.
