@@ -151,6 +151,23 @@ void put_invocation(std::string& frame, const Invocation& call) {
   std::_Exit(exit_code & 0xff);
 }
 
+// The run's folder: the supervisor's socket's (argv[2]).
+std::string run_folder;
+
+// The upstream a recording's subprocesses call directly (wire::kUpstreamFile); empty for none.
+std::string llm_upstream() {
+  std::string upstream;
+  if (FILE* file = std::fopen((run_folder + "/" + wire::kUpstreamFile).c_str(), "re")) {
+    char line[4096];
+    if (std::fgets(line, sizeof line, file) != nullptr) upstream = line;
+    std::fclose(file);
+  }
+  while (!upstream.empty() && (upstream.back() == '\n' || upstream.back() == '/')) {
+    upstream.pop_back();
+  }
+  return upstream;
+}
+
 // The subprocess's environment: this run's variables gone, and LLM base URLs pointing at the
 // upstream itself (the subprocess's calls are inside its black box, not the tape's).
 std::vector<char*> subprocess_environment() {
@@ -162,11 +179,9 @@ std::vector<char*> subprocess_environment() {
     if (text.starts_with("OPENAI_BASE_URL=") || text.starts_with("ANTHROPIC_BASE_URL=")) continue;
     env.push_back(*entry);
   }
-  for (const char* name : {"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"}) {
-    const char* upstream = std::getenv((std::string("TAPEDECK_UPSTREAM_") + name).c_str());
-    if (upstream != nullptr && *upstream != '\0') {
-      rewritten.push_back(std::string(name) + "=" + upstream);
-    }
+  if (const std::string upstream = llm_upstream(); !upstream.empty()) {
+    rewritten.push_back("OPENAI_BASE_URL=" + upstream + "/v1");
+    rewritten.push_back("ANTHROPIC_BASE_URL=" + upstream);
   }
   for (std::string& entry : rewritten) env.push_back(entry.data());
   env.push_back(nullptr);
@@ -582,6 +597,8 @@ int main(int argc, char** argv) {
         "tapedeck preload library, not by hand)");
   }
   const std::string_view mode = argv[1];
+  const std::string_view socket_path = argv[2];
+  run_folder = std::string(socket_path.substr(0, socket_path.rfind('/')));
   Invocation call;
   call.search_path = std::string_view(argv[3]) == "1";
   call.program = argv[4];

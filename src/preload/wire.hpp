@@ -16,6 +16,11 @@
 
 namespace tapedeck::wire {
 
+// In the run's folder (the socket's): the LLM upstream a recording's subprocesses call directly,
+// one line (none when there is none). A file, not a variable: an environment only the recording
+// had would move the program's stack, and with it what a program derives from a local's address.
+inline constexpr const char* kUpstreamFile = "llm-upstream";
+
 // Requests, process to supervisor. Only `events` has no reply.
 enum class Op : uint8_t {
   events = 'A',        // a batch of Event entries: {u8 event, i64 value}…

@@ -153,10 +153,8 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
     env["TAPEDECK_LLM_URL"] = proxy;
     env["OPENAI_BASE_URL"] = proxy + "/v1";
     env["ANTHROPIC_BASE_URL"] = proxy;
-    if (!options.llm_upstream.empty()) {
-      env["TAPEDECK_UPSTREAM_OPENAI_BASE_URL"] = options.llm_upstream + "/v1";
-      env["TAPEDECK_UPSTREAM_ANTHROPIC_BASE_URL"] = options.llm_upstream;
-    }
+    // (The upstream, which a recording's subprocesses call directly, is not a variable: one only
+    // the recording had would move the program's stack. The exec shim reads kUpstreamFile.)
   }
   // Bytecode caches are the interpreter's, not the program's: they must not become file writes.
   env["PYTHONDONTWRITEBYTECODE"] = "1";

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -172,6 +173,9 @@ RunOutcome run(const RunOptions& options) {
   const floor::Runtime runtime =
       linkage == Linkage::go ? floor::Runtime::go : floor::Runtime::plain;
   std::vector<std::string> env = program_environment(options, links);
+  if (!options.llm_upstream.empty() && links.proxy_port != 0) {
+    std::ofstream((run_dir.path() / wire::kUpstreamFile).string()) << options.llm_upstream << '\n';
+  }
   if (reach == floor::Reach::whole) without_preload(env, options.preload_library);
 
   // The floor: built here, installed by the root before it starts, answered by the warden.
