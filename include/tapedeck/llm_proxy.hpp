@@ -39,7 +39,7 @@ class LlmProxy {
     std::function<void(uint64_t ms)> pass_time;
     // Replay: wait (a little) for the program to be done with what it was handed: a stream ends
     // once it is, as an upstream's end comes after its last event.
-    std::function<void()> settle;
+    std::function<void()> before_stream_end;
     // Ports to listen on, tried in order before an ephemeral one: a replay that listens where
     // its recording did gives the program the same base URL to print.
     std::vector<uint16_t> preferred_ports;

@@ -128,7 +128,7 @@ RunOutcome run(const RunOptions& options) {
     };
     hooks.preferred_ports = proxy_ports(seed);
     hooks.on_call_served = [&effects] { effects.llm_call_served(); };
-    hooks.settle = [&effects] { effects.settle(); };
+    hooks.before_stream_end = [&effects] { effects.before_stream_end(); };
     hooks.on_call_started = [&effects] { effects.llm_call_started(); };
     hooks.on_call_finished = [&effects] { effects.llm_call_finished(); };
     if (!options.faults.empty() && session->recorded_tape() != nullptr) {

@@ -219,9 +219,6 @@ void TreeEffects::record_wait(uint64_t ms) {
   record_sleep(ms, /*waited=*/true);
 }
 
-// The gap passes while the program waits for the next event: once it has taken the last one and
-// gone idle (for a quarter of a second at most), so that every replay reads the same times around
-// each event rather than whatever the race between its reading and this step gave.
 void TreeEffects::llm_call_served() {
   // A call no preload announced (a program under the floor) is cut at its record, which the
   // recording made as the upstream's last event passed: the program's reads on that event fell
@@ -238,12 +235,15 @@ void TreeEffects::wait_for_idle() {
   }
 }
 
-void TreeEffects::settle() {
+void TreeEffects::before_stream_end() {
   // A preloaded program's call is cut at its announcement, and its stream ends as it came: an
   // end held back would cost its HTTP library another read (and clock reads with it).
   if (served_unannounced_) wait_for_idle();
 }
 
+// The gap passes while the program waits for the next event: once it has taken the last one and
+// gone idle (for a quarter of a second at most), so that every replay reads the same times around
+// each event rather than whatever the race between its reading and this step gave.
 void TreeEffects::pass_time(uint64_t ms) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return;
   wait_for_idle();

@@ -95,7 +95,7 @@ class TreeEffects : public floor::Services {
   void pass_time(uint64_t ms);
   // Replay, at the end of a stream whose call no preload announced (a program under the floor):
   // waits up to 250 ms for the tree to be idle, as the program was when the upstream's end came.
-  void settle();
+  void before_stream_end();
   // Replay: the answer to thread `tid`'s wait of `ms`, ending at `deadline_ms` on the replayed
   // monotonic clock, that found nothing ready, or to its sleep (Op::timed_wait): ok when it is
   // skipped (its sleep is taped and the clock moves past it).

@@ -299,7 +299,7 @@ struct LlmProxy::Impl {
               // The end of the stream (the client's EOF, on which an HTTP library's own thread
               // reads the clock) after the program took the last event in, as it came upstream.
               wait_until_read(client_port, server_port);
-              if (hooks.settle) hooks.settle();
+              if (hooks.before_stream_end) hooks.before_stream_end();
             }
           });
           if (failure.status >= 400) {
