@@ -18,7 +18,7 @@ packages=(
   python3-dotenv                          # the .env agent of the secrets test
   python3-httpx                           # the streaming agent of the stream timing test
   golang-go musl-tools busybox-static     # Go and static programs under the floor (tests/floor)
-  python3 time
+  python3 time procps                     # (procps: pgrep, the tests' process trees)
   chromium                                # tapedeck view's browser test
 )
 # The seed anchor (shared/anchors/seed-rust) builds from Debian's Rust crates.

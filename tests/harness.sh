@@ -34,3 +34,37 @@ start_standin() {
   [ -n "$port" ] || { echo "FAIL: the stand-in LLM server did not start" >&2; exit 1; }
 }
 stop_standin() { kill "$standin_pid"; wait "$standin_pid" 2>/dev/null; standin_pid=; }
+
+# bounded SECONDS COMMAND...: runs COMMAND (a function is fine: it runs in a subshell); one still
+# running after SECONDS is reported with its process tree (each thread's state, kernel wait
+# channel and system call: where it hangs), killed, and fails with 124.
+bounded() {
+  local limit=$1 tenths=0
+  shift
+  "$@" &
+  local job=$!
+  while kill -0 "$job" 2> /dev/null; do
+    if [ "$tenths" -ge $((limit * 10)) ]; then
+      echo "FAIL: still running after ${limit}s: $*" >&2
+      local process thread
+      for process in $(tree_below "$job"); do
+        echo "  $process: $(tr '\0' ' ' < "/proc/$process/cmdline" 2> /dev/null | cut -c1-160)" >&2
+        for thread in /proc/"$process"/task/*; do
+          echo "    ${thread##*/} $(cut -d' ' -f3 "$thread/stat" 2> /dev/null)" \
+            "wchan=$(cat "$thread/wchan" 2> /dev/null) syscall=$(cut -d' ' -f1-4 "$thread/syscall" 2> /dev/null)" >&2
+        done
+      done
+      kill -KILL $(tree_below "$job") 2> /dev/null
+      wait "$job" 2> /dev/null
+      return 124
+    fi
+    sleep 0.1
+    tenths=$((tenths + 1))
+  done
+  wait "$job"
+}
+tree_below() {
+  local child
+  echo "$1"
+  for child in $(pgrep -P "$1"); do tree_below "$child"; done
+}

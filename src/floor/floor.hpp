@@ -88,6 +88,7 @@
 #include <linux/filter.h>
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -145,14 +146,43 @@ class Filter {
 // tape, in words: "clock reads", "file reads and writes", …; empty for no holes.
 std::string escapes_through(const std::set<std::string>& holes);
 
+// What is done to the root at its exec stop (hide_vdso), all of it prepared before the
+// supervisor forks: in a pid namespace the stop is handled by the namespace's init, a child of
+// the threaded supervisor, which must not allocate (another thread may have held the allocator's
+// lock at the fork: the child would wait for it forever).
+struct ExecStopPlan {
+  std::array<unsigned char, 16> startup_random{};
+  bool replaces_random = false;            // AT_RANDOM's bytes become startup_random
+  const GoClockSites* go_clock = nullptr;  // a Go program's patches (go_clock.hpp), or none
+};
+
+// What the exec stop did, as plain data: it crosses the set-up channel, and describe() words it
+// in the supervisor.
+struct ExecStopReport {
+  enum class Failure : uint8_t {
+    none,
+    not_stopped,        // the process did not stop at its exec
+    stopped_by_signal,  // it stopped with signal `error` before its exec
+    registers,          // its registers could not be read (errno `error`)
+    stack,              // its stack could not be read
+    random_bytes,       // its AT_RANDOM bytes could not be written
+    auxv_write,         // AT_SYSINFO_EHDR could not be turned into AT_IGNORE
+    auxv_missing,       // no auxiliary vector was found
+  };
+  Failure failure = Failure::none;
+  int error = 0;
+  bool patches_failed = false;  // `patches` says which and why
+  TextPatchResults patches{};
+};
+
 // The root program, stopped by ptrace at its exec (PTRACE_TRACEME before execve): its auxiliary
 // vector's AT_SYSINFO_EHDR entry becomes AT_IGNORE, so neither libc nor Go's runtime finds the
-// vDSO and every clock read is a system call the floor sees; a Go program's runtime.nanotime is
-// patched (go_clock.hpp). Detaches in every case. False, with `why` set (it is left alone on
-// success) to what failed and what goes untaped for it, when the process was not stopped at its
-// exec, its stack could not be rewritten or its runtime.nanotime not patched.
-// `startup_random` (16 bytes, or empty) replaces the bytes AT_RANDOM points to.
-bool hide_vdso(pid_t pid, std::string& why, const std::string& startup_random = {});
+// vDSO and every clock read is a system call the floor sees; its AT_RANDOM bytes become the
+// plan's; a Go program's runtime.nanotime and cputicks are patched (go_clock.hpp). Detaches in
+// every case. Async-signal-safe.
+ExecStopReport hide_vdso(pid_t pid, const ExecStopPlan& plan);
+// What failed at the exec stop and what goes untaped for it; empty when nothing failed.
+std::string describe(const ExecStopReport& report, const ExecStopPlan& plan);
 
 // What Reach::whole calls are answered with: the supervisor's tape, behind an interface so that
 // the floor knows nothing of records. Called on the serving thread only.

@@ -3,9 +3,12 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -16,6 +19,9 @@
 namespace tapedeck::floor {
 
 namespace {
+
+// (A function these patch is tens of bytes.)
+constexpr size_t kLongestPatch = 4096;
 
 struct OwnedFd {
   int fd;
@@ -160,9 +166,8 @@ GoClockSites go_clock_sites(const std::string& program) {
   }
   sites.position_independent = header.e_type == ET_DYN;
   sites.entry = header.e_entry;
-  constexpr uint64_t kLongest = 4096;  // (a function these patch is tens of bytes)
   const uint64_t nanotime_size = sites.nanotime.end - sites.nanotime.start;
-  if (nanotime_size > 0 && nanotime_size <= kLongest && !sites.program_reads.empty()) {
+  if (nanotime_size > 0 && nanotime_size <= kLongestPatch && !sites.program_reads.empty()) {
     TextPatch patch{"runtime.nanotime",
                     sites.nanotime.start,
                     code_at(file.fd, sections, sites.nanotime.start, nanotime_size),
@@ -172,7 +177,7 @@ GoClockSites go_clock_sites(const std::string& program) {
     if (!patch.body.empty()) sites.patches.push_back(std::move(patch));
   }
   const uint64_t cputicks_size = cputicks.end - cputicks.start;
-  if (cputicks_size > 0 && cputicks_size <= kLongest) {
+  if (cputicks_size > 0 && cputicks_size <= kLongestPatch) {
     TextPatch patch{"runtime.cputicks",
                     cputicks.start,
                     code_at(file.fd, sections, cputicks.start, cputicks_size),
@@ -184,6 +189,10 @@ GoClockSites go_clock_sites(const std::string& program) {
   return sites;
 }
 
+uint64_t load_bias(uint64_t at_entry, const GoClockSites& sites) {
+  return sites.position_independent ? at_entry - sites.entry : 0;
+}
+
 uint64_t load_bias(pid_t pid, const GoClockSites& sites) {
   if (!sites.position_independent) return 0;
   const OwnedFd auxv{
@@ -192,40 +201,72 @@ uint64_t load_bias(pid_t pid, const GoClockSites& sites) {
   Elf64_auxv_t entry;
   for (uint64_t at = 0; read_at(auxv.fd, &entry, sizeof entry, at); at += sizeof entry) {
     if (entry.a_type == AT_NULL) break;
-    if (entry.a_type == AT_ENTRY) return entry.a_un.a_val - sites.entry;
+    if (entry.a_type == AT_ENTRY) return load_bias(entry.a_un.a_val, sites);
   }
   return 0;
 }
 
-bool patch_go_clock(pid_t pid, const GoClockSites& sites, std::string& why) {
-  if (sites.patches.empty()) return true;
-  // The tracer may write the text through /proc/PID/mem, read-only mapping or not (a private
-  // copy of the page: the file is untouched).
-  const OwnedFd memory{
-      ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDWR | O_CLOEXEC)};
-  const uint64_t bias = load_bias(pid, sites);
+bool patch_go_clock(pid_t pid, const GoClockSites& sites, uint64_t bias,
+                    TextPatchResults& results) {
+  // No /proc here (a pid namespace's /proc may be the host's) and nothing allocated: the text is
+  // read with process_vm_readv and written with ptrace, which may write a read-only mapping (a
+  // private copy of the page: the file is untouched).
   bool all = true;
-  for (const TextPatch& patch : sites.patches) {
+  const size_t count = std::min(sites.patches.size(), kMostTextPatches);
+  for (size_t i = 0; i < count; ++i) {
+    const TextPatch& patch = sites.patches[i];
+    TextPatchResult& result = results[i];
     const uint64_t address = patch.address + bias;
-    std::string found(patch.original.size(), '\0');
-    std::string failure;
-    if (memory.fd < 0 || !read_at(memory.fd, found.data(), found.size(), address)) {
-      failure = "reading " + patch.function + ": " + std::strerror(errno);
-    } else if (found != patch.original) {  // not where the symbol table puts it: left alone
-      failure = patch.function + " is not where the program's symbol table puts it";
+    const size_t size = patch.original.size();
+    std::array<char, kLongestPatch> found;
+    iovec local{found.data(), size};
+    iovec remote{reinterpret_cast<void*>(address), size};
+    if (size < sizeof(uint64_t) || size > found.size() || patch.body.size() != size) {
+      result = {TextPatchResult::Outcome::elsewhere, 0};
+    } else if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(size)) {
+      result = {TextPatchResult::Outcome::unreadable, errno};
+    } else if (std::memcmp(found.data(), patch.original.data(), size) != 0) {
+      result = {TextPatchResult::Outcome::elsewhere, 0};  // not where the symbol table says
     } else {
-      const ssize_t wrote =
-          ::pwrite(memory.fd, patch.body.data(), patch.body.size(), static_cast<off_t>(address));
-      if (wrote != static_cast<ssize_t>(patch.body.size())) {
-        failure = "writing " + patch.function + ": " +
-                  (wrote < 0 ? std::strerror(errno) : "a short write");
+      // Word by word; a last partial word overlaps the one before it (its bytes already new).
+      for (size_t at = 0; at < size; at += sizeof(uint64_t)) {
+        const size_t from = std::min(at, size - sizeof(uint64_t));
+        uint64_t word;
+        std::memcpy(&word, patch.body.data() + from, sizeof word);
+        if (::ptrace(PTRACE_POKEDATA, pid, reinterpret_cast<void*>(address + from),
+                     reinterpret_cast<void*>(word)) != 0) {
+          result = {TextPatchResult::Outcome::unwritable, errno};
+          break;
+        }
       }
     }
-    if (failure.empty()) continue;
-    why += (why.empty() ? "" : "; ") + failure + ": " + patch.otherwise;
-    all = false;
+    all = all && result.outcome == TextPatchResult::Outcome::written;
   }
   return all;
+}
+
+std::string describe_patch_failures(const GoClockSites& sites, const TextPatchResults& results) {
+  std::string why;
+  const size_t count = std::min(sites.patches.size(), kMostTextPatches);
+  for (size_t i = 0; i < count; ++i) {
+    const TextPatch& patch = sites.patches[i];
+    std::string failure;
+    switch (results[i].outcome) {
+      case TextPatchResult::Outcome::written:
+        continue;
+      case TextPatchResult::Outcome::unreadable:
+        failure = "reading " + patch.function + ": " + std::strerror(results[i].error);
+        break;
+      case TextPatchResult::Outcome::elsewhere:
+        failure = patch.function + " is not where the program's symbol table puts it";
+        break;
+      case TextPatchResult::Outcome::unwritable:
+        failure = "writing " + patch.function + ": " + std::strerror(results[i].error);
+        break;
+    }
+    why += (why.empty() ? "" : "; ") + failure + ": " + patch.otherwise;
+  }
+  return why;
 }
 
 GoClockRead classify_go_clock_read(const GoClockSites& sites, uint64_t bias,

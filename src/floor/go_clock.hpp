@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -65,17 +66,32 @@ struct GoClockSites {
   }
 };
 
-// Reads `program`'s ELF symbol table and the bytes of the functions to patch. Never throws; a
-// program that is not Go, is stripped or has another shape gives no patches.
+// Reads `program`'s ELF symbol table and the bytes of the functions to patch (at most
+// kMostTextPatches). Never throws; a program that is not Go, is stripped or has another shape
+// gives no patches.
 GoClockSites go_clock_sites(const std::string& program);
 
 // How far process `pid`'s image was moved from its link-time addresses (0 unless
 // position-independent; its auxiliary vector's AT_ENTRY against e_entry).
 uint64_t load_bias(pid_t pid, const GoClockSites& sites);
+// The same from the AT_ENTRY value the process's auxiliary vector holds.
+uint64_t load_bias(uint64_t at_entry, const GoClockSites& sites);
 
-// The patches, written into `pid`'s text (stopped under ptrace). False with `why` set on a
-// failure: what failed and what stays untaped for it.
-bool patch_go_clock(pid_t pid, const GoClockSites& sites, std::string& why);
+// How writing one patch went, as plain data (it crosses the set-up channel; see hide_vdso).
+struct TextPatchResult {
+  enum class Outcome : uint8_t { written, unreadable, elsewhere, unwritable };
+  Outcome outcome = Outcome::written;
+  int error = 0;  // errno of the failed read or write
+};
+constexpr size_t kMostTextPatches = 4;
+using TextPatchResults = std::array<TextPatchResult, kMostTextPatches>;
+
+// The patches, written into `pid`'s text (stopped under ptrace) with its image moved by `bias`.
+// Async-signal-safe: it allocates nothing (a pid namespace's init, forked from the threaded
+// supervisor, runs it). False when one was not written; `results` says which and why.
+bool patch_go_clock(pid_t pid, const GoClockSites& sites, uint64_t bias, TextPatchResults& results);
+// For each patch not written: what failed and what stays untaped for it ("; " between them).
+std::string describe_patch_failures(const GoClockSites& sites, const TextPatchResults& results);
 
 // Whether a clock_gettime notification at `instruction_pointer` whose third argument is
 // `caller` is the program's read (time.Now, or time.Since, time.Until, time.init through the

@@ -2,7 +2,8 @@
 // the kernel maps the vDSO and names it in the auxiliary vector (AT_SYSINFO_EHDR); with that
 // entry turned into AT_IGNORE before the program's first instruction, its clock reads fall back
 // to the clock_gettime system call, which the floor sees. The process is stopped there by
-// ptrace (it asked with PTRACE_TRACEME before execve) and let go at once.
+// ptrace (it asked with PTRACE_TRACEME before execve) and let go at once. Nothing here allocates
+// (see ExecStopPlan); describe() words the report in the supervisor.
 #include <elf.h>
 #include <errno.h>
 #include <signal.h>
@@ -11,8 +12,9 @@
 #include <sys/user.h>
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstring>
-#include <vector>
+#include <string>
 
 #include "floor/floor.hpp"
 #include "floor/go_clock.hpp"
@@ -21,46 +23,53 @@ namespace tapedeck::floor {
 
 namespace {
 
-// The stopped process's stack from `top`, read a page at a time as far as it is asked for.
+// The stopped process's stack from `top`, a word at a time, read a window of 4 KiB at a time into
+// a buffer of its own (nothing allocated: see ExecStopPlan).
 class StackWords {
  public:
   StackWords(pid_t pid, uint64_t top) : pid_(pid), top_(top) {}
   // False past the end of the stack (or when it cannot be read).
   bool at(size_t index, uint64_t& out) {
-    while (index >= words_.size() && !ended_) {
-      uint64_t page[512];
-      iovec local{page, sizeof page};
-      iovec remote{reinterpret_cast<void*>(top_ + words_.size() * sizeof(uint64_t)), sizeof page};
+    const size_t window = index / kWindowWords;
+    if (window != window_) {
+      iovec local{words_, sizeof words_};
+      iovec remote{reinterpret_cast<void*>(top_ + window * sizeof words_), sizeof words_};
       const ssize_t got = ::process_vm_readv(pid_, &local, 1, &remote, 1, 0);
-      if (got < static_cast<ssize_t>(sizeof page)) ended_ = true;  // the mapping's end
-      if (got > 0) words_.insert(words_.end(), page, page + got / sizeof(uint64_t));
+      count_ = got > 0 ? static_cast<size_t>(got) / sizeof(uint64_t) : 0;  // short: its end
+      window_ = window;
     }
-    if (index >= words_.size()) return false;
-    out = words_[index];
+    if (index % kWindowWords >= count_) return false;
+    out = words_[index % kWindowWords];
     return true;
   }
 
  private:
+  static constexpr size_t kWindowWords = 512;
   pid_t pid_;
   uint64_t top_;
-  std::vector<uint64_t> words_;
-  bool ended_ = false;
+  uint64_t words_[kWindowWords];
+  size_t window_ = SIZE_MAX;
+  size_t count_ = 0;
 };
 
-// Finds the auxiliary vector on the new image's stack (argc, argv…, 0, envp…, 0, then pairs)
-// and turns AT_SYSINFO_EHDR into AT_IGNORE; the AT_RANDOM bytes become `startup_random`.
-bool rewrite_auxv(pid_t pid, std::string& why, const std::string& startup_random) {
+using Failure = ExecStopReport::Failure;
+
+// Finds the auxiliary vector on the new image's stack (argc, argv…, 0, envp…, 0, then pairs),
+// turns AT_SYSINFO_EHDR into AT_IGNORE, writes the plan's AT_RANDOM bytes and notes AT_ENTRY.
+void rewrite_auxv(pid_t pid, const ExecStopPlan& plan, ExecStopReport& report, uint64_t& at_entry) {
   user_regs_struct registers{};
   if (::ptrace(PTRACE_GETREGS, pid, nullptr, &registers) != 0) {
-    why = std::string("reading its registers: ") + std::strerror(errno);
-    return false;
+    report.failure = Failure::registers;
+    report.error = errno;
+    return;
   }
   StackWords stack(pid, registers.rsp);
   uint64_t argc = 0;
   uint64_t word = 1;
   if (!stack.at(0, argc)) {
-    why = std::string("reading its stack: ") + std::strerror(errno);
-    return false;
+    report.failure = Failure::stack;
+    report.error = errno;
+    return;
   }
   size_t at = 1 + argc + 1;                      // past argc, argv and its null
   while (stack.at(at, word) && word != 0) ++at;  // envp
@@ -68,15 +77,17 @@ bool rewrite_auxv(pid_t pid, std::string& why, const std::string& startup_random
   uint64_t type = 0;
   uint64_t value = 0;
   for (; stack.at(at, type) && stack.at(at + 1, value); at += 2) {
-    if (type == AT_NULL) return true;  // (no AT_SYSINFO_EHDR: the kernel mapped no vDSO)
-    if (type == AT_RANDOM && startup_random.size() == 16) {
+    if (type == AT_NULL) return;  // (no AT_SYSINFO_EHDR: the kernel mapped no vDSO)
+    if (type == AT_ENTRY) at_entry = value;
+    if (type == AT_RANDOM && plan.replaces_random) {
       for (size_t half = 0; half < 2; ++half) {
         uint64_t random_word;
-        std::memcpy(&random_word, startup_random.data() + half * 8, 8);
+        std::memcpy(&random_word, plan.startup_random.data() + half * 8, 8);
         if (::ptrace(PTRACE_POKEDATA, pid, reinterpret_cast<void*>(value + half * 8),
                      reinterpret_cast<void*>(random_word)) != 0) {
-          why = std::string("writing its AT_RANDOM bytes: ") + std::strerror(errno);
-          return false;
+          report.failure = Failure::random_bytes;
+          report.error = errno;
+          return;
         }
       }
     }
@@ -84,39 +95,66 @@ bool rewrite_auxv(pid_t pid, std::string& why, const std::string& startup_random
     const uint64_t address = registers.rsp + at * sizeof(uint64_t);
     if (::ptrace(PTRACE_POKEDATA, pid, reinterpret_cast<void*>(address),
                  reinterpret_cast<void*>(static_cast<uint64_t>(AT_IGNORE))) != 0) {
-      why = std::string("writing its stack: ") + std::strerror(errno);
-      return false;
+      report.failure = Failure::auxv_write;
+      report.error = errno;
+      return;
     }
   }
-  why = "its auxiliary vector was not found";
-  return false;
+  report.failure = Failure::auxv_missing;
 }
 
 }  // namespace
 
-bool hide_vdso(pid_t pid, std::string& why, const std::string& startup_random) {
+ExecStopReport hide_vdso(pid_t pid, const ExecStopPlan& plan) {
+  ExecStopReport report;
   int status = 0;
   pid_t got;
   while ((got = ::waitpid(pid, &status, __WALL)) < 0 && errno == EINTR) {
   }
   if (got != pid || !WIFSTOPPED(status)) {
-    why = "the program did not stop at its exec: its clock reads are not taped";
-    return false;
+    report.failure = Failure::not_stopped;
+    return report;
   }
   if (WSTOPSIG(status) != SIGTRAP) {
-    why = std::string("the program stopped with ") + strsignal(WSTOPSIG(status)) +
-          " before its exec: its clock reads are not taped";
+    report.failure = Failure::stopped_by_signal;
+    report.error = WSTOPSIG(status);
     ::ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(WSTOPSIG(status)));
-    return false;
+    return report;
   }
-  bool prepared = rewrite_auxv(pid, why, startup_random);
-  if (!prepared) {
-    why += ": its clock reads are not taped";
-  } else {
-    prepared = patch_go_clock(pid, go_clock_sites("/proc/" + std::to_string(pid) + "/exe"), why);
+  uint64_t at_entry = 0;
+  rewrite_auxv(pid, plan, report, at_entry);
+  if (report.failure == Failure::none && plan.go_clock != nullptr) {
+    report.patches_failed =
+        !patch_go_clock(pid, *plan.go_clock, load_bias(at_entry, *plan.go_clock), report.patches);
   }
   ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
-  return prepared;
+  return report;
+}
+
+std::string describe(const ExecStopReport& report, const ExecStopPlan& plan) {
+  const std::string untaped = ": its clock reads are not taped";
+  const std::string error = std::strerror(report.error);
+  switch (report.failure) {
+    case Failure::none:
+      break;
+    case Failure::not_stopped:
+      return "the program did not stop at its exec" + untaped;
+    case Failure::stopped_by_signal:
+      return std::string("the program stopped with ") + strsignal(report.error) +
+             " before its exec" + untaped;
+    case Failure::registers:
+      return "reading its registers: " + error + untaped;
+    case Failure::stack:
+      return "reading its stack: " + error + untaped;
+    case Failure::random_bytes:
+      return "writing its AT_RANDOM bytes: " + error + untaped;
+    case Failure::auxv_write:
+      return "writing its stack: " + error + untaped;
+    case Failure::auxv_missing:
+      return "its auxiliary vector was not found" + untaped;
+  }
+  if (!report.patches_failed || plan.go_clock == nullptr) return {};
+  return describe_patch_failures(*plan.go_clock, report.patches);
 }
 
 }  // namespace tapedeck::floor

@@ -230,7 +230,7 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
       plan.floor = with_floor ? filter : nullptr;
       plan.stdout_fd = extras.stdout_fd;
       plan.stderr_fd = extras.stderr_fd;
-      plan.startup_random = extras.startup_random;
+      plan.exec_stop = extras.exec_stop;
       plan.pid_namespace = pid_namespace;
       if (std::optional<PreparedRoot> root = PreparedRoot::prepare(plan, failure)) {
         if (overlay) view.adopt_namespace(root->take_view(), root->setup_ms());

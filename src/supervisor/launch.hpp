@@ -62,7 +62,7 @@ void without_preload(std::vector<std::string>& env, const std::filesystem::path&
 struct RootExtras {
   int stdout_fd = -1;  // the program's stdout and stderr (the output relays); -1: ours
   int stderr_fd = -1;
-  std::string startup_random;  // the floor's whole reach: the program's AT_RANDOM bytes
+  floor::ExecStopPlan exec_stop;  // the floor's whole reach: what its exec stop does
 };
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view,
                           const std::filesystem::path& program, const std::vector<std::string>& env,

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 namespace tapedeck::supervisor {
@@ -59,6 +60,8 @@ void tell(int channel, char tag, const void* body, size_t size) {
   ssize_t ignored = ::send(channel, message, size + 1, MSG_NOSIGNAL);
   (void)ignored;
 }
+static_assert(sizeof(floor::ExecStopReport) < 255 &&
+              std::is_trivially_copyable_v<floor::ExecStopReport>);
 
 // The signals tapedeck's own caller left ignored (nohup's SIGHUP), noted before main() runs:
 // those the program keeps ignoring. Anything tapedeck came to ignore since (cpp-httplib ignores
@@ -122,8 +125,8 @@ void forward_to_program(int signal_number) {
   // The namespace's own /proc: /proc/<its pid> names the program, as getpid() says, not
   // whichever host process has that number.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
-    const char* why = std::strerror(errno);
-    tell(channel, 'P', why, std::strlen(why));
+    const int error = errno;
+    tell(channel, 'P', &error, sizeof error);  // (worded by the supervisor: strerror may allocate)
   }
   struct sigaction forward {};
   forward.sa_handler = forward_to_program;
@@ -133,9 +136,8 @@ void forward_to_program(int signal_number) {
   if (program == 0) exec_program(channel, plan);
   init_program = program;
   if (plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole) {
-    std::string why;  // stays empty when the vDSO was hidden
-    floor::hide_vdso(program, why, plan.startup_random);
-    tell(channel, 'V', why.data(), why.size());
+    const floor::ExecStopReport report = floor::hide_vdso(program, plan.exec_stop);
+    tell(channel, 'V', &report, sizeof report);
   }
   ::close(channel);
   int status = 0;
@@ -313,7 +315,7 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
   root.pid_ = pid;
   root.channel_ = channel[0];
   root.program_ = plan.program;
-  root.startup_random_ = plan.startup_random;
+  root.exec_stop_ = plan.exec_stop;
   root.hide_vdso_ = plan.floor != nullptr && plan.floor->reach() == floor::Reach::whole &&
                     !plan.pid_namespace;  // (its init hides it then)
   int next = 0;
@@ -332,9 +334,9 @@ PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
       floor_fd_(std::exchange(other.floor_fd_, -1)),
       setup_ms_(other.setup_ms_),
       hide_vdso_(other.hide_vdso_),
-      vdso_failure_(std::move(other.vdso_failure_)),
+      exec_stop_(other.exec_stop_),
+      exec_stop_report_(other.exec_stop_report_),
       proc_failure_(std::move(other.proc_failure_)),
-      startup_random_(std::move(other.startup_random_)),
       program_(std::move(other.program_)) {}
 
 PreparedRoot::~PreparedRoot() {
@@ -362,10 +364,12 @@ void PreparedRoot::go() {
       started = false;
     } else if (message[0] == 'I' && size == sizeof init_pid_) {
       std::memcpy(&init_pid_, message + 1, sizeof init_pid_);
-    } else if (message[0] == 'V') {
-      vdso_failure_.assign(message + 1, size);
-    } else if (message[0] == 'P') {
-      proc_failure_.assign(message + 1, size);
+    } else if (message[0] == 'V' && size == sizeof exec_stop_report_) {
+      std::memcpy(&exec_stop_report_, message + 1, sizeof exec_stop_report_);
+    } else if (message[0] == 'P' && size == sizeof(int)) {
+      int error = 0;
+      std::memcpy(&error, message + 1, sizeof error);
+      proc_failure_ = std::strerror(error);
     }
   }
   ::close(std::exchange(channel_, -1));
@@ -374,7 +378,7 @@ void PreparedRoot::go() {
     throw std::runtime_error("cannot run " + program_ + ": " +
                              std::strerror(exec_error != 0 ? exec_error : ECHILD));
   }
-  if (hide_vdso_) floor::hide_vdso(pid_, vdso_failure_, startup_random_);
+  if (hide_vdso_) exec_stop_report_ = floor::hide_vdso(pid_, exec_stop_);
 }
 
 }  // namespace tapedeck::supervisor

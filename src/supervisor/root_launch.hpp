@@ -34,7 +34,7 @@ struct RootPlan {
   const floor::Filter* floor = nullptr;  // null: no floor; Reach::whole hides the vDSO
   // The program runs as pid 2 of a pid namespace of its own, under an init of tapedeck's.
   bool pid_namespace = false;
-  std::string startup_random;  // Reach::whole: the program's AT_RANDOM bytes (16, or none)
+  floor::ExecStopPlan exec_stop;  // Reach::whole: what is done at the program's exec stop
   // The program's stdout and stderr (the output relays); -1: this process's own.
   int stdout_fd = -1;
   int stderr_fd = -1;
@@ -65,8 +65,9 @@ class PreparedRoot {
   double setup_ms() const { return setup_ms_; }
   // Lets the program start. Throws when exec failed (the child is reaped then).
   void go();
-  // Why the vDSO could not be hidden from the program (empty when it was, or not asked).
-  const std::string& vdso_failure() const { return vdso_failure_; }
+  // Why the vDSO could not be hidden from the program or its clock patched (empty when it was,
+  // or not asked).
+  std::string vdso_failure() const { return floor::describe(exec_stop_report_, exec_stop_); }
   // Why the program's pid namespace has the host's /proc (empty when it has its own).
   const std::string& proc_failure() const { return proc_failure_; }
 
@@ -79,9 +80,9 @@ class PreparedRoot {
   int floor_fd_ = -1;
   double setup_ms_ = 0;
   bool hide_vdso_ = false;
-  std::string vdso_failure_;
+  floor::ExecStopPlan exec_stop_;
+  floor::ExecStopReport exec_stop_report_;
   std::string proc_failure_;
-  std::string startup_random_;
   std::string program_;
 };
 

@@ -221,7 +221,19 @@ RunOutcome run(const RunOptions& options) {
     extras.stdout_fd = capture->program_stdout();
     extras.stderr_fd = capture->program_stderr();
   }
-  if (reach == floor::Reach::whole) extras.startup_random = effects.startup_random();
+  // What the root's exec stop does, prepared here: it is done in a forked child (ExecStopPlan).
+  floor::GoClockSites go_clock;
+  if (reach == floor::Reach::whole) {
+    const std::string random = effects.startup_random();
+    extras.exec_stop.replaces_random = random.size() == extras.exec_stop.startup_random.size();
+    if (extras.exec_stop.replaces_random) {
+      std::memcpy(extras.exec_stop.startup_random.data(), random.data(), random.size());
+    }
+    if (runtime == floor::Runtime::go) {
+      go_clock = floor::go_clock_sites(program->string());
+      extras.exec_stop.go_clock = &go_clock;
+    }
+  }
   PreparedRoot root = prepare_root(options, view, *program, env, filter ? &*filter : nullptr,
                                    outcome, floored, extras);
   std::unique_ptr<floor::Warden> warden;

@@ -769,54 +769,14 @@ TEST(FloorWhole, AnExecOfWhatIsNotThereFailsAsTheKernelWouldSay) {
   EXPECT_EQ(exit_code, 0);
 }
 
-// The child asks to be stopped at its exec; ld.so then shows the auxiliary vector it was given.
-std::string auxv_shown(bool hide) {
-  int out[2];
-  EXPECT_EQ(::pipe(out), 0);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
-    char show[] = "LD_SHOW_AUXV=1";
-    char* env[] = {show, nullptr};
-    char* argv[] = {const_cast<char*>("true"), nullptr};
-    ::execve("/bin/true", argv, env);
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  std::string why;
-  if (hide) {
-    EXPECT_TRUE(hide_vdso(pid, why)) << why;
-  } else {
-    int status = 0;
-    ::waitpid(pid, &status, __WALL);
-    ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
-  }
-  std::string shown;
-  char buffer[4096];
-  for (ssize_t got; (got = ::read(out[0], buffer, sizeof buffer)) > 0;) shown.append(buffer, got);
-  ::close(out[0]);
-  ::waitpid(pid, nullptr, 0);
-  return shown;
-}
-
-TEST(FloorWhole, HidingTheVdsoTakesItOutOfTheAuxiliaryVector) {
-  const std::string before = auxv_shown(false);
-  ASSERT_NE(before.find("AT_PAGESZ"), std::string::npos) << before;
-  ASSERT_NE(before.find("AT_SYSINFO_EHDR"), std::string::npos) << before;
-  const std::string after = auxv_shown(true);
-  EXPECT_NE(after.find("AT_PAGESZ"), std::string::npos) << after;  // the rest is intact
-  EXPECT_EQ(after.find("AT_SYSINFO_EHDR"), std::string::npos) << after;
-}
-
 TEST(GoClock, AProgramThatIsNotGoHasNothingToPatch) {
   const GoClockSites sites = go_clock_sites("/proc/self/exe");
   EXPECT_FALSE(sites.patchable());
   EXPECT_EQ(sites.time_now.end, 0u);
   EXPECT_FALSE(go_clock_sites("/nonexistent/program").patchable());
-  std::string why;
-  EXPECT_TRUE(patch_go_clock(::getpid(), sites, why));  // nothing to do
-  EXPECT_TRUE(why.empty()) << why;
+  TextPatchResults results;
+  EXPECT_TRUE(patch_go_clock(::getpid(), sites, 0, results));  // nothing to do
+  EXPECT_TRUE(describe_patch_failures(sites, results).empty());
 }
 
 TEST(GoClock, ReadsAreToldApartByWhereTheyAreMadeAndWhoAsked) {
@@ -841,14 +801,6 @@ TEST(GoClock, ReadsAreToldApartByWhereTheyAreMadeAndWhoAsked) {
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x3014),
             GoClockRead::not_package_time);
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x2050, 0), GoClockRead::program);
-}
-
-TEST(FloorWhole, HidingTheVdsoOfAProcessNotStoppedAtExecSaysWhy) {
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(0);
-  std::string why;
-  EXPECT_FALSE(hide_vdso(pid, why));
-  EXPECT_NE(why.find("did not stop at its exec"), std::string::npos) << why;
 }
 
 }  // namespace

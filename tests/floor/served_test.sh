@@ -31,6 +31,8 @@ export GOCACHE=$work/gocache GOPATH=$work/gopath GO111MODULE=off
   { echo "FAIL: cannot build the Go agent" >&2; exit 1; }
 
 fresh_workspace() { rm -rf "$work/ws" && cp -r "$examples/agents/workspace" "$work/ws"; }
+# in_workspace OUT ERR COMMAND...: COMMAND run in the workspace, its stdout and stderr in OUT, ERR
+in_workspace() { cd "$work/ws" && "${@:3}" > "$1" 2> "$2"; }
 has() { "$td" show "$1" | grep "$2" > /dev/null; }  # all read: no SIGPIPE under pipefail
 
 # record_and_replay NAME PROGRAM: the recording in $work/NAME.tape, outputs in $work/NAME.*
@@ -38,15 +40,17 @@ record_and_replay() {
   local name=$1 program=$2
   start_standin
   fresh_workspace
-  (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" run --emit-tape "$work/$name.tape" --llm-upstream "http://127.0.0.1:$port" \
-     -- "$program" > "$work/$name.rec" 2> "$work/$name.rec.err")
+  bounded 120 in_workspace "$work/$name.rec" "$work/$name.rec.err" \
+    env OPENAI_API_KEY=sk-tapedeck-test-secret "$td" run --emit-tape "$work/$name.tape" \
+    --llm-upstream "http://127.0.0.1:$port" -- "$program"
   check "$name: recorded (exit 0)" test $? = 0
   check "$name: the recording wrote output.txt" grep -q "Plan for" "$work/ws/output.txt"
   stop_standin
   fresh_workspace
   cp -r "$work/ws" "$work/before"
-  (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" replay "$work/$name.tape" --emit-tape "$work/$name.replay.tape" \
-     -- "$program" > "$work/$name.rep" 2> "$work/$name.rep.err")
+  bounded 120 in_workspace "$work/$name.rep" "$work/$name.rep.err" \
+    env OPENAI_API_KEY=sk-tapedeck-test-secret "$td" replay "$work/$name.tape" \
+    --emit-tape "$work/$name.replay.tape" -- "$program"
   check "$name: replayed offline (exit 0)" test $? = 0
   check "$name: the workspace is byte-identical to before the replay" diff -r "$work/before" "$work/ws"
   rm -rf "$work/before"
