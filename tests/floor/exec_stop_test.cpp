@@ -23,6 +23,8 @@ namespace {
 std::atomic<long> allocations{0};
 }  // namespace
 
+// (GCC pairs a replaced operator new with the free of an inlined replaced delete: both are ours.)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(size_t size) {
   allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* memory = std::malloc(size == 0 ? 1 : size)) return memory;
