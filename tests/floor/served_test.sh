@@ -140,7 +140,7 @@ done
 # Sleeps by other names (poll, ppoll, select, pselect on no descriptor; 4 s in all): taped as
 # sleeps, and a replay skips them (it ends long before a replay that waited could).
 fresh_workspace
-(cd "$work/ws" && "$td" run -q --emit-tape "$work/quiet.tape" -- "$work/quiet-waits" > "$work/quiet.rec" 2> /dev/null)
+bounded 120 in_workspace "$work/quiet.rec" /dev/null "$td" run -q --emit-tape "$work/quiet.tape" -- "$work/quiet-waits"
 check "quiet waits: recorded, each wait on the tape as a one-second sleep" \
   bash -c "[ \$('$td' show '$work/quiet.tape' | grep -c 'clock_sleep    1000 ms') = 4 ]"
 (cd "$work/ws" && timeout 3 "$td" replay -q "$work/quiet.tape" -- "$work/quiet-waits" > "$work/quiet.rep" 2> /dev/null)
@@ -153,10 +153,10 @@ check "quiet waits: the replay skips them (done within 3 s) and prints what the 
 # replay of a tape (natively, no two runs agree). Once other goroutines have run, which thread
 # draws next is the scheduler's, and so is the order.
 fresh_workspace
-(cd "$work/ws" && "$td" run -q --emit-tape "$work/map.tape" -- "$work/map-order" > "$work/map.rec" 2> /dev/null)
+bounded 120 in_workspace "$work/map.rec" /dev/null "$td" run -q --emit-tape "$work/map.tape" -- "$work/map-order"
 for n in 1 2 3; do
-  (cd "$work/ws" && "$td" replay -q "$work/map.tape" -- "$work/map-order" 2> /dev/null |
-    head -1 > "$work/map.rep$n")
+  bounded 120 in_workspace "$work/map.out$n" /dev/null "$td" replay -q "$work/map.tape" -- "$work/map-order"
+  head -1 "$work/map.out$n" > "$work/map.rep$n"
 done
 check "map order: three replays of one tape range over a map in the same order" \
   bash -c "grep -q '^main: k' '$work/map.rep1' && cmp -s '$work/map.rep1' '$work/map.rep2' && cmp -s '$work/map.rep1' '$work/map.rep3'"
@@ -168,15 +168,15 @@ check "map order: three replays of one tape range over a map in the same order" 
 # (1 in 5 under ASan with two busy loops) has the other order; a replay keeps the usual one.
 start_standin
 fresh_workspace
-(cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" run -q --emit-tape "$work/stream.tape" \
-   --llm-upstream "http://127.0.0.1:$port" -- "$work/stream-agent" > "$work/stream.rec" 2> /dev/null)
+bounded 120 in_workspace "$work/stream.rec" /dev/null env OPENAI_API_KEY=sk-tapedeck-test-secret \
+  "$td" run -q --emit-tape "$work/stream.tape" --llm-upstream "http://127.0.0.1:$port" -- "$work/stream-agent"
 stop_standin
 check "stream: recorded, every event timed" \
   bash -c "[ \$(grep -c '^event [0-9]* after [0-9]* ms' '$work/stream.rec') -ge 3 ]"
 same_streams=0
 for n in 1 2 3; do
-  (cd "$work/ws" && OPENAI_API_KEY=sk-tapedeck-test-secret "$td" replay -q "$work/stream.tape" -- \
-     "$work/stream-agent" > "$work/stream.rep$n" 2> /dev/null) &&
+  bounded 120 in_workspace "$work/stream.rep$n" /dev/null env OPENAI_API_KEY=sk-tapedeck-test-secret \
+    "$td" replay -q "$work/stream.tape" -- "$work/stream-agent" &&
     diff <(grep -v 'DONE' "$work/stream.rec") <(grep -v 'DONE' "$work/stream.rep$n") > /dev/null &&
     same_streams=$((same_streams + 1))
 done
