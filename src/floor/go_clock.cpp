@@ -216,6 +216,7 @@ bool patch_go_clock(pid_t pid, const GoClockSites& sites, uint64_t bias,
   for (size_t i = 0; i < count; ++i) {
     const TextPatch& patch = sites.patches[i];
     TextPatchResult& result = results[i];
+    result = {};
     const uint64_t address = patch.address + bias;
     const size_t size = patch.original.size();
     std::array<char, kLongestPatch> found;
@@ -223,8 +224,9 @@ bool patch_go_clock(pid_t pid, const GoClockSites& sites, uint64_t bias,
     iovec remote{reinterpret_cast<void*>(address), size};
     if (size < sizeof(uint64_t) || size > found.size() || patch.body.size() != size) {
       result = {TextPatchResult::Outcome::elsewhere, 0};
-    } else if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(size)) {
-      result = {TextPatchResult::Outcome::unreadable, errno};
+    } else if (const ssize_t got = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+               got != static_cast<ssize_t>(size)) {
+      result = {TextPatchResult::Outcome::unreadable, got < 0 ? errno : EFAULT};  // short: unmapped
     } else if (std::memcmp(found.data(), patch.original.data(), size) != 0) {
       result = {TextPatchResult::Outcome::elsewhere, 0};  // not where the symbol table says
     } else {

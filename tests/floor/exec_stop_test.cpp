@@ -189,5 +189,23 @@ TEST(ExecStop, APatchWhoseBytesAreNotThereIsLeftOutAndNamed) {
   EXPECT_EQ(exit_code_of(pid), 0);  // true, untouched
 }
 
+TEST(ExecStop, APatchWhereNothingIsMappedIsLeftOutAndNamed) {
+  Elf64_Ehdr header{};
+  const std::string original = bytes_at_entry(kProgram, kExit42.size(), header);
+  ASSERT_EQ(original.size(), kExit42.size());
+  GoClockSites sites = entry_patch(original, header);
+  sites.position_independent = false;  // no bias: the link-time address of a PIE is unmapped
+  sites.patches[0].address = 0x10;
+  ExecStopPlan plan;
+  plan.go_clock = &sites;
+  const pid_t pid = stopped_at_exec();
+  const ExecStopReport report = hide_vdso(pid, plan);
+  EXPECT_EQ(report.failure, ExecStopReport::Failure::none);
+  EXPECT_EQ(report.patches[0].outcome, TextPatchResult::Outcome::unreadable);
+  EXPECT_EQ(describe(report, plan), "reading the entry point: " +
+                                        std::string(std::strerror(EFAULT)) + ": it runs as it is");
+  EXPECT_EQ(exit_code_of(pid), 0);
+}
+
 }  // namespace
 }  // namespace tapedeck::floor
