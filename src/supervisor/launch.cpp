@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "floor/elf_file.hpp"
-#include "floor/go_clock.hpp"
 #include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
@@ -343,8 +342,8 @@ Linkage linkage_at_depth(const fs::path& program, int depth) {
 
 // What the floor makes of a Go program's clock: time.Since is the program's only where
 // runtime.nanotime can be patched (go_clock.hpp).
-std::string go_clock_warning(const fs::path& program) {
-  if (floor::go_clock_sites(program.string()).patchable()) {
+std::string go_clock_warning(bool durations_taped) {
+  if (durations_taped) {
     return "Go's runtime reads the clock for itself from several threads: time.Now(), "
            "time.Since and time.Until are taped, the runtime's own reads (its scheduler, timers) "
            "are not";
@@ -361,8 +360,8 @@ Linkage linkage_of(const fs::path& program) {
   return linkage_at_depth(program, 0);
 }
 
-std::optional<std::string> interposition_warning(const fs::path& program, bool floor_serves) {
-  const Linkage linkage = linkage_of(program);
+std::optional<std::string> interposition_warning(const fs::path& program, Linkage linkage,
+                                                 bool floor_serves, bool go_durations_taped) {
   if (linkage == Linkage::glibc_dynamic) return std::nullopt;
   const std::string what =
       linkage == Linkage::go
@@ -378,7 +377,7 @@ std::optional<std::string> interposition_warning(const fs::path& program, bool f
          ". The system-call floor serves its clock reads, sleeps, randomness, execs and its "
          "workspace reads, writes, deletes and renames; not taped: folders it makes or removes, "
          "links" +
-         (linkage == Linkage::go ? ". " + go_clock_warning(program) : std::string());
+         (linkage == Linkage::go ? ". " + go_clock_warning(go_durations_taped) : std::string());
 }
 
 }  // namespace tapedeck::supervisor

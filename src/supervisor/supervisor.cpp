@@ -260,7 +260,7 @@ RunOutcome run(const RunOptions& options) {
   }
   outcome.floor = floored;
   const bool floor_serves = floored && reach == floor::Reach::whole;
-  if (auto warning = interposition_warning(*program, floor_serves)) {
+  if (auto warning = interposition_warning(*program, linkage, floor_serves, go_clock.patchable())) {
     outcome.warnings.push_back(*warning);
   }
 

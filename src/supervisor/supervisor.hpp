@@ -63,9 +63,11 @@ RunOutcome run(const RunOptions& options);
 enum class Linkage { glibc_dynamic, static_binary, go };
 Linkage linkage_of(const std::filesystem::path& program);
 
-// What escapes the tape for a program the preload library cannot reach (statically linked, Go),
-// or nullopt; `floor_serves`: the floor's whole reach holds beneath it.
+// What escapes the tape for `program` (of `linkage`) when the preload library cannot reach it
+// (statically linked, Go), or nullopt; `floor_serves`: the floor's whole reach holds beneath it;
+// `go_durations_taped`: its runtime.nanotime can be patched (GoClockSites::patchable).
 std::optional<std::string> interposition_warning(const std::filesystem::path& program,
-                                                 bool floor_serves);
+                                                 Linkage linkage, bool floor_serves,
+                                                 bool go_durations_taped);
 
 }  // namespace tapedeck::supervisor
