@@ -56,6 +56,13 @@ namespace kind {
 struct ClockRead {
   ClockSource source = ClockSource::wall;
   int64_t value_ms = 0;
+  // tapedeck's extension (written only when not empty): the reader's lane. A replay serves each
+  // lane's reads in the order the recording made them, whatever the interleaving with other
+  // lanes' reads, so that threads reading the clock side by side are each handed their own
+  // values. A writer names lanes by what a replay reproduces (for a Go program under the floor,
+  // the function of the package time that read: "time.now", "time.Since", …). Reads without a
+  // lane share one.
+  std::string lane = {};
   bool operator==(const ClockRead&) const = default;
 };
 struct ClockSleep {

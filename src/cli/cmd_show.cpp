@@ -31,7 +31,8 @@ std::string summarize(const RecordKind& kind) {
       [](const auto& k) -> std::string {
         using K = std::decay_t<decltype(k)>;
         if constexpr (std::is_same_v<K, kind::ClockRead>) {
-          return fmt::format("{} = {} ms", to_string(k.source), k.value_ms);
+          return fmt::format("{} = {} ms{}", to_string(k.source), k.value_ms,
+                             k.lane.empty() ? "" : " (" + json_string(k.lane) + ")");
         } else if constexpr (std::is_same_v<K, kind::ClockSleep>) {
           return fmt::format("{} ms", k.duration_ms);
         } else if constexpr (std::is_same_v<K, kind::LlmCall>) {

@@ -86,6 +86,7 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
                        std::string(to_string(b.source)));
           // The time a clock gave is drift like any other: semantic leaves it to the strict modes.
           if (level.clocks) differ.field("clock_read_value", a.value_ms, b.value_ms);
+          if (level.clocks) differ.field("clock_read_lane", a.lane, b.lane);
         } else if constexpr (std::is_same_v<K, kind::ClockSleep>) {
           differ.field("clock_sleep_duration", a.duration_ms, b.duration_ms);
           differ.field("clock_sleep_waited", a.waited, b.waited);

@@ -190,8 +190,9 @@ class Services {
  public:
   virtual ~Services() = default;
   // A clock read by the served process `pid`: the value to give it, in milliseconds since the
-  // clock's epoch. `real_ms` is the clock's real value, cut to the millisecond.
-  virtual int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) = 0;
+  // clock's epoch. `real_ms` is the clock's real value, cut to the millisecond; `lane`, the lane
+  // it is taped in (empty: none; see ClockRead::lane).
+  virtual int64_t clock_read(pid_t pid, bool wall, int64_t real_ms, std::string_view lane) = 0;
   // A sleep of `ms`: true when the caller should not sleep (replay).
   virtual bool sleep(pid_t pid, uint64_t ms) = 0;
   // `path` (absolute, as the process names it) is about to be opened: to read when `writes` is

@@ -110,9 +110,12 @@ std::string code_at(int fd, const std::vector<Elf64_Shdr>& sections, uint64_t ad
   return {};
 }
 
-bool is_program_reader(std::string_view name) {
-  return name == "time.Since" || name == "time.Until" || name == "time.init" ||
-         name.starts_with("time.init.");
+// The lane of a function whose reads are the program's (empty: it is not one).
+std::string_view program_reader_lane(std::string_view name) {
+  if (name == "time.Since") return "time.Since";
+  if (name == "time.Until") return "time.Until";
+  if (name == "time.init" || name.starts_with("time.init.")) return "time.init";
+  return {};
 }
 
 }  // namespace
@@ -153,14 +156,16 @@ GoClockSites go_clock_sites(const std::string& program) {
   for (const Elf64_Sym& symbol : table) {
     if (ELF64_ST_TYPE(symbol.st_info) != STT_FUNC || symbol.st_name >= names.size()) continue;
     const std::string_view name(names.c_str() + symbol.st_name);
-    const AddressRange range{symbol.st_value, symbol.st_value + symbol.st_size};
+    AddressRange range{symbol.st_value, symbol.st_value + symbol.st_size};
     if (name == "runtime.nanotime") {
       sites.nanotime = range;
     } else if (name == "time.now") {
+      range.lane = "time.now";
       sites.time_now = range;
     } else if (name == "runtime.cputicks" || name == "runtime.cputicks.abi0") {
       cputicks = range;
-    } else if (is_program_reader(name)) {
+    } else if (const std::string_view lane = program_reader_lane(name); !lane.empty()) {
+      range.lane = lane;
       sites.program_reads.push_back(range);
     }
   }
@@ -281,6 +286,16 @@ GoClockRead classify_go_clock_read(const GoClockSites& sites, uint64_t bias,
     if (reader.holds(caller - bias)) return GoClockRead::program;
   }
   return GoClockRead::runtime;
+}
+
+std::string_view go_clock_lane(const GoClockSites& sites, uint64_t bias,
+                               uint64_t instruction_pointer, uint64_t caller) {
+  if (sites.time_now.holds(instruction_pointer - bias)) return "time.now";
+  if (!sites.patchable() || !sites.nanotime.holds(instruction_pointer - bias)) return {};
+  for (const AddressRange& reader : sites.program_reads) {
+    if (reader.holds(caller - bias)) return reader.lane;
+  }
+  return {};
 }
 
 }  // namespace tapedeck::floor

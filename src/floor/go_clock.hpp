@@ -27,6 +27,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tapedeck::floor {
@@ -34,6 +35,9 @@ namespace tapedeck::floor {
 struct AddressRange {
   uint64_t start = 0;
   uint64_t end = 0;
+  // Of a function whose clock reads are the program's: the lane they are taped in (see
+  // ClockRead::lane), a name of static storage.
+  std::string_view lane = {};
   bool holds(uint64_t address) const { return address >= start && address < end; }
 };
 
@@ -100,5 +104,10 @@ std::string describe_patch_failures(const GoClockSites& sites, const TextPatchRe
 enum class GoClockRead { not_package_time, program, runtime };
 GoClockRead classify_go_clock_read(const GoClockSites& sites, uint64_t bias,
                                    uint64_t instruction_pointer, uint64_t caller);
+// For a read classify_go_clock_read calls the program's: the lane it is taped in, the function
+// of the package time that made it ("time.now", "time.Since", "time.Until", "time.init"), so that
+// a replay hands each its own values whichever goroutine reads first; else empty.
+std::string_view go_clock_lane(const GoClockSites& sites, uint64_t bias,
+                               uint64_t instruction_pointer, uint64_t caller);
 
 }  // namespace tapedeck::floor

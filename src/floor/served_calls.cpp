@@ -184,7 +184,12 @@ void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& resp
       runtime_clock_read(request)) {
     ns = services_->runtime_clock_ns(pid, int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
   } else {
-    const int64_t ms = services_->clock_read(pid, source == 0, floor_ms(now));
+    const std::string_view lane =
+        runtime_ == Runtime::go && request.data.nr == __NR_clock_gettime
+            ? go_clock_lane(go_clock_, go_clock_bias_, request.data.instruction_pointer,
+                            request.data.args[2])
+            : std::string_view();
+    const int64_t ms = services_->clock_read(pid, source == 0, floor_ms(now), lane);
     last_seen_ms_[source] = ms;
     ns = ms * 1'000'000;
   }

@@ -22,6 +22,15 @@
 // record by a race) is deferred: each clock moves past it when a read of that clock finds its
 // stretch used up, or with the next cut, whichever comes first. Per clock, since another thread
 // may read the wall clock past the call while the one on the stream is still before it.
+//
+// Reads may come in lanes (a clock_read's `lane`: for a Go program, the function of the package
+// time that read). Within a stretch each lane's reads are served in their own recorded order, so
+// that goroutines or threads that read side by side, in another order than the recording's, are
+// each handed their own values: the program's time.Since on a stream's last event gets its own
+// value even when net/http's goroutine read before it this time. A lane's recorded values never go
+// back for that lane (each lane keeps its latest); past them, time goes on from the latest value
+// any read was served, as for reads without a lane. A tape without lanes serves every read from
+// the one lane 0, as before lanes existed.
 #pragma once
 
 #include <algorithm>
@@ -32,8 +41,18 @@ namespace tapedeck::preload {
 
 struct ClockStretch {
   uint64_t start[2];  // wall, monotonic: where the stretch's values begin in values()
-  uint64_t count[2];
+  uint64_t count[2];  // (of lane 0: the reads without a lane)
   std::atomic<uint64_t> next[2];
+  uint64_t lanes_start[2];  // the stretch's other lanes, per clock: where they begin in lanes()
+  uint64_t lanes_count[2];
+};
+
+// One lane's reads of one clock in one stretch.
+struct ClockLane {
+  uint64_t lane;   // its id: 1 … ClockMap::lane_count, as the supervisor numbered the tape's lanes
+  uint64_t start;  // where its values begin in values()
+  uint64_t count;
+  std::atomic<uint64_t> next;
 };
 
 // The current stretch, the cuts deferred past it and how many of those each clock has made,
@@ -55,15 +74,27 @@ struct ClockMap {
   static constexpr uint64_t kMagic = 0x7461706564636c6bull;  // "tapedclk"
   uint64_t magic;
   uint64_t stretch_count;                // at least 1
+  uint64_t lane_count;                   // lanes the tape names (0: every read is in lane 0)
+  uint64_t lane_entries;                 // ClockLane entries in lanes()
   std::atomic<uint64_t> position;        // where reads take from: see ClockPosition
   std::atomic<int64_t> latest_ms[2];     // the latest time served (or slept to), per source
   std::atomic<int64_t> read_at_ms[2];    // the real time of the last read, per source (0: none)
   std::atomic<uint64_t> still_reads[2];  // reads past a stretch that found real time standing still
 
   ClockStretch* stretches() { return reinterpret_cast<ClockStretch*>(this + 1); }
-  int64_t* values() { return reinterpret_cast<int64_t*>(stretches() + stretch_count); }
-  static uint64_t bytes_for(uint64_t stretches, uint64_t values) {
-    return sizeof(ClockMap) + stretches * sizeof(ClockStretch) + values * sizeof(int64_t);
+  ClockLane* lanes() { return reinterpret_cast<ClockLane*>(stretches() + stretch_count); }
+  // Each lane's latest value served, per source: lane ids 0 … lane_count + 1 (the last one for
+  // lanes the tape does not name).
+  std::atomic<int64_t>* lane_latest(uint64_t lane) {
+    return reinterpret_cast<std::atomic<int64_t>*>(lanes() + lane_entries) + 2 * lane;
+  }
+  int64_t* values() {
+    return reinterpret_cast<int64_t*>(lanes() + lane_entries) + 2 * (lane_count + 2);
+  }
+  static uint64_t bytes_for(uint64_t stretches, uint64_t lane_entries, uint64_t lane_count,
+                            uint64_t values) {
+    return sizeof(ClockMap) + stretches * sizeof(ClockStretch) + lane_entries * sizeof(ClockLane) +
+           (2 * (lane_count + 2) + values) * sizeof(int64_t);
   }
 };
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
@@ -72,18 +103,39 @@ static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared betw
 // this many.
 inline constexpr uint64_t kReadsPerTick = 64;
 
-// The next value of clock `source` (0 wall, 1 monotonic) for a read made at real time `real_ms`
-// (the reader's own clock of that source).
-inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
+// Where a lane's reads of one clock are in one stretch: its counter, its values; none (no
+// counter, no values) when the recording has no such read there.
+struct LaneSlot {
+  std::atomic<uint64_t>* next = nullptr;
+  uint64_t start = 0;
+  uint64_t count = 0;
+};
+inline LaneSlot slot_of(ClockMap& map, uint64_t stretch_index, int source, uint64_t lane) {
+  ClockStretch& stretch = map.stretches()[stretch_index];
+  if (lane == 0) return {&stretch.next[source], stretch.start[source], stretch.count[source]};
+  ClockLane* lanes = map.lanes() + stretch.lanes_start[source];
+  for (uint64_t k = 0; k < stretch.lanes_count[source]; ++k) {
+    if (lanes[k].lane == lane) return {&lanes[k].next, lanes[k].start, lanes[k].count};
+  }
+  return {};
+}
+
+// The next value of clock `source` (0 wall, 1 monotonic) for a read of `lane` (0: none) made at
+// real time `real_ms` (the reader's own clock of that source).
+inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t real_ms) {
+  if (map.lane_count == 0) lane = 0;  // a tape without lanes: every read shares the one
+  if (lane > map.lane_count + 1) lane = map.lane_count + 1;
   const int64_t previous_read = map.read_at_ms[source].exchange(real_ms, std::memory_order_relaxed);
   uint64_t current = 0;
   uint64_t index = 0;
+  LaneSlot slot;
   for (;;) {
     uint64_t word = map.position.load(std::memory_order_acquire);
     ClockPosition position = ClockPosition::unpack(word);
     current = std::min(position.of(source), map.stretch_count - 1);
-    index = map.stretches()[current].next[source].fetch_add(1, std::memory_order_relaxed);
-    if (index < map.stretches()[current].count[source]) break;
+    slot = slot_of(map, current, source, lane);
+    index = slot.next != nullptr ? slot.next->fetch_add(1, std::memory_order_relaxed) : 0;
+    if (index < slot.count) break;
     // Used up: this clock makes a deferred cut now, if one is left (else it is past the stretch).
     if (position.taken[source] >= position.deferred) {
       if (map.position.load(std::memory_order_acquire) == word) break;
@@ -92,21 +144,31 @@ inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
     ++position.taken[source];
     map.position.compare_exchange_strong(word, position.pack(), std::memory_order_acq_rel);
   }
-  ClockStretch& stretch = map.stretches()[current];
   std::atomic<int64_t>& latest = map.latest_ms[source];
-  if (index < stretch.count[source]) {
-    const int64_t value = map.values()[stretch.start[source] + index];
-    int64_t seen = latest.load(std::memory_order_relaxed);
-    while (seen < value && !latest.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  // Raises `clock` to at least `value`; answers what it then holds.
+  const auto raise = [](std::atomic<int64_t>& clock, int64_t value) {
+    int64_t seen = clock.load(std::memory_order_relaxed);
+    while (seen < value && !clock.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
     }
     return value > seen ? value : seen;
+  };
+  if (index < slot.count) {
+    const int64_t value = map.values()[slot.start + index];
+    if (lane == 0) return raise(latest, value);
+    raise(latest, value);
+    return raise(map.lane_latest(lane)[source], value);
   }
   int64_t step = previous_read > 0 && real_ms > previous_read ? real_ms - previous_read : 0;
   if (step == 0) {
     const uint64_t still = map.still_reads[source].fetch_add(1, std::memory_order_relaxed) + 1;
     if (still % kReadsPerTick == 0) step = 1;
   }
-  return latest.fetch_add(step, std::memory_order_relaxed) + step;
+  const int64_t value = latest.fetch_add(step, std::memory_order_relaxed) + step;
+  if (lane != 0) raise(map.lane_latest(lane)[source], value);
+  return value;
+}
+inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
+  return take(map, source, 0, real_ms);
 }
 
 // The supervisor's cut: the next stretch, past every deferred one.

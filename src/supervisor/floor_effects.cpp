@@ -30,13 +30,14 @@ int64_t monotonic_now_ns() {
 
 }  // namespace
 
-int64_t TreeEffects::clock_read(pid_t, bool wall, int64_t real_ms) {
+int64_t TreeEffects::clock_read(pid_t, bool wall, int64_t real_ms, std::string_view lane) {
   const int source = wall ? 0 : 1;
   int64_t value = real_ms;
   if (index_) {
-    value = preload::take(index_->clock_map(), source, real_ms);
+    value = preload::take(index_->clock_map(), source, index_->lane_id(lane), real_ms);
   }
-  recorder().record(kind::ClockRead{wall ? ClockSource::wall : ClockSource::monotonic, value});
+  recorder().record(kind::ClockRead{wall ? ClockSource::wall : ClockSource::monotonic, value,
+                                    std::string(lane)});
   return value;
 }
 

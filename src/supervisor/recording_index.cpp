@@ -9,6 +9,8 @@
 #include <optional>
 #include <stdexcept>
 
+#include "preload/clock_map_layout.hpp"
+
 namespace tapedeck::supervisor {
 
 std::string describe_spawn(const Record& record) {
@@ -28,16 +30,19 @@ bool is_subprocess_change(const RecordKind& kind) {
 RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path clock_map_path)
     : clock_map_path_(std::move(clock_map_path)) {
   // Clock reads by stretch (see clock_map.hpp): a new stretch after every other record.
-  std::vector<std::array<std::vector<int64_t>, 2>> stretches(1);
-  uint64_t values = 0;
+  preload::ClockMapPlan plan;
+  std::optional<int64_t> first[2];
   const kind::ProcessSpawn* last_spawn = nullptr;  // a subprocess's changes follow its spawn
   for (const Record& record : recording.records) {
     if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
-      stretches.back()[read->source == ClockSource::wall ? 0 : 1].push_back(read->value_ms);
-      ++values;
+      const int source = read->source == ClockSource::wall ? 0 : 1;
+      uint64_t lane = 0;
+      if (!read->lane.empty()) lane = lanes_.try_emplace(read->lane, lanes_.size() + 1).first->second;
+      plan.stretches.back()[source][lane].push_back(read->value_ms);
+      if (!first[source]) first[source] = read->value_ms;
       continue;
     }
-    stretches.emplace_back();
+    plan.stretches.emplace_back();
     steps_.push_back(&record.kind);
     if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
       file_reads_[file->path].push_back(file);
@@ -48,7 +53,10 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
       changes_[last_spawn].push_back(&record.kind);
     }
   }
-  clock_map_size_ = preload::ClockMap::bytes_for(stretches.size(), values);
+  plan.lane_count = lanes_.size();
+  plan.latest = {first[0].value_or(recording.header.started_at_unix_ms.value_or(0)),
+                 first[1].value_or(0)};
+  clock_map_size_ = plan.bytes();
   const std::string path = clock_map_path_.string();
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(clock_map_size_)) != 0) {
@@ -58,25 +66,13 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
   void* mapped = ::mmap(nullptr, clock_map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   ::close(fd);
   if (mapped == MAP_FAILED) throw std::runtime_error("cannot map " + path);
-  clock_map_ = new (mapped) preload::ClockMap();
-  clock_map_->magic = preload::ClockMap::kMagic;
-  clock_map_->stretch_count = stretches.size();
-  std::optional<int64_t> first[2];
-  uint64_t offset = 0;
-  for (size_t k = 0; k < stretches.size(); ++k) {
-    auto* stretch = new (&clock_map_->stretches()[k]) preload::ClockStretch();
-    for (int source = 0; source < 2; ++source) {
-      stretch->start[source] = offset;
-      stretch->count[source] = stretches[k][source].size();
-      for (int64_t value : stretches[k][source]) {
-        if (!first[source]) first[source] = value;
-        clock_map_->values()[offset++] = value;
-      }
-    }
-  }
-  const int64_t start = recording.header.started_at_unix_ms.value_or(0);
-  clock_map_->latest_ms[0] = first[0].value_or(start);
-  clock_map_->latest_ms[1] = first[1].value_or(0);
+  clock_map_ = preload::lay_out(plan, mapped);
+}
+
+uint64_t RecordingIndex::lane_id(std::string_view lane) const {
+  if (lane.empty()) return 0;
+  const auto found = lanes_.find(lane);
+  return found != lanes_.end() ? found->second : lanes_.size() + 1;  // a lane the tape lacks
 }
 
 RecordingIndex::~RecordingIndex() {

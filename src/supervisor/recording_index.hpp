@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -38,6 +39,8 @@ class RecordingIndex {
   const std::filesystem::path& clock_map_path() const { return clock_map_path_; }
   // The map itself, for clock reads the supervisor serves (the system-call floor's).
   preload::ClockMap& clock_map() { return *clock_map_; }
+  // The map's id of a clock_read's lane (0: none; one past the tape's lanes for a lane it lacks).
+  uint64_t lane_id(std::string_view lane) const;
   // The replay made a record other than a clock read: the clock moves to the reads the
   // recording made after its counterpart.
   void step_clock();
@@ -70,6 +73,7 @@ class RecordingIndex {
   preload::ClockMap* clock_map_ = nullptr;
   size_t clock_map_size_ = 0;
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
+  std::map<std::string, uint64_t, std::less<>> lanes_;  // the tape's lanes, numbered from 1
   std::vector<const Record*> spawns_;     // in tape order
   std::vector<const RecordKind*> steps_;  // every record but clock reads, in tape order
   size_t spawns_served_ = 0;

@@ -41,7 +41,7 @@ class TreeEffects : public floor::Services {
   void set_pid_namespace(bool on) { pid_namespace_ = on; }
 
   // floor::Services (floor_effects.cpp): the same records as the preload's reports make.
-  int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) override;
+  int64_t clock_read(pid_t pid, bool wall, int64_t real_ms, std::string_view lane) override;
   bool sleep(pid_t pid, uint64_t ms) override;
   int open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
   void closing(pid_t pid, const std::string& path) override;

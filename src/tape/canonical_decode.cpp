@@ -237,16 +237,22 @@ bool read_process_spawn(CanonicalCursor& in, kind::ProcessSpawn& out) {
   return true;
 }
 
+// A clock read's lane, written only when not empty (an empty one is another form: refused).
+bool read_lane(CanonicalCursor& in, kind::ClockRead& read) {
+  read.lane.clear();
+  return !in.literal(R"(,"lane":)") || (in.string(read.lane) && !read.lane.empty());
+}
+
 // The kind object after `{"kind":"`, up to and including its closing brace.
 bool read_kind(CanonicalCursor& in, RecordKind& kind) {
   if (in.literal(R"(clock_read","source":"wall","value_ms":)")) {
     auto& read = reuse_as<kind::ClockRead>(kind);
     read.source = ClockSource::wall;
-    if (!in.signed_number(read.value_ms)) return false;
+    if (!in.signed_number(read.value_ms) || !read_lane(in, read)) return false;
   } else if (in.literal(R"(clock_read","source":"monotonic","value_ms":)")) {
     auto& read = reuse_as<kind::ClockRead>(kind);
     read.source = ClockSource::monotonic;
-    if (!in.signed_number(read.value_ms)) return false;
+    if (!in.signed_number(read.value_ms) || !read_lane(in, read)) return false;
   } else if (in.literal(R"(clock_sleep","duration_ms":)")) {
     auto& sleep = reuse_as<kind::ClockSleep>(kind);
     if (!in.unsigned_number(sleep.duration_ms)) return false;

@@ -316,6 +316,7 @@ struct LineDecoder::Impl {
 
   void read_clock_read(od::object& object, kind::ClockRead& out) {
     FieldSet seen;
+    out.lane.clear();
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "source") {
         seen.see(0, name);
@@ -329,6 +330,9 @@ struct LineDecoder::Impl {
       } else if (name == "value_ms") {
         seen.see(1, name);
         out.value_ms = read_i64(value, name);
+      } else if (name == "lane") {
+        seen.see(2, name);
+        read_string(value, name, out.lane);
       } else {
         return false;
       }

@@ -148,6 +148,10 @@ void LineBuffer::append_record(const Record& record) {
                   ? R"({"kind":"clock_read","source":"monotonic","value_ms":)"
                   : R"({"kind":"clock_read","source":"wall","value_ms":)");
           put_int(k.value_ms);
+          if (!k.lane.empty()) {
+            put(R"(,"lane":)");
+            put_json_string(k.lane);
+          }
         } else if constexpr (std::is_same_v<K, kind::ClockSleep>) {
           put(R"({"kind":"clock_sleep","duration_ms":)");
           put_uint(k.duration_ms);

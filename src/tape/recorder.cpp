@@ -331,7 +331,9 @@ void Recorder::append(RecordKind&& kind, int64_t ahead_ms) {
   // Box outside the lock: the allocation is the slow part of a non-clock record.
   void* boxed = nullptr;
   const size_t index = kind.index();
-  if (!std::holds_alternative<kind::ClockRead>(kind) &&
+  // A clock read with a lane is rare (a Go program's, under the floor) and boxed like the rest.
+  const auto* clock_read = std::get_if<kind::ClockRead>(&kind);
+  if ((clock_read == nullptr || !clock_read->lane.empty()) &&
       !std::holds_alternative<kind::ClockSleep>(kind)) {
     boxed = box(std::move(kind));
   }

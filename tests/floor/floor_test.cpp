@@ -354,7 +354,7 @@ struct FakeServices : Services {
   std::vector<std::string> opens;  // "r PATH", "w PATH", "rw PATH"
   std::vector<std::string> closed;
 
-  int64_t clock_read(pid_t, bool wall, int64_t) override {
+  int64_t clock_read(pid_t, bool wall, int64_t, std::string_view) override {
     reads.push_back(wall ? "wall" : "monotonic");
     return wall ? wall_ms : monotonic_ms;
   }
@@ -627,12 +627,12 @@ TEST(FloorWhole, AnotherProgramTheRootExecsIsNotServed) {
 // Services whose first clock read signals the reader before it is answered: the signal voids
 // the notification, and the kernel restarts the call (SA_RESTART) as a new one.
 struct InterruptingServices : FakeServices {
-  int64_t clock_read(pid_t pid, bool wall, int64_t real_ms) override {
+  int64_t clock_read(pid_t pid, bool wall, int64_t real_ms, std::string_view lane) override {
     if (reads.empty()) {
       ::kill(pid, SIGUSR1);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the handler runs meanwhile
     }
-    return FakeServices::clock_read(pid, wall, real_ms);
+    return FakeServices::clock_read(pid, wall, real_ms, lane);
   }
 };
 
@@ -783,7 +783,8 @@ TEST(GoClock, ReadsAreToldApartByWhereTheyAreMadeAndWhoAsked) {
   GoClockSites sites;
   sites.nanotime = {0x1000, 0x102e};
   sites.time_now = {0x2000, 0x20e7};
-  sites.program_reads = {{0x3000, 0x30a6}, {0x4000, 0x40a6}};
+  sites.time_now.lane = "time.now";
+  sites.program_reads = {{0x3000, 0x30a6, "time.Since"}, {0x4000, 0x40a6, "time.Until"}};
   sites.patches.push_back(TextPatch{"runtime.nanotime", 0x1000, {}, {}, {}});
   const uint64_t bias = 0x5550000;
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x2050, 0), GoClockRead::program);
@@ -797,9 +798,16 @@ TEST(GoClock, ReadsAreToldApartByWhereTheyAreMadeAndWhoAsked) {
             GoClockRead::not_package_time);  // nanotime1
   EXPECT_EQ(classify_go_clock_read(sites, 0, bias + 0x1016, bias + 0x3014),
             GoClockRead::not_package_time);  // the image placed elsewhere
+  // Each of the program's reads is taped in the lane of the function that made it.
+  EXPECT_EQ(go_clock_lane(sites, bias, bias + 0x2050, 0), "time.now");
+  EXPECT_EQ(go_clock_lane(sites, bias, bias + 0x1016, bias + 0x3014), "time.Since");
+  EXPECT_EQ(go_clock_lane(sites, bias, bias + 0x1016, bias + 0x4040), "time.Until");
+  EXPECT_EQ(go_clock_lane(sites, bias, bias + 0x1016, bias + 0x30a6), "");  // a timer's
+  EXPECT_EQ(go_clock_lane(sites, bias, bias + 0x9000, bias + 0x3014), "");
   sites.patches.clear();  // not patched: runtime.nanotime makes no call of its own
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x1016, bias + 0x3014),
             GoClockRead::not_package_time);
+  EXPECT_EQ(go_clock_lane(sites, bias, bias + 0x1016, bias + 0x3014), "");
   EXPECT_EQ(classify_go_clock_read(sites, bias, bias + 0x2050, 0), GoClockRead::program);
 }
 

@@ -1,5 +1,7 @@
 #include "preload/clock_map.hpp"
 
+#include "preload/clock_map_layout.hpp"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -14,26 +16,25 @@ namespace {
 // A map in ordinary memory, laid out as the supervisor lays out the shared one.
 class MapFixture {
  public:
-  // stretches[k][source]: the recorded reads of that stretch.
-  explicit MapFixture(const std::vector<std::array<std::vector<int64_t>, 2>>& stretches) {
-    uint64_t values = 0;
-    for (const auto& stretch : stretches) values += stretch[0].size() + stretch[1].size();
-    memory_.resize(ClockMap::bytes_for(stretches.size(), values) / sizeof(uint64_t) + 1);
-    map_ = new (memory_.data()) ClockMap();
-    map_->stretch_count = stretches.size();
-    uint64_t offset = 0;
-    for (size_t k = 0; k < stretches.size(); ++k) {
-      auto* stretch = new (&map_->stretches()[k]) ClockStretch();
-      for (int source = 0; source < 2; ++source) {
-        stretch->start[source] = offset;
-        stretch->count[source] = stretches[k][source].size();
-        for (int64_t value : stretches[k][source]) map_->values()[offset++] = value;
-      }
-    }
-  }
+  struct Laned {};
+  MapFixture(Laned, const ClockMapPlan& plan)
+      : memory_(plan.bytes() / sizeof(uint64_t) + 1), map_(lay_out(plan, memory_.data())) {}
+  // stretches[k][source]: the recorded reads of that stretch, all without a lane.
+  explicit MapFixture(const std::vector<std::array<std::vector<int64_t>, 2>>& stretches)
+      : MapFixture(Laned{}, unlaned(stretches)) {}
   ClockMap& map() { return *map_; }
 
  private:
+  static ClockMapPlan unlaned(const std::vector<std::array<std::vector<int64_t>, 2>>& stretches) {
+    ClockMapPlan plan;
+    plan.stretches.resize(stretches.size());
+    for (size_t k = 0; k < stretches.size(); ++k) {
+      for (size_t source = 0; source < 2; ++source) {
+        if (!stretches[k][source].empty()) plan.stretches[k][source][0] = stretches[k][source];
+      }
+    }
+    return plan;
+  }
   std::vector<uint64_t> memory_;
   ClockMap* map_;
 };
@@ -135,6 +136,36 @@ TEST(ClockMap, ThreadsSleepingSideBySideMoveTheClockAsFarAsTheLastToWake) {
   int64_t unread[2] = {0, 0};
   advance_from(map, unread, 10);
   EXPECT_EQ(map.latest_ms[0].load(), 1310);
+}
+
+// Two lanes read side by side (a Go program's time.Since on a stream's last event, and
+// net/http's goroutine's time.Now): whichever reads first in the replay, each gets its own
+// recorded values, also past a deferred cut; without lanes the first reader takes the other's.
+TEST(ClockMap, EachLaneIsServedItsOwnReadsWhateverTheInterleaving) {
+  ClockMapPlan plan;
+  plan.lane_count = 2;  // 1: the program's, 2: net/http's
+  plan.stretches.resize(2);
+  plan.stretches[0][1] = {{1, {100, 120}}, {2, {101}}};
+  plan.stretches[1][1] = {{1, {148, 148}}, {2, {144}}};
+  MapFixture fixture(MapFixture::Laned{}, plan);
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 1, 0), 100);
+  EXPECT_EQ(take(map, 1, 1, 0), 120);
+  defer_step(map);                     // the call's record, among the last event's reads
+  EXPECT_EQ(take(map, 1, 1, 0), 148);  // lane 1's stretch used up: past the cut, its own 148
+  EXPECT_EQ(take(map, 1, 2, 0), 144);  // lane 2's 101 is skipped (the clock is past the cut)
+  EXPECT_EQ(take(map, 1, 1, 0), 148);  // not raised by lane 2's read: each lane's own
+  // Past its values a lane goes on from the latest time any read was served, and never back.
+  EXPECT_EQ(take(map, 1, 2, 0), 148);
+  // A lane the tape does not name has no recorded values: it follows the latest time too.
+  EXPECT_EQ(take(map, 1, 9, 0), 148);
+}
+
+TEST(ClockMap, ATapeWithoutLanesServesLanedReadsFromTheOneLane) {
+  MapFixture fixture({{{{}, {50, 51}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 3, 0), 50);  // a read with a lane, on a tape recorded before lanes
+  EXPECT_EQ(take(map, 1, 0, 0), 51);
 }
 
 TEST(Wire, FramesRoundTripAndATruncatedBodyIsRefused) {

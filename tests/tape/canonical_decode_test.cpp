@@ -30,6 +30,7 @@ std::vector<Record> varied_records() {
   };
   add(kind::ClockRead{ClockSource::wall, 1700000000000});
   add(kind::ClockRead{ClockSource::monotonic, -5});
+  add(kind::ClockRead{ClockSource::monotonic, 6, awkward});
   add(kind::ClockSleep{0});
   add(kind::ClockSleep{250, true});
   add(kind::LlmCall{std::string(64, 'd'), Payload{Payload::Storage::inline_text, "h", awkward, 0}});
@@ -124,6 +125,7 @@ TEST(CanonicalDecode, OtherFormsOfTheSameRecordGoToTheFullDecoder) {
       base + R"({"kind":"clock_sleep", "duration_ms":5}})",
       base + R"({"duration_ms":5,"kind":"clock_sleep"}})",
       base + R"({"kind":"clock_read","source":"wall","value_ms":-0}})",
+      base + R"({"kind":"clock_read","source":"wall","value_ms":1,"lane":""}})",
       base + R"({"kind":"file_delete","path":"\u0041"}})",
       base + R"({"kind":"file_delete","path":"\/"}})",
       base + R"({"kind":"file_delete","path":"\u001F"}})",

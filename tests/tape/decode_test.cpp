@@ -243,6 +243,43 @@ TEST(Decode, ASpawnKeepsThePidsItTookAndWhenItStarted) {
   }
 }
 
+// tapedeck's extension: a clock read's lane, written only when it has one (a read without keeps
+// the reference's bytes), read back by both decoders, and refused when not a string.
+TEST(Decode, AClockReadKeepsItsLane) {
+  Record laned;
+  laned.kind = kind::ClockRead{ClockSource::monotonic, 241869, "time.Since"};
+  Record plain;
+  plain.seq = 1;
+  plain.kind = kind::ClockRead{ClockSource::wall, 1700000000000};
+  EXPECT_NE(encode_record_line(laned).find(
+                R"({"kind":"clock_read","source":"monotonic","value_ms":241869,"lane":"time.Since"})"),
+            std::string::npos);
+  EXPECT_EQ(encode_record_line(plain).find("lane"), std::string::npos);
+  // Read in the order written and again after a laned one: a reused record loses its lane.
+  auto reader = TapeReader::from_memory(kHeaderLine + encode_record_line(laned) +
+                                            encode_record_line(plain) + encode_record_line(laned),
+                                        "mem.tape");
+  for (const Record& expected : {laned, plain, laned}) {
+    Record got;
+    ASSERT_TRUE(reader->next(got));
+    EXPECT_EQ(got, expected) << encode_record_line(expected);
+  }
+  // The full decoder (fields in another order) reads it too.
+  auto reordered = TapeReader::from_memory(
+      kHeaderLine +
+          R"({"type":"record","seq":0,"phase":"user_script","virtual_time_ms":0,"monotonic_ms":0,)"
+          R"("kind":{"lane":"time.now","kind":"clock_read","value_ms":5,"source":"wall"}})"
+          "\n",
+      "mem.tape");
+  Record got;
+  ASSERT_TRUE(reordered->next(got));
+  EXPECT_EQ(std::get<kind::ClockRead>(got.kind).lane, "time.now");
+  std::string bad = encode_record_line(laned);
+  bad.replace(bad.find("\"time.Since\""), 12, "7");
+  auto refused = TapeReader::from_memory(kHeaderLine + bad, "bad.tape");
+  EXPECT_THROW(refused->next(got), TapeError);
+}
+
 // tapedeck's extension: a sleep that was a wait timing out, written only when so (a plain sleep
 // keeps the reference's bytes), read back, and refused when not a boolean.
 TEST(Decode, AWaitThatTimedOutKeepsItsMark) {

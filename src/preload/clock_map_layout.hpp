@@ -1,0 +1,89 @@
+// The replay's clock map as the supervisor gathers it from a recording, and its layout in the
+// memory every process of the tree maps (see clock_map.hpp). The supervisor's alone: the preload
+// only reads the laid-out map.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <new>
+#include <vector>
+
+#include "preload/clock_map.hpp"
+
+namespace tapedeck::preload {
+
+struct ClockMapPlan {
+  // Per stretch, per clock (wall, monotonic): each lane's reads in their recorded order, by lane
+  // id (0: the reads without a lane).
+  using Lanes = std::map<uint64_t, std::vector<int64_t>>;
+  std::vector<std::array<Lanes, 2>> stretches = std::vector<std::array<Lanes, 2>>(1);
+  uint64_t lane_count = 0;         // lane ids 1 … lane_count are named
+  std::array<int64_t, 2> latest{};  // where each clock starts
+
+  uint64_t lane_entries() const {
+    uint64_t entries = 0;
+    for (const auto& stretch : stretches) {
+      for (const Lanes& lanes : stretch) entries += lanes.size() - lanes.count(0);
+    }
+    return entries;
+  }
+  uint64_t values() const {
+    uint64_t values = 0;
+    for (const auto& stretch : stretches) {
+      for (const Lanes& lanes : stretch) {
+        for (const auto& [lane, reads] : lanes) values += reads.size();
+      }
+    }
+    return values;
+  }
+  uint64_t bytes() const {
+    return ClockMap::bytes_for(stretches.size(), lane_entries(), lane_count, values());
+  }
+};
+
+// Lays `plan` out in `memory` (zeroed, plan.bytes() long, 8-byte aligned).
+inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
+  auto* map = new (memory) ClockMap();
+  map->magic = ClockMap::kMagic;
+  map->stretch_count = plan.stretches.size();
+  map->lane_count = plan.lane_count;
+  map->lane_entries = plan.lane_entries();
+  uint64_t value_at = 0;
+  uint64_t lane_at = 0;
+  const auto put_values = [&](const std::vector<int64_t>& reads) {
+    const uint64_t start = value_at;
+    for (int64_t value : reads) map->values()[value_at++] = value;
+    return start;
+  };
+  for (size_t k = 0; k < plan.stretches.size(); ++k) {
+    auto* stretch = new (&map->stretches()[k]) ClockStretch();
+    for (int source = 0; source < 2; ++source) {
+      const ClockMapPlan::Lanes& lanes = plan.stretches[k][static_cast<size_t>(source)];
+      stretch->start[source] = value_at;
+      if (const auto unlaned = lanes.find(0); unlaned != lanes.end()) {
+        put_values(unlaned->second);
+        stretch->count[source] = unlaned->second.size();
+      }
+      stretch->lanes_start[source] = lane_at;
+      for (const auto& [lane, reads] : lanes) {
+        if (lane == 0) continue;
+        auto* entry = new (&map->lanes()[lane_at++]) ClockLane();
+        entry->lane = lane;
+        entry->count = reads.size();
+        entry->start = put_values(reads);
+      }
+      stretch->lanes_count[source] = lane_at - stretch->lanes_start[source];
+    }
+  }
+  for (uint64_t lane = 0; lane < plan.lane_count + 2; ++lane) {
+    for (int source = 0; source < 2; ++source) {
+      new (&map->lane_latest(lane)[source]) std::atomic<int64_t>(plan.latest[source]);
+    }
+  }
+  map->latest_ms[0] = plan.latest[0];
+  map->latest_ms[1] = plan.latest[1];
+  return map;
+}
+
+}  // namespace tapedeck::preload
