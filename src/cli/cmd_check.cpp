@@ -12,6 +12,7 @@
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
 #include "tapedeck/suite.hpp"
+#include "tapedeck/tape_paths.hpp"
 
 namespace tapedeck::cli {
 
@@ -59,7 +60,10 @@ std::vector<fs::path> collect(const std::vector<std::string>& paths, size_t& ski
         ++skipped;
         continue;
       }
-      suite::read_manifest(tape);  // a bad manifest stops the suite before anything runs
+      // A bad manifest, or a tape naming a path that could leave the view, stops the suite
+      // before anything runs.
+      suite::read_manifest(tape);
+      refuse_unsafe_paths(tape.string());
       if (seen.insert(fs::weakly_canonical(tape)).second) tapes.push_back(tape);
     }
   }

@@ -11,6 +11,7 @@
 #include "tapedeck/faults.hpp"
 #include "tapedeck/suite.hpp"
 #include "tapedeck/tape.hpp"
+#include "tapedeck/tape_paths.hpp"
 
 namespace tapedeck::cli {
 
@@ -88,6 +89,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
     throw std::runtime_error(
         "--on-miss record: give --llm-upstream URL, where LLM calls the tape does not hold go");
   }
+  if (mode == RunOptions::Mode::replay) refuse_unsafe_paths(args.tape);  // before anything runs
   make_room_for(args.emit, args.overwrite);
   RunOptions options;
   options.record_misses = record_misses;

@@ -13,6 +13,7 @@
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
 #include "tapedeck/secrets.hpp"
+#include "tapedeck/tape_paths.hpp"
 
 namespace tapedeck::cli {
 
@@ -49,6 +50,10 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
   uint64_t records = 0;
   while (const Record* record = reader->read()) {
     ++records;
+    // A path that could lead a replay outside its view: the tape is refused by replay and check.
+    if (auto why = record_path_problem(record->kind)) {
+      problems.push_back({record->seq, reader->line_number(), "unsafe_path", std::move(*why)});
+    }
     for_each_reference(record->kind, [&](const std::string& name, std::optional<uint64_t> len,
                                          Reference reference) {
       std::string what = std::string(kind_name(record->kind));

@@ -135,12 +135,18 @@ std::string WorkspaceView::layer() const {
 }
 
 int WorkspaceView::parent_of(const std::string& relative, std::string& name, bool make) const {
-  if (view_fd_ < 0 || relative.empty()) return -1;
+  if (view_fd_ < 0 || relative.empty() || relative.front() == '/') return -1;
   int folder = ::fcntl(view_fd_, F_DUPFD_CLOEXEC, 0);
   size_t start = 0;
   for (size_t slash; folder >= 0 && (slash = relative.find('/', start)) != std::string::npos;
        start = slash + 1) {
     const std::string part = relative.substr(start, slash - start);
+    // The walk stays beneath the view: no `..` (nor `.` or an empty name, never in a path the
+    // gate let through), and each folder opened without following a link.
+    if (part.empty() || part == "." || part == "..") {
+      ::close(folder);
+      return -1;
+    }
     int next = ::openat(folder, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (next < 0 && errno == ENOENT && make && ::mkdirat(folder, part.c_str(), 0755) == 0) {
       next = ::openat(folder, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -149,6 +155,10 @@ int WorkspaceView::parent_of(const std::string& relative, std::string& name, boo
     folder = next;
   }
   name = relative.substr(start);
+  if (folder >= 0 && (name.empty() || name == "..")) {  // ("." names the folder: make_folder's)
+    ::close(folder);
+    return -1;
+  }
   return folder;
 }
 

@@ -1,0 +1,45 @@
+// The one gate every path a tape names passes before tapedeck uses it.
+//
+// A tape is untrusted input: it travels in pull requests and bug reports and is replayed in CI,
+// often as root. The paths its records name (files read, written and deleted, folders made, a
+// subprocess's working folder) are applied inside a replay's private view of the workspace, so
+// each must name a place beneath that view and nothing else: relative, in normal form (no empty,
+// `.` or `..` component, so no climbing out however the components combine), without NUL and of
+// bounded length. `verify` reports a record that fails it; `replay` and `check` refuse the tape
+// before anything runs. (The view's own writes also refuse `..` and follow no link: two walls.)
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tapedeck/tape.hpp"
+
+namespace tapedeck {
+
+inline constexpr size_t kLongestTapePath = 4096;     // bytes of a whole path (PATH_MAX)
+inline constexpr size_t kLongestPathComponent = 255;  // bytes of one component (NAME_MAX)
+
+// Why `path`, a file or folder of the workspace as a tape names it, could lead outside the run's
+// view; nullopt when it cannot.
+std::optional<std::string> workspace_path_problem(std::string_view path);
+
+// The same for every path `kind` names: file reads, writes and deletes, folders made, and a
+// subprocess's working folder when relative (an absolute one, outside the workspace, is only a
+// key a replay matches on, never a place it writes). The first problem, naming the field.
+std::optional<std::string> record_path_problem(const RecordKind& kind);
+
+struct PathProblem {
+  uint64_t seq = 0;
+  std::string why;  // "file_write path \"../x\": climbs out with `..`"
+};
+// Every record of `tape` that fails the gate.
+std::vector<PathProblem> unsafe_paths(const Tape& tape);
+
+// Reads the tape at `path` through and throws a TapeError naming the line and record of the
+// first path that fails the gate: `replay` and `check` call it before anything runs.
+void refuse_unsafe_paths(const std::string& path);
+
+}  // namespace tapedeck

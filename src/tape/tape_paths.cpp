@@ -1,0 +1,90 @@
+#include "tapedeck/tape_paths.hpp"
+
+#include <fmt/core.h>
+
+#include "tapedeck/codec.hpp"
+#include "tapedeck/error.hpp"
+#include "tapedeck/extensions.hpp"
+
+namespace tapedeck {
+
+std::optional<std::string> workspace_path_problem(std::string_view path) {
+  if (path.empty()) return "is empty";
+  if (path.size() > kLongestTapePath) {
+    return fmt::format("is {} bytes long (at most {})", path.size(), kLongestTapePath);
+  }
+  if (path.find('\0') != std::string_view::npos) return "holds a NUL byte";
+  if (path.front() == '/') return "is absolute (a tape names workspace files relative to it)";
+  size_t start = 0;
+  for (;;) {
+    const size_t slash = path.find('/', start);
+    const std::string_view part =
+        path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (part == "..") return "climbs out with `..`";
+    if (part.empty() || part == ".") return "is not in normal form (an empty or `.` component)";
+    if (part.size() > kLongestPathComponent) {
+      return fmt::format("has a component of {} bytes (at most {})", part.size(),
+                         kLongestPathComponent);
+    }
+    if (slash == std::string_view::npos) return std::nullopt;
+    start = slash + 1;
+  }
+}
+
+namespace {
+
+std::optional<std::string> named(std::string_view what, std::string_view path) {
+  if (auto problem = workspace_path_problem(path)) {
+    return fmt::format("{} {} {}", what, json_string(path.substr(0, 120)), *problem);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> record_path_problem(const RecordKind& kind) {
+  if (const auto* read = std::get_if<kind::FileRead>(&kind)) return named("file_read path", read->path);
+  if (const auto* write = std::get_if<kind::FileWrite>(&kind)) {
+    return named("file_write path", write->path);
+  }
+  if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) {
+    return named("file_delete path", gone->path);
+  }
+  if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&kind)) {
+    if (!spawn->cwd || *spawn->cwd == "." || spawn->cwd->starts_with('/')) {
+      if (spawn->cwd && spawn->cwd->find('\0') != std::string::npos) {
+        return "process_spawn cwd holds a NUL byte";
+      }
+      return std::nullopt;
+    }
+    return named("process_spawn cwd", *spawn->cwd);
+  }
+  if (const auto* unknown = std::get_if<kind::Unknown>(&kind); unknown && unknown->name == "folder_made") {
+    const std::optional<std::string> folder = extension::made_folder(*unknown);
+    if (!folder) return "folder_made without a path";
+    return named("folder_made path", *folder);
+  }
+  return std::nullopt;
+}
+
+std::vector<PathProblem> unsafe_paths(const Tape& tape) {
+  std::vector<PathProblem> problems;
+  for (const Record& record : tape.records) {
+    if (auto why = record_path_problem(record.kind)) problems.push_back({record.seq, std::move(*why)});
+  }
+  return problems;
+}
+
+void refuse_unsafe_paths(const std::string& path) {
+  auto reader = TapeReader::open(path);
+  while (const Record* record = reader->read()) {
+    if (auto why = record_path_problem(record->kind)) {
+      throw TapeError(path, reader->line_number(),
+                      fmt::format("seq {}: {}: refused (a replay applies a tape's paths inside "
+                                  "its view of the workspace; `tapedeck verify` lists them all)",
+                                  record->seq, *why));
+    }
+  }
+}
+
+}  // namespace tapedeck

@@ -1,0 +1,75 @@
+#include "tapedeck/tape_paths.hpp"
+
+#include <gtest/gtest.h>
+
+#include "tapedeck/extensions.hpp"
+
+namespace tapedeck {
+namespace {
+
+TEST(TapePaths, AWorkspacePathIsRelativeNormalAndBounded) {
+  for (const char* safe : {"a", "d/x.txt", "dir with space/ünï\\", "..a/b..", ".hidden/.x", "a/...",
+                           "ｄ／．．"}) {
+    EXPECT_EQ(workspace_path_problem(safe), std::nullopt) << safe;
+  }
+  const std::pair<std::string, std::string> unsafe[] = {
+      {"", "is empty"},
+      {"/tmp/escape.txt", "is absolute"},
+      {"../x", "climbs out"},
+      {"d/../../x", "climbs out"},
+      {"a/..", "climbs out"},
+      {"..", "climbs out"},
+      {"a//b", "not in normal form"},
+      {"./a", "not in normal form"},
+      {"a/.", "not in normal form"},
+      {"a/", "not in normal form"},
+      {std::string("a\0b", 3), "NUL"},
+      {std::string(300, 'x'), "component of 300 bytes"},
+      {std::string(5000, 'x'), "5000 bytes long"},
+  };
+  for (const auto& [path, why] : unsafe) {
+    const auto problem = workspace_path_problem(path);
+    ASSERT_TRUE(problem.has_value()) << path;
+    EXPECT_NE(problem->find(why), std::string::npos) << *problem;
+  }
+}
+
+TEST(TapePaths, EveryPathARecordNamesPassesTheGate) {
+  EXPECT_EQ(record_path_problem(kind::FileRead{"in.txt", std::string(64, 'a'), 1}), std::nullopt);
+  EXPECT_NE(record_path_problem(kind::FileRead{"../in.txt", "", 0}), std::nullopt);
+  EXPECT_NE(record_path_problem(kind::FileWrite{"d/../../x", "", 0, true}), std::nullopt);
+  EXPECT_NE(record_path_problem(kind::FileDelete{"/etc/passwd", true}), std::nullopt);
+  EXPECT_NE(record_path_problem(extension::folder_made_record("../../tmp/escape-dir")),
+            std::nullopt);
+  EXPECT_EQ(record_path_problem(extension::folder_made_record("a/b")), std::nullopt);
+  kind::ProcessSpawn spawn;
+  spawn.program = "sh";
+  for (const char* key : {".", "sub/dir", "/repo"}) {  // an absolute cwd is a key, never a place
+    spawn.cwd = key;
+    EXPECT_EQ(record_path_problem(spawn), std::nullopt) << key;
+  }
+  spawn.cwd = std::nullopt;
+  EXPECT_EQ(record_path_problem(spawn), std::nullopt);
+  spawn.cwd = "../..";
+  const auto problem = record_path_problem(spawn);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_NE(problem->find("process_spawn cwd \"../..\" climbs out"), std::string::npos) << *problem;
+  EXPECT_EQ(record_path_problem(kind::ClockRead{}), std::nullopt);
+}
+
+TEST(TapePaths, UnsafePathsNamesEachRecord) {
+  Tape tape;
+  for (const char* path : {"ok.txt", "../bad.txt", "fine/too", "/abs"}) {
+    Record record;
+    record.seq = tape.records.size();
+    record.kind = kind::FileWrite{path, "", 0, true};
+    tape.records.push_back(record);
+  }
+  const std::vector<PathProblem> problems = unsafe_paths(tape);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0].seq, 1u);
+  EXPECT_EQ(problems[1].seq, 3u);
+}
+
+}  // namespace
+}  // namespace tapedeck
