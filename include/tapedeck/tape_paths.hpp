@@ -19,7 +19,7 @@
 
 namespace tapedeck {
 
-inline constexpr size_t kLongestTapePath = 4096;     // bytes of a whole path (PATH_MAX)
+inline constexpr size_t kLongestTapePath = 4096;      // bytes of a whole path (PATH_MAX)
 inline constexpr size_t kLongestPathComponent = 255;  // bytes of one component (NAME_MAX)
 
 // Why `path`, a file or folder of the workspace as a tape names it, could lead outside the run's

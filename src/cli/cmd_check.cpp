@@ -30,7 +30,33 @@ struct CheckArgs {
   unsigned timeout_seconds = 600;
   bool json = false;
   bool quiet = false;
+  bool dry_run = false;
 };
+
+// `text` as a POSIX shell reads it back as one word.
+std::string shell_word(std::string_view text) {
+  const bool plain = !text.empty() && text.find_first_not_of(
+                                          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789_-./=:,+@%") == std::string_view::npos;
+  if (plain) return std::string(text);
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// What each tape's manifest would run, one shell line each: a manifest is code (it names the
+// command a replay runs), to be read before a suite from elsewhere is checked.
+int print_commands(const std::vector<fs::path>& tapes) {
+  for (const fs::path& tape : tapes) {
+    const suite::Manifest manifest = suite::read_manifest(tape);
+    std::string line = "cd " + shell_word(manifest.cwd.string()) + " && tapedeck replay " +
+                       shell_word(fs::absolute(tape).string()) + " --workspace " +
+                       shell_word(manifest.workspace.string()) + " --";
+    for (const std::string& arg : manifest.command) line += " " + shell_word(arg);
+    fmt::print("{}\n", line);
+  }
+  return 0;
+}
 
 std::string_view label(CaseResult::Status status) {
   switch (status) {
@@ -145,6 +171,7 @@ int run_check(const CheckArgs& args, bool mode_given) {
         skipped ? fmt::format(" ({} without one: record with `tapedeck run --emit-tape`)", skipped)
                 : ""));
   }
+  if (args.dry_run) return print_commands(tapes);
   if (!args.junit.empty()) {
     // Checked now, not after a long suite: the report's folder must exist.
     const fs::path folder = fs::absolute(args.junit).parent_path();
@@ -237,6 +264,10 @@ void add_check(CLI::App& app, int& exit_code) {
       "the manifest's folder, so tapes committed beside the code replay from any checkout), and\n"
       "optionally \"fidelity\": a mode for that tape. Each workspace must be as its recording\n"
       "found it (a fresh checkout), as for replay.\n\n"
+      "A manifest is code: it names the command a replay runs, with your rights. Review the\n"
+      "manifests of tapes from a pull request as you review its scripts (--dry-run prints each\n"
+      "command). A tape itself is data: one whose records name a path outside its workspace is\n"
+      "refused before anything runs (exit 2), and `tapedeck verify` lists every such record.\n\n"
       "Each tape is its own process, so a CI matrix can also shard a suite by tape:\n"
       "  tapedeck check tapes/ -j 4 --junit report.xml\n"
       "  tapedeck check $(ls tapes/*.tape | awk 'NR % 3 == 0')   # one shard of three\n"
@@ -248,6 +279,9 @@ void add_check(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
   cmd->add_option("--junit", args->junit, "Write a JUnit XML report here");
+  cmd->add_flag("--dry-run", args->dry_run,
+                "Print the command each manifest would run (one shell line per tape) and run "
+                "nothing: review a suite from elsewhere as you review code");
   cmd->add_option("--mode", args->mode,
                   "Fidelity mode for every tape (default: the manifest's, else semantic)")
       ->check(CLI::IsMember({"byte-identical", "semantic", "outcome", "phase-aware"}));

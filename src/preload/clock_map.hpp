@@ -49,7 +49,7 @@ struct ClockStretch {
 
 // One lane's reads of one clock in one stretch.
 struct ClockLane {
-  uint64_t lane;   // its id: 1 … ClockMap::lane_count, as the supervisor numbered the tape's lanes
+  uint64_t lane;  // its id: 1 … ClockMap::lane_count, as the supervisor numbered the tape's lanes
   uint64_t start;  // where its values begin in values()
   uint64_t count;
   std::atomic<uint64_t> next;

@@ -18,7 +18,7 @@ struct ClockMapPlan {
   // id (0: the reads without a lane).
   using Lanes = std::map<uint64_t, std::vector<int64_t>>;
   std::vector<std::array<Lanes, 2>> stretches = std::vector<std::array<Lanes, 2>>(1);
-  uint64_t lane_count = 0;         // lane ids 1 … lane_count are named
+  uint64_t lane_count = 0;          // lane ids 1 … lane_count are named
   std::array<int64_t, 2> latest{};  // where each clock starts
 
   uint64_t lane_entries() const {

@@ -90,14 +90,16 @@ Manifest read_manifest(const fs::path& tape) {
     }
     // Written relative to the manifest's folder; one naming the root (or reaching it with `..`)
     // would make the whole machine a replay's workspace.
-    if (value.find('\0') != std::string_view::npos) throw bad(fmt::format("\"{}\" holds a NUL byte", field));
+    if (value.find('\0') != std::string_view::npos)
+      throw bad(fmt::format("\"{}\" holds a NUL byte", field));
     if (value.empty() || value.front() == '/') {
       throw bad(fmt::format("\"{}\": {} is not relative to the manifest's folder", field,
                             json_string(value)));
     }
     *out = (base / fs::path(value)).lexically_normal();
     if (*out == out->root_path()) {
-      throw bad(fmt::format("\"{}\": {} reaches the file system's root", field, json_string(value)));
+      throw bad(
+          fmt::format("\"{}\": {} reaches the file system's root", field, json_string(value)));
     }
   }
   std::string_view mode;

@@ -36,8 +36,8 @@ int64_t TreeEffects::clock_read(pid_t, bool wall, int64_t real_ms, std::string_v
   if (index_) {
     value = preload::take(index_->clock_map(), source, index_->lane_id(lane), real_ms);
   }
-  recorder().record(kind::ClockRead{wall ? ClockSource::wall : ClockSource::monotonic, value,
-                                    std::string(lane)});
+  recorder().record(
+      kind::ClockRead{wall ? ClockSource::wall : ClockSource::monotonic, value, std::string(lane)});
   return value;
 }
 

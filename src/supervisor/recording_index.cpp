@@ -37,7 +37,8 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
       const int source = read->source == ClockSource::wall ? 0 : 1;
       uint64_t lane = 0;
-      if (!read->lane.empty()) lane = lanes_.try_emplace(read->lane, lanes_.size() + 1).first->second;
+      if (!read->lane.empty())
+        lane = lanes_.try_emplace(read->lane, lanes_.size() + 1).first->second;
       plan.stretches.back()[source][lane].push_back(read->value_ms);
       if (!first[source]) first[source] = read->value_ms;
       continue;

@@ -74,7 +74,7 @@ class RecordingIndex {
   size_t clock_map_size_ = 0;
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
   std::map<std::string, uint64_t, std::less<>> lanes_;  // the tape's lanes, numbered from 1
-  std::vector<const Record*> spawns_;     // in tape order
+  std::vector<const Record*> spawns_;                   // in tape order
   std::vector<const RecordKind*> steps_;  // every record but clock reads, in tape order
   size_t spawns_served_ = 0;
   std::map<const kind::ProcessSpawn*, std::vector<const RecordKind*>> changes_;

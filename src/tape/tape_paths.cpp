@@ -18,8 +18,8 @@ std::optional<std::string> workspace_path_problem(std::string_view path) {
   size_t start = 0;
   for (;;) {
     const size_t slash = path.find('/', start);
-    const std::string_view part =
-        path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    const std::string_view part = path.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (part == "..") return "climbs out with `..`";
     if (part.empty() || part == ".") return "is not in normal form (an empty or `.` component)";
     if (part.size() > kLongestPathComponent) {
@@ -43,7 +43,8 @@ std::optional<std::string> named(std::string_view what, std::string_view path) {
 }  // namespace
 
 std::optional<std::string> record_path_problem(const RecordKind& kind) {
-  if (const auto* read = std::get_if<kind::FileRead>(&kind)) return named("file_read path", read->path);
+  if (const auto* read = std::get_if<kind::FileRead>(&kind))
+    return named("file_read path", read->path);
   if (const auto* write = std::get_if<kind::FileWrite>(&kind)) {
     return named("file_write path", write->path);
   }
@@ -59,7 +60,8 @@ std::optional<std::string> record_path_problem(const RecordKind& kind) {
     }
     return named("process_spawn cwd", *spawn->cwd);
   }
-  if (const auto* unknown = std::get_if<kind::Unknown>(&kind); unknown && unknown->name == "folder_made") {
+  if (const auto* unknown = std::get_if<kind::Unknown>(&kind);
+      unknown && unknown->name == "folder_made") {
     const std::optional<std::string> folder = extension::made_folder(*unknown);
     if (!folder) return "folder_made without a path";
     return named("folder_made path", *folder);
@@ -70,7 +72,8 @@ std::optional<std::string> record_path_problem(const RecordKind& kind) {
 std::vector<PathProblem> unsafe_paths(const Tape& tape) {
   std::vector<PathProblem> problems;
   for (const Record& record : tape.records) {
-    if (auto why = record_path_problem(record.kind)) problems.push_back({record.seq, std::move(*why)});
+    if (auto why = record_path_problem(record.kind))
+      problems.push_back({record.seq, std::move(*why)});
   }
   return problems;
 }

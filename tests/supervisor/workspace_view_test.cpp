@@ -47,9 +47,9 @@ class ViewFixture : public ::testing::Test {
 
 TEST_F(ViewFixture, WritesStayBeneathTheViewAndFollowNoLink) {
   const std::string before = outside();
-  for (const char* path : {"../../canary/keep.txt", "../x.txt", "a/../../x.txt", "/tmp/x.txt",
-                           "root/tmp/tapedeck-escape.txt", "canary/keep.txt", "..",
-                           "a/./b", "a//b"}) {
+  for (const char* path :
+       {"../../canary/keep.txt", "../x.txt", "a/../../x.txt", "/tmp/x.txt",
+        "root/tmp/tapedeck-escape.txt", "canary/keep.txt", "..", "a/./b", "a//b"}) {
     EXPECT_FALSE(view_->write_file(path, "escaped")) << path;
     EXPECT_FALSE(view_->remove_file(path)) << path;
     EXPECT_FALSE(view_->make_folder(std::string(path) + "/made")) << path;

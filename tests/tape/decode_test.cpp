@@ -251,9 +251,10 @@ TEST(Decode, AClockReadKeepsItsLane) {
   Record plain;
   plain.seq = 1;
   plain.kind = kind::ClockRead{ClockSource::wall, 1700000000000};
-  EXPECT_NE(encode_record_line(laned).find(
-                R"({"kind":"clock_read","source":"monotonic","value_ms":241869,"lane":"time.Since"})"),
-            std::string::npos);
+  EXPECT_NE(
+      encode_record_line(laned).find(
+          R"({"kind":"clock_read","source":"monotonic","value_ms":241869,"lane":"time.Since"})"),
+      std::string::npos);
   EXPECT_EQ(encode_record_line(plain).find("lane"), std::string::npos);
   // Read in the order written and again after a laned one: a reused record loses its lane.
   auto reader = TapeReader::from_memory(kHeaderLine + encode_record_line(laned) +

@@ -8,8 +8,8 @@ namespace tapedeck {
 namespace {
 
 TEST(TapePaths, AWorkspacePathIsRelativeNormalAndBounded) {
-  for (const char* safe : {"a", "d/x.txt", "dir with space/ünï\\", "..a/b..", ".hidden/.x", "a/...",
-                           "ｄ／．．"}) {
+  for (const char* safe :
+       {"a", "d/x.txt", "dir with space/ünï\\", "..a/b..", ".hidden/.x", "a/...", "ｄ／．．"}) {
     EXPECT_EQ(workspace_path_problem(safe), std::nullopt) << safe;
   }
   const std::pair<std::string, std::string> unsafe[] = {

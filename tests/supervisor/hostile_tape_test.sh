@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# A tape is untrusted input. A recording of a program whose subprocess makes a folder and writes
+# a file in it, run in a subfolder, is edited so that its paths climb out of the workspace (`..`
+# up front, hidden mid-path, absolute, a cwd of ../.., a rename's target outside): `verify` names
+# each record (exit 1), `replay` and `check` refuse it (exit 2, one line) and nothing outside the
+# workspace changes. A manifest naming the root as workspace stops `check`. A link to / that the
+# program makes in the view is not followed by the replayed subprocess's write. As root, the same
+# again as an unprivileged user (nobody).
+# Usage: hostile_tape_test.sh TAPEDECK
+set -uo pipefail
+td=$(realpath "$1")
+here=$(dirname "$(realpath "$0")")
+source "$here/../harness.sh"
+
+# as_user COMMAND...: COMMAND as the user this pass runs as.
+as_user() { "$@"; }
+
+one_pass() {
+  local who=$1 root=$2
+  local ws=$root/ws outside=$root/outside
+  mkdir -p "$ws/sub" "$outside"
+  echo canary > "$outside/keep.txt"
+  cat > "$ws/p.py" <<'PY'
+import os, subprocess, sys
+if len(sys.argv) > 1:
+    os.symlink("/", "up")  # a link out of the view, made by the program itself
+subprocess.run(["sh", "-c", "mkdir -p d && echo hi > d/x.txt && mv d/x.txt d/y.txt"])
+subprocess.run(["true"], cwd="sub")
+PY
+  [ "$who" = nobody ] && chown -R nobody:nogroup "$root"
+  (cd "$ws" && as_user "$td" run -q --emit-tape "$root/p.tape" -- python3 p.py) > /dev/null 2>&1
+  check "$who: recorded" grep -q '"folder_made","path":"d"' "$root/p.tape"
+  rm -rf "$ws/d"
+  local snapshot
+  snapshot=$(cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")
+  local name from to
+  while IFS='|' read -r name from to; do
+    sed -e "s#$from#$to#" "$root/p.tape" > "$root/bad.tape"
+    cp -r "$root/p.tape.cas" "$root/bad.tape.cas"
+    grep -q "$to" "$root/bad.tape" || { fail "$who: $name: the edit took"; continue; }
+    as_user "$td" verify "$root/bad.tape" > "$root/verify.out" 2>&1
+    check "$who: $name: verify refuses it, naming the record (exit 1)" \
+      bash -c "[ $? = 1 ] && grep -q 'unsafe_path' '$root/verify.out'"
+    (cd "$ws" && as_user "$td" replay "$root/bad.tape" -- python3 p.py) > /dev/null 2> "$root/replay.err"
+    check "$who: $name: replay refuses it before anything runs (exit 2, one line)" \
+      bash -c "[ $? = 2 ] && [ \$(wc -l < '$root/replay.err') = 1 ] && grep -q 'refused' '$root/replay.err'"
+    printf '{"tapedeck_manifest":1,"command":["python3","p.py"],"cwd":"ws","workspace":"ws"}\n' \
+      > "$root/bad.tape.manifest"
+    as_user "$td" check "$root/bad.tape" > /dev/null 2> "$root/check.err"
+    check "$who: $name: check refuses it (exit 2, one line)" \
+      bash -c "[ $? = 2 ] && [ \$(wc -l < '$root/check.err') = 1 ]"
+    check "$who: $name: nothing outside the workspace changed" test "$snapshot" = "$(
+      cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")"
+    rm -rf "$root/bad.tape" "$root/bad.tape.cas" "$root/bad.tape.manifest"
+  done <<EDITS
+relative ..|"folder_made","path":"d"|"folder_made","path":"../outside/made"
+.. mid-path|"path":"d/y.txt"|"path":"d/../../outside/keep.txt"
+absolute|"path":"d/y.txt"|"path":"$outside/keep.txt"
+cwd of ../..|"cwd":"sub"|"cwd":"../.."
+a rename's target outside|"path":"d/y.txt","content_hash"|"path":"../outside/y.txt","content_hash"
+EDITS
+  printf '{"tapedeck_manifest":1,"command":["python3","p.py"],"cwd":"ws","workspace":"/"}\n' \
+    > "$root/p.tape.manifest"
+  as_user "$td" check "$root/p.tape" > /dev/null 2> "$root/check.err"
+  check "$who: a manifest whose workspace is / stops check (exit 2, named)" \
+    bash -c "[ $? = 2 ] && grep -q '\"workspace\": \"/\" is not relative' '$root/check.err'"
+  local climb=..
+  for _ in $(seq "$(tr -cd / <<< "$root" | wc -c)"); do climb=$climb/..; done
+  printf '{"tapedeck_manifest":1,"command":["python3","p.py"],"cwd":"ws","workspace":"%s"}\n' \
+    "$climb" > "$root/p.tape.manifest"
+  as_user "$td" check "$root/p.tape" > /dev/null 2> "$root/check.err"
+  check "$who: a manifest whose workspace climbs to the root stops check (exit 2)" \
+    bash -c "[ $? = 2 ] && grep -q 'reaches the file system' '$root/check.err'"
+
+  printf '{"tapedeck_manifest":1,"command":["touch","%s"],"cwd":"ws","workspace":"ws"}\n' \
+    "$root/ran" > "$root/p.tape.manifest"
+  as_user "$td" check --dry-run "$root/p.tape" > "$root/dry.out" 2>&1
+  check "$who: check --dry-run prints the command a manifest would run, and runs nothing" \
+    bash -c "[ $? = 0 ] && grep -q 'tapedeck replay .* -- touch $root/ran\$' '$root/dry.out' &&
+             [ ! -e '$root/ran' ]"
+
+  # The subprocess's write, edited to go through a link the program makes to / in the view: a
+  # relative, normal path the gate lets through, which the view's walk does not follow.
+  local through=up${outside}/through.txt
+  (cd "$ws" && rm -f up && as_user "$td" run -q --emit-tape "$root/link.tape" -- python3 p.py link) \
+    > /dev/null 2>&1
+  rm -rf "$ws/d" "$ws/up"
+  sed -i -e "s#\"path\":\"d/y.txt\",\"content_hash\"#\"path\":\"$through\",\"content_hash\"#" "$root/link.tape"
+  check "$who: link: the edited tape passes verify (its paths are beneath the workspace)" \
+    as_user "$td" verify "$root/link.tape"
+  (cd "$ws" && as_user "$td" replay -q "$root/link.tape" -- python3 p.py link) > /dev/null 2>&1
+  check "$who: link: replayed (exit 0)" test $? = 0
+  check "$who: link: the replayed write does not go through the program's link to /" \
+    test ! -e "$outside/through.txt"
+  check "$who: link: nothing outside the workspace changed" test "$snapshot" = "$(
+    cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")"
+}
+
+mkdir -p "$work/root"
+one_pass "$(id -un)" "$work/root"
+if [ "$(id -u)" = 0 ]; then
+  as_user() { setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"; }
+  chmod 755 "$work"
+  mkdir -p "$work/nobody/suite" && chown -R nobody:nogroup "$work/nobody"
+  # (tapedeck's run folders go to TMPDIR: one the user can write)
+  TMPDIR=$work/nobody one_pass nobody "$work/nobody/suite"
+  chown -R root "$work/nobody"
+fi
+
+finish hostile_tape
