@@ -69,7 +69,8 @@ struct World {
   void reset_view() const {
     const fs::path root = view->copy_root();
     std::error_code error;
-    for (const auto& entry : fs::directory_iterator(root, error)) fs::remove_all(entry.path(), error);
+    for (const auto& entry : fs::directory_iterator(root, error))
+      fs::remove_all(entry.path(), error);
     fs::create_directory_symlink("/", root / "up", error);
     fs::create_directory_symlink(base / "canary", root / "canary", error);
     fs::create_directory_symlink("../..", root / "parent", error);
@@ -78,7 +79,7 @@ struct World {
 };
 
 // As the replay applies a recorded change of the workspace (spawn_effects.cpp).
-void apply(const WorkspaceView& view, const tapedeck::RecordKind& kind) {
+void apply_recorded(const WorkspaceView& view, const tapedeck::RecordKind& kind) {
   if (const auto* write = std::get_if<tapedeck::kind::FileWrite>(&kind)) {
     view.write_file(write->path, "fuzzed", write->mode);
   } else if (const auto* gone = std::get_if<tapedeck::kind::FileDelete>(&kind)) {
@@ -104,7 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       tapedeck::Record record;
       while (reader->next(record)) {
         if (gated && tapedeck::record_path_problem(record.kind)) continue;  // refused
-        apply(*world.view, record.kind);
+        apply_recorded(*world.view, record.kind);
       }
     } catch (const tapedeck::TapeError&) {
       // a tape the reader refuses: nothing of it is applied past that line

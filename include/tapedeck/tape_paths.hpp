@@ -22,14 +22,24 @@ namespace tapedeck {
 inline constexpr size_t kLongestTapePath = 4096;      // bytes of a whole path (PATH_MAX)
 inline constexpr size_t kLongestPathComponent = 255;  // bytes of one component (NAME_MAX)
 
+// Which paths a tape may name. A tape that `tapedeck run` or `replay` wrote (its first record is
+// an `entropy` one) names workspace files relative to the workspace; the reference's runtime
+// names them absolute (`/work/src/main.rs`), which is its format too, and which no replay applies.
+enum class PathRule {
+  workspace,  // relative: what replay and check require of every tape
+  any_writer  // absolute allowed too; still normal, no NUL, bounded (verify, on other tapes)
+};
+
 // Why `path`, a file or folder of the workspace as a tape names it, could lead outside the run's
 // view; nullopt when it cannot.
-std::optional<std::string> workspace_path_problem(std::string_view path);
+std::optional<std::string> workspace_path_problem(std::string_view path,
+                                                  PathRule rule = PathRule::workspace);
 
 // The same for every path `kind` names: file reads, writes and deletes, folders made, and a
 // subprocess's working folder when relative (an absolute one, outside the workspace, is only a
 // key a replay matches on, never a place it writes). The first problem, naming the field.
-std::optional<std::string> record_path_problem(const RecordKind& kind);
+std::optional<std::string> record_path_problem(const RecordKind& kind,
+                                               PathRule rule = PathRule::workspace);
 
 struct PathProblem {
   uint64_t seq = 0;

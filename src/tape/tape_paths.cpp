@@ -8,14 +8,20 @@
 
 namespace tapedeck {
 
-std::optional<std::string> workspace_path_problem(std::string_view path) {
+std::optional<std::string> workspace_path_problem(std::string_view path, PathRule rule) {
   if (path.empty()) return "is empty";
   if (path.size() > kLongestTapePath) {
     return fmt::format("is {} bytes long (at most {})", path.size(), kLongestTapePath);
   }
   if (path.find('\0') != std::string_view::npos) return "holds a NUL byte";
-  if (path.front() == '/') return "is absolute (a tape names workspace files relative to it)";
   size_t start = 0;
+  if (path.front() == '/') {
+    if (rule == PathRule::workspace) {
+      return "is absolute (a tape names workspace files relative to it)";
+    }
+    if (path.size() == 1) return std::nullopt;
+    start = 1;
+  }
   for (;;) {
     const size_t slash = path.find('/', start);
     const std::string_view part = path.substr(
@@ -33,8 +39,8 @@ std::optional<std::string> workspace_path_problem(std::string_view path) {
 
 namespace {
 
-std::optional<std::string> named(std::string_view what, std::string_view path) {
-  if (auto problem = workspace_path_problem(path)) {
+std::optional<std::string> named(std::string_view what, std::string_view path, PathRule rule) {
+  if (auto problem = workspace_path_problem(path, rule)) {
     return fmt::format("{} {} {}", what, json_string(path.substr(0, 120)), *problem);
   }
   return std::nullopt;
@@ -42,14 +48,14 @@ std::optional<std::string> named(std::string_view what, std::string_view path) {
 
 }  // namespace
 
-std::optional<std::string> record_path_problem(const RecordKind& kind) {
+std::optional<std::string> record_path_problem(const RecordKind& kind, PathRule rule) {
   if (const auto* read = std::get_if<kind::FileRead>(&kind))
-    return named("file_read path", read->path);
+    return named("file_read path", read->path, rule);
   if (const auto* write = std::get_if<kind::FileWrite>(&kind)) {
-    return named("file_write path", write->path);
+    return named("file_write path", write->path, rule);
   }
   if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) {
-    return named("file_delete path", gone->path);
+    return named("file_delete path", gone->path, rule);
   }
   if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&kind)) {
     if (!spawn->cwd || *spawn->cwd == "." || spawn->cwd->starts_with('/')) {
@@ -58,13 +64,13 @@ std::optional<std::string> record_path_problem(const RecordKind& kind) {
       }
       return std::nullopt;
     }
-    return named("process_spawn cwd", *spawn->cwd);
+    return named("process_spawn cwd", *spawn->cwd, rule);
   }
   if (const auto* unknown = std::get_if<kind::Unknown>(&kind);
       unknown && unknown->name == "folder_made") {
     const std::optional<std::string> folder = extension::made_folder(*unknown);
     if (!folder) return "folder_made without a path";
-    return named("folder_made path", *folder);
+    return named("folder_made path", *folder, rule);
   }
   return std::nullopt;
 }

@@ -34,6 +34,17 @@ TEST(TapePaths, AWorkspacePathIsRelativeNormalAndBounded) {
   }
 }
 
+TEST(TapePaths, TheReferencesAbsolutePathsAreItsFormatButNoReplays) {
+  // The reference's runtime names workspace files absolute: verify takes them on its tapes.
+  EXPECT_EQ(workspace_path_problem("/work/src/main.rs", PathRule::any_writer), std::nullopt);
+  EXPECT_NE(workspace_path_problem("/work/src/main.rs"), std::nullopt);
+  for (const char* unsafe : {"/work/../etc/passwd", "//x", "/a/./b", "/a/"}) {
+    EXPECT_NE(workspace_path_problem(unsafe, PathRule::any_writer), std::nullopt) << unsafe;
+  }
+  EXPECT_NE(record_path_problem(kind::FileWrite{"/a/../../x", "", 0}, PathRule::any_writer),
+            std::nullopt);
+}
+
 TEST(TapePaths, EveryPathARecordNamesPassesTheGate) {
   EXPECT_EQ(record_path_problem(kind::FileRead{"in.txt", std::string(64, 'a'), 1}), std::nullopt);
   EXPECT_NE(record_path_problem(kind::FileRead{"../in.txt", "", 0}), std::nullopt);
