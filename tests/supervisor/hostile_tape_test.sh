@@ -101,6 +101,12 @@ one_pass "$(id -un)" "$work/root"
 if [ "$(id -u)" = 0 ]; then
   as_user() { setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"; }
   chmod 755 "$work"
+  # The user must reach the binaries (tapedeck finds its preload library and exec shim beside
+  # itself), wherever the build is: a copy of them in a folder it can read.
+  mkdir -p "$work/bin"
+  cp "$td" "$(dirname "$td")/tapedeck-exec" "$(dirname "$td")/libtapedeck_preload.so" "$work/bin/"
+  chmod -R a+rX "$work/bin"
+  td=$work/bin/tapedeck
   mkdir -p "$work/nobody/suite" && chown -R nobody:nogroup "$work/nobody"
   # (tapedeck's run folders go to TMPDIR: one the user can write)
   TMPDIR=$work/nobody one_pass nobody "$work/nobody/suite"
