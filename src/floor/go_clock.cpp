@@ -276,26 +276,37 @@ std::string describe_patch_failures(const GoClockSites& sites, const TextPatchRe
   return why;
 }
 
+namespace {
+
+// The function of the package time whose read this is (time.now itself, or time.Since,
+// time.Until, time.init through the patched runtime.nanotime); null for any other read.
+const AddressRange* program_reader(const GoClockSites& sites, uint64_t bias,
+                                   uint64_t instruction_pointer, uint64_t caller) {
+  if (sites.time_now.holds(instruction_pointer - bias)) return &sites.time_now;
+  if (!sites.patchable() || !sites.nanotime.holds(instruction_pointer - bias)) return nullptr;
+  for (const AddressRange& reader : sites.program_reads) {
+    if (reader.holds(caller - bias)) return &reader;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 GoClockRead classify_go_clock_read(const GoClockSites& sites, uint64_t bias,
                                    uint64_t instruction_pointer, uint64_t caller) {
-  if (sites.time_now.holds(instruction_pointer - bias)) return GoClockRead::program;
+  if (program_reader(sites, bias, instruction_pointer, caller) != nullptr) {
+    return GoClockRead::program;
+  }
   if (!sites.patchable() || !sites.nanotime.holds(instruction_pointer - bias)) {
     return GoClockRead::not_package_time;
-  }
-  for (const AddressRange& reader : sites.program_reads) {
-    if (reader.holds(caller - bias)) return GoClockRead::program;
   }
   return GoClockRead::runtime;
 }
 
 std::string_view go_clock_lane(const GoClockSites& sites, uint64_t bias,
                                uint64_t instruction_pointer, uint64_t caller) {
-  if (sites.time_now.holds(instruction_pointer - bias)) return "time.now";
-  if (!sites.patchable() || !sites.nanotime.holds(instruction_pointer - bias)) return {};
-  for (const AddressRange& reader : sites.program_reads) {
-    if (reader.holds(caller - bias)) return reader.lane;
-  }
-  return {};
+  const AddressRange* reader = program_reader(sites, bias, instruction_pointer, caller);
+  return reader != nullptr ? reader->lane : std::string_view();
 }
 
 }  // namespace tapedeck::floor
