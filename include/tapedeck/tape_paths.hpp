@@ -13,7 +13,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "tapedeck/tape.hpp"
 
@@ -40,13 +39,6 @@ std::optional<std::string> workspace_path_problem(std::string_view path,
 // key a replay matches on, never a place it writes). The first problem, naming the field.
 std::optional<std::string> record_path_problem(const RecordKind& kind,
                                                PathRule rule = PathRule::workspace);
-
-struct PathProblem {
-  uint64_t seq = 0;
-  std::string why;  // "file_write path \"../x\": climbs out with `..`"
-};
-// Every record of `tape` that fails the gate.
-std::vector<PathProblem> unsafe_paths(const Tape& tape);
 
 // Reads the tape at `path` through and throws a TapeError naming the line and record of the
 // first path that fails the gate: `replay` and `check` call it before anything runs.

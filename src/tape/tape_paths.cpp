@@ -75,15 +75,6 @@ std::optional<std::string> record_path_problem(const RecordKind& kind, PathRule 
   return std::nullopt;
 }
 
-std::vector<PathProblem> unsafe_paths(const Tape& tape) {
-  std::vector<PathProblem> problems;
-  for (const Record& record : tape.records) {
-    if (auto why = record_path_problem(record.kind))
-      problems.push_back({record.seq, std::move(*why)});
-  }
-  return problems;
-}
-
 void refuse_unsafe_paths(const std::string& path) {
   auto reader = TapeReader::open(path);
   while (const Record* record = reader->read()) {

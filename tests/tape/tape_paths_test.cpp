@@ -68,19 +68,5 @@ TEST(TapePaths, EveryPathARecordNamesPassesTheGate) {
   EXPECT_EQ(record_path_problem(kind::ClockRead{}), std::nullopt);
 }
 
-TEST(TapePaths, UnsafePathsNamesEachRecord) {
-  Tape tape;
-  for (const char* path : {"ok.txt", "../bad.txt", "fine/too", "/abs"}) {
-    Record record;
-    record.seq = tape.records.size();
-    record.kind = kind::FileWrite{path, "", 0, true};
-    tape.records.push_back(record);
-  }
-  const std::vector<PathProblem> problems = unsafe_paths(tape);
-  ASSERT_EQ(problems.size(), 2u);
-  EXPECT_EQ(problems[0].seq, 1u);
-  EXPECT_EQ(problems[1].seq, 3u);
-}
-
 }  // namespace
 }  // namespace tapedeck
