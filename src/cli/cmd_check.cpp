@@ -44,17 +44,35 @@ std::string shell_word(std::string_view text) {
   return quoted + "'";
 }
 
-// What each tape's manifest would run, one shell line each: a manifest is code (it names the
-// command a replay runs), to be read before a suite from elsewhere is checked.
-int print_commands(const std::vector<fs::path>& tapes) {
+// What each tape's manifest would run, one shell line each (with `json`, one JSON object for
+// all): a manifest is code (it names the command a replay runs), to be read before a suite from
+// elsewhere is checked.
+int print_commands(const std::vector<fs::path>& tapes, bool json) {
+  std::string cases;
   for (const fs::path& tape : tapes) {
     const suite::Manifest manifest = suite::read_manifest(tape);
+    const std::string absolute = fs::absolute(tape).string();
+    if (json) {
+      std::string command;
+      for (const std::string& arg : manifest.command) {
+        command += (command.empty() ? "" : ",") + json_string(arg);
+      }
+      cases += fmt::format(R"({}{{"tape":{},"cwd":{},"workspace":{},"command":[{}]}})",
+                           cases.empty() ? "" : ",", json_string(absolute),
+                           json_string(manifest.cwd.string()),
+                           json_string(manifest.workspace.string()), command);
+      continue;
+    }
     std::string line = "cd " + shell_word(manifest.cwd.string()) + " && tapedeck replay " +
-                       shell_word(fs::absolute(tape).string()) + " --workspace " +
+                       shell_word(absolute) + " --workspace " +
                        shell_word(manifest.workspace.string()) + " --";
     for (const std::string& arg : manifest.command) line += " " + shell_word(arg);
     fmt::print("{}\n", line);
   }
+  if (json)
+    fmt::print(R"({{"dry_run":true,"cases":[{}]}})"
+               "\n",
+               cases);
   return 0;
 }
 
@@ -171,7 +189,7 @@ int run_check(const CheckArgs& args, bool mode_given) {
         skipped ? fmt::format(" ({} without one: record with `tapedeck run --emit-tape`)", skipped)
                 : ""));
   }
-  if (args.dry_run) return print_commands(tapes);
+  if (args.dry_run) return print_commands(tapes, args.json);
   if (!args.junit.empty()) {
     // Checked now, not after a long suite: the report's folder must exist.
     const fs::path folder = fs::absolute(args.junit).parent_path();
@@ -280,8 +298,9 @@ void add_check(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--junit", args->junit, "Write a JUnit XML report here");
   cmd->add_flag("--dry-run", args->dry_run,
-                "Print the command each manifest would run (one shell line per tape) and run "
-                "nothing: review a suite from elsewhere as you review code");
+                "Print the command each manifest would run (one shell line per tape; with --json, "
+                "one JSON object) and run nothing: review a suite from elsewhere as you review "
+                "code");
   cmd->add_option("--mode", args->mode,
                   "Fidelity mode for every tape (default: the manifest's, else semantic)")
       ->check(CLI::IsMember({"byte-identical", "semantic", "outcome", "phase-aware"}));

@@ -78,6 +78,11 @@ EDITS
   check "$who: check --dry-run prints the command a manifest would run, and runs nothing" \
     bash -c "[ $? = 0 ] && grep -q 'tapedeck replay .* -- touch $root/ran\$' '$root/dry.out' &&
              [ ! -e '$root/ran' ]"
+  as_user "$td" check --dry-run --json "$root/p.tape" > "$root/dry.json" 2>&1
+  check "$who: check --dry-run --json gives the same as one JSON object" \
+    "$python" -c "import json,sys; c=json.load(open(sys.argv[1]))['cases'][0]
+assert c['command'] == ['touch', sys.argv[2]] and c['workspace'].endswith('/ws'), c" \
+    "$root/dry.json" "$root/ran"
 
   # The subprocess's write, edited to go through a link the program makes to / in the view: a
   # relative, normal path the gate lets through, which the view's walk does not follow.
