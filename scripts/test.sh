@@ -24,7 +24,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 step "clang-format"
 scripts/check-format.sh
 
-step "fuzzing the reader (${TAPEDECK_FUZZ_SECONDS:-60}s)"
+step "fuzzing the reader and hostile tapes (${TAPEDECK_FUZZ_SECONDS:-60}s each)"
 scripts/fuzz.sh "${TAPEDECK_FUZZ_SECONDS:-60}"
 
 echo
