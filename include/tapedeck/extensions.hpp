@@ -6,8 +6,9 @@
 //                 "stderr":{…}}: how the program ended, what it printed
 //   folder_made  {"kind":"folder_made","path":"…"}: a folder a subprocess made
 //
-// (The fourth extension, `by_subprocess` and `mode` on file records, is a field of known kinds:
-// see tape.hpp.)
+// (The others are fields of known kinds: `by_subprocess` and `mode` on file records, `code` on a
+// file read, `waited` on a sleep, `lane` on a clock read, `pids` and `started` on a spawn: see
+// tape.hpp.)
 #pragma once
 
 #include <cstdint>

@@ -82,6 +82,10 @@ struct FileRead {
   std::string path;
   std::string content_hash;
   uint64_t len_bytes = 0;
+  // tapedeck's extension (`"code":true`, written only when true): the file is the program's
+  // code (its script, a module it imports), which a replay reads as it is now rather than as
+  // recorded, so that an edit to the agent is tested; fidelity notes a change to it.
+  bool code = false;
   bool operator==(const FileRead&) const = default;
 };
 // tapedeck's extension of the format: `"by_subprocess":true` (written only when true, so other

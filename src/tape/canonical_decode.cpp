@@ -264,7 +264,9 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
       return false;
     }
   } else if (in.literal("file_read")) {
-    if (!read_file_meta(in, reuse_as<kind::FileRead>(kind))) return false;
+    auto& read = reuse_as<kind::FileRead>(kind);
+    if (!read_file_meta(in, read)) return false;
+    read.code = in.literal(R"(,"code":true)");
   } else if (in.literal("file_write")) {
     auto& write = reuse_as<kind::FileWrite>(kind);
     if (!read_file_meta(in, write)) return false;

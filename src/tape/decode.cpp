@@ -383,6 +383,8 @@ struct LineDecoder::Impl {
     if constexpr (std::is_same_v<FileMeta, kind::FileWrite>) {
       out.by_subprocess = false;  // absent extensions, whatever the reused record held
       out.mode.reset();
+    } else {
+      out.code = false;  // an absent extension, whatever the reused record held
     }
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "path") {
@@ -404,6 +406,8 @@ struct LineDecoder::Impl {
         } else {
           return false;
         }
+      } else if (name == "code") {
+        out.code = read_flag(value, name);
       } else {
         return false;
       }

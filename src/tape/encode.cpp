@@ -170,6 +170,9 @@ void LineBuffer::append_record(const Record& record) {
           put_json_string(k.content_hash);
           put(R"(,"len_bytes":)");
           put_uint(k.len_bytes);
+          if constexpr (std::is_same_v<K, kind::FileRead>) {
+            if (k.code) put(R"(,"code":true)");
+          }
           if constexpr (std::is_same_v<K, kind::FileWrite>) {
             if (k.by_subprocess) put(R"(,"by_subprocess":true)");
             if (k.mode) {

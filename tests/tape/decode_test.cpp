@@ -281,6 +281,40 @@ TEST(Decode, AClockReadKeepsItsLane) {
   EXPECT_THROW(refused->next(got), TapeError);
 }
 
+// tapedeck's extension: a read of the program's code, written only when so (a data read keeps
+// the reference's bytes), read back by both decoders (a reused record loses the mark), and
+// refused when not a boolean.
+TEST(Decode, ACodeReadKeepsItsMark) {
+  Record code;
+  code.kind = kind::FileRead{"agent.py", std::string(64, 'c'), 12, true};
+  Record data;
+  data.seq = 1;
+  data.kind = kind::FileRead{"question.txt", std::string(64, 'd'), 7};
+  EXPECT_NE(encode_record_line(code).find(R"("len_bytes":12,"code":true})"), std::string::npos);
+  EXPECT_EQ(encode_record_line(data).find("code"), std::string::npos);
+  auto reader = TapeReader::from_memory(
+      kHeaderLine + encode_record_line(code) + encode_record_line(data) + encode_record_line(code),
+      "mem.tape");
+  for (const Record& expected : {code, data, code}) {
+    Record got;
+    ASSERT_TRUE(reader->next(got));
+    EXPECT_EQ(got, expected) << encode_record_line(expected);
+  }
+  auto reordered = TapeReader::from_memory(
+      kHeaderLine +
+          R"({"type":"record","seq":0,"phase":"user_script","virtual_time_ms":0,"monotonic_ms":0,)"
+          R"("kind":{"code":true,"kind":"file_read","len_bytes":1,"content_hash":"h","path":"a.js"}})"
+          "\n",
+      "mem.tape");
+  Record got;
+  ASSERT_TRUE(reordered->next(got));
+  EXPECT_TRUE(std::get<kind::FileRead>(got.kind).code);
+  std::string bad = encode_record_line(code);
+  bad.replace(bad.find("true"), 4, "\"yes\"");
+  auto refused = TapeReader::from_memory(kHeaderLine + bad, "bad.tape");
+  EXPECT_THROW(refused->next(got), TapeError);
+}
+
 // tapedeck's extension: a sleep that was a wait timing out, written only when so (a plain sleep
 // keeps the reference's bytes), read back, and refused when not a boolean.
 TEST(Decode, AWaitThatTimedOutKeepsItsMark) {
