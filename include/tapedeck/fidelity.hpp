@@ -48,9 +48,18 @@ struct Report {
   uint64_t recorded_records = 0;
   uint64_t replay_records = 0;
   std::vector<Divergence> divergences;  // in record order (outcome: files, exit code, LLM calls)
-  uint64_t unmatched_clock_reads = 0;   // semantic: extra clock reads (and timed-out waits) one
-                                        // side made (see above)
-  // 1 - divergences / max(records, 1), never below 0; outcome mode: 1 or 0.
+  // What is no divergence but a user should know, semantic and outcome modes: the program's
+  // code changed between the runs ("code changed since the recording: agent.py (recorded …,
+  // now …)"), read from file_read records marked `code`. What the changed code then did
+  // differently is the verdict.
+  std::vector<std::string> notes;
+  // Records that matched their counterpart, counted among the ones the mode weighs (semantic:
+  // all but clock reads and timed-out waits, which are timing).
+  uint64_t matched_records = 0;
+  uint64_t unmatched_clock_reads = 0;  // semantic: extra clock reads (and timed-out waits) one
+                                       // side made (see above)
+  // matched_records / the larger side's weighed records (1 when both have none): a replay that
+  // stopped halfway scores about 0.5 however many clock reads either side made; outcome: 1 or 0.
   double score = 1.0;
 
   bool identical() const { return divergences.empty(); }

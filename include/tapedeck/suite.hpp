@@ -35,6 +35,10 @@ struct Manifest {
   std::filesystem::path cwd;           // where it was started (absolute once read)
   std::filesystem::path workspace;     // the --workspace of the recording (absolute once read)
   std::optional<fidelity::Mode> mode;  // how this tape is judged, when not the suite's default
+  // The recording's --code and --data globs (`"code":[…]`, `"data":[…]`, written when given):
+  // a replay classifies the workspace's files alike.
+  std::vector<std::string> code_globs = {};
+  std::vector<std::string> data_globs = {};
 };
 
 // T.manifest for the tape T.
@@ -55,6 +59,9 @@ struct CaseResult {
     stopped,    // the replay stopped: an input the tape does not hold, or tapedeck failed
     timed_out,  // killed after the timeout
     error,      // no manifest, an unreadable tape: never replayed
+    // The replay re-ran nothing that consumed the tape: every input was a subprocess's
+    // played-back result (an agent started through a wrapper), so it tested nothing. Not a pass.
+    untested,
   };
   std::filesystem::path tape;
   Status status = Status::error;
@@ -66,6 +73,9 @@ struct CaseResult {
   std::filesystem::path replay_tape;  // kept in replays_dir
   std::string replay_stdout;          // the program's output on replay (tail, for reports)
   std::string replay_stderr;
+  // What is no divergence but worth knowing: the program's code changed since the recording
+  // (fidelity's notes), a data file changed since and was served as recorded (the replay's).
+  std::vector<std::string> notes;
 
   bool passed() const { return status == Status::passed; }
 };

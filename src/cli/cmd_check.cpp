@@ -57,15 +57,24 @@ int print_commands(const std::vector<fs::path>& tapes, bool json) {
       for (const std::string& arg : manifest.command) {
         command += (command.empty() ? "" : ",") + json_string(arg);
       }
-      cases += fmt::format(R"({}{{"tape":{},"cwd":{},"workspace":{},"command":[{}]}})",
-                           cases.empty() ? "" : ",", json_string(absolute),
-                           json_string(manifest.cwd.string()),
-                           json_string(manifest.workspace.string()), command);
+      auto list = [](const std::vector<std::string>& globs) {
+        std::string out;
+        for (const std::string& glob : globs) out += (out.empty() ? "" : ",") + json_string(glob);
+        return out;
+      };
+      cases += fmt::format(
+          R"({}{{"tape":{},"cwd":{},"workspace":{},"command":[{}],"code":[{}],"data":[{}]}})",
+          cases.empty() ? "" : ",", json_string(absolute), json_string(manifest.cwd.string()),
+          json_string(manifest.workspace.string()), command, list(manifest.code_globs),
+          list(manifest.data_globs));
       continue;
     }
     std::string line = "cd " + shell_word(manifest.cwd.string()) + " && tapedeck replay " +
                        shell_word(absolute) + " --workspace " +
-                       shell_word(manifest.workspace.string()) + " --";
+                       shell_word(manifest.workspace.string());
+    for (const std::string& glob : manifest.code_globs) line += " --code " + shell_word(glob);
+    for (const std::string& glob : manifest.data_globs) line += " --data " + shell_word(glob);
+    line += " --";
     for (const std::string& arg : manifest.command) line += " " + shell_word(arg);
     fmt::print("{}\n", line);
   }
@@ -88,6 +97,8 @@ std::string_view label(CaseResult::Status status) {
       return "TIME";
     case CaseResult::Status::error:
       return "ERR ";
+    case CaseResult::Status::untested:
+      return "VOID";
   }
   return "ERR ";
 }
@@ -134,6 +145,7 @@ class Progress {
       std::string line = fmt::format("{}  {:6.2f} s  {}", label(result.status), result.seconds,
                                      result.tape.string());
       if (!result.passed()) line += "\n      " + result.message;
+      for (const std::string& note : result.notes) line += "\n      note: " + note;
       fmt::print(lines, "{}\n", line);
       std::fflush(lines);
     }
@@ -167,13 +179,17 @@ std::string json_report(const std::vector<CaseResult>& results, double seconds, 
   std::string cases;
   for (const CaseResult& result : results) {
     if (result.passed()) ++passed;
+    std::string notes;
+    for (const std::string& note : result.notes) {
+      notes += (notes.empty() ? "" : ",") + json_string(note);
+    }
     cases += fmt::format(
         R"({}{{"tape":{},"status":{},"mode":{},"message":{},"divergences":{},"replay_exit":{},)"
-        R"("seconds":{:.3f},"replay_tape":{}}})",
+        R"("seconds":{:.3f},"replay_tape":{},"notes":[{}]}})",
         cases.empty() ? "" : ",", json_string(result.tape.string()),
         json_string(suite::to_string(result.status)), json_string(result.mode),
         json_string(result.message), result.divergences, result.replay_exit, result.seconds,
-        json_string(result.replay_tape.string()));
+        json_string(result.replay_tape.string()), notes);
   }
   return fmt::format(R"({{"tapes":{},"passed":{},"not_passed":{},"seconds":{:.3f},"jobs":{},)"
                      R"("cases":[{}]}})",
@@ -275,8 +291,15 @@ void add_check(CLI::App& app, int& exit_code) {
       "by its own `tapedeck replay` (offline, in a private view of its workspace), and judges\n"
       "it against its recording with the fidelity oracle. One line per tape as it ends, a\n"
       "summary, and with --junit a JUnit XML report: a testcase per tape, the first divergence\n"
-      "as a failure's message. Exit 0 when every tape passed, 1 when any diverged, stopped (an\n"
-      "input the tape does not hold), timed out or could not be replayed, 2 on bad input.\n\n"
+      "as a failure's message. Exit 0 when every tape passed, 1 when any diverged (FAIL),\n"
+      "stopped on an input the tape does not hold (STOP), timed out (TIME), could not be\n"
+      "replayed (ERR) or tested nothing (VOID: every input was a subprocess's played-back\n"
+      "result, the agent's own code never met the tape), 2 on bad input.\n\n"
+      "The program's code is read as it is now, its data as recorded (see `tapedeck run\n"
+      "--help`, --code and --data): a changed prompt makes the replay stop on the LLM request it\n"
+      "no longer matches (STOP, naming the differing part); a change that leaves behaviour\n"
+      "alike (a comment) passes, with a note naming the file. The manifest keeps --code and\n"
+      "--data (\"code\": [...], \"data\": [...]).\n\n"
       "How a tape is replayed comes from its manifest, T.manifest beside T, which `tapedeck run\n"
       "--emit-tape T` writes: the command, the folder it ran in and its workspace (relative to\n"
       "the manifest's folder, so tapes committed beside the code replay from any checkout), and\n"

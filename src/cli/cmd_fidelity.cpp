@@ -82,9 +82,15 @@ int run_fidelity(const FidelityOptions& options) {
       out += fmt::format(R"({}{{"seq":{},"category":{},"message":{}}})", i ? "," : "", d.seq,
                          json_string(d.category), json_string(d.message));
     }
+    out += "],\"notes\":[";
+    for (size_t i = 0; i < report.notes.size(); ++i) {
+      out += (i ? "," : "") + json_string(report.notes[i]);
+    }
     fmt::print("{}]}}\n", out);
     return report.identical() ? 0 : 1;
   }
+  // A note (the program's code changed) is no divergence: said first, whatever the verdict.
+  for (const std::string& note : report.notes) fmt::print("note: {}\n", note);
 
   fmt::print("fidelity ({}): {} recorded records, {} replayed: ", fidelity::to_string(report.mode),
              report.recorded_records, report.replay_records);

@@ -34,6 +34,8 @@ struct RunArgs {
   std::vector<std::string> command;
   std::vector<std::string> faults;  // replay --fault SPEC
   std::string on_miss = "fail";     // replay: fail, or record (upstream, onto --emit-tape)
+  std::vector<std::string> code_globs;
+  std::vector<std::string> data_globs;
 };
 
 // The preload library and the exec shim live beside this binary.
@@ -108,12 +110,15 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.exec_shim = beside_this_binary("tapedeck-exec");
   options.command = args.command;
   options.isolation = *supervisor::parse_isolation(args.isolation);
+  options.code_globs = args.code_globs;
+  options.data_globs = args.data_globs;
 
   const supervisor::RunOutcome outcome = supervisor::run(options);
   if (mode == RunOptions::Mode::record || (record_misses && !outcome.miss)) {
     // How to replay this tape without being told again, for `tapedeck check`.
     suite::write_manifest(mode == RunOptions::Mode::record ? options.tape : *options.emit,
-                          {options.command, fs::current_path(), options.workspace, std::nullopt});
+                          {options.command, fs::current_path(), options.workspace, std::nullopt,
+                           options.code_globs, options.data_globs});
   }
   const char* verb = mode == RunOptions::Mode::replay ? "replay" : "run";
   if (args.json) {
@@ -126,8 +131,8 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
         stderr,
         R"({{"command":{},"tape":{},"emitted":{},"exit_code":{},"records":{},"wall_ms":{},)"
         R"("miss":{},"unused_inputs":{},"unused_example":{},"isolation":{},"isolation_setup_ms":{:.3f},)"
-        R"("view":{},"floor":{},"setup_ms":{:.1f},"program_ms":{:.1f},"finish_ms":{:.1f},)"
-        R"("warnings":[{}]}})"
+        R"("view":{},"floor":{},"hollow":{},"setup_ms":{:.1f},"program_ms":{:.1f},)"
+        R"("finish_ms":{:.1f},"warnings":[{}]}})"
         "\n",
         json_string(verb), json_string(mode == RunOptions::Mode::replay ? args.tape : args.emit),
         args.emit.empty() ? "null" : json_string(args.emit), outcome.exit_code, outcome.records,
@@ -138,7 +143,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
             : "null",
         outcome.isolation_setup_ms,
         outcome.view_layer.empty() ? "null" : json_string(outcome.view_layer), outcome.floor,
-        outcome.setup_ms, outcome.program_ms, outcome.finish_ms, warnings);
+        outcome.hollow, outcome.setup_ms, outcome.program_ms, outcome.finish_ms, warnings);
     return outcome.miss ? 2 : outcome.exit_code;
   }
   for (const std::string& warning : outcome.warnings) print_warning(warning);
@@ -180,6 +185,18 @@ void add_common(CLI::App* cmd, RunArgs& args) {
   cmd->add_flag("-q,--quiet", args.quiet, "Print nothing but warnings and errors");
   cmd->add_flag("--json", args.json,
                 "The summary as one JSON line on stderr (stdout is the program's)");
+  cmd->add_option("--code", args.code_globs,
+                  "GLOB of workspace files that are the program's code (repeatable): read as "
+                  "they are now on replay, so an edit is tested. Default: the script the "
+                  "command runs, *.py, *.js, *.mjs, *.ts, *.sh and other sources, "
+                  "node_modules/, .venv/, site-packages/, package.json, Makefiles. Globs match "
+                  "workspace-relative paths, `*` crossing `/` (`src/*`)")
+      ->allow_extra_args(false);
+  cmd->add_option("--data", args.data_globs,
+                  "GLOB of workspace files that are data the program works on, even when they "
+                  "look like code (a repository a coding agent reads): served as recorded on "
+                  "replay (repeatable; wins over --code and the default)")
+      ->allow_extra_args(false);
   cmd->add_option("PROGRAM", args.command, "The program and its arguments, after --")->required();
 }
 
@@ -219,13 +236,16 @@ void add_replay(CLI::App& app, int& exit_code) {
       app.add_subcommand("replay", "Replay a program against its tape, offline and fast");
   cmd->footer(
       "Runs PROGRAM again with every input served from TAPE: clock reads give the recorded\n"
-      "values, sleeps return at once, workspace reads see the recorded bytes, subprocesses are\n"
-      "not run (their recorded output and exit code are played back), and LLM calls are\n"
-      "answered by the proxy from the tape, streams chunk by chunk. The network is closed.\n"
+      "values, sleeps return at once, workspace data reads see the recorded bytes while the\n"
+      "program's code is read as it is now (--code, --data), subprocesses are not run (their\n"
+      "recorded output and exit code are played back), and LLM calls are answered by the\n"
+      "proxy from the tape, streams chunk by chunk. The network is closed.\n"
       "The workspace is never changed: the program runs in a private view of it (--isolation)\n"
       "where every file operation is answered by the kernel as on the real one. An input the\n"
       "tape does not hold stops the program; tapedeck names the record it expected and exits\n"
-      "2. Replay expects the workspace as the recording found it (a fresh checkout).\n\n"
+      "2. Replay expects the workspace as the recording found it (a fresh checkout), but for\n"
+      "the program's code: an edit there is what runs, and fidelity notes it. A replay in which\n"
+      "every input was a subprocess's played-back result tested nothing, and says so.\n\n"
       "Examples:\n"
       "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
       "  tapedeck fidelity run.tape replay.tape --mode semantic\n"

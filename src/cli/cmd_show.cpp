@@ -44,6 +44,8 @@ std::string summarize(const RecordKind& kind) {
                                          human_bytes(k.len_bytes), short_hash(k.content_hash));
           if constexpr (std::is_same_v<K, kind::FileWrite>) {
             if (k.by_subprocess) text += " by a subprocess";
+          } else {
+            if (k.code) text += " code";
           }
           return text;
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {

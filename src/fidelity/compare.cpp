@@ -21,10 +21,18 @@ struct Level {
   // The run's entropy seed: two recordings draw different randomness by design, as they read
   // other times; what the randomness changed (a path, some bytes) still shows where it lands.
   bool entropy_seed;
+  // Code read with other bytes (file_read marked `code`) is a note, not a divergence.
+  bool code_notes;
 };
-constexpr Level kByteIdentical{true, true, true, true};
-constexpr Level kStrictButSeq{false, true, true, true};
-constexpr Level kSemantic{false, false, false, false};
+constexpr Level kByteIdentical{true, true, true, true, false};
+constexpr Level kStrictButSeq{false, true, true, true, false};
+constexpr Level kSemantic{false, false, false, false, true};
+
+std::string code_note(const std::string& path, const std::string& recorded,
+                      const std::string& replay) {
+  return "code changed since the recording: " + path + " (recorded " + recorded.substr(0, 12) +
+         ", now " + replay.substr(0, 12) + ")";
+}
 
 std::string shown_output(const std::string& hash, uint64_t size) {
   return std::to_string(size) + " bytes (" + hash.substr(0, 12) + ")";
@@ -71,7 +79,7 @@ class Differ {
 };
 
 void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Level& level,
-                Differ& differ, std::vector<FieldDiff>& out) {
+                Differ& differ, std::vector<FieldDiff>& out, std::vector<std::string>& notes) {
   if (recorded.index() != replay.index() || kind_name(recorded) != kind_name(replay)) {
     out.push_back(
         {"kind_mismatch", std::string(kind_name(recorded)), std::string(kind_name(replay))});
@@ -93,15 +101,22 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
         } else if constexpr (std::is_same_v<K, kind::LlmCall>) {
           differ.field("llm_request_digest", a.request_digest, b.request_digest);
           differ.field("llm_response_hash", a.response.content_hash, b.response.content_hash);
-        } else if constexpr (std::is_same_v<K, kind::FileRead> ||
-                             std::is_same_v<K, kind::FileWrite>) {
+        } else if constexpr (std::is_same_v<K, kind::FileRead>) {
+          differ.field("file_path", a.path, b.path);
+          if (level.code_notes && (a.code || b.code) && a.path == b.path) {
+            if (a.content_hash != b.content_hash) {
+              notes.push_back(code_note(a.path, a.content_hash, b.content_hash));
+            }
+          } else {
+            differ.field("file_content_hash", a.content_hash, b.content_hash);
+            differ.field("file_len_bytes", a.len_bytes, b.len_bytes);
+          }
+        } else if constexpr (std::is_same_v<K, kind::FileWrite>) {
           differ.field("file_path", a.path, b.path);
           differ.field("file_content_hash", a.content_hash, b.content_hash);
           differ.field("file_len_bytes", a.len_bytes, b.len_bytes);
-          if constexpr (std::is_same_v<K, kind::FileWrite>) {
-            differ.field("file_by_subprocess", a.by_subprocess, b.by_subprocess);
-            differ.field("file_mode", a.mode.value_or(0), b.mode.value_or(0));
-          }
+          differ.field("file_by_subprocess", a.by_subprocess, b.by_subprocess);
+          differ.field("file_mode", a.mode.value_or(0), b.mode.value_or(0));
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
           differ.field("file_path", a.path, b.path);
           differ.field("file_by_subprocess", a.by_subprocess, b.by_subprocess);
@@ -130,7 +145,7 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
 }
 
 std::vector<FieldDiff> diff_records(const Record& recorded, const Record& replay,
-                                    const Level& level) {
+                                    const Level& level, std::vector<std::string>& notes) {
   std::vector<FieldDiff> out;
   Differ differ(out);
   if (level.seq) differ.field("seq_mismatch", recorded.seq, replay.seq);
@@ -140,7 +155,7 @@ std::vector<FieldDiff> diff_records(const Record& recorded, const Record& replay
     differ.field("virtual_time_drift", recorded.virtual_time_ms, replay.virtual_time_ms);
     differ.field("monotonic_drift", recorded.monotonic_ms, replay.monotonic_ms);
   }
-  diff_kinds(recorded.kind, replay.kind, level, differ, out);
+  diff_kinds(recorded.kind, replay.kind, level, differ, out, notes);
   return out;
 }
 
@@ -166,6 +181,13 @@ Divergence divergence_from(const std::vector<FieldDiff>& diffs, const Record& re
   return divergence;
 }
 
+// Semantic mode's timing: a clock read, or a wait that timed out.
+bool is_timing(const Record& record) {
+  if (std::holds_alternative<kind::ClockRead>(record.kind)) return true;
+  const auto* sleep = std::get_if<kind::ClockSleep>(&record.kind);
+  return sleep != nullptr && sleep->waited;
+}
+
 // A tape's records (from a reader or from memory), minus the ones a mode ignores.
 class Stream {
  public:
@@ -178,16 +200,20 @@ class Stream {
           std::holds_alternative<kind::ClockRead>(record->kind)) {
         continue;
       }
+      if (mode_ != Mode::semantic || !is_timing(*record)) ++weighed_;
       return record;
     }
     return nullptr;
   }
   uint64_t count() const { return count_; }
+  // The records the score weighs: all the mode compares, but semantic's timing.
+  uint64_t weighed() const { return weighed_; }
 
  private:
   Source source_;
   Mode mode_;
   uint64_t count_ = 0;
+  uint64_t weighed_ = 0;
 };
 
 // The end state outcome mode compares.
@@ -195,11 +221,14 @@ struct Outcome {
   std::map<std::string, std::pair<std::string, uint64_t>> files;  // path -> (hash, seq)
   std::optional<std::pair<int32_t, uint64_t>> last_exit;          // (exit code, seq)
   uint64_t llm_calls = 0;
+  std::map<std::string, std::string> code;  // path -> the hash it was first read with
   std::optional<std::pair<extension::ProgramOutcome, uint64_t>>
       program;  // the run's outcome record
 
   void add(const Record& record) {
-    if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) {
+    if (const auto* read = std::get_if<kind::FileRead>(&record.kind); read && read->code) {
+      code.try_emplace(read->path, read->content_hash);
+    } else if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) {
       files[write->path] = {write->content_hash, record.seq};
     } else if (const auto* gone = std::get_if<kind::FileDelete>(&record.kind)) {
       files.erase(gone->path);
@@ -214,6 +243,12 @@ struct Outcome {
 };
 
 void compare_outcomes(const Outcome& recorded, const Outcome& replay, Report& report) {
+  for (const auto& [path, hash] : recorded.code) {
+    const auto now = replay.code.find(path);
+    if (now != replay.code.end() && now->second != hash) {
+      report.notes.push_back(code_note(path, hash, now->second));
+    }
+  }
   std::map<std::string, int> paths;
   for (const auto& [path, _] : recorded.files) paths[path];
   for (const auto& [path, _] : replay.files) paths[path];
@@ -302,13 +337,6 @@ std::string_view to_string(Mode mode) {
 
 namespace {
 
-// Semantic mode's timing: a clock read, or a wait that timed out.
-bool is_timing(const Record& record) {
-  if (std::holds_alternative<kind::ClockRead>(record.kind)) return true;
-  const auto* sleep = std::get_if<kind::ClockSleep>(&record.kind);
-  return sleep != nullptr && sleep->waited;
-}
-
 // The path a file read, write or delete is about; none for any other record.
 const std::string* file_path_of(const Record& record) {
   if (const auto* read = std::get_if<kind::FileRead>(&record.kind)) return &read->path;
@@ -367,8 +395,11 @@ void compare_file_runs(const Record*& a, const Record*& b, Stream& recorded, Str
     const std::vector<Record>& right = on_path[1][path];
     const size_t both = std::min(left.size(), right.size());
     for (size_t i = 0; i < both; ++i) {
-      const std::vector<FieldDiff> diffs = diff_records(left[i], right[i], kSemantic);
-      if (diffs.empty()) continue;
+      const std::vector<FieldDiff> diffs = diff_records(left[i], right[i], kSemantic, report.notes);
+      if (diffs.empty()) {
+        ++report.matched_records;
+        continue;
+      }
       // Named by its path: "file_content_hash of \"node_modules/x/index.mjs\": recorded …".
       Divergence divergence = divergence_from(diffs, left[i], right[i]);
       divergence.message.insert(divergence.category.size(), " of " + quoted(path));
@@ -453,20 +484,27 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
       Level level = kSemantic;
       if (mode == Mode::byte_identical) level = kByteIdentical;
       if (mode == Mode::phase_aware && a->phase == Phase::user_script) level = kStrictButSeq;
-      std::vector<FieldDiff> diffs = diff_records(*a, *b, level);
-      if (!diffs.empty()) report.divergences.push_back(divergence_from(diffs, *a, *b));
+      std::vector<FieldDiff> diffs = diff_records(*a, *b, level, report.notes);
+      if (diffs.empty()) {
+        ++report.matched_records;
+      } else {
+        report.divergences.push_back(divergence_from(diffs, *a, *b));
+      }
       a = recorded.next();
       b = replay.next();
     }
   }
+  std::sort(report.notes.begin(), report.notes.end());
+  report.notes.erase(std::unique(report.notes.begin(), report.notes.end()), report.notes.end());
   report.recorded_records = recorded.count();
   report.replay_records = replay.count();
   if (mode == Mode::outcome) {
     report.score = report.divergences.empty() ? 1.0 : 0.0;
   } else {
-    const double records = static_cast<double>(
-        std::max<uint64_t>({report.recorded_records, report.replay_records, 1}));
-    report.score = std::max(0.0, 1.0 - static_cast<double>(report.divergences.size()) / records);
+    const uint64_t weighed = std::max(recorded.weighed(), replay.weighed());
+    report.score = weighed == 0
+                       ? 1.0
+                       : static_cast<double>(report.matched_records) / static_cast<double>(weighed);
   }
   return report;
 }

@@ -63,6 +63,7 @@ std::string junit_xml(const std::vector<CaseResult>& results, const std::string&
         break;
       case CaseResult::Status::diverged:
       case CaseResult::Status::stopped:
+      case CaseResult::Status::untested:
         ++failures;
         break;
       case CaseResult::Status::timed_out:
@@ -98,7 +99,8 @@ std::string junit_xml(const std::vector<CaseResult>& results, const std::string&
     testcase.append_attribute("time") = seconds(result.seconds).c_str();
     if (result.passed()) continue;
     const bool failure = result.status == CaseResult::Status::diverged ||
-                         result.status == CaseResult::Status::stopped;
+                         result.status == CaseResult::Status::stopped ||
+                         result.status == CaseResult::Status::untested;
     pugi::xml_node problem = testcase.append_child(failure ? "failure" : "error");
     problem.append_attribute("message") = xml_safe(result.message).c_str();
     problem.append_attribute("type") = std::string(to_string(result.status)).c_str();

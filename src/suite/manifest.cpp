@@ -48,6 +48,13 @@ void write_manifest(const fs::path& tape, const Manifest& manifest) {
   text += "],\"cwd\":" + json_string(relative_to(manifest.cwd, base));
   text += ",\"workspace\":" + json_string(relative_to(manifest.workspace, base));
   if (manifest.mode) text += ",\"fidelity\":" + json_string(fidelity::to_string(*manifest.mode));
+  for (const auto& [field, globs] :
+       {std::pair{"code", &manifest.code_globs}, {"data", &manifest.data_globs}}) {
+    if (globs->empty()) continue;
+    text += fmt::format(",\"{}\":[", field);
+    for (size_t i = 0; i < globs->size(); ++i) text += (i ? "," : "") + json_string((*globs)[i]);
+    text += "]";
+  }
   text += "}\n";
   detail::AtomicFile file(target);
   file.write(text);
@@ -110,6 +117,23 @@ Manifest read_manifest(const fs::path& tape) {
           fmt::format("\"fidelity\": {} is not a mode (byte-identical, semantic, outcome, "
                       "phase-aware)",
                       json_string(mode)));
+    }
+  }
+  for (const auto& [field, out] :
+       {std::pair{"code", &manifest.code_globs}, {"data", &manifest.data_globs}}) {
+    simdjson::dom::element globs;
+    if (root[field].get(globs) != simdjson::SUCCESS) continue;
+    simdjson::dom::array list;
+    if (globs.get(list) != simdjson::SUCCESS) {
+      throw bad(fmt::format("\"{}\" must be a list", field));
+    }
+    for (simdjson::dom::element glob : list) {
+      std::string_view text_glob;
+      if (glob.get(text_glob) != simdjson::SUCCESS || text_glob.empty() ||
+          text_glob.find('\0') != std::string_view::npos) {
+        throw bad(fmt::format("\"{}\" must hold globs (non-empty strings)", field));
+      }
+      out->emplace_back(text_glob);
     }
   }
   return manifest;

@@ -39,6 +39,8 @@ std::string_view to_string(CaseResult::Status status) {
       return "timed_out";
     case CaseResult::Status::error:
       return "error";
+    case CaseResult::Status::untested:
+      return "untested";
   }
   return "error";
 }
@@ -57,7 +59,9 @@ std::string tail_of(const fs::path& path, size_t keep) {
 struct ReplaySummary {
   bool found = false;
   std::optional<std::string> miss;
-  std::string last_line;  // the last other line: tapedeck's own error, when it failed
+  bool hollow = false;             // it tested nothing (RunOutcome::hollow)
+  std::vector<std::string> notes;  // its warnings that are notes: a data file changed since
+  std::string last_line;           // the last other line: tapedeck's own error, when it failed
 };
 
 ReplaySummary read_summary(const fs::path& stderr_path) {
@@ -78,6 +82,18 @@ ReplaySummary read_summary(const fs::path& stderr_path) {
       summary.found = true;
       std::string_view miss;
       if (root["miss"].get(miss) == simdjson::SUCCESS) summary.miss = std::string(miss);
+      bool hollow = false;
+      if (root["hollow"].get(hollow) == simdjson::SUCCESS) summary.hollow = hollow;
+      simdjson::dom::array warnings;
+      if (root["warnings"].get(warnings) == simdjson::SUCCESS) {
+        for (simdjson::dom::element warning : warnings) {
+          std::string_view said;
+          if (warning.get(said) == simdjson::SUCCESS &&
+              said.starts_with("data changed since the recording")) {
+            summary.notes.emplace_back(said);
+          }
+        }
+      }
       return summary;
     }
     if (summary.last_line.empty()) summary.last_line = std::string(*line);
@@ -163,6 +179,18 @@ std::string first_divergence(const fidelity::Report& report) {
                          : "");
 }
 
+// Fidelity's notes that the program's code changed between the recording and a replay that
+// stopped part way (its tape holds what it did until then); none when it cannot be read.
+std::vector<std::string> code_notes(const fs::path& recorded_tape, const fs::path& replay_tape) {
+  try {
+    auto recorded = TapeReader::open(recorded_tape);
+    auto replay = TapeReader::open(replay_tape);
+    return fidelity::compare(*recorded, *replay, fidelity::Mode::semantic).notes;
+  } catch (const TapeError&) {
+    return {};
+  }
+}
+
 CaseResult run_case(size_t index, const fs::path& tape, const CheckOptions& options) {
   CaseResult result;
   result.tape = tape;
@@ -194,8 +222,10 @@ CaseResult run_case(size_t index, const fs::path& tape, const CheckOptions& opti
                                    "--overwrite",
                                    "--workspace",
                                    manifest.workspace.string(),
-                                   "--json",
-                                   "--"};
+                                   "--json"};
+  for (const std::string& glob : manifest.code_globs) args.insert(args.end(), {"--code", glob});
+  for (const std::string& glob : manifest.data_globs) args.insert(args.end(), {"--data", glob});
+  args.push_back("--");
   args.insert(args.end(), manifest.command.begin(), manifest.command.end());
   std::error_code missing;
   if (!fs::is_directory(manifest.cwd, missing) || !fs::is_directory(manifest.workspace, missing)) {
@@ -220,6 +250,13 @@ CaseResult run_case(size_t index, const fs::path& tape, const CheckOptions& opti
   if (summary.miss) {
     result.status = CaseResult::Status::stopped;
     result.message = "replay stopped: " + *summary.miss;
+    // The program's code changed since the recording, and then asked for what the tape does not
+    // hold (another LLM request, another subprocess): the agent behaves differently, a failure.
+    result.notes = code_notes(tape, result.replay_tape);
+    if (!result.notes.empty()) {
+      result.status = CaseResult::Status::diverged;
+      result.message = "behaviour changed with the code: " + result.message;
+    }
     return finish();
   }
   if (!summary.found) {
@@ -234,7 +271,14 @@ CaseResult run_case(size_t index, const fs::path& tape, const CheckOptions& opti
     auto replay = TapeReader::open(result.replay_tape);
     const fidelity::Report report = fidelity::compare(*recorded, *replay, mode);
     result.divergences = report.divergences.size();
-    if (report.identical()) {
+    result.notes = report.notes;
+    result.notes.insert(result.notes.end(), summary.notes.begin(), summary.notes.end());
+    if (report.identical() && summary.hollow) {
+      result.status = CaseResult::Status::untested;
+      result.message =
+          "tested nothing: every input the replay consumed was a subprocess's played-back "
+          "result, so the program's own code did not run against the tape";
+    } else if (report.identical()) {
       result.status = CaseResult::Status::passed;
     } else {
       result.status = CaseResult::Status::diverged;

@@ -55,6 +55,7 @@ void TreeEffects::handle_rename(const Connection& connection, wire::Cursor& curs
     add_file_record(kind::FileDelete{*from_path});
     written_.erase(*from_path);
   }
+  if (options_.mode == RunOptions::Mode::replay) ++served_inputs_;  // the tree's own effect
   server_.answer(connection, Reply::ok);
 }
 
@@ -78,7 +79,7 @@ void TreeEffects::record_file(const Connection& connection, wire::Op op, const s
     reported(path, bytes ? std::optional(content_hash(*bytes)) : std::nullopt);
   }
   if (!bytes) return;
-  if (op == wire::Op::open_read) record_read(path, *bytes);
+  if (op == wire::Op::open_read) record_read(path, *bytes, code_rule_.is_code(path));
   if (op == wire::Op::closed_write) record_write(path, *bytes);
 }
 
@@ -95,14 +96,20 @@ std::optional<std::string> TreeEffects::recorded_bytes(const std::string& path,
   return std::nullopt;
 }
 
-// Replay: the program is about to read `path`. When the recording read it here and the replay
-// has not written it since, the view is made to hold the recorded bytes first (a workspace
-// file changed since, or made by a subprocess the replay does not run, reads as recorded);
-// otherwise the view answers as it is. Either way the read is taped.
+// Replay: the program is about to read `path`. The program's code (the recording marked the
+// read `code`, or a --code glob says so, and no --data glob) is read as it is now: an edited
+// agent is what runs. Data the recording read here, unless the replay has written it since, is
+// made to hold the recorded bytes first (a workspace file changed since, or one made by a
+// subprocess the replay does not run, reads as recorded; a change since is noted); otherwise
+// the view answers as it is. Either way the read is taped.
 // False when the tape's bytes are gone (the program is stopped).
 bool TreeEffects::serve_read(const Connection& connection, const std::string& path) {
   const kind::FileRead* recorded = index_->take_read(path);
-  if (recorded != nullptr && !written_.contains(path)) {
+  bool code = recorded != nullptr ? recorded->code : code_rule_.is_code(path);
+  if (const CodeRule::Said said = code_rule_.globs_say(path); said != CodeRule::Said::nothing) {
+    code = said == CodeRule::Said::code;
+  }
+  if (recorded != nullptr && !code && !written_.contains(path)) {
     auto bytes = recorded_bytes(path, recorded->content_hash);
     if (!bytes) {
       server_.answer_miss(connection, "the tape's bytes for file_read " + path + " (" +
@@ -111,14 +118,31 @@ bool TreeEffects::serve_read(const Connection& connection, const std::string& pa
       return false;
     }
     // A link, a folder or an unwritable file there is left as the view has it.
-    if (current_bytes(path) != bytes) view_.write_file(path, *bytes);
+    if (const auto now = current_bytes(path); now != bytes) {
+      note_data_change(path, recorded->content_hash, now);
+      view_.write_file(path, *bytes);
+    }
     add_file_record(kind::FileRead{path, recorded->content_hash, bytes->size()});
+    ++served_inputs_;
     return true;
   }
-  // Not on the tape (or the replay's own bytes): the view answers, and the read is taped so
-  // that fidelity shows it.
-  if (auto bytes = current_bytes(path)) record_read(path, *bytes);
+  // The program's code, a file not on the tape, or the replay's own bytes: the view answers,
+  // and the read is taped so that fidelity shows it.
+  if (auto bytes = current_bytes(path)) record_read(path, *bytes, code);
   return true;
+}
+
+// A data file the workspace holds other bytes of than the recording read (and the replay did
+// not change): the workspace changed since the recording. Served as recorded, and said once.
+void TreeEffects::note_data_change(const std::string& path, const std::string& recorded_hash,
+                                   const std::optional<std::string>& now) {
+  if (!now || noted_.contains(path)) return;
+  const auto in_workspace = detail::read_file(fs::path(workspace_) / path);
+  if (in_workspace != now) return;  // the replay's tree changed it, not the workspace
+  noted_.insert(path);
+  notes_.push_back("data changed since the recording: " + path + " (recorded " +
+                   recorded_hash.substr(0, 12) + ", now " + content_hash(*now).substr(0, 12) +
+                   "), served as recorded; --code '" + path + "' reads it as it is now");
 }
 
 int TreeEffects::file_fault(const std::string& path) {
@@ -152,10 +176,12 @@ void TreeEffects::replay_file(const Connection& connection, wire::Op op, const s
     case wire::Op::closed_write:
       if (auto bytes = current_bytes(path)) record_write(path, *bytes);
       written_.insert(path);
+      ++served_inputs_;  // the tree's own effect, which fidelity judges
       break;
     case wire::Op::deleted:
       add_file_record(kind::FileDelete{path});
       written_.erase(path);
+      ++served_inputs_;
       break;
     default:
       break;

@@ -101,6 +101,7 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     return server_.answer_miss(connection, std::string(miss.what()) + "; " + index_->next_spawn());
   }
   index_->spawn_served();
+  ++played_back_;
   step_clock();
   if (const std::optional<Fault> fault = process_faults_.take(program)) {
     // The parent sees its subprocess fail: with the recorded output and another exit code, or

@@ -325,6 +325,15 @@ RunOutcome run(const RunOptions& options) {
   outcome.miss = server.miss();
   if (options.mode == RunOptions::Mode::replay) {
     std::tie(outcome.unused_inputs, outcome.unused_example) = effects.unused_inputs();
+    outcome.hollow = !outcome.miss && effects.played_back() > 0 && effects.served_inputs() == 0;
+    for (const std::string& note : effects.notes()) outcome.warnings.push_back(note);
+    if (outcome.hollow) {
+      outcome.warnings.push_back(
+          "the replay tested nothing: every input the tree consumed was a subprocess's "
+          "played-back result (no LLM answer, data file or sleep was served to a process that "
+          "ran), so the program's own code was not tested; record the agent itself rather than "
+          "a wrapper that starts it");
+    }
     outcome.isolation = view.kind();
     outcome.isolation_setup_ms = view.setup_ms();
     outcome.view_layer = view.layer();

@@ -32,6 +32,10 @@ struct RunOptions {
   // replay: an LLM call the tape does not hold goes to llm_upstream and is recorded on `emit`
   // (--on-miss record), instead of stopping the run.
   bool record_misses = false;
+  // Which workspace files are code (read as they are now on replay) and which are data (served
+  // as recorded), past the default rule (supervisor/code_rule.hpp): --code and --data globs.
+  std::vector<std::string> code_globs;
+  std::vector<std::string> data_globs;
 };
 
 struct RunOutcome {
@@ -46,6 +50,12 @@ struct RunOutcome {
   double isolation_setup_ms = 0;               // replay: the private view's set-up time
   std::string view_layer;                      // replay: "overlayfs", "bind-mounted copy" or "copy"
   bool floor = false;  // the system-call floor held beneath the tree (see floor/floor.hpp)
+  // replay: the tree re-ran nothing that consumed the tape (no LLM answer, no data file, no
+  // sleep was served) and changed no workspace file itself: every input was a subprocess's
+  // played-back result, so the program's own code was not tested (a wrapper such as `timeout`
+  // or `sh run.sh` around the agent). Clock reads and randomness do not count: a runtime
+  // takes them as it starts.
+  bool hollow = false;
   // Where the wall time went: tapedeck's set-up until the program started, the program's run
   // until its root exited, and tapedeck's wind-down after it (the tape finished, the view gone).
   double setup_ms = 0;

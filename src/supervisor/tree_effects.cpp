@@ -20,6 +20,8 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
                          const WorkspaceView& view, const fs::path& run_dir)
     : options_(options), session_(session), server_(server), view_(view), run_dir_(run_dir) {
   workspace_ = fs::weakly_canonical(options.workspace).string();
+  code_rule_ = CodeRule(options.command, workspace_, fs::current_path(), options.code_globs,
+                        options.data_globs);
   if (options.mode == RunOptions::Mode::record) cas_dir_ = cas_dir_for(options.tape);
   if (options.mode == RunOptions::Mode::replay && options.emit) {
     cas_dir_ = cas_dir_for(*options.emit);
@@ -99,9 +101,9 @@ void TreeEffects::add_file_record(RecordKind kind) {
   step_clock();
 }
 
-void TreeEffects::record_read(const std::string& path, const std::string& bytes) {
+void TreeEffects::record_read(const std::string& path, const std::string& bytes, bool code) {
   const auto [hash, size] = keep(bytes);
-  add_file_record(kind::FileRead{path, hash, size});
+  add_file_record(kind::FileRead{path, hash, size, code});
 }
 
 void TreeEffects::record_write(const std::string& path, const std::string& bytes) {
@@ -223,6 +225,7 @@ void TreeEffects::llm_call_served() {
   // A call no preload announced (a program under the floor) is cut at its record, which the
   // recording made as the upstream's last event passed: the program's reads on that event fell
   // before it or after it, by a race. The replay's cut waits for the reads before it to be used.
+  if (options_.mode == RunOptions::Mode::replay) ++served_inputs_;
   const bool unannounced = take_one(llm_unannounced_);
   served_unannounced_ = unannounced;
   if (unannounced && index_) index_->defer_step();
@@ -257,6 +260,7 @@ void TreeEffects::pass_time(uint64_t ms) {
 void TreeEffects::record_sleep(uint64_t ms, bool waited) {
   const kind::ClockSleep sleep{ms, waited};
   if (options_.mode == RunOptions::Mode::replay) {
+    ++served_inputs_;
     session_->clock().advance_ms(ms);
     recorder().record(sleep);
   } else if (waited) {

@@ -20,6 +20,7 @@
 
 #include "floor/floor.hpp"
 #include "preload/wire.hpp"
+#include "supervisor/code_rule.hpp"
 #include "supervisor/output_capture.hpp"
 #include "supervisor/recording_index.hpp"
 #include "supervisor/supervisor.hpp"
@@ -113,6 +114,14 @@ class TreeEffects : public floor::Services {
   // Workspace files and outputs kept redacted because they held a credential.
   uint64_t withheld() const { return withheld_; }
   std::pair<uint64_t, std::string> unused_inputs() const;
+  // Replay: inputs served from the tape to a process that ran (an LLM answer, a data file's
+  // bytes, a sleep) and workspace files it wrote or deleted itself, against subprocess results
+  // played back; see RunOutcome::hollow.
+  uint64_t served_inputs() const { return served_inputs_.load(); }
+  uint64_t played_back() const { return played_back_; }
+  // Replay: what a user should know of the run that is no divergence (a data file changed
+  // since the recording, served as recorded).
+  const std::vector<std::string>& notes() const { return notes_; }
 
  private:
   Recorder& recorder() { return session_->recorder(); }
@@ -122,7 +131,7 @@ class TreeEffects : public floor::Services {
   // or one shaped like it): what the tape names (its hash, its length) is the redacted bytes.
   std::pair<std::string, uint64_t> keep(std::string bytes);
   void add_file_record(RecordKind kind);
-  void record_read(const std::string& path, const std::string& bytes);
+  void record_read(const std::string& path, const std::string& bytes, bool code);
   void record_write(const std::string& path, const std::string& bytes);
 
   void handle_events(wire::Cursor& cursor);
@@ -140,6 +149,8 @@ class TreeEffects : public floor::Services {
   void replay_file(const Connection& connection, wire::Op op, const std::string& path,
                    uint8_t flags);
   bool serve_read(const Connection& connection, const std::string& path);
+  void note_data_change(const std::string& path, const std::string& recorded_hash,
+                        const std::optional<std::string>& now);
   std::optional<std::string> current_bytes(const std::string& path) const;
   std::optional<std::string> recorded_bytes(const std::string& path, const std::string& hash);
   void reported(const std::string& path, std::optional<std::string> content_hash);
@@ -162,6 +173,11 @@ class TreeEffects : public floor::Services {
   std::set<std::string> kept_;     // entries already in it
   uint64_t withheld_ = 0;
   std::unique_ptr<RecordingIndex> index_;  // replay
+  CodeRule code_rule_;
+  std::atomic<uint64_t> served_inputs_{0};
+  uint64_t played_back_ = 0;
+  std::vector<std::string> notes_;
+  std::set<std::string> noted_;  // paths a note was made for
   // Replay: paths whose bytes the replay wrote itself (the view's answer is then its own).
   std::set<std::string> written_;
   WorkspaceWatch watch_;  // record

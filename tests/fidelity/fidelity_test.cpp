@@ -321,5 +321,52 @@ TEST(Fidelity, EffectsOnOtherPathsCommuteButOnePathsKeepTheirOrder) {
       << swapped.divergences[0].message;
 }
 
+// The program's code read with other bytes (a read marked `code`): semantic and outcome note it
+// and pass; the strict modes still count it. Data read with other bytes stays a divergence.
+TEST(Fidelity, ChangedCodeIsANoteAndChangedDataADivergence) {
+  Tape recorded = run();
+  Tape edited = run();
+  std::get<kind::FileRead>(recorded.records[3].kind).code = true;
+  auto& now = std::get<kind::FileRead>(edited.records[3].kind);
+  now.code = true;
+  now.content_hash = "hash-a-commented";
+  now.len_bytes = 24;
+  for (Mode mode : {Mode::semantic, Mode::outcome}) {
+    const Report report = compare(recorded, edited, mode);
+    EXPECT_TRUE(report.identical()) << to_string(mode);
+    ASSERT_EQ(report.notes.size(), 1u) << to_string(mode);
+    EXPECT_EQ(report.notes[0],
+              "code changed since the recording: src/a.c (recorded hash-a, now hash-a-comme)");
+  }
+  EXPECT_EQ(categories(compare(recorded, edited, Mode::byte_identical)),
+            std::vector<std::string>{"file_content_hash"});
+  Tape data_changed = run();
+  std::get<kind::FileRead>(data_changed.records[3].kind).content_hash = "hash-b";
+  const Report data = compare(run(), data_changed, Mode::semantic);
+  EXPECT_EQ(categories(data), std::vector<std::string>{"file_content_hash"});
+  EXPECT_TRUE(data.notes.empty());
+}
+
+// The score weighs what the run consumed and did, not its clock reads: a replay that stopped
+// halfway through a recording of many clock reads scores about a half, not 1.
+TEST(Fidelity, AReplayStoppedHalfwayScoresAboutAHalf) {
+  Tape recorded(Header::current());
+  for (uint64_t i = 0; i < 1000; ++i) {
+    Record record;
+    record.seq = recorded.records.size();
+    if (i % 100 == 0) {
+      record.kind = kind::FileWrite{"f" + std::to_string(i), "h", 1};
+    } else {
+      record.kind = kind::ClockRead{ClockSource::monotonic, static_cast<int64_t>(i)};
+    }
+    recorded.records.push_back(record);
+  }
+  Tape stopped(Header::current());
+  stopped.records.assign(recorded.records.begin(), recorded.records.begin() + 500);
+  const Report report = compare(recorded, stopped, Mode::semantic);
+  EXPECT_EQ(report.divergences.size(), 5u);
+  EXPECT_DOUBLE_EQ(report.score, 0.5);
+}
+
 }  // namespace
 }  // namespace tapedeck::fidelity
