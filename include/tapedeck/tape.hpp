@@ -123,6 +123,11 @@ struct ProcessSpawn {
   // same command that overlap end in another order than they began; a replay, which hands out
   // their results as they begin, goes by this.
   uint64_t started = 0;
+  // tapedeck's extension (`"descended":true`, written only when true): the subprocess was part
+  // of the agent, on the way from the root to a process that called the LLM (a wrapper, a
+  // shell script, a package runner, the agent itself), so its own inputs are on the tape and a
+  // replay runs it again rather than playing it back.
+  bool descended = false;
   bool operator==(const ProcessSpawn&) const = default;
 };
 // A kind this version does not know. Its JSON object is kept (minified) and written back as is,

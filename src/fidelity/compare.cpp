@@ -125,6 +125,7 @@ void diff_kinds(const RecordKind& recorded, const RecordKind& replay, const Leve
           differ.field("process_args", a.args, b.args);
           differ.field("process_cwd", a.cwd, b.cwd);
           differ.field("process_exit_code", a.exit_code, b.exit_code);
+          differ.field("process_descended", a.descended, b.descended);
           if (level.process_timing) differ.field("process_duration", a.duration_ms, b.duration_ms);
           differ.field("process_stdout_hash", a.stdout_payload.content_hash,
                        b.stdout_payload.content_hash);

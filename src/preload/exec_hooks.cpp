@@ -143,8 +143,9 @@ bool start_teller(char** shim, char* const envp[], uint64_t started, char* mode,
   stream_capture::close_end(out.read_end);
   stream_capture::close_end(err.read_end);
   if (!attached) return give_up();
-  snprintf(mode, mode_size, "watched:%d:%d:%llx", out.write_end, err.write_end,
-           static_cast<unsigned long long>(teller_start::mask_bits(original)));
+  snprintf(mode, mode_size, "watched:%d:%d:%llx:%llu", out.write_end, err.write_end,
+           static_cast<unsigned long long>(teller_start::mask_bits(original)),
+           static_cast<unsigned long long>(started));
   return true;
 }
 

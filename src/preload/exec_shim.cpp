@@ -11,9 +11,13 @@
 // teller is attached: put the pipes' write ends on stdout and stderr, restore the signal mask
 // MASK, become the program). A closed standard stream is passed as -1 and stays closed.
 //
-// It is linked statically, so the LD_PRELOAD it inherits never loads into it, and the program it
-// runs gets neither LD_PRELOAD nor TAPEDECK_*: a subprocess is one black box on the tape (its
-// own clock reads and files are its business; its output is the input the tree consumed).
+// It is linked statically, so the LD_PRELOAD it inherits never loads into it. A recording runs
+// the program under the preload too, as a subprocess of its own (TAPEDECK_SPAWN: its place in
+// the start order): the supervisor holds its records until it proves part of the agent (it, or
+// a process it started, calls the LLM: they are taped, the spawn marked `descended`) or ends a
+// tool (they are dropped: the subprocess is one black box on the tape, its output the input the
+// tree consumed). A replay runs a descended subprocess again, under the preload, and plays
+// every other back.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -92,6 +96,14 @@ class Supervisor {
       fail(std::string("cannot reach the supervisor at ") + socket_path + ": " +
            std::strerror(errno));
     }
+    // Started by a subprocess's process: its claims are that subprocess's (Op::hello).
+    if (const char* spawn = std::getenv("TAPEDECK_SPAWN")) {
+      std::string frame;
+      wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::hello));
+      wire::put_int(frame, static_cast<uint64_t>(std::strtoull(spawn, nullptr, 10)));
+      wire::store_length(frame.data(), frame.size());
+      send_all(frame);
+    }
   }
   ~Supervisor() { ::close(fd_); }
   int fd() const { return fd_; }
@@ -168,9 +180,9 @@ std::string llm_upstream() {
   return upstream;
 }
 
-// The subprocess's environment: this run's variables gone, and LLM base URLs pointing at the
-// upstream itself (the subprocess's calls are inside its black box, not the tape's).
-std::vector<char*> subprocess_environment() {
+// The environment of a subprocess the supervisor cannot reach (another user's): this run's
+// variables gone, and LLM base URLs pointing at the upstream itself.
+std::vector<char*> untaped_environment() {
   static std::vector<std::string> rewritten;
   std::vector<char*> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {
@@ -183,6 +195,33 @@ std::vector<char*> subprocess_environment() {
     rewritten.push_back("OPENAI_BASE_URL=" + upstream + "/v1");
     rewritten.push_back("ANTHROPIC_BASE_URL=" + upstream);
   }
+  for (std::string& entry : rewritten) env.push_back(entry.data());
+  env.push_back(nullptr);
+  return env;
+}
+
+// The environment of subprocess number `order` (its place in the start order): the run's as it
+// is, under the preload, with its own TAPEDECK_SPAWN and a randomness stream of its own (the
+// caller's key and the order: the same in a replay that runs it again). Its parent's pid, which
+// tells its in-place exec from a subprocess of its own, is added where it execs (run_program).
+std::vector<char*> agent_environment(uint64_t order) {
+  if (order == 0) return untaped_environment();  // unclaimed: a black box, as before the preload
+  static std::vector<std::string> rewritten;
+  std::vector<char*> env;
+  std::string key = "0";
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (text.starts_with("TAPEDECK_ENTROPY_KEY=")) {
+      key = std::string(text.substr(21));
+      continue;
+    }
+    if (text.starts_with("TAPEDECK_SPAWN=") || text.starts_with("TAPEDECK_ROOT_PARENT_PID=")) {
+      continue;
+    }
+    env.push_back(*entry);
+  }
+  rewritten.push_back("TAPEDECK_SPAWN=" + std::to_string(order));
+  rewritten.push_back("TAPEDECK_ENTROPY_KEY=" + key + "s" + std::to_string(order));
   for (std::string& entry : rewritten) env.push_back(entry.data());
   env.push_back(nullptr);
   return env;
@@ -465,11 +504,21 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
                            " runs as another user, who cannot reach the supervisor: not taped\n";
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;
-  std::vector<char*> env = subprocess_environment();
+  std::vector<char*> env = untaped_environment();
   run_program(call, env);
 }
 
 [[noreturn]] void run_program(const Invocation& call, std::vector<char*>& env) {
+  // Under the preload, the process that execs here is a root of its own: its parent is the one
+  // whose exec of it started the subprocess.
+  static std::string parent;
+  for (char*& entry : env) {
+    if (entry != nullptr && std::string_view(entry).starts_with("TAPEDECK_SPAWN=")) {
+      parent = "TAPEDECK_ROOT_PARENT_PID=" + std::to_string(::getppid());
+      env.insert(env.end() - 1, parent.data());
+      break;
+    }
+  }
   if (call.search_path) {
     ::execvpe(call.program.c_str(), call.argv.data(), env.data());
   } else {
@@ -493,16 +542,19 @@ uint64_t claim(Supervisor& supervisor, const Invocation& call) {
   return reply == wire::Reply::ok && cursor.ok() ? order : 0;
 }
 
-// Called with every signal blocked; `original` is the mask the program gets.
-[[noreturn]] void record(Supervisor& supervisor, Invocation& call, const sigset_t& original) {
+// Called with every signal blocked; `original` is the mask the program gets. `order`: its place
+// in the start order when known already (a replay running a descended subprocess again), else
+// 0 (claimed here).
+[[noreturn]] void record(Supervisor& supervisor, Invocation& call, const sigset_t& original,
+                         uint64_t order = 0) {
   Capture out, err;
   if (!stream_capture::open_capture(STDOUT_FILENO, true, out) ||
       !stream_capture::open_capture(STDERR_FILENO, true, err)) {
     fail("pipe failed");
   }
-  std::vector<char*> env = subprocess_environment();
-  const Spawned spawned{&call, std::chrono::steady_clock::now(), ::getpid(),
-                        claim(supervisor, call)};
+  if (order == 0) order = claim(supervisor, call);
+  std::vector<char*> env = agent_environment(order);
+  const Spawned spawned{&call, std::chrono::steady_clock::now(), ::getpid(), order};
   const bool traced = start_teller(supervisor, spawned, out, err);
   ::sigprocmask(SIG_SETMASK, &original, nullptr);  // what came meanwhile now reaches it
   if (traced) {
@@ -555,12 +607,19 @@ bool sent_by_others(int signal_number) {
   wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_replay));
   put_invocation(frame, call);
   auto [reply, body] = supervisor.ask(std::move(frame));
-  if (reply == wire::Reply::ok) {
-    // Not on the tape, and the replay records what it lacks (--on-miss record): run for real.
+  if (reply == wire::Reply::ok || reply == wire::Reply::live) {
+    // Part of the agent (live), or not on the tape and the replay records what it lacks
+    // (--on-miss record): run for real, and tell.
+    uint64_t order = 0;
+    if (reply == wire::Reply::live) {
+      wire::Cursor cursor(body);
+      order = cursor.take_int<uint64_t>();
+      if (!cursor.ok()) fail("bad replay answer from the supervisor");
+    }
     sigset_t everything, original;
     ::sigfillset(&everything);
     ::sigprocmask(SIG_BLOCK, &everything, &original);
-    record(supervisor, call, original);
+    record(supervisor, call, original, order);
   }
   if (reply != wire::Reply::spawned) std::_Exit(2);  // a miss: the supervisor stops the tree
   wire::Cursor cursor(body);
@@ -622,13 +681,13 @@ int main(int argc, char** argv) {
     be_teller(nullptr, argv[2], Spawned{&call, std::chrono::steady_clock::now(), watched, order},
               watched, out_fd, err_fd, ready);
   }
-  if (std::sscanf(argv[1], "watched:%d:%d:%llx", &out_fd, &err_fd, &mask) == 3) {
+  if (std::sscanf(argv[1], "watched:%d:%d:%llx:%llu", &out_fd, &err_fd, &mask, &order) == 4) {
     // The preload started this subprocess's teller before the exec that led here.
     Capture out{-1, out_fd}, err{-1, err_fd};
     stream_capture::attach(out, STDOUT_FILENO);
     stream_capture::attach(err, STDERR_FILENO);
     const sigset_t original = tapedeck::teller_start::mask_of(mask);
-    std::vector<char*> env = subprocess_environment();
+    std::vector<char*> env = agent_environment(order);
     ::sigprocmask(SIG_SETMASK, &original, nullptr);
     run_program(call, env);
   }

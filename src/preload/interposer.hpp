@@ -199,6 +199,10 @@ struct Config {
   bool floor = false;   // the system-call floor holds beneath: it polices connect, not the hook
   Mode mode = Mode::off;
   pid_t root_parent_pid = 0;  // the root's parent: the supervisor, or the pid namespace's init
+  // Which subprocess this process belongs to (TAPEDECK_SPAWN, its place in the start order); 0
+  // for the root's own tree. Such a process is the root of its own image: its in-place exec
+  // continues it (root_parent_pid is then its parent's).
+  uint64_t spawn = 0;
   char socket_path[sizeof(sockaddr_un::sun_path)] = {};
   char workspace[kPathMax] = {};
   size_t workspace_len = 0;

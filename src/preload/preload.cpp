@@ -49,6 +49,7 @@ __attribute__((constructor)) void start_up() {
   config.view_len = strlen(config.view);
   copy_env("TAPEDECK_EXEC", config.exec_shim, sizeof config.exec_shim);
   if (const char* pid = getenv("TAPEDECK_ROOT_PARENT_PID")) config.root_parent_pid = atoi(pid);
+  if (const char* spawn = getenv("TAPEDECK_SPAWN")) config.spawn = strtoull(spawn, nullptr, 10);
   if (const char* port = getenv("TAPEDECK_PROXY_PORT")) {
     config.proxy_port = static_cast<uint16_t>(atoi(port));
   }

@@ -63,6 +63,19 @@ bool connection_alive() {
          status.st_ino == connection_inode;
 }
 
+bool write_all(const char* data, size_t size);
+
+// A subprocess's process names its subprocess first, so the supervisor knows whose records
+// these are (Op::hello; no reply).
+void say_hello() {
+  char frame[tapedeck::wire::kHeaderBytes + sizeof(uint64_t)];
+  FixedSink sink{frame, sizeof frame};
+  tapedeck::wire::begin_frame(sink, static_cast<uint8_t>(Op::hello));
+  tapedeck::wire::put_int(sink, config.spawn);
+  tapedeck::wire::store_length(frame, sink.size);
+  write_all(frame, sink.size);
+}
+
 bool connect_supervisor() {
   if (connection_alive()) return true;
   connection_fd = -1;
@@ -86,6 +99,7 @@ bool connect_supervisor() {
   struct stat status;
   fstat(connection_fd, &status);
   connection_inode = status.st_ino;
+  if (config.spawn != 0) say_hello();
   return true;
 }
 

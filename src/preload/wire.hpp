@@ -21,8 +21,12 @@ namespace tapedeck::wire {
 // had would move the program's stack, and with it what a program derives from a local's address.
 inline constexpr const char* kUpstreamFile = "llm-upstream";
 
-// Requests, process to supervisor. Only `events` has no reply.
+// Requests, process to supervisor. Only `events` and `hello` have no reply.
 enum class Op : uint8_t {
+  hello = 'H',         // u64: the subprocess this connection's process belongs to (its place in
+                       // the order subprocesses started; sent first, and only by a process that
+                       // is not the root's): record holds its records until it proves part of
+                       // the agent (an LLM request) or ends a tool (dropped)
   events = 'A',        // a batch of Event entries: {u8 event, i64 value}…
   open_read = 'R',     // path: a workspace file is about to be read (replay: the supervisor
                        // puts the recorded bytes in the view first)
@@ -62,6 +66,8 @@ enum class Reply : uint8_t {
   busy = 'B',     // timed_wait: not yet: an LLM call is under way (it may end the wait), or
                   // another thread of the tree runs
   fail = 'F',     // i32 errno: a fault the replay injects (--fault file:PATH=…); the call fails
+  live = 'E',     // spawn_replay: u64 its place in the start order; the recorded subprocess was
+                  // part of the agent (descended): run it again, under the preload
 };
 
 // Entries of an `events` batch.

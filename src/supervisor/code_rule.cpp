@@ -14,8 +14,8 @@ namespace {
 // Interpreters whose first file argument is the program's script.
 bool is_interpreter(std::string_view name) {
   constexpr std::array<std::string_view, 16> kNames = {
-      "python", "node",  "nodejs", "bun",  "deno", "sh",  "bash",    "dash",
-      "zsh",    "ksh",   "ruby",   "perl", "php",  "lua", "ts-node", "tsx"};
+      "python", "node", "nodejs", "bun",  "deno", "sh",  "bash",    "dash",
+      "zsh",    "ksh",  "ruby",   "perl", "php",  "lua", "ts-node", "tsx"};
   for (std::string_view known : kNames) {
     if (name == known) return true;
     // python3, python3.13, lua5.4, perl5.40: a version after the name.
@@ -47,16 +47,15 @@ std::string in_workspace(const std::string& candidate, const fs::path& workspace
 }
 
 constexpr std::array<std::string_view, 24> kCodeSuffixes = {
-    ".py",  ".pyi", ".pth", ".pyc", ".js",   ".mjs", ".cjs", ".ts",
-    ".mts", ".cts", ".jsx", ".tsx", ".sh",   ".bash", ".zsh", ".rb",
-    ".pl",  ".pm",  ".php", ".lua", ".so",   ".node", ".wasm", ".mk"};
+    ".py", ".pyi",  ".pth", ".pyc", ".js", ".mjs", ".cjs", ".ts",  ".mts", ".cts",  ".jsx",  ".tsx",
+    ".sh", ".bash", ".zsh", ".rb",  ".pl", ".pm",  ".php", ".lua", ".so",  ".node", ".wasm", ".mk"};
 
 constexpr std::array<std::string_view, 6> kCodeFolders = {
     "node_modules", ".venv", "venv", "site-packages", "dist-packages", "__pycache__"};
 
 constexpr std::array<std::string_view, 9> kCodeNames = {
-    "package.json", "tsconfig.json", "pyvenv.cfg",  "pyproject.toml", "Makefile",
-    "makefile",     "GNUmakefile",   "deno.json",   "bunfig.toml"};
+    "package.json", "tsconfig.json", "pyvenv.cfg", "pyproject.toml", "Makefile",
+    "makefile",     "GNUmakefile",   "deno.json",  "bunfig.toml"};
 
 bool default_code(std::string_view path) {
   const size_t slash = path.rfind('/');

@@ -57,23 +57,58 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     result.started = cursor.take_int<uint64_t>();
     if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
     if (pid_namespace_) result.pids = pids;
-    if (options_.mode == RunOptions::Mode::record) {
-      session_->processes().record_finished(program, args, cwd, result);
-    } else {
-      session_->processes().record_unheld(program, args, cwd, result);
+    if (options_.mode == RunOptions::Mode::replay) {
+      if (live_spawns_.erase(result.started) > 0) {
+        // A descended subprocess, run again: taped as the recording had it, at its end.
+        record_spawn(program, args, cwd, result, /*descended=*/true);
+        step_clock();
+      } else {
+        session_->processes().record_unheld(program, args, cwd, result);
+        record_subprocess_changes();
+      }
+      return server_.answer(connection, Reply::ok);
     }
-    record_subprocess_changes();
+    // Record. Part of the agent: its own records are on the tape, and a replay runs it again.
+    // A tool: what it held is dropped, and its spawn stands for it, with the changes inotify
+    // saw, on the tape or held by the subprocess that started it.
+    bool descended = false;
+    uint64_t parent = 0;
+    if (const auto state = spawns_.find(result.started); state != spawns_.end()) {
+      descended = state->second.on_path;
+      parent = state->second.parent;
+      // Its subprocesses' changes went with its dropped records: they are its own.
+      if (!descended) watch_.give_back(state->second.taken_paths, state->second.taken_folders);
+      spawns_.erase(state);
+    }
+    Held* const before = hold_;
+    const bool held = holding(parent);
+    hold_ = held ? &spawns_[parent].held : nullptr;
+    record_spawn(program, args, cwd, result, descended);
+    if (!descended) {
+      TakenChanges taken = record_subprocess_changes();
+      if (held) {
+        SpawnState& state = spawns_[parent];
+        state.taken_paths.insert(state.taken_paths.end(), taken.paths.begin(), taken.paths.end());
+        state.taken_folders.insert(state.taken_folders.end(), taken.folders.begin(),
+                                   taken.folders.end());
+      }
+    }
+    hold_ = before;
     return server_.answer(connection, Reply::ok);
   }
   if (op == wire::Op::spawn_claim && options_.mode == RunOptions::Mode::record) {
     std::string order;
     wire::put_int(order, ++spawns_started_);
+    spawns_[spawns_started_].parent = connection.spawn;
     return server_.answer(connection, Reply::ok, order);
   }
   ProcessResult result;
   if (const auto claimed = claimed_spawns_.find(connection.pid); claimed != claimed_spawns_.end()) {
     result = std::move(claimed->second);
     claimed_spawns_.erase(claimed);
+    if (result.recorded != nullptr && result.recorded->descended) {
+      return answer_live(connection, result);
+    }
     return answer_spawn(connection, result);
   }
   try {
@@ -101,6 +136,14 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     return server_.answer_miss(connection, std::string(miss.what()) + "; " + index_->next_spawn());
   }
   index_->spawn_served();
+  if (result.recorded != nullptr && result.recorded->descended) {
+    // Part of the agent: it runs again (its stand-in, claimed first, asks again for the answer).
+    if (op == wire::Op::spawn_claim) {
+      claimed_spawns_[connection.pid] = std::move(result);
+      return server_.answer(connection, Reply::ok);
+    }
+    return answer_live(connection, result);
+  }
   ++played_back_;
   step_clock();
   if (const std::optional<Fault> fault = process_faults_.take(program)) {
@@ -125,6 +168,39 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
   answer_spawn(connection, result);
 }
 
+// Replay: the recorded subprocess was part of the agent; its stand-in runs it again, under the
+// preload, with its recorded place in the start order (its randomness and records follow).
+void TreeEffects::answer_live(const Connection& connection, const ProcessResult& result) {
+  const uint64_t order = result.recorded->started;
+  live_spawns_.insert(order);
+  std::string body;
+  wire::put_int(body, order);
+  server_.answer(connection, Reply::live, body);
+}
+
+void TreeEffects::record_spawn(const std::string& program, const std::vector<std::string>& args,
+                               const std::optional<std::string>& cwd, const ProcessResult& result,
+                               bool descended) {
+  if (hold_ != nullptr) {
+    hold_->steps.push_back([this, program, args, cwd, result, descended] {
+      record_spawn(program, args, cwd, result, descended);
+    });
+    return;
+  }
+  Recorder& tape = recorder();
+  kind::ProcessSpawn spawn{program,
+                           args,
+                           cwd,
+                           result.exit_code,
+                           result.duration_ms,
+                           tape.payload_from_bytes(result.stdout_bytes),
+                           tape.payload_from_bytes(result.stderr_bytes),
+                           result.pids,
+                           result.started};
+  spawn.descended = descended;
+  tape.record(std::move(spawn));
+}
+
 void TreeEffects::answer_spawn(const Connection& connection, const ProcessResult& result) {
   std::string body;
   wire::put_int(body, result.exit_code);
@@ -138,13 +214,15 @@ void TreeEffects::answer_spawn(const Connection& connection, const ProcessResult
 
 // Record: a subprocess ended; what changed in the workspace that no process reported itself
 // is its doing, taped right after its spawn so that a replay can make the same changes.
-void TreeEffects::record_subprocess_changes() {
+TreeEffects::TakenChanges TreeEffects::record_subprocess_changes() {
+  TakenChanges taken;
   // Folders first (a file may go into one); only those still there. A folder the root made
   // meanwhile counts too: making it again in the view is harmless.
   for (const std::string& folder : watch_.take_made_folders()) {
     std::error_code error;
     if (!fs::is_directory(fs::symlink_status(fs::path(workspace_) / folder, error))) continue;
     add_file_record(extension::folder_made_record(folder));
+    taken.folders.push_back(folder);
   }
   // A path a process of the tree reported is the subprocess's change only if it now differs
   // from what was reported (a parent writes a file, its subprocess then rewrites it).
@@ -159,12 +237,15 @@ void TreeEffects::record_subprocess_changes() {
         const auto [hash, size] = keep(*bytes);
         const auto mode = static_cast<uint32_t>(status.permissions() & fs::perms::mask);
         add_file_record(kind::FileWrite{path, hash, size, true, mode});
+        taken.paths.push_back(path);
       }
     } else if (!fs::exists(status)) {
       if (change.reported && !change.content_hash) continue;
       add_file_record(kind::FileDelete{path, true});
+      taken.paths.push_back(path);
     }
   }
+  return taken;
 }
 
 // Replay: the subprocess served from `recorded` is not run, so its recorded changes to the

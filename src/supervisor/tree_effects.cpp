@@ -86,9 +86,45 @@ std::optional<std::string> TreeEffects::relative(std::string_view absolute) cons
   return std::string(absolute.substr(workspace_.size() + 1));
 }
 
+thread_local TreeEffects::Held* TreeEffects::hold_ = nullptr;
+
+bool TreeEffects::holding(uint64_t spawn) const {
+  if (spawn == 0 || options_.mode != RunOptions::Mode::record) return false;
+  const auto found = spawns_.find(spawn);
+  return found != spawns_.end() && !found->second.on_path;
+}
+
+void TreeEffects::put_on_path(uint64_t spawn) {
+  std::vector<uint64_t> chain;
+  for (uint64_t at = spawn; at != 0;) {
+    const auto found = spawns_.find(at);
+    if (found == spawns_.end() || found->second.on_path) break;
+    chain.push_back(at);
+    at = found->second.parent;
+  }
+  // The outermost first: a wrapper's records came before those of what it started.
+  for (auto at = chain.rbegin(); at != chain.rend(); ++at) {
+    SpawnState& state = spawns_[*at];
+    state.on_path = true;
+    Held held = std::move(state.held);
+    state.held = {};
+    for (const auto& [hash, bytes] : held.bytes) {
+      if (!cas_dir_.empty() && kept_.insert(hash).second) {
+        cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
+      }
+    }
+    for (const auto& step : held.steps) step();
+  }
+}
+
 std::pair<std::string, uint64_t> TreeEffects::keep(std::string bytes) {
   if (recorder().redact(bytes) > 0) ++withheld_;
   const std::string hash = content_hash(bytes);
+  if (hold_ != nullptr) {
+    const uint64_t size = bytes.size();
+    hold_->bytes.emplace(hash, std::move(bytes));
+    return {hash, size};
+  }
   if (!cas_dir_.empty() && kept_.insert(hash).second) {
     cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
   }
@@ -97,6 +133,10 @@ std::pair<std::string, uint64_t> TreeEffects::keep(std::string bytes) {
 
 // Every file record, in both modes; in replay each is also a step of the clock.
 void TreeEffects::add_file_record(RecordKind kind) {
+  if (hold_ != nullptr) {
+    hold_->steps.push_back([this, kind = std::move(kind)] { add_file_record(kind); });
+    return;
+  }
   recorder().record(std::move(kind));
   step_clock();
 }
@@ -113,6 +153,27 @@ void TreeEffects::record_write(const std::string& path, const std::string& bytes
 
 void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_view body) {
   wire::Cursor cursor(body);
+  if (op == wire::Op::hello) {
+    connection.spawn = cursor.take_int<uint64_t>();
+    if (!cursor.ok()) connection.spawn = 0;
+    return;
+  }
+  // A subprocess's process announcing an LLM request is the agent: what it and the
+  // subprocesses above it held goes on the tape before the call. Until then its records wait.
+  Held* held = nullptr;
+  if (holding(connection.spawn)) {
+    if (op == wire::Op::llm_request) {
+      put_on_path(connection.spawn);
+    } else {
+      held = &spawns_[connection.spawn].held;
+    }
+  }
+  // Where this frame's records go, put back however the handling ends.
+  struct HoldScope {
+    Held* before;
+    explicit HoldScope(Held* now) : before(hold_) { hold_ = now; }
+    ~HoldScope() { hold_ = before; }
+  } scope(held);
   try {
     switch (op) {
       case wire::Op::events:
@@ -258,6 +319,10 @@ void TreeEffects::pass_time(uint64_t ms) {
 // ends, as every span is; a wait that timed out (`waited`) is taped once it has ended, so
 // stamped now. A replay's stamps are the recording's (Session).
 void TreeEffects::record_sleep(uint64_t ms, bool waited) {
+  if (hold_ != nullptr) {
+    hold_->steps.push_back([this, ms, waited] { record_sleep(ms, waited); });
+    return;
+  }
   const kind::ClockSleep sleep{ms, waited};
   if (options_.mode == RunOptions::Mode::replay) {
     ++served_inputs_;
@@ -278,11 +343,16 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
     if (!cursor.ok()) return;
     switch (event) {
       case wire::Event::wall_read:
-        recorder().record(kind::ClockRead{ClockSource::wall, value});
+      case wire::Event::monotonic_read: {
+        const kind::ClockRead read{
+            event == wire::Event::wall_read ? ClockSource::wall : ClockSource::monotonic, value};
+        if (hold_ != nullptr) {
+          hold_->steps.push_back([this, read] { recorder().record(read); });
+        } else {
+          recorder().record(read);
+        }
         break;
-      case wire::Event::monotonic_read:
-        recorder().record(kind::ClockRead{ClockSource::monotonic, value});
-        break;
+      }
       case wire::Event::sleep:
         record_sleep(static_cast<uint64_t>(value));
         break;

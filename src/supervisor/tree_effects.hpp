@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -157,10 +158,44 @@ class TreeEffects : public floor::Services {
   // floor_effects.cpp: tapes a file a floor-served process wrote if it changed since.
   void settle(pid_t pid, const std::string& path, std::pair<off_t, int64_t>& taped);
 
+  // Record: every subprocess runs under the preload, and what it tapes is held until it proves
+  // part of the agent (it, or a process it started, announces an LLM request: the held records
+  // of it and of every subprocess above it go on the tape, in order, and it is `descended`) or
+  // it ends a tool (dropped: its process_spawn and the changes inotify saw stand for it).
+  struct Held {
+    std::vector<std::function<void()>> steps;  // its records, to be made on the tape
+    std::map<std::string, std::string> bytes;  // the sidecar entries they name
+  };
+  struct SpawnState {
+    uint64_t parent = 0;   // the subprocess that started it; 0: the root's tree
+    bool on_path = false;  // part of the agent
+    Held held;
+    // Workspace changes its own subprocesses were taped with (held): its own if it is dropped.
+    std::vector<std::string> taken_paths;
+    std::vector<std::string> taken_folders;
+  };
+  std::map<uint64_t, SpawnState> spawns_;  // record: by place in the start order, while alive
+  // Where the records of the frame being handled go, when they are held (the serving thread's).
+  static thread_local Held* hold_;
+  bool holding(uint64_t spawn) const;
+  // `spawn` and the subprocesses above it are part of the agent: their held records are taped.
+  void put_on_path(uint64_t spawn);
+  // Replay: descended subprocesses run again (their place in the start order).
+  std::set<uint64_t> live_spawns_;
+  void answer_live(const Connection& connection, const ProcessResult& result);
+  void record_spawn(const std::string& program, const std::vector<std::string>& args,
+                    const std::optional<std::string>& cwd, const ProcessResult& result,
+                    bool descended);
+
   // spawn_effects.cpp
   void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor);
   void answer_spawn(const Connection& connection, const ProcessResult& result);
-  void record_subprocess_changes();
+  // What it taped: the paths changed and the folders made.
+  struct TakenChanges {
+    std::vector<std::string> paths;
+    std::vector<std::string> folders;
+  };
+  TakenChanges record_subprocess_changes();
   void apply_subprocess_changes(const kind::ProcessSpawn* recorded);
 
   const RunOptions& options_;

@@ -27,6 +27,9 @@ namespace tapedeck::supervisor {
 struct Connection {
   int fd = -1;
   pid_t pid = 0;
+  // The subprocess whose process this is (wire::Op::hello; 0: the root's tree), set by its
+  // first frame.
+  mutable uint64_t spawn = 0;
   std::string pending;  // bytes received, not yet a whole frame
 };
 

@@ -49,6 +49,12 @@ class WorkspaceWatch {
   std::vector<Change> take_changes();
   // The folders made since the last call (parents first); emptied.
   std::vector<std::string> take_made_folders();
+  // Changes taken for a subprocess whose record was then dropped (it ran inside a tool, whose
+  // records are dropped): they are the tool's, to be taken again when it ends.
+  void give_back(const std::vector<std::string>& paths, const std::vector<std::string>& folders) {
+    changed_.insert(paths.begin(), paths.end());
+    made_folders_.insert(folders.begin(), folders.end());
+  }
 
  private:
   void watch_tree(const std::filesystem::path& folder, bool mark_files);

@@ -234,6 +234,7 @@ bool read_process_spawn(CanonicalCursor& in, kind::ProcessSpawn& out) {
   if (in.literal(R"(,"started":)") && (!in.unsigned_number(out.started) || out.started == 0)) {
     return false;
   }
+  out.descended = in.literal(R"(,"descended":true)");
   return true;
 }
 

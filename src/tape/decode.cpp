@@ -438,6 +438,7 @@ struct LineDecoder::Impl {
     FieldSet seen;
     out.pids = 0;  // absent extensions, whatever the reused record held
     out.started = 0;
+    out.descended = false;
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "program") {
         seen.see(0, name);
@@ -471,6 +472,9 @@ struct LineDecoder::Impl {
       } else if (name == "started") {
         seen.see(8, name);
         out.started = read_u64(value, name);
+      } else if (name == "descended") {
+        seen.see(9, name);
+        out.descended = read_flag(value, name);
       } else {
         return false;
       }

@@ -214,6 +214,7 @@ void LineBuffer::append_record(const Record& record) {
             put(R"(,"started":)");
             put_uint(k.started);
           }
+          if (k.descended) put(R"(,"descended":true)");
         } else if constexpr (std::is_same_v<K, kind::Unknown>) {
           put(k.raw_json);
           return;  // the kept object carries its own closing brace

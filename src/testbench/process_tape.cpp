@@ -183,7 +183,8 @@ ProcessResult ProcessTape::run(const std::string& program, const std::vector<std
     result.stderr_bytes = session_.recorded_->resolve(recorded.stderr_payload);
     result.recorded = &recorded;
   }
-  record(program, args, cwd, result);
+  // A subprocess that was part of the agent runs again; its runner tapes it when it ends.
+  if (result.recorded == nullptr || !result.recorded->descended) record(program, args, cwd, result);
   return result;
 }
 

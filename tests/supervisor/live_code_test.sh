@@ -9,8 +9,10 @@
 #   (Node) the SDK in node_modules edited so that the request changes: not a pass;
 #   a data file edited after recording: served as recorded, and the replay says so.
 # Then `tapedeck check` on both tapes, one agent changed in behaviour and one only in a comment:
-# exit 1, a FAIL naming the request's difference, a PASS with the note. And a wrapper around an
-# agent, whose replay plays everything back, is not counted as a pass (VOID).
+# exit 1, a FAIL naming the request's difference, a PASS with the note. Then the same agents
+# started through timeout, a shell script, npm run, npx and make: the replay runs the way to the
+# process that called the LLM again and serves its inputs; with the prompt edited none passes.
+# A root that only runs a tool tested nothing: not counted as a pass (VOID).
 # Usage: live_code_test.sh TAPEDECK NODE_MODULES
 set -uo pipefail
 td=$(realpath "$1")
@@ -55,6 +57,15 @@ console.log(answer.choices[0].message.content);
 console.log("topic:", topic);
 JS
 echo "the tape deck" > "$node_ws/topic.txt"
+# The ways people start agents: a shell script, npm run, npx, make.
+printf 'echo starting\npython3 agent.py\necho done\n' > "$py/run.sh"
+cat > "$node_ws/package.json" <<'JSON'
+{"name": "agent", "version": "1.0.0", "private": true, "scripts": {"agent": "node agent.mjs"}}
+JSON
+printf 'agent:\n\tnode agent.mjs\n' > "$node_ws/Makefile"
+mkdir -p "$node_ws/node_modules/.bin"
+printf '#!/bin/sh\nexec node "$(dirname "$0")/../../agent.mjs"\n' > "$node_ws/node_modules/.bin/node-agent"
+chmod +x "$node_ws/node_modules/.bin/node-agent"
 
 start_standin
 upstream="http://127.0.0.1:$port"
@@ -62,7 +73,17 @@ upstream="http://127.0.0.1:$port"
 check "python: the recording ran" grep -q "Plan the work: what comes first" "$work/py.out"
 (cd "$node_ws" && "$td" run -q --emit-tape "$tapes/node.tape" --llm-upstream "$upstream" -- node agent.mjs > "$work/node.out")
 check "node: the recording ran" grep -q "Name the first test for the" "$work/node.out"
-(cd "$py" && "$td" run -q --emit-tape "$work/wrapped.tape" --llm-upstream "$upstream" -- timeout 60 python3 agent.py > /dev/null)
+# Agents started the ways people start them: through a wrapper, a shell script, a package runner.
+export NO_UPDATE_NOTIFIER=1 npm_config_update_notifier=false npm_config_fund=false
+wrappers=("py|timeout|timeout 60 python3 agent.py" "py|script|sh run.sh"
+          "node|npm|npm run --silent agent" "node|npx|npx --no-install node-agent"
+          "node|make|make -s agent")
+for wrapper in "${wrappers[@]}"; do
+  IFS='|' read -r side name command <<< "$wrapper"
+  if [ "$side" = py ]; then ws=$py; else ws=$node_ws; fi
+  (cd "$ws" && "$td" run -q --emit-tape "$work/$name.tape" --llm-upstream "$upstream" -- $command > "$work/$name.out")
+done
+(cd "$py" && "$td" run -q --emit-tape "$work/tools-only.tape" -- sh -c 'wc -w question.txt' > /dev/null)
 (cd "$py" && "$td" run -q --emit-tape "$work/helper-data.tape" --data helper.py --llm-upstream "$upstream" -- python3 agent.py > /dev/null)
 stop_standin
 check "--data is kept in the manifest" grep -q '"data":\["helper.py"\]' "$work/helper-data.tape.manifest"
@@ -173,13 +194,42 @@ check "a --data file edited: check passes (exit 0)" test $? = 0
 check "  and notes the data change" \
   grep -q "note: data changed since the recording: helper.py" "$work/helper-data.check"
 
-# A wrapper around the agent: everything is played back, which tests nothing.
+# The agent behind a wrapper is the agent: the processes on the way to the one that called the
+# LLM run again, their inputs served; with the prompt edited, none is a pass.
 cp "$work/helper.py.orig" "$py/helper.py"
-(cd "$py" && "$td" replay "$work/wrapped.tape" --json -- timeout 60 python3 agent.py > /dev/null 2> "$work/wrapped.err")
-check "a wrapper's replay says it tested nothing" grep -q '"hollow":true' "$work/wrapped.err"
-"$td" check "$work/wrapped.tape" > "$work/wrapped.check" 2>&1
-wrapped_exit=$?
-check "check does not count it as a pass (exit 1)" test "$wrapped_exit" = 1
-check "  and says it tested nothing (VOID)" grep -q '^VOID .*wrapped.tape' "$work/wrapped.check"
+for wrapper in "${wrappers[@]}"; do
+  IFS='|' read -r side name command <<< "$wrapper"
+  if [ "$side" = py ]; then ws=$py; else ws=$node_ws; fi
+  check "$name: the recording taped the agent's LLM call" grep -q '"kind":"llm_call"' "$work/$name.tape"
+  check "$name: and marked the way to it descended" grep -q '"descended":true' "$work/$name.tape"
+  (cd "$ws" && "$td" replay -q "$work/$name.tape" --emit-tape "$work/$name.replay.tape" --json \
+    -- $command > "$work/$name.replay.out" 2> "$work/$name.replay.err")
+  check "$name: the replay exits 0" test $? = 0
+  check "$name: it prints what the recording printed" diff "$work/$name.out" "$work/$name.replay.out"
+  check "$name: the agent's LLM call was served, not played back" \
+    grep -q '"kind":"llm_call"' "$work/$name.replay.tape"
+  check "$name: the replay tested something" grep -q '"hollow":false' "$work/$name.replay.err"
+  check "$name: semantic fidelity passes" \
+    "$td" fidelity "$work/$name.tape" "$work/$name.replay.tape" --mode semantic
+done
+echo 'PROMPT = "Plan the job:"' > "$py/helper.py"
+sed -i 's/Name the first test for/Name the last test for/' "$node_ws/agent.mjs"
+for wrapper in "${wrappers[@]}"; do
+  IFS='|' read -r side name command <<< "$wrapper"
+  if [ "$side" = py ]; then ws=$py; else ws=$node_ws; fi
+  (cd "$ws" && "$td" replay -q "$work/$name.tape" -- $command > /dev/null 2> "$work/$name.edited.err")
+  check "$name: with the prompt edited, the replay stops (exit 2)" test $? = 2
+  check "$name:   naming the changed request" grep -q 'replay: .*\(Plan the job\|Name the last test\)' "$work/$name.edited.err"
+done
+cp "$work/helper.py.orig" "$py/helper.py"
+cp "$work/agent.mjs.orig" "$node_ws/agent.mjs"
+
+# A root that only runs a tool: its replay plays everything back, which tests nothing.
+(cd "$py" && "$td" replay "$work/tools-only.tape" --json -- sh -c 'wc -w question.txt' > /dev/null 2> "$work/tools-only.err")
+check "a tools-only replay says it tested nothing" grep -q '"hollow":true' "$work/tools-only.err"
+"$td" check "$work/tools-only.tape" > "$work/tools-only.check" 2>&1
+tools_only_exit=$?
+check "check does not count it as a pass (exit 1)" test "$tools_only_exit" = 1
+check "  and says it tested nothing (VOID)" grep -q '^VOID .*tools-only.tape' "$work/tools-only.check"
 
 finish live_code

@@ -51,7 +51,7 @@ same python "$python" "$work/pids.py"
 # Recorded with an upstream, as an agent is, and replayed without one: the program's environment
 # has the same shape (the upstream is a file of the run, not a variable), so what it derives from
 # a stack address is the same: coreutils' mktemp mixes a local's address into its name. Its
-# subprocesses still call the upstream itself.
+# subprocesses call the LLM through tapedeck's proxy too (one that does is part of the agent).
 cat > "$work/upstream.sh" <<'SH'
 echo "a subprocess calls the LLM at $(sh -c 'echo $OPENAI_BASE_URL')"
 exec mktemp -p .
@@ -59,8 +59,9 @@ SH
 rm -f tmp.*
 "$td" run -q --emit-tape "$work/upstream.tape" --llm-upstream http://127.0.0.1:9 -- \
   bash "$work/upstream.sh" > "$work/upstream.rec" 2> "$work/upstream.err"
-check "upstream: recorded, its subprocess given the upstream itself" \
-  grep -q "a subprocess calls the LLM at http://127.0.0.1:9/v1" "$work/upstream.rec"
+check "upstream: recorded, its subprocess given tapedeck's proxy, not the upstream" \
+  bash -c "grep -q 'a subprocess calls the LLM at http://127.0.0.1:[0-9]*/v1' '$work/upstream.rec' &&
+           ! grep -q ':9/v1' '$work/upstream.rec'"
 rm -f tmp.*  # (so that the replay's mktemp does not meet the recording's file)
 "$td" replay -q "$work/upstream.tape" -- bash "$work/upstream.sh" > "$work/upstream.rep" 2>> "$work/upstream.err"
 check "upstream: the replay's mktemp makes the recording's name" diff "$work/upstream.rec" "$work/upstream.rep"
