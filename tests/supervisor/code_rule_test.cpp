@@ -60,8 +60,8 @@ TEST_F(CodeRuleTest, TheRootCommandsScriptIsCode) {
 }
 
 TEST_F(CodeRuleTest, GlobsOverrideDataFirst) {
-  const CodeRule globbed = rule({"python3", "agent.py"}, {"prompts/*", "input.txt"},
-                                {"repo/*", "prompts/draft.txt"});
+  const CodeRule globbed =
+      rule({"python3", "agent.py"}, {"prompts/*", "input.txt"}, {"repo/*", "prompts/draft.txt"});
   EXPECT_TRUE(globbed.is_code("input.txt"));
   EXPECT_TRUE(globbed.is_code("prompts/system.txt"));
   EXPECT_FALSE(globbed.is_code("prompts/draft.txt"));  // --data wins over --code
