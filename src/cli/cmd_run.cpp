@@ -36,6 +36,7 @@ struct RunArgs {
   std::string on_miss = "fail";     // replay: fail, or record (upstream, onto --emit-tape)
   std::vector<std::string> code_globs;
   std::vector<std::string> data_globs;
+  std::vector<std::string> black_box_globs;  // run
 };
 
 // The preload library and the exec shim live beside this binary.
@@ -112,6 +113,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.isolation = *supervisor::parse_isolation(args.isolation);
   options.code_globs = args.code_globs;
   options.data_globs = args.data_globs;
+  options.black_box_globs = args.black_box_globs;
 
   const supervisor::RunOutcome outcome = supervisor::run(options);
   if (mode == RunOptions::Mode::record || (record_misses && !outcome.miss)) {
@@ -214,6 +216,12 @@ void add_run(CLI::App& app, int& exit_code) {
       "OPENAI_BASE_URL, ANTHROPIC_BASE_URL and TAPEDECK_LLM_URL point at. Network connects are\n"
       "denied except to the proxy and --allow. Exits with the program's exit code; 2 when\n"
       "tapedeck itself fails.\n\n"
+      "The agent is the process that talks to the model: a subprocess that calls the LLM, and\n"
+      "every one on the way to it from PROGRAM (timeout, a shell script, npm run, npx, make),\n"
+      "is taped as the root is and runs again on replay; every other subprocess (git, a\n"
+      "compiler, a command the model asked for) is a tool, taped by its output and played back\n"
+      "(--black-box keeps one so). Workspace files that are code (--code, --data) are read as\n"
+      "they are now on replay, so an edited agent is what runs.\n\n"
       "Examples:\n"
       "  tapedeck run --emit-tape run.tape --llm-upstream https://api.openai.com -- python3 "
       "agent.py\n"
@@ -223,6 +231,13 @@ void add_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--emit-tape", args->emit, "Where to write the tape (without it: run untaped)");
   cmd->add_option("--llm-upstream", args->llm_upstream,
                   "Where the LLM proxy relays requests, e.g. https://api.openai.com");
+  cmd->add_option("--black-box", args->black_box_globs,
+                  "GLOB of programs (name or path) kept black boxes even when they call the LLM: "
+                  "run without the preload, their calls straight to --llm-upstream, played back "
+                  "on replay (repeatable). Without it, a subprocess that calls the LLM, and "
+                  "every one on the way to it (a wrapper, a script, npm run), is the agent and "
+                  "runs again on replay")
+      ->allow_extra_args(false);
   add_common(cmd, *args);
   cmd->callback([args, &exit_code] {
     exit_code = run_supervised(

@@ -106,7 +106,8 @@ pid_t plain_fork() {
 // (Popen.kill() right after the start) is taped too. On success every signal stays blocked and
 // `mode` tells the shim where the output goes and which signal mask the program gets; on
 // failure nothing has changed and the shim starts a teller itself.
-bool start_teller(char** shim, char* const envp[], uint64_t started, char* mode, size_t mode_size) {
+bool start_teller(char** shim, char* const envp[], uint64_t started, bool descend, char* mode,
+                  size_t mode_size) {
   sigset_t everything, original;
   sigfillset(&everything);
   sigprocmask(SIG_BLOCK, &everything, &original);
@@ -143,9 +144,9 @@ bool start_teller(char** shim, char* const envp[], uint64_t started, char* mode,
   stream_capture::close_end(out.read_end);
   stream_capture::close_end(err.read_end);
   if (!attached) return give_up();
-  snprintf(mode, mode_size, "watched:%d:%d:%llx:%llu", out.write_end, err.write_end,
+  snprintf(mode, mode_size, "watched:%d:%d:%llx:%llu:%d", out.write_end, err.write_end,
            static_cast<unsigned long long>(teller_start::mask_bits(original)),
-           static_cast<unsigned long long>(started));
+           static_cast<unsigned long long>(started), descend ? 1 : 0);
   return true;
 }
 
@@ -153,7 +154,8 @@ bool start_teller(char** shim, char* const envp[], uint64_t started, char* mode,
 // in the order the run's subprocesses started (taped with it, 0 when unknown). Replay: its
 // recorded result is set aside for its stand-in, so that a stand-in killed before it asks (as
 // its parent's Popen.kill() can) leaves the next same-named subprocess its own result.
-uint64_t claim_spawn(const char* program, char* const argv[]) {
+uint64_t claim_spawn(const char* program, char* const argv[], bool& descend) {
+  descend = true;
   static char buffer[1 << 16];
   char cwd[kPathMax];
   if (getcwd(cwd, sizeof cwd) == nullptr) return 0;
@@ -164,7 +166,10 @@ uint64_t claim_spawn(const char* program, char* const argv[]) {
   if (frame.overflow || !ask(frame, answer, false)) return 0;
   tapedeck::wire::Cursor cursor({answer.body, answer.body_size});
   const auto started = cursor.take_int<uint64_t>();
-  return cursor.ok() ? started : 0;
+  if (!cursor.ok()) return 0;
+  const auto under_preload = cursor.take_int<uint8_t>();
+  if (cursor.ok()) descend = under_preload != 0;
+  return started;
 }
 
 // `envp` with this process's stream key for the image that continues it (randomness goes on
@@ -195,9 +200,10 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
       static char watched_mode[96];
       sigset_t original;
       sigprocmask(SIG_SETMASK, nullptr, &original);
-      const uint64_t started = claim_spawn(program, argv);
+      bool descend = true;
+      const uint64_t started = claim_spawn(program, argv, descend);
       if (config.mode == Mode::record &&
-          start_teller(argv_storage, envp, started, watched_mode, sizeof watched_mode)) {
+          start_teller(argv_storage, envp, started, descend, watched_mode, sizeof watched_mode)) {
         argv_storage[1] = watched_mode;
       }
       const int result = ensure(real.execve, "execve")(config.exec_shim, argv_storage, envp);

@@ -532,14 +532,18 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
 
 // Record, where the preload could not claim the subprocess before its exec: its place in the
 // order the run's subprocesses started (0 when the supervisor does not say).
-uint64_t claim(Supervisor& supervisor, const Invocation& call) {
+// `descend`: whether it runs under the preload (false: a --black-box program).
+uint64_t claim(Supervisor& supervisor, const Invocation& call, bool& descend) {
   std::string frame;
   wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_claim));
   put_invocation(frame, call);
   auto [reply, body] = supervisor.ask(std::move(frame));
   wire::Cursor cursor(body);
   const auto order = cursor.take_int<uint64_t>();
-  return reply == wire::Reply::ok && cursor.ok() ? order : 0;
+  if (reply != wire::Reply::ok || !cursor.ok()) return 0;
+  const auto under_preload = cursor.take_int<uint8_t>();
+  descend = !cursor.ok() || under_preload != 0;
+  return order;
 }
 
 // Called with every signal blocked; `original` is the mask the program gets. `order`: its place
@@ -552,8 +556,9 @@ uint64_t claim(Supervisor& supervisor, const Invocation& call) {
       !stream_capture::open_capture(STDERR_FILENO, true, err)) {
     fail("pipe failed");
   }
-  if (order == 0) order = claim(supervisor, call);
-  std::vector<char*> env = agent_environment(order);
+  bool descend = true;
+  if (order == 0) order = claim(supervisor, call, descend);
+  std::vector<char*> env = descend ? agent_environment(order) : untaped_environment();
   const Spawned spawned{&call, std::chrono::steady_clock::now(), ::getpid(), order};
   const bool traced = start_teller(supervisor, spawned, out, err);
   ::sigprocmask(SIG_SETMASK, &original, nullptr);  // what came meanwhile now reaches it
@@ -681,13 +686,15 @@ int main(int argc, char** argv) {
     be_teller(nullptr, argv[2], Spawned{&call, std::chrono::steady_clock::now(), watched, order},
               watched, out_fd, err_fd, ready);
   }
-  if (std::sscanf(argv[1], "watched:%d:%d:%llx:%llu", &out_fd, &err_fd, &mask, &order) == 4) {
+  int descend = 1;
+  if (std::sscanf(argv[1], "watched:%d:%d:%llx:%llu:%d", &out_fd, &err_fd, &mask, &order,
+                  &descend) == 5) {
     // The preload started this subprocess's teller before the exec that led here.
     Capture out{-1, out_fd}, err{-1, err_fd};
     stream_capture::attach(out, STDOUT_FILENO);
     stream_capture::attach(err, STDERR_FILENO);
     const sigset_t original = tapedeck::teller_start::mask_of(mask);
-    std::vector<char*> env = agent_environment(order);
+    std::vector<char*> env = descend != 0 ? agent_environment(order) : untaped_environment();
     ::sigprocmask(SIG_SETMASK, &original, nullptr);
     run_program(call, env);
   }

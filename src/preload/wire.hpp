@@ -51,7 +51,9 @@ enum class Op : uint8_t {
                        // of the tree awake); wait a slice for real and ask again. `wait`: not a
                        // replay; wait for real
   spawn_claim = 'S',   // from the exec about to start it: program, u32 argc, args…, cwd. Record:
-                       // answered with a u64, its place in the order subprocesses start. Replay:
+                       // answered with a u64, its place in the order subprocesses start, and a u8:
+                       // 1 to run it under the preload, 0 to keep it a black box (--black-box
+                       // names it: no preload, LLM calls straight upstream). Replay:
                        // the recorded result is set aside for the process's spawn_replay (its
                        // stand-in may be killed before it asks, as the recording's was)
 };

@@ -2,6 +2,7 @@
 // and what the subprocess changed in the workspace; replay serves the recorded result without
 // running anything, and makes those changes in its view. A replay with --on-miss record has one
 // the tape does not hold run for real, and keeps its report as a recording does.
+#include <fnmatch.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -20,6 +21,10 @@ using wire::Reply;
 
 namespace {
 
+bool matches(const std::string& glob, const std::string& text) {
+  return ::fnmatch(glob.c_str(), text.c_str(), 0) == 0;
+}
+
 bool ends_within(pid_t pid, std::chrono::milliseconds grace) {
   const int process = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (process < 0) return errno == ESRCH;
@@ -30,6 +35,14 @@ bool ends_within(pid_t pid, std::chrono::milliseconds grace) {
 }
 
 }  // namespace
+
+bool TreeEffects::named_black_box(const std::string& program) const {
+  const std::string name = fs::path(program).filename().string();
+  for (const std::string& glob : options_.black_box_globs) {
+    if (matches(glob, name) || matches(glob, program)) return true;
+  }
+  return false;
+}
 
 void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
   const std::string program(cursor.take_bytes());
@@ -99,7 +112,9 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
   if (op == wire::Op::spawn_claim && options_.mode == RunOptions::Mode::record) {
     std::string order;
     wire::put_int(order, ++spawns_started_);
-    spawns_[spawns_started_].parent = connection.spawn;
+    const bool black_box = named_black_box(program);
+    wire::put_int(order, static_cast<uint8_t>(black_box ? 0 : 1));
+    if (!black_box) spawns_[spawns_started_].parent = connection.spawn;
     return server_.answer(connection, Reply::ok, order);
   }
   ProcessResult result;

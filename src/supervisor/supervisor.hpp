@@ -36,6 +36,9 @@ struct RunOptions {
   // as recorded), past the default rule (supervisor/code_rule.hpp): --code and --data globs.
   std::vector<std::string> code_globs;
   std::vector<std::string> data_globs;
+  // record: programs kept black boxes even when they call the LLM (--black-box GLOB, matched
+  // against the program's name and its path): no preload, their LLM calls straight upstream.
+  std::vector<std::string> black_box_globs;
 };
 
 struct RunOutcome {

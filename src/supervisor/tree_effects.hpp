@@ -178,6 +178,7 @@ class TreeEffects : public floor::Services {
   // Where the records of the frame being handled go, when they are held (the serving thread's).
   static thread_local Held* hold_;
   bool holding(uint64_t spawn) const;
+  bool named_black_box(const std::string& program) const;  // --black-box
   // `spawn` and the subprocesses above it are part of the agent: their held records are taped.
   void put_on_path(uint64_t spawn);
   // Replay: descended subprocesses run again (their place in the start order).

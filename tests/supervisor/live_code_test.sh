@@ -84,6 +84,8 @@ for wrapper in "${wrappers[@]}"; do
   (cd "$ws" && "$td" run -q --emit-tape "$work/$name.tape" --llm-upstream "$upstream" -- $command > "$work/$name.out")
 done
 (cd "$py" && "$td" run -q --emit-tape "$work/tools-only.tape" -- sh -c 'wc -w question.txt' > /dev/null)
+(cd "$py" && "$td" run -q --emit-tape "$work/boxed.tape" --black-box 'python3*' --llm-upstream "$upstream" \
+  -- timeout 60 python3 agent.py > "$work/boxed.out")
 (cd "$py" && "$td" run -q --emit-tape "$work/helper-data.tape" --data helper.py --llm-upstream "$upstream" -- python3 agent.py > /dev/null)
 stop_standin
 check "--data is kept in the manifest" grep -q '"data":\["helper.py"\]' "$work/helper-data.tape.manifest"
@@ -223,6 +225,15 @@ for wrapper in "${wrappers[@]}"; do
 done
 cp "$work/helper.py.orig" "$py/helper.py"
 cp "$work/agent.mjs.orig" "$node_ws/agent.mjs"
+
+# --black-box keeps a subprocess that calls the LLM a black box: its call goes upstream, untaped,
+# and the replay plays it back (so it tests nothing).
+check "--black-box: the recording ran" grep -q "Plan the work" "$work/boxed.out"
+check "--black-box: no LLM call on the tape, nothing descended" \
+  bash -c "! grep -q '\"kind\":\"llm_call\"\|\"descended\"' '$work/boxed.tape'"
+(cd "$py" && "$td" replay "$work/boxed.tape" --json -- timeout 60 python3 agent.py > "$work/boxed.replay.out" 2> "$work/boxed.err")
+check "--black-box: the replay plays it back" diff "$work/boxed.out" "$work/boxed.replay.out"
+check "--black-box:   and says it tested nothing" grep -q '"hollow":true' "$work/boxed.err"
 
 # A root that only runs a tool: its replay plays everything back, which tests nothing.
 (cd "$py" && "$td" replay "$work/tools-only.tape" --json -- sh -c 'wc -w question.txt' > /dev/null 2> "$work/tools-only.err")
