@@ -44,18 +44,42 @@ std::string shell_word(std::string_view text) {
   return quoted + "'";
 }
 
+// The subprocesses a tape marks as part of the agent (`descended`): a replay runs them again
+// when the program starts them, rather than playing them back.
+std::vector<std::vector<std::string>> descended_commands(const fs::path& tape) {
+  std::vector<std::vector<std::string>> commands;
+  auto reader = TapeReader::open(tape);
+  while (const Record* record = reader->read()) {
+    const auto* spawn = std::get_if<kind::ProcessSpawn>(&record->kind);
+    if (spawn == nullptr || !spawn->descended) continue;
+    std::vector<std::string> command{spawn->program};
+    command.insert(command.end(), spawn->args.begin(), spawn->args.end());
+    commands.push_back(std::move(command));
+  }
+  return commands;
+}
+
 // What each tape's manifest would run, one shell line each (with `json`, one JSON object for
 // all): a manifest is code (it names the command a replay runs), to be read before a suite from
-// elsewhere is checked.
+// elsewhere is checked; and so are the subprocesses its tape says are the agent's, which the
+// replay runs again when the program starts them (printed as comments under its line).
 int print_commands(const std::vector<fs::path>& tapes, bool json) {
   std::string cases;
   for (const fs::path& tape : tapes) {
     const suite::Manifest manifest = suite::read_manifest(tape);
     const std::string absolute = fs::absolute(tape).string();
+    const std::vector<std::vector<std::string>> descended = descended_commands(tape);
     if (json) {
       std::string command;
       for (const std::string& arg : manifest.command) {
         command += (command.empty() ? "" : ",") + json_string(arg);
+      }
+      std::string again;
+      for (const auto& spawn : descended) {
+        std::string words;
+        for (const std::string& word : spawn)
+          words += (words.empty() ? "" : ",") + json_string(word);
+        again += (again.empty() ? "[" : ",[") + words + "]";
       }
       auto list = [](const std::vector<std::string>& globs) {
         std::string out;
@@ -63,10 +87,11 @@ int print_commands(const std::vector<fs::path>& tapes, bool json) {
         return out;
       };
       cases += fmt::format(
-          R"({}{{"tape":{},"cwd":{},"workspace":{},"command":[{}],"code":[{}],"data":[{}]}})",
+          R"({}{{"tape":{},"cwd":{},"workspace":{},"command":[{}],"code":[{}],"data":[{}],)"
+          R"("runs_again":[{}]}})",
           cases.empty() ? "" : ",", json_string(absolute), json_string(manifest.cwd.string()),
           json_string(manifest.workspace.string()), command, list(manifest.code_globs),
-          list(manifest.data_globs));
+          list(manifest.data_globs), again);
       continue;
     }
     std::string line = "cd " + shell_word(manifest.cwd.string()) + " && tapedeck replay " +
@@ -76,6 +101,10 @@ int print_commands(const std::vector<fs::path>& tapes, bool json) {
     for (const std::string& glob : manifest.data_globs) line += " --data " + shell_word(glob);
     line += " --";
     for (const std::string& arg : manifest.command) line += " " + shell_word(arg);
+    for (const auto& spawn : descended) {
+      line += "\n#   runs again when started:";
+      for (const std::string& word : spawn) line += " " + shell_word(word);
+    }
     fmt::print("{}\n", line);
   }
   if (json)

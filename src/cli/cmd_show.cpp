@@ -53,10 +53,11 @@ std::string summarize(const RecordKind& kind) {
         } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
           std::string command = json_string(k.program);
           for (const std::string& arg : k.args) command += " " + json_string(arg);
-          return fmt::format("{}{} -> exit {} in {} ms, stdout {}, stderr {}", command,
+          return fmt::format("{}{} -> exit {} in {} ms, stdout {}, stderr {}{}", command,
                              k.cwd ? " in " + json_string(*k.cwd) : std::string(), k.exit_code,
                              k.duration_ms, describe_payload(k.stdout_payload),
-                             describe_payload(k.stderr_payload));
+                             describe_payload(k.stderr_payload),
+                             k.descended ? ", descended (the agent: runs again on replay)" : "");
         } else if (const auto outcome = extension::program_outcome(k)) {
           return fmt::format("program exit {}, stdout {} ({}), stderr {} ({})", outcome->exit_code,
                              human_bytes(outcome->stdout_size), short_hash(outcome->stdout_hash),

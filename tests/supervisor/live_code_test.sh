@@ -214,6 +214,9 @@ for wrapper in "${wrappers[@]}"; do
   check "$name: semantic fidelity passes" \
     "$td" fidelity "$work/$name.tape" "$work/$name.replay.tape" --mode semantic
 done
+"$td" check --dry-run "$work/timeout.tape" > "$work/timeout.dry"
+check "check --dry-run lists what a tape has run again" \
+  grep -q '^#   runs again when started: python3 agent.py$' "$work/timeout.dry"
 echo 'PROMPT = "Plan the job:"' > "$py/helper.py"
 sed -i 's/Name the first test for/Name the last test for/' "$node_ws/agent.mjs"
 for wrapper in "${wrappers[@]}"; do
