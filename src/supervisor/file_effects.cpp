@@ -61,9 +61,9 @@ void TreeEffects::handle_rename(const Connection& connection, wire::Cursor& curs
 
 // A change a process of the tree reported itself is not a subprocess's.
 void TreeEffects::reported(const std::string& path, std::optional<std::string> content_hash) {
-  if (hold_ != nullptr) {
+  if (Held* held = held_here()) {
     // Held: the change stays the subprocess's (inotify's) unless it proves part of the agent.
-    hold_->steps.push_back([this, path, content_hash] { reported(path, content_hash); });
+    held->steps.push_back([this, path, content_hash] { reported(path, content_hash); });
     return;
   }
   watch_.drain();

@@ -93,9 +93,8 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
       if (!descended) watch_.give_back(state->second.taken_paths, state->second.taken_folders);
       spawns_.erase(state);
     }
-    Held* const before = hold_;
     const bool held = holding(parent);
-    hold_ = held ? &spawns_[parent].held : nullptr;
+    const HoldScope scope(*this, held ? &spawns_[parent].held : nullptr);
     record_spawn(program, args, cwd, result, descended);
     if (!descended) {
       TakenChanges taken = record_subprocess_changes();
@@ -106,7 +105,6 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
                                    taken.folders.end());
       }
     }
-    hold_ = before;
     return server_.answer(connection, Reply::ok);
   }
   if (op == wire::Op::spawn_claim && options_.mode == RunOptions::Mode::record) {
@@ -196,8 +194,8 @@ void TreeEffects::answer_live(const Connection& connection, const ProcessResult&
 void TreeEffects::record_spawn(const std::string& program, const std::vector<std::string>& args,
                                const std::optional<std::string>& cwd, const ProcessResult& result,
                                bool descended) {
-  if (hold_ != nullptr) {
-    hold_->steps.push_back([this, program, args, cwd, result, descended] {
+  if (Held* held = held_here()) {
+    held->steps.push_back([this, program, args, cwd, result, descended] {
       record_spawn(program, args, cwd, result, descended);
     });
     return;

@@ -86,8 +86,6 @@ std::optional<std::string> TreeEffects::relative(std::string_view absolute) cons
   return std::string(absolute.substr(workspace_.size() + 1));
 }
 
-thread_local TreeEffects::Held* TreeEffects::hold_ = nullptr;
-
 bool TreeEffects::holding(uint64_t spawn) const {
   if (spawn == 0 || options_.mode != RunOptions::Mode::record) return false;
   const auto found = spawns_.find(spawn);
@@ -120,9 +118,9 @@ void TreeEffects::put_on_path(uint64_t spawn) {
 std::pair<std::string, uint64_t> TreeEffects::keep(std::string bytes) {
   if (recorder().redact(bytes) > 0) ++withheld_;
   const std::string hash = content_hash(bytes);
-  if (hold_ != nullptr) {
+  if (Held* held = held_here()) {
     const uint64_t size = bytes.size();
-    hold_->bytes.emplace(hash, std::move(bytes));
+    held->bytes.emplace(hash, std::move(bytes));
     return {hash, size};
   }
   if (!cas_dir_.empty() && kept_.insert(hash).second) {
@@ -133,8 +131,8 @@ std::pair<std::string, uint64_t> TreeEffects::keep(std::string bytes) {
 
 // Every file record, in both modes; in replay each is also a step of the clock.
 void TreeEffects::add_file_record(RecordKind kind) {
-  if (hold_ != nullptr) {
-    hold_->steps.push_back([this, kind = std::move(kind)] { add_file_record(kind); });
+  if (Held* held = held_here()) {
+    held->steps.push_back([this, kind = std::move(kind)] { add_file_record(kind); });
     return;
   }
   recorder().record(std::move(kind));
@@ -168,12 +166,7 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
       held = &spawns_[connection.spawn].held;
     }
   }
-  // Where this frame's records go, put back however the handling ends.
-  struct HoldScope {
-    Held* before;
-    explicit HoldScope(Held* now) : before(hold_) { hold_ = now; }
-    ~HoldScope() { hold_ = before; }
-  } scope(held);
+  const HoldScope scope(*this, held);  // where this frame's records go
   try {
     switch (op) {
       case wire::Op::events:
@@ -319,8 +312,8 @@ void TreeEffects::pass_time(uint64_t ms) {
 // ends, as every span is; a wait that timed out (`waited`) is taped once it has ended, so
 // stamped now. A replay's stamps are the recording's (Session).
 void TreeEffects::record_sleep(uint64_t ms, bool waited) {
-  if (hold_ != nullptr) {
-    hold_->steps.push_back([this, ms, waited] { record_sleep(ms, waited); });
+  if (Held* held = held_here()) {
+    held->steps.push_back([this, ms, waited] { record_sleep(ms, waited); });
     return;
   }
   const kind::ClockSleep sleep{ms, waited};
@@ -346,8 +339,8 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
       case wire::Event::monotonic_read: {
         const kind::ClockRead read{
             event == wire::Event::wall_read ? ClockSource::wall : ClockSource::monotonic, value};
-        if (hold_ != nullptr) {
-          hold_->steps.push_back([this, read] { recorder().record(read); });
+        if (Held* held = held_here()) {
+          held->steps.push_back([this, read] { recorder().record(read); });
         } else {
           recorder().record(read);
         }

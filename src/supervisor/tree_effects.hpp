@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "floor/floor.hpp"
 #include "preload/wire.hpp"
@@ -175,8 +176,34 @@ class TreeEffects : public floor::Services {
     std::vector<std::string> taken_folders;
   };
   std::map<uint64_t, SpawnState> spawns_;  // record: by place in the start order, while alive
-  // Where the records of the frame being handled go, when they are held (the serving thread's).
-  static thread_local Held* hold_;
+  // Where the records of the frame being handled go, when they are held: set by the serving
+  // thread for the frame it handles, and seen by it alone (the floor's and the proxy's threads
+  // record as they go).
+  Held* hold_ = nullptr;
+  std::thread::id hold_thread_;
+  Held* held_here() const {
+    return hold_ != nullptr && std::this_thread::get_id() == hold_thread_ ? hold_ : nullptr;
+  }
+  // Sets hold_ for this thread, and puts it back when it goes.
+  class HoldScope {
+   public:
+    HoldScope(TreeEffects& effects, Held* held)
+        : effects_(effects), before_(effects.hold_), thread_before_(effects.hold_thread_) {
+      effects_.hold_ = held;
+      effects_.hold_thread_ = std::this_thread::get_id();
+    }
+    ~HoldScope() {
+      effects_.hold_ = before_;
+      effects_.hold_thread_ = thread_before_;
+    }
+    HoldScope(const HoldScope&) = delete;
+    HoldScope& operator=(const HoldScope&) = delete;
+
+   private:
+    TreeEffects& effects_;
+    Held* before_;
+    std::thread::id thread_before_;
+  };
   bool holding(uint64_t spawn) const;
   bool named_black_box(const std::string& program) const;  // --black-box
   // `spawn` and the subprocesses above it are part of the agent: their held records are taped.
