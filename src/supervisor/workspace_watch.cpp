@@ -40,8 +40,8 @@ std::string WorkspaceWatch::relative(const fs::path& path) const {
   return path.lexically_relative(root_).string();
 }
 
-// A folder that appears while the run goes on may already hold files (made before its watch
-// was added): those count as changed.
+// A folder that appears while the run goes on may already hold files and folders (made before
+// its watch was added, as `mkdir -p a/b/c` makes b and c): those count as changed and made.
 void WorkspaceWatch::watch_tree(const fs::path& folder, bool mark_files) {
   const int watch = ::inotify_add_watch(fd_, folder.c_str(), kEvents);
   if (watch < 0) {
@@ -53,6 +53,7 @@ void WorkspaceWatch::watch_tree(const fs::path& folder, bool mark_files) {
   for (const auto& entry : fs::directory_iterator(folder, error)) {
     const fs::file_status status = entry.symlink_status(error);
     if (fs::is_directory(status)) {
+      if (mark_files) made_folders_.insert(relative(entry.path()));
       watch_tree(entry.path(), mark_files);
     } else if (mark_files && fs::is_regular_file(status)) {
       changed_.insert(relative(entry.path()));

@@ -113,6 +113,7 @@ sh -c "printf \"#!/bin/sh\\necho the tool ran\\n\" > made/tool.sh; chmod 755 mad
 cp docs/readme.md made/deeper/copy.md; chmod 644 made/deeper/copy.md
 [ -f sorted.txt ] && echo "sorted.txt is there: $(wc -c < sorted.txt) bytes"
 [ -e delete-me.txt ] || echo "delete-me.txt is gone"
+mkdir -p nest/a/b/c && echo deep > nest/a/b/c/f && read -r deep < nest/a/b/c/f && echo "nest: $deep"
 echo made/deeper/*; read -r line < made/deeper/copy.md; echo "copy says: $line"
 exec ls -R'
 fresh sub-native
