@@ -3,6 +3,9 @@
 // order from a map the supervisor shares with every process (no round trip), sleeps virtual.
 // The clock path takes no lock, allocates nothing and resolves nothing.
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -46,12 +49,46 @@ int64_t taped_read(Source source, int64_t real_ms) {
   return value;
 }
 
-// Records a sleep; true when the caller should skip the real one (replay).
+// What became of a sleep: slept out, skipped (replay), or interrupted by a signal.
+enum class Sleep { slept, skipped, interrupted };
+
+// Record: sleeps `relative` for real once the supervisor has been told. Signals are held while
+// it is told and let in atomically with the sleep (ppoll with the caller's mask), so one that
+// comes meanwhile interrupts the sleep at once, as it would have natively, rather than running
+// its handler just before a sleep it then cannot end (a child sent SIGINT as it began a 30 s
+// sleep slept 30 s). `left`: what remains of it when interrupted.
+Sleep recorded_sleep(uint64_t duration_ms, timespec relative, timespec* left) {
+  sigset_t everything, original;
+  sigfillset(&everything);
+  pthread_sigmask(SIG_BLOCK, &everything, &original);
+  queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
+  sync_with_supervisor();
+  timespec start{};
+  ensure(real.clock_gettime, "clock_gettime")(CLOCK_MONOTONIC, &start);
+  const int result = ensure(real.ppoll, "ppoll")(nullptr, 0, &relative, &original);
+  const int error = errno;
+  pthread_sigmask(SIG_SETMASK, &original, nullptr);
+  if (result == 0 || error != EINTR) return Sleep::slept;
+  if (left != nullptr) {
+    timespec now{};
+    ensure(real.clock_gettime, "clock_gettime")(CLOCK_MONOTONIC, &now);
+    const int64_t total = relative.tv_sec * 1'000'000'000LL + relative.tv_nsec;
+    const int64_t spent =
+        (now.tv_sec - start.tv_sec) * 1'000'000'000LL + (now.tv_nsec - start.tv_nsec);
+    const int64_t rest = total > spent ? total - spent : 0;
+    *left = timespec{static_cast<time_t>(rest / 1'000'000'000LL),
+                     static_cast<long>(rest % 1'000'000'000LL)};
+  }
+  errno = EINTR;
+  return Sleep::interrupted;
+}
+
+// Records a sleep of `relative` and sleeps it (record), or skips it when the supervisor says so.
 // Replay skips it once the supervisor says so (TreeEffects::timed_wait): at once when the
 // recording has it here, otherwise once nothing else in the tree runs and no sooner deadline is
 // pending. Until then it is slept for real a slice at a time, never longer than asked. A sleep
 // the supervisor lets pass is taped by it then; one slept out for real is told as in a recording.
-bool taped_sleep(uint64_t duration_ms) {
+Sleep taped_sleep(uint64_t duration_ms, timespec relative, timespec* left = nullptr) {
   if (config.mode == Mode::replay && duration_ms > 0) {
     uint64_t slept = 0;
     Reply reply = Reply::wait;
@@ -65,14 +102,11 @@ bool taped_sleep(uint64_t duration_ms) {
     }
     if (reply == Reply::ok) {
       skip_clock(duration_ms);
-      return true;
+      return Sleep::skipped;
     }
   }
+  if (config.mode != Mode::replay) return recorded_sleep(duration_ms, relative, left);
   queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
-  if (config.mode != Mode::replay) {
-    sync_with_supervisor();
-    return false;
-  }
   // Replay waits until the supervisor has taken the sleep: it moves the clock to the stretch
   // of reads the recording made after it, which this thread is about to read.
   char buffer[16];
@@ -81,7 +115,7 @@ bool taped_sleep(uint64_t duration_ms) {
   Answer answer;
   ask(frame, answer);
   skip_clock(duration_ms);
-  return true;
+  return Sleep::skipped;
 }
 
 void skip_clock(uint64_t duration_ms) {
@@ -178,10 +212,10 @@ time_t time(time_t* out) {
 int nanosleep(const struct timespec* request, struct timespec* remaining) {
   if (request != nullptr && recording_or_replaying()) {
     HookScope scope;
-    if (taped_sleep(ceil_ms(*request))) {
-      if (remaining != nullptr) *remaining = timespec{};
-      return 0;
-    }
+    const Sleep sleep = taped_sleep(ceil_ms(*request), *request, remaining);
+    if (sleep == Sleep::interrupted) return -1;  // errno is EINTR, `remaining` what is left
+    if (remaining != nullptr) *remaining = timespec{};
+    return 0;
   }
   return ensure(real.nanosleep, "nanosleep")(request, remaining);
 }
@@ -191,12 +225,23 @@ int clock_nanosleep(clockid_t id, int flags, const struct timespec* request,
   const Source source = source_of(id);
   if (request != nullptr && source != Source::none && recording_or_replaying()) {
     HookScope scope;
-    const uint64_t duration_ms =
-        (flags & TIMER_ABSTIME) != 0 ? ms_until(id, *request) : ceil_ms(*request);
-    if (taped_sleep(duration_ms)) {
-      if (remaining != nullptr) *remaining = timespec{};
-      return 0;
+    const bool absolute = (flags & TIMER_ABSTIME) != 0;
+    const uint64_t duration_ms = absolute ? ms_until(id, *request) : ceil_ms(*request);
+    // The real sleep lasts as long as asked: until the deadline on that clock, from now.
+    timespec relative = *request;
+    if (absolute) {
+      timespec now{};
+      ensure(real.clock_gettime, "clock_gettime")(id, &now);
+      int64_t rest =
+          (request->tv_sec - now.tv_sec) * 1'000'000'000LL + (request->tv_nsec - now.tv_nsec);
+      if (rest < 0) rest = 0;
+      relative = timespec{static_cast<time_t>(rest / 1'000'000'000LL),
+                          static_cast<long>(rest % 1'000'000'000LL)};
     }
+    const Sleep sleep = taped_sleep(duration_ms, relative, absolute ? nullptr : remaining);
+    if (sleep == Sleep::interrupted) return EINTR;
+    if (remaining != nullptr && !absolute) *remaining = timespec{};
+    return 0;
   }
   return ensure(real.clock_nanosleep, "clock_nanosleep")(id, flags, request, remaining);
 }
@@ -204,7 +249,10 @@ int clock_nanosleep(clockid_t id, int flags, const struct timespec* request,
 int usleep(useconds_t microseconds) {
   if (recording_or_replaying()) {
     HookScope scope;
-    if (taped_sleep((static_cast<uint64_t>(microseconds) + 999) / 1000)) return 0;
+    const timespec relative{static_cast<time_t>(microseconds / 1'000'000),
+                            static_cast<long>(microseconds % 1'000'000) * 1000};
+    const Sleep sleep = taped_sleep((static_cast<uint64_t>(microseconds) + 999) / 1000, relative);
+    return sleep == Sleep::interrupted ? -1 : 0;
   }
   return ensure(real.usleep, "usleep")(microseconds);
 }
@@ -212,7 +260,13 @@ int usleep(useconds_t microseconds) {
 unsigned int sleep(unsigned int seconds) {
   if (recording_or_replaying()) {
     HookScope scope;
-    if (taped_sleep(uint64_t{seconds} * 1000)) return 0;
+    timespec left{};
+    const Sleep sleep =
+        taped_sleep(uint64_t{seconds} * 1000, timespec{static_cast<time_t>(seconds), 0}, &left);
+    // sleep() says how many seconds were left, rounded up.
+    return sleep == Sleep::interrupted
+               ? static_cast<unsigned>(left.tv_sec + (left.tv_nsec > 0 ? 1 : 0))
+               : 0;
   }
   return ensure(real.sleep, "sleep")(seconds);
 }

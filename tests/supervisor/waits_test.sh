@@ -140,4 +140,28 @@ for name in "${programs[@]}"; do
     check "$name replay $i: semantic fidelity passes" test $? = 0
   done
 done
+# A signal that lands while a sleep is being taped interrupts the sleep, as natively: a child
+# under the preload (every subprocess of a recording is) sleeping 600 s, sent SIGINT once it has
+# started, ends with KeyboardInterrupt at once rather than sleeping its 600 s out (bounded: a
+# hang fails the check).
+cat > "$work/interrupt.py" <<'PY'
+import signal, subprocess, sys
+old = signal.signal(signal.SIGINT, signal.default_int_handler)
+# (The handler is set in the child too: a test run in the background inherits SIGINT ignored.)
+child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                          "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                          "sys.stdout.write('x\\n')\nsys.stdout.flush()\ntime.sleep(600)"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
+signal.signal(signal.SIGINT, old)
+child.stdout.read(1)
+child.send_signal(signal.SIGINT)
+_, err = child.communicate()
+print("interrupted" if b"KeyboardInterrupt" in err else "not interrupted", child.returncode)
+PY
+record_interrupted() {
+  (cd "$work" && "$td" run -q --emit-tape "$work/interrupt.tape" -- "$python" interrupt.py > "$work/interrupt.out")
+}
+check "a sleep the signal lands on while it is taped is interrupted" bounded 60 record_interrupted
+check "  with KeyboardInterrupt, as natively" grep -qx "interrupted -2" "$work/interrupt.out"
+
 finish waits
