@@ -88,24 +88,43 @@ bool glob_matches(std::string_view glob, std::string_view path) {
   return ::fnmatch(pattern.c_str(), subject.c_str(), 0) == 0;
 }
 
+namespace {
+
+// The script `command` runs, relative to `workspace` ("" when none there): the program itself
+// when it is a workspace file named by a path, else an interpreter's first argument naming one.
+std::string script_of(const std::vector<std::string>& command, const fs::path& workspace,
+                      const fs::path& cwd) {
+  if (command.empty()) return "";
+  if (command[0].find('/') != std::string::npos) {
+    std::string script = in_workspace(command[0], workspace, cwd);
+    if (!script.empty()) return script;
+  }
+  if (!is_interpreter(fs::path(command[0]).filename().string())) return "";
+  for (size_t i = 1; i < command.size(); ++i) {
+    const std::string& arg = command[i];
+    if (ends_script_search(arg)) return "";
+    if (arg.starts_with("-")) continue;
+    std::string script = in_workspace(arg, workspace, cwd);
+    if (!script.empty()) return script;
+  }
+  return "";
+}
+
+}  // namespace
+
 CodeRule::CodeRule(const std::vector<std::string>& command, const fs::path& workspace,
                    const fs::path& cwd, std::vector<std::string> code_globs,
                    std::vector<std::string> data_globs)
     : code_globs_(std::move(code_globs)), data_globs_(std::move(data_globs)) {
-  if (command.empty()) return;
   std::error_code error;
-  const fs::path root = fs::weakly_canonical(workspace, error);
-  if (command[0].find('/') != std::string::npos) {
-    script_ = in_workspace(command[0], root, cwd);
-    if (!script_.empty()) return;
-  }
-  if (!is_interpreter(fs::path(command[0]).filename().string())) return;
-  for (size_t i = 1; i < command.size(); ++i) {
-    const std::string& arg = command[i];
-    if (ends_script_search(arg)) return;
-    if (arg.starts_with("-")) continue;
-    script_ = in_workspace(arg, root, cwd);
-    if (!script_.empty()) return;
+  workspace_ = fs::weakly_canonical(workspace, error);
+  script_ = script_of(command, workspace_, cwd);
+}
+
+void CodeRule::add_command(const std::vector<std::string>& command, const fs::path& cwd) {
+  std::string script = script_of(command, workspace_, cwd);
+  if (!script.empty() && std::find(scripts_.begin(), scripts_.end(), script) == scripts_.end()) {
+    scripts_.push_back(std::move(script));
   }
 }
 
@@ -128,7 +147,8 @@ bool CodeRule::is_code(std::string_view path) const {
     case Said::nothing:
       break;
   }
-  return path == script_ || default_code(path);
+  return path == script_ || default_code(path) ||
+         std::find(scripts_.begin(), scripts_.end(), path) != scripts_.end();
 }
 
 }  // namespace tapedeck::supervisor

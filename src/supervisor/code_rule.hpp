@@ -12,6 +12,7 @@
 // never through the tape, so they are live whatever this says.)
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -36,9 +37,14 @@ class CodeRule {
   Said globs_say(std::string_view path) const;
   // The root command's script, relative to the workspace ("" when it has none there).
   const std::string& script() const { return script_; }
+  // A subprocess's command (`command` as for the constructor, started in `cwd`): its script is
+  // code too (`npm run agent` running ./bin/agent, a script with no suffix).
+  void add_command(const std::vector<std::string>& command, const std::filesystem::path& cwd);
 
  private:
   std::string script_;
+  std::vector<std::string> scripts_;  // the subprocesses' (add_command)
+  std::filesystem::path workspace_;
   std::vector<std::string> code_globs_;
   std::vector<std::string> data_globs_;
 };

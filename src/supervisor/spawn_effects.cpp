@@ -111,6 +111,10 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     std::string order;
     wire::put_int(order, ++spawns_started_);
     const bool black_box = named_black_box(program);
+    // Its script is code, should it prove part of the agent.
+    std::vector<std::string> command{program};
+    command.insert(command.end(), args.begin(), args.end());
+    code_rule_.add_command(command, cwd_absolute);
     wire::put_int(order, static_cast<uint8_t>(black_box ? 0 : 1));
     if (!black_box) spawns_[spawns_started_].parent = connection.spawn;
     return server_.answer(connection, Reply::ok, order);

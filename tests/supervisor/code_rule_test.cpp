@@ -59,6 +59,17 @@ TEST_F(CodeRuleTest, TheRootCommandsScriptIsCode) {
   EXPECT_TRUE(rule({"python3.13", "run"}).is_code("run"));
 }
 
+TEST_F(CodeRuleTest, ASubprocesssScriptIsCodeToo) {
+  CodeRule plain = rule({"npm", "run", "agent"});
+  EXPECT_FALSE(plain.is_code("bin/agent"));
+  plain.add_command({"./agent", "input.txt"}, workspace_ / "bin");
+  plain.add_command({"sh", "run"}, workspace_.path());
+  plain.add_command({"cat", "input.txt"}, workspace_.path());  // no interpreter: no script
+  EXPECT_TRUE(plain.is_code("bin/agent"));
+  EXPECT_TRUE(plain.is_code("run"));
+  EXPECT_FALSE(plain.is_code("input.txt"));
+}
+
 TEST_F(CodeRuleTest, GlobsOverrideDataFirst) {
   const CodeRule globbed =
       rule({"python3", "agent.py"}, {"prompts/*", "input.txt"}, {"repo/*", "prompts/draft.txt"});
