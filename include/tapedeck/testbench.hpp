@@ -134,6 +134,8 @@ struct ProcessResult {
   const kind::ProcessSpawn* recorded = nullptr;
   // Replay: a --fault changed this result: a signal it dies of is its own, not awaited.
   bool injected = false;
+  // It ran as part of the agent (kind::ProcessSpawn::descended); taped so.
+  bool descended = false;
 };
 
 class Session;
@@ -165,8 +167,8 @@ class ProcessTape {
   // Record only: records a subprocess someone else ran (the interposer's exec shim does).
   void record_finished(const std::string& program, const std::vector<std::string>& args,
                        const std::optional<std::string>& cwd, const ProcessResult& result);
-  // Replay only: a subprocess the tape does not hold that ran for real (--on-miss record), onto
-  // the replay's own tape.
+  // Replay only: a subprocess that ran for real, onto the replay's own tape: one the tape does
+  // not hold (--on-miss record), or one that was part of the agent, run again.
   void record_unheld(const std::string& program, const std::vector<std::string>& args,
                      const std::optional<std::string>& cwd, const ProcessResult& result);
 

@@ -26,7 +26,9 @@ namespace tapedeck::preload {
 using clock_units::ceil_ms;
 using clock_units::floor_ms;
 using clock_units::from_ms;
+using clock_units::from_ns;
 using clock_units::index_of;
+using clock_units::ns_of;
 using clock_units::Source;
 using clock_units::source_of;
 
@@ -72,12 +74,7 @@ Sleep recorded_sleep(uint64_t duration_ms, timespec relative, timespec* left) {
   if (left != nullptr) {
     timespec now{};
     ensure(real.clock_gettime, "clock_gettime")(CLOCK_MONOTONIC, &now);
-    const int64_t total = relative.tv_sec * 1'000'000'000LL + relative.tv_nsec;
-    const int64_t spent =
-        (now.tv_sec - start.tv_sec) * 1'000'000'000LL + (now.tv_nsec - start.tv_nsec);
-    const int64_t rest = total > spent ? total - spent : 0;
-    *left = timespec{static_cast<time_t>(rest / 1'000'000'000LL),
-                     static_cast<long>(rest % 1'000'000'000LL)};
+    *left = from_ns(ns_of(relative) - (ns_of(now) - ns_of(start)));
   }
   errno = EINTR;
   return Sleep::interrupted;
@@ -232,11 +229,7 @@ int clock_nanosleep(clockid_t id, int flags, const struct timespec* request,
     if (absolute) {
       timespec now{};
       ensure(real.clock_gettime, "clock_gettime")(id, &now);
-      int64_t rest =
-          (request->tv_sec - now.tv_sec) * 1'000'000'000LL + (request->tv_nsec - now.tv_nsec);
-      if (rest < 0) rest = 0;
-      relative = timespec{static_cast<time_t>(rest / 1'000'000'000LL),
-                          static_cast<long>(rest % 1'000'000'000LL)};
+      relative = from_ns(ns_of(*request) - ns_of(now));
     }
     const Sleep sleep = taped_sleep(duration_ms, relative, absolute ? nullptr : remaining);
     if (sleep == Sleep::interrupted) return EINTR;

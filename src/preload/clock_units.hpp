@@ -42,9 +42,19 @@ inline int64_t floor_ms(const timespec& ts) {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+inline int64_t ns_of(const timespec& ts) {
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// A span of nanoseconds (none below zero) as a timespec.
+inline timespec from_ns(int64_t ns) {
+  if (ns < 0) ns = 0;
+  return timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+}
+
 // A duration rounded up to the millisecond (a sleep never taped shorter than asked).
 inline uint64_t ceil_ms(const timespec& ts) {
-  const int64_t ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  const int64_t ns = ns_of(ts);
   return ns <= 0 ? 0 : static_cast<uint64_t>((ns + 999'999) / 1'000'000);
 }
 

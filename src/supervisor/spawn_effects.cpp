@@ -71,12 +71,11 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
     if (pid_namespace_) result.pids = pids;
     if (options_.mode == RunOptions::Mode::replay) {
-      if (live_spawns_.erase(result.started) > 0) {
-        // A descended subprocess, run again: taped as the recording had it, at its end.
-        record_spawn(program, args, cwd, result, /*descended=*/true);
-        step_clock();
+      result.descended = live_spawns_.erase(result.started) > 0;
+      session_->processes().record_unheld(program, args, cwd, result);
+      if (result.descended) {
+        step_clock();  // a descended subprocess, run again: taped at its end, as recorded
       } else {
-        session_->processes().record_unheld(program, args, cwd, result);
         record_subprocess_changes();
       }
       return server_.answer(connection, Reply::ok);
@@ -84,25 +83,24 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     // Record. Part of the agent: its own records are on the tape, and a replay runs it again.
     // A tool: what it held is dropped, and its spawn stands for it, with the changes inotify
     // saw, on the tape or held by the subprocess that started it.
-    bool descended = false;
     uint64_t parent = 0;
     if (const auto state = spawns_.find(result.started); state != spawns_.end()) {
-      descended = state->second.on_path;
+      result.descended = state->second.on_path;
       parent = state->second.parent;
       // Its subprocesses' changes went with its dropped records: they are its own.
-      if (!descended) watch_.give_back(state->second.taken_paths, state->second.taken_folders);
+      const TakenChanges& taken = state->second.taken;
+      if (!result.descended) watch_.give_back(taken.paths, taken.folders);
       spawns_.erase(state);
     }
     const bool held = holding(parent);
     const HoldScope scope(*this, held ? &spawns_[parent].held : nullptr);
-    record_spawn(program, args, cwd, result, descended);
-    if (!descended) {
-      TakenChanges taken = record_subprocess_changes();
+    record_spawn(program, args, cwd, result);
+    if (!result.descended) {
+      const TakenChanges taken = record_subprocess_changes();
       if (held) {
-        SpawnState& state = spawns_[parent];
-        state.taken_paths.insert(state.taken_paths.end(), taken.paths.begin(), taken.paths.end());
-        state.taken_folders.insert(state.taken_folders.end(), taken.folders.begin(),
-                                   taken.folders.end());
+        TakenChanges& parents = spawns_[parent].taken;
+        parents.paths.insert(parents.paths.end(), taken.paths.begin(), taken.paths.end());
+        parents.folders.insert(parents.folders.end(), taken.folders.begin(), taken.folders.end());
       }
     }
     return server_.answer(connection, Reply::ok);
@@ -195,27 +193,15 @@ void TreeEffects::answer_live(const Connection& connection, const ProcessResult&
   server_.answer(connection, Reply::live, body);
 }
 
+// Record: a subprocess ended; taped, or held with the records of the subprocess that started it.
 void TreeEffects::record_spawn(const std::string& program, const std::vector<std::string>& args,
-                               const std::optional<std::string>& cwd, const ProcessResult& result,
-                               bool descended) {
+                               const std::optional<std::string>& cwd, const ProcessResult& result) {
   if (Held* held = held_here()) {
-    held->steps.push_back([this, program, args, cwd, result, descended] {
-      record_spawn(program, args, cwd, result, descended);
-    });
+    held->steps.push_back(
+        [this, program, args, cwd, result] { record_spawn(program, args, cwd, result); });
     return;
   }
-  Recorder& tape = recorder();
-  kind::ProcessSpawn spawn{program,
-                           args,
-                           cwd,
-                           result.exit_code,
-                           result.duration_ms,
-                           tape.payload_from_bytes(result.stdout_bytes),
-                           tape.payload_from_bytes(result.stderr_bytes),
-                           result.pids,
-                           result.started};
-  spawn.descended = descended;
-  tape.record(std::move(spawn));
+  session_->processes().record_finished(program, args, cwd, result);
 }
 
 void TreeEffects::answer_spawn(const Connection& connection, const ProcessResult& result) {

@@ -331,8 +331,8 @@ RunOutcome run(const RunOptions& options) {
       outcome.warnings.push_back(
           "the replay tested nothing: every input the tree consumed was a subprocess's "
           "played-back result (no LLM answer, data file or sleep was served to a process that "
-          "ran), so the program's own code was not tested; record the agent itself rather than "
-          "a wrapper that starts it");
+          "ran, and it changed no workspace file itself), so the program's own code was not "
+          "tested: a program that only runs tools, or an agent recorded as a --black-box");
     }
     outcome.isolation = view.kind();
     outcome.isolation_setup_ms = view.setup_ms();

@@ -1,6 +1,7 @@
 #include "supervisor/tree_effects.hpp"
 
 #include <thread>
+#include <utility>
 
 #include "floor/process_access.hpp"
 #include "tapedeck/cas.hpp"
@@ -104,13 +105,8 @@ void TreeEffects::put_on_path(uint64_t spawn) {
   for (auto at = chain.rbegin(); at != chain.rend(); ++at) {
     SpawnState& state = spawns_[*at];
     state.on_path = true;
-    Held held = std::move(state.held);
-    state.held = {};
-    for (const auto& [hash, bytes] : held.bytes) {
-      if (!cas_dir_.empty() && kept_.insert(hash).second) {
-        cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
-      }
-    }
+    const Held held = std::exchange(state.held, {});
+    for (const auto& [hash, bytes] : held.bytes) write_entry(hash, bytes);
     for (const auto& step : held.steps) step();
   }
 }
@@ -123,10 +119,14 @@ std::pair<std::string, uint64_t> TreeEffects::keep(std::string bytes) {
     held->bytes.emplace(hash, std::move(bytes));
     return {hash, size};
   }
+  write_entry(hash, bytes);
+  return {hash, bytes.size()};
+}
+
+void TreeEffects::write_entry(const std::string& hash, const std::string& bytes) {
   if (!cas_dir_.empty() && kept_.insert(hash).second) {
     cas::write_entries(cas_dir_, {{hash, bytes}}, /*durable=*/false);
   }
-  return {hash, bytes.size()};
 }
 
 // Every file record, in both modes; in replay each is also a step of the clock.

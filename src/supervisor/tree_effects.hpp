@@ -132,6 +132,8 @@ class TreeEffects : public floor::Services {
   // Keeps `bytes` in the written tape's sidecar, redacted (a credential the program was given,
   // or one shaped like it): what the tape names (its hash, its length) is the redacted bytes.
   std::pair<std::string, uint64_t> keep(std::string bytes);
+  // Writes the sidecar entry `hash` unless it is there already.
+  void write_entry(const std::string& hash, const std::string& bytes);
   void add_file_record(RecordKind kind);
   void record_read(const std::string& path, const std::string& bytes, bool code);
   void record_write(const std::string& path, const std::string& bytes);
@@ -167,13 +169,17 @@ class TreeEffects : public floor::Services {
     std::vector<std::function<void()>> steps;  // its records, to be made on the tape
     std::map<std::string, std::string> bytes;  // the sidecar entries they name
   };
+  // What record_subprocess_changes taped: the paths changed and the folders made.
+  struct TakenChanges {
+    std::vector<std::string> paths;
+    std::vector<std::string> folders;
+  };
   struct SpawnState {
     uint64_t parent = 0;   // the subprocess that started it; 0: the root's tree
     bool on_path = false;  // part of the agent
     Held held;
     // Workspace changes its own subprocesses were taped with (held): its own if it is dropped.
-    std::vector<std::string> taken_paths;
-    std::vector<std::string> taken_folders;
+    TakenChanges taken;
   };
   std::map<uint64_t, SpawnState> spawns_;  // record: by place in the start order, while alive
   // Where the records of the frame being handled go, when they are held: set by the serving
@@ -212,17 +218,11 @@ class TreeEffects : public floor::Services {
   std::set<uint64_t> live_spawns_;
   void answer_live(const Connection& connection, const ProcessResult& result);
   void record_spawn(const std::string& program, const std::vector<std::string>& args,
-                    const std::optional<std::string>& cwd, const ProcessResult& result,
-                    bool descended);
+                    const std::optional<std::string>& cwd, const ProcessResult& result);
 
   // spawn_effects.cpp
   void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor);
   void answer_spawn(const Connection& connection, const ProcessResult& result);
-  // What it taped: the paths changed and the folders made.
-  struct TakenChanges {
-    std::vector<std::string> paths;
-    std::vector<std::string> folders;
-  };
   TakenChanges record_subprocess_changes();
   void apply_subprocess_changes(const kind::ProcessSpawn* recorded);
 

@@ -212,7 +212,7 @@ void ProcessTape::record(const std::string& program, const std::vector<std::stri
   recorder.record(kind::ProcessSpawn{program, args, cwd, result.exit_code, result.duration_ms,
                                      recorder.payload_from_bytes(result.stdout_bytes),
                                      recorder.payload_from_bytes(result.stderr_bytes), result.pids,
-                                     result.started});
+                                     result.started, result.descended});
 }
 
 }  // namespace tapedeck
