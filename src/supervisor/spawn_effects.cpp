@@ -70,6 +70,11 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     result.started = cursor.take_int<uint64_t>();
     if (!cursor.ok()) throw std::runtime_error("a malformed subprocess report");
     if (pid_namespace_) result.pids = pids;
+    // What its processes sent before they ended is handled first: held with it (or taped, if it
+    // was the agent) in the order it happened, never left to land after its end on the root's
+    // tape, as it did when this frame was read first.
+    const uint64_t started = result.started;
+    server_.drain([started](const Connection& other) { return other.spawn == started; });
     if (options_.mode == RunOptions::Mode::replay) {
       result.descended = live_spawns_.erase(result.started) > 0;
       session_->processes().record_unheld(program, args, cwd, result);
@@ -89,11 +94,17 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
       parent = state->second.parent;
       // Its subprocesses' changes went with its dropped records: they are its own.
       const TakenChanges& taken = state->second.taken;
-      if (!result.descended) watch_.give_back(taken.paths, taken.folders);
+      if (!result.descended) {
+        watch_.give_back(taken.paths, taken.folders);
+        ended_tools_.insert(result.started);
+      }
       spawns_.erase(state);
     }
     const bool held = holding(parent);
-    const HoldScope scope(*this, held ? &spawns_[parent].held : nullptr);
+    Held orphaned;  // started by what a tool left running: dropped with that tool
+    const HoldScope scope(*this, held                            ? &spawns_[parent].held
+                                 : ended_tools_.contains(parent) ? &orphaned
+                                                                 : nullptr);
     record_spawn(program, args, cwd, result);
     if (!result.descended) {
       const TakenChanges taken = record_subprocess_changes();

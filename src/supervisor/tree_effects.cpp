@@ -159,7 +159,10 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
   // A subprocess's process announcing an LLM request is the agent: what it and the
   // subprocesses above it held goes on the tape before the call. Until then its records wait.
   Held* held = nullptr;
-  if (holding(connection.spawn)) {
+  Held dropped;
+  if (options_.mode == RunOptions::Mode::record && ended_tools_.contains(connection.spawn)) {
+    held = &dropped;
+  } else if (holding(connection.spawn)) {
     if (op == wire::Op::llm_request) {
       put_on_path(connection.spawn);
     } else {

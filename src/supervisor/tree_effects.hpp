@@ -182,6 +182,9 @@ class TreeEffects : public floor::Services {
     TakenChanges taken;
   };
   std::map<uint64_t, SpawnState> spawns_;  // record: by place in the start order, while alive
+  // Record: subprocesses that ended as tools. What a process they left behind sends later is
+  // theirs, and dropped with them.
+  std::set<uint64_t> ended_tools_;
   // Where the records of the frame being handled go, when they are held: set by the serving
   // thread for the frame it handles, and seen by it alone (the floor's and the proxy's threads
   // record as they go).

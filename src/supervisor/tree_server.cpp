@@ -89,15 +89,39 @@ void TreeServer::serve(const std::atomic<bool>& root_exited, std::chrono::millis
     }
     const size_t first = 1 + others_.size();
     for (size_t i = first; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) continue;
       Connection& connection = connections_[i - first];
-      if (!receive(connection)) {
-        ::close(connection.fd);
-        connection.fd = -1;
-      }
+      // drain() may have read it, or closed it, since the poll.
+      if (fds[i].revents == 0 || connection.fd < 0) continue;
+      if (receive(connection) == Received::closed) close_connection(connection);
     }
     std::erase_if(connections_, [](const Connection& c) { return c.fd < 0; });
   }
+}
+
+void TreeServer::drain(const std::function<bool(const Connection&)>& which) {
+  while (true) {
+    pollfd waiting{listener_, POLLIN, 0};
+    if (::poll(&waiting, 1, 0) != 1 || (waiting.revents & POLLIN) == 0) break;
+    const size_t before = connections_.size();
+    accept_one();
+    if (connections_.size() == before) break;
+  }
+  // By index: a frame handled here may drain (and accept) again.
+  for (size_t i = 0; i < connections_.size(); ++i) {
+    Connection& connection = connections_[i];
+    if (connection.fd < 0 || connection.receiving) continue;
+    if (connection.heard && !which(connection)) continue;
+    while (connection.fd >= 0) {
+      const Received received = receive(connection);
+      if (received == Received::closed) close_connection(connection);
+      if (received != Received::frames || !which(connection)) break;
+    }
+  }
+}
+
+void TreeServer::close_connection(Connection& connection) {
+  ::close(connection.fd);
+  connection.fd = -1;
 }
 
 void TreeServer::accept_one() {
@@ -120,29 +144,36 @@ pid_t TreeServer::root() {
   return root_;
 }
 
-// Reads what is there and handles every whole frame; false at end of stream.
-bool TreeServer::receive(Connection& connection) {
+TreeServer::Received TreeServer::receive(Connection& connection) {
   char buffer[1 << 16];
-  const ssize_t got = ::recv(connection.fd, buffer, sizeof buffer, 0);
-  if (got < 0 && errno == EINTR) return true;
+  const ssize_t got = ::recv(connection.fd, buffer, sizeof buffer, MSG_DONTWAIT);
+  if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return Received::nothing;
+  }
   if (got <= 0) {
     std::lock_guard lock(mutex_);
     pids_.erase(connection.pid);
-    return false;
+    return Received::closed;
   }
   connection.pending.append(buffer, static_cast<size_t>(got));
+  struct Receiving {
+    Connection& connection;
+    explicit Receiving(Connection& c) : connection(c) { connection.receiving = true; }
+    ~Receiving() { connection.receiving = false; }
+  } receiving(connection);
   size_t at = 0;
   while (connection.pending.size() - at >= wire::kHeaderBytes) {
     const uint32_t length = wire::load_length(connection.pending.data() + at);
-    if (length < 1 || length > wire::kMaxFrameBytes) return false;  // not one of ours
+    if (length < 1 || length > wire::kMaxFrameBytes) return Received::closed;  // not one of ours
     if (connection.pending.size() - at < 4 + length) break;
     const auto op = static_cast<uint8_t>(connection.pending[at + 4]);
     const std::string_view body(connection.pending.data() + at + wire::kHeaderBytes, length - 1);
     handler_(connection, static_cast<wire::Op>(op), body);
+    connection.heard = true;
     at += 4 + length;
   }
   connection.pending.erase(0, at);
-  return true;
+  return Received::frames;
 }
 
 void TreeServer::answer(const Connection& connection, wire::Reply reply, const std::string& body) {

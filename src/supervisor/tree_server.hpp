@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -30,7 +31,9 @@ struct Connection {
   // The subprocess whose process this is (wire::Op::hello; 0: the root's tree), set by its
   // first frame.
   mutable uint64_t spawn = 0;
-  std::string pending;  // bytes received, not yet a whole frame
+  std::string pending;     // bytes received, not yet a whole frame
+  bool heard = false;      // a frame of it has been handled
+  bool receiving = false;  // its frames are being handled (drain() leaves it be)
 };
 
 class TreeServer {
@@ -58,6 +61,11 @@ class TreeServer {
   void serve(const std::atomic<bool>& root_exited, std::chrono::milliseconds grace);
   // Makes serve() look at root_exited now rather than at its next poll timeout.
   void wake();
+  // Handles now what the connections `which` picks have sent and this server has not read yet,
+  // so that it comes before the frame being handled. For a process that has ended, that is
+  // everything it sent: its writes were done before its parent could tell of its end. Connections
+  // not yet accepted or not yet heard from are read too (their first frame names their spawn).
+  void drain(const std::function<bool(const Connection&)>& which);
 
   void answer(const Connection& connection, wire::Reply reply, const std::string& body = {});
   // The tape does not hold what this process asked for: the tree is stopped, the process told.
@@ -69,13 +77,18 @@ class TreeServer {
 
  private:
   void accept_one();
-  bool receive(Connection& connection);
+  enum class Received { frames, nothing, closed };
+  // Reads what is there, without waiting, and handles every whole frame.
+  Received receive(Connection& connection);
+  void close_connection(Connection& connection);
 
   std::string socket_path_;
   int listener_ = -1;
   int wake_fd_ = -1;
   Handler handler_;
-  std::vector<Connection> connections_;
+  // A deque: drain() accepts while a frame of another connection is handled, and the handler's
+  // reference to that one must stay good.
+  std::deque<Connection> connections_;
   std::vector<std::pair<int, std::function<void()>>> others_;
   std::function<int()> next_tick_ms_;
   std::function<void()> tick_;
