@@ -258,6 +258,16 @@ int spawn_common(pid_t* pid, const char* program, bool search_path,
 
 using namespace tapedeck::preload;
 
+// A wait for a subprocess to end tells first what this process wrote meanwhile: the supervisor
+// takes what changed while a subprocess ran as its doing, unless a process reported it, and a
+// file the program wrote while its tool ran is the program's (a wait that does not block comes
+// after the end, too late to tell).
+static void settle_before_waiting(bool blocks) {
+  if (!config.active || in_hook || !blocks) return;
+  HookScope scope;
+  sync_with_supervisor();
+}
+
 extern "C" {
 
 int execve(const char* path, char* const argv[], char* const envp[]) {
@@ -318,6 +328,26 @@ int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file_actions_t*
 // a fork, so the child gets its own connection and its exec is seen as a subprocess's.
 pid_t vfork(void) {
   return ensure(real.fork, "fork")();
+}
+
+pid_t waitpid(pid_t pid, int* status, int options) {
+  settle_before_waiting((options & WNOHANG) == 0);
+  return ensure(real.waitpid, "waitpid")(pid, status, options);
+}
+
+pid_t wait(int* status) {
+  settle_before_waiting(true);
+  return ensure(real.waitpid, "waitpid")(-1, status, 0);
+}
+
+pid_t wait4(pid_t pid, int* status, int options, struct rusage* usage) {
+  settle_before_waiting((options & WNOHANG) == 0);
+  return ensure(real.wait4, "wait4")(pid, status, options, usage);
+}
+
+int waitid(idtype_t type, id_t id, siginfo_t* info, int options) {
+  settle_before_waiting((options & WNOHANG) == 0);
+  return ensure(real.waitid, "waitid")(type, id, info, options);
 }
 
 void _exit(int status) {

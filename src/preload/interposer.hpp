@@ -7,7 +7,7 @@
 //   clock_hooks.cpp      clock reads and sleeps
 //   file_hooks.cpp       opens, closes, deletes, renames and temporary files in the workspace
 //   path_hooks.cpp       calls that only name paths (folders, metadata, links, the cwd)
-//   exec_hooks.cpp       exec, posix_spawn, vfork, _exit
+//   exec_hooks.cpp       exec, posix_spawn, vfork, _exit, waits for a subprocess
 //   network_hooks.cpp    connect
 //   wait_hooks.cpp       waits with a timeout (poll, select, epoll)
 //   sync_wait_hooks.cpp  waits with a deadline (semaphores, condition variables)
@@ -39,6 +39,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +95,9 @@ struct Real {
   decltype(&::execvpe) execvpe;
   decltype(&::posix_spawn) posix_spawn;
   decltype(&::fork) fork;
+  decltype(&::waitpid) waitpid;
+  decltype(&::wait4) wait4;
+  decltype(&::waitid) waitid;
   decltype(&::_exit) exit_now;
   decltype(&::connect) connect;
   decltype(&::write) write;

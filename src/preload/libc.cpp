@@ -62,6 +62,9 @@ void resolve_all() {
   real.execvpe = TAPEDECK_REAL(execvpe);
   real.posix_spawn = TAPEDECK_REAL(posix_spawn);
   real.fork = TAPEDECK_REAL(fork);
+  real.waitpid = TAPEDECK_REAL(waitpid);
+  real.wait4 = TAPEDECK_REAL(wait4);
+  real.waitid = TAPEDECK_REAL(waitid);
   real.exit_now = TAPEDECK_REAL(_exit);
   real.connect = TAPEDECK_REAL(connect);
   real.write = TAPEDECK_REAL(write);
