@@ -19,6 +19,7 @@ packages=(
   python3-httpx                           # the streaming agent of the stream timing test
   golang-go musl-tools busybox-static     # Go and static programs under the floor (tests/floor)
   python3 time procps                     # (procps: pgrep, the tests' process trees)
+  git zip unzip                           # the tools of the tool-effects test
   chromium                                # tapedeck view's browser test
 )
 # The seed anchor (shared/anchors/seed-rust) builds from Debian's Rust crates.

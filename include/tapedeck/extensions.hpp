@@ -4,7 +4,18 @@
 //   entropy      {"kind":"entropy","seed":"<64 hex>"}: the seed of the run's randomness
 //   outcome      {"kind":"outcome","exit_code":N,"stdout":{"content_hash":…,"len_bytes":N},
 //                 "stderr":{…}}: how the program ended, what it printed
-//   folder_made  {"kind":"folder_made","path":"…"}: a folder a subprocess made
+//   folder_made     {"kind":"folder_made","path":"…","mode":493}: a folder a subprocess made,
+//                   with its permission bits (tapes before 0.2 have no mode)
+//   folder_removed  {"kind":"folder_removed","path":"…"}: a folder a subprocess removed, with
+//                   everything in it
+//   symlink_made    {"kind":"symlink_made","path":"…","target":"…"}: a symbolic link a subprocess
+//                   made (or pointed elsewhere); the target is kept as the link holds it
+//   hard_link_made  {"kind":"hard_link_made","path":"…","existing":"…"}: a second name a
+//                   subprocess gave a workspace file
+//   mode_set        {"kind":"mode_set","path":"…","mode":448}: permission bits a subprocess set
+//                   on a file or folder that was there before
+// A replay makes these again in its view, in tape order, right after the subprocess's spawn;
+// the modes of folders it made last (a folder made read-only still takes its files first).
 //
 // (The others are fields of known kinds: `by_subprocess` and `mode` on file records, `code` on a
 // file read, `waited` on a sleep, `lane` on a clock read, `pids` and `started` on a spawn: see
@@ -32,9 +43,22 @@ kind::Unknown entropy_record(std::string_view seed_hex);
 kind::Unknown outcome_record(const ProgramOutcome& outcome);
 kind::Unknown folder_made_record(std::string_view path);
 
+// A change a subprocess made to the workspace's tree beyond a file's bytes (file_write) and a
+// file's removal (file_delete).
+struct TreeChange {
+  enum class Kind { folder_made, folder_removed, symlink_made, hard_link_made, mode_set };
+  Kind kind = Kind::folder_made;
+  std::string path;
+  std::optional<uint32_t> mode;  // folder_made (none on older tapes), mode_set
+  std::string other;             // symlink_made: the target; hard_link_made: the existing path
+};
+kind::Unknown tree_change_record(const TreeChange& change);
+
 // What such a record holds; nullopt for any other record (or a malformed one).
 std::optional<std::string> entropy_seed(const kind::Unknown& record);
 std::optional<ProgramOutcome> program_outcome(const kind::Unknown& record);
 std::optional<std::string> made_folder(const kind::Unknown& record);
+// Nullopt for any other record, or one malformed (a mode past 07777, a field missing).
+std::optional<TreeChange> tree_change(const kind::Unknown& record);
 
 }  // namespace tapedeck::extension

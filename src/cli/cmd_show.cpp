@@ -64,6 +64,15 @@ std::string summarize(const RecordKind& kind) {
                              human_bytes(outcome->stderr_size), short_hash(outcome->stderr_hash));
         } else if (const auto seed = extension::entropy_seed(k)) {
           return "seed " + short_hash(*seed);
+        } else if (const auto change = extension::tree_change(k)) {
+          using Kind = extension::TreeChange::Kind;
+          std::string text = json_string(change->path);
+          if (change->kind == Kind::symlink_made) text += " -> " + json_string(change->other);
+          if (change->kind == Kind::hard_link_made) {
+            text += " (another name of " + json_string(change->other) + ")";
+          }
+          if (change->mode) text += fmt::format(" mode {:04o}", *change->mode);
+          return text + " by a subprocess";
         } else {
           return k.raw_json.size() > 120 ? k.raw_json.substr(0, 120) + "…" : k.raw_json;
         }

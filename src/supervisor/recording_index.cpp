@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "preload/clock_map_layout.hpp"
+#include "tapedeck/extensions.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -24,7 +25,7 @@ bool is_subprocess_change(const RecordKind& kind) {
   if (const auto* write = std::get_if<kind::FileWrite>(&kind)) return write->by_subprocess;
   if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) return gone->by_subprocess;
   const auto* unknown = std::get_if<kind::Unknown>(&kind);
-  return unknown != nullptr && unknown->name == "folder_made";
+  return unknown != nullptr && extension::tree_change(*unknown).has_value();
 }
 
 RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path clock_map_path)

@@ -25,7 +25,7 @@ namespace tapedeck::supervisor {
 std::string describe_spawn(const Record& record);
 
 // A record a subprocess's change to the workspace was taped as: a file written or deleted
-// (by_subprocess), or a folder made (tapedeck's `folder_made` record).
+// (by_subprocess), or another change to the tree (tapedeck's TreeChange records).
 bool is_subprocess_change(const RecordKind& kind);
 
 class RecordingIndex {

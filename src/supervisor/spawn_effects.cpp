@@ -92,10 +92,11 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     if (const auto state = spawns_.find(result.started); state != spawns_.end()) {
       result.descended = state->second.on_path;
       parent = state->second.parent;
-      // Its subprocesses' changes went with its dropped records: they are its own.
-      const TakenChanges& taken = state->second.taken;
+      // Its subprocesses' changes went with its dropped records: they are its own (given back
+      // latest first, so that the snapshot is as it was before the first of them).
       if (!result.descended) {
-        watch_.give_back(taken.paths, taken.folders);
+        const auto& taken = state->second.taken;
+        for (auto at = taken.rbegin(); at != taken.rend(); ++at) watch_.give_back(*at);
         ended_tools_.insert(result.started);
       }
       spawns_.erase(state);
@@ -107,12 +108,8 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
                                                                  : nullptr);
     record_spawn(program, args, cwd, result);
     if (!result.descended) {
-      const TakenChanges taken = record_subprocess_changes();
-      if (held) {
-        TakenChanges& parents = spawns_[parent].taken;
-        parents.paths.insert(parents.paths.end(), taken.paths.begin(), taken.paths.end());
-        parents.folders.insert(parents.folders.end(), taken.folders.begin(), taken.folders.end());
-      }
+      WorkspaceWatch::Taken taken = record_subprocess_changes();
+      if (held) spawns_[parent].taken.push_back(std::move(taken));
     }
     return server_.answer(connection, Reply::ok);
   }
@@ -228,43 +225,57 @@ void TreeEffects::answer_spawn(const Connection& connection, const ProcessResult
 
 // Record: a subprocess ended; what changed in the workspace that no process reported itself
 // is its doing, taped right after its spawn so that a replay can make the same changes.
-TreeEffects::TakenChanges TreeEffects::record_subprocess_changes() {
-  TakenChanges taken;
-  // Folders first (a file may go into one); only those still there. A folder the root made
-  // meanwhile counts too: making it again in the view is harmless.
-  for (const std::string& folder : watch_.take_made_folders()) {
-    std::error_code error;
-    if (!fs::is_directory(fs::symlink_status(fs::path(workspace_) / folder, error))) continue;
-    add_file_record(extension::folder_made_record(folder));
-    taken.folders.push_back(folder);
-  }
-  // A path a process of the tree reported is the subprocess's change only if it now differs
-  // from what was reported (a parent writes a file, its subprocess then rewrites it).
-  for (const WorkspaceWatch::Change& change : watch_.take_changes()) {
+WorkspaceWatch::Taken TreeEffects::record_subprocess_changes() {
+  using Change = WorkspaceWatch::Change;
+  using TreeChange = extension::TreeChange;
+  WorkspaceWatch::Taken taken = watch_.take_changes();
+  for (const Change& change : taken.changes) {
     const std::string& path = change.path;
-    const fs::path where = fs::path(workspace_) / path;
-    std::error_code error;
-    const fs::file_status status = fs::symlink_status(where, error);
-    if (fs::is_regular_file(status)) {
-      if (auto bytes = detail::read_file(where)) {
-        if (change.reported && change.content_hash == content_hash(*bytes)) continue;
+    switch (change.kind) {
+      case Change::Kind::removed:
+        if (change.folder) {
+          add_file_record(extension::tree_change_record(
+              {TreeChange::Kind::folder_removed, path, std::nullopt, {}}));
+        } else if (!change.reported || change.reported_hash) {
+          add_file_record(kind::FileDelete{path, true});
+        }
+        break;
+      case Change::Kind::folder_made:
+        add_file_record(
+            extension::tree_change_record({TreeChange::Kind::folder_made, path, change.mode, {}}));
+        break;
+      case Change::Kind::file_written: {
+        // A path a process of the tree reported is the subprocess's change only if it now
+        // differs from what was reported (a parent writes a file, its subprocess rewrites it).
+        auto bytes = detail::read_file(fs::path(workspace_) / path);
+        if (!bytes) break;
+        if (change.reported && change.reported_hash == content_hash(*bytes)) break;
         const auto [hash, size] = keep(*bytes);
-        const auto mode = static_cast<uint32_t>(status.permissions() & fs::perms::mask);
-        add_file_record(kind::FileWrite{path, hash, size, true, mode});
-        taken.paths.push_back(path);
+        add_file_record(kind::FileWrite{path, hash, size, true, change.mode});
+        break;
       }
-    } else if (!fs::exists(status)) {
-      if (change.reported && !change.content_hash) continue;
-      add_file_record(kind::FileDelete{path, true});
-      taken.paths.push_back(path);
+      case Change::Kind::symlink_made:
+        add_file_record(extension::tree_change_record(
+            {TreeChange::Kind::symlink_made, path, std::nullopt, change.other}));
+        break;
+      case Change::Kind::hard_link_made:
+        add_file_record(extension::tree_change_record(
+            {TreeChange::Kind::hard_link_made, path, std::nullopt, change.other}));
+        break;
+      case Change::Kind::mode_set:
+        add_file_record(
+            extension::tree_change_record({TreeChange::Kind::mode_set, path, change.mode, {}}));
+        break;
     }
   }
   return taken;
 }
 
 // Replay: the subprocess served from `recorded` is not run, so its recorded changes to the
-// workspace are made in the view, and taped as the recording taped them.
+// workspace are made in the view, and taped as the recording taped them. The modes of the
+// folders it made come last: a folder made read-only first takes what goes in it.
 void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
+  std::vector<std::pair<std::string, uint32_t>> folder_modes;
   for (const RecordKind* change : index_->changes_of(recorded)) {
     if (const auto* write = std::get_if<kind::FileWrite>(change)) {
       const std::optional<std::string> bytes = recorded_bytes(write->path, write->content_hash);
@@ -278,9 +289,42 @@ void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
       view_.remove_file(gone->path);
       written_.erase(gone->path);
     } else if (const auto* unknown = std::get_if<kind::Unknown>(change)) {
-      if (const auto folder = extension::made_folder(*unknown)) view_.make_folder(*folder);
+      if (const auto tree = extension::tree_change(*unknown))
+        apply_tree_change(*tree, folder_modes);
     }
     add_file_record(*change);
+  }
+  for (auto at = folder_modes.rbegin(); at != folder_modes.rend(); ++at) {
+    view_.set_mode(at->first, at->second);
+  }
+}
+
+void TreeEffects::apply_tree_change(const extension::TreeChange& change,
+                                    std::vector<std::pair<std::string, uint32_t>>& folder_modes) {
+  using Kind = extension::TreeChange::Kind;
+  switch (change.kind) {
+    case Kind::folder_made:
+      view_.make_folder(change.path);
+      if (change.mode) folder_modes.emplace_back(change.path, *change.mode);
+      break;
+    case Kind::folder_removed:
+      view_.remove_tree(change.path);
+      std::erase_if(written_, [&](const std::string& path) {
+        return path.starts_with(change.path) && path.size() > change.path.size() &&
+               path[change.path.size()] == '/';
+      });
+      break;
+    case Kind::symlink_made:
+      view_.make_symlink(change.path, change.other);
+      written_.erase(change.path);
+      break;
+    case Kind::hard_link_made:
+      view_.make_hard_link(change.path, change.other);
+      written_.erase(change.path);
+      break;
+    case Kind::mode_set:
+      if (change.mode) view_.set_mode(change.path, *change.mode);
+      break;
   }
 }
 

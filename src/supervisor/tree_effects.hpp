@@ -29,6 +29,7 @@
 #include "supervisor/tree_server.hpp"
 #include "supervisor/workspace_view.hpp"
 #include "supervisor/workspace_watch.hpp"
+#include "tapedeck/extensions.hpp"
 #include "tapedeck/faults.hpp"
 #include "tapedeck/testbench.hpp"
 
@@ -169,17 +170,12 @@ class TreeEffects : public floor::Services {
     std::vector<std::function<void()>> steps;  // its records, to be made on the tape
     std::map<std::string, std::string> bytes;  // the sidecar entries they name
   };
-  // What record_subprocess_changes taped: the paths changed and the folders made.
-  struct TakenChanges {
-    std::vector<std::string> paths;
-    std::vector<std::string> folders;
-  };
   struct SpawnState {
     uint64_t parent = 0;   // the subprocess that started it; 0: the root's tree
     bool on_path = false;  // part of the agent
     Held held;
     // Workspace changes its own subprocesses were taped with (held): its own if it is dropped.
-    TakenChanges taken;
+    std::vector<WorkspaceWatch::Taken> taken;
   };
   std::map<uint64_t, SpawnState> spawns_;  // record: by place in the start order, while alive
   // Record: subprocesses that ended as tools. What a process they left behind sends later is
@@ -226,8 +222,10 @@ class TreeEffects : public floor::Services {
   // spawn_effects.cpp
   void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor);
   void answer_spawn(const Connection& connection, const ProcessResult& result);
-  TakenChanges record_subprocess_changes();
+  WorkspaceWatch::Taken record_subprocess_changes();
   void apply_subprocess_changes(const kind::ProcessSpawn* recorded);
+  void apply_tree_change(const extension::TreeChange& change,
+                         std::vector<std::pair<std::string, uint32_t>>& folder_modes);
 
   const RunOptions& options_;
   Session* session_;

@@ -1,5 +1,6 @@
 #include "supervisor/workspace_view.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -197,6 +198,83 @@ bool WorkspaceView::remove_file(const std::string& relative) const {
   const bool removed = ::unlinkat(folder, name.c_str(), 0) == 0;
   ::close(folder);
   return removed;
+}
+
+namespace {
+// Removes `name` in `folder`, and all in it if it is a folder, following no link.
+bool remove_at(int folder, const char* name) {
+  if (::unlinkat(folder, name, 0) == 0 || errno == ENOENT) return true;
+  if (errno != EISDIR && errno != EPERM) return false;
+  const int inner = ::openat(folder, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (inner < 0) return false;
+  ::fchmod(inner, 0700);  // a read-only folder still gives up what it holds
+  DIR* listing = ::fdopendir(inner);
+  if (listing == nullptr) {
+    ::close(inner);
+    return false;
+  }
+  bool ok = true;
+  while (const dirent* item = ::readdir(listing)) {
+    const std::string_view entry(item->d_name);
+    if (entry == "." || entry == "..") continue;
+    ok = remove_at(::dirfd(listing), item->d_name) && ok;
+  }
+  ::closedir(listing);
+  return ::unlinkat(folder, name, AT_REMOVEDIR) == 0 && ok;
+}
+}  // namespace
+
+bool WorkspaceView::remove_tree(const std::string& relative) const {
+  std::string name;
+  const int folder = parent_of(relative, name, /*make=*/false);
+  if (folder < 0) return false;
+  const bool removed = name != "." && remove_at(folder, name.c_str());
+  ::close(folder);
+  return removed;
+}
+
+bool WorkspaceView::make_symlink(const std::string& relative, const std::string& target) const {
+  std::string name;
+  const int folder = parent_of(relative, name, /*make=*/true);
+  if (folder < 0) return false;
+  ::unlinkat(folder, name.c_str(), 0);  // a file or link there is replaced; a folder is not
+  const bool made = name != "." && ::symlinkat(target.c_str(), folder, name.c_str()) == 0;
+  ::close(folder);
+  return made;
+}
+
+bool WorkspaceView::make_hard_link(const std::string& relative, const std::string& existing) const {
+  std::string name, existing_name;
+  const int existing_folder = parent_of(existing, existing_name, /*make=*/false);
+  if (existing_folder < 0) return false;
+  const int folder = parent_of(relative, name, /*make=*/true);
+  bool made = false;
+  if (folder >= 0 && name != "." && existing_name != ".") {
+    ::unlinkat(folder, name.c_str(), 0);
+    // Without AT_SYMLINK_FOLLOW: a link names the link itself, never where it points.
+    made = ::linkat(existing_folder, existing_name.c_str(), folder, name.c_str(), 0) == 0;
+  }
+  if (folder >= 0) ::close(folder);
+  ::close(existing_folder);
+  return made;
+}
+
+bool WorkspaceView::set_mode(const std::string& relative, uint32_t mode) const {
+  std::string name;
+  const int folder = parent_of(relative, name, /*make=*/false);
+  if (folder < 0) return false;
+  const int target = ::openat(folder, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  ::close(folder);
+  if (target < 0) return false;
+  struct stat status {};
+  bool set = false;
+  if (::fstat(target, &status) == 0 && !S_ISLNK(status.st_mode)) {
+    // chmod through the descriptor's /proc name: the very file opened, with no link followed.
+    const std::string by_fd = "/proc/self/fd/" + std::to_string(target);
+    set = ::chmod(by_fd.c_str(), static_cast<mode_t>(mode & 07777)) == 0;
+  }
+  ::close(target);
+  return set;
 }
 
 fs::path WorkspaceView::path(const std::string& relative) const {

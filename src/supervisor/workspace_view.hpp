@@ -80,6 +80,13 @@ class WorkspaceView {
   bool remove_file(const std::string& relative) const;
   // Makes the view's folder at `relative` and its parents (those already there are kept).
   bool make_folder(const std::string& relative) const;
+  // What a tool did to the tree, made again, beneath the view and following no link: a file,
+  // link or folder removed with everything in it; a symbolic link made (in place of a file or
+  // link there); a second name given to a file; permission bits set (not through a link).
+  bool remove_tree(const std::string& relative) const;
+  bool make_symlink(const std::string& relative, const std::string& target) const;
+  bool make_hard_link(const std::string& relative, const std::string& existing) const;
+  bool set_mode(const std::string& relative, uint32_t mode) const;
   // A path of the supervisor's (the workspace or inside it) as the program starts there.
   std::filesystem::path translate(const std::filesystem::path& path) const;
   // The other way: a path the kernel gave a process of the tree, as the program names it.

@@ -38,6 +38,61 @@ kind::Unknown folder_made_record(std::string_view path) {
   return {"folder_made", R"({"kind":"folder_made","path":)" + json_string(path) + "}"};
 }
 
+namespace {
+constexpr std::string_view kTreeChangeNames[] = {"folder_made", "folder_removed", "symlink_made",
+                                                 "hard_link_made", "mode_set"};
+}  // namespace
+
+kind::Unknown tree_change_record(const TreeChange& change) {
+  const std::string_view name = kTreeChangeNames[static_cast<int>(change.kind)];
+  std::string json = R"({"kind":")" + std::string(name) + R"(","path":)" + json_string(change.path);
+  switch (change.kind) {
+    case TreeChange::Kind::symlink_made:
+      json += R"(,"target":)" + json_string(change.other);
+      break;
+    case TreeChange::Kind::hard_link_made:
+      json += R"(,"existing":)" + json_string(change.other);
+      break;
+    default:
+      break;
+  }
+  if (change.mode) json += R"(,"mode":)" + std::to_string(*change.mode);
+  return {std::string(name), json + "}"};
+}
+
+std::optional<TreeChange> tree_change(const kind::Unknown& record) {
+  TreeChange change;
+  bool named = false;
+  for (size_t i = 0; i < std::size(kTreeChangeNames); ++i) {
+    if (record.name == kTreeChangeNames[i]) {
+      change.kind = static_cast<TreeChange::Kind>(i);
+      named = true;
+    }
+  }
+  if (!named) return std::nullopt;
+  simdjson::dom::parser parser;
+  const auto root = parsed(record, record.name, parser);
+  std::string_view path;
+  if (!root || (*root)["path"].get(path)) return std::nullopt;
+  change.path = path;
+  uint64_t mode = 0;
+  const auto mode_error = (*root)["mode"].get(mode);
+  if (!mode_error) {
+    if (mode > 07777) return std::nullopt;
+    change.mode = static_cast<uint32_t>(mode);
+  } else if (mode_error != simdjson::NO_SUCH_FIELD || change.kind == TreeChange::Kind::mode_set) {
+    return std::nullopt;
+  }
+  std::string_view other;
+  if (change.kind == TreeChange::Kind::symlink_made) {
+    if ((*root)["target"].get(other)) return std::nullopt;
+  } else if (change.kind == TreeChange::Kind::hard_link_made) {
+    if ((*root)["existing"].get(other)) return std::nullopt;
+  }
+  change.other = other;
+  return change;
+}
+
 std::optional<std::string> entropy_seed(const kind::Unknown& record) {
   simdjson::dom::parser parser;
   std::string_view seed;

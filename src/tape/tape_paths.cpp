@@ -66,11 +66,28 @@ std::optional<std::string> record_path_problem(const RecordKind& kind, PathRule 
     }
     return named("process_spawn cwd", *spawn->cwd, rule);
   }
-  if (const auto* unknown = std::get_if<kind::Unknown>(&kind);
-      unknown && unknown->name == "folder_made") {
-    const std::optional<std::string> folder = extension::made_folder(*unknown);
-    if (!folder) return "folder_made without a path";
-    return named("folder_made path", *folder, rule);
+  if (const auto* unknown = std::get_if<kind::Unknown>(&kind)) {
+    const std::optional<extension::TreeChange> change = extension::tree_change(*unknown);
+    if (!change) {
+      const bool tree_kind = unknown->name == "folder_made" || unknown->name == "folder_removed" ||
+                             unknown->name == "symlink_made" || unknown->name == "hard_link_made" ||
+                             unknown->name == "mode_set";
+      if (tree_kind) return unknown->name + " is malformed (a field missing or out of range)";
+      return std::nullopt;
+    }
+    if (auto problem = named(unknown->name + " path", change->path, rule)) return problem;
+    if (change->kind == extension::TreeChange::Kind::hard_link_made) {
+      return named("hard_link_made existing", change->other, rule);
+    }
+    if (change->kind == extension::TreeChange::Kind::symlink_made) {
+      // The link is made inside the view; where it points is the program's business, and no
+      // write of the replay's own follows a link.
+      if (change->other.empty() || change->other.find('\0') != std::string::npos ||
+          change->other.size() > kLongestTapePath) {
+        return "symlink_made target " + json_string(change->other.substr(0, 120)) +
+               " is empty, too long or holds a NUL byte";
+      }
+    }
   }
   return std::nullopt;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tape is untrusted input. A recording of a program whose subprocess makes a folder and writes
 # a file in it, run in a subfolder, is edited so that its paths climb out of the workspace (`..`
-# up front, hidden mid-path, absolute, a cwd of ../.., a rename's target outside): `verify` names
+# up front, hidden mid-path, absolute, a cwd of ../.., a rename's target outside, a hard link to,
+# a mode set on and a folder removal of something outside): `verify` names
 # each record (exit 1), `replay` and `check` refuse it (exit 2, one line) and nothing outside the
 # workspace changes. A manifest naming the root as workspace stops `check`. A link to / that the
 # program makes in the view is not followed by the replayed subprocess's write. As root, the same
@@ -24,7 +25,10 @@ one_pass() {
 import os, subprocess, sys
 if len(sys.argv) > 1:
     os.symlink("/", "up")  # a link out of the view, made by the program itself
-subprocess.run(["sh", "-c", "mkdir -p d && echo hi > d/x.txt && mv d/x.txt d/y.txt"])
+subprocess.run(["sh", "-c", "mkdir -p d && echo hi > d/x.txt && mv d/x.txt d/y.txt && ln d/y.txt d/z.txt"])
+subprocess.run(["chmod", "600", "d/y.txt"])
+subprocess.run(["mkdir", "-p", "e/f"])
+subprocess.run(["rm", "-rf", "e"])
 subprocess.run(["true"], cwd="sub")
 PY
   [ "$who" = nobody ] && chown -R nobody:nogroup "$root"
@@ -58,6 +62,9 @@ relative ..|"folder_made","path":"d"|"folder_made","path":"../outside/made"
 absolute|"path":"d/y.txt"|"path":"$outside/keep.txt"
 cwd of ../..|"cwd":"sub"|"cwd":"../.."
 a rename's target outside|"path":"d/y.txt","content_hash"|"path":"../outside/y.txt","content_hash"
+a hard link to a file outside|"existing":"d/y.txt"|"existing":"../outside/keep.txt"
+a mode set outside|"kind":"mode_set","path":"d/y.txt"|"kind":"mode_set","path":"../outside/keep.txt"
+a folder removed outside|"kind":"folder_removed","path":"e"|"kind":"folder_removed","path":"../outside"
 EDITS
   printf '{"tapedeck_manifest":1,"command":["python3","p.py"],"cwd":"ws","workspace":"/"}\n' \
     > "$root/p.tape.manifest"

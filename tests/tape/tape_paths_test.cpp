@@ -45,6 +45,31 @@ TEST(TapePaths, TheReferencesAbsolutePathsAreItsFormatButNoReplays) {
             std::nullopt);
 }
 
+TEST(TapePaths, TreeChangesReadBackAsWritten) {
+  using TreeChange = extension::TreeChange;
+  const std::vector<TreeChange> changes = {
+      {TreeChange::Kind::folder_made, "a/b", 0750, ""},
+      {TreeChange::Kind::folder_made, "old", std::nullopt, ""},
+      {TreeChange::Kind::folder_removed, "build", std::nullopt, ""},
+      {TreeChange::Kind::symlink_made, "link", std::nullopt, "../s \"q\".txt"},
+      {TreeChange::Kind::hard_link_made, "hard", std::nullopt, "a/b/f.txt"},
+      {TreeChange::Kind::mode_set, "run.sh", 0755, ""},
+  };
+  for (const TreeChange& change : changes) {
+    const kind::Unknown record = extension::tree_change_record(change);
+    const auto back = extension::tree_change(record);
+    ASSERT_TRUE(back.has_value()) << record.raw_json;
+    EXPECT_EQ(back->kind, change.kind) << record.raw_json;
+    EXPECT_EQ(back->path, change.path);
+    EXPECT_EQ(back->mode, change.mode);
+    EXPECT_EQ(back->other, change.other);
+  }
+  EXPECT_EQ(extension::tree_change(extension::entropy_record(std::string(64, 'a'))), std::nullopt);
+  EXPECT_EQ(extension::tree_change(
+                kind::Unknown{"mode_set", R"({"kind":"mode_set","path":"x","mode":4096})"}),
+            std::nullopt);
+}
+
 TEST(TapePaths, EveryPathARecordNamesPassesTheGate) {
   EXPECT_EQ(record_path_problem(kind::FileRead{"in.txt", std::string(64, 'a'), 1}), std::nullopt);
   EXPECT_NE(record_path_problem(kind::FileRead{"../in.txt", "", 0}), std::nullopt);
@@ -53,6 +78,28 @@ TEST(TapePaths, EveryPathARecordNamesPassesTheGate) {
   EXPECT_NE(record_path_problem(extension::folder_made_record("../../tmp/escape-dir")),
             std::nullopt);
   EXPECT_EQ(record_path_problem(extension::folder_made_record("a/b")), std::nullopt);
+  using TreeChange = extension::TreeChange;
+  const auto tree = [](TreeChange::Kind kind, std::string path, std::optional<uint32_t> mode,
+                       std::string other) {
+    return record_path_problem(extension::tree_change_record({kind, path, mode, other}));
+  };
+  EXPECT_NE(tree(TreeChange::Kind::folder_removed, "../..", std::nullopt, ""), std::nullopt);
+  EXPECT_NE(tree(TreeChange::Kind::mode_set, "/etc/shadow", 0777, ""), std::nullopt);
+  EXPECT_NE(tree(TreeChange::Kind::hard_link_made, "x", std::nullopt, "../../etc/passwd"),
+            std::nullopt);
+  EXPECT_EQ(tree(TreeChange::Kind::hard_link_made, "x", std::nullopt, "a/b"), std::nullopt);
+  // A link may point anywhere: it is made inside the view, and nothing the replay writes
+  // follows one.
+  EXPECT_EQ(tree(TreeChange::Kind::symlink_made, "x", std::nullopt, "/etc"), std::nullopt);
+  EXPECT_NE(tree(TreeChange::Kind::symlink_made, "x", std::nullopt, std::string("a\0b", 3)),
+            std::nullopt);
+  EXPECT_NE(tree(TreeChange::Kind::symlink_made, "../x", std::nullopt, "a"), std::nullopt);
+  // A change of this family that does not parse is refused, not let through unread.
+  EXPECT_NE(record_path_problem(kind::Unknown{"mode_set", R"({"kind":"mode_set","path":"x"})"}),
+            std::nullopt);
+  EXPECT_NE(record_path_problem(
+                kind::Unknown{"folder_made", R"({"kind":"folder_made","path":"x","mode":-1})"}),
+            std::nullopt);
   kind::ProcessSpawn spawn;
   spawn.program = "sh";
   for (const char* key : {".", "sub/dir", "/repo"}) {  // an absolute cwd is a key, never a place
