@@ -118,7 +118,12 @@ int run_fidelity(const FidelityOptions& options) {
   if (shown > 0) fmt::print("\nthen:\n");
   for (size_t i = 1; i <= shown; ++i) {
     const auto& d = report.divergences[i];
-    fmt::print("  seq {}: {}: {}\n", d.seq, d.category, d.message);
+    // A field's divergence says its category first already.
+    if (d.message.starts_with(d.category)) {
+      fmt::print("  seq {}: {}\n", d.seq, d.message);
+    } else {
+      fmt::print("  seq {}: {}: {}\n", d.seq, d.category, d.message);
+    }
   }
   if (report.divergences.size() - 1 > shown) {
     fmt::print("  … and {} more (--json lists them all)\n", report.divergences.size() - 1 - shown);

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -195,6 +196,12 @@ class Stream {
   using Source = std::function<const Record*()>;
   Stream(Source source, Mode mode) : source_(std::move(source)), mode_(mode) {}
   const Record* next() {
+    if (!returned_.empty()) {
+      // Counted when first read.
+      current_ = std::move(returned_.front());
+      returned_.pop_front();
+      return &current_;
+    }
     while (const Record* record = source_()) {
       ++count_;
       if (mode_ == Mode::phase_aware && record->phase == Phase::runtime_finalize &&
@@ -209,8 +216,16 @@ class Stream {
   uint64_t count() const { return count_; }
   // The records the score weighs: all the mode compares, but semantic's timing.
   uint64_t weighed() const { return weighed_; }
+  // Records read ahead and not used: next() gives them again, in this order, before the rest.
+  void give_back(std::vector<Record> records) {
+    for (auto at = records.rbegin(); at != records.rend(); ++at) {
+      returned_.push_front(std::move(*at));
+    }
+  }
 
  private:
+  std::deque<Record> returned_;
+  Record current_;
   Source source_;
   Mode mode_;
   uint64_t count_ = 0;
@@ -431,6 +446,154 @@ void compare_file_runs(const Record*& a, const Record*& b, Stream& recorded, Str
             [](const Divergence& x, const Divergence& y) { return x.seq < y.seq; });
 }
 
+// A record a subprocess's change to the workspace was taped as, right after its spawn.
+bool is_subprocess_change(const Record& record) {
+  if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) return write->by_subprocess;
+  if (const auto* gone = std::get_if<kind::FileDelete>(&record.kind)) return gone->by_subprocess;
+  const auto* unknown = std::get_if<kind::Unknown>(&record.kind);
+  return unknown != nullptr && extension::tree_change(*unknown).has_value();
+}
+
+std::string command_of(const kind::ProcessSpawn& spawn) {
+  std::string command = "`" + spawn.program;
+  for (const std::string& arg : spawn.args) command += " " + arg;
+  return command + "`";
+}
+
+// A subprocess taped in a run of ones that overlapped, with what followed its spawn record and
+// goes with it (its changes to the workspace; clock reads, which are timing).
+struct Member {
+  std::vector<Record> records;  // the spawn first
+  const kind::ProcessSpawn& spawn() const { return std::get<kind::ProcessSpawn>(records[0].kind); }
+};
+
+// Takes the spawn at `record` and what goes with it.
+Member take_member(const Record*& record, Stream& stream) {
+  Member member;
+  member.records.push_back(*record);
+  for (record = stream.next();
+       record != nullptr && (is_timing(*record) || is_subprocess_change(*record));
+       record = stream.next()) {
+    member.records.push_back(*record);
+  }
+  return member;
+}
+
+// Semantic mode: subprocesses that run at the same time (a pipeline, `&` jobs, a parallel
+// make) end in either order, and each side tapes them as they end (a replay tapes one it plays
+// back as it is handed out). Nor does the recording's timing say which may come apart: a replay
+// skips sleeps, so `(sleep 1; date) & cat x & wait` hands out `date` before `cat`'s stand-in
+// asks, though they were 1 s apart when recorded. So a run of subprocesses with nothing between
+// them but what goes with each (clock reads, the changes a tool made) is compared as a set:
+// each recorded one matched to a replayed one by program, arguments and cwd, whatever the
+// order, then field by field as anywhere else. One that only one side ran is named. Order
+// still gates across any other record (a file the program read, an LLM call), and
+// in byte-identical mode. `a` is a process_spawn record; on return `a` and `b` are the records
+// after the runs. False (nothing read) when the recording's run is one subprocess.
+bool compare_spawn_runs(const Record*& a, const Record*& b, Stream& recorded, Stream& replay,
+                        Report& report) {
+  std::vector<Member> left;
+  left.push_back(take_member(a, recorded));
+  while (a != nullptr && std::holds_alternative<kind::ProcessSpawn>(a->kind)) {
+    left.push_back(take_member(a, recorded));
+  }
+  if (left.size() == 1) {
+    // Not a run: the records read are given back, to be compared in order.
+    std::vector<Record> taken = std::move(left[0].records);
+    if (a != nullptr) taken.push_back(*a);
+    recorded.give_back(std::move(taken));
+    a = recorded.next();
+    return false;
+  }
+  std::vector<Member> right;
+  while (b != nullptr && std::holds_alternative<kind::ProcessSpawn>(b->kind)) {
+    right.push_back(take_member(b, replay));
+  }
+  // Pairs: the same command first, then the same program (a changed argument is a field's
+  // divergence, not a missing and an extra subprocess).
+  std::vector<int> pair(left.size(), -1);
+  std::vector<bool> taken(right.size(), false);
+  const auto match = [&](auto same) {
+    for (size_t i = 0; i < left.size(); ++i) {
+      for (size_t j = 0; j < right.size() && pair[i] < 0; ++j) {
+        if (!taken[j] && same(left[i].spawn(), right[j].spawn())) {
+          pair[i] = static_cast<int>(j);
+          taken[j] = true;
+        }
+      }
+    }
+  };
+  match([](const kind::ProcessSpawn& x, const kind::ProcessSpawn& y) {
+    return x.program == y.program && x.args == y.args && x.cwd == y.cwd &&
+           x.stdout_payload.content_hash == y.stdout_payload.content_hash;
+  });
+  match([](const kind::ProcessSpawn& x, const kind::ProcessSpawn& y) {
+    return x.program == y.program && x.args == y.args && x.cwd == y.cwd;
+  });
+  match([](const kind::ProcessSpawn& x, const kind::ProcessSpawn& y) {
+    return x.program == y.program;
+  });
+  const size_t first_new = report.divergences.size();
+  for (size_t i = 0; i < left.size(); ++i) {
+    if (pair[i] < 0) {
+      const Record& spawn = left[i].records[0];
+      report.divergences.push_back(
+          {spawn.seq, "process_set",
+           "among subprocesses that ran at the same time, the recording ran " +
+               command_of(left[i].spawn()) + " and the replay did not",
+           line_of(spawn), ""});
+      continue;
+    }
+    // Each with what went with it, in order; clock reads are timing.
+    std::vector<const Record*> ours, theirs;
+    uint64_t clocks[2] = {0, 0};
+    for (const Record& record : left[i].records) {
+      is_timing(record) ? ++clocks[0] : (ours.push_back(&record), 0);
+    }
+    for (const Record& record : right[static_cast<size_t>(pair[i])].records) {
+      is_timing(record) ? ++clocks[1] : (theirs.push_back(&record), 0);
+    }
+    report.unmatched_clock_reads +=
+        clocks[0] > clocks[1] ? clocks[0] - clocks[1] : clocks[1] - clocks[0];
+    for (size_t k = 0; k < std::max(ours.size(), theirs.size()); ++k) {
+      if (k >= theirs.size()) {
+        report.divergences.push_back({ours[k]->seq, "missing_in_replay",
+                                      "the replay's " + command_of(left[i].spawn()) + " has no " +
+                                          std::string(kind_name(ours[k]->kind)) +
+                                          " record like this",
+                                      line_of(*ours[k]), ""});
+        continue;
+      }
+      if (k >= ours.size()) {
+        report.divergences.push_back({left[i].records[0].seq, "missing_in_recorded",
+                                      "the replay's " + command_of(left[i].spawn()) + " has this " +
+                                          std::string(kind_name(theirs[k]->kind)) + " record more",
+                                      "", line_of(*theirs[k])});
+        continue;
+      }
+      const std::vector<FieldDiff> diffs =
+          diff_records(*ours[k], *theirs[k], kSemantic, report.notes);
+      if (diffs.empty()) {
+        ++report.matched_records;
+      } else {
+        report.divergences.push_back(divergence_from(diffs, *ours[k], *theirs[k]));
+      }
+    }
+  }
+  for (size_t j = 0; j < right.size(); ++j) {
+    if (taken[j]) continue;
+    const Record& spawn = right[j].records[0];
+    report.divergences.push_back({left.back().records[0].seq, "process_set",
+                                  "among subprocesses that ran at the same time, the replay ran " +
+                                      command_of(right[j].spawn()) + " and the recording did not",
+                                  "", line_of(spawn)});
+  }
+  std::sort(report.divergences.begin() + static_cast<std::ptrdiff_t>(first_new),
+            report.divergences.end(),
+            [](const Divergence& x, const Divergence& y) { return x.seq < y.seq; });
+  return true;
+}
+
 Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
   Report report;
   report.mode = mode;
@@ -463,6 +626,11 @@ Report compare_streams(Stream& recorded, Stream& replay, Mode mode) {
       }
       if (mode == Mode::semantic && is_file_effect(a) && is_file_effect(b)) {
         compare_file_runs(a, b, recorded, replay, report);
+        continue;  // a and b are the records after the runs
+      }
+      if (mode == Mode::semantic && a != nullptr &&
+          std::holds_alternative<kind::ProcessSpawn>(a->kind) &&
+          compare_spawn_runs(a, b, recorded, replay, report)) {
         continue;  // a and b are the records after the runs
       }
       if (a == nullptr && b == nullptr) break;

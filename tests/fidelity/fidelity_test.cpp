@@ -368,5 +368,73 @@ TEST(Fidelity, AReplayStoppedHalfwayScoresAboutAHalf) {
   EXPECT_DOUBLE_EQ(report.score, 0.5);
 }
 
+// A pipeline's members run at the same time and are taped as they end, in either order: a run
+// of subprocesses with nothing else between them compares as a set in semantic mode, each
+// matched by its command; byte-identical keeps the order; one the replay did not run is named;
+// across any other record the order still gates.
+namespace {
+kind::ProcessSpawn spawn_of(std::string program) {
+  return kind::ProcessSpawn{
+      program,  {}, ".", 0, 5, Payload{Payload::Storage::inline_text, "h-" + program, program, 0},
+      Payload{}};
+}
+Tape tape_of(std::vector<RecordKind> kinds) {
+  Tape tape(Header::current());
+  for (RecordKind& kind : kinds) {
+    Record record;
+    record.seq = tape.records.size();
+    record.kind = std::move(kind);
+    tape.records.push_back(std::move(record));
+  }
+  return tape;
+}
+}  // namespace
+
+TEST(Fidelity, SubprocessesSideBySideCompareAsASetInSemanticMode) {
+  // `ls | wc -l`, then `sort | uniq | head` (sort's change to the workspace goes with it), then
+  // a file read, then `date`.
+  const Tape recorded =
+      tape_of({spawn_of("ls"), kind::ClockRead{}, spawn_of("wc"), spawn_of("sort"),
+               kind::FileWrite{"out", "h", 1, true}, spawn_of("uniq"), spawn_of("head"),
+               kind::FileRead{"x", "h", 1}, spawn_of("date")});
+  const Tape replay = tape_of({spawn_of("wc"), spawn_of("ls"), spawn_of("head"), spawn_of("sort"),
+                               kind::FileWrite{"out", "h", 1, true}, spawn_of("uniq"),
+                               kind::FileRead{"x", "h", 1}, spawn_of("date")});
+  const Report semantic = compare(recorded, replay, Mode::semantic);
+  EXPECT_TRUE(semantic.identical()) << semantic.divergences.front().message;
+  EXPECT_DOUBLE_EQ(semantic.score, 1.0);
+  EXPECT_FALSE(compare(recorded, replay, Mode::byte_identical).identical());
+
+  // The replay did not run `ls`: named, and the rest still matches.
+  Tape dropped = replay;
+  dropped.records.erase(dropped.records.begin() + 1);
+  const Report missing = compare(recorded, dropped, Mode::semantic);
+  ASSERT_EQ(missing.divergences.size(), 1u);
+  EXPECT_EQ(missing.divergences[0].category, "process_set");
+  EXPECT_NE(missing.divergences[0].message.find("`ls`"), std::string::npos)
+      << missing.divergences[0].message;
+
+  // A subprocess's changed output is a divergence of its own fields, wherever it came.
+  Tape changed = replay;
+  std::get<kind::ProcessSpawn>(changed.records[2].kind).stdout_payload.content_hash = "other";
+  const Report output = compare(recorded, changed, Mode::semantic);
+  ASSERT_EQ(output.divergences.size(), 1u);
+  EXPECT_EQ(output.divergences[0].category, "process_stdout_hash");
+
+  // One only the replay ran, among the others: named where it stands, the others still match.
+  Tape extra = replay;
+  Record more;
+  more.kind = spawn_of("extra");
+  extra.records.insert(extra.records.begin() + 1, more);
+  for (size_t i = 0; i < extra.records.size(); ++i) extra.records[i].seq = i;
+  const Report added = compare(recorded, extra, Mode::semantic);
+  ASSERT_EQ(added.divergences.size(), 1u) << added.divergences.front().message;
+  EXPECT_NE(added.divergences[0].message.find("extra"), std::string::npos);
+
+  // A subprocess moved across a file read is out of order.
+  const Tape moved = tape_of({spawn_of("a"), kind::FileRead{"x", "h", 1}, spawn_of("b")});
+  const Tape across = tape_of({spawn_of("b"), kind::FileRead{"x", "h", 1}, spawn_of("a")});
+  EXPECT_FALSE(compare(moved, across, Mode::semantic).identical());
+}
 }  // namespace
 }  // namespace tapedeck::fidelity
