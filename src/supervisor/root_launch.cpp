@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -224,7 +225,12 @@ bool write_text(const char* path, const char* text) {
     tell(channel, 'E', &error, sizeof error);
     ::_exit(127);
   }
-  if (init == 0) run_init(channel, plan);
+  if (init == 0) {
+    // The init dies with this process (which dies with the supervisor), and with the init the
+    // kernel ends every process of its namespace.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    run_init(channel, plan);
+  }
   // This process stays between the supervisor and the namespace, and ends as its init does.
   tell(channel, 'I', &init, sizeof init);
   ::close(channel);
@@ -252,6 +258,7 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) != 0) {
     throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
   }
+  const pid_t supervisor = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int error = errno;
@@ -260,6 +267,12 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
     throw std::runtime_error(std::string("fork: ") + std::strerror(error));
   }
   if (pid == 0) {
+    // The tree never outlives tapedeck, however it ends (a CI job's SIGKILL, a crash): this
+    // process is killed with the thread that forked it (the supervisor's own, which runs the
+    // program to its end), and takes the namespace's init with it. Without a pid namespace the
+    // program is this process after its exec, and keeps the signal.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != supervisor) ::_exit(127);  // the supervisor was gone already
     ::close(channel[0]);
     set_up_and_exec(channel[1], plan, uid_map.c_str(), gid_map.c_str());
   }
