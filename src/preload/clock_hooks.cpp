@@ -200,7 +200,14 @@ time_t time(time_t* out) {
   time_t now = ensure(real.time, "time")(nullptr);
   if (recording_or_replaying()) {
     HookScope scope;
-    now = static_cast<time_t>(taped_read(Source::wall, static_cast<int64_t>(now) * 1000) / 1000);
+    // Taped from the precise wall clock: time() reads a coarse one, a tick behind, which just
+    // past a second's turn says the second before a gettimeofday() made just earlier; a replay,
+    // whose wall clock never goes back, would then answer the later second.
+    timespec precise{};
+    ensure(real.clock_gettime, "clock_gettime")(CLOCK_REALTIME, &precise);
+    const int64_t real_ms =
+        static_cast<int64_t>(precise.tv_sec) * 1000 + precise.tv_nsec / 1'000'000;
+    now = static_cast<time_t>(taped_read(Source::wall, real_ms) / 1000);
   }
   if (out != nullptr) *out = now;
   return now;
