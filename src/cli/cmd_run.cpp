@@ -37,6 +37,7 @@ struct RunArgs {
   std::vector<std::string> code_globs;
   std::vector<std::string> data_globs;
   std::vector<std::string> black_box_globs;  // run
+  double kill_after_seconds = 5;
 };
 
 // The preload library and the exec shim live beside this binary.
@@ -114,6 +115,8 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.code_globs = args.code_globs;
   options.data_globs = args.data_globs;
   options.black_box_globs = args.black_box_globs;
+  options.kill_after =
+      std::chrono::milliseconds(static_cast<int64_t>(args.kill_after_seconds * 1000.0));
 
   const supervisor::RunOutcome outcome = supervisor::run(options);
   if (mode == RunOptions::Mode::record || (record_misses && !outcome.miss)) {
@@ -199,6 +202,12 @@ void add_common(CLI::App* cmd, RunArgs& args) {
                   "look like code (a repository a coding agent reads): served as recorded on "
                   "replay (repeatable; wins over --code and the default)")
       ->allow_extra_args(false);
+  cmd->add_option("--kill-after", args.kill_after_seconds,
+                  "SECONDS the program has to end after tapedeck gets SIGTERM or SIGHUP (passed "
+                  "on to it) before its whole tree is killed; the tape is finished either way, "
+                  "and tapedeck exits 128 + the signal, as `timeout` does")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   cmd->add_option("PROGRAM", args.command, "The program and its arguments, after --")->required();
 }
 

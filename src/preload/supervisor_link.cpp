@@ -76,6 +76,9 @@ void say_hello() {
   write_all(frame, sink.size);
 }
 
+// The last connect was refused for this process's user, not for want of a supervisor.
+bool connect_denied = false;
+
 bool connect_supervisor() {
   if (connection_alive()) return true;
   connection_fd = -1;
@@ -86,6 +89,9 @@ bool connect_supervisor() {
   memcpy(address.sun_path, config.socket_path, sizeof address.sun_path);
   if (ensure(real.connect, "connect")(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) !=
       0) {
+    // Refused for its user (it changed user: `subprocess.run(user=…)`, sudo -u): the supervisor
+    // is there, this process may not reach it.
+    connect_denied = errno == EACCES || errno == EPERM;
     ensure(real.close, "close")(fd);
     return false;
   }
@@ -99,6 +105,7 @@ bool connect_supervisor() {
   struct stat status;
   fstat(connection_fd, &status);
   connection_inode = status.st_ino;
+  connect_denied = false;
   if (config.spawn != 0) say_hello();
   return true;
 }
@@ -132,12 +139,24 @@ void report(const char* text) {
   errno = saved;
 }
 
-// The supervisor is gone (killed, or the tree outlived it): carry on untaped, and say so once.
+// The supervisor is gone (killed, or the tree outlived it): this process ends with it, as the
+// tree does where its pid namespace ends with the supervisor. Carrying on untaped let a replayed
+// runtime's threads spin on a clock that no longer moved (Claude Code's, at 94% CPU each, for
+// 40 minutes after its `timeout`).
 void lose_supervisor() {
-  if (config.mode != Mode::off) {
-    report("tapedeck: lost the supervisor; this process runs on untaped\n");
+  if (connect_denied) {
+    // Another user's process, which the supervisor will not serve: it runs on, untaped (the
+    // exec shim says so for a subprocess started that way).
+    config.mode = Mode::off;
+    connection_fd = -1;
+    return;
   }
-  config.mode = Mode::off;
+  if (config.mode != Mode::off) {
+    report(
+        "tapedeck: lost the supervisor (tapedeck ended or was killed); this process ends "
+        "with it\n");
+    ensure(real.exit_now, "_exit")(137);
+  }
   connection_fd = -1;
 }
 

@@ -116,8 +116,9 @@ bool ended_within(int pidfd, std::chrono::milliseconds limit) {
 }
 
 // The replay's exit status, or nullopt when it outlived `timeout`. Then it is asked to stop
-// (SIGTERM, which it passes to the program, and cleans up after), and after a grace period
-// it and its whole process group are killed. Either way it is reaped.
+// (SIGTERM, which it passes to the program; its --kill-after, shorter than the grace here,
+// kills the tree and finishes the tape), and after a grace period it and its whole process
+// group are killed. Either way it is reaped.
 std::optional<int> wait_with_timeout(pid_t pid, std::chrono::seconds timeout) {
   constexpr std::chrono::seconds kGrace{3};
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -214,15 +215,13 @@ CaseResult run_case(size_t index, const fs::path& tape, const CheckOptions& opti
   result.replay_tape = options.replays_dir / (stem + ".replay.tape");
   const fs::path out = options.replays_dir / (stem + ".stdout");
   const fs::path err = options.replays_dir / (stem + ".stderr");
-  std::vector<std::string> args = {options.tapedeck.string(),
-                                   "replay",
-                                   fs::absolute(tape).string(),
-                                   "--emit-tape",
-                                   fs::absolute(result.replay_tape).string(),
-                                   "--overwrite",
-                                   "--workspace",
-                                   manifest.workspace.string(),
-                                   "--json"};
+  std::vector<std::string> args = {options.tapedeck.string(), "replay", fs::absolute(tape).string(),
+                                   "--emit-tape", fs::absolute(result.replay_tape).string(),
+                                   "--overwrite", "--workspace", manifest.workspace.string(),
+                                   "--json",
+                                   // Within check's grace after its SIGTERM: the replay kills
+                                   // its tree and finishes its tape itself.
+                                   "--kill-after", "1.5"};
   for (const std::string& glob : manifest.code_globs) args.insert(args.end(), {"--code", glob});
   for (const std::string& glob : manifest.data_globs) args.insert(args.end(), {"--data", glob});
   args.push_back("--");

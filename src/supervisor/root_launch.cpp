@@ -231,7 +231,10 @@ bool write_text(const char* path, const char* text) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     run_init(channel, plan);
   }
-  // This process stays between the supervisor and the namespace, and ends as its init does.
+  // This process stays between the supervisor and the namespace, and ends as its init does. A
+  // signal to the whole process group (a terminal's ^C, `timeout`) is not its to die of: that
+  // would end the namespace at once; the supervisor passes such signals on to the init.
+  for (int signal_number : kForwarded) ::signal(signal_number, SIG_IGN);
   tell(channel, 'I', &init, sizeof init);
   ::close(channel);
   int status = 0;

@@ -1,7 +1,9 @@
 // A private folder for one run: the supervisor's socket, replay's clock map and the replay's
 // view of the workspace. In $TMPDIR, unless that lies in the workspace (a program's temporary
 // files taped as workspace files): the view's scratch cannot live inside what it overlays, nor
-// the run inside what it tapes. Removed, whole, when the run ends.
+// the run inside what it tapes. Removed, whole, when the run ends; a run killed before that
+// (SIGKILL, a crash) leaves it, with its owner's pid and start time in it, and the next run of
+// the same user removes it.
 #pragma once
 
 #include <filesystem>

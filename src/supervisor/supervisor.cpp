@@ -32,8 +32,10 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<pid_t> forward_to{0};
+std::atomic<int> terminated_by{0};  // SIGTERM or SIGHUP that reached tapedeck, passed on
 
 void forward_signal(int signal_number) {
+  terminated_by.store(signal_number);
   const pid_t pid = forward_to.load();
   if (pid > 0) ::kill(pid, signal_number);
 }
@@ -273,7 +275,10 @@ RunOutcome run(const RunOptions& options) {
   forward.sa_handler = forward_signal;
   ::sigaction(SIGINT, &ignore, &previous_int);
   ::sigaction(SIGQUIT, &ignore, &previous_quit);
+  struct sigaction previous_hup {};
   ::sigaction(SIGTERM, &forward, &previous_term);
+  ::sigaction(SIGHUP, &forward, &previous_hup);
+  terminated_by = 0;
   // Once the root is gone (or never started): the tree served out, tapedeck's signals its own.
   auto wind_down = [&] {
     root_exited = true;
@@ -283,6 +288,7 @@ RunOutcome run(const RunOptions& options) {
     ::sigaction(SIGINT, &previous_int, nullptr);
     ::sigaction(SIGQUIT, &previous_quit, nullptr);
     ::sigaction(SIGTERM, &previous_term, nullptr);
+    ::sigaction(SIGHUP, &previous_hup, nullptr);
     if (proxy) proxy->stop();
   };
   const pid_t pid = root.pid();
@@ -311,13 +317,43 @@ RunOutcome run(const RunOptions& options) {
   }
   const auto program_started = std::chrono::steady_clock::now();
   int status = 0;
+  std::optional<int> killed_after;  // the signal that ended the run, when its grace ran out
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    const int signal_number = terminated_by.load();
+    if (signal_number == 0) continue;
+    // A CI job's stop: the program had the signal; it gets --kill-after to end, then its tree
+    // is killed (through the namespace's init, all of it), and the tape is finished as usual.
+    const auto deadline = std::chrono::steady_clock::now() + options.kill_after;
+    pid_t ended = 0;
+    while ((ended = ::waitpid(pid, &status, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      ::usleep(20'000);
+    }
+    if (ended == 0) {
+      ::kill(root.tree_pid(), SIGKILL);
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      killed_after = signal_number;
+    }
+    break;
   }
   const auto program_ended = std::chrono::steady_clock::now();
   forward_to = 0;
   wind_down();
   if (floor_serves) effects.settle_all();
   outcome.exit_code = exit_code_of(status);
+  if (killed_after) {
+    // Ended as `timeout` ends what it stops: 128 + the signal that asked.
+    outcome.exit_code = 128 + *killed_after;
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "the program was sent SIG%s and had not ended %.1f s later (--kill-after): its "
+                  "whole tree was killed",
+                  ::sigabbrev_np(*killed_after),
+                  static_cast<double>(options.kill_after.count()) / 1000.0);
+    outcome.warnings.push_back(line);
+  }
   if (capture) {
     capture->finish(std::chrono::milliseconds(2000));
     effects.record_outcome(outcome.exit_code, capture->stdout_output(), capture->stderr_output());

@@ -2,13 +2,16 @@
 # The tree never outlives tapedeck: `kill -9` of tapedeck while it records or replays a
 # program blocked on its stdin (a Python program with a thread, and a Node program) leaves no
 # process of the tree running within 2 s, checked by pid (a zombie only the machine's pid 1 can
-# reap counts as gone).
+# reap counts as gone). The killed run's folder stays (its owner named in it) until the next run
+# removes it.
 # Usage: killed_test.sh TAPEDECK
 set -uo pipefail
 td=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../harness.sh"
-cd "$work"
+mkdir "$work/ws" "$work/tmp"
+cd "$work/ws"
+export TMPDIR=$work/tmp  # the runs' folders (outside the workspace), where this test sees them
 cat > threaded.py <<'PY'
 import sys, threading, time
 threading.Thread(target=lambda: [time.sleep(0.01) for _ in iter(int, 1)], daemon=True).start()
@@ -63,6 +66,53 @@ for program in "$python threaded.py" "node reader.js"; do
       test -z "$left"
     exec 7>&-
     wait "$pid" 2>/dev/null
+    check "$name: $mode: the killed run's folder names its owner" \
+      grep -qs "^$pid " "$TMPDIR"/tapedeck-run-*/owner
+    "$td" run -q --emit-tape "next.tape" -- true > /dev/null 2>&1
+    rm -rf next.tape next.tape.cas
+    check "$name: $mode: the next run removed it; nothing of either is left" \
+      test -z "$(ls -A "$TMPDIR")"
   done
+done
+# A CI job's timeout: `timeout 3` sends SIGTERM, which a program that ignores it outlives. With
+# --kill-after 1 its tree is killed a second later: timeout returns 124 within 3 + 1 + 2 s,
+# nothing of the tree is left, the tape verifies and ends with the outcome (exit 143).
+cat > stubborn.py <<'PY'
+import signal, sys
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("got", sys.stdin.readline().strip(), flush=True)
+sys.stdin.read()
+PY
+echo hi | "$td" run -q --emit-tape stubborn.tape -- "$python" stubborn.py > /dev/null 2>&1
+for mode in run replay; do
+  rm -rf "t-$mode.tape" "t-$mode.tape.cas"
+  mkfifo "in.t.$mode"
+  started=$(date +%s%N)
+  if [ "$mode" = run ]; then
+    timeout 3 "$td" run -q --kill-after 1 --emit-tape "t-$mode.tape" -- "$python" stubborn.py \
+      < "in.t.$mode" > "t.$mode.out" 2>&1 &
+  else
+    timeout 3 "$td" replay --kill-after 1 --emit-tape "t-$mode.tape" stubborn.tape \
+      -- "$python" stubborn.py < "in.t.$mode" > "t.$mode.out" 2>&1 &
+  fi
+  timer=$!
+  exec 7> "in.t.$mode"
+  echo hi >&7
+  for _ in $(seq 100); do grep -q "^got hi" "t.$mode.out" && break; sleep 0.1; done
+  tree=$(for child in $(cat /proc/$timer/task/*/children 2>/dev/null); do tree_of "$child"; done)
+  wait "$timer"
+  code=$?
+  took=$((($(date +%s%N) - started) / 1000000))
+  exec 7>&-
+  check "stubborn: $mode: timeout returns 124 ($code) within 6 s ($took ms)" \
+    test "$code" = 124 -a "$took" -lt 6000
+  left=
+  for p in $tree; do running "$p" && left="$left $p"; done
+  check "stubborn: $mode: nothing of the tree is left (left:$left)" test -z "$left"
+  check "stubborn: $mode: the tape verifies" "$td" verify "t-$mode.tape"
+  check "stubborn: $mode: it ends with the outcome, exit 143" \
+    bash -c "'$td' show 't-$mode.tape' | tail -1 | grep -q 'outcome *program exit 143'"
+  check "stubborn: $mode: the summary says the tree was killed" \
+    grep -q "sent SIGTERM and had not ended 1.0 s later" "t.$mode.out"
 done
 finish killed
