@@ -4,11 +4,28 @@
 # process of the tree running within 2 s, checked by pid (a zombie only the machine's pid 1 can
 # reap counts as gone). The killed run's folder stays (its owner named in it) until the next run
 # removes it.
-# Usage: killed_test.sh TAPEDECK
+# `unprivileged` runs it all again as nobody (when run as root): a user namespace's pid
+# namespace where the kernel gives one, else none.
+# Usage: killed_test.sh TAPEDECK [unprivileged]
 set -uo pipefail
 td=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
-source "$here/../harness.sh"
+if [ "${2:-}" = unprivileged ]; then
+  if [ "$(id -u)" != 0 ]; then exec bash "$0" "$td"; fi
+  # The user must reach everything: the binaries (tapedeck finds its preload library and exec
+  # shim beside itself) and this script, in a folder of its own.
+  shared=$(mktemp -d)
+  trap 'rm -rf "$shared"' EXIT
+  cp "$td" "$(dirname "$td")/tapedeck-exec" "$(dirname "$td")/libtapedeck_preload.so" "$shared/"
+  cp "$0" "$here/../harness.sh" "$shared/"
+  chmod -R a+rX "$shared"
+  chmod a+rwx "$shared"
+  setpriv --reuid=nobody --regid=nogroup --clear-groups env TMPDIR="$shared" HOME="$shared" \
+    bash "$shared/killed_test.sh" "$shared/tapedeck"
+  exit $?
+fi
+# (The copy run as another user has the harness beside it.)
+if [ -f "$here/harness.sh" ]; then source "$here/harness.sh"; else source "$here/../harness.sh"; fi
 mkdir "$work/ws" "$work/tmp"
 cd "$work/ws"
 export TMPDIR=$work/tmp  # the runs' folders (outside the workspace), where this test sees them
@@ -53,7 +70,7 @@ for program in "$python threaded.py" "node reader.js"; do
     for _ in $(seq 100); do grep -q "^got hi" "$mode.$name.out" && break; sleep 0.1; done
     check "$name: $mode: the program runs under tapedeck" grep -q "^got hi" "$mode.$name.out"
     tree=$(tree_of "$pid")
-    check "$name: $mode: tapedeck's tree holds the program" test "$(echo "$tree" | wc -l)" -ge 3
+    check "$name: $mode: tapedeck's tree holds the program" test "$(echo "$tree" | wc -l)" -ge 2
     kill -9 "$pid"
     left=
     for _ in $(seq 20); do
