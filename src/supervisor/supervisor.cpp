@@ -1,7 +1,10 @@
 #include "supervisor/supervisor.hpp"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -318,7 +321,16 @@ RunOutcome run(const RunOptions& options) {
   const auto program_started = std::chrono::steady_clock::now();
   int status = 0;
   std::optional<int> killed_after;  // the signal that ended the run, when its grace ran out
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  // Waited for through a pidfd, a slice at a time: a SIGTERM may be handled on any of
+  // tapedeck's threads, so this one looks for it rather than count on an interrupted wait.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  while (true) {
+    if (pidfd >= 0) {
+      pollfd ended{pidfd, POLLIN, 0};
+      ::poll(&ended, 1, 100);
+    }
+    const pid_t got = ::waitpid(pid, &status, pidfd >= 0 ? WNOHANG : 0);
+    if (got == pid || (got < 0 && errno != EINTR)) break;
     const int signal_number = terminated_by.load();
     if (signal_number == 0) continue;
     // A CI job's stop: the program had the signal; it gets --kill-after to end, then its tree
@@ -338,6 +350,7 @@ RunOutcome run(const RunOptions& options) {
     }
     break;
   }
+  if (pidfd >= 0) ::close(pidfd);
   const auto program_ended = std::chrono::steady_clock::now();
   forward_to = 0;
   wind_down();
