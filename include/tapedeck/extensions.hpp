@@ -60,5 +60,10 @@ std::optional<ProgramOutcome> program_outcome(const kind::Unknown& record);
 std::optional<std::string> made_folder(const kind::Unknown& record);
 // Nullopt for any other record, or one malformed (a mode past 07777, a field missing).
 std::optional<TreeChange> tree_change(const kind::Unknown& record);
+// Whether `name` is one of TreeChange's kinds (well formed or not).
+bool is_tree_change_kind(std::string_view name);
+// A record a subprocess's change to the workspace was taped as, right after its spawn: a file
+// written or deleted `by_subprocess`, or a TreeChange.
+bool is_subprocess_change(const RecordKind& kind);
 
 }  // namespace tapedeck::extension

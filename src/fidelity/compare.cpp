@@ -446,14 +446,6 @@ void compare_file_runs(const Record*& a, const Record*& b, Stream& recorded, Str
             [](const Divergence& x, const Divergence& y) { return x.seq < y.seq; });
 }
 
-// A record a subprocess's change to the workspace was taped as, right after its spawn.
-bool is_subprocess_change(const Record& record) {
-  if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) return write->by_subprocess;
-  if (const auto* gone = std::get_if<kind::FileDelete>(&record.kind)) return gone->by_subprocess;
-  const auto* unknown = std::get_if<kind::Unknown>(&record.kind);
-  return unknown != nullptr && extension::tree_change(*unknown).has_value();
-}
-
 std::string command_of(const kind::ProcessSpawn& spawn) {
   std::string command = "`" + spawn.program;
   for (const std::string& arg : spawn.args) command += " " + arg;
@@ -472,7 +464,7 @@ Member take_member(const Record*& record, Stream& stream) {
   Member member;
   member.records.push_back(*record);
   for (record = stream.next();
-       record != nullptr && (is_timing(*record) || is_subprocess_change(*record));
+       record != nullptr && (is_timing(*record) || extension::is_subprocess_change(record->kind));
        record = stream.next()) {
     member.records.push_back(*record);
   }

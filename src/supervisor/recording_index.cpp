@@ -21,13 +21,6 @@ std::string describe_spawn(const Record& record) {
   return text + "`" + (spawn.cwd ? " in " + *spawn.cwd : std::string());
 }
 
-bool is_subprocess_change(const RecordKind& kind) {
-  if (const auto* write = std::get_if<kind::FileWrite>(&kind)) return write->by_subprocess;
-  if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) return gone->by_subprocess;
-  const auto* unknown = std::get_if<kind::Unknown>(&kind);
-  return unknown != nullptr && extension::tree_change(*unknown).has_value();
-}
-
 RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path clock_map_path)
     : clock_map_path_(std::move(clock_map_path)) {
   // Clock reads by stretch (see clock_map.hpp): a new stretch after every other record.
@@ -51,7 +44,7 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
       spawns_.push_back(&record);
       last_spawn = spawn;
-    } else if (last_spawn != nullptr && is_subprocess_change(record.kind)) {
+    } else if (last_spawn != nullptr && extension::is_subprocess_change(record.kind)) {
       changes_[last_spawn].push_back(&record.kind);
     }
   }

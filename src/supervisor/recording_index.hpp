@@ -24,10 +24,6 @@ namespace tapedeck::supervisor {
 // "`program arg…` in cwd", as messages name a recorded subprocess.
 std::string describe_spawn(const Record& record);
 
-// A record a subprocess's change to the workspace was taped as: a file written or deleted
-// (by_subprocess), or another change to the tree (tapedeck's TreeChange records).
-bool is_subprocess_change(const RecordKind& kind);
-
 class RecordingIndex {
  public:
   // Indexes `recording` (which must outlive this) and makes its clock map at `clock_map_path`.

@@ -227,12 +227,8 @@ void WorkspaceWatch::take_new(const std::string& path, const Entry& entry, Taken
         }
         linked_[entry.inode] = path;
       }
-      Change change = change_of(Change::Kind::file_written, path, false, entry.mode);
-      if (const auto said = reported_.find(path); said != reported_.end()) {
-        change.reported = true;
-        change.reported_hash = said->second;
-      }
-      phases[kFiles].push_back(std::move(change));
+      phases[kFiles].push_back(
+          as_reported(change_of(Change::Kind::file_written, path, false, entry.mode)));
       return;
     }
     case Entry::Type::symlink:
@@ -241,6 +237,15 @@ void WorkspaceWatch::take_new(const std::string& path, const Entry& entry, Taken
     case Entry::Type::other:
       return;  // a fifo, a socket, a device: nothing a replay makes
   }
+}
+
+// `change`, with what a process of the tree reported of its path, if it did.
+WorkspaceWatch::Change WorkspaceWatch::as_reported(Change change) const {
+  if (const auto said = reported_.find(change.path); said != reported_.end()) {
+    change.reported = true;
+    change.reported_hash = said->second;
+  }
+  return change;
 }
 
 // Another name the file `inode` has in the workspace, still its own; nullopt when none is known.
@@ -281,12 +286,8 @@ void WorkspaceWatch::compare(const std::string& folder, Taken& taken, std::vecto
     const auto is = now->find(name);
     if (is != now->end() && !replaced(was, is->second)) continue;
     const std::string path = joined(folder, name);
-    Change change = change_of(Change::Kind::removed, path, was.type == Entry::Type::folder, 0);
-    if (const auto said = reported_.find(path); said != reported_.end()) {
-      change.reported = true;
-      change.reported_hash = said->second;
-    }
-    phases[kRemovals].push_back(std::move(change));
+    phases[kRemovals].push_back(
+        as_reported(change_of(Change::Kind::removed, path, was.type == Entry::Type::folder, 0)));
     if (was.type == Entry::Type::folder) forget_tree(path, taken);
   }
   for (const auto& [name, is] : *now) {
@@ -304,12 +305,8 @@ void WorkspaceWatch::compare(const std::string& folder, Taken& taken, std::vecto
       if (old.inode != is.inode && old.links > 1) {
         phases[kRemovals].push_back(change_of(Change::Kind::removed, path, false, 0));
       }
-      Change change = change_of(Change::Kind::file_written, path, false, is.mode);
-      if (const auto said = reported_.find(path); said != reported_.end()) {
-        change.reported = true;
-        change.reported_hash = said->second;
-      }
-      phases[kFiles].push_back(std::move(change));
+      phases[kFiles].push_back(
+          as_reported(change_of(Change::Kind::file_written, path, false, is.mode)));
       if (is.links > 1) linked_.try_emplace(is.inode, path);
     } else if (is.type == Entry::Type::symlink && old.target != is.target) {
       phases[kFiles].push_back(change_of(Change::Kind::symlink_made, path, false, 0, is.target));

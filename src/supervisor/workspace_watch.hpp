@@ -89,6 +89,7 @@ class WorkspaceWatch {
   void watch_tree(const std::string& folder);
   void snapshot_tree(const std::string& folder, Taken& taken);
   std::optional<std::string> other_name(ino_t inode, const std::string& path) const;
+  Change as_reported(Change change) const;
   std::filesystem::path absolute(const std::string& relative) const;
   void compare(const std::string& folder, Taken& taken, std::vector<Change>* phases);
   void take_new(const std::string& path, const Entry& entry, Taken& taken,

@@ -1,5 +1,8 @@
 #include "tapedeck/extensions.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 #include <simdjson.h>
 
 #include "tapedeck/codec.hpp"
@@ -58,6 +61,18 @@ kind::Unknown tree_change_record(const TreeChange& change) {
   }
   if (change.mode) json += R"(,"mode":)" + std::to_string(*change.mode);
   return {std::string(name), json + "}"};
+}
+
+bool is_tree_change_kind(std::string_view name) {
+  return std::find(std::begin(kTreeChangeNames), std::end(kTreeChangeNames), name) !=
+         std::end(kTreeChangeNames);
+}
+
+bool is_subprocess_change(const RecordKind& kind) {
+  if (const auto* write = std::get_if<kind::FileWrite>(&kind)) return write->by_subprocess;
+  if (const auto* gone = std::get_if<kind::FileDelete>(&kind)) return gone->by_subprocess;
+  const auto* unknown = std::get_if<kind::Unknown>(&kind);
+  return unknown != nullptr && tree_change(*unknown).has_value();
 }
 
 std::optional<TreeChange> tree_change(const kind::Unknown& record) {

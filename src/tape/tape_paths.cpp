@@ -69,10 +69,8 @@ std::optional<std::string> record_path_problem(const RecordKind& kind, PathRule 
   if (const auto* unknown = std::get_if<kind::Unknown>(&kind)) {
     const std::optional<extension::TreeChange> change = extension::tree_change(*unknown);
     if (!change) {
-      const bool tree_kind = unknown->name == "folder_made" || unknown->name == "folder_removed" ||
-                             unknown->name == "symlink_made" || unknown->name == "hard_link_made" ||
-                             unknown->name == "mode_set";
-      if (tree_kind) return unknown->name + " is malformed (a field missing or out of range)";
+      if (extension::is_tree_change_kind(unknown->name))
+        return unknown->name + " is malformed (a field missing or out of range)";
       return std::nullopt;
     }
     if (auto problem = named(unknown->name + " path", change->path, rule)) return problem;
