@@ -30,11 +30,23 @@ inline bool timed(int64_t ms) {
   return ms > 0 && recording_or_replaying();
 }
 
-// A wait that timed out for real, in either mode: taped as the program's sleep.
+// A wait that timed out (for real, or skipped in replay), in either mode: taped as the program's
+// sleep. A replay's thread goes on only once the supervisor has taken it: it moves the clock to
+// the stretch of reads the recording made after the wait, which this thread is about to read
+// (told without an answer, the reads after the timer fired took the stretch before it, or a
+// value past it: a Node timer of 500 ms read the wall clock 2 to 4 ms late).
 inline void note_timed_out(uint64_t ms) {
   HookScope scope;
   queue_event(Event::waited, static_cast<int64_t>(ms));
-  sync_with_supervisor();
+  if (config.mode != Mode::replay) {
+    sync_with_supervisor();
+    return;
+  }
+  char buffer[16];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
+  Answer answer;
+  ask(frame, answer, /*settle=*/true);
 }
 
 // Replay: the supervisor's word on a wait of `ms` that found nothing ready, or on a sleep of `ms`
@@ -82,7 +94,10 @@ int timed_wait(uint64_t ms, Wait&& wait) {
     const uint64_t left = ms - waited;
     if (reply != Reply::busy || left <= kSliceMs) {
       const int result = wait(left);
-      if (result == 0) note_timed_out(ms);  // a real timeout: taped as in a recording
+      if (result == 0) {  // a real timeout: taped as in a recording, the clock at its deadline
+        note_timed_out(ms);
+        skip_clock(ms);
+      }
       return result;
     }
     const int result = wait(kSliceMs);

@@ -184,8 +184,9 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         const auto tid = cursor.take_int<int32_t>();
         const auto deadline_ms = cursor.take_int<int64_t>();
         const bool sleep = cursor.take_int<uint8_t>() != 0;
-        return server_.answer(connection,
-                              cursor.ok() ? timed_wait(ms, tid, deadline_ms, sleep) : Reply::wait);
+        return server_.answer(connection, cursor.ok()
+                                              ? timed_wait(connection, ms, tid, deadline_ms, sleep)
+                                              : Reply::wait);
       }
       case wire::Op::spawn_done:
       case wire::Op::spawn_replay:
@@ -219,39 +220,56 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
 // waiting 60 s moved the clock of a program still reading its answer (Node's platform thread,
 // by 120 s), and a thread napping 10 ms at a time while another waited for real ran the clock
 // seconds past that wait's deadline (test_threading: 12 tests failed, its clock ran to 734 s).
-Reply TreeEffects::timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool sleep) {
+Reply TreeEffects::timed_wait(const Connection& asking, uint64_t ms, pid_t tid, int64_t deadline_ms,
+                              bool sleep) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
+  note_asking(tid, deadline_ms);
   if (sleep) {
-    if (!index_->next_sleep_near(ms) && !may_pass(tid, deadline_ms)) return Reply::busy;
+    if (!index_->next_sleep_near(ms) && !may_pass(asking, tid, deadline_ms)) return Reply::busy;
+    asking_waits_.erase(tid);
     record_sleep(ms);  // the program skips it on this answer
     return Reply::ok;
   }
   if (llm_under_way()) return Reply::busy;
-  if (!faulted_.load() && index_->next_wait_near(ms)) return Reply::ok;
-  return may_pass(tid, deadline_ms) ? Reply::ok : Reply::busy;
+  if (!faulted_.load() && index_->next_wait_near(ms)) {
+    asking_waits_.erase(tid);
+    return Reply::ok;
+  }
+  if (!may_pass(asking, tid, deadline_ms)) return Reply::busy;
+  asking_waits_.erase(tid);
+  return Reply::ok;
 }
 
-// Idle: no LLM call under way, every other thread of the tree asleep, no TCP connection being
-// made (a connect's wait for its socket to open is not over while the loopback finishes the
-// handshake). A thread with a wait asking counts as asleep even when /proc finds it runnable:
-// it is between two slices of its wait, not working (two threads slicing side by side otherwise
-// find each other runnable, each just woken by its answer). A wait not asked about for a while
-// has ended (its thread woke) and no longer counts.
-bool TreeEffects::may_pass(pid_t tid, int64_t deadline_ms) {
+// Every wait asked about is known, with its deadline, until it is answered ok or no longer asked
+// about: whatever the answer (busy while an LLM call is under way, too), a later deadline must
+// not pass before it.
+void TreeEffects::note_asking(pid_t tid, int64_t deadline_ms) {
   constexpr auto kForgottenAfter = std::chrono::milliseconds(100);  // five slices unasked
   const auto now = std::chrono::steady_clock::now();
   std::erase_if(asking_waits_, [&](const auto& entry) {
     return entry.first != tid && now - entry.second.asked > kForgottenAfter;
   });
   asking_waits_[tid] = {deadline_ms, now};
+}
+
+// Idle: no LLM call under way, every other thread of the tree asleep, no TCP connection being
+// made (a connect's wait for its socket to open is not over while the loopback finishes the
+// handshake), and no wait asked about that ends sooner. A thread with a wait asking counts as
+// asleep even when /proc finds it runnable: it is between two slices of its wait, not working
+// (two threads slicing side by side otherwise find each other runnable, each just woken by its
+// answer). A wait not asked about for a while has ended (its thread woke) and no longer counts.
+// A thread that has sent the supervisor what it has not handled yet (a batch of clock reads, a
+// file's open) sleeps on its answer, yet works: skipped then, a housekeeping thread's 5 s wait
+// moved the clock of Node's main thread as it told of its reads after a subprocess.
+bool TreeEffects::may_pass(const Connection& asking, pid_t tid, int64_t deadline_ms) {
   std::vector<pid_t> waiting;
   for (const auto& [other, wait] : asking_waits_) {
     if (other != tid && wait.deadline_ms < deadline_ms) return false;
     waiting.push_back(other);
   }
-  if (llm_under_way() || !tree_idle(waiting)) return false;
-  asking_waits_.erase(tid);
-  return true;
+  // The tree's threads are looked at before the connections: one woken in between has either
+  // sent its frame by then or runs.
+  return !llm_under_way() && tree_idle(waiting) && !server_.someone_waiting(asking);
 }
 
 bool TreeEffects::tree_idle(const std::vector<pid_t>& waiting) {

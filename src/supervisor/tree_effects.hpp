@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -103,7 +104,8 @@ class TreeEffects : public floor::Services {
   // Replay: the answer to thread `tid`'s wait of `ms`, ending at `deadline_ms` on the replayed
   // monotonic clock, that found nothing ready, or to its sleep (Op::timed_wait): ok when it is
   // skipped (its sleep is taped and the clock moves past it).
-  wire::Reply timed_wait(uint64_t ms, pid_t tid, int64_t deadline_ms, bool sleep);
+  wire::Reply timed_wait(const Connection& asking, uint64_t ms, pid_t tid, int64_t deadline_ms,
+                         bool sleep);
   // A wait that timed out for real (Event::waited).
   void record_wait(uint64_t ms);
 
@@ -249,14 +251,20 @@ class TreeEffects : public floor::Services {
   // Workspace files a floor-served process opened to write, with the (size, mtime) they were
   // last taped at: taped again when that changes.
   std::map<std::string, std::pair<off_t, int64_t>> floor_writes_;
+  // Replay: when each thread under the floor last read each clock, in real time (a thread held
+  // up for real moves a replay's clock on past the recording's reads: preload::take).
+  std::mutex floor_reads_mutex_;
+  std::map<std::pair<pid_t, int>, int64_t> floor_read_at_ms_;
   // Replay: the clock a Go runtime reads for itself (nanoseconds; see floor.hpp).
   int64_t runtime_ns_ = 0;
   std::atomic<int> llm_in_flight_{0};
   std::atomic<bool> faulted_{false};  // see fault_injected()
   // An LLM request announced, or one the proxy is handling: its answer may end a wait.
   bool llm_under_way() const { return llm_announced_.load() > 0 || llm_in_flight_.load() > 0; }
-  // Replay: whether thread `tid`'s wait or sleep until `deadline_ms` may be skipped now.
-  bool may_pass(pid_t tid, int64_t deadline_ms);
+  // Replay: thread `tid` asks about its wait or sleep until `deadline_ms`.
+  void note_asking(pid_t tid, int64_t deadline_ms);
+  // Replay: whether that wait or sleep may be skipped now, for `asking`'s process.
+  bool may_pass(const Connection& asking, pid_t tid, int64_t deadline_ms);
   // Whether every thread of every process of the tree but those `waiting` (numbered as their
   // pid namespace does) is asleep, and none is making a TCP connection. Any thread may ask.
   bool tree_idle(const std::vector<pid_t>& waiting);

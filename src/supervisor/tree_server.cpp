@@ -119,6 +119,18 @@ void TreeServer::drain(const std::function<bool(const Connection&)>& which) {
   }
 }
 
+bool TreeServer::someone_waiting(const Connection& asking) {
+  std::vector<pollfd> fds;
+  fds.push_back({listener_, POLLIN, 0});
+  for (const Connection& connection : connections_) {
+    if (connection.fd < 0 || &connection == &asking) continue;
+    if (!connection.pending.empty()) return true;  // a frame begun, the rest on its way
+    fds.push_back({connection.fd, POLLIN, 0});
+  }
+  if (::poll(fds.data(), fds.size(), 0) <= 0) return false;
+  return std::any_of(fds.begin(), fds.end(), [](const pollfd& fd) { return fd.revents != 0; });
+}
+
 void TreeServer::close_connection(Connection& connection) {
   ::close(connection.fd);
   connection.fd = -1;

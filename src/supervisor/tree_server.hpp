@@ -67,6 +67,10 @@ class TreeServer {
   // not yet accepted or not yet heard from are read too (their first frame names their spawn).
   void drain(const std::function<bool(const Connection&)>& which);
 
+  // Whether a process other than `asking`'s has sent what this server has not handled yet, or is
+  // waiting to be accepted: a thread blocked on its answer sleeps, yet is not idle.
+  bool someone_waiting(const Connection& asking);
+
   void answer(const Connection& connection, wire::Reply reply, const std::string& body = {});
   // The tape does not hold what this process asked for: the tree is stopped, the process told.
   void answer_miss(const Connection& connection, const std::string& message);
