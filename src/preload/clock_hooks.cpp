@@ -38,13 +38,20 @@ using clock_units::source_of;
 // every run.
 thread_local int64_t last_seen_ms[2] __attribute__((tls_model("initial-exec")));
 
+// When this thread last read each clock, in real time: past the recording's reads, a thread held
+// up for real finds time moved on by as long (clock_map.hpp).
+thread_local int64_t last_read_real_ms[2] __attribute__((tls_model("initial-exec")));
+
 // One clock read as the tape will hold it: record cuts the real value to the millisecond,
 // replay takes the next recorded value.
 int64_t taped_read(Source source, int64_t real_ms) {
   const int index = index_of(source);
   int64_t value = real_ms;
   if (config.mode == Mode::replay && config.clock_map != nullptr) {
-    value = tapedeck::preload::take(*config.clock_map, index, real_ms);
+    const int64_t last = last_read_real_ms[index];
+    last_read_real_ms[index] = real_ms;
+    const int64_t held_up_ms = last > 0 && real_ms > last ? real_ms - last : 0;
+    value = tapedeck::preload::take(*config.clock_map, index, held_up_ms);
   }
   last_seen_ms[index] = value;
   queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);

@@ -9,13 +9,17 @@
 // shifts values only within that stretch, never past it: the program reads, after each step,
 // the times the recording read after it.
 //
-// Past a stretch's recorded values, time moves on from the last value served at the real pace
-// since the last read, so a wait that blocks for real (a poll whose timeout was computed from
-// these times, a runtime parked until a deadline) ends. Reads that find real time standing still
-// move it a millisecond every kReadsPerTick: a loop that spins on the clock ends sooner than in
-// real time, yet a replay that reads more often than the recording did (threads in another
-// order, a GIL handed over more often) is not carried seconds ahead of it, as a millisecond a
-// read did (test_queue's 100,000 extra reads). Sleeps advance it; it never goes back.
+// Past a stretch's recorded values, time stands at the last value served: the reads a replay
+// makes beyond the recording's (an event loop turning once more as its stream's end comes in
+// another piece, threads in another order) are the same moment as the last one. Time run on at
+// the real pace there set an asyncio timer 7 ms late and printed the clock after it so. It moves
+// a millisecond every kReadsPerTick reads, so that a loop spinning on the clock ends, and by
+// however long the reading thread was held up for real when that is kHeldUpMs or more, so that
+// a thread blocked in a timed wait this library does not see (a raw futex) finds its deadline
+// come; a hold-up stays short of the next value the recording read after the stretch
+// (ClockStretch::ahead), which the reads after the next record are served. A wait that times out
+// or is skipped moves it past that (advance_from), as the program's deadline asks. Sleeps advance
+// it; it never goes back.
 //
 // A cut the supervisor cannot place exactly (an LLM call no preload announced: a program under
 // the floor, whose recording's reads on a stream's last event fell before or after the call's
@@ -36,6 +40,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <limits>
 
 namespace tapedeck::preload {
 
@@ -45,6 +50,10 @@ struct ClockStretch {
   std::atomic<uint64_t> next[2];
   uint64_t lanes_start[2];  // the stretch's other lanes, per clock: where they begin in lanes()
   uint64_t lanes_count[2];
+  // Per clock, the first value the recording read in a later stretch (kNothingAhead: none):
+  // reads past this stretch's values stay short of it.
+  int64_t ahead[2];
+  static constexpr int64_t kNothingAhead = std::numeric_limits<int64_t>::max();
 };
 
 // One lane's reads of one clock in one stretch.
@@ -78,8 +87,7 @@ struct ClockMap {
   uint64_t lane_entries;                 // ClockLane entries in lanes()
   std::atomic<uint64_t> position;        // where reads take from: see ClockPosition
   std::atomic<int64_t> latest_ms[2];     // the latest time served (or slept to), per source
-  std::atomic<int64_t> read_at_ms[2];    // the real time of the last read, per source (0: none)
-  std::atomic<uint64_t> still_reads[2];  // reads past a stretch that found real time standing still
+  std::atomic<uint64_t> still_reads[2];  // reads past a stretch, per source
 
   ClockStretch* stretches() { return reinterpret_cast<ClockStretch*>(this + 1); }
   ClockLane* lanes() { return reinterpret_cast<ClockLane*>(stretches() + stretch_count); }
@@ -99,9 +107,11 @@ struct ClockMap {
 };
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
 
-// Past a stretch, reads that find real time standing still move the clock a millisecond per
-// this many.
+// Past a stretch, reads move the clock a millisecond per this many.
 inline constexpr uint64_t kReadsPerTick = 64;
+// Past a stretch, a thread that went this long without reading a clock, in real time, was held
+// up (a wait, a long computation), not merely slow: the clock moves on by as long.
+inline constexpr int64_t kHeldUpMs = 50;
 
 // Where a lane's reads of one clock are in one stretch: its counter, its values; none (no
 // counter, no values) when the recording has no such read there.
@@ -120,12 +130,11 @@ inline LaneSlot slot_of(ClockMap& map, uint64_t stretch_index, int source, uint6
   return {};
 }
 
-// The next value of clock `source` (0 wall, 1 monotonic) for a read of `lane` (0: none) made at
-// real time `real_ms` (the reader's own clock of that source).
-inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t real_ms) {
+// The next value of clock `source` (0 wall, 1 monotonic) for a read of `lane` (0: none) by a
+// thread that last read that clock `held_up_ms` ago in real time (0: never).
+inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms) {
   if (map.lane_count == 0) lane = 0;  // a tape without lanes: every read shares the one
   if (lane > map.lane_count + 1) lane = map.lane_count + 1;
-  const int64_t previous_read = map.read_at_ms[source].exchange(real_ms, std::memory_order_relaxed);
   uint64_t current = 0;
   uint64_t index = 0;
   LaneSlot slot;
@@ -158,17 +167,28 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t real_ms) {
     raise(latest, value);
     return raise(map.lane_latest(lane)[source], value);
   }
-  int64_t step = previous_read > 0 && real_ms > previous_read ? real_ms - previous_read : 0;
+  const bool held_up = held_up_ms >= kHeldUpMs;
+  int64_t step = held_up ? held_up_ms : 0;
   if (step == 0) {
     const uint64_t still = map.still_reads[source].fetch_add(1, std::memory_order_relaxed) + 1;
     if (still % kReadsPerTick == 0) step = 1;
   }
-  const int64_t value = latest.fetch_add(step, std::memory_order_relaxed) + step;
+  // A hold-up moves the clock only short of the next recorded read; the creep does not stop
+  // there, so that a loop spinning until a deadline the replay set elsewhere (a records' order
+  // another than the recording's) still ends.
+  const int64_t ahead =
+      held_up ? map.stretches()[current].ahead[source] : ClockStretch::kNothingAhead;
+  int64_t seen = latest.load(std::memory_order_relaxed);
+  int64_t value = seen;
+  do {
+    value = seen + step;
+    if (ahead != ClockStretch::kNothingAhead) value = std::max(seen, std::min(value, ahead - 1));
+  } while (value != seen && !latest.compare_exchange_weak(seen, value, std::memory_order_relaxed));
   if (lane != 0) raise(map.lane_latest(lane)[source], value);
   return value;
 }
-inline int64_t take(ClockMap& map, int source, int64_t real_ms) {
-  return take(map, source, 0, real_ms);
+inline int64_t take(ClockMap& map, int source, int64_t held_up_ms) {
+  return take(map, source, 0, held_up_ms);
 }
 
 // The supervisor's cut: the next stretch, past every deferred one.

@@ -3,6 +3,7 @@
 // only reads the laid-out map.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <map>
@@ -74,6 +75,19 @@ inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
         entry->start = put_values(reads);
       }
       stretch->lanes_count[source] = lane_at - stretch->lanes_start[source];
+    }
+  }
+  // Each stretch's view ahead: the earliest first read of each clock in the next stretch that
+  // has one, whatever its lane.
+  std::array<int64_t, 2> ahead = {ClockStretch::kNothingAhead, ClockStretch::kNothingAhead};
+  for (size_t k = plan.stretches.size(); k-- > 0;) {
+    for (size_t source = 0; source < 2; ++source) {
+      map->stretches()[k].ahead[source] = ahead[source];
+      int64_t first = ClockStretch::kNothingAhead;
+      for (const auto& [lane, reads] : plan.stretches[k][source]) {
+        if (!reads.empty()) first = std::min(first, reads.front());
+      }
+      if (first != ClockStretch::kNothingAhead) ahead[source] = first;
     }
   }
   for (uint64_t lane = 0; lane < plan.lane_count + 2; ++lane) {

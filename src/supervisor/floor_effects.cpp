@@ -30,11 +30,18 @@ int64_t monotonic_now_ns() {
 
 }  // namespace
 
-int64_t TreeEffects::clock_read(pid_t, bool wall, int64_t real_ms, std::string_view lane) {
+int64_t TreeEffects::clock_read(pid_t pid, bool wall, int64_t real_ms, std::string_view lane) {
   const int source = wall ? 0 : 1;
   int64_t value = real_ms;
   if (index_) {
-    value = preload::take(index_->clock_map(), source, index_->lane_id(lane), real_ms);
+    int64_t held_up_ms = 0;
+    {
+      const std::lock_guard lock(floor_reads_mutex_);
+      int64_t& last = floor_read_at_ms_[{pid, source}];
+      held_up_ms = last > 0 && real_ms > last ? real_ms - last : 0;
+      last = real_ms;
+    }
+    value = preload::take(index_->clock_map(), source, index_->lane_id(lane), held_up_ms);
   }
   recorder().record(
       kind::ClockRead{wall ? ClockSource::wall : ClockSource::monotonic, value, std::string(lane)});

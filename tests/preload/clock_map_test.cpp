@@ -80,7 +80,7 @@ TEST(ClockMap, ACutMadeBeforeTheDeferredOneIsUsedSkipsWhatIsLeft) {
 }
 
 TEST(ClockMap, PastAStretchTimeCreepsOnAndNeverGoesBack) {
-  MapFixture fixture({{{{1000}, {}}}, {{{990}, {}}}});
+  MapFixture fixture({{{{1000}, {}}}, {{{1100}, {}}}, {{{990}, {}}}});
   ClockMap& map = fixture.map();
   EXPECT_EQ(take(map, 0, 0), 1000);
   // More reads than the recording made, with real time standing still: a millisecond every
@@ -89,22 +89,48 @@ TEST(ClockMap, PastAStretchTimeCreepsOnAndNeverGoesBack) {
   EXPECT_EQ(take(map, 0, 0), 1001);
   for (uint64_t read = 1; read < kReadsPerTick; ++read) ASSERT_EQ(take(map, 0, 0), 1001);
   EXPECT_EQ(take(map, 0, 0), 1002);
-  map.position = ClockPosition{1}.pack();
-  EXPECT_EQ(take(map, 0, 0), 1002);  // the recorded 990 would go back in time
+  step(map);
+  EXPECT_EQ(take(map, 0, 0), 1100);
+  step(map);
+  EXPECT_EQ(take(map, 0, 0), 1100);  // the recorded 990 would go back in time
 }
 
-TEST(ClockMap, PastAStretchTimeGoesOnAtTheRealPace) {
+TEST(ClockMap, PastAStretchTimeStandsAndStaysShortOfTheNextRecordedRead) {
+  MapFixture fixture({{{{}, {100}}}, {{{}, {}}}, {{{}, {105, 106}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 0), 100);
+  // An event loop reading once more per turn than the recording did, a few real milliseconds
+  // apart: the same moment as the last recorded read, so that a timer it sets now is due when
+  // the recording's was.
+  EXPECT_EQ(take(map, 1, 3), 100);
+  EXPECT_EQ(take(map, 1, 20), 100);
+  // A thread held up for real moves it on, but never as far as the next recorded read...
+  EXPECT_EQ(take(map, 1, kHeldUpMs), 104);
+  EXPECT_EQ(take(map, 1, 2 * kHeldUpMs), 104);
+  // ... which the reads after the next records are served.
+  step(map);
+  EXPECT_EQ(take(map, 1, 0), 104);  // (the stretch between holds no read either)
+  step(map);
+  EXPECT_EQ(take(map, 1, 0), 105);
+  EXPECT_EQ(take(map, 1, 0), 106);
+  // A wait that ends later than that moves the clock past it all the same.
+  int64_t from[2] = {0, 106};
+  advance_from(map, from, 50);
+  EXPECT_EQ(take(map, 1, 0), 156);
+  // And a loop spinning on the clock creeps past anything, a millisecond per kReadsPerTick.
+  for (uint64_t read = 1; read < 2 * kReadsPerTick; ++read) take(map, 1, 0);
+  EXPECT_GE(take(map, 1, 0), 157);
+}
+
+TEST(ClockMap, PastTheLastStretchAThreadHeldUpForRealFindsTimeMovedOn) {
   MapFixture fixture({{{{1000}, {}}}});
   ClockMap& map = fixture.map();
-  EXPECT_EQ(take(map, 0, 5000), 1000);
-  // A wait that blocked for real between two reads past the recording (a poll with a timeout
-  // computed from these times) is as long in replayed time: its deadline comes.
-  EXPECT_EQ(take(map, 0, 8000), 4000);
-  EXPECT_EQ(take(map, 0, 8001), 4001);
-  // Many more reads than the recording made, a few real milliseconds apart in all: the clock
-  // stays near the real pace instead of running a millisecond a read ahead of it.
-  for (int read = 0; read < 10000; ++read) take(map, 0, 8001 + read / 2000);
-  EXPECT_LE(take(map, 0, 8006), 4006 + 10000 / static_cast<int64_t>(kReadsPerTick) + 1);
+  EXPECT_EQ(take(map, 0, 0), 1000);
+  // Blocked for real in a wait nobody skipped (a raw futex with a timeout computed from these
+  // times): as long in replayed time, so its deadline comes.
+  EXPECT_EQ(take(map, 0, 3000), 4000);
+  // Merely slow between two reads: the same moment.
+  EXPECT_EQ(take(map, 0, kHeldUpMs - 1), 4000);
 }
 
 TEST(ClockMap, SleepsAdvanceBothClocksAndAStretchBeyondTheLastIsTheLast) {
