@@ -2,7 +2,9 @@
 """A small stand-in for an OpenAI-style LLM server, for demos and tests on machines without
 network: POST /v1/chat/completions answers from the last user message, as one JSON body or,
 with "stream": true, as server-sent events a few words at a time; POST /v1/messages answers
-Anthropic-style (unstreamed).
+Anthropic-style (unstreamed); POST /v1/responses answers as OpenAI's Responses API does, streamed
+or not: while the request offers function tools it has not yet had an output for, it calls the
+next one (arguments "{}"), then it answers with what the last tool returned.
 
     python3 standin_llm.py [--port N] [--chunk-ms MS] [--log FILE]
                                         prints "listening on PORT" once ready; --log appends
@@ -13,6 +15,7 @@ a later one can be compared; an Authorization header is required, as a real serv
 """
 import argparse
 import json
+import re
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
                 "model": request.get("model", "standin-1"), "stop_reason": "end_turn",
                 "content": [{"type": "text", "text": answer_for(request.get("messages", []))}],
                 "usage": {"input_tokens": 10, "output_tokens": 5}}))
+        if self.path.endswith("/responses"):
+            return self.respond(request)
         if not self.path.endswith("/chat/completions"):
             return self.reply(404, json.dumps({"error": {"message": "no route " + self.path}}))
         text = answer_for(request.get("messages", []))
@@ -88,6 +93,50 @@ class Handler(BaseHTTPRequestHandler):
                 + "\n\n")
             time.sleep(CHUNK_SECONDS)  # a real server takes its time between events
         self.chunk("data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def respond(self, request):
+        """The Responses API: a function call per offered tool in turn, then a message."""
+        items = request.get("input", [])
+        items = items if isinstance(items, list) else [{"role": "user", "content": items}]
+        outputs = [i.get("output", "") for i in items
+                   if isinstance(i, dict) and i.get("type") == "function_call_output"]
+        tools = [t.get("name", "") for t in request.get("tools", []) if t.get("type") == "function"]
+        turn = len(outputs)
+        if turn < len(tools):
+            item = {"type": "function_call", "id": "fc_%d" % turn, "call_id": "call_%d" % turn,
+                    "name": tools[turn], "arguments": "{}", "status": "completed"}
+        else:
+            last = outputs[-1] if outputs else "nothing was run"
+            text = "Done. The last tool said: %s" % (last if isinstance(last, str)
+                                                     else json.dumps(last))
+            item = {"type": "message", "id": "msg_%d" % turn, "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        response = {"id": "resp_%d" % turn, "object": "response", "created_at": 1700000000,
+                    "status": "completed", "model": request.get("model", "standin-1"),
+                    "output": [item], "usage": {"input_tokens": 10, "output_tokens": 5,
+                                                "total_tokens": 15}}
+        if not request.get("stream"):
+            return self.reply(200, json.dumps(response))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        started = dict(response, status="in_progress", output=[])
+        events = [{"type": "response.created", "response": started},
+                  {"type": "response.output_item.added", "output_index": 0,
+                   "item": dict(item, status="in_progress")}]
+        if item["type"] == "message":
+            events += [{"type": "response.output_text.delta", "item_id": item["id"],
+                        "output_index": 0, "content_index": 0, "delta": word}
+                       for word in re.findall(r"\S+\s*", item["content"][0]["text"])]
+        events += [{"type": "response.output_item.done", "output_index": 0, "item": item},
+                   {"type": "response.completed", "response": response}]
+        for number, event in enumerate(events):
+            event["sequence_number"] = number
+            self.chunk("event: %s\ndata: %s\n\n" % (event["type"], json.dumps(event)))
+            time.sleep(CHUNK_SECONDS)
         self.wfile.write(b"0\r\n\r\n")
 
     def chunk(self, text):
