@@ -174,8 +174,8 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     if (still % kReadsPerTick == 0) step = 1;
   }
   // A hold-up moves the clock only short of the next recorded read; the creep does not stop
-  // there, so that a loop spinning until a deadline the replay set elsewhere (a records' order
-  // another than the recording's) still ends.
+  // there, so that a loop spinning until a deadline the recording never had here (its records
+  // came in another order) still ends: Python's communicate() spun 2.6 million reads on it.
   const int64_t ahead =
       held_up ? map.stretches()[current].ahead[source] : ClockStretch::kNothingAhead;
   int64_t seen = latest.load(std::memory_order_relaxed);
