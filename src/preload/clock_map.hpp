@@ -82,12 +82,13 @@ struct ClockPosition {
 struct ClockMap {
   static constexpr uint64_t kMagic = 0x7461706564636c6bull;  // "tapedclk"
   uint64_t magic;
-  uint64_t stretch_count;                // at least 1
-  uint64_t lane_count;                   // lanes the tape names (0: every read is in lane 0)
-  uint64_t lane_entries;                 // ClockLane entries in lanes()
-  std::atomic<uint64_t> position;        // where reads take from: see ClockPosition
-  std::atomic<int64_t> latest_ms[2];     // the latest time served (or slept to), per source
-  std::atomic<uint64_t> still_reads[2];  // reads past a stretch, per source
+  uint64_t stretch_count;                 // at least 1
+  uint64_t lane_count;                    // lanes the tape names (0: every read is in lane 0)
+  uint64_t lane_entries;                  // ClockLane entries in lanes()
+  std::atomic<uint64_t> position;         // where reads take from: see ClockPosition
+  std::atomic<int64_t> latest_ms[2];      // the latest time served (or slept to), per source
+  std::atomic<uint64_t> still_reads[2];   // reads past a stretch, per source
+  std::atomic<uint64_t> capped_reads[2];  // of those, since the last cut, with a read ahead
 
   ClockStretch* stretches() { return reinterpret_cast<ClockStretch*>(this + 1); }
   ClockLane* lanes() { return reinterpret_cast<ClockLane*>(stretches() + stretch_count); }
@@ -112,6 +113,9 @@ inline constexpr uint64_t kReadsPerTick = 64;
 // Past a stretch, a thread that went this long without reading a clock, in real time, was held
 // up (a wait, a long computation), not merely slow: the clock moves on by as long.
 inline constexpr int64_t kHeldUpMs = 50;
+// Past a stretch, reads since the last cut after which the creep no longer stays short of the
+// next recorded read.
+inline constexpr uint64_t kCappedReadsBeforeCreep = 65536;
 
 // Where a lane's reads of one clock are in one stretch: its counter, its values; none (no
 // counter, no values) when the recording has no such read there.
@@ -173,11 +177,16 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     const uint64_t still = map.still_reads[source].fetch_add(1, std::memory_order_relaxed) + 1;
     if (still % kReadsPerTick == 0) step = 1;
   }
-  // A hold-up moves the clock only short of the next recorded read; the creep does not stop
-  // there, so that a loop spinning until a deadline the recording never had here (its records
-  // came in another order) still ends: Python's communicate() spun 2.6 million reads on it.
-  const int64_t ahead =
-      held_up ? map.stretches()[current].ahead[source] : ClockStretch::kNothingAhead;
+  // The clock stays short of the next recorded read: Node's start-up, whose reads vary by
+  // thousands, crept 80 ms past the recording's and set its timers there. After
+  // kCappedReadsBeforeCreep reads held there since the last cut, the creep goes on past it, so
+  // that a loop spinning until a deadline the recording never had here (its records came in
+  // another order) still ends: Python's communicate() spun 2.6 million reads on it.
+  int64_t ahead = map.stretches()[current].ahead[source];
+  if (!held_up && ahead != ClockStretch::kNothingAhead &&
+      map.capped_reads[source].fetch_add(1, std::memory_order_relaxed) >= kCappedReadsBeforeCreep) {
+    ahead = ClockStretch::kNothingAhead;
+  }
   int64_t seen = latest.load(std::memory_order_relaxed);
   int64_t value = seen;
   do {
@@ -199,6 +208,7 @@ inline void step(ClockMap& map) {
     const ClockPosition position = ClockPosition::unpack(word);
     next = ClockPosition{position.stretch + position.deferred + 1, 0, {0, 0}};
   } while (!map.position.compare_exchange_weak(word, next.pack(), std::memory_order_acq_rel));
+  for (auto& capped : map.capped_reads) capped.store(0, std::memory_order_relaxed);
 }
 
 // A cut made once a read finds its clock's stretch used up (or with the next step()).

@@ -122,6 +122,25 @@ TEST(ClockMap, PastAStretchTimeStandsAndStaysShortOfTheNextRecordedRead) {
   EXPECT_GE(take(map, 1, 0), 157);
 }
 
+TEST(ClockMap, ACreepStaysShortOfTheNextRecordedReadUntilALoopSpinsOnIt) {
+  MapFixture fixture({{{{}, {100}}}, {{{}, {103}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 0), 100);
+  // A start-up reading thousands of times more than the recording's: no further than 102.
+  for (uint64_t read = 0; read < 10 * kReadsPerTick; ++read) ASSERT_LE(take(map, 1, 0), 102);
+  step(map);
+  EXPECT_EQ(take(map, 1, 0), 103);
+  // A loop spinning past the stretch for a deadline beyond the recording's next read ends.
+  MapFixture spinning({{{{}, {100}}}, {{{}, {103}}}});
+  EXPECT_EQ(take(spinning.map(), 1, 0), 100);
+  int64_t value = 0;
+  for (uint64_t read = 0; read < kCappedReadsBeforeCreep + 4 * kReadsPerTick && value < 104;
+       ++read) {
+    value = take(spinning.map(), 1, 0);
+  }
+  EXPECT_GE(value, 104);
+}
+
 TEST(ClockMap, PastTheLastStretchAThreadHeldUpForRealFindsTimeMovedOn) {
   MapFixture fixture({{{{1000}, {}}}});
   ClockMap& map = fixture.map();
