@@ -113,11 +113,7 @@ Sleep taped_sleep(uint64_t duration_ms, timespec relative, timespec* left = null
   queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
   // Replay waits until the supervisor has taken the sleep: it moves the clock to the stretch
   // of reads the recording made after it, which this thread is about to read.
-  char buffer[16];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
-  Answer answer;
-  ask(frame, answer);
+  settle_with_supervisor();
   skip_clock(duration_ms);
   return Sleep::skipped;
 }

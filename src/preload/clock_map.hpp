@@ -16,10 +16,11 @@
 // a millisecond every kReadsPerTick reads, so that a loop spinning on the clock ends, and by
 // however long the reading thread was held up for real when that is kHeldUpMs or more, so that
 // a thread blocked in a timed wait this library does not see (a raw futex) finds its deadline
-// come; a hold-up stays short of the next value the recording read after the stretch
-// (ClockStretch::ahead), which the reads after the next record are served. A wait that times out
-// or is skipped moves it past that (advance_from), as the program's deadline asks. Sleeps advance
-// it; it never goes back.
+// come. Both stay short of the next value the recording read after the stretch
+// (ClockStretch::ahead), which the reads after the next record are served; the creep only until
+// kCappedReadsBeforeCreep reads since the last cut. A wait that times out or is skipped moves it
+// past that (advance_from), as the program's deadline asks. Sleeps advance it; it never goes
+// back.
 //
 // A cut the supervisor cannot place exactly (an LLM call no preload announced: a program under
 // the floor, whose recording's reads on a stream's last event fell before or after the call's
@@ -187,12 +188,9 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
       map.capped_reads[source].fetch_add(1, std::memory_order_relaxed) >= kCappedReadsBeforeCreep) {
     ahead = ClockStretch::kNothingAhead;
   }
-  int64_t seen = latest.load(std::memory_order_relaxed);
-  int64_t value = seen;
-  do {
-    value = seen + step;
-    if (ahead != ClockStretch::kNothingAhead) value = std::max(seen, std::min(value, ahead - 1));
-  } while (value != seen && !latest.compare_exchange_weak(seen, value, std::memory_order_relaxed));
+  int64_t to = latest.load(std::memory_order_relaxed) + step;
+  if (ahead != ClockStretch::kNothingAhead) to = std::min(to, ahead - 1);
+  const int64_t value = raise(latest, to);
   if (lane != 0) raise(map.lane_latest(lane)[source], value);
   return value;
 }

@@ -298,6 +298,9 @@ void queue_event(Event event, int64_t value);
 bool ask(FixedSink& frame, Answer& answer, bool settle = true);
 // Everything this process owes the supervisor (events, closed writes), in order.
 void sync_with_supervisor();
+// The same, and waits until the supervisor has handled it (Op::sync): a replay's clock has then
+// moved past what was told (a sleep, a wait's timeout).
+void settle_with_supervisor();
 // An LLM request is about to go to the proxy: the clock reads batched so far are on the tape
 // when this returns, and a replay's clock has moved to the call's stretch.
 void announce_llm_request();

@@ -241,6 +241,15 @@ void sync_with_supervisor() {
   unlock_connection();
 }
 
+void settle_with_supervisor() {
+  if (config.mode == Mode::off) return;
+  char buffer[16];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
+  Answer answer;
+  ask(frame, answer, /*settle=*/true);
+}
+
 void announce_llm_request() {
   if (config.mode == Mode::off) return;
   char buffer[16];

@@ -38,15 +38,11 @@ inline bool timed(int64_t ms) {
 inline void note_timed_out(uint64_t ms) {
   HookScope scope;
   queue_event(Event::waited, static_cast<int64_t>(ms));
-  if (config.mode != Mode::replay) {
+  if (config.mode == Mode::replay) {
+    settle_with_supervisor();
+  } else {
     sync_with_supervisor();
-    return;
   }
-  char buffer[16];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
-  Answer answer;
-  ask(frame, answer, /*settle=*/true);
 }
 
 // Replay: the supervisor's word on a wait of `ms` that found nothing ready, or on a sleep of `ms`

@@ -224,19 +224,12 @@ Reply TreeEffects::timed_wait(const Connection& asking, uint64_t ms, pid_t tid, 
                               bool sleep) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
   note_asking(tid, deadline_ms);
-  if (sleep) {
-    if (!index_->next_sleep_near(ms) && !may_pass(asking, tid, deadline_ms)) return Reply::busy;
-    asking_waits_.erase(tid);
-    record_sleep(ms);  // the program skips it on this answer
-    return Reply::ok;
-  }
-  if (llm_under_way()) return Reply::busy;
-  if (!faulted_.load() && index_->next_wait_near(ms)) {
-    asking_waits_.erase(tid);
-    return Reply::ok;
-  }
-  if (!may_pass(asking, tid, deadline_ms)) return Reply::busy;
+  if (!sleep && llm_under_way()) return Reply::busy;
+  const bool recorded =
+      sleep ? index_->next_sleep_near(ms) : !faulted_.load() && index_->next_wait_near(ms);
+  if (!recorded && !may_pass(asking, tid, deadline_ms)) return Reply::busy;
   asking_waits_.erase(tid);
+  if (sleep) record_sleep(ms);  // the program skips it on this answer
   return Reply::ok;
 }
 
