@@ -19,6 +19,7 @@
 #include "preload/clock_units.hpp"
 #include "preload/interposer.hpp"
 #include "preload/timed_wait.hpp"
+#include "preload/trace.hpp"
 
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
@@ -42,19 +43,44 @@ thread_local int64_t last_seen_ms[2] __attribute__((tls_model("initial-exec")));
 // up for real finds time moved on by as long (clock_map.hpp).
 thread_local int64_t last_read_real_ms[2] __attribute__((tls_model("initial-exec")));
 
+// Set when a wait on descriptors returns: this thread's next clock read is in kAfterWaitLane.
+thread_local bool woke_from_wait __attribute__((tls_model("initial-exec")));
+
+void note_woke_from_wait() {
+  woke_from_wait = true;
+}
+
 // One clock read as the tape will hold it: record cuts the real value to the millisecond,
 // replay takes the next recorded value.
 int64_t taped_read(Source source, int64_t real_ms) {
   const int index = index_of(source);
   int64_t value = real_ms;
+  const bool after_wait = woke_from_wait;
+  woke_from_wait = false;
   if (config.mode == Mode::replay && config.clock_map != nullptr) {
     const int64_t last = last_read_real_ms[index];
     last_read_real_ms[index] = real_ms;
     const int64_t held_up_ms = last > 0 && real_ms > last ? real_ms - last : 0;
-    value = tapedeck::preload::take(*config.clock_map, index, held_up_ms);
+    Taken taken;
+    const uint64_t lane = after_wait ? config.clock_map->after_wait_lane : 0;
+    value = tapedeck::preload::take(*config.clock_map, index, lane, held_up_ms, &taken);
+    TAPEDECK_TRACE("read %s %lld stretch %llu%s held %lld%s", index == 0 ? "wall" : "mono",
+                   static_cast<long long>(value), static_cast<unsigned long long>(taken.stretch),
+                   taken.recorded ? "" : " past", static_cast<long long>(held_up_ms),
+                   after_wait ? " after wait" : "");
+  }
+  if (config.mode != Mode::replay) {
+    TAPEDECK_TRACE("read %s %lld%s", index == 0 ? "wall" : "mono", static_cast<long long>(value),
+                   after_wait ? " after wait" : "");
   }
   last_seen_ms[index] = value;
-  queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);
+  if (after_wait) {
+    queue_event(
+        source == Source::wall ? Event::wall_read_after_wait : Event::monotonic_read_after_wait,
+        value);
+  } else {
+    queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);
+  }
   return value;
 }
 
@@ -104,6 +130,9 @@ Sleep taped_sleep(uint64_t duration_ms, timespec relative, timespec* left = null
       ensure(real.nanosleep, "nanosleep")(&pause, nullptr);
       slept += slice;
     }
+    TAPEDECK_TRACE("sleep %llu after %llu: %s", static_cast<unsigned long long>(duration_ms),
+                   static_cast<unsigned long long>(slept),
+                   reply == Reply::ok ? "skipped" : "slept");
     if (reply == Reply::ok) {
       skip_clock(duration_ms);
       return Sleep::skipped;

@@ -85,6 +85,7 @@ struct ClockMap {
   uint64_t magic;
   uint64_t stretch_count;                 // at least 1
   uint64_t lane_count;                    // lanes the tape names (0: every read is in lane 0)
+  uint64_t after_wait_lane;               // the id of kAfterWaitLane (0: the tape has none)
   uint64_t lane_entries;                  // ClockLane entries in lanes()
   std::atomic<uint64_t> position;         // where reads take from: see ClockPosition
   std::atomic<int64_t> latest_ms[2];      // the latest time served (or slept to), per source
@@ -108,6 +109,13 @@ struct ClockMap {
   }
 };
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
+
+// The lane of a preloaded thread's first clock read after a wait on descriptors (poll, select,
+// epoll) returned: the time an event loop's turn starts from, which its timers count from.
+// Served in their own order, these reads take the recording's values even when the replay's loop
+// reads the clock more or less often in between (a stream's events arriving in other pieces):
+// a Node tool's 500 ms timer, set on a turn whose start came 21 ms early, fired 13 ms early.
+inline constexpr const char* kAfterWaitLane = "after_wait";
 
 // Past a stretch, reads move the clock a millisecond per this many.
 inline constexpr uint64_t kReadsPerTick = 64;
@@ -135,9 +143,17 @@ inline LaneSlot slot_of(ClockMap& map, uint64_t stretch_index, int source, uint6
   return {};
 }
 
+// Where a read's value came from (for the trace): its stretch, and whether it was a recorded
+// value of it or one past them.
+struct Taken {
+  uint64_t stretch = 0;
+  bool recorded = false;
+};
+
 // The next value of clock `source` (0 wall, 1 monotonic) for a read of `lane` (0: none) by a
 // thread that last read that clock `held_up_ms` ago in real time (0: never).
-inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms) {
+inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms,
+                    Taken* taken = nullptr) {
   if (map.lane_count == 0) lane = 0;  // a tape without lanes: every read shares the one
   if (lane > map.lane_count + 1) lane = map.lane_count + 1;
   uint64_t current = 0;
@@ -166,6 +182,7 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     }
     return value > seen ? value : seen;
   };
+  if (taken != nullptr) *taken = {current, index < slot.count};
   if (index < slot.count) {
     const int64_t value = map.values()[slot.start + index];
     if (lane == 0) return raise(latest, value);

@@ -20,6 +20,7 @@ struct ClockMapPlan {
   using Lanes = std::map<uint64_t, std::vector<int64_t>>;
   std::vector<std::array<Lanes, 2>> stretches = std::vector<std::array<Lanes, 2>>(1);
   uint64_t lane_count = 0;          // lane ids 1 … lane_count are named
+  uint64_t after_wait_lane = 0;     // kAfterWaitLane's id (0: none)
   std::array<int64_t, 2> latest{};  // where each clock starts
 
   uint64_t lane_entries() const {
@@ -49,6 +50,7 @@ inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
   map->magic = ClockMap::kMagic;
   map->stretch_count = plan.stretches.size();
   map->lane_count = plan.lane_count;
+  map->after_wait_lane = plan.after_wait_lane;
   map->lane_entries = plan.lane_entries();
   uint64_t value_at = 0;
   uint64_t lane_at = 0;

@@ -358,6 +358,9 @@ void skip_clock(uint64_t duration_ms);
 // clock_hooks.cpp: where a wait of `duration_ms` this thread begins now ends on the monotonic
 // clock, counted as skip_clock counts it.
 int64_t wait_ends_ms(uint64_t duration_ms);
+// A wait on descriptors returned: this thread's next clock read starts an event loop's turn
+// (kAfterWaitLane in clock_map.hpp).
+void note_woke_from_wait();
 // clock_hooks.cpp: how long until `deadline` on clock `id`, from the last value that clock gave
 // this thread (so record and replay compute the same duration), in whole milliseconds.
 uint64_t ms_until(clockid_t id, const timespec& deadline);

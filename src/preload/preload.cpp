@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "preload/interposer.hpp"
+#include "preload/trace.hpp"
 
 extern char** environ;
 
@@ -69,6 +70,7 @@ __attribute__((constructor)) void start_up() {
     report("tapedeck: TAPEDECK_SOCKET or TAPEDECK_EXEC is missing; running untaped\n");
     config.mode = Mode::off;
   }
+  if (config.mode != Mode::off) open_trace();
   install_fork_handlers();
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "preload/interposer.hpp"
+#include "preload/trace.hpp"
 
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
@@ -312,6 +313,7 @@ void before_fork() {
 void after_fork_parent() {
   release_connection();  // errno is fork()'s now
   if (fork_entered_hook) in_hook = false;
+  if (trace_fd >= 0) open_trace();
 }
 
 void after_fork_child() {

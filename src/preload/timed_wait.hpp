@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "preload/interposer.hpp"
+#include "preload/trace.hpp"
 
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
@@ -62,8 +63,12 @@ inline Reply ask_about_wait(uint64_t ms, bool sleep = false) {
 }
 
 // While an LLM call is under way or another thread of the tree runs, the supervisor answers
-// `busy`; the caller then waits this long for real and asks again.
+// `busy` (or `hold`); the caller then waits this long for real and asks again.
 constexpr uint64_t kSliceMs = 20;
+// A held wait (Reply::hold: the answer of an LLM call ends it) times out for real no sooner than
+// this long past its own length: a client that stopped reading its answer must not hang the
+// replay.
+constexpr uint64_t kHeldAtMostMs = 2000;
 
 // A wait of `ms` milliseconds. `wait(t)` makes the real call with a timeout of t ms (0: only
 // look) and answers > 0 when the wait ended (something ready, a post, a signal), 0 when it timed
@@ -72,6 +77,8 @@ template <typename Wait>
 int timed_wait(uint64_t ms, Wait&& wait) {
   if (config.mode != Mode::replay) {
     const int result = wait(ms);
+    TAPEDECK_TRACE("wait %llu: %s", static_cast<unsigned long long>(ms),
+                   result == 0 ? "timed out" : "ended");
     if (result == 0) note_timed_out(ms);
     return result;
   }
@@ -80,6 +87,12 @@ int timed_wait(uint64_t ms, Wait&& wait) {
     int ready = wait(0);
     if (ready != 0) return ready;
     const Reply reply = ask_about_wait(ms);
+    TAPEDECK_TRACE("wait %llu after %llu: %s", static_cast<unsigned long long>(ms),
+                   static_cast<unsigned long long>(waited),
+                   reply == Reply::ok     ? "ok"
+                   : reply == Reply::busy ? "busy"
+                   : reply == Reply::hold ? "hold"
+                                          : "wait");
     if (reply == Reply::ok) {
       // Once more: an answer the proxy finished while it was asked is readable by now.
       if ((ready = wait(0)) != 0) return ready;
@@ -87,9 +100,12 @@ int timed_wait(uint64_t ms, Wait&& wait) {
       skip_clock(ms);
       return 0;
     }
-    const uint64_t left = ms - waited;
-    if (reply != Reply::busy || left <= kSliceMs) {
+    const bool held = reply == Reply::hold && waited < ms + kHeldAtMostMs;
+    const uint64_t left = waited < ms ? ms - waited : 0;
+    if (!held && (reply != Reply::busy || left <= kSliceMs)) {
       const int result = wait(left);
+      TAPEDECK_TRACE("wait %llu: waited out %s", static_cast<unsigned long long>(ms),
+                     result == 0 ? "timed out" : "ended");
       if (result == 0) {  // a real timeout: taped as in a recording, the clock at its deadline
         note_timed_out(ms);
         skip_clock(ms);

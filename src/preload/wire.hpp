@@ -65,8 +65,10 @@ enum class Reply : uint8_t {
                   // subprocess's recorded result (injected: changed by a --fault)
   miss = 'M',     // text: the tape does not hold this input; the process must stop
   wait = 'W',     // timed_wait: wait for real (nothing to replay it against)
-  busy = 'B',     // timed_wait: not yet: an LLM call is under way (it may end the wait), or
-                  // another thread of the tree runs
+  busy = 'B',     // timed_wait: not yet: another thread of the tree runs, or an LLM call is
+                  // under way and the recording's wait timed out here too
+  hold = 'H',     // timed_wait: not yet, and not by itself: an LLM call is under way whose
+                  // answer ends the wait, as it did in the recording (no timeout taped here)
   fail = 'F',     // i32 errno: a fault the replay injects (--fault file:PATH=…); the call fails
   live = 'E',     // spawn_replay: u64 its place in the start order; the recorded subprocess was
                   // part of the agent (descended): run it again, under the preload
@@ -74,8 +76,16 @@ enum class Reply : uint8_t {
 
 // Entries of an `events` batch.
 // sleep: one about to be slept (ms); waited: a wait with a timeout (poll, select, epoll) that
-// timed out for real (ms), the program's sleep as much as a sleep is (in both modes).
-enum class Event : uint8_t { wall_read = 'w', monotonic_read = 'm', sleep = 's', waited = 't' };
+// timed out for real (ms), the program's sleep as much as a sleep is (in both modes);
+// *_read_after_wait: a thread's first read after a wait on descriptors (kAfterWaitLane).
+enum class Event : uint8_t {
+  wall_read = 'w',
+  monotonic_read = 'm',
+  sleep = 's',
+  waited = 't',
+  wall_read_after_wait = 'W',
+  monotonic_read_after_wait = 'M',
+};
 
 constexpr size_t kHeaderBytes = 5;  // u32 length + u8 op
 constexpr uint32_t kMaxFrameBytes = 256u << 20;

@@ -4,8 +4,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <stdexcept>
 
@@ -49,6 +53,8 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     }
   }
   plan.lane_count = lanes_.size();
+  plan.after_wait_lane = lane_id(preload::kAfterWaitLane);
+  if (plan.after_wait_lane > plan.lane_count) plan.after_wait_lane = 0;
   plan.latest = {first[0].value_or(recording.header.started_at_unix_ms.value_or(0)),
                  first[1].value_or(0)};
   clock_map_size_ = plan.bytes();
@@ -62,6 +68,9 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
   ::close(fd);
   if (mapped == MAP_FAILED) throw std::runtime_error("cannot map " + path);
   clock_map_ = preload::lay_out(plan, mapped);
+  if (const char* prefix = std::getenv("TAPEDECK_TRACE"); prefix != nullptr && *prefix != '\0') {
+    trace_ = std::fopen((std::string(prefix) + ".supervisor").c_str(), "ae");
+  }
 }
 
 uint64_t RecordingIndex::lane_id(std::string_view lane) const {
@@ -72,23 +81,64 @@ uint64_t RecordingIndex::lane_id(std::string_view lane) const {
 
 RecordingIndex::~RecordingIndex() {
   if (clock_map_ != nullptr) ::munmap(clock_map_, clock_map_size_);
+  if (trace_ != nullptr) std::fclose(trace_);
 }
 
-void RecordingIndex::step_clock() {
+namespace {
+bool is_waited(const RecordKind& kind) {
+  const auto* sleep = std::get_if<kind::ClockSleep>(&kind);
+  return sleep != nullptr && sleep->waited;
+}
+}  // namespace
+
+void RecordingIndex::step_clock(const RecordKind* replayed) {
+  const uint64_t next = preload::next_cut(*clock_map_);
+  if (replayed != nullptr && !is_waited(*replayed)) {
+    uint64_t at = next;
+    while (at < steps_.size() && at - next < kWaitsLookedPast && is_waited(*steps_[at])) ++at;
+    if (at > next && at < steps_.size() && steps_[at]->index() == replayed->index()) {
+      skip_steps(at - next);
+    }
+  }
   preload::step(*clock_map_);
+  trace_cut("step");
+}
+
+void RecordingIndex::skip_steps(uint64_t count) {
+  for (uint64_t k = 0; k < count; ++k) preload::step(*clock_map_);
+  if (count > 0) trace_cut("skipped waits");
 }
 
 void RecordingIndex::defer_step() {
   preload::defer_step(*clock_map_);
+  trace_cut("deferred step");
 }
 
-std::optional<uint64_t> RecordingIndex::next_wait_near(uint64_t ms) const {
+// TAPEDECK_TRACE (src/preload/trace.hpp): the supervisor's cuts, beside the processes' reads.
+void RecordingIndex::trace_cut(const char* what) {
+  if (trace_ == nullptr) return;
+  const uint64_t cut = preload::next_cut(*clock_map_);
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  std::fprintf(trace_, "%lld supervisor %s: stretch %llu, after %s\n",
+               static_cast<long long>(now.tv_sec) * 1'000'000 + now.tv_nsec / 1000, what,
+               static_cast<unsigned long long>(cut),
+               cut > 0 && cut <= steps_.size() ? std::string(kind_name(*steps_[cut - 1])).c_str()
+                                               : "nothing");
+  std::fflush(trace_);
+}
+
+std::optional<RecordingIndex::WaitMatch> RecordingIndex::next_wait_near(uint64_t ms) const {
   const uint64_t next = preload::next_cut(*clock_map_);
-  if (next >= steps_.size()) return std::nullopt;
-  const auto* sleep = std::get_if<kind::ClockSleep>(steps_[next]);
-  if (sleep == nullptr || !sleep->waited) return std::nullopt;
-  if (ms > sleep->duration_ms + std::max<uint64_t>(5, sleep->duration_ms / 10)) return std::nullopt;
-  return sleep->duration_ms;
+  for (uint64_t at = next; at < steps_.size() && at - next <= kWaitsLookedPast; ++at) {
+    if (!is_waited(*steps_[at])) break;
+    const uint64_t recorded = std::get<kind::ClockSleep>(*steps_[at]).duration_ms;
+    if (ms <= recorded + std::max<uint64_t>(5, recorded / 10) &&
+        ms + std::max<uint64_t>(5, recorded / 2) >= recorded) {
+      return WaitMatch{at - next, recorded};
+    }
+  }
+  return std::nullopt;
 }
 
 bool RecordingIndex::next_sleep_near(uint64_t ms) const {

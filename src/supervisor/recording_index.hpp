@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -37,17 +38,41 @@ class RecordingIndex {
   preload::ClockMap& clock_map() { return *clock_map_; }
   // The map's id of a clock_read's lane (0: none; one past the tape's lanes for a lane it lacks).
   uint64_t lane_id(std::string_view lane) const;
-  // The replay made a record other than a clock read: the clock moves to the reads the
-  // recording made after its counterpart.
-  void step_clock();
+  // The replay made a record other than a clock read (`replayed`; null: a kind not compared):
+  // the clock moves to the reads the recording made after its counterpart. That is the
+  // recording's next record, unless that is a wait that timed out (a waited clock_sleep) and the
+  // replay made another kind: then the first record of the replay's kind past a few such waits,
+  // when there is one. An event loop's timer that fired in the recording just before an answer's
+  // request, or a file's read, may fire after it in a replay (or not at all): stepping onto the
+  // wait would serve every later read one stretch early.
+  void step_clock(const RecordKind* replayed = nullptr);
+  // The recording's waits a replay's wait may stand for: the next record and up to this many
+  // more past waited sleeps only (next_wait_near).
+  static constexpr uint64_t kWaitsLookedPast = 8;
+  // Moves the clock past `count` recorded records the replay has no counterpart of (waits
+  // next_wait_near looked past).
+  void skip_steps(uint64_t count);
   // A cut made once a read finds the current stretch used up, or with the next step_clock()
   // (see preload/clock_map.hpp).
   void defer_step();
-  // The length of the recording's next record other than a clock read (the counterpart of the
-  // replay's next) when it is a wait that timed out (a waited clock_sleep) of about `ms`: no
-  // longer by more than a tenth (or 5 ms), and any shorter (a replay's clock that ran ahead
-  // shortens the timeouts it computes); else none.
-  std::optional<uint64_t> next_wait_near(uint64_t ms) const;
+  // A recorded wait a replay's wait stands for: `ahead` records past the next one, `ms` long.
+  struct WaitMatch {
+    uint64_t ahead = 0;
+    uint64_t ms = 0;
+  };
+  // The recording's wait that timed out (a waited clock_sleep) that a replay's wait of `ms`
+  // stands for: the next record other than a clock read (the counterpart of the replay's next),
+  // or, when the next ones are such waits of other lengths, one of up to kWaitsLookedPast more
+  // (two timers of the recording may fire as one in a replay whose values fell a few reads
+  // apart: its first wait, 31 ms against 24, went by untaped, and its next, 468 ms, is the
+  // recording's 472). About `ms`: no longer by more than a tenth (or 5 ms), no shorter by more
+  // than half (or 5 ms); else none.
+  // Shorter, since a replay's values may fall a few reads apart from the recording's, or run
+  // ahead of them, and so shorten the timeouts computed from them (a 14 ms timer came out 7);
+  // not much shorter, since an event loop's other timer is then taken for it: a 10 ms timer, due
+  // as a stream's end came sooner than recorded, passed for the 489 ms one after it and moved
+  // the clock half a second early.
+  std::optional<WaitMatch> next_wait_near(uint64_t ms) const;
   // Whether the recording's next record other than a clock read is a sleep (not a wait) of
   // about `ms`, as next_wait_near judges it.
   bool next_sleep_near(uint64_t ms) const;
@@ -65,6 +90,9 @@ class RecordingIndex {
   std::pair<uint64_t, std::string> unused_inputs() const;
 
  private:
+  void trace_cut(const char* what);
+
+  std::FILE* trace_ = nullptr;
   std::filesystem::path clock_map_path_;
   preload::ClockMap* clock_map_ = nullptr;
   size_t clock_map_size_ = 0;

@@ -168,7 +168,8 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     return answer_live(connection, result);
   }
   ++played_back_;
-  step_clock();
+  static const RecordKind kSpawn = kind::ProcessSpawn{};
+  step_clock(&kSpawn);
   if (const std::optional<Fault> fault = process_faults_.take(program)) {
     // The parent sees its subprocess fail: with the recorded output and another exit code, or
     // killed before it printed or changed anything.

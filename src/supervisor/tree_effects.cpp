@@ -75,8 +75,8 @@ void TreeEffects::record_outcome(int exit_code, const CapturedOutput& out,
   recorder().swap_phase(previous);
 }
 
-void TreeEffects::step_clock() {
-  if (index_) index_->step_clock();
+void TreeEffects::step_clock(const RecordKind* replayed) {
+  if (index_) index_->step_clock(replayed);
 }
 
 std::optional<std::string> TreeEffects::relative(std::string_view absolute) const {
@@ -135,8 +135,9 @@ void TreeEffects::add_file_record(RecordKind kind) {
     held->steps.push_back([this, kind = std::move(kind)] { add_file_record(kind); });
     return;
   }
+  const RecordKind replayed = kind;
   recorder().record(std::move(kind));
-  step_clock();
+  step_clock(&replayed);
 }
 
 void TreeEffects::record_read(const std::string& path, const std::string& bytes, bool code) {
@@ -209,7 +210,11 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
 // computes its timeout from the served clock reads, which may fall a few milliseconds apart from
 // the recording's, or run ahead of them). The program looks once more and tells of a wait's skip
 // as a timeout (record_wait), taped as the recording has it. While an LLM call is announced or
-// under way, a wait is asked again a slice later (the answer may be what ends it).
+// under way, a wait is asked again a slice later (the answer may be what ends it); one the
+// recording did not time out here is held (Reply::hold): it must not time out for real either,
+// since the answer's next event ended it in the recording. Under load, a replay's stream paced
+// slower than the program's 21 ms timer let that wait time out; matched to the recording's
+// 489 ms wait after the answer, it moved the clock ahead and a 500 ms timer printed 144 ms late.
 // Any other sleep or wait (the recording's was ended by something: another thread's post, a
 // subprocess's output; or a fault has moved the run off the recording) is skipped, as in a
 // simulation, only while the whole tree is idle and it is the soonest to end (may_pass); until
@@ -224,9 +229,13 @@ Reply TreeEffects::timed_wait(const Connection& asking, uint64_t ms, pid_t tid, 
                               bool sleep) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
   note_asking(tid, deadline_ms);
-  if (!sleep && llm_under_way()) return Reply::busy;
+  // A wait stands for the recording's next one at once; for one further on (past waits the
+  // replay did not make) only once it is the tree's next to end (may_pass): a long housekeeping
+  // wait asked early otherwise stood for the recording's at the end, and moved the clock by it.
+  const auto match = sleep ? std::nullopt : index_->next_wait_near(ms);
   const bool recorded =
-      sleep ? index_->next_sleep_near(ms) : !faulted_.load() && index_->next_wait_near(ms);
+      sleep ? index_->next_sleep_near(ms) : !faulted_.load() && match && match->ahead == 0;
+  if (!sleep && llm_under_way()) return recorded || faulted_.load() ? Reply::busy : Reply::hold;
   if (!recorded && !may_pass(asking, tid, deadline_ms)) return Reply::busy;
   asking_waits_.erase(tid);
   if (sleep) record_sleep(ms);  // the program skips it on this answer
@@ -281,12 +290,13 @@ bool TreeEffects::tree_idle(const std::vector<pid_t>& waiting) {
 // left off the tape: a step would move the clock to reads the recording made elsewhere, and a
 // program counting down to a deadline on them would never reach it.
 void TreeEffects::record_wait(uint64_t ms) {
+  uint64_t looked_past = 0;
   if (options_.mode == RunOptions::Mode::replay) {
-    const std::optional<uint64_t> recorded = index_ ? index_->next_wait_near(ms) : std::nullopt;
+    const auto recorded = index_ ? index_->next_wait_near(ms) : std::nullopt;
     if (!recorded && !faulted_.load()) return;
-    if (recorded) ms = *recorded;
+    if (recorded) std::tie(looked_past, ms) = std::pair{recorded->ahead, recorded->ms};
   }
-  record_sleep(ms, /*waited=*/true);
+  record_sleep(ms, /*waited=*/true, looked_past);
 }
 
 void TreeEffects::llm_call_served() {
@@ -325,11 +335,13 @@ void TreeEffects::pass_time(uint64_t ms) {
 // A sleep is taped as it begins (the program says so before it sleeps) and stamped where it
 // ends, as every span is; a wait that timed out (`waited`) is taped once it has ended, so
 // stamped now. A replay's stamps are the recording's (Session).
-void TreeEffects::record_sleep(uint64_t ms, bool waited) {
+void TreeEffects::record_sleep(uint64_t ms, bool waited, uint64_t looked_past) {
   if (Held* held = held_here()) {
-    held->steps.push_back([this, ms, waited] { record_sleep(ms, waited); });
+    held->steps.push_back(
+        [this, ms, waited, looked_past] { record_sleep(ms, waited, looked_past); });
     return;
   }
+  if (index_ && looked_past > 0) index_->skip_steps(looked_past);
   const kind::ClockSleep sleep{ms, waited};
   if (options_.mode == RunOptions::Mode::replay) {
     ++served_inputs_;
@@ -340,7 +352,8 @@ void TreeEffects::record_sleep(uint64_t ms, bool waited) {
   } else {
     recorder().record_ending_in(sleep, ms);
   }
-  step_clock();
+  const RecordKind replayed = sleep;
+  step_clock(&replayed);
 }
 
 void TreeEffects::handle_events(wire::Cursor& cursor) {
@@ -350,9 +363,15 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
     if (!cursor.ok()) return;
     switch (event) {
       case wire::Event::wall_read:
-      case wire::Event::monotonic_read: {
-        const kind::ClockRead read{
-            event == wire::Event::wall_read ? ClockSource::wall : ClockSource::monotonic, value};
+      case wire::Event::monotonic_read:
+      case wire::Event::wall_read_after_wait:
+      case wire::Event::monotonic_read_after_wait: {
+        const bool wall =
+            event == wire::Event::wall_read || event == wire::Event::wall_read_after_wait;
+        const bool after_wait = event == wire::Event::wall_read_after_wait ||
+                                event == wire::Event::monotonic_read_after_wait;
+        const kind::ClockRead read{wall ? ClockSource::wall : ClockSource::monotonic, value,
+                                   after_wait ? preload::kAfterWaitLane : ""};
         if (Held* held = held_here()) {
           held->steps.push_back([this, read] { recorder().record(read); });
         } else {

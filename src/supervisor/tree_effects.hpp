@@ -81,7 +81,8 @@ class TreeEffects : public floor::Services {
   // streamed ones before the record) moves it when its record is made, as the others do.
   void llm_request_announced() {
     ++llm_announced_;
-    step_clock();
+    static const RecordKind kLlmCall = kind::LlmCall{};
+    step_clock(&kLlmCall);
   }
   // The LLM proxy is handling a request: a replay's time does not jump meanwhile (skip_wait).
   // Called from the proxy's threads, as the two below.
@@ -130,7 +131,8 @@ class TreeEffects : public floor::Services {
 
  private:
   Recorder& recorder() { return session_->recorder(); }
-  void step_clock();
+  // (RecordingIndex::step_clock)
+  void step_clock(const RecordKind* replayed = nullptr);
   std::optional<std::string> relative(std::string_view absolute) const;
   // Keeps `bytes` in the written tape's sidecar, redacted (a credential the program was given,
   // or one shaped like it): what the tape names (its hash, its length) is the redacted bytes.
@@ -144,7 +146,8 @@ class TreeEffects : public floor::Services {
   void handle_events(wire::Cursor& cursor);
   // A sleep of `ms` taped (replay: the session's clock moves past it first), and the clock
   // map's stretch stepped.
-  void record_sleep(uint64_t ms, bool waited = false);
+  // `looked_past`: recorded waits the replay's wait went past (RecordingIndex::next_wait_near).
+  void record_sleep(uint64_t ms, bool waited = false, uint64_t looked_past = 0);
 
   // file_effects.cpp
   void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor);
