@@ -5,6 +5,8 @@
 #   finish NAME             prints the result and exits 1 when a check failed
 #   start_standin [ARGS]    starts the stand-in LLM server of $examples (sets $port), stopped at
 #   stop_standin            exit if the script did not stop it
+# KEEP_WORK=1 keeps the scratch folder; KEEP_FAILED=DIR copies it into DIR when a check failed
+# (a flake seen once under load can then be read: its tapes, outputs and logs).
 python=/usr/bin/python3
 [ -x "$python" ] || python=$(command -v python3)
 work=$(mktemp -d)
@@ -12,6 +14,9 @@ on_exit=()
 cleanup_harness() {
   local step
   for step in "${on_exit[@]}"; do eval "$step"; done
+  if [ "$failures" -gt 0 ] && [ -n "${KEEP_FAILED:-}" ]; then
+    mkdir -p "$KEEP_FAILED" && cp -a "$work" "$KEEP_FAILED/" && echo "failed work kept in $KEEP_FAILED/${work##*/}" >&2
+  fi
   [ -n "${KEEP_WORK:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup_harness EXIT
