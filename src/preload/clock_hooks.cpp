@@ -64,6 +64,10 @@ int64_t taped_read(Source source, int64_t real_ms) {
     Taken taken;
     const uint64_t lane = after_wait ? config.clock_map->after_wait_lane : 0;
     value = tapedeck::preload::take(*config.clock_map, index, lane, held_up_ms, &taken);
+    // A lane keeps its own latest value, which may lie behind where this thread's own clock is
+    // (a wait it skipped moved it on): a thread never sees its clock go back. (Without this, a
+    // loop's turn after a skipped wait read the time before it and waited the same timer again.)
+    value = std::max(value, last_seen_ms[index]);
     TAPEDECK_TRACE("read %s %lld stretch %llu%s held %lld%s", index == 0 ? "wall" : "mono",
                    static_cast<long long>(value), static_cast<unsigned long long>(taken.stretch),
                    taken.recorded ? "" : " past", static_cast<long long>(held_up_ms),
