@@ -24,6 +24,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -100,6 +101,7 @@ struct Real {
   decltype(&::waitid) waitid;
   decltype(&::_exit) exit_now;
   decltype(&::connect) connect;
+  decltype(&::getaddrinfo) getaddrinfo;
   decltype(&::write) write;
   decltype(&::writev) writev;
   decltype(&::send) send;
@@ -198,6 +200,7 @@ struct Allowed {
   uint16_t port;  // 0: any port
 };
 
+inline constexpr size_t kMaxKeptEnv = 24;
 struct Config {
   bool active = false;  // under the testbench at all (the network policy holds even when off)
   bool floor = false;   // the system-call floor holds beneath: it polices connect, not the hook
@@ -218,10 +221,11 @@ struct Config {
   uint16_t proxy_port = 0;
   Allowed allowed[kMaxAllowed] = {};
   size_t allowed_count = 0;
+  char allowed_names[1024] = {};  // the hosts --allow names, comma-separated (may be resolved)
   tapedeck::preload::ClockMap* clock_map = nullptr;
   // The environment entries a process of the tree must keep (LD_PRELOAD, TAPEDECK_*), kept for
   // an exec whose caller scrubbed its environment.
-  char* kept_env[16] = {};
+  char* kept_env[kMaxKeptEnv] = {};
   size_t kept_env_count = 0;
 };
 extern Config config;
@@ -366,6 +370,8 @@ void note_woke_from_wait();
 uint64_t ms_until(clockid_t id, const timespec& deadline);
 // network_hooks.cpp: the --allow rules, as the supervisor resolved them.
 void parse_allowed(const char* list);
+// Whether getaddrinfo may look `name` up (network_hooks.cpp).
+bool may_resolve(const char* name);
 // exec_hooks.cpp: the environment entries every process of the tree keeps (LD_PRELOAD, …).
 bool is_kept_name(const char* entry);
 // file_hooks.cpp: files still open for writing at exit are complete now.

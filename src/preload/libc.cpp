@@ -67,6 +67,7 @@ void resolve_all() {
   real.waitid = TAPEDECK_REAL(waitid);
   real.exit_now = TAPEDECK_REAL(_exit);
   real.connect = TAPEDECK_REAL(connect);
+  real.getaddrinfo = TAPEDECK_REAL(getaddrinfo);
   real.write = TAPEDECK_REAL(write);
   real.writev = TAPEDECK_REAL(writev);
   real.send = TAPEDECK_REAL(send);

@@ -1,11 +1,19 @@
 // connect: the internet is denied unless allowed (--allow, resolved by the supervisor);
-// loopback to tapedeck's own LLM proxy passes, and so do Unix sockets. The first send of each
+// loopback to tapedeck's own LLM proxy passes, and so do Unix sockets. getaddrinfo: a name is
+// resolved only when it is local (numeric, localhost, /etc/hosts) or --allow names it; any other
+// fails at once (EAI_NONAME), as the connect would. A lookup goes out on the network (the C
+// library's own sockets, which no hook sees) and takes real time in a thread of its own: a
+// tracing exporter's lookup of api.openai.com raced the program's timers, so a replay's order
+// of its retries and its shutdown timer was not the recording's. The first send of each
 // request to the proxy (write, writev, send, sendto, sendmsg; reads mark the next send a new
 // request) announces it, with the clock reads batched before it.
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+
+#include <strings.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -104,6 +112,62 @@ void describe_denied(const sockaddr* address) {
   report(line);
 }
 
+namespace {
+
+bool names_match(const char* name, const char* candidate, size_t length) {
+  return strlen(name) == length && strncasecmp(name, candidate, length) == 0;
+}
+
+bool numeric(const char* name) {
+  unsigned char address[16];
+  return inet_pton(AF_INET, name, address) == 1 || inet_pton(AF_INET6, name, address) == 1;
+}
+
+bool localhost(const char* name) {
+  const size_t length = strlen(name);
+  constexpr char kSuffix[] = ".localhost";
+  return strcasecmp(name, "localhost") == 0 ||
+         (length > sizeof kSuffix - 1 &&
+          strcasecmp(name + length - (sizeof kSuffix - 1), kSuffix) == 0);
+}
+
+// Whether /etc/hosts names it (answered from the file, never the network).
+bool in_hosts_file(const char* name) {
+  FILE* hosts = fopen("/etc/hosts", "re");
+  if (hosts == nullptr) return false;
+  char line[1024];
+  bool found = false;
+  while (!found && fgets(line, sizeof line, hosts) != nullptr) {
+    if (char* comment = strchr(line, '#')) *comment = '\0';
+    char* rest = nullptr;
+    strtok_r(line, " \t\r\n", &rest);  // the address
+    for (char* field = strtok_r(nullptr, " \t\r\n", &rest); field != nullptr && !found;
+         field = strtok_r(nullptr, " \t\r\n", &rest)) {
+      found = strcasecmp(field, name) == 0;
+    }
+  }
+  fclose(hosts);
+  return found;
+}
+
+bool allowed_name(const char* name) {
+  for (const char* at = config.allowed_names; *at != '\0';) {
+    const char* end = strchr(at, ',');
+    const size_t length = end != nullptr ? static_cast<size_t>(end - at) : strlen(at);
+    if (names_match(name, at, length)) return true;
+    if (end == nullptr) break;
+    at = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+// Whether a lookup of `name` may go ahead (see the top of this file).
+bool may_resolve(const char* name) {
+  return numeric(name) || localhost(name) || allowed_name(name) || in_hosts_file(name);
+}
+
 void parse_allowed(const char* list) {
   // "family/hex-address/port,…" written by the supervisor, which resolved the host names.
   while (list != nullptr && *list != '\0' && config.allowed_count < kMaxAllowed) {
@@ -132,6 +196,24 @@ void parse_allowed(const char* list) {
 using namespace tapedeck::preload;
 
 extern "C" {
+
+int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
+                struct addrinfo** found) {
+  auto* real_getaddrinfo = ensure(real.getaddrinfo, "getaddrinfo");
+  if (!config.active || in_hook || node == nullptr ||
+      (hints != nullptr && (hints->ai_flags & AI_NUMERICHOST) != 0)) {
+    return real_getaddrinfo(node, service, hints, found);
+  }
+  HookScope scope;
+  if (may_resolve(node)) return real_getaddrinfo(node, service, hints, found);
+  char line[320];
+  snprintf(line, sizeof line,
+           "tapedeck: network denied: resolving %.200s (the testbench resolves only local names "
+           "and the hosts --allow names)\n",
+           node);
+  report(line);
+  return EAI_NONAME;
+}
 
 int connect(int fd, const struct sockaddr* address, socklen_t length) {
   if (config.active && !config.floor && address != nullptr && !in_hook && !allowed(address)) {

@@ -55,6 +55,7 @@ __attribute__((constructor)) void start_up() {
     config.proxy_port = static_cast<uint16_t>(atoi(port));
   }
   parse_allowed(getenv("TAPEDECK_ALLOW"));
+  copy_env("TAPEDECK_ALLOW_NAMES", config.allowed_names, sizeof config.allowed_names);
   if (config.mode == Mode::replay) {
     if (const char* map = getenv("TAPEDECK_CLOCK_MAP")) map_clock(map);
   }
@@ -62,7 +63,7 @@ __attribute__((constructor)) void start_up() {
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     // The stream key is each process's own (with_entropy_key sets it at exec).
     if (strncmp(*entry, "TAPEDECK_ENTROPY_KEY=", 21) == 0) continue;
-    if (is_kept_name(*entry) && config.kept_env_count < 16) {
+    if (is_kept_name(*entry) && config.kept_env_count < kMaxKeptEnv) {
       config.kept_env[config.kept_env_count++] = strdup(*entry);
     }
   }

@@ -142,6 +142,8 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   env["TAPEDECK_WORKSPACE"] = links.workspace;
   env["TAPEDECK_EXEC"] = fs::absolute(options.exec_shim).string();
   env["TAPEDECK_ALLOW"] = links.allowed;
+  // Only with --allow: a variable the common run does not have would move the program's stack.
+  if (!links.allowed_names.empty()) env["TAPEDECK_ALLOW_NAMES"] = links.allowed_names;
   if (!links.entropy_seed.empty()) env["TAPEDECK_ENTROPY_SEED"] = links.entropy_seed;
   // Set in both modes (a recording's names a file that is never made): a variable only the replay
   // had would move the program's stack and heap, whose addresses end up in its random seeds.

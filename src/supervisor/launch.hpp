@@ -37,6 +37,7 @@ struct ProgramLinks {
   std::string clock_map_path;  // replay
   uint16_t proxy_port = 0;     // the LLM proxy's, 0 when none
   std::string allowed;         // preload_allow_list()'s
+  std::string allowed_names;   // the hosts --allow names, comma-separated (getaddrinfo's)
   std::string entropy_seed;    // 64 hex digits: the randomness every process draws from
 };
 

@@ -162,6 +162,10 @@ RunOutcome run(const RunOptions& options) {
   links.clock_map_path = effects.clock_map_path();
   links.proxy_port = proxy ? proxy->port() : 0;
   links.allowed = preload_allow_list(allowed);
+  for (const std::string& rule : options.allow) {
+    const std::string host = NetworkPolicy::parse(rule).host;  // (parsed once already: valid)
+    links.allowed_names += (links.allowed_names.empty() ? "" : ",") + host;
+  }
   if (session) {
     links.entropy_seed = seed;
     if (!seed_why.empty()) outcome.warnings.push_back(seed_why);

@@ -6,9 +6,6 @@
 # replay exits 0, prints what the recording printed (the time after the tool's 500 ms timer
 # included, which goes back to the model) and passes semantic fidelity. Prints how long the
 # replays took against the recording (a figure, not a check: these machines are shared).
-# With tracing on, the exporter's last retries race its 5 s shutdown timer, and a replay does not
-# yet always run that race as recorded (its stderr then says "request aborted"): that mode runs
-# with AGENTS_SDK_TRACING=1 until it holds.
 # Usage: agents_sdk_test.sh TAPEDECK EXAMPLES_DIR
 set -uo pipefail
 td=$(realpath "$1")
@@ -20,8 +17,7 @@ source "$here/../harness.sh"
 export OPENAI_API_KEY
 OPENAI_API_KEY=$(printf "sk-%s" tapedeck-test-placeholder)
 
-modes=(plain)
-[ -n "${AGENTS_SDK_TRACING:-}" ] && modes+=(tracing)
+modes=(plain tracing)
 now_ms() { date +%s%3N; }
 mkdir -p "$work/ws" && cd "$work/ws"
 echo "ship the parser on friday" > notes.txt

@@ -289,6 +289,26 @@ nohup "$td" run -q -- bash -c 'grep SigIgn /proc/self/status' > "$work/nohup.out
 check "signals: what the caller ignored (nohup's SIGHUP) the program ignores" \
   grep -q "SigIgn:.*1$" "$work/nohup.out"
 
+# ---- names: only local ones (and the hosts --allow names) are looked up ----------------------
+# A lookup of any other goes out on the network in real time, in a thread of its own: it fails at
+# once instead, in both modes, as the connect would be denied anyway.
+lookup='import socket, sys
+for name in sys.argv[1:]:
+    try:
+        print(name, "->", socket.getaddrinfo(name, 443)[0][4][0])
+    except socket.gaierror as error:
+        print(name, "-> not found")'
+"$td" run -q -- "$python" -c "$lookup" localhost 127.0.0.1 api.openai.com \
+  > "$work/names.out" 2> "$work/names.err"
+check "a local name resolves" grep -qx "localhost -> 127.0.0.1" "$work/names.out"
+check "an address resolves" grep -qx "127.0.0.1 -> 127.0.0.1" "$work/names.out"
+check "another name is not found" grep -qx "api.openai.com -> not found" "$work/names.out"
+check "  and the denial names it" grep -q "network denied: resolving api.openai.com" "$work/names.err"
+"$td" run -q --allow api.openai.com:443 -- "$python" -c "$lookup" api.openai.com \
+  > /dev/null 2> "$work/allowed-name.err"
+check "a name --allow names is looked up (whether or not this machine can)" \
+  bash -c "! grep -q 'network denied: resolving' '$work/allowed-name.err'"
+
 # ---- refusals --------------------------------------------------------------------------------
 "$td" run -- "$(dirname "$td")/tapedeck-exec" > /dev/null 2> "$work/static.err"
 check "a static binary gets a warning naming what is not taped" \
