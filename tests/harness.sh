@@ -32,6 +32,9 @@ finish() {
 standin_pid=
 on_exit+=('[ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null')
 start_standin() {
+  # The last stand-in's "listening on" must not be read before this one's shell truncates the
+  # file: a script that starts it twice then called a port nothing listened on.
+  rm -f "$work/standin.out"
   "$python" "$examples/agents/standin_llm.py" "$@" > "$work/standin.out" &
   standin_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$work/standin.out" 2>/dev/null && break; sleep 0.1; done

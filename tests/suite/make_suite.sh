@@ -19,6 +19,7 @@ mkdir -p "$out/tapes" "$out/ws"
 out=$(realpath "$out")
 cp -r "$examples/agents" "$out/agents"
 
+rm -f "$out/standin.out"  # (a stale "listening on" would name a port nothing listens on)
 "$python" "$out/agents/standin_llm.py" > "$out/standin.out" &
 standin=$!
 trap 'kill $standin 2>/dev/null || true' EXIT

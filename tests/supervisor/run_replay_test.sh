@@ -26,6 +26,9 @@ check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what
 fresh_workspace() { rm -rf "$work/ws" && cp -r "$agents/workspace" "$work/ws"; }
 
 start_standin() {
+  # The last stand-in's "listening on" must not be read before this one's shell truncates the
+  # file: a script that starts it twice then called a port nothing listened on.
+  rm -f "$work/standin.out"
   "$python" "$agents/standin_llm.py" > "$work/standin.out" &
   standin_pid=$!
   for _ in $(seq 100); do
