@@ -48,6 +48,11 @@ thread_local bool woke_from_wait __attribute__((tls_model("initial-exec")));
 
 void note_woke_from_wait() {
   woke_from_wait = true;
+  forget_real_wait();
+}
+
+void forget_real_wait() {
+  last_read_real_ms[0] = last_read_real_ms[1] = 0;
 }
 
 // One clock read as the tape will hold it: record cuts the real value to the millisecond,
@@ -63,7 +68,8 @@ int64_t taped_read(Source source, int64_t real_ms) {
     const int64_t held_up_ms = last > 0 && real_ms > last ? real_ms - last : 0;
     Taken taken;
     const uint64_t lane = after_wait ? config.clock_map->after_wait_lane : 0;
-    value = tapedeck::preload::take(*config.clock_map, index, lane, held_up_ms, &taken);
+    value = tapedeck::preload::take(*config.clock_map, index, lane, held_up_ms, &taken,
+                                    /*tree_held_up=*/false);
     // A lane keeps its own latest value, which may lie behind where this thread's own clock is
     // (a wait it skipped moved it on): a thread never sees its clock go back. (Without this, a
     // loop's turn after a skipped wait read the time before it and waited the same timer again.)
@@ -134,6 +140,7 @@ Sleep taped_sleep(uint64_t duration_ms, timespec relative, timespec* left = null
       ensure(real.nanosleep, "nanosleep")(&pause, nullptr);
       slept += slice;
     }
+    forget_real_wait();  // (slices slept while the tree was busy are not being held up)
     TAPEDECK_TRACE("sleep %llu after %llu: %s", static_cast<unsigned long long>(duration_ms),
                    static_cast<unsigned long long>(slept),
                    reply == Reply::ok ? "skipped" : "slept");

@@ -85,7 +85,8 @@ struct ClockMap {
   uint64_t magic;
   uint64_t stretch_count;                 // at least 1
   uint64_t lane_count;                    // lanes the tape names (0: every read is in lane 0)
-  uint64_t after_wait_lane;               // the id of kAfterWaitLane (0: the tape has none)
+  uint64_t after_wait_lane;               // the id of kAfterWaitLane (0: the tape has none); its
+                                          // values are followed by their turn starts (take())
   uint64_t lane_entries;                  // ClockLane entries in lanes()
   std::atomic<uint64_t> position;         // where reads take from: see ClockPosition
   std::atomic<int64_t> latest_ms[2];      // the latest time served (or slept to), per source
@@ -151,9 +152,12 @@ struct Taken {
 };
 
 // The next value of clock `source` (0 wall, 1 monotonic) for a read of `lane` (0: none) by a
-// thread that last read that clock `held_up_ms` ago in real time (0: never).
+// thread that last read that clock `held_up_ms` ago in real time (0: never). `tree_held_up`: a
+// held-up read moves the clock of every thread on (the floor's reads, which keep no clock of
+// their own per thread); else only the reader's, which then keeps it (the preload: a Node worker
+// idle 547 ms in a wait nothing sees moved the main thread's clock to its timer's deadline).
 inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms,
-                    Taken* taken = nullptr) {
+                    Taken* taken = nullptr, bool tree_held_up = true) {
   if (map.lane_count == 0) lane = 0;  // a tape without lanes: every read shares the one
   if (lane > map.lane_count + 1) lane = map.lane_count + 1;
   uint64_t current = 0;
@@ -183,6 +187,15 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     return value > seen ? value : seen;
   };
   if (taken != nullptr) *taken = {current, index < slot.count};
+  if (lane != 0 && lane == map.after_wait_lane && slot.count > 0) {
+    // A loop's turn starts: the reads without a lane go on from where the recording's turn
+    // started, whether the replay's last turn read more or fewer (its stream's end in another
+    // piece) than the recording's. A turn past the recording's is its last one again.
+    const uint64_t turn = std::min(index, slot.count - 1);
+    const int64_t lane0_at = map.values()[slot.start + slot.count + turn];
+    map.stretches()[current].next[source].store(static_cast<uint64_t>(lane0_at),
+                                                std::memory_order_relaxed);
+  }
   if (index < slot.count) {
     const int64_t value = map.values()[slot.start + index];
     if (lane == 0) return raise(latest, value);
@@ -205,8 +218,10 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
       map.capped_reads[source].fetch_add(1, std::memory_order_relaxed) >= kCappedReadsBeforeCreep) {
     ahead = ClockStretch::kNothingAhead;
   }
-  int64_t to = latest.load(std::memory_order_relaxed) + step;
+  const int64_t now = latest.load(std::memory_order_relaxed);
+  int64_t to = now + step;
   if (ahead != ClockStretch::kNothingAhead) to = std::min(to, ahead - 1);
+  if (held_up && !tree_held_up) return std::max(to, now);
   const int64_t value = raise(latest, to);
   if (lane != 0) raise(map.lane_latest(lane)[source], value);
   return value;

@@ -365,6 +365,11 @@ int64_t wait_ends_ms(uint64_t duration_ms);
 // A wait on descriptors returned: this thread's next clock read starts an event loop's turn
 // (kAfterWaitLane in clock_map.hpp).
 void note_woke_from_wait();
+// A wait this library saw is over: the real time it took is not the thread's being held up
+// (clock_map.hpp's kHeldUpMs). What ended it (an answer, a post) comes with the recording's time;
+// counted as held up, a wait sliced for real while the tree was busy moved a loaded replay's
+// clock 54 ms on, and the tool's timer after it fired 200 ms late.
+void forget_real_wait();
 // clock_hooks.cpp: how long until `deadline` on clock `id`, from the last value that clock gave
 // this thread (so record and replay compute the same duration), in whole milliseconds.
 uint64_t ms_until(clockid_t id, const timespec& deadline);

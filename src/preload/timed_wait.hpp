@@ -75,6 +75,9 @@ constexpr uint64_t kHeldAtMostMs = 2000;
 // out, < 0 on an error. Record: made as asked, and taped when it timed out. Replay: see above.
 template <typename Wait>
 int timed_wait(uint64_t ms, Wait&& wait) {
+  struct Forget {
+    ~Forget() { forget_real_wait(); }
+  } forget;
   if (config.mode != Mode::replay) {
     const int result = wait(ms);
     TAPEDECK_TRACE("wait %llu: %s", static_cast<unsigned long long>(ms),

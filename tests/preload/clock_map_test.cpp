@@ -152,6 +152,16 @@ TEST(ClockMap, PastTheLastStretchAThreadHeldUpForRealFindsTimeMovedOn) {
   EXPECT_EQ(take(map, 0, kHeldUpMs - 1), 4000);
 }
 
+TEST(ClockMap, AThreadHeldUpForRealMayMoveOnlyItsOwnClock) {
+  MapFixture fixture({{{{1000}, {}}}});
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 0, 0), 1000);
+  // The preload's reads: the held-up thread finds time moved on (it keeps that value itself)...
+  EXPECT_EQ(take(map, 0, 0, 3000, nullptr, /*tree_held_up=*/false), 4000);
+  // ...and the other threads, which were not held up, do not.
+  EXPECT_EQ(take(map, 0, 0, 0, nullptr, false), 1000);
+}
+
 TEST(ClockMap, SleepsAdvanceBothClocksAndAStretchBeyondTheLastIsTheLast) {
   MapFixture fixture({{{{1000}, {5}}}});
   ClockMap& map = fixture.map();
