@@ -48,7 +48,6 @@ thread_local bool woke_from_wait __attribute__((tls_model("initial-exec")));
 
 void note_woke_from_wait() {
   woke_from_wait = true;
-  forget_real_wait();
 }
 
 void forget_real_wait() {

@@ -85,8 +85,7 @@ struct ClockMap {
   uint64_t magic;
   uint64_t stretch_count;                 // at least 1
   uint64_t lane_count;                    // lanes the tape names (0: every read is in lane 0)
-  uint64_t after_wait_lane;               // the id of kAfterWaitLane (0: the tape has none); its
-                                          // values are followed by their turn starts (take())
+  uint64_t after_wait_lane;               // the id of kAfterWaitLane (0: the tape has none)
   uint64_t lane_entries;                  // ClockLane entries in lanes()
   std::atomic<uint64_t> position;         // where reads take from: see ClockPosition
   std::atomic<int64_t> latest_ms[2];      // the latest time served (or slept to), per source
@@ -187,15 +186,6 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     return value > seen ? value : seen;
   };
   if (taken != nullptr) *taken = {current, index < slot.count};
-  if (lane != 0 && lane == map.after_wait_lane && slot.count > 0) {
-    // A loop's turn starts: the reads without a lane go on from where the recording's turn
-    // started, whether the replay's last turn read more or fewer (its stream's end in another
-    // piece) than the recording's. A turn past the recording's is its last one again.
-    const uint64_t turn = std::min(index, slot.count - 1);
-    const int64_t lane0_at = map.values()[slot.start + slot.count + turn];
-    map.stretches()[current].next[source].store(static_cast<uint64_t>(lane0_at),
-                                                std::memory_order_relaxed);
-  }
   if (index < slot.count) {
     const int64_t value = map.values()[slot.start + index];
     if (lane == 0) return raise(latest, value);

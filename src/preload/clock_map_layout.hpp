@@ -19,10 +19,6 @@ struct ClockMapPlan {
   // id (0: the reads without a lane).
   using Lanes = std::map<uint64_t, std::vector<int64_t>>;
   std::vector<std::array<Lanes, 2>> stretches = std::vector<std::array<Lanes, 2>>(1);
-  // Per stretch, per clock: for each read of the after-wait lane, how many reads without a lane
-  // the stretch had before it (laid out after that lane's values: see take()).
-  std::vector<std::array<std::vector<int64_t>, 2>> turn_starts =
-      std::vector<std::array<std::vector<int64_t>, 2>>(1);
   uint64_t lane_count = 0;          // lane ids 1 … lane_count are named
   uint64_t after_wait_lane = 0;     // kAfterWaitLane's id (0: none)
   std::array<int64_t, 2> latest{};  // where each clock starts
@@ -41,7 +37,6 @@ struct ClockMapPlan {
         for (const auto& [lane, reads] : lanes) values += reads.size();
       }
     }
-    for (const auto& stretch : turn_starts) values += stretch[0].size() + stretch[1].size();
     return values;
   }
   uint64_t bytes() const {
@@ -80,9 +75,6 @@ inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
         entry->lane = lane;
         entry->count = reads.size();
         entry->start = put_values(reads);
-        if (lane == plan.after_wait_lane && k < plan.turn_starts.size()) {
-          put_values(plan.turn_starts[k][static_cast<size_t>(source)]);
-        }
       }
       stretch->lanes_count[source] = lane_at - stretch->lanes_start[source];
     }

@@ -362,8 +362,8 @@ void skip_clock(uint64_t duration_ms);
 // clock_hooks.cpp: where a wait of `duration_ms` this thread begins now ends on the monotonic
 // clock, counted as skip_clock counts it.
 int64_t wait_ends_ms(uint64_t duration_ms);
-// A wait on descriptors returned: this thread's next clock read starts an event loop's turn
-// (kAfterWaitLane in clock_map.hpp).
+// A wait on descriptors returned on a process's main thread: its next clock read starts an event
+// loop's turn (kAfterWaitLane in clock_map.hpp).
 void note_woke_from_wait();
 // A wait this library saw is over: the real time it took is not the thread's being held up
 // (clock_map.hpp's kHeldUpMs). What ended it (an answer, a post) comes with the recording's time;

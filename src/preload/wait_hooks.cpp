@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <unistd.h>
 
 #include <cstdint>
 
@@ -55,12 +56,18 @@ class DescriptorSets {
   fd_set kept_[3];
 };
 
-// Makes `call`, a wait of `ms` (negative: none), and marks the thread's next clock read when the
-// wait may have blocked.
+// Makes `call`, a wait of `ms` (negative: none). When the wait may have blocked, the real time it
+// took is forgotten, and on the process's main thread, whose loop is the program's (asyncio's,
+// Node's), its next clock read starts a turn. A runtime's own loops on other threads (Node's
+// delayed-task thread) wake at other moments in a replay: counted as turns, they moved the main
+// loop's reads.
 template <typename Call>
 int waking(int64_t ms, Call&& call) {
   const int result = call();
-  if (ms != 0 && recording_or_replaying()) note_woke_from_wait();
+  if (ms != 0 && recording_or_replaying()) {
+    forget_real_wait();
+    if (gettid() == getpid()) note_woke_from_wait();
+  }
   return result;
 }
 

@@ -37,16 +37,11 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
       uint64_t lane = 0;
       if (!read->lane.empty())
         lane = lanes_.try_emplace(read->lane, lanes_.size() + 1).first->second;
-      if (read->lane == preload::kAfterWaitLane) {
-        plan.turn_starts.back()[source].push_back(
-            static_cast<int64_t>(plan.stretches.back()[source][0].size()));
-      }
       plan.stretches.back()[source][lane].push_back(read->value_ms);
       if (!first[source]) first[source] = read->value_ms;
       continue;
     }
     plan.stretches.emplace_back();
-    plan.turn_starts.emplace_back();
     steps_.push_back(&record.kind);
     if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
       file_reads_[file->path].push_back(file);

@@ -121,15 +121,10 @@ TEST_F(RecordingIndexTest, ReadsAfterAWaitAreServedFromTheirOwnLane) {
   EXPECT_EQ(read(index, map.after_wait_lane), 1000);
   EXPECT_EQ(read(index), 1000);
   // The replay's loop turns again sooner than the recording's did (the stream's next event in
-  // one piece with this one): its turn still starts at the recording's time, and its other reads
-  // go on from where the recording's turn had them.
+  // one piece with this one): its turn still starts at the recording's time.
   EXPECT_EQ(read(index, map.after_wait_lane), 1020);
+  EXPECT_EQ(read(index), 1020) << "never back past what the turn's start read";
   EXPECT_EQ(read(index), 1021);
-  EXPECT_EQ(read(index), 1022);
-  // A turn more than the recording had (its stream's end in a piece of its own): the last one
-  // again, its reads the same moments.
-  EXPECT_EQ(read(index, map.after_wait_lane), 1020 + 2) << "never back";
-  EXPECT_EQ(read(index), 1022);
 }
 
 TEST_F(RecordingIndexTest, ATapeWithoutReadsAfterWaitsHasNoSuchLane) {
