@@ -242,24 +242,23 @@ void sync_with_supervisor() {
   unlock_connection();
 }
 
-void settle_with_supervisor() {
+// A request with no body (its op says it all), answered once the supervisor has handled it and
+// everything this process sent before (ask flushes the batch first).
+static void ask_bare(Op op, bool settle) {
   if (config.mode == Mode::off) return;
   char buffer[16];
   FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::sync));
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(op));
   Answer answer;
-  ask(frame, answer, /*settle=*/true);
+  ask(frame, answer, settle);
+}
+
+void settle_with_supervisor() {
+  ask_bare(Op::sync, /*settle=*/true);
 }
 
 void announce_llm_request() {
-  if (config.mode == Mode::off) return;
-  char buffer[16];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::llm_request));
-  Answer answer;
-  lock_connection();
-  ask_locked(frame, answer);  // flushes the batch first; the answer says it was handled
-  unlock_connection();
+  ask_bare(Op::llm_request, /*settle=*/false);
 }
 
 // `settle` reports closed writes first. Only requests both modes make settle, so that a file's
