@@ -66,7 +66,7 @@ int64_t taped_read(Source source, int64_t real_ms) {
     last_read_real_ms[index] = real_ms;
     const int64_t held_up_ms = last > 0 && real_ms > last ? real_ms - last : 0;
     Taken taken;
-    const uint64_t lane = after_wait ? config.clock_map->after_wait_lane : 0;
+    const uint64_t lane = thread_lane(after_wait);
     value = tapedeck::preload::take(*config.clock_map, index, lane, held_up_ms, &taken,
                                     /*tree_held_up=*/false);
     // A lane keeps its own latest value, which may lie behind where this thread's own clock is
@@ -84,11 +84,12 @@ int64_t taped_read(Source source, int64_t real_ms) {
   }
   last_seen_ms[index] = value;
   if (after_wait) {
-    queue_event(
+    queue_read(
         source == Source::wall ? Event::wall_read_after_wait : Event::monotonic_read_after_wait,
-        value);
+        value, thread_key());
   } else {
-    queue_event(source == Source::wall ? Event::wall_read : Event::monotonic_read, value);
+    queue_read(source == Source::wall ? Event::wall_read : Event::monotonic_read, value,
+               thread_key());
   }
   return value;
 }

@@ -36,11 +36,19 @@
 // back for that lane (each lane keeps its latest); past them, time goes on from the latest value
 // any read was served, as for reads without a lane. A tape without lanes serves every read from
 // the one lane 0, as before lanes existed.
+//
+// A preloaded process's threads other than its main thread read in lanes of their own
+// (thread_lane_name): a runtime's worker threads read the clock as many times as their tasks
+// happen to need, in whatever order, and served from lane 0 they moved the main thread's values
+// along (Node's platform workers took 24 reads where the recording took 28, and a timer set in
+// the main loop came out a millisecond late). A tape recorded before thread lanes serves every
+// thread from lane 0 (ClockMap::threads_laned).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace tapedeck::preload {
@@ -80,15 +88,24 @@ struct ClockPosition {
   uint64_t of(int source) const { return stretch + taken[source]; }
 };
 
+// A lane's name in the map's table of names (longer names are not laid out: their reads are
+// served as a lane the tape lacks).
+inline constexpr size_t kLaneNameBytes = 40;
+
 struct ClockMap {
-  static constexpr uint64_t kMagic = 0x7461706564636c6bull;  // "tapedclk"
+  static constexpr uint64_t kMagic = 0x7461706564636c6cull;  // "tapedcll"
   uint64_t magic;
-  uint64_t stretch_count;                 // at least 1
-  uint64_t lane_count;                    // lanes the tape names (0: every read is in lane 0)
-  uint64_t after_wait_lane;               // the id of kAfterWaitLane (0: the tape has none)
-  uint64_t lane_entries;                  // ClockLane entries in lanes()
-  std::atomic<uint64_t> position;         // where reads take from: see ClockPosition
-  std::atomic<int64_t> latest_ms[2];      // the latest time served (or slept to), per source
+  uint64_t stretch_count;             // at least 1
+  uint64_t lane_count;                // lanes the tape names (0: every read is in lane 0)
+  uint64_t after_wait_lane;           // the id of kAfterWaitLane (0: the tape has none)
+  uint64_t lane_entries;              // ClockLane entries in lanes()
+  uint64_t value_count;               // in values()
+  uint64_t threads_laned;             // 1: the tape's threads read in lanes of their own
+  std::atomic<uint64_t> position;     // where reads take from: see ClockPosition
+  std::atomic<int64_t> latest_ms[2];  // the latest time served (or slept to), per source
+  // Time the replay itself let pass (advance: a slowed stream's gaps), which every thread's
+  // clock is past, whatever its lane's recorded values.
+  std::atomic<int64_t> passed_ms[2];
   std::atomic<uint64_t> still_reads[2];   // reads past a stretch, per source
   std::atomic<uint64_t> capped_reads[2];  // of those, since the last cut, with a read ahead
 
@@ -102,13 +119,23 @@ struct ClockMap {
   int64_t* values() {
     return reinterpret_cast<int64_t*>(lanes() + lane_entries) + 2 * (lane_count + 2);
   }
+  // Lane k's name (k = 1 … lane_count), NUL-padded; empty when it was too long to lay out.
+  char* lane_name(uint64_t lane) {
+    return reinterpret_cast<char*>(values() + value_count) + (lane - 1) * kLaneNameBytes;
+  }
+  // The id of the lane named `name`; one past the tape's lanes when it has none so named.
+  uint64_t lane_named(const char* name) {
+    for (uint64_t lane = 1; lane <= lane_count; ++lane) {
+      if (std::strncmp(lane_name(lane), name, kLaneNameBytes) == 0) return lane;
+    }
+    return lane_count + 1;
+  }
   static uint64_t bytes_for(uint64_t stretches, uint64_t lane_entries, uint64_t lane_count,
                             uint64_t values) {
     return sizeof(ClockMap) + stretches * sizeof(ClockStretch) + lane_entries * sizeof(ClockLane) +
-           (2 * (lane_count + 2) + values) * sizeof(int64_t);
+           (2 * (lane_count + 2) + values) * sizeof(int64_t) + lane_count * kLaneNameBytes;
   }
 };
-static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
 
 // The lane of a preloaded thread's first clock read after a wait on descriptors (poll, select,
 // epoll) returned: the time an event loop's turn starts from, which its timers count from.
@@ -117,6 +144,74 @@ static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared betw
 // a Node tool's 500 ms timer, set on a turn whose start came 21 ms early, fired 13 ms early.
 inline constexpr const char* kAfterWaitLane = "after_wait";
 
+// A thread of a preloaded process, as a replay finds it again: its process's place in the tree
+// (the entropy stream's key: "0" the root, "0.2" its third fork, "0.2x" the image that fork
+// exec'd), folded to 32 bits (0 for the root's own image), and the thread's place in the order
+// its process started threads (0 for the main thread, 1 for the first started). Packed in one
+// event value: place above, number below; 0 is the root's main thread, which reads in lane 0.
+struct ThreadKey {
+  uint32_t place = 0;
+  uint32_t number = 0;
+  static ThreadKey unpack(uint64_t value) {
+    return {static_cast<uint32_t>(value >> 32), static_cast<uint32_t>(value)};
+  }
+  uint64_t pack() const { return uint64_t{place} << 32 | number; }
+};
+// The number of a thread the process did not start through pthread_create (a libc-internal one).
+inline constexpr uint32_t kUnnumberedThread = 0x7fffffff;
+
+// A process's place folded (FNV-1a); the root's own image's is 0.
+inline uint32_t fold_place(const char* place) {
+  if (place[0] == '\0' || (place[0] == '0' && place[1] == '\0')) return 0;
+  uint32_t hash = 2166136261u;
+  for (const char* c = place; *c != '\0'; ++c) hash = (hash ^ static_cast<uint8_t>(*c)) * 16777619u;
+  return hash == 0 ? 1 : hash;
+}
+
+// Appends "@" and `place` in hex, unless it is the root's own (0).
+inline size_t put_place(char (&name)[kLaneNameBytes], size_t at, uint32_t place) {
+  if (place == 0) return at;
+  name[at++] = '@';
+  for (int shift = 28; shift >= 0; shift -= 4)
+    name[at++] = "0123456789abcdef"[(place >> shift) & 0xf];
+  return at;
+}
+
+// A thread's lane: "t3" (the root's third thread), "t0@5c0ffee1" (another process's main thread,
+// by its folded place), "t1@5c0ffee1" (the first that process started). Short: every read of a
+// worker thread carries it on the tape. (By hand: a thread's first read may come in a signal
+// handler, where snprintf may not.)
+inline void thread_lane_name(char (&name)[kLaneNameBytes], ThreadKey key) {
+  size_t at = 0;
+  char digits[12];
+  size_t count = 0;
+  uint32_t number = key.number;
+  do {
+    digits[count++] = static_cast<char>('0' + number % 10);
+    number /= 10;
+  } while (number != 0);
+  name[at++] = 't';
+  while (count > 0) name[at++] = digits[--count];
+  name[put_place(name, at, key.place)] = '\0';
+}
+
+// The lane of the reads after a wait on descriptors of a process's main thread: kAfterWaitLane,
+// and the process's place for any but the root's own image ("after_wait@5c0ffee1").
+inline void after_wait_lane_name(char (&name)[kLaneNameBytes], ThreadKey key) {
+  const size_t length = std::strlen(kAfterWaitLane);
+  std::memcpy(name, kAfterWaitLane, length);
+  name[put_place(name, length, key.place)] = '\0';
+}
+// Whether a tape's lane is a thread's (thread_lane_name's shape), not a named one (a Go
+// function's, kAfterWaitLane).
+inline bool is_thread_lane(const char* name) {
+  return (name[0] == 't' && name[1] >= '0' && name[1] <= '9') ||
+         std::strncmp(name, "after_wait@", 11) == 0;
+}
+static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
+
+// Past its values in a stretch, a thread looks this many stretches on for its next one.
+inline constexpr uint64_t kStretchesLookedAhead = 8;
 // Past a stretch, reads move the clock a millisecond per this many.
 inline constexpr uint64_t kReadsPerTick = 64;
 // Past a stretch, a thread that went this long without reading a clock, in real time, was held
@@ -186,11 +281,37 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     return value > seen ? value : seen;
   };
   if (taken != nullptr) *taken = {current, index < slot.count};
+  if (index >= slot.count && map.threads_laned != 0) {
+    // Past its values here, a thread's read takes its next recorded one when that is the moment
+    // it already stands at: the recording made it after another thread's record (a sleep that
+    // began while this thread went on reading), which the replay has not reached yet. Taken now,
+    // it is not taken again after that record, and the thread's later reads stay its own (a
+    // Python main thread read four times before its worker's sleep began, and its last read,
+    // after the worker woke it, came four values short).
+    const int64_t standing = map.lane_latest(lane)[source].load(std::memory_order_relaxed);
+    const uint64_t last = std::min(map.stretch_count, current + 1 + kStretchesLookedAhead);
+    for (uint64_t later = current + 1; later < last; ++later) {
+      const LaneSlot ahead_slot = slot_of(map, later, source, lane);
+      if (ahead_slot.count == 0) continue;
+      uint64_t next = ahead_slot.next->load(std::memory_order_relaxed);
+      while (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= standing &&
+             !ahead_slot.next->compare_exchange_weak(next, next + 1, std::memory_order_relaxed)) {
+      }
+      if (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= standing) {
+        if (taken != nullptr) *taken = {later, true};
+        return standing;
+      }
+      break;  // (its next value is later, or none is left there: time stands, below)
+    }
+  }
   if (index < slot.count) {
     const int64_t value = map.values()[slot.start + index];
-    if (lane == 0) return raise(latest, value);
-    raise(latest, value);
-    return raise(map.lane_latest(lane)[source], value);
+    // Lane 0 holds every read without a lane of its own: the tree's clock, which never goes back,
+    // but for a tape whose threads have lanes, where it is the root's main thread's own.
+    if (lane == 0 && map.threads_laned == 0) return raise(latest, value);
+    const int64_t passed = map.passed_ms[source].load(std::memory_order_relaxed);
+    raise(latest, std::max(value, passed));
+    return raise(map.lane_latest(lane)[source], std::max(value, passed));
   }
   const bool held_up = held_up_ms >= kHeldUpMs;
   int64_t step = held_up ? held_up_ms : 0;
@@ -266,11 +387,17 @@ inline void advance_from(ClockMap& map, int64_t from_ms[2], uint64_t duration_ms
   }
 }
 
-// A sleep of `duration_ms` with no thread to count it from (the floor's): both clocks move on by
-// it.
+// A sleep of `duration_ms` with no thread to count it from (the floor's), or time the replay
+// lets pass itself (a slowed stream's gap): both clocks move on by it, for every thread.
 inline void advance(ClockMap& map, uint64_t duration_ms) {
-  for (auto& clock : map.latest_ms) {
-    clock.fetch_add(static_cast<int64_t>(duration_ms), std::memory_order_relaxed);
+  for (int source = 0; source < 2; ++source) {
+    const int64_t now = map.latest_ms[source].fetch_add(static_cast<int64_t>(duration_ms),
+                                                        std::memory_order_relaxed) +
+                        static_cast<int64_t>(duration_ms);
+    int64_t passed = map.passed_ms[source].load(std::memory_order_relaxed);
+    while (passed < now &&
+           !map.passed_ms[source].compare_exchange_weak(passed, now, std::memory_order_relaxed)) {
+    }
   }
 }
 

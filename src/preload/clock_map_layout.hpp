@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "preload/clock_map.hpp"
@@ -19,9 +21,10 @@ struct ClockMapPlan {
   // id (0: the reads without a lane).
   using Lanes = std::map<uint64_t, std::vector<int64_t>>;
   std::vector<std::array<Lanes, 2>> stretches = std::vector<std::array<Lanes, 2>>(1);
-  uint64_t lane_count = 0;          // lane ids 1 … lane_count are named
-  uint64_t after_wait_lane = 0;     // kAfterWaitLane's id (0: none)
-  std::array<int64_t, 2> latest{};  // where each clock starts
+  uint64_t lane_count = 0;              // lane ids 1 … lane_count are named
+  std::vector<std::string> lane_names;  // lane k's at k - 1
+  uint64_t after_wait_lane = 0;         // kAfterWaitLane's id (0: none)
+  std::array<int64_t, 2> latest{};      // where each clock starts
 
   uint64_t lane_entries() const {
     uint64_t entries = 0;
@@ -52,6 +55,12 @@ inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
   map->lane_count = plan.lane_count;
   map->after_wait_lane = plan.after_wait_lane;
   map->lane_entries = plan.lane_entries();
+  map->value_count = plan.values();
+  for (uint64_t lane = 1; lane <= plan.lane_count && lane <= plan.lane_names.size(); ++lane) {
+    const std::string& name = plan.lane_names[lane - 1];
+    if (name.size() < kLaneNameBytes) std::memcpy(map->lane_name(lane), name.data(), name.size());
+    if (is_thread_lane(name.c_str())) map->threads_laned = 1;
+  }
   uint64_t value_at = 0;
   uint64_t lane_at = 0;
   const auto put_values = [&](const std::vector<int64_t>& reads) {

@@ -96,6 +96,7 @@ struct Real {
   decltype(&::execvpe) execvpe;
   decltype(&::posix_spawn) posix_spawn;
   decltype(&::fork) fork;
+  decltype(&::pthread_create) pthread_create;
   decltype(&::waitpid) waitpid;
   decltype(&::wait4) wait4;
   decltype(&::waitid) waitid;
@@ -295,6 +296,9 @@ struct Answer {
 void report(const char* text);
 // Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
 void queue_event(Event event, int64_t value);
+// Queues a clock read of the thread `thread_key` (0: a main thread's): an Event::thread entry
+// goes before it when the batch's last read was another thread's.
+void queue_read(Event event, int64_t value, uint64_t thread_key);
 // Sends one request (built in `frame`) and waits for the answer. `settle` reports closed writes
 // first: only requests both modes make settle, so that a file's write lands at the same place
 // on the recording's tape and the replay's. False when the supervisor is gone (the caller then
@@ -362,6 +366,14 @@ void skip_clock(uint64_t duration_ms);
 // clock_hooks.cpp: where a wait of `duration_ms` this thread begins now ends on the monotonic
 // clock, counted as skip_clock counts it.
 int64_t wait_ends_ms(uint64_t duration_ms);
+// thread_hooks.cpp: numbers threads as they start; a forked child counts its own again.
+void install_thread_numbering();
+// thread_hooks.cpp: the calling thread's key (ThreadKey, packed; 0 for the root's main thread).
+uint64_t thread_key();
+// thread_hooks.cpp: the calling thread's lane in a replay's clock map, for a read after a wait
+// on descriptors (`after_wait`) or another: 0 or kAfterWaitLane's for the root's main thread, and
+// for every thread when the tape has no thread lanes.
+uint64_t thread_lane(bool after_wait);
 // A wait on descriptors returned on a process's main thread: its next clock read starts an event
 // loop's turn (kAfterWaitLane in clock_map.hpp).
 void note_woke_from_wait();
@@ -388,6 +400,9 @@ void report_open_writes();
 // (TAPEDECK_ENTROPY_KEY; the root's when null). Off, and libc's randomness, without a seed.
 void start_entropy(const char* seed_hex, const char* key);
 bool entropy_on();
+// The process's place in the tree, as its stream is keyed ("0" the root, "0.k" its k-th fork,
+// "0x" an image exec'd in place of it; "0" for every process when the stream is off).
+const char* process_place();
 // The process's next `size` bytes of the stream.
 void draw_entropy(void* out, size_t size);
 // "TAPEDECK_ENTROPY_KEY=…" for an image this process execs in place of itself.

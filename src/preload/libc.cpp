@@ -62,6 +62,7 @@ void resolve_all() {
   real.execvpe = TAPEDECK_REAL(execvpe);
   real.posix_spawn = TAPEDECK_REAL(posix_spawn);
   real.fork = TAPEDECK_REAL(fork);
+  real.pthread_create = TAPEDECK_REAL(pthread_create);
   real.waitpid = TAPEDECK_REAL(waitpid);
   real.wait4 = TAPEDECK_REAL(wait4);
   real.waitid = TAPEDECK_REAL(waitid);

@@ -73,6 +73,7 @@ __attribute__((constructor)) void start_up() {
   }
   if (config.mode != Mode::off) open_trace();
   install_fork_handlers();
+  install_thread_numbering();
 }
 
 // Files still open for writing at exit are complete now; their last buffered bytes too, since

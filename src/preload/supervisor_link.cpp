@@ -174,18 +174,40 @@ void flush_events_locked() {
   pending_size = 0;
 }
 
-// Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
-void queue_event(Event event, int64_t value) {
-  lock_connection();
+// The thread whose reads the batch's read entries are now (Event::thread; a batch starts with
+// the main thread's).
+uint64_t batch_thread = 0;
+
+// Caller holds the lock.
+void put_event_locked(Event event, int64_t value) {
   if (pending_size == 0) {
     FixedSink sink{pending_events, sizeof pending_events};
     tapedeck::wire::begin_frame(sink, static_cast<uint8_t>(Op::events));
     pending_size = sink.size;
+    batch_thread = 0;
   }
   FixedSink sink{pending_events + pending_size, sizeof pending_events - pending_size};
   tapedeck::wire::put_int(sink, static_cast<uint8_t>(event));
   tapedeck::wire::put_int(sink, value);
   pending_size += sink.size;
+}
+
+// Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
+void queue_event(Event event, int64_t value) {
+  lock_connection();
+  put_event_locked(event, value);
+  if (sizeof pending_events - pending_size < 64) flush_events_locked();
+  unlock_connection();
+}
+
+void queue_read(Event event, int64_t value, uint64_t thread_key) {
+  lock_connection();
+  if (pending_size == 0) batch_thread = 0;  // (the batch begins with the main thread's reads)
+  if (thread_key != batch_thread) {
+    put_event_locked(Event::thread, static_cast<int64_t>(thread_key));
+    batch_thread = thread_key;
+  }
+  put_event_locked(event, value);
   if (sizeof pending_events - pending_size < 64) flush_events_locked();
   unlock_connection();
 }

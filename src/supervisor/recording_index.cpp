@@ -53,6 +53,8 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     }
   }
   plan.lane_count = lanes_.size();
+  plan.lane_names.resize(lanes_.size());
+  for (const auto& [name, id] : lanes_) plan.lane_names[id - 1] = name;
   plan.after_wait_lane = lane_id(preload::kAfterWaitLane);
   if (plan.after_wait_lane > plan.lane_count) plan.after_wait_lane = 0;
   plan.latest = {first[0].value_or(recording.header.started_at_unix_ms.value_or(0)),

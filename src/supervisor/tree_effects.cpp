@@ -357,6 +357,7 @@ void TreeEffects::record_sleep(uint64_t ms, bool waited, uint64_t looked_past) {
 }
 
 void TreeEffects::handle_events(wire::Cursor& cursor) {
+  uint64_t thread = 0;  // whose reads these are (wire::Event::thread; 0: the main thread's)
   while (!cursor.done()) {
     const auto event = static_cast<wire::Event>(cursor.take_int<uint8_t>());
     const auto value = cursor.take_int<int64_t>();
@@ -370,8 +371,13 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
             event == wire::Event::wall_read || event == wire::Event::wall_read_after_wait;
         const bool after_wait = event == wire::Event::wall_read_after_wait ||
                                 event == wire::Event::monotonic_read_after_wait;
-        const kind::ClockRead read{wall ? ClockSource::wall : ClockSource::monotonic, value,
-                                   after_wait ? preload::kAfterWaitLane : ""};
+        char name[preload::kLaneNameBytes] = "";
+        if (after_wait) {
+          preload::after_wait_lane_name(name, preload::ThreadKey::unpack(thread));
+        } else if (thread != 0) {
+          preload::thread_lane_name(name, preload::ThreadKey::unpack(thread));
+        }
+        const kind::ClockRead read{wall ? ClockSource::wall : ClockSource::monotonic, value, name};
         if (Held* held = held_here()) {
           held->steps.push_back([this, read] { recorder().record(read); });
         } else {
@@ -384,6 +390,9 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
         break;
       case wire::Event::waited:
         record_wait(static_cast<uint64_t>(value));
+        break;
+      case wire::Event::thread:
+        thread = static_cast<uint64_t>(value);
         break;
     }
   }

@@ -223,6 +223,72 @@ TEST(ClockMap, ATapeWithoutLanesServesLanedReadsFromTheOneLane) {
   EXPECT_EQ(take(map, 1, 0, 0), 51);
 }
 
+// A thread's lane is named by its process's place and its number, the same way by the
+// supervisor (recording) and by the preload (replay, looking its lane up in the map).
+TEST(ThreadLanes, AreNamedByPlaceAndNumberAndToldFromNamedLanes) {
+  char name[kLaneNameBytes];
+  thread_lane_name(name, ThreadKey{0, 3});
+  EXPECT_STREQ(name, "t3");
+  thread_lane_name(name, ThreadKey{0x5c0ffee1u, 12});
+  EXPECT_STREQ(name, "t12@5c0ffee1");
+  thread_lane_name(name, ThreadKey{0xffffffffu, kUnnumberedThread});
+  EXPECT_STREQ(name, "t2147483647@ffffffff");
+  EXPECT_TRUE(is_thread_lane("t3"));
+  EXPECT_TRUE(is_thread_lane("t1@5c0ffee1"));
+  EXPECT_FALSE(is_thread_lane("time.Now"));
+  EXPECT_FALSE(is_thread_lane(kAfterWaitLane));
+  // The root's own image folds to 0 (its threads' lanes carry no place); its forks and the images
+  // they exec fold to others, each its own.
+  EXPECT_EQ(fold_place("0"), 0u);
+  EXPECT_NE(fold_place("0.1"), 0u);
+  EXPECT_NE(fold_place("0.1"), fold_place("0.2"));
+  EXPECT_NE(fold_place("0.1"), fold_place("0.1x"));
+  const ThreadKey key = ThreadKey::unpack(ThreadKey{7, 9}.pack());
+  EXPECT_EQ(key.place, 7u);
+  EXPECT_EQ(key.number, 9u);
+}
+
+ClockMapPlan thread_laned_plan() {
+  ClockMapPlan plan;
+  plan.lane_count = 3;
+  plan.lane_names = {"time.Now", "t1", "t2@0000002a"};
+  plan.stretches.resize(1);
+  plan.stretches[0][1] = {{0, {500, 501, 502}}, {2, {450}}, {3, {460, 470}}};
+  return plan;
+}
+
+TEST(ThreadLanes, TheMapFindsALaneByItsNameAndKnowsWhetherThreadsHaveLanes) {
+  MapFixture fixture(MapFixture::Laned{}, thread_laned_plan());
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(map.threads_laned, 1u);
+  EXPECT_EQ(map.lane_named("time.Now"), 1u);
+  EXPECT_EQ(map.lane_named("t1"), 2u);
+  EXPECT_EQ(map.lane_named("t2@0000002a"), 3u);
+  EXPECT_EQ(map.lane_named("t9"), 4u);  // a thread the recording did not have
+  EXPECT_EQ(map.lane_named("t2"), 4u);  // (a prefix of a name is not that name)
+
+  ClockMapPlan go_only;
+  go_only.lane_count = 1;
+  go_only.lane_names = {"time.Since"};
+  MapFixture go(MapFixture::Laned{}, go_only);
+  EXPECT_EQ(go.map().threads_laned, 0u);  // a tape before thread lanes: threads share lane 0
+}
+
+// A worker thread that reads more often than it did in the recording (its tasks fell otherwise)
+// takes nothing from the main thread's values: each thread is served its own reads.
+TEST(ThreadLanes, AWorkerReadingMoreOftenLeavesTheMainThreadsValuesAlone) {
+  MapFixture fixture(MapFixture::Laned{}, thread_laned_plan());
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 3, 0), 460);
+  EXPECT_EQ(take(map, 1, 0, 0), 500);
+  EXPECT_EQ(take(map, 1, 3, 0), 470);
+  EXPECT_EQ(take(map, 1, 3, 0), 500);  // past its own: from the latest served, never back
+  EXPECT_EQ(take(map, 1, 3, 0), 500);
+  EXPECT_EQ(take(map, 1, 0, 0), 501);  // the main thread's next, as recorded
+  EXPECT_EQ(take(map, 1, 2, 0), 450);  // another thread's first read: its own recorded value
+  EXPECT_EQ(take(map, 1, 0, 0), 502);
+}
+
 TEST(Wire, FramesRoundTripAndATruncatedBodyIsRefused) {
   std::string frame;
   wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_replay));

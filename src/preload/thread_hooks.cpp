@@ -1,0 +1,104 @@
+// Threads, numbered in the order their process starts them (pthread_create), so that a replay
+// finds each one again: its clock reads are served from its own lane (clock_map.hpp's
+// ThreadKey), not from the order in which the tree's threads happened to read.
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "preload/clock_map.hpp"
+#include "preload/interposer.hpp"
+
+#pragma GCC visibility push(hidden)
+namespace tapedeck::preload {
+
+namespace {
+
+std::atomic<uint32_t> threads_started{0};  // by this process, in the order it started them
+// Moved on in a forked child, whose threads start counting again and whose place is another:
+// a thread's cached key is of the process it was computed in.
+std::atomic<uint32_t> process_generation{1};
+
+thread_local uint32_t thread_number __attribute__((tls_model("initial-exec")));
+thread_local uint32_t key_generation __attribute__((tls_model("initial-exec")));
+thread_local uint64_t cached_key __attribute__((tls_model("initial-exec")));
+thread_local uint32_t lane_generation __attribute__((tls_model("initial-exec")));
+thread_local uint64_t cached_lane __attribute__((tls_model("initial-exec")));
+thread_local uint64_t cached_after_wait_lane __attribute__((tls_model("initial-exec")));
+
+struct ThreadStart {
+  void* (*routine)(void*);
+  void* argument;
+  uint32_t number;
+};
+
+void* start_numbered(void* opaque) {
+  const ThreadStart start = *static_cast<ThreadStart*>(opaque);
+  free(opaque);
+  thread_number = start.number;
+  return start.routine(start.argument);
+}
+
+void after_fork_child() {
+  threads_started.store(0, std::memory_order_relaxed);
+  process_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+uint64_t thread_key() {
+  const uint32_t generation = process_generation.load(std::memory_order_relaxed);
+  if (key_generation != generation) {
+    key_generation = generation;
+    // The thread that forked is its child's main thread, whatever its number was.
+    const bool main = gettid() == getpid();
+    const uint32_t number = main ? 0 : thread_number != 0 ? thread_number : kUnnumberedThread;
+    cached_key = ThreadKey{fold_place(process_place()), number}.pack();
+  }
+  return cached_key;
+}
+
+uint64_t thread_lane(bool after_wait) {
+  ClockMap* map = config.clock_map;
+  if (map == nullptr) return 0;
+  const uint64_t shared = after_wait ? map->after_wait_lane : 0;
+  if (map->threads_laned == 0) return shared;  // a tape from before thread lanes
+  const uint32_t generation = process_generation.load(std::memory_order_relaxed);
+  if (lane_generation != generation) {
+    const uint64_t key = thread_key();
+    char name[kLaneNameBytes];
+    thread_lane_name(name, ThreadKey::unpack(key));
+    cached_lane = key == 0 ? 0 : map->lane_named(name);
+    after_wait_lane_name(name, ThreadKey::unpack(key));
+    cached_after_wait_lane = map->lane_named(name);
+    lane_generation = generation;
+  }
+  return after_wait ? cached_after_wait_lane : cached_lane;
+}
+
+void install_thread_numbering() {
+  pthread_atfork(nullptr, nullptr, after_fork_child);
+}
+
+}  // namespace tapedeck::preload
+#pragma GCC visibility pop
+
+using namespace tapedeck::preload;
+
+extern "C" {
+
+int pthread_create(pthread_t* thread, const pthread_attr_t* attributes, void* (*routine)(void*),
+                   void* argument) {
+  auto* real_create = ensure(real.pthread_create, "pthread_create");
+  if (config.mode == Mode::off) return real_create(thread, attributes, routine, argument);
+  auto* start = static_cast<ThreadStart*>(malloc(sizeof(ThreadStart)));
+  if (start == nullptr) return real_create(thread, attributes, routine, argument);
+  *start = {routine, argument, threads_started.fetch_add(1, std::memory_order_relaxed) + 1};
+  const int result = real_create(thread, attributes, start_numbered, start);
+  if (result != 0) free(start);
+  return result;
+}
+
+}  // extern "C"

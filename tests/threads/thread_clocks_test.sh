@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Each thread is served its own clock reads: thread_clocks (the main thread and three it starts,
+# and a forked child with two, all reading side by side) is recorded once and replayed three
+# times; every replay prints every thread's reads as recorded, whatever order the threads read
+# in this time. The tape names each worker thread's lane (the root's "t1" … "t3", the child's
+# with its place), and a tape recorded without them still replays (one lane for every thread).
+# Usage: thread_clocks_test.sh TAPEDECK THREAD_CLOCKS
+set -uo pipefail
+td=$(realpath "$1")
+program=$(realpath "$2")
+source "$(dirname "$0")/../harness.sh"
+
+mkdir -p "$work/ws" && cd "$work/ws"
+"$td" run -q --emit-tape "$work/threads.tape" -- "$program" > "$work/rec.out" 2> "$work/rec.err"
+check "recorded (exit 0)" test $? = 0
+check "the recording printed seven threads" test "$(grep -c ' thread ' "$work/rec.out")" = 7
+lanes() { grep -o '"lane":"[^"]*"' "$work/threads.tape" | sort -u | tr '\n' ' '; }
+check "the root's threads read in lanes t1, t2, t3 ($(lanes))" \
+  bash -c "grep -q '\"lane\":\"t1\"' '$work/threads.tape' && grep -q '\"lane\":\"t3\"' '$work/threads.tape'"
+check "the forked child's threads read in lanes of their own place" \
+  test "$(grep -oE '"lane":"t[12]@[0-9a-f]{8}"' "$work/threads.tape" | sort -u | wc -l)" = 2
+check "the main threads' reads carry no lane" \
+  bash -c "grep '\"kind\":\"clock_read\"' '$work/threads.tape' | grep -qv '\"lane\"'"
+
+same=0
+for round in 1 2 3; do
+  "$td" replay -q "$work/threads.tape" -- "$program" > "$work/replay$round.out" 2>> "$work/replay.err"
+  if [ $? = 0 ] && cmp -s "$work/rec.out" "$work/replay$round.out"; then
+    same=$((same + 1))
+  else
+    diff "$work/rec.out" "$work/replay$round.out" | cut -c1-160 | sed "s/^/  replay $round: /" >&2
+  fi
+done
+check "3 of 3 replays hand every thread its own reads ($same did)" test "$same" = 3
+
+# A tape from before thread lanes (the lanes taken off): every thread reads from the one lane,
+# as then; the replay runs to its end.
+sed -E 's/,"lane":"t[0-9]+(@[0-9a-f]{8})?"//' "$work/threads.tape" > "$work/unlaned.tape"
+cp -r "$work/threads.tape.cas" "$work/unlaned.tape.cas" 2>/dev/null
+"$td" replay -q "$work/unlaned.tape" -- "$program" > "$work/unlaned.out" 2> "$work/unlaned.err"
+check "a tape without thread lanes replays (exit 0)" test $? = 0
+check "and prints every thread's reads" test "$(grep -c ' thread ' "$work/unlaned.out")" = 7
+finish "thread clocks"
