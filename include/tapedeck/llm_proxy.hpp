@@ -25,7 +25,7 @@ class LlmProxy {
   // have the LLM axis enabled.
   struct Hooks {
     // Every request a replay's tape does not hold (the client gets a 500 naming it as well).
-    std::function<void(const std::string& message)> on_replay_miss;
+    std::function<void(const ReplayMiss& miss)> on_replay_miss;
     // When a request starts being handled, and when it is done with (served or refused).
     std::function<void()> on_call_started;
     std::function<void()> on_call_finished;

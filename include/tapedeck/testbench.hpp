@@ -37,9 +37,23 @@
 namespace tapedeck {
 
 // Replay met an input the tape does not hold (or not in that order).
+// `wanted` and `recorded` (when known): the replay's input and the recorded one nearest to it,
+// whole; the message shows only where they first differ (first_difference).
 class ReplayMiss : public std::runtime_error {
+ public:
   using std::runtime_error::runtime_error;
+  ReplayMiss(const std::string& message, std::string wanted_input, std::string recorded_input)
+      : std::runtime_error(message),
+        wanted(std::move(wanted_input)),
+        recorded(std::move(recorded_input)) {}
+  std::string wanted;
+  std::string recorded;
 };
+// Where `replayed` first differs from `recorded`, for a person: the byte, and a little of each
+// on either side of it ("at byte 1042:\n  recorded: …\n  replay:   …"), never whole long values.
+std::string first_difference(std::string_view recorded, std::string_view replayed);
+// `text` whole when short, else its start, an ellipsis and its length.
+std::string abbreviated(std::string_view text, size_t most = 160);
 // A connection the network policy does not allow.
 class NetworkDenied : public std::runtime_error {
   using std::runtime_error::runtime_error;

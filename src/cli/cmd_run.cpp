@@ -135,13 +135,16 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
     fmt::print(
         stderr,
         R"({{"command":{},"tape":{},"emitted":{},"exit_code":{},"records":{},"wall_ms":{},)"
-        R"("miss":{},"unused_inputs":{},"unused_example":{},"isolation":{},"isolation_setup_ms":{:.3f},)"
+        R"("miss":{},"miss_wanted":{},"miss_recorded":{},"unused_inputs":{},"unused_example":{},)"
+        R"("isolation":{},"isolation_setup_ms":{:.3f},)"
         R"("view":{},"floor":{},"hollow":{},"setup_ms":{:.1f},"program_ms":{:.1f},)"
         R"("finish_ms":{:.1f},"warnings":[{}]}})"
         "\n",
         json_string(verb), json_string(mode == RunOptions::Mode::replay ? args.tape : args.emit),
         args.emit.empty() ? "null" : json_string(args.emit), outcome.exit_code, outcome.records,
         outcome.wall.count(), outcome.miss ? json_string(*outcome.miss) : "null",
+        outcome.miss_wanted.empty() ? "null" : json_string(outcome.miss_wanted),
+        outcome.miss_recorded.empty() ? "null" : json_string(outcome.miss_recorded),
         outcome.unused_inputs, json_string(outcome.unused_example),
         mode == RunOptions::Mode::replay
             ? json_string(supervisor::isolation_name(outcome.isolation))

@@ -15,6 +15,7 @@
 
 #include "preload/clock_map_layout.hpp"
 #include "tapedeck/extensions.hpp"
+#include "tapedeck/testbench.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -163,7 +164,7 @@ std::string RecordingIndex::next_spawn() const {
   if (spawns_served_ >= spawns_.size()) return "the tape holds no more subprocesses";
   const Record& next = *spawns_[spawns_served_];
   return "the next recorded one is seq " + std::to_string(next.seq) + " process_spawn " +
-         describe_spawn(next);
+         abbreviated(describe_spawn(next), 120);
 }
 
 const std::vector<const RecordKind*>& RecordingIndex::changes_of(
@@ -182,7 +183,9 @@ std::pair<uint64_t, std::string> RecordingIndex::unused_inputs() const {
   }
   if (spawns_served_ < spawns_.size()) {
     unused += spawns_.size() - spawns_served_;
-    if (first.empty()) first = "process_spawn " + describe_spawn(*spawns_[spawns_served_]);
+    if (first.empty()) {
+      first = "process_spawn " + abbreviated(describe_spawn(*spawns_[spawns_served_]), 120);
+    }
   }
   return {unused, first};
 }

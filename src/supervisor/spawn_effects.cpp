@@ -156,7 +156,8 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
     // before its recording tapes it, leaving nothing on the tape. Its stand-in here gets the
     // same moment to be killed before the run is stopped as a miss.
     if (ends_within(connection.pid, std::chrono::milliseconds(100))) return;
-    return server_.answer_miss(connection, std::string(miss.what()) + "; " + index_->next_spawn());
+    return server_.answer_miss(connection, std::string(miss.what()) + "; " + index_->next_spawn(),
+                               miss.wanted, miss.recorded);
   }
   index_->spawn_served();
   if (result.recorded != nullptr && result.recorded->descended) {

@@ -127,9 +127,11 @@ RunOutcome run(const RunOptions& options) {
                                      ? "http://no-llm-upstream-given.invalid"
                                      : options.llm_upstream;
     LlmProxy::Hooks hooks;
-    hooks.on_replay_miss = [&server](const std::string& message) {
-      server.stop_tree("the program called the LLM with a request the tape does not hold: " +
-                       message);
+    hooks.on_replay_miss = [&server](const ReplayMiss& miss) {
+      server.stop_tree(
+          std::string("the program called the LLM with a request the tape does not hold: ") +
+              miss.what(),
+          miss.wanted, miss.recorded);
     };
     hooks.preferred_ports = proxy_ports(seed);
     hooks.on_call_served = [&effects] { effects.llm_call_served(); };
@@ -376,6 +378,7 @@ RunOutcome run(const RunOptions& options) {
     effects.record_outcome(outcome.exit_code, capture->stdout_output(), capture->stderr_output());
   }
   outcome.miss = server.miss();
+  std::tie(outcome.miss_wanted, outcome.miss_recorded) = server.miss_values();
   if (options.mode == RunOptions::Mode::replay) {
     std::tie(outcome.unused_inputs, outcome.unused_example) = effects.unused_inputs();
     outcome.hollow = !outcome.miss && effects.played_back() > 0 && effects.served_inputs() == 0;

@@ -47,6 +47,8 @@ struct RunOptions {
 struct RunOutcome {
   int exit_code = 0;                // the program's (128 + signal when a signal ended it)
   std::optional<std::string> miss;  // replay met an input the tape does not hold
+  std::string miss_wanted;          // that input, whole (a command, a request), when known
+  std::string miss_recorded;        // and the recorded one nearest to it
   uint64_t records = 0;             // on the tape written (record, or replay's emitted tape)
   uint64_t unused_inputs = 0;       // replay: recorded inputs the replay never asked for
   std::string unused_example;       // the first of them

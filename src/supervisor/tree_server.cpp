@@ -202,16 +202,21 @@ void TreeServer::answer(const Connection& connection, wire::Reply reply, const s
   }
 }
 
-void TreeServer::answer_miss(const Connection& connection, const std::string& message) {
-  stop_tree(message);
+void TreeServer::answer_miss(const Connection& connection, const std::string& message,
+                             const std::string& wanted, const std::string& recorded) {
+  stop_tree(message, wanted, recorded);
   std::string body;
   wire::put_bytes(body, message);
   answer(connection, wire::Reply::miss, body);
 }
 
-void TreeServer::stop_tree(const std::string& message) {
+void TreeServer::stop_tree(const std::string& message, const std::string& wanted,
+                           const std::string& recorded) {
   std::lock_guard lock(mutex_);
-  if (!miss_) miss_ = message;
+  if (!miss_) {
+    miss_ = message;
+    miss_values_ = {wanted, recorded};
+  }
   for (pid_t pid : pids_) ::kill(pid, SIGKILL);
   if (root_ > 0) ::kill(root_, SIGKILL);
 }
@@ -219,6 +224,11 @@ void TreeServer::stop_tree(const std::string& message) {
 std::optional<std::string> TreeServer::miss() {
   std::lock_guard lock(mutex_);
   return miss_;
+}
+
+std::pair<std::string, std::string> TreeServer::miss_values() {
+  std::lock_guard lock(mutex_);
+  return miss_values_;
 }
 
 }  // namespace tapedeck::supervisor

@@ -73,11 +73,16 @@ class TreeServer {
 
   void answer(const Connection& connection, wire::Reply reply, const std::string& body = {});
   // The tape does not hold what this process asked for: the tree is stopped, the process told.
-  void answer_miss(const Connection& connection, const std::string& message);
+  // (`wanted`, `recorded`: the input whole and the nearest recorded one, for --json.)
+  void answer_miss(const Connection& connection, const std::string& message,
+                   const std::string& wanted = {}, const std::string& recorded = {});
   // A replay met an input the tape does not hold: remember why (the first reason), stop the
   // whole tree. Any thread may call it.
-  void stop_tree(const std::string& message);
+  void stop_tree(const std::string& message, const std::string& wanted = {},
+                 const std::string& recorded = {});
   std::optional<std::string> miss();
+  // The first miss's input and the recorded one nearest to it, whole (empty when not known).
+  std::pair<std::string, std::string> miss_values();
 
  private:
   void accept_one();
@@ -101,6 +106,7 @@ class TreeServer {
   std::set<pid_t> pids_;
   pid_t root_ = 0;
   std::optional<std::string> miss_;
+  std::pair<std::string, std::string> miss_values_;
 };
 
 }  // namespace tapedeck::supervisor

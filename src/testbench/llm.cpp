@@ -184,19 +184,28 @@ LlmResponse post(const LlmOptions& options, const LlmRoute* route, const std::st
   return response;
 }
 
-// Where two canonical requests first differ, with some context, for a miss's message.
-std::string difference(const std::string& recorded, const std::string& replayed) {
+}  // namespace
+
+std::string first_difference(std::string_view recorded, std::string_view replayed) {
   size_t prefix = 0;
   while (prefix < recorded.size() && prefix < replayed.size() &&
          recorded[prefix] == replayed[prefix]) {
     ++prefix;
   }
   const size_t from = prefix > 40 ? prefix - 40 : 0;
-  return "\n  recorded: …" + recorded.substr(from, 120) + "…\n  replay:   …" +
-         replayed.substr(from, 120) + "…";
+  const auto excerpt = [&](std::string_view text) {
+    std::string shown = from > 0 ? "…" : "";
+    for (const char c : text.substr(from, 120)) shown += c == '\n' ? ' ' : c;
+    return shown + (from + 120 < text.size() ? "…" : "");
+  };
+  return "at byte " + std::to_string(prefix) + ":\n  recorded: " + excerpt(recorded) +
+         "\n  replay:   " + excerpt(replayed);
 }
 
-}  // namespace
+std::string abbreviated(std::string_view text, size_t most) {
+  if (text.size() <= most) return std::string(text);
+  return std::string(text.substr(0, most)) + "… (" + std::to_string(text.size()) + " bytes)";
+}
 
 std::string llm_canonical_request(std::string_view request_json) {
   return canonicalize(request_json).text;
@@ -297,13 +306,14 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
           nearest = std::move(recorded_request);
         }
       }
-      throw ReplayMiss("replay sent an LLM request the tape does not hold" +
-                       std::string(found != session_.llm_calls_.end() ? " again" : "") +
-                       " (digest " + digest + ")" +
-                       (nearest_digest.empty()
-                            ? std::string("; no recorded request to compare it with")
-                            : "; nearest recorded request (digest " + nearest_digest +
-                                  ") differs here:" + difference(nearest, request)));
+      throw ReplayMiss(
+          "replay sent an LLM request the tape does not hold" +
+              std::string(found != session_.llm_calls_.end() ? " again" : "") + " (digest " +
+              digest + ")" +
+              (nearest_digest.empty() ? std::string("; no recorded request to compare it with")
+                                      : "; nearest recorded request (digest " + nearest_digest +
+                                            ") differs " + first_difference(nearest, request)),
+          request, nearest);
     } else {
       session_.llm_served_.insert(served);
       response.status = 200;

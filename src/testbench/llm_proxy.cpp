@@ -143,7 +143,7 @@ struct LlmProxy::Impl {
     try {
       call();
     } catch (const ReplayMiss& miss) {
-      if (hooks.on_replay_miss) hooks.on_replay_miss(miss.what());
+      if (hooks.on_replay_miss) hooks.on_replay_miss(miss);
       response.status = 500;
       response.set_content(error_body("tapedeck_replay_miss", miss.what()), "application/json");
     } catch (const std::invalid_argument& bad) {  // the body is not JSON

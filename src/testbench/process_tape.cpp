@@ -168,10 +168,16 @@ ProcessResult ProcessTape::run(const std::string& program, const std::vector<std
           nearest = shown;
         }
       }
-      throw ReplayMiss("replay ran " + wanted + ", which the tape does not hold" +
-                       (found != session_.spawns_.end() ? " again" : "") +
-                       (nearest.empty() ? std::string("; it holds no other subprocess")
-                                        : "; nearest recorded: " + nearest));
+      // Commands run to kilobytes (a coding agent's shell snippets): the message shows where the
+      // nearest recorded one differs, not both whole (--json carries them whole).
+      const bool short_ones = wanted.size() + nearest.size() <= 240;
+      throw ReplayMiss("replay ran " + abbreviated(wanted) + ", which the tape does not hold" +
+                           (found != session_.spawns_.end() ? " again" : "") +
+                           (nearest.empty() ? std::string("; it holds no other subprocess")
+                            : short_ones    ? "; nearest recorded: " + nearest
+                                            : "; the nearest recorded differs " +
+                                               first_difference(nearest, wanted)),
+                       wanted, nearest);
     }
     const kind::ProcessSpawn& recorded = *found->second.front();
     found->second.pop_front();

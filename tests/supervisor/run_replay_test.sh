@@ -125,6 +125,19 @@ check "miss: a subprocess the tape does not hold exits 2" test $? = 2
 check "miss: the message names the record it expected" \
   grep -q "replay stopped: .*uname -a.*does not hold.*expected\|replay stopped: .*uname -a.*next recorded one is seq" "$work/miss.err"
 check "miss: the program stopped there" bash -c "! grep -q unreachable '$work/miss.out'"
+# A long command: one line says where it differs from the nearest recorded one; --json carries
+# both whole.
+long_arg=$(printf 'x%.0s' $(seq 3000))
+(cd "$work/ws" && "$td" replay "$work/c/run.tape" -- bash -c "uname -a $long_arg; echo unreachable") \
+  > /dev/null 2> "$work/long_miss.err"
+check "miss: a long command's miss is told in under 1 KB ($(wc -c < "$work/long_miss.err") bytes)" \
+  test "$(wc -c < "$work/long_miss.err")" -lt 1024
+(cd "$work/ws" && "$td" replay --json "$work/c/run.tape" -- bash -c "uname -a $long_arg; echo unreachable") \
+  > /dev/null 2> "$work/long_miss.json"
+check "miss: --json carries the command whole" "$python" -c "
+import json, sys
+summary = json.loads(open('$work/long_miss.json').read().strip().splitlines()[-1])
+sys.exit(0 if summary['miss_wanted'].count('x') >= 3000 and summary['miss_recorded'] else 1)"
 (cd "$work/ws" && "$td" replay "$work/python/run.tape" -- "$python" -c "
 import os, urllib.request
 urllib.request.urlopen(urllib.request.Request(os.environ['OPENAI_BASE_URL'] + '/chat/completions',

@@ -144,7 +144,9 @@ TEST(Llm, RecordsThenReplaysWithTheServerGone) {
   } catch (const ReplayMiss& miss) {
     const std::string message = miss.what();
     EXPECT_NE(message.find(llm_request_digest(prompt("won"))), std::string::npos) << message;
-    EXPECT_NE(message.find("differs here"), std::string::npos) << message;
+    EXPECT_NE(message.find("differs at byte"), std::string::npos) << message;
+    EXPECT_EQ(miss.wanted, llm_canonical_request(prompt("won")));  // whole, for --json
+    EXPECT_EQ(miss.recorded, llm_canonical_request(prompt("one")));
     EXPECT_NE(message.find("\"content\":\"won\""), std::string::npos) << message;
     EXPECT_NE(message.find("\"content\":\"one\""), std::string::npos) << message;
   }
@@ -246,9 +248,9 @@ TEST(LlmProxy, HooksHearOfEveryCallServedAndEveryMiss) {
   std::vector<std::string> misses;
   LlmProxy::Hooks hooks;
   hooks.on_call_served = [&] { ++served; };
-  hooks.on_replay_miss = [&](const std::string& message) {
+  hooks.on_replay_miss = [&](const ReplayMiss& miss) {
     std::lock_guard lock(misses_mutex);
-    misses.push_back(message);
+    misses.push_back(miss.what());
   };
   {
     auto session = Testbench::recording(tmp / "run.tape")

@@ -172,6 +172,46 @@ TEST(Testbench, AStreamingSessionIsOnDiskBeforeItEndsAndTakesSubprocessesRunElse
   EXPECT_THROW(session->processes().record_unheld("make", {}, ".", ran), std::logic_error);
 }
 
+// A coding agent's shell command runs to kilobytes: the miss shows where the nearest recorded
+// one differs, with a little of each around it, not both whole (they come whole with the miss).
+TEST(Testbench, AMissOnALongCommandShowsWhereItDiffersNotTheWholeOfIt) {
+  TempDir tmp;
+  const std::string head(3000, 'x');
+  const std::string recorded_script = head + " snapshot-1796524370056 " + head;
+  const std::string replayed_script = head + " snapshot-1796524370154 " + head;
+  {
+    auto session =
+        Testbench::recording(tmp / "run.tape").paused_clock(kStart).subprocesses().start();
+    session->processes().run("sh", {"-c", recorded_script}, std::string("/tmp"));
+  }
+  auto session = Testbench::replaying(tmp / "run.tape").subprocesses().start();
+  try {
+    session->processes().run("sh", {"-c", replayed_script}, std::string("/tmp"));
+    FAIL() << "an unrecorded subprocess was served";
+  } catch (const ReplayMiss& miss) {
+    const std::string message = miss.what();
+    EXPECT_LT(message.size(), 800u) << message;
+    // (`sh -c `, the 3000 bytes, ` snapshot-1796524370`: 3027 bytes alike.)
+    EXPECT_NE(message.find("at byte 3027:"), std::string::npos) << message;
+    EXPECT_NE(message.find("recorded: …xxxxxxxxxxxxxxxxxxxx snapshot-1796524370056 xxx"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("replay:   …xxxxxxxxxxxxxxxxxxxx snapshot-1796524370154 xxx"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(miss.wanted.find(replayed_script), std::string::npos);
+    EXPECT_NE(miss.recorded.find(recorded_script), std::string::npos);
+  }
+}
+
+TEST(Testbench, FirstDifferenceNamesTheByteAndShowsBothSides) {
+  EXPECT_EQ(first_difference("abcdef", "abcxef"),
+            "at byte 3:\n  recorded: abcdef\n  replay:   abcxef");
+  EXPECT_EQ(first_difference("same", "same"), "at byte 4:\n  recorded: same\n  replay:   same");
+  EXPECT_EQ(abbreviated("short"), "short");
+  EXPECT_EQ(abbreviated(std::string(200, 'a'), 10), "aaaaaaaaaa… (200 bytes)");
+}
+
 TEST(Testbench, AnUnknownTupleIsALoudMissNamingTheNearest) {
   TempDir tmp;
   {
