@@ -1,7 +1,9 @@
 // tapedeck's extension records: kinds the reference format does not have, which its readers keep
 // as unknown kinds and tapedeck's read back. The one place that writes and reads them.
 //
-//   entropy      {"kind":"entropy","seed":"<64 hex>"}: the seed of the run's randomness
+//   entropy      {"kind":"entropy","seed":"<64 hex>"}: the seed of the run's randomness;
+//                `"threads":true` (written only when true): each thread a process started draws
+//                from a stream of its own (tapes before it: threads share their process's)
 //   outcome      {"kind":"outcome","exit_code":N,"stdout":{"content_hash":…,"len_bytes":N},
 //                 "stderr":{…}}: how the program ended, what it printed
 //   folder_made     {"kind":"folder_made","path":"…","mode":493}: a folder a subprocess made,
@@ -39,7 +41,7 @@ struct ProgramOutcome {
   uint64_t stderr_size = 0;
 };
 
-kind::Unknown entropy_record(std::string_view seed_hex);
+kind::Unknown entropy_record(std::string_view seed_hex, bool per_thread = false);
 kind::Unknown outcome_record(const ProgramOutcome& outcome);
 kind::Unknown folder_made_record(std::string_view path);
 
@@ -56,6 +58,8 @@ kind::Unknown tree_change_record(const TreeChange& change);
 
 // What such a record holds; nullopt for any other record (or a malformed one).
 std::optional<std::string> entropy_seed(const kind::Unknown& record);
+// Whether an entropy record gives each thread a stream of its own.
+bool entropy_per_thread(const kind::Unknown& record);
 std::optional<ProgramOutcome> program_outcome(const kind::Unknown& record);
 std::optional<std::string> made_folder(const kind::Unknown& record);
 // Nullopt for any other record, or one malformed (a mode past 07777, a field missing).

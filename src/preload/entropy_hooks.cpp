@@ -7,8 +7,10 @@
 // over the process's place in the tree: the root is "0", the k-th child it forks "0.k", an image
 // a process execs in place of itself "0x". A process's draws take consecutive ranges of its
 // stream, so the tape does not grow with the bytes drawn, and processes never share bytes.
-// Threads of one process share its stream; draws racing across threads may swap, as their
-// order does.
+// Each thread a process starts draws from a stream of its own, "<place>/t<k>" for its k-th
+// (thread_hooks.cpp numbers them), so that threads drawing side by side get their own bytes
+// whatever the order they draw in this time; a tape from before that (its entropy record lacks
+// "threads") has every thread of a process share its stream, as then.
 #include <blake3.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "preload/clock_map.hpp"
 #include "preload/entropy_stream.hpp"
 #include "preload/interposer.hpp"
 
@@ -44,6 +47,17 @@ struct EntropyStream {
   uint64_t fork_index = 0;  // the one the forking thread took, for its child
 };
 constinit EntropyStream stream;
+
+bool per_thread_streams = false;  // TAPEDECK_ENTROPY_THREADS
+
+// The calling thread's own stream, for the thread (ThreadKey, packed) it was opened for: a
+// forked child's threads are others.
+struct ThreadStream {
+  uint64_t key = 0;
+  blake3_hasher keyed;
+  uint64_t offset = 0;
+};
+thread_local ThreadStream thread_stream __attribute__((tls_model("initial-exec")));
 
 void rekey() {
   entropy_stream::open(stream.keyed, stream.seed, stream.key);
@@ -77,8 +91,9 @@ ssize_t cookie_read(void*, char* buffer, size_t size) {
 
 }  // namespace
 
-void start_entropy(const char* seed_hex, const char* key) {
+void start_entropy(const char* seed_hex, const char* key, bool per_thread) {
   if (seed_hex == nullptr || !entropy_stream::seed_from_hex(seed_hex, stream.seed)) return;
+  per_thread_streams = per_thread;
   snprintf(stream.key, kKeyMax, "%s", key != nullptr && *key != '\0' ? key : "0");
   rekey();
   stream.on = true;
@@ -94,6 +109,25 @@ const char* process_place() {
 }
 
 void draw_entropy(void* out, size_t size) {
+  if (per_thread_streams) {
+    const uint64_t key = thread_key();
+    const uint32_t number = ThreadKey::unpack(key).number;
+    // (A thread libc started itself has no number of its own: it shares its process's stream,
+    // whose draws never repeat, rather than a stream another such thread would repeat.)
+    if (number != 0 && number != kUnnumberedThread) {
+      if (thread_stream.key != key) {
+        char place[kKeyMax + 16];
+        snprintf(place, sizeof place, "%s/t%u", stream.key, number);
+        entropy_stream::open(thread_stream.keyed, stream.seed, place);
+        thread_stream.key = key;
+        thread_stream.offset = 0;
+      }
+      blake3_hasher_finalize_seek(&thread_stream.keyed, thread_stream.offset,
+                                  static_cast<uint8_t*>(out), size);
+      thread_stream.offset += size;
+      return;
+    }
+  }
   const uint64_t at = stream.offset.fetch_add(size, std::memory_order_relaxed);
   blake3_hasher_finalize_seek(&stream.keyed, at, static_cast<uint8_t*>(out), size);
 }

@@ -397,8 +397,9 @@ void report_open_writes();
 // ---- randomness (entropy_hooks.cpp) --------------------------------------------------------
 
 // Starts the stream from the run's seed (64 hex digits) at the process's place in the tree
-// (TAPEDECK_ENTROPY_KEY; the root's when null). Off, and libc's randomness, without a seed.
-void start_entropy(const char* seed_hex, const char* key);
+// (TAPEDECK_ENTROPY_KEY; the root's when null); `per_thread`: each thread a stream of its own
+// (TAPEDECK_ENTROPY_THREADS). Off, and libc's randomness, without a seed.
+void start_entropy(const char* seed_hex, const char* key, bool per_thread);
 bool entropy_on();
 // The process's place in the tree, as its stream is keyed ("0" the root, "0.k" its k-th fork,
 // "0x" an image exec'd in place of it; "0" for every process when the stream is off).

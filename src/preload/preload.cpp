@@ -59,7 +59,9 @@ __attribute__((constructor)) void start_up() {
   if (config.mode == Mode::replay) {
     if (const char* map = getenv("TAPEDECK_CLOCK_MAP")) map_clock(map);
   }
-  start_entropy(getenv("TAPEDECK_ENTROPY_SEED"), getenv("TAPEDECK_ENTROPY_KEY"));
+  const char* per_thread = getenv("TAPEDECK_ENTROPY_THREADS");
+  start_entropy(getenv("TAPEDECK_ENTROPY_SEED"), getenv("TAPEDECK_ENTROPY_KEY"),
+                per_thread != nullptr && strcmp(per_thread, "1") == 0);
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     // The stream key is each process's own (with_entropy_key sets it at exec).
     if (strncmp(*entry, "TAPEDECK_ENTROPY_KEY=", 21) == 0) continue;

@@ -93,6 +93,17 @@ std::optional<fs::path> locate(const std::string& program) {
   return std::nullopt;
 }
 
+bool entropy_per_thread(const Tape* recorded) {
+  if (recorded == nullptr) return true;
+  for (const Record& record : recorded->records) {
+    const auto* unknown = std::get_if<kind::Unknown>(&record.kind);
+    if (unknown != nullptr && extension::entropy_seed(*unknown)) {
+      return extension::entropy_per_thread(*unknown);
+    }
+  }
+  return false;
+}
+
 std::string entropy_seed(const Tape* recorded, std::string& why) {
   if (recorded != nullptr) {
     for (const Record& record : recorded->records) {
@@ -145,6 +156,7 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   // Only with --allow: a variable the common run does not have would move the program's stack.
   if (!links.allowed_names.empty()) env["TAPEDECK_ALLOW_NAMES"] = links.allowed_names;
   if (!links.entropy_seed.empty()) env["TAPEDECK_ENTROPY_SEED"] = links.entropy_seed;
+  if (links.entropy_per_thread) env["TAPEDECK_ENTROPY_THREADS"] = "1";
   // Set in both modes (a recording's names a file that is never made): a variable only the replay
   // had would move the program's stack and heap, whose addresses end up in its random seeds.
   env["TAPEDECK_CLOCK_MAP"] = links.clock_map_path;

@@ -31,19 +31,23 @@ std::string preload_allow_list(const std::vector<floor::Endpoint>& endpoints);
 
 // What ties the program's processes to this run.
 struct ProgramLinks {
-  std::string mode;            // "record", "replay" or "off"
-  std::string socket_path;     // the supervisor's
-  std::string workspace;       // canonical
-  std::string clock_map_path;  // replay
-  uint16_t proxy_port = 0;     // the LLM proxy's, 0 when none
-  std::string allowed;         // preload_allow_list()'s
-  std::string allowed_names;   // the hosts --allow names, comma-separated (getaddrinfo's)
-  std::string entropy_seed;    // 64 hex digits: the randomness every process draws from
+  std::string mode;                 // "record", "replay" or "off"
+  std::string socket_path;          // the supervisor's
+  std::string workspace;            // canonical
+  std::string clock_map_path;       // replay
+  uint16_t proxy_port = 0;          // the LLM proxy's, 0 when none
+  std::string allowed;              // preload_allow_list()'s
+  std::string allowed_names;        // the hosts --allow names, comma-separated (getaddrinfo's)
+  std::string entropy_seed;         // 64 hex digits: the randomness every process draws from
+  bool entropy_per_thread = false;  // each thread a process starts draws from its own stream
 };
 
 // The run's entropy seed (64 hex digits): drawn from the kernel when recording; a replay's is
 // the recording's (its `entropy` record), or a new one when the tape holds none (then `why`).
 std::string entropy_seed(const Tape* recorded, std::string& why);
+// Whether threads draw from streams of their own: always in a recording; in a replay, as the
+// recording did (its entropy record says so).
+bool entropy_per_thread(const Tape* recorded);
 // Where the LLM proxy listens first, from the run's entropy seed: the recording and its replays
 // offer the program the same base URL whenever that port is free.
 std::vector<uint16_t> proxy_ports(const std::string& seed_hex);

@@ -170,9 +170,10 @@ RunOutcome run(const RunOptions& options) {
   }
   if (session) {
     links.entropy_seed = seed;
+    links.entropy_per_thread = entropy_per_thread(session->recorded_tape());
     if (!seed_why.empty()) outcome.warnings.push_back(seed_why);
     // A tape without one keeps its shape in the replay's (the clock's stretches follow it).
-    if (seed_why.empty()) effects.record_entropy_seed(links.entropy_seed);
+    if (seed_why.empty()) effects.record_entropy_seed(links.entropy_seed, links.entropy_per_thread);
     effects.set_entropy_seed(links.entropy_seed);
   }
   // A root the preload cannot reach has its clock, sleeps, files and execs served by the floor

@@ -54,8 +54,8 @@ std::pair<uint64_t, std::string> TreeEffects::unused_inputs() const {
   return index_ ? index_->unused_inputs() : std::pair<uint64_t, std::string>{0, ""};
 }
 
-void TreeEffects::record_entropy_seed(const std::string& seed_hex) {
-  recorder().record(extension::entropy_record(seed_hex));
+void TreeEffects::record_entropy_seed(const std::string& seed_hex, bool per_thread) {
+  recorder().record(extension::entropy_record(seed_hex, per_thread));
   step_clock();
 }
 

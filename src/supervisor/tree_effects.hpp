@@ -68,7 +68,7 @@ class TreeEffects : public floor::Services {
   void handle(const Connection& connection, wire::Op op, std::string_view body);
   // Puts the run's entropy seed on the tape (tapedeck's `entropy` record), before the program
   // starts: a replay draws its randomness from the same seed.
-  void record_entropy_seed(const std::string& seed_hex);
+  void record_entropy_seed(const std::string& seed_hex, bool per_thread);
   // The run's outcome, last on the tape in the runtime_finalize phase (tapedeck's `outcome`
   // record): the program's exit code and the digests of what it printed (the bytes themselves in
   // the sidecar up to a megabyte, unless they hold a credential).

@@ -26,8 +26,9 @@ std::string output_json(const std::string& hash, uint64_t size) {
 
 }  // namespace
 
-kind::Unknown entropy_record(std::string_view seed_hex) {
-  return {"entropy", R"({"kind":"entropy","seed":)" + json_string(seed_hex) + "}"};
+kind::Unknown entropy_record(std::string_view seed_hex, bool per_thread) {
+  return {"entropy", R"({"kind":"entropy","seed":)" + json_string(seed_hex) +
+                         (per_thread ? R"(,"threads":true})" : "}")};
 }
 
 kind::Unknown outcome_record(const ProgramOutcome& outcome) {
@@ -117,6 +118,13 @@ std::optional<std::string> entropy_seed(const kind::Unknown& record) {
     return std::nullopt;
   }
   return std::string(seed);
+}
+
+bool entropy_per_thread(const kind::Unknown& record) {
+  simdjson::dom::parser parser;
+  bool per_thread = false;
+  const auto root = parsed(record, "entropy", parser);
+  return root && !(*root)["threads"].get(per_thread) && per_thread;
 }
 
 std::optional<ProgramOutcome> program_outcome(const kind::Unknown& record) {

@@ -1,11 +1,12 @@
-// Threads that read the clock side by side: the main thread and three it starts, each reading
-// both clocks between spins of its own length, and a forked child doing the same with two
-// threads of its own, at the same time. Each prints what it read, relative to a read made before
-// the fork.
+// Threads that read the clock and draw randomness side by side: the main thread and three it
+// starts, each reading both clocks and drawing 8 random bytes between spins of its own length,
+// and a forked child doing the same with two threads of its own, at the same time. Each prints
+// what it read, relative to a read made before the fork, and its draws folded into one number.
 // Which thread reads when differs on every run; a replay must still hand each its own values.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@ enum { kMostThreads = 4, kReads = 40 };
 
 static long long reads[kMostThreads][kReads][2];
 static long long base[2];
+static unsigned long long draws[kMostThreads];
 
 static long long read_ms(clockid_t clock) {
   struct timespec now;
@@ -31,6 +33,8 @@ static void* reader(void* place) {
   for (int i = 0; i < kReads; ++i) {
     reads[k][i][0] = read_ms(CLOCK_MONOTONIC);
     reads[k][i][1] = read_ms(CLOCK_REALTIME);
+    unsigned long long drawn = 0;
+    if (getrandom(&drawn, sizeof drawn, 0) == sizeof drawn) draws[k] = draws[k] * 31 + drawn;
     spin(250000 * (k + 1));
   }
   return NULL;
@@ -49,7 +53,7 @@ static void print_reads(const char* who, int threads) {
     for (int i = 0; i < kReads; ++i) {
       printf(" %lld/%lld", reads[k][i][0] - base[0], reads[k][i][1] - base[1]);
     }
-    printf("\n");
+    printf("\n%s thread %d drew %016llx\n", who, k, draws[k]);
   }
   fflush(stdout);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Each thread is served its own clock reads: thread_clocks (the main thread and three it starts,
-# and a forked child with two, all reading side by side) is recorded once and replayed three
-# times; every replay prints every thread's reads as recorded, whatever order the threads read
-# in this time. The tape names each worker thread's lane (the root's "t1" … "t3", the child's
-# with its place), and a tape recorded without them still replays (one lane for every thread).
+# Each thread is served its own clock reads and randomness: thread_clocks (the main thread and
+# three it starts, and a forked child with two, all reading and drawing side by side) is recorded
+# once and replayed three times; every replay prints every thread's reads and draws as recorded,
+# whatever order the threads read in this time. The tape names each worker thread's lane (the
+# root's "t1" … "t3", the child's with its place) and says its threads draw from streams of
+# their own; a tape recorded without either still replays (threads share, as before).
 # Usage: thread_clocks_test.sh TAPEDECK THREAD_CLOCKS
 set -uo pipefail
 td=$(realpath "$1")
@@ -13,7 +14,10 @@ source "$(dirname "$0")/../harness.sh"
 mkdir -p "$work/ws" && cd "$work/ws"
 "$td" run -q --emit-tape "$work/threads.tape" -- "$program" > "$work/rec.out" 2> "$work/rec.err"
 check "recorded (exit 0)" test $? = 0
-check "the recording printed seven threads" test "$(grep -c ' thread ' "$work/rec.out")" = 7
+check "the recording printed seven threads" test "$(grep -c ' thread [0-9]:' "$work/rec.out")" = 7
+check "seven threads drew seven different numbers" \
+  test "$(grep -o 'drew [0-9a-f]*' "$work/rec.out" | sort -u | wc -l)" = 7
+check "the entropy record says threads draw their own" grep -q '"kind":"entropy".*"threads":true' "$work/threads.tape"
 lanes() { grep -o '"lane":"[^"]*"' "$work/threads.tape" | sort -u | tr '\n' ' '; }
 check "the root's threads read in lanes t1, t2, t3 ($(lanes))" \
   bash -c "grep -q '\"lane\":\"t1\"' '$work/threads.tape' && grep -q '\"lane\":\"t3\"' '$work/threads.tape'"
@@ -35,9 +39,10 @@ check "3 of 3 replays hand every thread its own reads ($same did)" test "$same" 
 
 # A tape from before thread lanes (the lanes taken off): every thread reads from the one lane,
 # as then; the replay runs to its end.
-sed -E 's/,"lane":"t[0-9]+(@[0-9a-f]{8})?"//' "$work/threads.tape" > "$work/unlaned.tape"
+sed -E 's/,"lane":"(t[0-9]+|after_wait)@?[0-9a-f]*"//; s/,"threads":true//' "$work/threads.tape" \
+  > "$work/unlaned.tape"
 cp -r "$work/threads.tape.cas" "$work/unlaned.tape.cas" 2>/dev/null
 "$td" replay -q "$work/unlaned.tape" -- "$program" > "$work/unlaned.out" 2> "$work/unlaned.err"
 check "a tape without thread lanes replays (exit 0)" test $? = 0
-check "and prints every thread's reads" test "$(grep -c ' thread ' "$work/unlaned.out")" = 7
+check "and prints every thread's reads" test "$(grep -c ' thread [0-9]:' "$work/unlaned.out")" = 7
 finish "thread clocks"
