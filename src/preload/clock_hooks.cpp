@@ -141,6 +141,7 @@ Sleep taped_sleep(uint64_t duration_ms, timespec relative, timespec* left = null
       slept += slice;
     }
     forget_real_wait();  // (slices slept while the tree was busy are not being held up)
+    if (reply != Reply::ok && reply != Reply::wait) tell_wait_over();
     TAPEDECK_TRACE("sleep %llu after %llu: %s", static_cast<unsigned long long>(duration_ms),
                    static_cast<unsigned long long>(slept),
                    reply == Reply::ok ? "skipped" : "slept");

@@ -146,9 +146,9 @@ inline constexpr const char* kAfterWaitLane = "after_wait";
 
 // A thread of a preloaded process, as a replay finds it again: its process's place in the tree
 // (the entropy stream's key: "0" the root, "0.2" its third fork, "0.2x" the image that fork
-// exec'd), folded to 32 bits (0 for the root's own image), and the thread's place in the order
-// its process started threads (0 for the main thread, 1 for the first started). Packed in one
-// event value: place above, number below; 0 is the root's main thread, which reads in lane 0.
+// exec'd), folded to 32 bits (0 for the root's own image), and the thread's number (0 for the
+// main thread, k for the k-th it started, and so on down: thread_hooks.cpp). Packed in one event
+// value: place above, number below; 0 is the root's main thread, which reads in lane 0.
 struct ThreadKey {
   uint32_t place = 0;
   uint32_t number = 0;

@@ -299,6 +299,11 @@ void queue_event(Event event, int64_t value);
 // Queues a clock read of the thread `thread_key` (0: a main thread's): an Event::thread entry
 // goes before it when the batch's last read was another thread's.
 void queue_read(Event event, int64_t value, uint64_t thread_key);
+// Replay: this thread's wait, which it asked the supervisor about, is over without being
+// skipped: told at once (Event::wait_over), since until then the supervisor counts the thread
+// asleep, and a thread counted asleep while it computed let a 8 s housekeeping wait of another
+// thread be skipped (every clock of a Node program with workers jumped 8 s).
+void tell_wait_over();
 // Sends one request (built in `frame`) and waits for the answer. `settle` reports closed writes
 // first: only requests both modes make settle, so that a file's write lands at the same place
 // on the recording's tape and the replay's. False when the supervisor is gone (the caller then

@@ -200,6 +200,13 @@ void queue_event(Event event, int64_t value) {
   unlock_connection();
 }
 
+void tell_wait_over() {
+  lock_connection();
+  put_event_locked(Event::wait_over, gettid());
+  flush_events_locked();
+  unlock_connection();
+}
+
 void queue_read(Event event, int64_t value, uint64_t thread_key) {
   lock_connection();
   if (pending_size == 0) batch_thread = 0;  // (the batch begins with the main thread's reads)

@@ -1,6 +1,11 @@
-// Threads, numbered in the order their process starts them (pthread_create), so that a replay
+// Threads, numbered by who started them and in what order (pthread_create), so that a replay
 // finds each one again: its clock reads are served from its own lane (clock_map.hpp's
-// ThreadKey), not from the order in which the tree's threads happened to read.
+// ThreadKey) and its randomness from its own stream, not in the order in which the tree's
+// threads happened to read. A thread's number is its place among the threads its starter
+// started: the main thread's k-th is k; the j-th of thread n is n and j folded (the high bit
+// set). Counted per starter, not per process: a pool a runtime starts lazily, from whichever
+// thread needs it first (libuv's, from a Node worker's first file read), would otherwise shift
+// the numbers of every thread started after it.
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -16,12 +21,12 @@ namespace tapedeck::preload {
 
 namespace {
 
-std::atomic<uint32_t> threads_started{0};  // by this process, in the order it started them
 // Moved on in a forked child, whose threads start counting again and whose place is another:
 // a thread's cached key is of the process it was computed in.
 std::atomic<uint32_t> process_generation{1};
 
 thread_local uint32_t thread_number __attribute__((tls_model("initial-exec")));
+thread_local uint32_t threads_started __attribute__((tls_model("initial-exec")));  // by this one
 thread_local uint32_t key_generation __attribute__((tls_model("initial-exec")));
 thread_local uint64_t cached_key __attribute__((tls_model("initial-exec")));
 thread_local uint32_t lane_generation __attribute__((tls_model("initial-exec")));
@@ -42,8 +47,22 @@ void* start_numbered(void* opaque) {
 }
 
 void after_fork_child() {
-  threads_started.store(0, std::memory_order_relaxed);
+  // (Run by the thread that forked: the child's main thread, which has started none yet.)
+  thread_number = 0;
+  threads_started = 0;
   process_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+// The number of the `k`-th thread the calling thread starts.
+uint32_t number_for_child(uint32_t k) {
+  const bool main = gettid() == getpid();
+  if (main) return k;
+  uint32_t hash = 2166136261u;
+  for (const uint32_t part : {thread_number, k}) {
+    for (int shift = 0; shift < 32; shift += 8)
+      hash = (hash ^ ((part >> shift) & 0xff)) * 16777619u;
+  }
+  return hash | 0x80000000u;
 }
 
 }  // namespace
@@ -95,7 +114,7 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attributes, void* (*
   if (config.mode == Mode::off) return real_create(thread, attributes, routine, argument);
   auto* start = static_cast<ThreadStart*>(malloc(sizeof(ThreadStart)));
   if (start == nullptr) return real_create(thread, attributes, routine, argument);
-  *start = {routine, argument, threads_started.fetch_add(1, std::memory_order_relaxed) + 1};
+  *start = {routine, argument, number_for_child(++threads_started)};
   const int result = real_create(thread, attributes, start_numbered, start);
   if (result != 0) free(start);
   return result;

@@ -86,10 +86,17 @@ int timed_wait(uint64_t ms, Wait&& wait) {
     return result;
   }
   uint64_t waited = 0;
+  struct Over {  // a wait asked about and not skipped is over: the supervisor hears at once
+    bool asked = false;
+    ~Over() {
+      if (asked) tell_wait_over();
+    }
+  } over;
   for (;;) {
     int ready = wait(0);
     if (ready != 0) return ready;
     const Reply reply = ask_about_wait(ms);
+    over.asked = reply != Reply::ok && reply != Reply::wait;
     TAPEDECK_TRACE("wait %llu after %llu: %s", static_cast<unsigned long long>(ms),
                    static_cast<unsigned long long>(waited),
                    reply == Reply::ok     ? "ok"

@@ -85,8 +85,11 @@ enum class Event : uint8_t {
   waited = 't',
   wall_read_after_wait = 'W',
   monotonic_read_after_wait = 'M',
-  thread = 'h',  // the reads after it, to the next such entry, are this thread's (ThreadKey
-                 // packed; 0, as at a batch's start: the process's main thread)
+  thread = 'h',     // the reads after it, to the next such entry, are this thread's (ThreadKey
+                    // packed; 0, as at a batch's start: the process's main thread)
+  wait_over = 'o',  // replay: thread `value`'s wait, asked about (timed_wait), ended otherwise
+                    // than skipped (something came, or it timed out for real): it is awake
+                    // (sent at once, not batched)
 };
 
 constexpr size_t kHeaderBytes = 5;  // u32 length + u8 op

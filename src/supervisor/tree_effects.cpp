@@ -394,6 +394,9 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
       case wire::Event::thread:
         thread = static_cast<uint64_t>(value);
         break;
+      case wire::Event::wait_over:
+        asking_waits_.erase(static_cast<pid_t>(value));
+        break;
     }
   }
 }
