@@ -71,6 +71,10 @@ struct ClockSleep {
   // select, epoll) that timed out, an event loop's sleep. Its length is timing, which semantic
   // fidelity does not gate on; a replay skips the wait it stands for.
   bool waited = false;
+  // tapedeck's extension (written only when not empty, after `waited`): the lane of the thread
+  // that slept or waited (a thread lane, see ClockRead::lane); empty: the root's main thread, or
+  // a tape that does not say. A replay lets other threads read on past it in their own lanes.
+  std::string thread = {};
   bool operator==(const ClockSleep&) const = default;
 };
 struct LlmCall {

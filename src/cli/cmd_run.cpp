@@ -37,6 +37,7 @@ struct RunArgs {
   std::vector<std::string> code_globs;
   std::vector<std::string> data_globs;
   std::vector<std::string> black_box_globs;  // run
+  bool thread_lanes = false;                 // run
   double kill_after_seconds = 5;
 };
 
@@ -115,6 +116,7 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
   options.code_globs = args.code_globs;
   options.data_globs = args.data_globs;
   options.black_box_globs = args.black_box_globs;
+  options.thread_lanes = args.thread_lanes;
   options.kill_after =
       std::chrono::milliseconds(static_cast<int64_t>(args.kill_after_seconds * 1000.0));
 
@@ -243,6 +245,12 @@ void add_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--emit-tape", args->emit, "Where to write the tape (without it: run untaped)");
   cmd->add_option("--llm-upstream", args->llm_upstream,
                   "Where the LLM proxy relays requests, e.g. https://api.openai.com");
+  cmd->add_flag("--thread-lanes", args->thread_lanes,
+                "Tape each thread's clock reads in a lane of its own, so that a replay hands every "
+                "thread its own times whatever order the threads read in (worker threads, Node "
+                "workers). Not yet the default: a thread whose read count varies with "
+                "contention (CPython's locks under load) can read a few ms off. A replay follows "
+                "its tape");
   cmd->add_option("--black-box", args->black_box_globs,
                   "GLOB of programs (name or path) kept black boxes even when they call the LLM: "
                   "run without the preload, their calls straight to --llm-upstream, played back "

@@ -54,6 +54,42 @@ void forget_real_wait() {
   last_read_real_ms[0] = last_read_real_ms[1] = 0;
 }
 
+// Where threads are keyed (thread lanes), a thread's last clock read is held back until the
+// thread does anything else the supervisor hears of or waits (another read, a sleep, a wait, a
+// request, its end): a read that only computes the deadline
+// of a hand-over between threads (a condition wait under 10 ms: CPython's GIL, whose waits come
+// as often as the threads happen to contend) is then dropped, in both modes, and a replay gives
+// its value back. Taped, those reads moved a Python thread's later reads along: woken by a
+// worker under load, it read its last time 3 ms early and printed 1.4 s for 1.5 s.
+struct HeldRead {
+  bool held = false;
+  Event event = Event::wall_read;
+  int64_t value = 0;
+  uint64_t thread = 0;
+  int source = 0;
+  Taken taken;
+  ~HeldRead() { flush_held_read(); }  // (the thread's end)
+};
+thread_local HeldRead held_read __attribute__((tls_model("initial-exec")));
+
+void flush_held_read() {
+  if (!held_read.held) return;
+  held_read.held = false;
+  queue_of_thread_now(held_read.event, held_read.value, held_read.thread);
+}
+
+void drop_held_read(clockid_t id) {
+  // (Only where threads are keyed: a tape before that holds those reads, and its replay reads
+  // them.)
+  if (!held_read.held || held_read.source != index_of(source_of(id)) || !threads_keyed()) return;
+  held_read.held = false;
+  const Taken& taken = held_read.taken;
+  if (config.mode == Mode::replay && taken.recorded && taken.counter != nullptr) {
+    uint64_t after = taken.index + 1;  // (a lane of its own: no other thread moved it since)
+    taken.counter->compare_exchange_strong(after, taken.index, std::memory_order_relaxed);
+  }
+}
+
 // One clock read as the tape will hold it: record cuts the real value to the millisecond,
 // replay takes the next recorded value.
 int64_t taped_read(Source source, int64_t real_ms) {
@@ -61,11 +97,12 @@ int64_t taped_read(Source source, int64_t real_ms) {
   int64_t value = real_ms;
   const bool after_wait = woke_from_wait;
   woke_from_wait = false;
+  flush_held_read();
+  Taken taken;
   if (config.mode == Mode::replay && config.clock_map != nullptr) {
     const int64_t last = last_read_real_ms[index];
     last_read_real_ms[index] = real_ms;
     const int64_t held_up_ms = last > 0 && real_ms > last ? real_ms - last : 0;
-    Taken taken;
     const uint64_t lane = thread_lane(after_wait);
     value = tapedeck::preload::take(*config.clock_map, index, lane, held_up_ms, &taken,
                                     /*tree_held_up=*/false);
@@ -83,14 +120,20 @@ int64_t taped_read(Source source, int64_t real_ms) {
                    after_wait ? " after wait" : "");
   }
   last_seen_ms[index] = value;
-  if (after_wait) {
-    queue_read(
-        source == Source::wall ? Event::wall_read_after_wait : Event::monotonic_read_after_wait,
-        value, thread_key());
-  } else {
-    queue_read(source == Source::wall ? Event::wall_read : Event::monotonic_read, value,
-               thread_key());
+  const Event event = after_wait
+                          ? (source == Source::wall ? Event::wall_read_after_wait
+                                                    : Event::monotonic_read_after_wait)
+                          : (source == Source::wall ? Event::wall_read : Event::monotonic_read);
+  if (!threads_keyed()) {  // (held back only where threads are keyed)
+    queue_of_thread_now(event, value, 0);
+    return value;
   }
+  held_read.event = event;
+  held_read.value = value;
+  held_read.thread = thread_key();
+  held_read.source = index;
+  held_read.taken = taken;
+  held_read.held = true;
   return value;
 }
 
@@ -106,7 +149,7 @@ Sleep recorded_sleep(uint64_t duration_ms, timespec relative, timespec* left) {
   sigset_t everything, original;
   sigfillset(&everything);
   pthread_sigmask(SIG_BLOCK, &everything, &original);
-  queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
+  queue_of_thread(Event::sleep, static_cast<int64_t>(duration_ms), thread_key());
   sync_with_supervisor();
   timespec start{};
   ensure(real.clock_gettime, "clock_gettime")(CLOCK_MONOTONIC, &start);
@@ -151,7 +194,7 @@ Sleep taped_sleep(uint64_t duration_ms, timespec relative, timespec* left = null
     }
   }
   if (config.mode != Mode::replay) return recorded_sleep(duration_ms, relative, left);
-  queue_event(Event::sleep, static_cast<int64_t>(duration_ms));
+  queue_of_thread(Event::sleep, static_cast<int64_t>(duration_ms), thread_key());
   // Replay waits until the supervisor has taken the sleep: it moves the clock to the stretch
   // of reads the recording made after it, which this thread is about to read.
   settle_with_supervisor();

@@ -63,6 +63,12 @@ struct ClockStretch {
   // reads past this stretch's values stay short of it.
   int64_t ahead[2];
   static constexpr int64_t kNothingAhead = std::numeric_limits<int64_t>::max();
+  // Tapes with thread lanes: the lanes of the thread whose record ends the stretch (its sleep or
+  // wait: a clock_sleep's `thread`), kCutByAll for a record no one thread owns (a file, a
+  // subprocess, an LLM call). Any other lane may read on into the next stretch before the replay
+  // reaches that record: its reads are its own sequence, which the record did not cut.
+  uint64_t cut_by[2];
+  static constexpr uint64_t kCutByAll = std::numeric_limits<uint64_t>::max();
 };
 
 // One lane's reads of one clock in one stretch.
@@ -106,6 +112,9 @@ struct ClockMap {
   // Time the replay itself let pass (advance: a slowed stream's gaps), which every thread's
   // clock is past, whatever its lane's recorded values.
   std::atomic<int64_t> passed_ms[2];
+  // Tapes with thread lanes: the stretch below which no lane reads (a cut no thread owns moves
+  // every lane past it; a thread's own cut moves only its lanes: lane_at).
+  std::atomic<uint64_t> lanes_from;
   std::atomic<uint64_t> still_reads[2];   // reads past a stretch, per source
   std::atomic<uint64_t> capped_reads[2];  // of those, since the last cut, with a read ahead
 
@@ -116,8 +125,15 @@ struct ClockMap {
   std::atomic<int64_t>* lane_latest(uint64_t lane) {
     return reinterpret_cast<std::atomic<int64_t>*>(lanes() + lane_entries) + 2 * lane;
   }
+  // Tapes with thread lanes: the stretch each lane reads from, per source (lane ids as above). A
+  // lane lags behind the current stretch while it still has values in an earlier one: another
+  // thread's record cut the stretch, not its own, and its reads are its own sequence.
+  std::atomic<uint64_t>* lane_at(uint64_t lane) {
+    return reinterpret_cast<std::atomic<uint64_t>*>(lane_latest(0) + 2 * (lane_count + 2)) +
+           2 * lane;
+  }
   int64_t* values() {
-    return reinterpret_cast<int64_t*>(lanes() + lane_entries) + 2 * (lane_count + 2);
+    return reinterpret_cast<int64_t*>(lanes() + lane_entries) + 4 * (lane_count + 2);
   }
   // Lane k's name (k = 1 … lane_count), NUL-padded; empty when it was too long to lay out.
   char* lane_name(uint64_t lane) {
@@ -133,7 +149,7 @@ struct ClockMap {
   static uint64_t bytes_for(uint64_t stretches, uint64_t lane_entries, uint64_t lane_count,
                             uint64_t values) {
     return sizeof(ClockMap) + stretches * sizeof(ClockStretch) + lane_entries * sizeof(ClockLane) +
-           (2 * (lane_count + 2) + values) * sizeof(int64_t) + lane_count * kLaneNameBytes;
+           (4 * (lane_count + 2) + values) * sizeof(int64_t) + lane_count * kLaneNameBytes;
   }
 };
 
@@ -238,11 +254,22 @@ inline LaneSlot slot_of(ClockMap& map, uint64_t stretch_index, int source, uint6
   return {};
 }
 
+// Raises `at` to at least `stretch`.
+inline void move_to(std::atomic<uint64_t>& at, uint64_t stretch) {
+  uint64_t seen = at.load(std::memory_order_relaxed);
+  while (seen < stretch && !at.compare_exchange_weak(seen, stretch, std::memory_order_acq_rel)) {
+  }
+}
+
 // Where a read's value came from (for the trace): its stretch, and whether it was a recorded
 // value of it or one past them.
 struct Taken {
   uint64_t stretch = 0;
   bool recorded = false;
+  // A recorded value's counter and place, so that a read that proves a mere hand-over's (see
+  // clock_hooks.cpp) can give it back.
+  std::atomic<uint64_t>* counter = nullptr;
+  uint64_t index = 0;
 };
 
 // The next value of clock `source` (0 wall, 1 monotonic) for a read of `lane` (0: none) by a
@@ -255,15 +282,25 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
   if (map.lane_count == 0) lane = 0;  // a tape without lanes: every read shares the one
   if (lane > map.lane_count + 1) lane = map.lane_count + 1;
   uint64_t current = 0;
+  uint64_t from = 0;  // the stretch this read takes from: the current one, or its lane's
   uint64_t index = 0;
   LaneSlot slot;
   for (;;) {
     uint64_t word = map.position.load(std::memory_order_acquire);
     ClockPosition position = ClockPosition::unpack(word);
     current = std::min(position.of(source), map.stretch_count - 1);
-    slot = slot_of(map, current, source, lane);
+    from = current;
+    if (map.threads_laned != 0) {
+      from = std::min(current, std::max(map.lane_at(lane)[source].load(std::memory_order_acquire),
+                                        map.lanes_from.load(std::memory_order_acquire)));
+    }
+    slot = slot_of(map, from, source, lane);
     index = slot.next != nullptr ? slot.next->fetch_add(1, std::memory_order_relaxed) : 0;
     if (index < slot.count) break;
+    if (from < current) {  // its values in an earlier stretch are used up: on to the next
+      move_to(map.lane_at(lane)[source], from + 1);
+      continue;
+    }
     // Used up: this clock makes a deferred cut now, if one is left (else it is past the stretch).
     if (position.taken[source] >= position.deferred) {
       if (map.position.load(std::memory_order_acquire) == word) break;
@@ -280,7 +317,7 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     }
     return value > seen ? value : seen;
   };
-  if (taken != nullptr) *taken = {current, index < slot.count};
+  if (taken != nullptr) *taken = {from, index < slot.count, slot.next, index};
   if (index >= slot.count && map.threads_laned != 0) {
     // Past its values here, a thread's read takes its next recorded one when that is the moment
     // it already stands at: the recording made it after another thread's record (a sleep that
@@ -288,18 +325,26 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     // it is not taken again after that record, and the thread's later reads stay its own (a
     // Python main thread read four times before its worker's sleep began, and its last read,
     // after the worker woke it, came four values short).
+    // Past a record another thread owns, the next value is this thread's whatever it is.
     const int64_t standing = map.lane_latest(lane)[source].load(std::memory_order_relaxed);
     const uint64_t last = std::min(map.stretch_count, current + 1 + kStretchesLookedAhead);
+    bool own_sequence = true;  // every record up to `later` is another thread's
     for (uint64_t later = current + 1; later < last; ++later) {
+      const uint64_t* cut_by = map.stretches()[later - 1].cut_by;
+      own_sequence = own_sequence && cut_by[0] != ClockStretch::kCutByAll && cut_by[0] != lane &&
+                     cut_by[1] != lane;
       const LaneSlot ahead_slot = slot_of(map, later, source, lane);
       if (ahead_slot.count == 0) continue;
+      const int64_t until = own_sequence ? std::numeric_limits<int64_t>::max() : standing;
       uint64_t next = ahead_slot.next->load(std::memory_order_relaxed);
-      while (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= standing &&
+      while (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= until &&
              !ahead_slot.next->compare_exchange_weak(next, next + 1, std::memory_order_relaxed)) {
       }
-      if (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= standing) {
-        if (taken != nullptr) *taken = {later, true};
-        return standing;
+      if (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= until) {
+        if (taken != nullptr) *taken = {later, true, ahead_slot.next, next};
+        const int64_t value = map.values()[ahead_slot.start + next];
+        raise(latest, value);
+        return raise(map.lane_latest(lane)[source], value);
       }
       break;  // (its next value is later, or none is left there: time stands, below)
     }
@@ -341,14 +386,25 @@ inline int64_t take(ClockMap& map, int source, int64_t held_up_ms) {
   return take(map, source, 0, held_up_ms);
 }
 
-// The supervisor's cut: the next stretch, past every deferred one.
-inline void step(ClockMap& map) {
+// The supervisor's cut: the next stretch, past every deferred one. `owner_lanes` (`owners` of
+// them): the lanes of the thread whose record it is, on a tape with thread lanes; only they skip
+// what they did not read of the stretch before, while every other thread goes on reading its own
+// values there first (a Node worker's reads, cut by the main loop's timer, skipped its values
+// and read 45 ms ahead). Without owners every lane skips them, as on a tape without thread lanes.
+inline void step(ClockMap& map, const uint64_t* owner_lanes = nullptr, size_t owners = 0) {
   uint64_t word = map.position.load(std::memory_order_acquire);
   ClockPosition next;
   do {
     const ClockPosition position = ClockPosition::unpack(word);
     next = ClockPosition{position.stretch + position.deferred + 1, 0, {0, 0}};
   } while (!map.position.compare_exchange_weak(word, next.pack(), std::memory_order_acq_rel));
+  const uint64_t stretch = std::min(next.stretch, map.stretch_count - 1);
+  if (owners == 0) move_to(map.lanes_from, stretch);
+  for (size_t k = 0; k < owners; ++k) {
+    if (owner_lanes[k] > map.lane_count + 1) continue;
+    for (int source = 0; source < 2; ++source)
+      move_to(map.lane_at(owner_lanes[k])[source], stretch);
+  }
   for (auto& capped : map.capped_reads) capped.store(0, std::memory_order_relaxed);
 }
 

@@ -21,6 +21,9 @@ struct ClockMapPlan {
   // id (0: the reads without a lane).
   using Lanes = std::map<uint64_t, std::vector<int64_t>>;
   std::vector<std::array<Lanes, 2>> stretches = std::vector<std::array<Lanes, 2>>(1);
+  // Per stretch, the lanes of the thread whose record ends it (ClockStretch::cut_by); a stretch
+  // not listed is ended by a record no one thread owns.
+  std::map<uint64_t, std::array<uint64_t, 2>> cut_by;
   uint64_t lane_count = 0;              // lane ids 1 … lane_count are named
   std::vector<std::string> lane_names;  // lane k's at k - 1
   uint64_t after_wait_lane = 0;         // kAfterWaitLane's id (0: none)
@@ -70,6 +73,9 @@ inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
   };
   for (size_t k = 0; k < plan.stretches.size(); ++k) {
     auto* stretch = new (&map->stretches()[k]) ClockStretch();
+    const auto owner = plan.cut_by.find(k);
+    stretch->cut_by[0] = owner != plan.cut_by.end() ? owner->second[0] : ClockStretch::kCutByAll;
+    stretch->cut_by[1] = owner != plan.cut_by.end() ? owner->second[1] : ClockStretch::kCutByAll;
     for (int source = 0; source < 2; ++source) {
       const ClockMapPlan::Lanes& lanes = plan.stretches[k][static_cast<size_t>(source)];
       stretch->start[source] = value_at;
@@ -104,6 +110,7 @@ inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
   for (uint64_t lane = 0; lane < plan.lane_count + 2; ++lane) {
     for (int source = 0; source < 2; ++source) {
       new (&map->lane_latest(lane)[source]) std::atomic<int64_t>(plan.latest[source]);
+      new (&map->lane_at(lane)[source]) std::atomic<uint64_t>(0);
     }
   }
   map->latest_ms[0] = plan.latest[0];

@@ -110,7 +110,7 @@ const char* process_place() {
 
 void draw_entropy(void* out, size_t size) {
   if (per_thread_streams) {
-    const uint64_t key = thread_key();
+    const uint64_t key = thread_identity();
     const uint32_t number = ThreadKey::unpack(key).number;
     // (A thread libc started itself has no number of its own: it shares its process's stream,
     // whose draws never repeat, rather than a stream another such thread would repeat.)

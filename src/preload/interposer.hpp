@@ -224,6 +224,9 @@ struct Config {
   size_t allowed_count = 0;
   char allowed_names[1024] = {};  // the hosts --allow names, comma-separated (may be resolved)
   tapedeck::preload::ClockMap* clock_map = nullptr;
+  // Record: each thread's clock reads in a lane of its own (TAPEDECK_THREAD_LANES); a replay
+  // follows its map (ClockMap::threads_laned).
+  bool thread_lanes = false;
   // The environment entries a process of the tree must keep (LD_PRELOAD, TAPEDECK_*), kept for
   // an exec whose caller scrubbed its environment.
   char* kept_env[kMaxKeptEnv] = {};
@@ -296,9 +299,17 @@ struct Answer {
 void report(const char* text);
 // Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
 void queue_event(Event event, int64_t value);
-// Queues a clock read of the thread `thread_key` (0: a main thread's): an Event::thread entry
-// goes before it when the batch's last read was another thread's.
-void queue_read(Event event, int64_t value, uint64_t thread_key);
+// Queues an event of the thread `thread_key` (a clock read, a sleep, a wait's timeout; 0: the
+// root's main thread): an Event::thread entry goes before it when the batch's last such event
+// was another thread's.
+void queue_of_thread(Event event, int64_t value, uint64_t thread_key);
+// The same, without first telling this thread's held clock read (clock_hooks.cpp).
+void queue_of_thread_now(Event event, int64_t value, uint64_t thread_key);
+// clock_hooks.cpp: this thread's last clock read, held back, goes out now (before anything
+// else this thread tells the supervisor); or is dropped, when it only computed the deadline of
+// a hand-over on clock `id` (a condition wait under 10 ms).
+void flush_held_read();
+void drop_held_read(clockid_t id);
 // Replay: this thread's wait, which it asked the supervisor about, is over without being
 // skipped: told at once (Event::wait_over), since until then the supervisor counts the thread
 // asleep, and a thread counted asleep while it computed let a 8 s housekeeping wait of another
@@ -373,8 +384,14 @@ void skip_clock(uint64_t duration_ms);
 int64_t wait_ends_ms(uint64_t duration_ms);
 // thread_hooks.cpp: numbers threads as they start; a forked child counts its own again.
 void install_thread_numbering();
-// thread_hooks.cpp: the calling thread's key (ThreadKey, packed; 0 for the root's main thread).
+// thread_hooks.cpp: whether this run keys threads: a recording asked to (--thread-lanes), or a
+// replay of a tape that does.
+bool threads_keyed();
+// thread_hooks.cpp: the calling thread's key (ThreadKey, packed; 0 for the root's main thread,
+// and for every thread when threads are not keyed).
 uint64_t thread_key();
+// The same, whether or not threads are keyed (each thread's entropy stream).
+uint64_t thread_identity();
 // thread_hooks.cpp: the calling thread's lane in a replay's clock map, for a read after a wait
 // on descriptors (`after_wait`) or another: 0 or kAfterWaitLane's for the root's main thread, and
 // for every thread when the tape has no thread lanes.

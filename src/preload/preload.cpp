@@ -60,6 +60,8 @@ __attribute__((constructor)) void start_up() {
     if (const char* map = getenv("TAPEDECK_CLOCK_MAP")) map_clock(map);
   }
   const char* per_thread = getenv("TAPEDECK_ENTROPY_THREADS");
+  if (const char* lanes = getenv("TAPEDECK_THREAD_LANES"))
+    config.thread_lanes = strcmp(lanes, "1") == 0;
   start_entropy(getenv("TAPEDECK_ENTROPY_SEED"), getenv("TAPEDECK_ENTROPY_KEY"),
                 per_thread != nullptr && strcmp(per_thread, "1") == 0);
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {

@@ -194,6 +194,7 @@ void put_event_locked(Event event, int64_t value) {
 
 // Queues one event; the batch goes out when full, before any request, at fork, exec and exit.
 void queue_event(Event event, int64_t value) {
+  flush_held_read();
   lock_connection();
   put_event_locked(event, value);
   if (sizeof pending_events - pending_size < 64) flush_events_locked();
@@ -201,13 +202,19 @@ void queue_event(Event event, int64_t value) {
 }
 
 void tell_wait_over() {
+  flush_held_read();
   lock_connection();
   put_event_locked(Event::wait_over, gettid());
   flush_events_locked();
   unlock_connection();
 }
 
-void queue_read(Event event, int64_t value, uint64_t thread_key) {
+void queue_of_thread(Event event, int64_t value, uint64_t thread_key) {
+  flush_held_read();
+  queue_of_thread_now(event, value, thread_key);
+}
+
+void queue_of_thread_now(Event event, int64_t value, uint64_t thread_key) {
   lock_connection();
   if (pending_size == 0) batch_thread = 0;  // (the batch begins with the main thread's reads)
   if (thread_key != batch_thread) {
@@ -266,18 +273,21 @@ void sync_locked() {
 
 void sync_with_supervisor() {
   if (config.mode == Mode::off) return;
+  flush_held_read();
   lock_connection();
   sync_locked();
   unlock_connection();
 }
 
-// A request with no body (its op says it all), answered once the supervisor has handled it and
-// everything this process sent before (ask flushes the batch first).
+// A request with no body but the asking thread's key (its op says the rest), answered once the
+// supervisor has handled it and everything this process sent before (ask flushes the batch
+// first).
 static void ask_bare(Op op, bool settle) {
   if (config.mode == Mode::off) return;
   char buffer[16];
   FixedSink frame{buffer, sizeof buffer};
   tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(op));
+  if (op == Op::llm_request) tapedeck::wire::put_int(frame, thread_key());
   Answer answer;
   ask(frame, answer, settle);
 }
@@ -293,6 +303,7 @@ void announce_llm_request() {
 // `settle` reports closed writes first. Only requests both modes make settle, so that a file's
 // write lands at the same place on the recording's tape and the replay's.
 bool ask(FixedSink& frame, Answer& answer, bool settle) {
+  flush_held_read();
   lock_connection();
   if (settle) sync_locked();
   const bool ok = ask_locked(frame, answer);
@@ -333,6 +344,7 @@ void before_fork() {
   fork_entered_hook = !in_hook;
   in_hook = true;
   const int saved = errno;
+  flush_held_read();  // (the child would tell it again)
   acquire_connection();
   sync_locked();
   errno = saved;

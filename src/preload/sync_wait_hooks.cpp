@@ -71,6 +71,11 @@ template <typename RealWait, typename Look>
 int deadline_wait(clockid_t id, const timespec* deadline, uint64_t shortest_taped_ms,
                   RealWait&& real_wait, Look&& look, int& error) {
   const uint64_t ms = ms_until(id, *deadline);
+  // A condition wait this short is a hand-over: the read that computed its deadline is no input.
+  if (ms < shortest_taped_ms && shortest_taped_ms > 1 && recording_or_replaying()) {
+    HookScope scope;
+    drop_held_read(id);
+  }
   if (ms < shortest_taped_ms || !timed(static_cast<int64_t>(ms))) {
     const timespec until = real_wait_deadline(id, *deadline, ms);
     return real_wait(&until, error);

@@ -67,7 +67,18 @@ uint32_t number_for_child(uint32_t k) {
 
 }  // namespace
 
+bool threads_keyed() {
+  if (config.mode == Mode::replay) {
+    return config.clock_map != nullptr && config.clock_map->threads_laned != 0;
+  }
+  return config.thread_lanes;
+}
+
 uint64_t thread_key() {
+  return threads_keyed() ? thread_identity() : 0;
+}
+
+uint64_t thread_identity() {
   const uint32_t generation = process_generation.load(std::memory_order_relaxed);
   if (key_generation != generation) {
     key_generation = generation;

@@ -38,7 +38,7 @@ inline bool timed(int64_t ms) {
 // value past it: a Node timer of 500 ms read the wall clock 2 to 4 ms late).
 inline void note_timed_out(uint64_t ms) {
   HookScope scope;
-  queue_event(Event::waited, static_cast<int64_t>(ms));
+  queue_of_thread(Event::waited, static_cast<int64_t>(ms), thread_key());
   if (config.mode == Mode::replay) {
     settle_with_supervisor();
   } else {
@@ -57,6 +57,7 @@ inline Reply ask_about_wait(uint64_t ms, bool sleep = false) {
   tapedeck::wire::put_int(frame, static_cast<int32_t>(gettid()));
   tapedeck::wire::put_int(frame, wait_ends_ms(ms));
   tapedeck::wire::put_int(frame, static_cast<uint8_t>(sleep ? 1 : 0));
+  tapedeck::wire::put_int(frame, thread_key());
   Answer answer;
   if (!ask(frame, answer, /*settle=*/sleep)) return Reply::wait;
   return answer.reply;
@@ -79,6 +80,7 @@ int timed_wait(uint64_t ms, Wait&& wait) {
     ~Forget() { forget_real_wait(); }
   } forget;
   if (config.mode != Mode::replay) {
+    flush_held_read();  // (a read held back must not cross the wait: the stretch may end in it)
     const int result = wait(ms);
     TAPEDECK_TRACE("wait %llu: %s", static_cast<unsigned long long>(ms),
                    result == 0 ? "timed out" : "ended");

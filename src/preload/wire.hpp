@@ -36,26 +36,27 @@ enum class Op : uint8_t {
   deleted = 'D',       // path: a workspace file was deleted
   renamed = 'V',       // old path, new path (absolute; one or both in the workspace), done
   sync = 'N',          // nothing: answered once everything sent before it was handled
-  llm_request = 'L',   // nothing: an LLM request to the proxy is about to be sent (the clock
+  llm_request = 'L',   // u64 the sending thread (ThreadKey, packed): an LLM request to the
+                       // proxy is about to be sent (the clock
                        // reads before it are on the tape; a replay's clock moves to the call's)
   spawn_done = 'X',    // record: program, u32 argc, args…, cwd, i32 exit, u64 ms, stdout, stderr,
                        // u64 pids it took (its pid namespace's last pid moved by so much), u64
                        // its place in the order subprocesses started (0: unknown)
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
   timed_wait = 'T',    // replay: u64 ms, i32 tid, i64 where it ends on the monotonic clock, u8
-                       // sleep: a wait with that timeout (poll, select, epoll, …) found nothing
-                       // ready, or (sleep = 1) a sleep begins. `ok`: skip it (the recording has
-                       // it at this point, or the tree is idle and nothing asking ends sooner):
-                       // the caller returns "timed out" at once; a sleep is taped by the
-                       // supervisor then. `busy`: not yet (an LLM call under way, another thread
-                       // of the tree awake); wait a slice for real and ask again. `wait`: not a
-                       // replay; wait for real
-  spawn_claim = 'S',   // from the exec about to start it: program, u32 argc, args…, cwd. Record:
-                       // answered with a u64, its place in the order subprocesses start, and a u8:
-                       // 1 to run it under the preload, 0 to keep it a black box (--black-box
-                       // names it: no preload, LLM calls straight upstream). Replay:
-                       // the recorded result is set aside for the process's spawn_replay (its
-                       // stand-in may be killed before it asks, as the recording's was)
+                       // sleep, u64 the thread (ThreadKey, packed): a wait with that timeout (poll,
+                     // select, epoll, …) found nothing ready, or (sleep = 1) a sleep begins. `ok`:
+                     // skip it (the recording has it at this point, or the tree is idle and nothing
+                     // asking ends sooner): the caller returns "timed out" at once; a sleep is
+                     // taped by the supervisor then. `busy`: not yet (an LLM call under way,
+                     // another thread of the tree awake); wait a slice for real and ask again.
+                     // `wait`: not a replay; wait for real
+  spawn_claim = 'S',  // from the exec about to start it: program, u32 argc, args…, cwd. Record:
+                      // answered with a u64, its place in the order subprocesses start, and a u8:
+                      // 1 to run it under the preload, 0 to keep it a black box (--black-box
+                      // names it: no preload, LLM calls straight upstream). Replay:
+                      // the recorded result is set aside for the process's spawn_replay (its
+                      // stand-in may be killed before it asks, as the recording's was)
 };
 
 // Replies, supervisor to process.

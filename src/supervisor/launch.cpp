@@ -157,6 +157,7 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   if (!links.allowed_names.empty()) env["TAPEDECK_ALLOW_NAMES"] = links.allowed_names;
   if (!links.entropy_seed.empty()) env["TAPEDECK_ENTROPY_SEED"] = links.entropy_seed;
   if (links.entropy_per_thread) env["TAPEDECK_ENTROPY_THREADS"] = "1";
+  if (links.thread_lanes) env["TAPEDECK_THREAD_LANES"] = "1";
   // Set in both modes (a recording's names a file that is never made): a variable only the replay
   // had would move the program's stack and heap, whose addresses end up in its random seeds.
   env["TAPEDECK_CLOCK_MAP"] = links.clock_map_path;

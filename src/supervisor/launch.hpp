@@ -40,6 +40,7 @@ struct ProgramLinks {
   std::string allowed_names;        // the hosts --allow names, comma-separated (getaddrinfo's)
   std::string entropy_seed;         // 64 hex digits: the randomness every process draws from
   bool entropy_per_thread = false;  // each thread a process starts draws from its own stream
+  bool thread_lanes = false;        // record: each thread's clock reads in a lane of its own
 };
 
 // The run's entropy seed (64 hex digits): drawn from the kernel when recording; a replay's is

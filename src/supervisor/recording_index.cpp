@@ -32,6 +32,7 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
   preload::ClockMapPlan plan;
   std::optional<int64_t> first[2];
   const kind::ProcessSpawn* last_spawn = nullptr;  // a subprocess's changes follow its spawn
+  std::map<uint64_t, std::string> sleepers;        // stretch → the thread whose sleep ends it
   for (const Record& record : recording.records) {
     if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
       const int source = read->source == ClockSource::wall ? 0 : 1;
@@ -41,6 +42,9 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
       plan.stretches.back()[source][lane].push_back(read->value_ms);
       if (!first[source]) first[source] = read->value_ms;
       continue;
+    }
+    if (const auto* sleep = std::get_if<kind::ClockSleep>(&record.kind)) {
+      sleepers[plan.stretches.size() - 1] = sleep->thread;
     }
     plan.stretches.emplace_back();
     steps_.push_back(&record.kind);
@@ -54,6 +58,17 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     }
   }
   plan.lane_count = lanes_.size();
+  // A sleep's thread, by its lanes: its own and that of its reads after a wait on descriptors
+  // (the root's main thread: lane 0 and kAfterWaitLane; another process's: "t0@P" and
+  // "after_wait@P").
+  for (const auto& [stretch, thread] : sleepers) {
+    std::string after_wait = preload::kAfterWaitLane;
+    if (thread.rfind("t0@", 0) == 0) after_wait += thread.substr(2);
+    const uint64_t own = thread.empty() ? 0 : lane_id(thread);
+    const uint64_t turns =
+        thread.empty() || thread.rfind("t0@", 0) == 0 ? lane_id(after_wait) : own;
+    plan.cut_by[stretch] = {own, turns};
+  }
   plan.lane_names.resize(lanes_.size());
   for (const auto& [name, id] : lanes_) plan.lane_names[id - 1] = name;
   plan.after_wait_lane = lane_id(preload::kAfterWaitLane);
@@ -94,22 +109,41 @@ bool is_waited(const RecordKind& kind) {
 }
 }  // namespace
 
-void RecordingIndex::step_clock(const RecordKind* replayed) {
+void RecordingIndex::step_clock(const RecordKind* replayed, std::optional<uint64_t> owner) {
   const uint64_t next = preload::next_cut(*clock_map_);
   if (replayed != nullptr && !is_waited(*replayed)) {
     uint64_t at = next;
     while (at < steps_.size() && at - next < kWaitsLookedPast && is_waited(*steps_[at])) ++at;
     if (at > next && at < steps_.size() && steps_[at]->index() == replayed->index()) {
-      skip_steps(at - next);
+      skip_steps(at - next, owner);
     }
   }
-  preload::step(*clock_map_);
+  const std::vector<uint64_t> lanes = owner_lanes(owner);
+  preload::step(*clock_map_, lanes.data(), lanes.size());
   trace_cut("step");
 }
 
-void RecordingIndex::skip_steps(uint64_t count) {
-  for (uint64_t k = 0; k < count; ++k) preload::step(*clock_map_);
+void RecordingIndex::skip_steps(uint64_t count, std::optional<uint64_t> owner) {
+  const std::vector<uint64_t> lanes = owner_lanes(owner);
+  for (uint64_t k = 0; k < count; ++k) preload::step(*clock_map_, lanes.data(), lanes.size());
   if (count > 0) trace_cut("skipped waits");
+}
+
+std::vector<uint64_t> RecordingIndex::owner_lanes(std::optional<uint64_t> owner) const {
+  if (!owner || clock_map_->threads_laned == 0) return {};
+  const preload::ThreadKey key = preload::ThreadKey::unpack(*owner);
+  char name[preload::kLaneNameBytes];
+  std::vector<uint64_t> lanes;
+  if (*owner == 0) {
+    lanes.push_back(0);  // the root's main thread: the lane of reads without one
+  } else {
+    preload::thread_lane_name(name, key);
+    lanes.push_back(lane_id(name));
+  }
+  preload::after_wait_lane_name(name, key);
+  lanes.push_back(lane_id(name));
+  // (A lane the tape lacks stays in: the thread owns the cut, so the others keep their places.)
+  return lanes;
 }
 
 void RecordingIndex::defer_step() {

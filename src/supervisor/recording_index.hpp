@@ -38,6 +38,9 @@ class RecordingIndex {
   preload::ClockMap& clock_map() { return *clock_map_; }
   // The map's id of a clock_read's lane (0: none; one past the tape's lanes for a lane it lacks).
   uint64_t lane_id(std::string_view lane) const;
+  // The lanes of the thread `owner` (ThreadKey, packed) on a tape with thread lanes; none when
+  // not known, or on a tape without them.
+  std::vector<uint64_t> owner_lanes(std::optional<uint64_t> owner) const;
   // The replay made a record other than a clock read (`replayed`; null: a kind not compared):
   // the clock moves to the reads the recording made after its counterpart. That is the
   // recording's next record, unless that is a wait that timed out (a waited clock_sleep) and the
@@ -45,13 +48,15 @@ class RecordingIndex {
   // when there is one. An event loop's timer that fired in the recording just before an answer's
   // request, or a file's read, may fire after it in a replay (or not at all): stepping onto the
   // wait would serve every later read one stretch early.
-  void step_clock(const RecordKind* replayed = nullptr);
+  // `owner`: the thread whose record it is (ThreadKey, packed), when known: on a tape with thread
+  // lanes only its lanes skip what they left unread (preload::step).
+  void step_clock(const RecordKind* replayed = nullptr, std::optional<uint64_t> owner = {});
   // The recording's waits a replay's wait may stand for: the next record and up to this many
   // more past waited sleeps only (next_wait_near).
   static constexpr uint64_t kWaitsLookedPast = 8;
   // Moves the clock past `count` recorded records the replay has no counterpart of (waits
   // next_wait_near looked past).
-  void skip_steps(uint64_t count);
+  void skip_steps(uint64_t count, std::optional<uint64_t> owner = {});
   // A cut made once a read finds the current stretch used up, or with the next step_clock()
   // (see preload/clock_map.hpp).
   void defer_step();

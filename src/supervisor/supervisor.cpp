@@ -159,6 +159,7 @@ RunOutcome run(const RunOptions& options) {
   std::vector<floor::Endpoint> allowed = resolve_endpoints(options.allow, "--allow");
   ProgramLinks links;
   links.mode = mode;
+  links.thread_lanes = options.thread_lanes && options.mode == RunOptions::Mode::record;
   links.socket_path = server.socket_path();
   links.workspace = effects.workspace();
   links.clock_map_path = effects.clock_map_path();

@@ -39,6 +39,9 @@ struct RunOptions {
   // record: programs kept black boxes even when they call the LLM (--black-box GLOB, matched
   // against the program's name and its path): no preload, their LLM calls straight upstream.
   std::vector<std::string> black_box_globs;
+  // record: each thread's clock reads in a lane of its own (TAPEDECK_THREAD_LANES; a replay
+  // follows its tape).
+  bool thread_lanes = false;
   // After SIGTERM (or SIGHUP) reaches tapedeck, and is passed on, how long the program has to
   // end before its whole tree is killed (--kill-after).
   std::chrono::milliseconds kill_after{5000};

@@ -75,8 +75,8 @@ void TreeEffects::record_outcome(int exit_code, const CapturedOutput& out,
   recorder().swap_phase(previous);
 }
 
-void TreeEffects::step_clock(const RecordKind* replayed) {
-  if (index_) index_->step_clock(replayed);
+void TreeEffects::step_clock(const RecordKind* replayed, std::optional<uint64_t> owner) {
+  if (index_) index_->step_clock(replayed, owner);
 }
 
 std::optional<std::string> TreeEffects::relative(std::string_view absolute) const {
@@ -177,17 +177,20 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         return handle_events(cursor);
       case wire::Op::sync:
         return server_.answer(connection, Reply::ok);
-      case wire::Op::llm_request:
-        llm_request_announced();
+      case wire::Op::llm_request: {
+        const auto thread = cursor.take_int<uint64_t>();
+        llm_request_announced(cursor.ok() ? std::optional<uint64_t>(thread) : std::nullopt);
         return server_.answer(connection, Reply::ok);
+      }
       case wire::Op::timed_wait: {
         const auto ms = cursor.take_int<uint64_t>();
         const auto tid = cursor.take_int<int32_t>();
         const auto deadline_ms = cursor.take_int<int64_t>();
         const bool sleep = cursor.take_int<uint8_t>() != 0;
-        return server_.answer(connection, cursor.ok()
-                                              ? timed_wait(connection, ms, tid, deadline_ms, sleep)
-                                              : Reply::wait);
+        const auto thread = cursor.take_int<uint64_t>();
+        return server_.answer(
+            connection, cursor.ok() ? timed_wait(connection, ms, tid, deadline_ms, sleep, thread)
+                                    : Reply::wait);
       }
       case wire::Op::spawn_done:
       case wire::Op::spawn_replay:
@@ -226,7 +229,7 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
 // by 120 s), and a thread napping 10 ms at a time while another waited for real ran the clock
 // seconds past that wait's deadline (test_threading: 12 tests failed, its clock ran to 734 s).
 Reply TreeEffects::timed_wait(const Connection& asking, uint64_t ms, pid_t tid, int64_t deadline_ms,
-                              bool sleep) {
+                              bool sleep, uint64_t thread) {
   if (options_.mode != RunOptions::Mode::replay || !index_) return Reply::wait;
   note_asking(tid, deadline_ms);
   // A wait stands for the recording's next one at once; for one further on (past waits the
@@ -238,7 +241,7 @@ Reply TreeEffects::timed_wait(const Connection& asking, uint64_t ms, pid_t tid, 
   if (!sleep && llm_under_way()) return recorded || faulted_.load() ? Reply::busy : Reply::hold;
   if (!recorded && !may_pass(asking, tid, deadline_ms)) return Reply::busy;
   asking_waits_.erase(tid);
-  if (sleep) record_sleep(ms);  // the program skips it on this answer
+  if (sleep) record_sleep(ms, /*waited=*/false, 0, thread);  // the program skips it on this answer
   return Reply::ok;
 }
 
@@ -289,14 +292,14 @@ bool TreeEffects::tree_idle(const std::vector<pid_t>& waiting) {
 // as the recording has it and the clock past it. A wait the recording did not time out there is
 // left off the tape: a step would move the clock to reads the recording made elsewhere, and a
 // program counting down to a deadline on them would never reach it.
-void TreeEffects::record_wait(uint64_t ms) {
+void TreeEffects::record_wait(uint64_t ms, std::optional<uint64_t> owner) {
   uint64_t looked_past = 0;
   if (options_.mode == RunOptions::Mode::replay) {
     const auto recorded = index_ ? index_->next_wait_near(ms) : std::nullopt;
     if (!recorded && !faulted_.load()) return;
     if (recorded) std::tie(looked_past, ms) = std::pair{recorded->ahead, recorded->ms};
   }
-  record_sleep(ms, /*waited=*/true, looked_past);
+  record_sleep(ms, /*waited=*/true, looked_past, owner);
 }
 
 void TreeEffects::llm_call_served() {
@@ -335,14 +338,20 @@ void TreeEffects::pass_time(uint64_t ms) {
 // A sleep is taped as it begins (the program says so before it sleeps) and stamped where it
 // ends, as every span is; a wait that timed out (`waited`) is taped once it has ended, so
 // stamped now. A replay's stamps are the recording's (Session).
-void TreeEffects::record_sleep(uint64_t ms, bool waited, uint64_t looked_past) {
+void TreeEffects::record_sleep(uint64_t ms, bool waited, uint64_t looked_past,
+                               std::optional<uint64_t> owner) {
   if (Held* held = held_here()) {
     held->steps.push_back(
-        [this, ms, waited, looked_past] { record_sleep(ms, waited, looked_past); });
+        [this, ms, waited, looked_past, owner] { record_sleep(ms, waited, looked_past, owner); });
     return;
   }
-  if (index_ && looked_past > 0) index_->skip_steps(looked_past);
-  const kind::ClockSleep sleep{ms, waited};
+  if (index_ && looked_past > 0) index_->skip_steps(looked_past, owner);
+  kind::ClockSleep sleep{ms, waited};
+  if (owner && *owner != 0) {  // whose it is, so that a replay lets the other threads read on
+    char name[preload::kLaneNameBytes];
+    preload::thread_lane_name(name, preload::ThreadKey::unpack(*owner));
+    sleep.thread = name;
+  }
   if (options_.mode == RunOptions::Mode::replay) {
     ++served_inputs_;
     session_->clock().advance_ms(ms);
@@ -353,7 +362,7 @@ void TreeEffects::record_sleep(uint64_t ms, bool waited, uint64_t looked_past) {
     recorder().record_ending_in(sleep, ms);
   }
   const RecordKind replayed = sleep;
-  step_clock(&replayed);
+  step_clock(&replayed, owner);
 }
 
 void TreeEffects::handle_events(wire::Cursor& cursor) {
@@ -386,10 +395,10 @@ void TreeEffects::handle_events(wire::Cursor& cursor) {
         break;
       }
       case wire::Event::sleep:
-        record_sleep(static_cast<uint64_t>(value));
+        record_sleep(static_cast<uint64_t>(value), /*waited=*/false, 0, thread);
         break;
       case wire::Event::waited:
-        record_wait(static_cast<uint64_t>(value));
+        record_wait(static_cast<uint64_t>(value), thread);
         break;
       case wire::Event::thread:
         thread = static_cast<uint64_t>(value);

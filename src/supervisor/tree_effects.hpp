@@ -79,10 +79,10 @@ class TreeEffects : public floor::Services {
   // came after it (they reach the tape later), so the clock moves at the announcement. A call
   // nobody announced (a program under the floor, whose reads are taped as they come, the
   // streamed ones before the record) moves it when its record is made, as the others do.
-  void llm_request_announced() {
+  void llm_request_announced(std::optional<uint64_t> thread) {
     ++llm_announced_;
     static const RecordKind kLlmCall = kind::LlmCall{};
-    step_clock(&kLlmCall);
+    step_clock(&kLlmCall, thread);
   }
   // The LLM proxy is handling a request: a replay's time does not jump meanwhile (skip_wait).
   // Called from the proxy's threads, as the two below.
@@ -106,9 +106,9 @@ class TreeEffects : public floor::Services {
   // monotonic clock, that found nothing ready, or to its sleep (Op::timed_wait): ok when it is
   // skipped (its sleep is taped and the clock moves past it).
   wire::Reply timed_wait(const Connection& asking, uint64_t ms, pid_t tid, int64_t deadline_ms,
-                         bool sleep);
-  // A wait that timed out for real (Event::waited).
-  void record_wait(uint64_t ms);
+                         bool sleep, uint64_t thread);
+  // A wait of thread `owner` (ThreadKey, packed) that timed out (Event::waited).
+  void record_wait(uint64_t ms, std::optional<uint64_t> owner = {});
 
   const std::string& workspace() const { return workspace_; }
   // Where the replay's clock map is, for the program's environment (a recording names the same
@@ -132,7 +132,7 @@ class TreeEffects : public floor::Services {
  private:
   Recorder& recorder() { return session_->recorder(); }
   // (RecordingIndex::step_clock)
-  void step_clock(const RecordKind* replayed = nullptr);
+  void step_clock(const RecordKind* replayed = nullptr, std::optional<uint64_t> owner = {});
   std::optional<std::string> relative(std::string_view absolute) const;
   // Keeps `bytes` in the written tape's sidecar, redacted (a credential the program was given,
   // or one shaped like it): what the tape names (its hash, its length) is the redacted bytes.
@@ -147,7 +147,8 @@ class TreeEffects : public floor::Services {
   // A sleep of `ms` taped (replay: the session's clock moves past it first), and the clock
   // map's stretch stepped.
   // `looked_past`: recorded waits the replay's wait went past (RecordingIndex::next_wait_near).
-  void record_sleep(uint64_t ms, bool waited = false, uint64_t looked_past = 0);
+  void record_sleep(uint64_t ms, bool waited = false, uint64_t looked_past = 0,
+                    std::optional<uint64_t> owner = {});
 
   // file_effects.cpp
   void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor);

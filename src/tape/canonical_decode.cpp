@@ -258,6 +258,10 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
     auto& sleep = reuse_as<kind::ClockSleep>(kind);
     if (!in.unsigned_number(sleep.duration_ms)) return false;
     sleep.waited = in.literal(R"(,"waited":true)");
+    sleep.thread.clear();
+    if (in.literal(R"(,"thread":)") && (!in.string(sleep.thread) || sleep.thread.empty())) {
+      return false;
+    }
   } else if (in.literal(R"(llm_call","request_digest":)")) {
     auto& call = reuse_as<kind::LlmCall>(kind);
     if (!in.string(call.request_digest) || !in.literal(R"(,"response":)") ||

@@ -345,12 +345,15 @@ struct LineDecoder::Impl {
   void read_clock_sleep(od::object& object, kind::ClockSleep& out) {
     FieldSet seen;
     out.waited = false;  // an absent extension is false, whatever the reused record held
+    out.thread.clear();
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "duration_ms") {
         seen.see(0, name);
         out.duration_ms = read_u64(value, name);
       } else if (name == "waited") {  // tapedeck's extension
         out.waited = read_flag(value, name);
+      } else if (name == "thread") {  // tapedeck's extension
+        read_string(value, name, out.thread);
       } else {
         return false;
       }

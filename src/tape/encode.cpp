@@ -156,6 +156,10 @@ void LineBuffer::append_record(const Record& record) {
           put(R"({"kind":"clock_sleep","duration_ms":)");
           put_uint(k.duration_ms);
           if (k.waited) put(R"(,"waited":true)");
+          if (!k.thread.empty()) {
+            put(R"(,"thread":)");
+            put_json_string(k.thread);
+          }
         } else if constexpr (std::is_same_v<K, kind::LlmCall>) {
           put(R"({"kind":"llm_call","request_digest":)");
           put_json_string(k.request_digest);

@@ -331,10 +331,12 @@ void Recorder::append(RecordKind&& kind, int64_t ahead_ms) {
   // Box outside the lock: the allocation is the slow part of a non-clock record.
   void* boxed = nullptr;
   const size_t index = kind.index();
-  // A clock read with a lane is rare (a Go program's, under the floor) and boxed like the rest.
+  // A clock read with a lane (a worker thread's, a Go function's) or a sleep naming its thread
+  // is boxed like the rest.
   const auto* clock_read = std::get_if<kind::ClockRead>(&kind);
+  const auto* clock_sleep = std::get_if<kind::ClockSleep>(&kind);
   if ((clock_read == nullptr || !clock_read->lane.empty()) &&
-      !std::holds_alternative<kind::ClockSleep>(kind)) {
+      (clock_sleep == nullptr || !clock_sleep->thread.empty())) {
     boxed = box(std::move(kind));
   }
   std::lock_guard lock(shard.mutex);

@@ -289,6 +289,47 @@ TEST(ThreadLanes, AWorkerReadingMoreOftenLeavesTheMainThreadsValuesAlone) {
   EXPECT_EQ(take(map, 1, 0, 0), 502);
 }
 
+// A cut is the record of one thread (its sleep, its wait's timeout, its LLM call): that thread's
+// lanes skip what they left unread before it, while another thread, which the cut did not
+// concern, goes on reading its own values first (a Node worker cut by the main loop's timer
+// otherwise skipped its values and read 45 ms ahead).
+TEST(ThreadLanes, OnlyTheThreadWhoseRecordCutsSkipsItsUnreadValues) {
+  ClockMapPlan plan;
+  plan.lane_count = 1;
+  plan.lane_names = {"t1"};
+  plan.stretches.resize(2);
+  plan.stretches[0][1] = {{0, {100, 101, 102}}, {1, {200, 201}}};
+  plan.stretches[1][1] = {{0, {150}}, {1, {250}}};
+  MapFixture fixture(MapFixture::Laned{}, plan);
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 0, 0), 100);
+  EXPECT_EQ(take(map, 1, 1, 0), 200);
+  const uint64_t main_lanes[] = {0};
+  step(map, main_lanes, 1);  // the main thread's sleep: it skips 101 and 102
+  EXPECT_EQ(take(map, 1, 0, 0), 150);
+  EXPECT_EQ(take(map, 1, 1, 0), 201);  // the worker still reads its own, then goes on
+  EXPECT_EQ(take(map, 1, 1, 0), 250);
+}
+
+TEST(ThreadLanes, ACutNoThreadOwnsMovesEveryLaneAndAReadPastItEnds) {
+  ClockMapPlan plan;
+  plan.lane_count = 1;
+  plan.lane_names = {"t1"};
+  plan.stretches.resize(3);
+  plan.stretches[0][1] = {{0, {100}}, {1, {200, 201}}};
+  plan.stretches[2][1] = {{0, {300}}};
+  MapFixture fixture(MapFixture::Laned{}, plan);
+  ClockMap& map = fixture.map();
+  EXPECT_EQ(take(map, 1, 1, 0), 200);
+  step(map);  // a subprocess's record: every lane past it (201 is skipped)
+  const uint64_t main_lanes[] = {0};
+  step(map, main_lanes, 1);
+  // The worker's lane is behind the cut no thread owned and has nothing in the stretches after
+  // it: its read ends, past them (it once spun here, its lane never catching up).
+  EXPECT_EQ(take(map, 1, 1, 0), 200);
+  EXPECT_EQ(take(map, 1, 0, 0), 300);
+}
+
 TEST(Wire, FramesRoundTripAndATruncatedBodyIsRefused) {
   std::string frame;
   wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::spawn_replay));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Each thread is served its own clock reads and randomness: thread_clocks (the main thread and
 # three it starts, and a forked child with two, all reading and drawing side by side) is recorded
-# once and replayed three times; every replay prints every thread's reads and draws as recorded,
+# once with --thread-lanes and replayed three times; every replay prints every thread's reads and draws as recorded,
 # whatever order the threads read in this time. The tape names each worker thread's lane (the
 # root's "t1" … "t3", the child's with its place) and says its threads draw from streams of
 # their own; a tape recorded without either still replays (threads share, as before).
@@ -12,7 +12,7 @@ program=$(realpath "$2")
 source "$(dirname "$0")/../harness.sh"
 
 mkdir -p "$work/ws" && cd "$work/ws"
-"$td" run -q --emit-tape "$work/threads.tape" -- "$program" > "$work/rec.out" 2> "$work/rec.err"
+"$td" run -q --thread-lanes --emit-tape "$work/threads.tape" -- "$program" > "$work/rec.out" 2> "$work/rec.err"
 check "recorded (exit 0)" test $? = 0
 check "the recording printed seven threads" test "$(grep -c ' thread [0-9]:' "$work/rec.out")" = 7
 check "seven threads drew seven different numbers" \
