@@ -45,12 +45,12 @@ enum class Op : uint8_t {
   spawn_replay = 'Y',  // replay: program, u32 argc, args…, cwd
   timed_wait = 'T',    // replay: u64 ms, i32 tid, i64 where it ends on the monotonic clock, u8
                        // sleep, u64 the thread (ThreadKey, packed): a wait with that timeout (poll,
-                     // select, epoll, …) found nothing ready, or (sleep = 1) a sleep begins. `ok`:
-                     // skip it (the recording has it at this point, or the tree is idle and nothing
-                     // asking ends sooner): the caller returns "timed out" at once; a sleep is
-                     // taped by the supervisor then. `busy`: not yet (an LLM call under way,
-                     // another thread of the tree awake); wait a slice for real and ask again.
-                     // `wait`: not a replay; wait for real
+  // select, epoll, …) found nothing ready, or (sleep = 1) a sleep begins. `ok`:
+  // skip it (the recording has it at this point, or the tree is idle and nothing
+  // asking ends sooner): the caller returns "timed out" at once; a sleep is
+  // taped by the supervisor then. `busy`: not yet (an LLM call under way,
+  // another thread of the tree awake); wait a slice for real and ask again.
+  // `wait`: not a replay; wait for real
   spawn_claim = 'S',  // from the exec about to start it: program, u32 argc, args…, cwd. Record:
                       // answered with a u64, its place in the order subprocesses start, and a u8:
                       // 1 to run it under the preload, 0 to keep it a black box (--black-box
