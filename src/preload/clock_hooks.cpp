@@ -68,8 +68,10 @@ struct HeldRead {
   uint64_t thread = 0;
   int source = 0;
   Taken taken;
-  ~HeldRead() { flush_held_read(); }  // (the thread's end)
 };
+// (Trivially destructible: a destructor would be registered on a thread's first read, with an
+// allocation, and a read may come from inside an allocator (jemalloc's decay clock). A thread's
+// held read goes out when its start routine returns: thread_hooks.cpp.)
 thread_local HeldRead held_read __attribute__((tls_model("initial-exec")));
 
 void flush_held_read() {

@@ -43,7 +43,9 @@ void* start_numbered(void* opaque) {
   const ThreadStart start = *static_cast<ThreadStart*>(opaque);
   free(opaque);
   thread_number = start.number;
-  return start.routine(start.argument);
+  void* const result = start.routine(start.argument);
+  flush_held_read();  // (a thread that ends by pthread_exit loses its last read)
+  return result;
 }
 
 void after_fork_child() {
