@@ -379,7 +379,8 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
   if (ahead != ClockStretch::kNothingAhead) to = std::min(to, ahead - 1);
   if (held_up && !tree_held_up) return std::max(to, now);
   const int64_t value = raise(latest, to);
-  if (lane != 0) raise(map.lane_latest(lane)[source], value);
+  // (Lane 0 keeps its latest too where threads have lanes: it is then one thread's.)
+  if (lane != 0 || map.threads_laned != 0) raise(map.lane_latest(lane)[source], value);
   return value;
 }
 inline int64_t take(ClockMap& map, int source, int64_t held_up_ms) {
