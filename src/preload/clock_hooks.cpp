@@ -56,11 +56,11 @@ void forget_real_wait() {
 
 // Where threads are keyed (thread lanes), a thread's last clock read is held back until the
 // thread does anything else the supervisor hears of or waits (another read, a sleep, a wait, a
-// request, its end): a read that only computes the deadline
-// of a hand-over between threads (a condition wait under 10 ms: CPython's GIL, whose waits come
-// as often as the threads happen to contend) is then dropped, in both modes, and a replay gives
-// its value back. Taped, those reads moved a Python thread's later reads along: woken by a
-// worker under load, it read its last time 3 ms early and printed 1.4 s for 1.5 s.
+// request, its end): a read that only computes the deadline of a hand-over between threads (a
+// condition wait under 10 ms: CPython's GIL, whose waits come as often as the threads happen to
+// contend) is then dropped, in both modes, and a replay gives its value back. Taped, those reads
+// moved a Python thread's later reads along: woken by a worker under load, it read its last time 3
+// ms early and printed 1.4 s for 1.5 s.
 struct HeldRead {
   bool held = false;
   Event event = Event::wall_read;

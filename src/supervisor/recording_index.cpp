@@ -61,14 +61,7 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
   // A sleep's thread, by its lanes: its own and that of its reads after a wait on descriptors
   // (the root's main thread: lane 0 and kAfterWaitLane; another process's: "t0@P" and
   // "after_wait@P").
-  for (const auto& [stretch, thread] : sleepers) {
-    std::string after_wait = preload::kAfterWaitLane;
-    if (thread.rfind("t0@", 0) == 0) after_wait += thread.substr(2);
-    const uint64_t own = thread.empty() ? 0 : lane_id(thread);
-    const uint64_t turns =
-        thread.empty() || thread.rfind("t0@", 0) == 0 ? lane_id(after_wait) : own;
-    plan.cut_by[stretch] = {own, turns};
-  }
+  for (const auto& [stretch, thread] : sleepers) plan.cut_by[stretch] = lanes_of_thread(thread);
   plan.lane_names.resize(lanes_.size());
   for (const auto& [name, id] : lanes_) plan.lane_names[id - 1] = name;
   plan.after_wait_lane = lane_id(preload::kAfterWaitLane);
@@ -129,21 +122,24 @@ void RecordingIndex::skip_steps(uint64_t count, std::optional<uint64_t> owner) {
   if (count > 0) trace_cut("skipped waits");
 }
 
+std::array<uint64_t, 2> RecordingIndex::lanes_of_thread(std::string_view thread) const {
+  // The root's main thread reads in lane 0; a main thread's reads after a wait on descriptors
+  // go to its process's after-wait lane ("t0@P": "after_wait@P"); any other thread has one lane.
+  const bool main = thread.empty() || thread.starts_with("t0@");
+  const uint64_t own = thread.empty() ? 0 : lane_id(thread);
+  if (!main) return {own, own};
+  std::string after_wait = preload::kAfterWaitLane;
+  if (!thread.empty()) after_wait += thread.substr(2);
+  return {own, lane_id(after_wait)};
+}
+
 std::vector<uint64_t> RecordingIndex::owner_lanes(std::optional<uint64_t> owner) const {
   if (!owner || clock_map_->threads_laned == 0) return {};
-  const preload::ThreadKey key = preload::ThreadKey::unpack(*owner);
-  char name[preload::kLaneNameBytes];
-  std::vector<uint64_t> lanes;
-  if (*owner == 0) {
-    lanes.push_back(0);  // the root's main thread: the lane of reads without one
-  } else {
-    preload::thread_lane_name(name, key);
-    lanes.push_back(lane_id(name));
-  }
-  preload::after_wait_lane_name(name, key);
-  lanes.push_back(lane_id(name));
+  char name[preload::kLaneNameBytes] = "";
+  if (*owner != 0) preload::thread_lane_name(name, preload::ThreadKey::unpack(*owner));
   // (A lane the tape lacks stays in: the thread owns the cut, so the others keep their places.)
-  return lanes;
+  const std::array<uint64_t, 2> lanes = lanes_of_thread(name);
+  return {lanes.begin(), lanes.end()};
 }
 
 void RecordingIndex::defer_step() {

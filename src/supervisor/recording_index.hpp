@@ -6,6 +6,7 @@
 // step_clock(), which the LLM proxy's threads call too (the map's stretch is atomic).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
@@ -41,6 +42,9 @@ class RecordingIndex {
   // The lanes of the thread `owner` (ThreadKey, packed) on a tape with thread lanes; none when
   // not known, or on a tape without them.
   std::vector<uint64_t> owner_lanes(std::optional<uint64_t> owner) const;
+  // A thread's lanes by its thread lane's name (empty: the root's main thread): its own, and
+  // that of its reads after a wait on descriptors (its own again for a thread not a main one).
+  std::array<uint64_t, 2> lanes_of_thread(std::string_view thread) const;
   // The replay made a record other than a clock read (`replayed`; null: a kind not compared):
   // the clock moves to the reads the recording made after its counterpart. That is the
   // recording's next record, unless that is a wait that timed out (a waited clock_sleep) and the
