@@ -76,23 +76,43 @@ bool shim_argv(const char* program, bool search_path, char* const argv[], char**
 // Whether exec would find `program` (searching PATH when asked): callers such as CPython try
 // each PATH entry in turn and count on ENOENT for the ones that miss, so the shim only takes
 // over an exec that would have succeeded in starting. Sets errno like exec when it would not.
-bool exec_would_start(const char* program, bool search_path) {
+// `found` (kPathMax bytes) gets the file exec would run.
+bool exec_would_start(const char* program, bool search_path, char* found) {
   if (!search_path || strchr(program, '/') != nullptr) {
+    snprintf(found, kPathMax, "%s", program);
     return ensure(real.access, "access")(program, X_OK) == 0;
   }
   const char* path = getenv("PATH");
   if (path == nullptr) path = "/usr/local/bin:/usr/bin:/bin";
-  char candidate[kPathMax];
   for (const char* dir = path;; ++dir) {
     const char* end = strchrnul(dir, ':');
     const int size = static_cast<int>(end - dir);
-    snprintf(candidate, sizeof candidate, "%.*s%s%s", size, dir, size == 0 ? "" : "/", program);
-    if (ensure(real.access, "access")(candidate, X_OK) == 0) return true;
+    snprintf(found, kPathMax, "%.*s%s%s", size, dir, size == 0 ? "" : "/", program);
+    if (ensure(real.access, "access")(found, X_OK) == 0) return true;
     if (*end == '\0') break;
     dir = end;
   }
   errno = ENOENT;
   return false;
+}
+
+// The program this process is about to become, told to the supervisor: it names one that
+// neither the preload nor the floor can serve. Relative names are made absolute here, where the
+// working directory is the caller's.
+void tell_exec_in_place(const char* found) {
+  char absolute[kPathMax];
+  if (found[0] == '/' || getcwd(absolute, sizeof absolute) == nullptr) {
+    snprintf(absolute, sizeof absolute, "%s", found);
+  } else {
+    const size_t used = strlen(absolute);
+    snprintf(absolute + used, sizeof absolute - used, "/%s", found);
+  }
+  char buffer[kPathMax + 64];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::exec_in_place));
+  tapedeck::wire::put_bytes(frame, absolute);
+  Answer answer;
+  ask(frame, answer, /*settle=*/false);
 }
 
 // A fork that runs no fork handlers: its children only exec or exit.
@@ -193,8 +213,9 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
   }
   HookScope scope;
   sync_with_supervisor();
+  char found[kPathMax];
   if (config.mode != Mode::off && exec_starts_subprocess()) {
-    if (!exec_would_start(program, search_path)) return -1;
+    if (!exec_would_start(program, search_path, found)) return -1;
     static char* argv_storage[kMaxArgs];  // exec replaces the image: no one else uses it after
     if (shim_argv(program, search_path, argv, argv_storage)) {
       static char watched_mode[96];
@@ -210,6 +231,9 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
       sigprocmask(SIG_SETMASK, &original, nullptr);  // the exec failed: the caller goes on
       return result;
     }
+  }
+  if (config.mode != Mode::off && exec_would_start(program, search_path, found)) {
+    tell_exec_in_place(found);
   }
   static char* env_storage[8192];
   static char* entropy_storage[8192];
@@ -245,7 +269,8 @@ int spawn_common(pid_t* pid, const char* program, bool search_path,
                                                                  argv, envp);
   }
   HookScope scope;
-  if (!exec_would_start(program, search_path)) return errno;
+  char found[kPathMax];
+  if (!exec_would_start(program, search_path, found)) return errno;
   sync_with_supervisor();
   char* shim[kMaxArgs];
   if (!shim_argv(program, search_path, argv, shim)) return E2BIG;

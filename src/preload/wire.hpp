@@ -51,12 +51,15 @@ enum class Op : uint8_t {
   // taped by the supervisor then. `busy`: not yet (an LLM call under way,
   // another thread of the tree awake); wait a slice for real and ask again.
   // `wait`: not a replay; wait for real
-  spawn_claim = 'S',  // from the exec about to start it: program, u32 argc, args…, cwd. Record:
-                      // answered with a u64, its place in the order subprocesses start, and a u8:
-                      // 1 to run it under the preload, 0 to keep it a black box (--black-box
-                      // names it: no preload, LLM calls straight upstream). Replay:
-                      // the recorded result is set aside for the process's spawn_replay (its
-                      // stand-in may be killed before it asks, as the recording's was)
+  exec_in_place = 'I',  // path: a process that continues the tree (the root, a re-run subprocess)
+                        // is about to exec this program in place of itself; answered ok. The
+                        // supervisor names it when the preload cannot reach it (static, Go)
+  spawn_claim = 'S',    // from the exec about to start it: program, u32 argc, args…, cwd. Record:
+                        // answered with a u64, its place in the order subprocesses start, and a u8:
+                        // 1 to run it under the preload, 0 to keep it a black box (--black-box
+                        // names it: no preload, LLM calls straight upstream). Replay:
+                        // the recorded result is set aside for the process's spawn_replay (its
+                        // stand-in may be killed before it asks, as the recording's was)
 };
 
 // Replies, supervisor to process.

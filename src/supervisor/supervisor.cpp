@@ -499,6 +499,8 @@ RunOutcome Run::conclude() {
     outcome_.isolation_setup_ms = view_->setup_ms();
     outcome_.view_layer = view_->layer();
   }
+  for (const std::string& unserved : effects_->unserved_execs())
+    outcome_.warnings.push_back(unserved);
   if (!effects_->watch_warning().empty()) outcome_.warnings.push_back(effects_->watch_warning());
   if (effects_->withheld() > 0) {
     outcome_.warnings.push_back(std::to_string(effects_->withheld()) +

@@ -198,6 +198,11 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         return handle_spawn(connection, op, cursor);
       case wire::Op::renamed:
         return handle_rename(connection, cursor);
+      case wire::Op::exec_in_place: {
+        const std::string_view program = cursor.take_bytes();
+        if (cursor.ok()) exec_in_place(program);
+        return server_.answer(connection, Reply::ok);
+      }
       default:
         return handle_file(connection, op, cursor);
     }
@@ -205,6 +210,24 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
     server_.answer_miss(connection,
                         std::string("tapedeck could not serve a request: ") + error.what());
   }
+}
+
+// The floor's reach was chosen for the root's program at its start and cannot widen later (a
+// seccomp filter stays as installed), so a program the preload cannot reach, exec'd in place of
+// a process it served (`sh -c 'exec ./static'`, `env`, a re-run subprocess), runs unserved. Never
+// silently: it is named, with what escapes and how to have it served.
+void TreeEffects::exec_in_place(std::string_view program) {
+  if (!exec_in_place_seen_.emplace(program).second) return;
+  const Linkage linkage = linkage_of(std::filesystem::path(program));
+  if (linkage == Linkage::glibc_dynamic) return;
+  std::string line =
+      *interposition_warning(std::filesystem::path(program), linkage, false, false) +
+      ". It was exec'd in place of a process the preload served, after the system-call floor's "
+      "reach was chosen for " +
+      options_.command[0] + "; run it as the root (tapedeck " +
+      (options_.mode == RunOptions::Mode::replay ? "replay TAPE" : "run") + " -- " +
+      std::string(program) + " …) to have the floor serve it";
+  unserved_execs_.push_back(std::move(line));
 }
 
 // Replay: a wait found nothing ready, or a sleep begins (`sleep`). One the recording has at this

@@ -128,6 +128,9 @@ class TreeEffects : public floor::Services {
   // Replay: what a user should know of the run that is no divergence (a data file changed
   // since the recording, served as recorded).
   const std::vector<std::string>& notes() const { return notes_; }
+  // Programs a process of the tree exec'd in place of itself that neither the preload nor the
+  // floor serve (statically linked, Go): each named once, with what goes untaped.
+  const std::vector<std::string>& unserved_execs() const { return unserved_execs_; }
 
  private:
   Recorder& recorder() { return session_->recorder(); }
@@ -153,6 +156,7 @@ class TreeEffects : public floor::Services {
   // file_effects.cpp
   void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor);
   void handle_rename(const Connection& connection, wire::Cursor& cursor);
+  void exec_in_place(std::string_view program);
   // A file report answered as the mode has it: record_file tapes it, replay_file serves it.
   void file_effect(const Connection& connection, wire::Op op, const std::string& path,
                    uint8_t flags = 0);
@@ -307,6 +311,8 @@ class TreeEffects : public floor::Services {
   int64_t paced_since_real_ns_ = 0;  // a wait ran in the kernel then (0: none since a skip)
   int64_t paced_from_ns_ = 0;        // the runtime's clock then
   std::string watch_warning_;
+  std::vector<std::string> unserved_execs_;
+  std::set<std::string, std::less<>> exec_in_place_seen_;
 };
 
 bool is_regular(const std::filesystem::path& path);

@@ -147,6 +147,20 @@ check "quiet waits: recorded, each wait on the tape as a one-second sleep" \
 check "quiet waits: the replay skips them (done within 3 s) and prints what the recording printed" \
   bash -c "[ $? = 0 ] && diff '$work/quiet.rec' '$work/quiet.rep'"
 
+# A static program exec'd in place of the shell the run started (`sh -c 'exec …'`): the floor's
+# reach was chosen for sh, so neither it nor the preload serves the program; never in silence:
+# the warning names it, with what goes untaped. A glibc program exec'd so is served: no warning.
+fresh_workspace
+printf '#include <time.h>\nint main(void) { return time(0) > 0 ? 0 : 1; }\n' > "$work/clock_once.c"
+musl-gcc -static -O2 -o "$work/clock-once" "$work/clock_once.c"
+bounded 60 in_workspace /dev/null "$work/inplace.err" "$td" run --emit-tape "$work/inplace.tape" -- sh -c "exec '$work/clock-once'"
+check "in place: the exec'd static program ran (exit 0)" test $? = 0
+check "in place: a static program exec'd by sh is named, with what goes untaped" \
+  grep -q "clock-once is statically linked.*not taped.*exec'd in place of a process the preload served" "$work/inplace.err"
+bounded 60 in_workspace /dev/null "$work/inplace-glibc.err" "$td" run --emit-tape "$work/inplace-glibc.tape" -- sh -c "exec '$(command -v true)'"
+check "in place: a glibc program exec'd by sh is served, and no warning says otherwise" \
+  bash -c "! grep -q \"exec'd in place\" '$work/inplace-glibc.err'"
+
 # Map iteration starts at a random place, which Go's runtime draws from its thread's state,
 # seeded from AT_RANDOM's bytes, the thread's number and the CPU's timestamp counter: with the
 # counter patched to read 0, the main goroutine's first range over a map is the same in every
