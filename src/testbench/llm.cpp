@@ -230,6 +230,8 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
   const std::string digest = content_hash(request);
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
+  std::vector<uint64_t> joined;  // a replay's record keeps the recording's
+  bool fetched = false;          // made upstream, here
 
   // The call made for real, upstream: in a recording, and in a replay that records its misses.
   auto fetch_upstream = [&] {
@@ -253,6 +255,7 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
     const std::string& endpoint = route != nullptr ? route->endpoint : options_.endpoint;
     session_.network_.require(endpoint);
     response = post(options_, route, request_json, on_chunk, streamed);
+    fetched = true;
     if (response.status < 200 || response.status > 299) {
       throw std::runtime_error("LLM endpoint " + endpoint + " answered " +
                                std::to_string(response.status) + ": " +
@@ -316,6 +319,8 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
           request, nearest);
     } else {
       session_.llm_served_.insert(served);
+      joined = served->joined;
+      if (route != nullptr && route->joined_recorded) route->joined_recorded(joined);
       response.status = 200;
       response.body = session_.recorded_->resolve(served->response);
       session_.llm_requests_.emplace(digest, request);
@@ -334,7 +339,10 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
     }
   }
   // Made before the proxy ends the answer's body: a client sees its end only after the record.
-  recorder.record(kind::LlmCall{digest, recorder.payload_from_bytes(response.body)});
+  if (fetched && streamed && route != nullptr && route->joined_so_far) {
+    joined = route->joined_so_far();
+  }
+  recorder.record(kind::LlmCall{digest, recorder.payload_from_bytes(response.body), joined});
   return response;
 }
 
