@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """A small stand-in for an OpenAI-style LLM server, for demos and tests on machines without
 network: POST /v1/chat/completions answers from the last user message, as one JSON body or,
-with "stream": true, as server-sent events a few words at a time; POST /v1/messages answers
-Anthropic-style (unstreamed); POST /v1/responses answers as OpenAI's Responses API does, streamed
-or not: while the request offers function tools it has not yet had an output for, it calls the
-next one (arguments "{}"), then it answers with what the last tool returned.
+with "stream": true, as server-sent events a few words at a time; POST /v1/messages answers as
+Anthropic's Messages API does, streamed or not: offered tools, it drives a coding agent's task a
+tool_use block a turn (Bash commands that sleep, draw randomness and read the clock, a file
+written and read back; see messages_turn), then answers in text; POST /v1/responses answers as
+OpenAI's Responses API does, streamed or not: while the request offers function tools it has
+not yet had an output for, it calls the next one (arguments "{}"), then it answers with what
+the last tool returned.
 
     python3 standin_llm.py [--port N] [--chunk-ms MS] [--log FILE]
                                         prints "listening on PORT" once ready; --log appends
@@ -29,6 +32,56 @@ def answer_for(messages):
     words = last.split()
     return "Plan for '%s': %d words considered; step one is to start small." % (
         " ".join(words[:6]), len(words))
+
+
+def tool_results(messages):
+    """The tool_result blocks of a Messages conversation, in order, as text."""
+    results = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                inner = block.get("content", "")
+                if isinstance(inner, list):
+                    inner = "".join(part.get("text", "") for part in inner if isinstance(part, dict))
+                results.append(str(inner))
+    return results
+
+
+def messages_turn(request):
+    """A coding agent's task, one step a turn, counted by the tool results it has had: with a
+    Bash tool (Claude Code's), commands that sleep, draw randomness and read the clock; with Write
+    and Read, a file written then read back; then a text answer quoting the last result. Offered
+    other tools, it calls each in turn with no arguments. Returns (content block, stop_reason)."""
+    tools = {t.get("name", ""): t for t in request.get("tools", []) if isinstance(t, dict)}
+    system = request.get("system", "")
+    if isinstance(system, list):
+        system = " ".join(part.get("text", "") for part in system if isinstance(part, dict))
+    folder = re.search(r"[Ww]orking directory: (\S+)", system)
+    notes = (folder.group(1) + "/" if folder else "") + "notes.txt"
+    steps = []
+    if "Bash" in tools:
+        steps += [("Bash", {"command": "sleep 1 && echo slept", "description": "Wait a second"}),
+                  ("Bash", {"command": "echo \"random $RANDOM at $(date +%s%N)\"",
+                            "description": "Draw a number"}),
+                  ("Bash", {"command": "python3 -c 'import uuid; print(uuid.uuid4())'",
+                            "description": "Make an id"})]
+    if "Write" in tools and "Read" in tools:
+        steps += [("Write", {"file_path": notes, "content": "the plan: start small\n"}),
+                  ("Read", {"file_path": notes})]
+    if not steps:
+        steps = [(name, {}) for name in tools]
+    results = tool_results(request.get("messages", []))
+    if len(results) < len(steps):
+        name, arguments = steps[len(results)]
+        return ({"type": "tool_use", "id": "toolu_standin_%d" % len(results), "name": name,
+                 "input": arguments}, "tool_use")
+    if results:
+        text = "Done. The last tool said: %s" % results[-1].strip()[:200]
+    else:
+        text = answer_for([m for m in request.get("messages", []) if isinstance(m, dict)
+                           and isinstance(m.get("content"), str)])
+    return {"type": "text", "text": text}, "end_turn"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -59,15 +112,14 @@ class Handler(BaseHTTPRequestHandler):
                          if m.get("role") == "user"), "")
             with open(LOG, "a") as log:
                 log.write("%s %s\n" % (self.path, json.dumps(last)))
-        if self.path.endswith("/messages"):  # Anthropic's Messages API, unstreamed
-            return self.reply(200, json.dumps({
-                "id": "msg_standin", "type": "message", "role": "assistant",
-                "model": request.get("model", "standin-1"), "stop_reason": "end_turn",
-                "content": [{"type": "text", "text": answer_for(request.get("messages", []))}],
-                "usage": {"input_tokens": 10, "output_tokens": 5}}))
-        if self.path.endswith("/responses"):
+        route = self.path.split("?", 1)[0]  # Anthropic's SDK adds ?beta=true
+        if route.endswith("/messages/count_tokens"):
+            return self.reply(200, json.dumps({"input_tokens": len(json.dumps(request)) // 4}))
+        if route.endswith("/messages"):
+            return self.messages(request)
+        if route.endswith("/responses"):
             return self.respond(request)
-        if not self.path.endswith("/chat/completions"):
+        if not route.endswith("/chat/completions"):
             return self.reply(404, json.dumps({"error": {"message": "no route " + self.path}}))
         text = answer_for(request.get("messages", []))
         model = request.get("model", "standin-1")
@@ -136,6 +188,48 @@ class Handler(BaseHTTPRequestHandler):
         for number, event in enumerate(events):
             event["sequence_number"] = number
             self.chunk("event: %s\ndata: %s\n\n" % (event["type"], json.dumps(event)))
+            time.sleep(CHUNK_SECONDS)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def messages(self, request):
+        """Anthropic's Messages API, streamed or not: with tools offered, a coding agent's task
+        (messages_turn), one tool_use block a turn; without, a text answer."""
+        block, stop_reason = messages_turn(request)
+        model = request.get("model", "standin-1")
+        turn = len(tool_results(request.get("messages", [])))
+        message = {"id": "msg_standin_%d" % turn, "type": "message", "role": "assistant",
+                   "model": model, "content": [block], "stop_reason": stop_reason,
+                   "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 5}}
+        if not request.get("stream"):
+            return self.reply(200, json.dumps(message))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        started = dict(message, content=[], stop_reason=None,
+                       usage={"input_tokens": 10, "output_tokens": 1})
+        events = [("message_start", {"message": started})]
+        if block["type"] == "tool_use":
+            arguments = json.dumps(block["input"])
+            events.append(("content_block_start",
+                           {"index": 0, "content_block": dict(block, input={})}))
+            events += [("content_block_delta",
+                        {"index": 0, "delta": {"type": "input_json_delta",
+                                               "partial_json": arguments[i:i + 24]}})
+                       for i in range(0, len(arguments), 24)]
+        else:
+            events.append(("content_block_start",
+                           {"index": 0, "content_block": {"type": "text", "text": ""}}))
+            events += [("content_block_delta",
+                        {"index": 0, "delta": {"type": "text_delta", "text": word}})
+                       for word in re.findall(r"\S+\s*", block["text"])]
+        events += [("content_block_stop", {"index": 0}),
+                   ("message_delta", {"delta": {"stop_reason": stop_reason,
+                                                "stop_sequence": None},
+                                      "usage": {"output_tokens": 5}}),
+                   ("message_stop", {})]
+        for name, event in events:
+            self.chunk("event: %s\ndata: %s\n\n" % (name, json.dumps(dict(type=name, **event))))
             time.sleep(CHUNK_SECONDS)
         self.wfile.write(b"0\r\n\r\n")
 
