@@ -68,9 +68,8 @@
 //       notify (replay): the runtime parks there until its next timer (time.Sleep). The wait is
 //       held (other notifications are served meanwhile); when for a short grace (kGraceMs)
 //       nothing became ready on its epoll set, the program made no call but the runtime's clock
-//       reads, every other thread of the process sleeps (calls waiting on the floor's answer are
-//       answered first) and no request to the LLM proxy or TCP handshake is under way, it is
-//       skipped: answered with no
+//       reads, every other thread of the process sleeps and no request to the LLM proxy or TCP
+//       handshake is under way, it is skipped: answered with no
 //       events, the runtime's clock moved by its timeout, so the timer fires at once. Otherwise
 //       it runs in the kernel, and the runtime's clock keeps at least the real pace.
 //

@@ -26,9 +26,6 @@ int64_t now_ms() {
   return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1'000'000;
 }
 
-// A bound on the calls served before the parked waits are looked at (a busy tree keeps calling).
-constexpr int kPendingServedPerTick = 64;
-
 void respond(int listener, uint64_t id, bool skip) {
   seccomp_notif_resp response{};
   response.id = id;
@@ -87,16 +84,6 @@ int Warden::next_tick_ms() const {
 }
 
 void Warden::tick() {
-  // Calls of the tree that wait on the floor's answer are answered first (the serving loop
-  // ticks before it reads what is ready): a thread blocked in its notification looks asleep, and
-  // a connect held there has no socket in SYN_SENT yet. Looked at before its connect was let
-  // through, a parked wait was skipped, and the runtime's clock moved by its timeout, a dial's
-  // 30 s deadline: "dial tcp: i/o timeout" (one Go replay in about forty, under load).
-  for (int answered = 0; answered < kPendingServedPerTick; ++answered) {
-    pollfd pending{listener_, POLLIN, 0};
-    if (::poll(&pending, 1, 0) <= 0) break;
-    serve_one();
-  }
   const int64_t now = now_ms();
   std::erase_if(parked_, [&](ParkedWait& wait) {
     pollfd ready{wait.epoll, POLLIN, 0};
