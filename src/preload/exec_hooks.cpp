@@ -232,7 +232,8 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
       return result;
     }
   }
-  if (config.mode != Mode::off && exec_would_start(program, search_path, found)) {
+  if (config.mode != Mode::off && !exec_starts_subprocess() &&
+      exec_would_start(program, search_path, found)) {
     tell_exec_in_place(found);
   }
   static char* env_storage[8192];
