@@ -171,10 +171,6 @@ class Handler(BaseHTTPRequestHandler):
                                                 "total_tokens": 15}}
         if not request.get("stream"):
             return self.reply(200, json.dumps(response))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
         started = dict(response, status="in_progress", output=[])
         events = [{"type": "response.created", "response": started},
                   {"type": "response.output_item.added", "output_index": 0,
@@ -187,8 +183,17 @@ class Handler(BaseHTTPRequestHandler):
                    {"type": "response.completed", "response": response}]
         for number, event in enumerate(events):
             event["sequence_number"] = number
-            self.chunk("event: %s\ndata: %s\n\n" % (event["type"], json.dumps(event)))
-            time.sleep(CHUNK_SECONDS)
+        self.stream_events([(event["type"], event) for event in events])
+
+    def stream_events(self, events):
+        """Named server-sent events, one chunk each, a pause apart, then the stream's end."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for name, event in events:
+            self.chunk("event: %s\ndata: %s\n\n" % (name, json.dumps(event)))
+            time.sleep(CHUNK_SECONDS)  # a real server takes its time between events
         self.wfile.write(b"0\r\n\r\n")
 
     def messages(self, request):
@@ -202,10 +207,6 @@ class Handler(BaseHTTPRequestHandler):
                    "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 5}}
         if not request.get("stream"):
             return self.reply(200, json.dumps(message))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
         started = dict(message, content=[], stop_reason=None,
                        usage={"input_tokens": 10, "output_tokens": 1})
         events = [("message_start", {"message": started})]
@@ -228,10 +229,7 @@ class Handler(BaseHTTPRequestHandler):
                                                 "stop_sequence": None},
                                       "usage": {"output_tokens": 5}}),
                    ("message_stop", {})]
-        for name, event in events:
-            self.chunk("event: %s\ndata: %s\n\n" % (name, json.dumps(dict(type=name, **event))))
-            time.sleep(CHUNK_SECONDS)
-        self.wfile.write(b"0\r\n\r\n")
+        self.stream_events([(name, dict(type=name, **event)) for name, event in events])
 
     def chunk(self, text):
         data = text.encode()
