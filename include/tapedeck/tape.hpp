@@ -80,13 +80,6 @@ struct ClockSleep {
 struct LlmCall {
   std::string request_digest;
   Payload response;
-  // tapedeck's extension (`"joined":[3,4]`, written only when not empty): for a streamed answer
-  // relayed to a program, the events (counted from 0; the stream's end counts as one past the
-  // last) that reached it in one piece with the event before (event 0: with the answer's head),
-  // because it had not read that yet when this one came. A replay hands them over so, and the
-  // program's event loop takes them in as many turns as it did (and reads the clock as often).
-  // Strictly increasing.
-  std::vector<uint64_t> joined = {};
   bool operator==(const LlmCall&) const = default;
 };
 struct FileRead {

@@ -115,11 +115,6 @@ struct LlmOptions {
 struct LlmRoute {
   std::string endpoint;
   std::vector<std::string> headers;  // "Name: value"
-  // How a streamed answer's events reached the client, in pieces (kind::LlmCall::joined).
-  // Record: asked as the call's record is made (the relay knows by then whether the stream's end
-  // will come with its last event). Replay: told the record's before the first event.
-  std::function<std::vector<uint64_t>()> joined_so_far;
-  std::function<void(const std::vector<uint64_t>&)> joined_recorded;
 };
 
 struct LlmResponse {

@@ -244,20 +244,6 @@ bool read_lane(CanonicalCursor& in, kind::ClockRead& read) {
   return !in.literal(R"(,"lane":)") || (in.string(read.lane) && !read.lane.empty());
 }
 
-// An llm_call's joined events, written only when there are some; strictly increasing.
-bool read_joined_events(CanonicalCursor& in, kind::LlmCall& call) {
-  call.joined.clear();
-  if (!in.literal(R"(,"joined":[)")) return true;
-  do {
-    uint64_t event;
-    if (!in.unsigned_number(event) || (!call.joined.empty() && event <= call.joined.back())) {
-      return false;
-    }
-    call.joined.push_back(event);
-  } while (in.literal(","));
-  return in.literal("]");
-}
-
 // The kind object after `{"kind":"`, up to and including its closing brace.
 bool read_kind(CanonicalCursor& in, RecordKind& kind) {
   if (in.literal(R"(clock_read","source":"wall","value_ms":)")) {
@@ -279,7 +265,7 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
   } else if (in.literal(R"(llm_call","request_digest":)")) {
     auto& call = reuse_as<kind::LlmCall>(kind);
     if (!in.string(call.request_digest) || !in.literal(R"(,"response":)") ||
-        !read_payload(in, call.response) || !read_joined_events(in, call)) {
+        !read_payload(in, call.response)) {
       return false;
     }
   } else if (in.literal("file_read")) {

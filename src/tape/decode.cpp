@@ -155,29 +155,6 @@ struct LineDecoder::Impl {
     out.resize(count);
   }
 
-  // Event numbers, strictly increasing.
-  static void read_joined_events(od::value value, std::string_view key,
-                                 std::vector<uint64_t>& out) {
-    od::array array;
-    if (value.get_array().get(array)) {
-      fail("field " + quoted(key) + " must be an array of event numbers, got " +
-           shown(value.raw_json_token()));
-    }
-    out.clear();
-    for (auto element : array) {
-      od::value item;
-      if (element.get(item)) fail("malformed array in field " + quoted(key));
-      const uint64_t event = read_u64(item, key);
-      if (!out.empty() && event <= out.back()) {
-        fail("field " + quoted(key) +
-             " must hold event numbers, each above the one "
-             "before, got " +
-             std::to_string(event));
-      }
-      out.push_back(event);
-    }
-  }
-
   // A value we do not use: still checked to be well-formed JSON.
   void validate_skipped(od::value value, std::string_view key) {
     od::json_type type;
@@ -387,7 +364,6 @@ struct LineDecoder::Impl {
 
   void read_llm_call(od::object& object, kind::LlmCall& out) {
     FieldSet seen;
-    out.joined.clear();  // an absent extension, whatever the reused record held
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "request_digest") {
         seen.see(0, name);
@@ -395,8 +371,6 @@ struct LineDecoder::Impl {
       } else if (name == "response") {
         seen.see(1, name);
         read_payload(value, name, out.response);
-      } else if (name == "joined") {  // tapedeck's extension
-        read_joined_events(value, name, out.joined);
       } else {
         return false;
       }

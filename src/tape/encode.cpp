@@ -165,14 +165,6 @@ void LineBuffer::append_record(const Record& record) {
           put_json_string(k.request_digest);
           put(R"(,"response":)");
           put_payload(k.response);
-          if (!k.joined.empty()) {
-            put(R"(,"joined":[)");
-            for (size_t i = 0; i < k.joined.size(); ++i) {
-              if (i) put_char(',');
-              put_uint(k.joined[i]);
-            }
-            put_char(']');
-          }
         } else if constexpr (std::is_same_v<K, kind::FileRead> ||
                              std::is_same_v<K, kind::FileWrite>) {
           put(std::is_same_v<K, kind::FileRead> ? R"({"kind":"file_read","path":)"

@@ -230,8 +230,6 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
   const std::string digest = content_hash(request);
   Recorder& recorder = *session_.recorder_;
   LlmResponse response;
-  std::vector<uint64_t> joined;  // a replay's record keeps the recording's
-  bool fetched = false;          // made upstream, here
 
   // The call made for real, upstream: in a recording, and in a replay that records its misses.
   auto fetch_upstream = [&] {
@@ -255,7 +253,6 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
     const std::string& endpoint = route != nullptr ? route->endpoint : options_.endpoint;
     session_.network_.require(endpoint);
     response = post(options_, route, request_json, on_chunk, streamed);
-    fetched = true;
     if (response.status < 200 || response.status > 299) {
       throw std::runtime_error("LLM endpoint " + endpoint + " answered " +
                                std::to_string(response.status) + ": " +
@@ -319,8 +316,6 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
           request, nearest);
     } else {
       session_.llm_served_.insert(served);
-      joined = served->joined;
-      if (route != nullptr && route->joined_recorded) route->joined_recorded(joined);
       response.status = 200;
       response.body = session_.recorded_->resolve(served->response);
       session_.llm_requests_.emplace(digest, request);
@@ -339,10 +334,7 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
     }
   }
   // Made before the proxy ends the answer's body: a client sees its end only after the record.
-  if (fetched && streamed && route != nullptr && route->joined_so_far) {
-    joined = route->joined_so_far();
-  }
-  recorder.record(kind::LlmCall{digest, recorder.payload_from_bytes(response.body), joined});
+  recorder.record(kind::LlmCall{digest, recorder.payload_from_bytes(response.body)});
   return response;
 }
 

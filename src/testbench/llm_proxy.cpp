@@ -3,8 +3,6 @@
 #include "testbench/stop_listening.hpp"
 
 #include <httplib.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -15,7 +13,6 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-#include <utility>
 
 #include "tapedeck/codec.hpp"
 
@@ -52,23 +49,11 @@ uint64_t unread_by_client(int client_port, int server_port) {
   return unread;
 }
 
-// Bytes waiting in the client's own receive queue: sent and not read yet. Unlike
-// unread_by_client, blind to what this end sent and was not acknowledged: a client that read an
-// event may hold its acknowledgement back (delayed ACK), and has still read it.
-uint64_t waiting_in_client(int client_port, int server_port) {
-  for (const floor::TcpSocket& socket : floor::tcp_sockets()) {
-    if (socket.local_port == client_port && socket.remote_port == server_port) {
-      return socket.receive_queue;
-    }
-  }
-  return 0;
-}
-
-// Replay hands a stream's events over a piece at a time, in the pieces the client read them in
-// when it was recorded (LlmCall::joined; an upstream's events arrive apart, and after the
-// headers): the next goes once the client has read what it was sent, or after a quarter second
-// of waiting for a client that does not read yet. A client that gets its events in the pieces it
-// read them in makes the same clock reads around them (as many loop turns) as when recorded.
+// Replay hands a stream's events over one read at a time, as they came in the recording (an
+// upstream's events arrive apart, and after the headers): the next goes once the client has read
+// what it was sent,
+// or after a quarter second of waiting for a client that does not read yet. A client that gets
+// every event in its own read makes the same clock reads around them as when it was recorded.
 void wait_until_read(int client_port, int server_port) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
   while (unread_by_client(client_port, server_port) > 0 &&
@@ -113,42 +98,26 @@ bool client_still_waiting(int client_port, int server_port) {
   return false;
 }
 
-// This end of the connection from `client_port`, httplib's descriptor: found by its socket's
-// inode among this process's descriptors; -1 when it is gone.
-int connection_fd(int client_port, int server_port) {
+// Closes this end of the connection from `client_port` before any answer: the client sees the
+// connection end, as when a provider's load balancer drops it. The socket is found by its inode
+// among this process's descriptors; httplib's later write to it fails quietly, and it closes it.
+void drop_connection(int client_port, int server_port) {
   std::string inode;
   for (const floor::TcpSocket& socket : floor::tcp_sockets()) {
     if (socket.local_port == server_port && socket.remote_port == client_port) inode = socket.inode;
   }
-  if (inode.empty()) return -1;
+  if (inode.empty()) return;
   const std::string wanted = "socket:[" + inode + "]";
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", error)) {
     std::error_code unreadable;
     if (std::filesystem::read_symlink(entry.path(), unreadable).string() != wanted) continue;
-    return std::stoi(entry.path().filename().string());
+    const int fd = std::stoi(entry.path().filename().string());
+    const linger abort_on_close{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    ::shutdown(fd, SHUT_RDWR);
+    return;
   }
-  return -1;
-}
-
-// Closes this end of the connection from `client_port` before any answer: the client sees the
-// connection end, as when a provider's load balancer drops it. httplib's later write to it fails
-// quietly, and it closes it.
-void drop_connection(int client_port, int server_port) {
-  const int fd = connection_fd(client_port, server_port);
-  if (fd < 0) return;
-  const linger abort_on_close{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
-  ::shutdown(fd, SHUT_RDWR);
-}
-
-// Holds what is written to `fd` back (TCP_CORK) until released, then sends it as one: httplib
-// writes an answer's head, a chunk and a stream's end apart, and a client woken between two of
-// those writes would read them in two pieces where the recording's read them in one.
-void hold_writes(int fd, bool hold) {
-  if (fd < 0) return;
-  const int flag = hold ? 1 : 0;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &flag, sizeof flag);
 }
 
 }  // namespace
@@ -296,102 +265,40 @@ struct LlmProxy::Impl {
         fault && fault->effect == Fault::Effect::cut ? fault->value : INT64_MAX;
     const uint64_t slow_ms =
         fault && fault->effect == Fault::Effect::slow ? static_cast<uint64_t>(fault->value) : 0;
-    // Replay: the head is held back until the first piece is known to go with it or not.
-    const int connection = replaying ? connection_fd(client_port, server_port) : -1;
-    hold_writes(connection, true);
     response.set_chunked_content_provider(
         "text/event-stream", [this, route, body, in_flight, replaying, client_port, server_port,
-                              cut_after, slow_ms, connection](size_t, httplib::DataSink& sink) {
+                              cut_after, slow_ms](size_t, httplib::DataSink& sink) {
           httplib::Response failure;
-          // Replay writes what the recording's client read in one piece while holding it back
-          // (hold_writes), and lets it go as one.
-          bool holding = connection >= 0;
-          auto hold = [&] {
-            if (!holding && connection >= 0) hold_writes(connection, true);
-            holding = connection >= 0;
-          };
-          auto release = [&] {
-            if (std::exchange(holding, false)) hold_writes(connection, false);
-          };
           int64_t sent = 0;
-          std::vector<uint64_t> joined;  // record: measured here; replay: the tape's
-          uint64_t events = 0;
-          bool first_with_head = false;  // replay: the first piece came with the answer's head
-          bool end_joined = false;       // replay: the stream's end came with the last piece
-          // A piece: events handed over in one write, as they reached the client together in
-          // the recording (LlmCall::joined); a slowed stream hands each over on its own. Each
-          // waits until the client has read what came before (the answer's head included),
-          // unless it went with that in the recording.
-          auto hand_over = [&](const std::vector<std::string>& piece, bool last) {
-            const bool with_head = sent == 0 && first_with_head;
-            std::string bytes;
-            for (const std::string& event : piece) {
-              if (sent >= cut_after) break;
-              bytes += event;
-              ++sent;
-            }
-            if (bytes.empty()) return;
-            if (replaying && !with_head) {
-              release();
-              wait_until_read(client_port, server_port);
-            }
-            if (slow_ms > 0 && sent > 1 && hooks.pass_time) hooks.pass_time(slow_ms);
-            const bool end_follows = last && end_joined;
-            if (end_follows) hold();
-            sink.write(bytes.data(), bytes.size());
-            if (!end_follows) release();
+          auto hand_over = [&](std::string_view event) {
+            if (sent >= cut_after) return;
+            if (replaying) wait_until_read(client_port, server_port);  // the headers too
+            if (slow_ms > 0 && sent > 0 && hooks.pass_time) hooks.pass_time(slow_ms);
+            sink.write(event.data(), event.size());
+            ++sent;
           };
-          LlmRoute stream_route = route;
-          // The stream's end (numbered as one event past the last) joins the last event when
-          // that is still unread as the record is made: the end follows at once.
-          stream_route.joined_so_far = [&] {
-            std::vector<uint64_t> pieces = joined;
-            if (events > 0 && waiting_in_client(client_port, server_port) > 0) {
-              pieces.push_back(events);
-            }
-            return pieces;
-          };
-          stream_route.joined_recorded = [&](const std::vector<uint64_t>& recorded) {
-            joined = recorded;
-          };
-          size_t next_joined = 0;  // replay: the first of `joined` not yet reached
-          // Replay holds each piece back until the next event is known, so that the call is
-          // served (its record made) before its last event is handed over, as a recording's
-          // record is made as the upstream's last event passes. For a program under the floor,
-          // which has no preload to announce its call, that record is the clock's cut
-          // (deferred: see preload/clock_map.hpp).
-          std::vector<std::string> held;
+          // Replay holds each event back until the next is known, so that the call is served
+          // (its record made) before its last event is handed over, as a recording's record is
+          // made as the upstream's last event passes. For a program under the floor, which has
+          // no preload to announce its call, that record is the clock's cut (deferred: see
+          // preload/clock_map.hpp).
+          std::optional<std::string> held;
           guarded(failure, [&] {
             std::lock_guard lock(session_mutex);
             session.llm().call(
                 body,
                 [&](std::string_view event) {
-                  const uint64_t number = events++;
-                  if (!replaying) {
-                    // Still unread when the next comes (the head, before the first): the client
-                    // takes both in one read.
-                    if (waiting_in_client(client_port, server_port) > 0) {
-                      joined.push_back(number);
-                    }
-                    return hand_over({std::string(event)}, false);
-                  }
-                  while (next_joined < joined.size() && joined[next_joined] < number) ++next_joined;
-                  const bool joins =
-                      slow_ms == 0 && next_joined < joined.size() && joined[next_joined] == number;
-                  if (number == 0) first_with_head = joins;
-                  if (!joins && !held.empty()) hand_over(std::exchange(held, {}), false);
-                  held.emplace_back(event);
+                  if (!replaying) return hand_over(event);
+                  if (held) hand_over(*held);
+                  held = std::string(event);
                 },
-                &stream_route);
+                &route);
             if (hooks.on_call_served) hooks.on_call_served();
-            if (!held.empty()) {
+            if (held) {
+              hand_over(*held);
               // The end of the stream (the client's EOF, on which an HTTP library's own thread
-              // reads the clock) after the program took the last event in, as it came upstream;
-              // or with it, when the recording's client read both in one piece.
-              end_joined = slow_ms == 0 && cut_after == INT64_MAX && !joined.empty() &&
-                           joined.back() == events;
-              hand_over(held, true);
-              if (!end_joined) wait_until_read(client_port, server_port);
+              // reads the clock) after the program took the last event in, as it came upstream.
+              wait_until_read(client_port, server_port);
               if (hooks.before_stream_end) hooks.before_stream_end();
             }
           });
@@ -401,7 +308,6 @@ struct LlmProxy::Impl {
             sink.write(event.data(), event.size());
           }
           sink.done();
-          release();
           return true;
         });
   }

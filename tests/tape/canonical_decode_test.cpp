@@ -35,8 +35,6 @@ std::vector<Record> varied_records() {
   add(kind::ClockSleep{250, true});
   add(kind::LlmCall{std::string(64, 'd'), Payload{Payload::Storage::inline_text, "h", awkward, 0}});
   add(kind::LlmCall{"", Payload{Payload::Storage::cas, std::string(64, 'c'), "", 123456789}});
-  add(kind::LlmCall{"d", Payload{Payload::Storage::inline_text, "h", "t", 0}, {0}});
-  add(kind::LlmCall{"d", Payload{Payload::Storage::cas, "h", "", 9}, {2, 3, 999'999'999'999}});
   add(kind::FileRead{"/work/" + awkward, std::string(64, 'a'), 42});
   kind::FileWrite write{"out.txt", std::string(64, 'b'), 0};
   add(write);
@@ -136,10 +134,6 @@ TEST(CanonicalDecode, OtherFormsOfTheSameRecordGoToTheFullDecoder) {
       base + R"({"kind":"file_delete","path":"x","extra":1}})",
       base +
           R"({"kind":"llm_call","request_digest":"d","response":{"text":"t","content_hash":"h"}}})",
-      base +
-          R"({"kind":"llm_call","request_digest":"d","response":{"content_hash":"h","text":"t"},"joined":[]}})",
-      base +
-          R"({"kind":"llm_call","request_digest":"d","response":{"content_hash":"h","text":"t"},"joined":[1, 2]}})",
       base +
           R"({"kind":"process_spawn","program":"p","args":[],"cwd":null,"exit_code":0,"duration_ms":0,"stdout_payload":{"content_hash":"h","text":""},"stderr_payload":{"content_hash":"h","text":""},"pids":0}})",
       base +

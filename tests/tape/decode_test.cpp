@@ -374,33 +374,6 @@ TEST(Decode, SubprocessChangesKeepTheirMark) {
             std::string::npos);
 }
 
-// tapedeck's extension: the events of a streamed answer that reached the program with the one
-// before. Written only when there are some (a call without keeps the reference's bytes), read
-// back, and refused when not strictly increasing (a replay would hand over nonsense).
-TEST(Decode, AStreamsJoinedEventsAreKept) {
-  Record joined;
-  joined.kind = kind::LlmCall{"d", Payload{Payload::Storage::inline_text, "h", "t", 0}, {0, 2, 5}};
-  Record alone;
-  alone.seq = 1;
-  alone.kind = kind::LlmCall{"d", Payload{Payload::Storage::inline_text, "h", "t", 0}};
-  EXPECT_NE(encode_record_line(joined).find(R"("text":"t"},"joined":[0,2,5]})"), std::string::npos)
-      << encode_record_line(joined);
-  EXPECT_EQ(encode_record_line(alone).find("joined"), std::string::npos);
-  auto reader = TapeReader::from_memory(
-      kHeaderLine + encode_record_line(joined) + encode_record_line(alone), "mem.tape");
-  for (const Record& expected : {joined, alone}) {
-    Record got;
-    ASSERT_TRUE(reader->next(got));
-    EXPECT_EQ(got, expected) << encode_record_line(expected);
-  }
-  const std::string call =
-      R"({"type":"record","seq":0,"virtual_time_ms":0,"monotonic_ms":0,"kind":{"kind":"llm_call",)"
-      R"("request_digest":"d","response":{"content_hash":"h","text":"t"},"joined":)";
-  for (const char* bad : {"[3,3]", "[4,2]", "[-1]", "[\"1\"]", "7"}) {
-    EXPECT_NE(refusal(call + bad + "}}").find("joined"), std::string::npos) << bad;
-  }
-}
-
 TEST(Decode, HeaderDefaultsAndVersions) {
   auto reader =
       TapeReader::from_memory(R"({"version":0,"type":"header","harn_version":"old"})", "h.tape");
