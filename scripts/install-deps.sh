@@ -15,6 +15,7 @@ packages=(
   libpugixml-dev                          # check's JUnit XML report
   libseccomp-dev                          # the system-call floor's filter
   libre2-dev libvectorscan-dev            # credentials recognised by shape
+  libzstd-dev zstd                        # compressed tapes (and the tests' reference decoder)
   python3-dotenv                          # the .env agent of the secrets test
   python3-httpx                           # the streaming agent of the stream timing test
   golang-go musl-tools busybox-static     # Go and static programs under the floor (tests/floor)

@@ -56,11 +56,19 @@ std::string encode_record_line(const Record& record);
 
 // A last line cut short (no '\n', not a whole record): what a recording killed mid-write leaves.
 // Readers stop before it instead of failing; `tapedeck verify` reports it, `--repair` cuts it.
+// In a compressed tape the last frame left open counts too (`bytes` may then be 0).
 struct TornTail {
   uint64_t line = 0;    // its 1-based line number
   uint64_t offset = 0;  // where it starts in the file: truncating there repairs the tape
   uint64_t bytes = 0;
+  // The tape is compressed: `offset` counts decompressed bytes, and a repair rewrites the tape
+  // with what comes before it.
+  bool compressed = false;
 };
+
+// Cuts a torn tail off the tape at `path`, keeping every whole line before it: a plain tape is
+// truncated, a compressed one rewritten (atomically) with its frame closed. Throws TapeError.
+void repair_torn_tail(const std::filesystem::path& path, const TornTail& torn);
 
 struct ReaderOptions {
   // Decoding threads for inputs larger than the first read; 0 = one per core (at most 8),
@@ -81,13 +89,18 @@ class TapeReader {
   // Fills dst with up to `capacity` bytes and returns how many; 0 at end of input. Called from
   // one thread at a time, not necessarily the constructing one.
   using ReadFn = std::function<size_t(char* dst, size_t capacity)>;
+  // Asked once the input has ended: where it was cut short (the bytes it gave), when it was.
+  using CutCheck = std::function<std::optional<uint64_t>()>;
 
+  // Plain or zstd-compressed (told by its first bytes).
   static std::unique_ptr<TapeReader> open(const std::filesystem::path& path,
                                           ReaderOptions options = {});
   static std::unique_ptr<TapeReader> from_memory(std::string_view bytes, std::string source_name,
                                                  ReaderOptions options = {});
 
-  TapeReader(std::string source_name, ReadFn read, ReaderOptions options = {});
+  // `cut`: for a source that knows it ended mid-way (a compressed tape's last frame left open);
+  // such an end is a torn tail after the last whole line.
+  TapeReader(std::string source_name, ReadFn read, ReaderOptions options = {}, CutCheck cut = {});
   ~TapeReader();
   TapeReader(const TapeReader&) = delete;
   TapeReader& operator=(const TapeReader&) = delete;

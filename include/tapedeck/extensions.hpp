@@ -3,9 +3,14 @@
 //
 //   entropy      {"kind":"entropy","seed":"<64 hex>"}: the seed of the run's randomness;
 //                `"threads":true` (written only when true): each thread a process started draws
-//                from a stream of its own (tapes before it: threads share their process's)
+//                from a stream of its own (tapes before it: threads share their process's);
+//                `"keeps":["file_bytes","printed_output"]` (after `threads`): the writer keeps
+//                those bytes in the sidecar for every record that names them, so a sidecar
+//                without one of them is a tape a replay cannot use (`verify` fails it). Tapes
+//                without it (the reference's, tapedeck's before 0.3) keep file hashes as digests.
 //   outcome      {"kind":"outcome","exit_code":N,"stdout":{"content_hash":…,"len_bytes":N},
-//                 "stderr":{…}}: how the program ended, what it printed
+//                 "stderr":{…}}: how the program ended, what it printed; `"kept":false` after an
+//                 output's len_bytes: too large to keep, its bytes are not in the sidecar
 //   folder_made     {"kind":"folder_made","path":"…","mode":493}: a folder a subprocess made,
 //                   with its permission bits (tapes before 0.2 have no mode)
 //   folder_removed  {"kind":"folder_removed","path":"…"}: a folder a subprocess removed, with
@@ -28,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tapedeck/tape.hpp"
 
@@ -39,9 +45,19 @@ struct ProgramOutcome {
   uint64_t stdout_size = 0;
   std::string stderr_hash;
   uint64_t stderr_size = 0;
+  // False when the output was too large to keep: the hash names bytes that are not in the sidecar.
+  bool stdout_kept = true;
+  bool stderr_kept = true;
 };
 
-kind::Unknown entropy_record(std::string_view seed_hex, bool per_thread = false);
+// What a writer that says so keeps in its tape's sidecar for every record naming it (an empty
+// output's bytes excepted: they are no entry). LLM requests are not among them: one that holds a
+// credential is withheld.
+inline constexpr Reference kKeptByRun[] = {Reference::file_bytes, Reference::printed_output};
+
+// `keeps`: the tape's sidecar holds every entry of the kinds in kKeptByRun its records name.
+kind::Unknown entropy_record(std::string_view seed_hex, bool per_thread = false,
+                             bool keeps = false);
 kind::Unknown outcome_record(const ProgramOutcome& outcome);
 kind::Unknown folder_made_record(std::string_view path);
 
@@ -60,6 +76,8 @@ kind::Unknown tree_change_record(const TreeChange& change);
 std::optional<std::string> entropy_seed(const kind::Unknown& record);
 // Whether an entropy record gives each thread a stream of its own.
 bool entropy_per_thread(const kind::Unknown& record);
+// The references an entropy record says its tape keeps the bytes of (empty: it does not say).
+std::vector<Reference> entropy_keeps(const kind::Unknown& record);
 std::optional<ProgramOutcome> program_outcome(const kind::Unknown& record);
 std::optional<std::string> made_folder(const kind::Unknown& record);
 // Nullopt for any other record, or one malformed (a mode past 07777, a field missing).

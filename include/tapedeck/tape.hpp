@@ -211,7 +211,7 @@ std::string content_hash(std::string_view bytes);
 // A CAS entry name is exactly 64 lowercase hex characters; anything else is refused so that a
 // tape can never make tapedeck touch a path outside its sidecar.
 bool is_valid_cas_name(std::string_view name);
-// NAME.tape -> NAME.tape.cas
+// NAME.tape -> NAME.tape.cas; a compressed NAME.tape.zst -> NAME.tape.cas too
 std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path);
 // Applies the payload rule: inline when valid UTF-8 and at most kMaxInlineBytes, else CAS
 // (and then the bytes are added to `cas` under their hash, unless already there).

@@ -316,8 +316,9 @@ void add_check(CLI::App& app, int& exit_code) {
   CLI::App* cmd =
       app.add_subcommand("check", "Replay a suite of recordings and judge each one (for CI)");
   cmd->footer(
-      "Replays every tape named, and every *.tape with a manifest under the folders named, each\n"
-      "by its own `tapedeck replay` (offline, in a private view of its workspace), and judges\n"
+      "Replays every tape named, and every *.tape (or compressed *.tape.zst) with a manifest\n"
+      "under the folders named, each by its own `tapedeck replay` (offline, in a private view\n"
+      "of its workspace), and judges\n"
       "it against its recording with the fidelity oracle. One line per tape as it ends, a\n"
       "summary, and with --junit a JUnit XML report: a testcase per tape, the first divergence\n"
       "as a failure's message. Exit 0 when every tape passed, 1 when any diverged (FAIL),\n"

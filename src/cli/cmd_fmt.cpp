@@ -64,9 +64,13 @@ void add_fmt(CLI::App& app, int& exit_code) {
       "Re-encode a tape canonically: the exact bytes the reference serializer writes.\n"
       "Without -o the tape goes to stdout; with -o it replaces OUT atomically and its CAS\n"
       "entries are carried into OUT.cas (hard links where possible), its manifest (for\n"
-      "`tapedeck check`) into OUT.manifest.\n\n"
+      "`tapedeck check`) into OUT.manifest.\n"
+      "IN may be plain or zstd-compressed (told by its first bytes). An OUT named *.zst is\n"
+      "written compressed, in one zstd frame (its sidecar and manifest are those of the name\n"
+      "without .zst); any other OUT, and stdout, get the plain canonical bytes.\n\n"
       "Examples:\n"
       "  tapedeck fmt run.tape -o canonical.tape\n"
+      "  tapedeck fmt run.tape -o run.tape.zst    # compressed, sharing run.tape.cas\n"
       "  tapedeck fmt run.tape | diff run.tape -    # is the tape already canonical?");
   cmd->add_option("IN", options->in, "Tape to read")->required()->check(CLI::ExistingFile);
   cmd->add_option("-o,--output", options->out, "Where to write the canonical tape (may be IN)");

@@ -62,6 +62,10 @@ void make_room_for(const std::string& tape, bool overwrite) {
                              ": a tape is already there (choose another path, or --overwrite)");
   }
   fs::remove(tape);
+  // NAME.tape and NAME.tape.zst share a sidecar and a manifest: kept while the other is there.
+  const fs::path sibling = fs::path(tape).extension() == ".zst" ? fs::path(tape).replace_extension()
+                                                                : fs::path(tape + ".zst");
+  if (fs::exists(sibling)) return;
   fs::remove_all(cas_dir_for(tape));
   fs::remove(suite::manifest_path_for(tape));
 }
@@ -242,7 +246,9 @@ void add_run(CLI::App& app, int& exit_code) {
       "  tapedeck run --emit-tape run.tape --workspace ./repo -- bash agent.sh\n"
       "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
       "  tapedeck fidelity run.tape replay.tape --mode semantic");
-  cmd->add_option("--emit-tape", args->emit, "Where to write the tape (without it: run untaped)");
+  cmd->add_option("--emit-tape", args->emit,
+                  "Where to write the tape (without it: run untaped); a name ending in .zst is "
+                  "written zstd-compressed (NAME.tape.zst, its sidecar NAME.tape.cas)");
   cmd->add_option("--llm-upstream", args->llm_upstream,
                   "Where the LLM proxy relays requests, e.g. https://api.openai.com");
   cmd->add_flag("--thread-lanes", args->thread_lanes,
@@ -296,7 +302,8 @@ void add_replay(CLI::App& app, int& exit_code) {
       "llm_fault, process_fault or file_fault record where each fault struck (fidelity shows it\n"
       "as the first divergence).");
   cmd->add_option("TAPE", args->tape, "The recorded tape")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--emit-tape", args->emit, "Where to write the replay's own tape");
+  cmd->add_option("--emit-tape", args->emit,
+                  "Where to write the replay's own tape (compressed when its name ends in .zst)");
   cmd->add_option("--isolation", args->isolation,
                   "How the workspace is kept unchanged: namespace (a kernel overlay in a private "
                   "mount namespace), copy (a copy the preload library redirects to), or auto "

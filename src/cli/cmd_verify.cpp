@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -12,6 +13,7 @@
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
+#include "tapedeck/extensions.hpp"
 #include "tapedeck/secrets.hpp"
 #include "tapedeck/tape_paths.hpp"
 
@@ -51,11 +53,14 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
   // A tape `tapedeck run` or `replay` wrote (an entropy record first) names workspace paths
   // relative; the reference's runtime names them absolute, which no replay applies.
   PathRule path_rule = PathRule::any_writer;
+  // What the tape says its sidecar keeps for every record (a run's and a replay's tapes say).
+  std::vector<Reference> kept;
   while (const Record* record = reader->read()) {
     ++records;
     if (const auto* unknown = std::get_if<kind::Unknown>(&record->kind);
         records == 1 && unknown != nullptr && unknown->name == "entropy") {
       path_rule = PathRule::workspace;
+      kept = extension::entropy_keeps(*unknown);
     }
     // A path that could lead a replay outside its view: the tape is refused by replay and check.
     if (auto why = record_path_problem(record->kind, path_rule)) {
@@ -93,18 +98,20 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
     repaired += (repaired.empty() ? "" : "; ") + what;
   };
   if (const auto& torn = reader->torn_tail()) {
+    // A compressed tape whose last frame was left open may have lost no line at all.
+    const std::string what = torn->bytes > 0 || !torn->compressed
+                                 ? fmt::format("the last line ({} bytes) is cut short", torn->bytes)
+                                 : std::string("the last zstd frame is not closed");
     if (options.repair) {
-      if (::truncate(options.in.c_str(), static_cast<off_t>(torn->offset)) != 0) {
-        throw TapeError(options.in, torn->line,
-                        std::string("cannot truncate the torn last line: ") + std::strerror(errno));
-      }
-      note_repair(
-          fmt::format("removed the torn last line ({} bytes at line {})", torn->bytes, torn->line));
+      repair_torn_tail(options.in, *torn);
+      note_repair(torn->bytes > 0 || !torn->compressed
+                      ? fmt::format("removed the torn last line ({} bytes at line {})", torn->bytes,
+                                    torn->line)
+                      : std::string("closed the last zstd frame, every line kept"));
     } else {
       problems.push_back({std::nullopt, torn->line, "torn_tail",
-                          fmt::format("the last line ({} bytes) is cut short: a recording was "
-                                      "stopped mid-write; `tapedeck verify --repair` removes it",
-                                      torn->bytes)});
+                          what + ": a recording was stopped mid-write; `tapedeck verify --repair` "
+                                 "repairs it, keeping every whole record"});
     }
   }
   // A scrub of credentials learned late that a kill stopped (its journal is still there): the
@@ -120,15 +127,21 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
   }
   warn_if_scrub_stopped(options.in, pending);
 
-  // A payload must be in the sidecar. The other references are checked when they are there; a
-  // file's bytes missing are a problem only on a tape that keeps the bytes of its other files
-  // (tapedeck run's), since the reference's tapes name file hashes as digests.
+  // A payload must be in the sidecar, and so must every entry of a kind the tape says it keeps.
+  // The other references are checked when they are there. A tape that does not say (the
+  // reference's, which names file hashes as digests; tapedeck's before it said) is held to its
+  // sidecar's own evidence: when it keeps some file's bytes it must keep them all.
   const std::filesystem::path cas_dir = cas_dir_for(options.in);
+  auto is_kept = [&](Reference reference) {
+    return std::find(kept.begin(), kept.end(), reference) != kept.end();
+  };
   std::vector<const std::pair<const std::string, CasReference>*> missing_file_bytes;
   bool keeps_file_bytes = false;
   for (const auto& entry : cas_refs) {
     const auto& [name, ref] = entry;
-    const bool required = ref.reference == Reference::payload;
+    // The empty output is named by its hash but is no entry.
+    const bool required = ref.reference == Reference::payload ||
+                          (is_kept(ref.reference) && ref.len_bytes.value_or(1) > 0);
     if (!required && !is_valid_cas_name(name)) continue;
     cas::Check check = cas::check_entry(cas_dir, name, ref.len_bytes);
     if (!required && check.problem == cas::Problem::missing) {
@@ -136,7 +149,13 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
       continue;
     }
     if (ref.reference == Reference::file_bytes) keeps_file_bytes = true;
-    if (check.problem != cas::Problem::none) {
+    if (check.problem == cas::Problem::missing && ref.reference != Reference::payload) {
+      problems.push_back({ref.first_seq, ref.first_line, "cas_missing",
+                          "sidecar entry " + short_hash(name) + " (" +
+                              std::string(to_string(ref.reference)) + " of " + ref.what +
+                              ") is missing from " + cas_dir.filename().string() +
+                              ", which the tape says keeps them all: a replay cannot use it"});
+    } else if (check.problem != cas::Problem::none) {
       problems.push_back(
           {ref.first_seq, ref.first_line, "cas_" + std::string(cas::to_string(check.problem)),
            check.detail + " (" + std::string(to_string(ref.reference)) + " of " + ref.what + ")"});
@@ -207,7 +226,10 @@ void add_verify(CLI::App& app, int& exit_code) {
   cmd->footer(
       "Check a tape: every line parses, every inline payload hashes to its content_hash, every\n"
       "CAS entry a record names is present in IN.cas, hashes to its name and has the length\n"
-      "the record says. Every problem is listed, not just the first. A last line cut short (a\n"
+      "the record says. A tape `run` or `replay` wrote says what its sidecar keeps (files'\n"
+      "bytes, printed output): each of those entries missing is cas_missing, naming the record,\n"
+      "since a replay cannot use the tape. Every problem is listed, not just the first. A last "
+      "line cut short (a\n"
       "recording stopped mid-write) is reported as torn_tail; --repair truncates it away.\n"
       "Sidecar entries no record names that hold a credential (a scrub that was stopped) are\n"
       "named in a warning; --repair removes them. So is a scrub of credentials learned during\n"

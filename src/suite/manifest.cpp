@@ -30,7 +30,8 @@ std::string relative_to(const fs::path& path, const fs::path& base) {
 }  // namespace
 
 fs::path manifest_path_for(const fs::path& tape) {
-  fs::path path = tape;
+  // NAME.tape.zst's is NAME.tape.manifest, as its sidecar is NAME.tape.cas.
+  fs::path path = tape.extension() == ".zst" ? tape.parent_path() / tape.stem() : tape;
   path += ".manifest";
   return path;
 }
@@ -157,7 +158,9 @@ std::vector<fs::path> find_tapes(const std::vector<fs::path>& paths) {
       if (error) throw TapeError(path.string(), 0, "cannot be listed: " + error.message());
       if (it->is_directory(error) && it->path().extension() == ".cas") {
         it.disable_recursion_pending();  // a sidecar: content, never tapes
-      } else if (it->is_regular_file(error) && it->path().extension() == ".tape") {
+      } else if (it->is_regular_file(error) &&
+                 (it->path().extension() == ".tape" ||
+                  it->path().filename().string().ends_with(".tape.zst"))) {
         found.push_back(it->path());
       }
     }

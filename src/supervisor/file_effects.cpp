@@ -127,6 +127,8 @@ bool TreeEffects::serve_read(const Connection& connection, const std::string& pa
       note_data_change(path, recorded->content_hash, now);
       view_.write_file(path, *bytes);
     }
+    // The replay's own tape keeps the bytes it names too: it replays as the recording does.
+    write_entry(recorded->content_hash, *bytes);
     add_file_record(kind::FileRead{path, recorded->content_hash, bytes->size()});
     ++served_inputs_;
     return true;

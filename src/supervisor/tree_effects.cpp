@@ -55,7 +55,8 @@ std::pair<uint64_t, std::string> TreeEffects::unused_inputs() const {
 }
 
 void TreeEffects::record_entropy_seed(const std::string& seed_hex, bool per_thread) {
-  recorder().record(extension::entropy_record(seed_hex, per_thread));
+  // Every tape the tree writes keeps its files' bytes and what was printed (see kKeptByRun).
+  recorder().record(extension::entropy_record(seed_hex, per_thread, /*keeps=*/true));
   step_clock();
 }
 
@@ -70,6 +71,8 @@ void TreeEffects::record_outcome(int exit_code, const CapturedOutput& out,
   outcome.exit_code = exit_code;
   std::tie(outcome.stdout_hash, outcome.stdout_size) = kept(out);
   std::tie(outcome.stderr_hash, outcome.stderr_size) = kept(err);
+  outcome.stdout_kept = out.complete;
+  outcome.stderr_kept = err.complete;
   const Phase previous = recorder().swap_phase(Phase::runtime_finalize);
   recorder().record(extension::outcome_record(outcome));
   recorder().swap_phase(previous);

@@ -19,23 +19,49 @@ std::optional<simdjson::dom::element> parsed(const kind::Unknown& record, std::s
   return root;
 }
 
-std::string output_json(const std::string& hash, uint64_t size) {
+std::string output_json(const std::string& hash, uint64_t size, bool kept) {
   return R"({"content_hash":)" + json_string(hash) + R"(,"len_bytes":)" + std::to_string(size) +
-         "}";
+         (kept ? "}" : R"(,"kept":false})");
+}
+
+// The wire names of what a writer keeps, as `keeps` lists them.
+std::string_view kept_name(Reference reference) {
+  switch (reference) {
+    case Reference::file_bytes:
+      return "file_bytes";
+    case Reference::printed_output:
+      return "printed_output";
+    case Reference::llm_request:
+      return "llm_request";
+    case Reference::payload:
+      break;
+  }
+  return "payload";
 }
 
 }  // namespace
 
-kind::Unknown entropy_record(std::string_view seed_hex, bool per_thread) {
-  return {"entropy", R"({"kind":"entropy","seed":)" + json_string(seed_hex) +
-                         (per_thread ? R"(,"threads":true})" : "}")};
+kind::Unknown entropy_record(std::string_view seed_hex, bool per_thread, bool keeps) {
+  std::string json = R"({"kind":"entropy","seed":)" + json_string(seed_hex);
+  if (per_thread) json += R"(,"threads":true)";
+  if (keeps) {
+    json += R"(,"keeps":[)";
+    for (const Reference reference : kKeptByRun) {
+      if (json.back() != '[') json += ',';
+      json += '"' + std::string(kept_name(reference)) + '"';
+    }
+    json += ']';
+  }
+  return {"entropy", json + "}"};
 }
 
 kind::Unknown outcome_record(const ProgramOutcome& outcome) {
-  return {"outcome", R"({"kind":"outcome","exit_code":)" + std::to_string(outcome.exit_code) +
-                         R"(,"stdout":)" + output_json(outcome.stdout_hash, outcome.stdout_size) +
-                         R"(,"stderr":)" + output_json(outcome.stderr_hash, outcome.stderr_size) +
-                         "}"};
+  return {"outcome",
+          R"({"kind":"outcome","exit_code":)" + std::to_string(outcome.exit_code) +
+              R"(,"stdout":)" +
+              output_json(outcome.stdout_hash, outcome.stdout_size, outcome.stdout_kept) +
+              R"(,"stderr":)" +
+              output_json(outcome.stderr_hash, outcome.stderr_size, outcome.stderr_kept) + "}"};
 }
 
 kind::Unknown folder_made_record(std::string_view path) {
@@ -127,6 +153,22 @@ bool entropy_per_thread(const kind::Unknown& record) {
   return root && !(*root)["threads"].get(per_thread) && per_thread;
 }
 
+std::vector<Reference> entropy_keeps(const kind::Unknown& record) {
+  simdjson::dom::parser parser;
+  simdjson::dom::array names;
+  const auto root = parsed(record, "entropy", parser);
+  if (!root || (*root)["keeps"].get(names)) return {};
+  std::vector<Reference> keeps;
+  for (simdjson::dom::element element : names) {
+    std::string_view name;
+    if (element.get(name)) continue;
+    for (const Reference reference : kKeptByRun) {
+      if (kept_name(reference) == name) keeps.push_back(reference);
+    }
+  }
+  return keeps;
+}
+
 std::optional<ProgramOutcome> program_outcome(const kind::Unknown& record) {
   simdjson::dom::parser parser;
   const auto root = parsed(record, "outcome", parser);
@@ -142,6 +184,13 @@ std::optional<ProgramOutcome> program_outcome(const kind::Unknown& record) {
   }
   outcome.stdout_hash = stdout_hash;
   outcome.stderr_hash = stderr_hash;
+  // Kept unless it says otherwise (tapes before `kept` kept every output they could).
+  auto kept = [&](const char* stream) {
+    bool value = true;
+    return (*root)[stream]["kept"].get(value) != simdjson::SUCCESS || value;
+  };
+  outcome.stdout_kept = kept("stdout");
+  outcome.stderr_kept = kept("stderr");
   return outcome;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tape/atomic_file.hpp"
+#include "tape/compressed_tape.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
@@ -193,7 +194,7 @@ FormatReport format_tape(const std::filesystem::path& in, const std::filesystem:
   // The input is opened (and its header checked) before the output exists, so an unreadable
   // input leaves nothing behind.
   auto reader = TapeReader::open(in, ReaderOptions{.canonical_lines = true});
-  detail::AtomicFile file(out);
+  detail::TapeOutput file(out);  // compressed when out's name ends in .zst
   FormatReport report = stream_canonical(
       *reader, [&](std::string_view bytes) { file.write(bytes); }, carry);
   if (carrier) carrier->finish(report);

@@ -85,7 +85,9 @@ bool is_valid_cas_name(std::string_view name) {
 }
 
 std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path) {
-  std::filesystem::path dir = tape_path;
+  // A compressed tape shares its plain name's sidecar: NAME.tape.zst -> NAME.tape.cas.
+  std::filesystem::path dir =
+      tape_path.extension() == ".zst" ? tape_path.parent_path() / tape_path.stem() : tape_path;
   dir += ".cas";
   return dir;
 }
@@ -165,8 +167,11 @@ std::string_view to_string(Reference reference) {
 std::vector<std::pair<std::string, uint64_t>> outcome_outputs(const kind::Unknown& record) {
   const auto outcome = extension::program_outcome(record);
   if (!outcome) return {};
-  return {{outcome->stdout_hash, outcome->stdout_size},
-          {outcome->stderr_hash, outcome->stderr_size}};
+  // An output too large to keep names bytes the sidecar never had.
+  std::vector<std::pair<std::string, uint64_t>> kept;
+  if (outcome->stdout_kept) kept.emplace_back(outcome->stdout_hash, outcome->stdout_size);
+  if (outcome->stderr_kept) kept.emplace_back(outcome->stderr_hash, outcome->stderr_size);
+  return kept;
 }
 
 }  // namespace tapedeck

@@ -22,6 +22,7 @@
 #include <optional>
 #include <thread>
 
+#include "tape/compressed_tape.hpp"
 #include "tape/decode.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
@@ -300,6 +301,7 @@ struct TapeReader::Impl {
   std::string name;
   ReadFn read;
   ReaderOptions options;
+  CutCheck cut;
   detail::LineDecoder decoder;
   Header header;
   Record scratch_record;  // where a record lands when the header is expected
@@ -427,10 +429,20 @@ struct TapeReader::Impl {
     begin = scan = end;
   }
 
+  // At the end of the input: a source cut short past its last whole line is a torn tail too.
+  void note_end(uint64_t next_line) {
+    if (torn || !cut) return;
+    if (const auto at = cut()) torn = TornTail{next_line, *at, 0, true};
+  }
+
   // The serial path: the next record into `record`; false at the end (or at a torn last line).
   bool decode_serial(Record& record) {
     std::string_view line;
-    if (torn || !next_content_line(line)) return false;
+    if (torn) return false;
+    if (!next_content_line(line)) {
+      note_end(lines_seen + 1);
+      return false;
+    }
     current_line = lines_seen;
     try {
       const bool canonical = detail::decode_record_line(decoder, line, name, current_line, record);
@@ -439,7 +451,7 @@ struct TapeReader::Impl {
       if (!line_unterminated) throw;
       // The input's last line, cut short: a recording killed mid-write. Not an error.
       const uint64_t offset = buffer_offset + static_cast<uint64_t>(line.data() - buffer);
-      torn = TornTail{current_line, offset, buffer_offset + end - offset};
+      torn = TornTail{current_line, offset, buffer_offset + end - offset, cut != nullptr};
       return false;
     }
     return true;
@@ -459,13 +471,16 @@ struct TapeReader::Impl {
         if (block->error) std::rethrow_exception(block->error);
         if (block->torn) {
           torn = TornTail{block_first_line + block->torn->line, block->offset + block->torn->offset,
-                          block->torn->bytes};
+                          block->torn->bytes, cut != nullptr};
         }
         block_first_line += block->line_count;
       }
       block = pipeline->next_block();
       block_index = 0;
-      if (block == nullptr) return nullptr;
+      if (block == nullptr) {
+        note_end(block_first_line);
+        return nullptr;
+      }
     }
     current_line = block_first_line + block->lines[block_index];
     return &block->records[block_index++];
@@ -500,11 +515,12 @@ struct TapeReader::Impl {
   }
 };
 
-TapeReader::TapeReader(std::string source_name, ReadFn read, ReaderOptions options)
+TapeReader::TapeReader(std::string source_name, ReadFn read, ReaderOptions options, CutCheck cut)
     : impl_(std::make_unique<Impl>()) {
   impl_->name = std::move(source_name);
   impl_->read = std::move(read);
   impl_->options = options;
+  impl_->cut = std::move(cut);
   impl_->read_header();
   impl_->maybe_start_pipeline();
 }
@@ -548,7 +564,29 @@ std::unique_ptr<TapeReader> TapeReader::open(const std::filesystem::path& path,
       throw TapeError(name, 0, std::string("read failed: ") + std::strerror(errno));
     }
   };
-  return std::make_unique<TapeReader>(name, std::move(read), options);
+  char head[4];
+  if (::pread(fd->get(), head, sizeof head, 0) != static_cast<ssize_t>(sizeof head) ||
+      !detail::has_zstd_magic({head, sizeof head})) {
+    return std::make_unique<TapeReader>(name, std::move(read), options);
+  }
+  // Compressed: the reader decodes what the decompressor gives and is told where it was cut.
+  struct Decompressed {
+    Decompressed(const std::string& source_name, ReadFn compressed)
+        : zstd(source_name, std::move(compressed)) {}
+    detail::ZstdReader zstd;
+    uint64_t produced = 0;
+  };
+  auto source = std::make_shared<Decompressed>(name, std::move(read));
+  auto decompressed = [source](char* dst, size_t capacity) -> size_t {
+    const size_t got = source->zstd.read(dst, capacity);
+    source->produced += got;
+    return got;
+  };
+  auto cut = [source]() -> std::optional<uint64_t> {
+    if (!source->zstd.ended_inside_frame()) return std::nullopt;
+    return source->produced;
+  };
+  return std::make_unique<TapeReader>(name, std::move(decompressed), options, std::move(cut));
 }
 
 std::unique_ptr<TapeReader> TapeReader::from_memory(std::string_view bytes, std::string source_name,

@@ -633,6 +633,16 @@ void Recorder::finalize() {
   streaming_->flusher.join();
   streaming_->finished = true;
   flush_pending(streaming_->options.fsync != FsyncPolicy::never);
+  // A compressed tape's frame is closed, so that it reads back whole (a plain one has nothing to
+  // close).
+  streaming_->appender.finish();
+  if (streaming_->options.fsync != FsyncPolicy::never && !streaming_->failed.load()) {
+    try {
+      streaming_->appender.sync();
+    } catch (...) {
+      fail_stream(std::current_exception());
+    }
+  }
   std::lock_guard lock(streaming_->error_mutex);
   if (streaming_->error) std::rethrow_exception(streaming_->error);
 }

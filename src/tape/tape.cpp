@@ -1,6 +1,7 @@
 #include <set>
 
 #include "tape/atomic_file.hpp"
+#include "tape/compressed_tape.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
@@ -43,7 +44,7 @@ void Tape::persist(const std::filesystem::path& path) const {
     }
   }
 
-  detail::AtomicFile file(path);
+  detail::TapeOutput file(path);
   LineBuffer buffer;
   buffer.append_header(header);
   for (const Record& record : records) {

@@ -21,6 +21,14 @@ size_t lines_in(const std::filesystem::path& path) {
   return static_cast<size_t>(std::count(bytes.begin(), bytes.end(), '\n'));
 }
 
+// Whether the tape reads to its end without a torn tail (for a compressed one: its frame closed).
+bool reads_whole(const std::filesystem::path& path) {
+  auto reader = TapeReader::open(path);
+  while (reader->read() != nullptr) {
+  }
+  return !reader->torn_tail().has_value();
+}
+
 StreamOptions slow_flushes() {
   StreamOptions options;
   options.flush_interval = std::chrono::hours(1);  // only explicit flush points write
@@ -192,6 +200,99 @@ TEST(Streaming, SnapshotOfAStreamingRecorderReadsItsTape) {
   ASSERT_EQ(tape.records.size(), 1u);
   EXPECT_EQ(std::get<kind::ClockSleep>(tape.records[0].kind).duration_ms, 5u);
   recorder.finalize();
+}
+
+// Compressed tapes (*.zst): the same records, in zstd frames that read back as the plain tape.
+TEST(Streaming, ACompressedTapeHoldsWhatThePlainOneDoes) {
+  TempDir tmp;
+  for (const char* name : {"p.tape", "c.tape.zst"}) {
+    Recorder recorder(Clock::paused_at(0));
+    recorder.stream_to(tmp / name, Header::current(0, "x", {}), slow_flushes());
+    for (uint64_t i = 0; i < 5000; ++i) recorder.record(kind::ClockRead{ClockSource::wall, 1});
+    recorder.flush();  // a second batch: the open frame goes on
+    recorder.record(kind::ClockSleep{9});
+    recorder.finalize();
+  }
+  const std::string plain = read_file(tmp / "p.tape");
+  const std::string compressed = read_file(tmp / "c.tape.zst");
+  EXPECT_LT(compressed.size() * 20, plain.size());
+  const Tape loaded = Tape::load(tmp / "c.tape.zst");
+  EXPECT_TRUE(reads_whole(tmp / "c.tape.zst"));
+  EXPECT_EQ(loaded.records, Tape::load(tmp / "p.tape").records);
+}
+
+TEST(Streaming, AFlushedCompressedBatchReadsBeforeTheFrameIsClosed) {
+  TempDir tmp;
+  Recorder recorder(Clock::paused_at(0));
+  recorder.stream_to(tmp / "t.tape.zst", Header::current(), slow_flushes());
+  recorder.record(kind::ClockSleep{1});
+  recorder.flush();
+  // As a kill would leave it: the frame is open, the flushed record is whole.
+  auto reader = TapeReader::open(tmp / "t.tape.zst");
+  Record record;
+  ASSERT_TRUE(reader->next(record));
+  EXPECT_EQ(std::get<kind::ClockSleep>(record.kind).duration_ms, 1u);
+  EXPECT_FALSE(reader->next(record));
+  ASSERT_TRUE(reader->torn_tail().has_value());
+  EXPECT_TRUE(reader->torn_tail()->compressed);
+  EXPECT_EQ(reader->torn_tail()->bytes, 0u);
+  recorder.finalize();
+  EXPECT_TRUE(reads_whole(tmp / "t.tape.zst"));
+}
+
+TEST(Streaming, AWriterAppendsToACompressedTapeLeftOpen) {
+  TempDir tmp;
+  std::string left_open;
+  {
+    Recorder first(Clock::paused_at(0));
+    first.stream_to(tmp / "t.tape.zst", Header::current(0, "first", {}), slow_flushes());
+    first.record(kind::ClockSleep{1});
+    first.record(kind::ClockSleep{2});
+    first.flush();
+    left_open = read_file(tmp / "t.tape.zst");  // what a kill here leaves
+    first.finalize();
+  }
+  write_file(tmp / "t.tape.zst", left_open);
+  {
+    Recorder second(Clock::paused_at(0));
+    second.stream_to(tmp / "t.tape.zst", Header::current(0, "second", {}));
+    second.record(kind::ClockSleep{3});
+    second.finalize();
+  }
+  auto reader = TapeReader::open(tmp / "t.tape.zst");
+  EXPECT_EQ(reader->header().script_path, std::optional<std::string>("first"));
+  std::vector<uint64_t> seen;
+  Record record;
+  while (reader->next(record)) {
+    EXPECT_EQ(record.seq, seen.size());
+    seen.push_back(std::get<kind::ClockSleep>(record.kind).duration_ms);
+  }
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_FALSE(reader->torn_tail().has_value());
+}
+
+TEST(Streaming, TwoRecordersShareOneCompressedTape) {
+  TempDir tmp;
+  Recorder a(Clock::paused_at(0));
+  Recorder b(Clock::paused_at(0));
+  StreamOptions options;
+  options.flush_interval = std::chrono::milliseconds(1);
+  a.stream_to(tmp / "t.tape.zst", Header::current(), options);
+  b.stream_to(tmp / "t.tape.zst", Header::current(), options);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Recorder& mine = t % 2 ? a : b;
+      for (uint64_t i = 0; i < 20'000; ++i) mine.record(kind::ClockSleep{i});
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  a.finalize();
+  b.finalize();
+  Tape tape = Tape::load(tmp / "t.tape.zst");
+  EXPECT_TRUE(reads_whole(tmp / "t.tape.zst"));
+  ASSERT_EQ(tape.records.size(), 80'000u);
+  for (uint64_t i = 0; i < tape.records.size(); ++i) ASSERT_EQ(tape.records[i].seq, i);
 }
 
 }  // namespace
