@@ -48,9 +48,23 @@ void write_manifest(const std::filesystem::path& tape, const Manifest& manifest)
 // Throws TapeError naming the manifest (missing, not JSON, a field of the wrong type).
 Manifest read_manifest(const std::filesystem::path& tape);
 
-// The tapes named, and every *.tape under the folders named (recursively, sorted by path;
-// sidecar folders skipped). Throws TapeError for a path that is neither.
+// The tapes named, and every *.tape and *.tape.zst under the folders named (recursively, sorted
+// by path; sidecars and shared stores skipped). Throws TapeError for a path that is neither.
 std::vector<std::filesystem::path> find_tapes(const std::vector<std::filesystem::path>& paths);
+
+// A folder's shared content store (DIR/.tapedeck-cas, see cas_dir_for) cleared of the blobs no
+// tape of the folder names: what `tapedeck gc` does.
+struct StoreCollection {
+  std::filesystem::path store;
+  uint64_t tapes = 0;    // tapes of the folder that keep their entries in the store
+  uint64_t named = 0;    // distinct blobs they name that the store holds
+  uint64_t removed = 0;  // blobs no tape names (removed unless a dry run)
+  uint64_t removed_bytes = 0;
+};
+// Every tape of `folder` (not its subfolders: each folder has its own store) is read first; one
+// that cannot be read stops it before anything is removed (TapeError naming the tape), since the
+// blobs it names are unknown. Throws TapeError when the folder has no store.
+StoreCollection collect_store_garbage(const std::filesystem::path& folder, bool dry_run);
 
 struct CaseResult {
   enum class Status {

@@ -211,8 +211,17 @@ std::string content_hash(std::string_view bytes);
 // A CAS entry name is exactly 64 lowercase hex characters; anything else is refused so that a
 // tape can never make tapedeck touch a path outside its sidecar.
 bool is_valid_cas_name(std::string_view name);
-// NAME.tape -> NAME.tape.cas; a compressed NAME.tape.zst -> NAME.tape.cas too
+// The sidecar a tape's entries are read from and written to: its own, NAME.tape.cas (a compressed
+// NAME.tape.zst's too), when that folder exists; else, when the tape's folder has a shared store
+// (kSharedStoreName), that store; else its own, to be made.
 std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path);
+// NAME.tape -> NAME.tape.cas, NAME.tape.zst -> NAME.tape.cas: the sidecar of the tape alone.
+std::filesystem::path own_sidecar_for(const std::filesystem::path& tape_path);
+// A folder of tapes may keep one content store for all of them: written once per distinct blob,
+// and `tapedeck gc` removes the blobs no tape there names any more.
+inline constexpr std::string_view kSharedStoreName = ".tapedeck-cas";
+// DIR/.tapedeck-cas for a tape in DIR (whether it exists or not).
+std::filesystem::path shared_store_for(const std::filesystem::path& tape_path);
 // Applies the payload rule: inline when valid UTF-8 and at most kMaxInlineBytes, else CAS
 // (and then the bytes are added to `cas` under their hash, unless already there).
 Payload make_payload(std::string bytes, std::map<std::string, std::string>& cas);

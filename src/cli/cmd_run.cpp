@@ -66,7 +66,8 @@ void make_room_for(const std::string& tape, bool overwrite) {
   const fs::path sibling = fs::path(tape).extension() == ".zst" ? fs::path(tape).replace_extension()
                                                                 : fs::path(tape + ".zst");
   if (fs::exists(sibling)) return;
-  fs::remove_all(cas_dir_for(tape));
+  // A folder's shared store holds other tapes' blobs too: `tapedeck gc` clears what none names.
+  fs::remove_all(own_sidecar_for(tape));
   fs::remove(suite::manifest_path_for(tape));
 }
 

@@ -16,5 +16,6 @@ void add_run(CLI::App& app, int& exit_code);
 void add_replay(CLI::App& app, int& exit_code);
 void add_scan(CLI::App& app, int& exit_code);
 void add_check(CLI::App& app, int& exit_code);
+void add_gc(CLI::App& app, int& exit_code);
 
 }  // namespace tapedeck::cli

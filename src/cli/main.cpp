@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   tapedeck::cli::add_replay(app, exit_code);
   tapedeck::cli::add_scan(app, exit_code);
   tapedeck::cli::add_check(app, exit_code);
+  tapedeck::cli::add_gc(app, exit_code);
 
   try {
     app.parse(argc, argv);

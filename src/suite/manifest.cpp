@@ -156,7 +156,8 @@ std::vector<fs::path> find_tapes(const std::vector<fs::path>& paths) {
     if (error) throw TapeError(path.string(), 0, "cannot be listed: " + error.message());
     for (const fs::recursive_directory_iterator end; it != end; it.increment(error)) {
       if (error) throw TapeError(path.string(), 0, "cannot be listed: " + error.message());
-      if (it->is_directory(error) && it->path().extension() == ".cas") {
+      if (it->is_directory(error) &&
+          (it->path().extension() == ".cas" || it->path().filename() == kSharedStoreName)) {
         it.disable_recursion_pending();  // a sidecar: content, never tapes
       } else if (it->is_regular_file(error) &&
                  (it->path().extension() == ".tape" ||

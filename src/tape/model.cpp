@@ -84,12 +84,25 @@ bool is_valid_cas_name(std::string_view name) {
   return true;
 }
 
-std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path) {
+std::filesystem::path own_sidecar_for(const std::filesystem::path& tape_path) {
   // A compressed tape shares its plain name's sidecar: NAME.tape.zst -> NAME.tape.cas.
   std::filesystem::path dir =
       tape_path.extension() == ".zst" ? tape_path.parent_path() / tape_path.stem() : tape_path;
   dir += ".cas";
   return dir;
+}
+
+std::filesystem::path shared_store_for(const std::filesystem::path& tape_path) {
+  return tape_path.parent_path() / kSharedStoreName;
+}
+
+std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path) {
+  std::filesystem::path own = own_sidecar_for(tape_path);
+  std::error_code ignored;
+  if (std::filesystem::is_directory(own, ignored)) return own;
+  std::filesystem::path shared = shared_store_for(tape_path);
+  if (std::filesystem::is_directory(shared, ignored)) return shared;
+  return own;
 }
 
 bool is_valid_utf8(std::string_view bytes) {
