@@ -16,6 +16,7 @@ packages=(
   libseccomp-dev                          # the system-call floor's filter
   libre2-dev libvectorscan-dev            # credentials recognised by shape
   libzstd-dev zstd                        # compressed tapes (and the tests' reference decoder)
+  libarchive-dev                          # packed tapes (a zstd-compressed tar)
   python3-dotenv                          # the .env agent of the secrets test
   python3-httpx                           # the streaming agent of the stream timing test
   golang-go musl-tools busybox-static     # Go and static programs under the floor (tests/floor)

@@ -41,10 +41,13 @@ struct Manifest {
   std::vector<std::string> data_globs = {};
 };
 
-// T.manifest for the tape T.
+// T.manifest for the tape T (a pack's: the one packed in it, where this process unpacked it;
+// its paths are relative to the pack's folder).
 std::filesystem::path manifest_path_for(const std::filesystem::path& tape);
 // Written whole or not at all; cwd and workspace stored relative to the manifest's folder.
 void write_manifest(const std::filesystem::path& tape, const Manifest& manifest);
+// The manifest's text for a tape in `folder` (cwd and workspace relative to it).
+std::string manifest_json(const Manifest& manifest, const std::filesystem::path& folder);
 // Throws TapeError naming the manifest (missing, not JSON, a field of the wrong type).
 Manifest read_manifest(const std::filesystem::path& tape);
 

@@ -213,7 +213,8 @@ std::string content_hash(std::string_view bytes);
 bool is_valid_cas_name(std::string_view name);
 // The sidecar a tape's entries are read from and written to: its own, NAME.tape.cas (a compressed
 // NAME.tape.zst's too), when that folder exists; else, when the tape's folder has a shared store
-// (kSharedStoreName), that store; else its own, to be made.
+// (kSharedStoreName), that store; a pack's (see pack.hpp), where this process unpacked it; else
+// its own, to be made.
 std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path);
 // NAME.tape -> NAME.tape.cas, NAME.tape.zst -> NAME.tape.cas: the sidecar of the tape alone.
 std::filesystem::path own_sidecar_for(const std::filesystem::path& tape_path);

@@ -5,6 +5,7 @@
 #include "cli/output.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
+#include "tapedeck/pack.hpp"
 #include "tapedeck/suite.hpp"
 
 namespace tapedeck::cli {
@@ -19,6 +20,14 @@ struct FmtOptions {
 };
 
 int run_fmt(const FmtOptions& options) {
+  // A pack's sidecar is where this process unpacked it: entries carried there would be lost.
+  std::error_code missing;
+  if (!options.out.empty() && fs::exists(options.out, missing) &&
+      pack::is_packed_tape(options.out)) {
+    throw std::runtime_error(options.out +
+                             ": is a packed tape; write the canonical tape elsewhere (and "
+                             "`tapedeck pack` it again)");
+  }
   FormatReport report = options.out.empty() ? format_tape_to_fd(options.in, STDOUT_FILENO)
                                             : format_tape(options.in, options.out);
   // The manifest goes along, its paths made relative to OUT's folder, so OUT replays as IN did.

@@ -11,6 +11,7 @@
 #include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/codec.hpp"
+#include "tapedeck/pack.hpp"
 #include "tapedeck/secrets.hpp"
 #include "tapedeck/suite.hpp"
 
@@ -46,6 +47,11 @@ int run_scan(const ScanOptions& options);
 // scan --redact: scrubs the tape in place, then scans it again (what a scrub cannot reach, such
 // as a sidecar entry no record names, is still reported).
 int run_redact(const ScanOptions& options) {
+  if (pack::is_packed_tape(options.in)) {
+    throw std::runtime_error(options.in +
+                             ": a packed tape holds no credential (pack refuses one); scan it "
+                             "without --redact");
+  }
   const secrets::ScrubReport report = secrets::scrub_tape(options.in);
   fmt::print(stderr,
              "tapedeck scan --redact: {} credential(s) redacted; {} payload(s) or sidecar "

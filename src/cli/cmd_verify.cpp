@@ -14,6 +14,7 @@
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
 #include "tapedeck/extensions.hpp"
+#include "tapedeck/pack.hpp"
 #include "tapedeck/secrets.hpp"
 #include "tapedeck/tape_paths.hpp"
 
@@ -44,6 +45,11 @@ struct CasReference {
 
 // `repaired`: what an earlier pass already repaired (an interrupted scrub finished).
 int run_verify(const VerifyOptions& options, std::string repaired = {}) {
+  if (options.repair && pack::is_packed_tape(options.in)) {
+    throw std::runtime_error(options.in +
+                             ": a packed tape is repaired unpacked (`tapedeck unpack`, "
+                             "`verify --repair`, `pack` again)");
+  }
   // Streaming: a tape of any size verifies in constant memory plus one entry per CAS name.
   auto reader = TapeReader::open(options.in);
   const bool finished_scrub = !repaired.empty();

@@ -17,5 +17,7 @@ void add_replay(CLI::App& app, int& exit_code);
 void add_scan(CLI::App& app, int& exit_code);
 void add_check(CLI::App& app, int& exit_code);
 void add_gc(CLI::App& app, int& exit_code);
+void add_pack(CLI::App& app, int& exit_code);
+void add_unpack(CLI::App& app, int& exit_code);
 
 }  // namespace tapedeck::cli

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   tapedeck::cli::add_scan(app, exit_code);
   tapedeck::cli::add_check(app, exit_code);
   tapedeck::cli::add_gc(app, exit_code);
+  tapedeck::cli::add_pack(app, exit_code);
+  tapedeck::cli::add_unpack(app, exit_code);
 
   try {
     app.parse(argc, argv);

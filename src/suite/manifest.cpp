@@ -9,6 +9,7 @@
 #include "tape/atomic_file.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
+#include "tapedeck/pack.hpp"
 #include "tapedeck/secrets.hpp"
 #include "tapedeck/suite.hpp"
 
@@ -30,15 +31,15 @@ std::string relative_to(const fs::path& path, const fs::path& base) {
 }  // namespace
 
 fs::path manifest_path_for(const fs::path& tape) {
+  if (pack::is_packed_tape(tape)) return pack::read_view(tape).manifest;
   // NAME.tape.zst's is NAME.tape.manifest, as its sidecar is NAME.tape.cas.
   fs::path path = tape.extension() == ".zst" ? tape.parent_path() / tape.stem() : tape;
   path += ".manifest";
   return path;
 }
 
-void write_manifest(const fs::path& tape, const Manifest& manifest) {
-  const fs::path target = manifest_path_for(tape);
-  const fs::path base = fs::absolute(target).parent_path();
+std::string manifest_json(const Manifest& manifest, const fs::path& folder) {
+  const fs::path base = fs::absolute(folder);
   std::string text = fmt::format("{{\"tapedeck_manifest\":{},\"command\":[", kManifestVersion);
   for (size_t i = 0; i < manifest.command.size(); ++i) {
     // As the tape's header: a key on the command line is not kept (a replay gets the marker).
@@ -57,8 +58,13 @@ void write_manifest(const fs::path& tape, const Manifest& manifest) {
     text += "]";
   }
   text += "}\n";
+  return text;
+}
+
+void write_manifest(const fs::path& tape, const Manifest& manifest) {
+  const fs::path target = manifest_path_for(tape);
   detail::AtomicFile file(target);
-  file.write(text);
+  file.write(manifest_json(manifest, fs::absolute(target).parent_path()));
   file.commit();
 }
 
@@ -81,7 +87,8 @@ Manifest read_manifest(const fs::path& tape) {
   if (root["tapedeck_manifest"].get(version) != simdjson::SUCCESS || version != kManifestVersion) {
     throw bad(fmt::format("\"tapedeck_manifest\" must be {}", kManifestVersion));
   }
-  const fs::path base = fs::absolute(path).parent_path();
+  // The tape's folder: the manifest's own, or for a pack, the folder the pack is in.
+  const fs::path base = fs::absolute(tape).parent_path();
   Manifest manifest;
   simdjson::dom::array command;
   if (root["command"].get(command) != simdjson::SUCCESS) throw bad("\"command\" must be a list");
@@ -160,7 +167,7 @@ std::vector<fs::path> find_tapes(const std::vector<fs::path>& paths) {
           (it->path().extension() == ".cas" || it->path().filename() == kSharedStoreName)) {
         it.disable_recursion_pending();  // a sidecar: content, never tapes
       } else if (it->is_regular_file(error) &&
-                 (it->path().extension() == ".tape" ||
+                 (it->path().extension() == ".tape" || it->path().extension() == ".tdk" ||
                   it->path().filename().string().ends_with(".tape.zst"))) {
         found.push_back(it->path());
       }

@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "tapedeck/error.hpp"
+#include "tapedeck/pack.hpp"
 #include "tapedeck/tape.hpp"
 
 #include "tapedeck/extensions.hpp"
@@ -102,6 +103,8 @@ std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path) {
   if (std::filesystem::is_directory(own, ignored)) return own;
   std::filesystem::path shared = shared_store_for(tape_path);
   if (std::filesystem::is_directory(shared, ignored)) return shared;
+  // A pack's entries are read where this process unpacked it.
+  if (pack::is_packed_tape(tape_path)) return pack::read_view(tape_path).sidecar;
   return own;
 }
 

@@ -24,6 +24,7 @@
 
 #include "tape/compressed_tape.hpp"
 #include "tape/decode.hpp"
+#include "tapedeck/pack.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
 
@@ -549,10 +550,29 @@ const std::string& TapeReader::source_name() const {
   return impl_->name;
 }
 
+namespace {
+
+// Opens the tape file at `path`, named `name` in what it reports.
+std::unique_ptr<TapeReader> open_file(const std::filesystem::path& path, const std::string& name,
+                                      ReaderOptions options);
+
+}  // namespace
+
 std::unique_ptr<TapeReader> TapeReader::open(const std::filesystem::path& path,
                                              ReaderOptions options) {
-  const std::string name = path.string();
-  auto fd = std::make_shared<FileDescriptor>(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
+  // A pack is read from the folder this process unpacked it into, named as the pack's member.
+  if (pack::is_packed_tape(path)) {
+    const pack::ReadView& view = pack::read_view(path);
+    return open_file(view.tape, path.string() + ":" + view.tape.filename().string(), options);
+  }
+  return open_file(path, path.string(), options);
+}
+
+namespace {
+
+std::unique_ptr<TapeReader> open_file(const std::filesystem::path& path, const std::string& name,
+                                      ReaderOptions options) {
+  auto fd = std::make_shared<FileDescriptor>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd->get() < 0) throw TapeError(name, 0, std::string("cannot open: ") + std::strerror(errno));
   ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   auto read = [fd, name](char* dst, size_t capacity) -> size_t {
@@ -571,7 +591,7 @@ std::unique_ptr<TapeReader> TapeReader::open(const std::filesystem::path& path,
   }
   // Compressed: the reader decodes what the decompressor gives and is told where it was cut.
   struct Decompressed {
-    Decompressed(const std::string& source_name, ReadFn compressed)
+    Decompressed(const std::string& source_name, TapeReader::ReadFn compressed)
         : zstd(source_name, std::move(compressed)) {}
     detail::ZstdReader zstd;
     uint64_t produced = 0;
@@ -588,6 +608,8 @@ std::unique_ptr<TapeReader> TapeReader::open(const std::filesystem::path& path,
   };
   return std::make_unique<TapeReader>(name, std::move(decompressed), options, std::move(cut));
 }
+
+}  // namespace
 
 std::unique_ptr<TapeReader> TapeReader::from_memory(std::string_view bytes, std::string source_name,
                                                     ReaderOptions options) {
