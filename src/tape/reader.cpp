@@ -24,9 +24,9 @@
 
 #include "tape/compressed_tape.hpp"
 #include "tape/decode.hpp"
-#include "tapedeck/pack.hpp"
 #include "tapedeck/codec.hpp"
 #include "tapedeck/error.hpp"
+#include "tapedeck/pack.hpp"
 
 namespace tapedeck {
 
