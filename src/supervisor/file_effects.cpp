@@ -93,7 +93,7 @@ void TreeEffects::record_file(const Connection& connection, wire::Op op, const s
 std::optional<std::string> TreeEffects::recorded_bytes(const std::string& path,
                                                        const std::string& hash) {
   try {
-    return cas::read_entry(cas_dir_for(options_.tape), hash);
+    return cas::read_entry(recorded_cas_dir_, hash);
   } catch (const std::exception&) {
   }
   auto bytes = detail::read_file(fs::path(workspace_) / path);

@@ -27,7 +27,10 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
   if (options.mode == RunOptions::Mode::replay && options.emit) {
     cas_dir_ = cas_dir_for(*options.emit);
   }
-  if (options.mode == RunOptions::Mode::replay) process_faults_ = ProcessFaults(options.faults);
+  if (options.mode == RunOptions::Mode::replay) {
+    process_faults_ = ProcessFaults(options.faults);
+    recorded_cas_dir_ = cas_dir_for(options.tape);  // found once: a pack's is unpacked
+  }
   if (session != nullptr && session->recorded_tape() != nullptr) {
     index_ = std::make_unique<RecordingIndex>(*session->recorded_tape(), run_dir / "clock");
   }

@@ -243,7 +243,8 @@ class TreeEffects : public floor::Services {
   const WorkspaceView& view_;
   std::filesystem::path run_dir_;
   std::string workspace_;
-  std::filesystem::path cas_dir_;  // the written tape's sidecar
+  std::filesystem::path cas_dir_;           // the written tape's sidecar
+  std::filesystem::path recorded_cas_dir_;  // replay: the recorded tape's
   std::set<std::string> kept_;     // entries already in it
   uint64_t withheld_ = 0;
   std::unique_ptr<RecordingIndex> index_;  // replay

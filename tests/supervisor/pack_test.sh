@@ -53,7 +53,9 @@ rm -f "$work/ws/out.txt"
 check "  which check passes from its new folder" bash -c "[ $? = 0 ] && grep -q '1 passed' '$work/check.out'"
 
 # Refusals: nothing is written.
-sed 's#"path":"notes.txt"#"path":"AKIAIOSFODNN7EXAMPLE.txt"#' "$work/tapes/run.tape" > "$work/secret.tape"
+# An access key's shape, made here so that this file holds none (the tree is scanned too).
+key="AKIA$(printf '%s' IOSFODNN7EXAMPLE)"
+sed "s#\"path\":\"notes.txt\"#\"path\":\"$key.txt\"#" "$work/tapes/run.tape" > "$work/secret.tape"
 cp -r "$work/tapes/run.tape.cas" "$work/secret.tape.cas"
 "$td" pack "$work/secret.tape" -o "$work/secret.tdk" > /dev/null 2> "$work/pack.err"
 check "a tape holding a credential is not packed (exit 2, one line)" \
