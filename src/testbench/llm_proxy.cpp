@@ -49,7 +49,7 @@ uint64_t unread_by_client(int client_port, int server_port) {
   return unread;
 }
 
-// Replay hands a stream's events over one read at a time, as they came in the recording (an
+// The proxy hands a stream's events over one read at a time, recording and replaying alike (an
 // upstream's events arrive apart, and after the headers): the next goes once the client has read
 // what it was sent,
 // or after a quarter second of waiting for a client that does not read yet. A client that gets
@@ -272,7 +272,10 @@ struct LlmProxy::Impl {
           int64_t sent = 0;
           auto hand_over = [&](std::string_view event) {
             if (sent >= cut_after) return;
-            if (replaying) wait_until_read(client_port, server_port);  // the headers too
+            // One event per read, the headers' too, in the recording as in its replay: a
+            // recording on a loaded machine otherwise hands a late client several in one read,
+            // and its replay then reads (and reads the clock) more often than it did.
+            wait_until_read(client_port, server_port);
             if (slow_ms > 0 && sent > 0 && hooks.pass_time) hooks.pass_time(slow_ms);
             sink.write(event.data(), event.size());
             ++sent;
@@ -294,13 +297,11 @@ struct LlmProxy::Impl {
                 },
                 &route);
             if (hooks.on_call_served) hooks.on_call_served();
-            if (held) {
-              hand_over(*held);
-              // The end of the stream (the client's EOF, on which an HTTP library's own thread
-              // reads the clock) after the program took the last event in, as it came upstream.
-              wait_until_read(client_port, server_port);
-              if (hooks.before_stream_end) hooks.before_stream_end();
-            }
+            if (held) hand_over(*held);
+            // The end of the stream (the client's EOF, on which an HTTP library's own thread
+            // reads the clock) after the program took the last event in, in both modes.
+            if (sent > 0) wait_until_read(client_port, server_port);
+            if (held && hooks.before_stream_end) hooks.before_stream_end();
           });
           if (failure.status >= 400) {
             // Headers are gone already: the failure travels as a last event.
