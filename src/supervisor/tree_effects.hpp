@@ -245,7 +245,7 @@ class TreeEffects : public floor::Services {
   std::string workspace_;
   std::filesystem::path cas_dir_;           // the written tape's sidecar
   std::filesystem::path recorded_cas_dir_;  // replay: the recorded tape's
-  std::set<std::string> kept_;     // entries already in it
+  std::set<std::string> kept_;              // entries already in it
   uint64_t withheld_ = 0;
   std::unique_ptr<RecordingIndex> index_;  // replay
   CodeRule code_rule_;
