@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -195,7 +196,10 @@ class Views {
       return found->second.view;
     }
     Unpacked unpacked;
-    std::string pattern = (fs::temp_directory_path() / "tapedeck-pack-XXXXXX").string();
+    if (views_.empty()) remove_orphans();
+    std::string pattern =
+        (fs::temp_directory_path() / ("tapedeck-pack-" + std::to_string(::getpid()) + "-XXXXXX"))
+            .string();
     if (::mkdtemp(pattern.data()) == nullptr) {
       detail::throw_errno(pattern, "cannot make a folder to read the pack in");
     }
@@ -226,6 +230,22 @@ class Views {
     off_t size = 0;
     int64_t mtime_ns = 0;
   };
+  // The folders of processes that ended without removing theirs (killed): a replay that `check`
+  // timed out, say. Named by their process, whose id is then gone.
+  static void remove_orphans() {
+    std::error_code error;
+    for (fs::directory_iterator it(fs::temp_directory_path(error), error), end; !error && it != end;
+         it.increment(error)) {
+      const std::string name = it->path().filename().string();
+      if (!name.starts_with("tapedeck-pack-")) continue;
+      const std::string owner = name.substr(14, name.find('-', 14) - 14);
+      if (owner.empty() || owner.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(static_cast<pid_t>(std::stol(owner)), 0) == 0 || errno == EPERM) continue;
+      std::error_code ignored;
+      fs::remove_all(it->path(), ignored);
+    }
+  }
+
   static int64_t mtime_ns(const struct stat& info) {
     return static_cast<int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
   }
