@@ -23,6 +23,7 @@ packages=(
   python3 time procps                     # (procps: pgrep, the tests' process trees)
   git zip unzip                           # the tools of the tool-effects test
   chromium                                # tapedeck view's browser test
+  faketime                                # libfaketime, bench/taping_costs.sh's peer
 )
 # The seed anchor (shared/anchors/seed-rust) builds from Debian's Rust crates.
 packages+=(librust-serde-json-dev librust-serde-derive-dev librust-tempfile-dev)
