@@ -168,14 +168,14 @@ TEST(Streaming, RefusesToAppendToSomethingThatIsNotATape) {
   EXPECT_EQ(read_file(tmp / "notes.txt"), "just some notes\n");
 }
 
-TEST(Streaming, ThreadsAndTwoRecordersShareOneGapFreeTape) {
-  TempDir tmp;
+// Two recorders streaming into one tape from four threads; the tape read back.
+Tape two_recorders_share(const std::filesystem::path& path) {
   Recorder a(Clock::paused_at(0));
   Recorder b(Clock::paused_at(0));
   StreamOptions options;
   options.flush_interval = std::chrono::milliseconds(1);
-  a.stream_to(tmp / "t.tape", Header::current(), options);
-  b.stream_to(tmp / "t.tape", Header::current(), options);
+  a.stream_to(path, Header::current(), options);
+  b.stream_to(path, Header::current(), options);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
@@ -186,7 +186,12 @@ TEST(Streaming, ThreadsAndTwoRecordersShareOneGapFreeTape) {
   for (auto& thread : threads) thread.join();
   a.finalize();
   b.finalize();
-  Tape tape = Tape::load(tmp / "t.tape");
+  return Tape::load(path);
+}
+
+TEST(Streaming, ThreadsAndTwoRecordersShareOneGapFreeTape) {
+  TempDir tmp;
+  Tape tape = two_recorders_share(tmp / "t.tape");
   ASSERT_EQ(tape.records.size(), 80'000u);
   for (uint64_t i = 0; i < tape.records.size(); ++i) ASSERT_EQ(tape.records[i].seq, i);
 }
@@ -273,23 +278,7 @@ TEST(Streaming, AWriterAppendsToACompressedTapeLeftOpen) {
 
 TEST(Streaming, TwoRecordersShareOneCompressedTape) {
   TempDir tmp;
-  Recorder a(Clock::paused_at(0));
-  Recorder b(Clock::paused_at(0));
-  StreamOptions options;
-  options.flush_interval = std::chrono::milliseconds(1);
-  a.stream_to(tmp / "t.tape.zst", Header::current(), options);
-  b.stream_to(tmp / "t.tape.zst", Header::current(), options);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      Recorder& mine = t % 2 ? a : b;
-      for (uint64_t i = 0; i < 20'000; ++i) mine.record(kind::ClockSleep{i});
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  a.finalize();
-  b.finalize();
-  Tape tape = Tape::load(tmp / "t.tape.zst");
+  Tape tape = two_recorders_share(tmp / "t.tape.zst");
   EXPECT_TRUE(reads_whole(tmp / "t.tape.zst"));
   ASSERT_EQ(tape.records.size(), 80'000u);
   for (uint64_t i = 0; i < tape.records.size(); ++i) ASSERT_EQ(tape.records[i].seq, i);
