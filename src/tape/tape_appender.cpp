@@ -324,10 +324,12 @@ void TapeAppender::write_all(std::string_view bytes, uint64_t first_seq) {
       if (::ftruncate(fd_, static_cast<off_t>(known_end_)) != 0) {
         // nothing more can be done; the torn tail is repaired by the next reader or writer
       }
-      // A compressed frame's history now holds what was lost: never continue it.
+      // A compressed frame's history now holds what was lost: never continue it. The tape may
+      // end in our frame left open, so the next append decodes it whole first (and closes it).
       if (zstd_) {
         zstd_->restart_frame();
         frame_open_ = false;
+        known_end_ = 0;
       }
       errno = saved;
       throw_errno(path_, ("cannot append records from seq " + std::to_string(first_seq) +
