@@ -198,6 +198,9 @@ int run_verify(const VerifyOptions& options, std::string repaired = {}) {
                     options.in, leftovers));
   }
 
+  // In the tape's order, whatever check found them.
+  std::stable_sort(problems.begin(), problems.end(),
+                   [](const Problem& a, const Problem& b) { return a.line < b.line; });
   if (options.json) {
     std::string out = fmt::format(
         R"({{"path":{},"ok":{},"records":{},"cas_entries":{},"repaired":{},"problems":[)",
