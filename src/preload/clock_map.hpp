@@ -432,12 +432,15 @@ inline uint64_t next_cut(const ClockMap& map) {
 // clocks are then at least where that thread's sleep ends. Threads that sleep side by side so
 // move the clock as far as the one that wakes last, not by the sum of their sleeps (test_queue's
 // threads slept 30 s in 7.6 s). Answers where each clock's sleep ended.
+// A sleep is timed on the monotonic clock (source 1); the wall clock's (source 0) milliseconds
+// turn at another phase, so in whole milliseconds it may have moved one less: a recording read
+// the wall clock 49 ms on across a 50 ms sleep, and a replay that moved it 50 served 1 ms late.
 inline void advance_from(ClockMap& map, int64_t from_ms[2], uint64_t duration_ms) {
   for (int source = 0; source < 2; ++source) {
     std::atomic<int64_t>& latest = map.latest_ms[source];
     int64_t seen = latest.load(std::memory_order_relaxed);
-    const int64_t woke =
-        (from_ms[source] > 0 ? from_ms[source] : seen) + static_cast<int64_t>(duration_ms);
+    const int64_t moved = static_cast<int64_t>(duration_ms) - (source == 0 && duration_ms > 0);
+    const int64_t woke = (from_ms[source] > 0 ? from_ms[source] : seen) + moved;
     while (seen < woke && !latest.compare_exchange_weak(seen, woke, std::memory_order_relaxed)) {
     }
     from_ms[source] = woke;

@@ -179,18 +179,34 @@ TEST(ClockMap, ThreadsSleepingSideBySideMoveTheClockAsFarAsTheLastToWake) {
   EXPECT_EQ(take(map, 0, 0), 1000);
   EXPECT_EQ(take(map, 1, 0), 50);
   // Two threads that last read 1000 / 50 sleep 100 ms and 300 ms: the clocks end 300 ms on, not
-  // 400, and each thread's own reads now count from where its sleep ended.
+  // 400, and each thread's own reads now count from where its sleep ended. The monotonic clock
+  // (1), which a sleep is timed on, moves by the sleep; the wall clock (0) by one millisecond less,
+  // as a recording's whole milliseconds of it may have.
   int64_t first[2] = {1000, 50}, second[2] = {1000, 50};
   advance_from(map, first, 100);
   advance_from(map, second, 300);
-  EXPECT_EQ(first[0], 1100);
+  EXPECT_EQ(first[0], 1099);
+  EXPECT_EQ(first[1], 150);
   EXPECT_EQ(second[1], 350);
-  EXPECT_EQ(map.latest_ms[0].load(), 1300);
+  EXPECT_EQ(map.latest_ms[0].load(), 1299);
   EXPECT_EQ(map.latest_ms[1].load(), 350);
   // A thread that never read the clock counts from the latest time served.
   int64_t unread[2] = {0, 0};
   advance_from(map, unread, 10);
-  EXPECT_EQ(map.latest_ms[0].load(), 1310);
+  EXPECT_EQ(map.latest_ms[0].load(), 1308);
+  EXPECT_EQ(map.latest_ms[1].load(), 360);
+}
+
+// A recording read the wall clock at ….011 (its millisecond nearly over), slept 50 ms on the
+// monotonic clock and read the wall clock at ….060: 49 whole milliseconds. A replay that skips
+// the sleep serves the recorded ….060, which the skipped sleep must not push to ….061.
+TEST(ClockMap, ASkippedSleepLeavesTheWallClockWhereTheRecordingReadIt) {
+  MapFixture fixture({{{{1011}, {80}}}, {{{1060}, {130}}}});
+  ClockMap& map = fixture.map();
+  int64_t seen[2] = {take(map, 0, 0), take(map, 1, 0)};
+  advance_from(map, seen, 50);
+  EXPECT_EQ(seen[0], 1060);  // not 1061: the read after it is served as recorded
+  EXPECT_EQ(seen[1], 130);
 }
 
 // Two lanes read side by side (a Go program's time.Since on a stream's last event, and
