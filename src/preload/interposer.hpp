@@ -384,6 +384,10 @@ void skip_clock(uint64_t duration_ms);
 int64_t wait_ends_ms(uint64_t duration_ms);
 // thread_hooks.cpp: numbers threads as they start; a forked child counts its own again.
 void install_thread_numbering();
+
+// Traps the served calls the main program makes with its own syscall instruction, and serves
+// them through the hooks (raw_syscalls.cpp).
+void trap_raw_syscalls();
 // thread_hooks.cpp: whether this run keys threads: a recording asked to (--thread-lanes), or a
 // replay of a tape that does.
 bool threads_keyed();

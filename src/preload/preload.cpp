@@ -75,7 +75,10 @@ __attribute__((constructor)) void start_up() {
     report("tapedeck: TAPEDECK_SOCKET or TAPEDECK_EXEC is missing; running untaped\n");
     config.mode = Mode::off;
   }
-  if (config.mode != Mode::off) open_trace();
+  if (config.mode != Mode::off) {
+    open_trace();
+    trap_raw_syscalls();
+  }
   install_fork_handlers();
   install_thread_numbering();
 }

@@ -231,6 +231,7 @@ void queue_of_thread_now(Event event, int64_t value, uint64_t thread_key) {
 bool ask_locked(FixedSink& frame, Answer& answer) {
   if (frame.overflow) return false;
   tapedeck::wire::store_length(frame.data, frame.size);
+  TAPEDECK_TRACE("ask %c", frame.data[tapedeck::wire::kHeaderBytes - 1]);
   flush_events_locked();
   bool ok = config.mode != Mode::off && connect_supervisor() && write_all(frame.data, frame.size);
   char header[tapedeck::wire::kHeaderBytes];
