@@ -32,26 +32,58 @@ char pending_events[1 << 16];
 
 size_t pending_size = 0;
 
+// The thread holding the lock (its pthread_t, as a debugger names threads; 0: none), for the
+// warning below.
+std::atomic<pthread_t> connection_holder{0};
+
 void acquire_connection() {
+  timespec started{};
+  bool warned = false;
   for (int spins = 0; connection_lock.test_and_set(std::memory_order_acquire); ++spins) {
-    if (spins > 64) sched_yield();
+    if (spins <= 64) continue;
+    sched_yield();
+    if (warned || spins % 4096 != 0) continue;
+    // A wait this long is a hang in the making: say who holds the lock, once.
+    timespec now{};
+    ensure(real.clock_gettime, "clock_gettime")(CLOCK_MONOTONIC, &now);
+    if (started.tv_sec == 0) {
+      started = now;
+    } else if (now.tv_sec - started.tv_sec >= 10) {
+      char line[160];
+      const int size = snprintf(
+          line, sizeof line,
+          "tapedeck: thread %d has waited 10 s for the supervisor connection, held by thread "
+          "0x%lx\n",
+          static_cast<int>(gettid()),
+          static_cast<unsigned long>(connection_holder.load(std::memory_order_relaxed)));
+      if (size > 0) ensure(real.write, "write")(2, line, static_cast<size_t>(size));
+      warned = true;
+    }
   }
+  connection_holder.store(pthread_self(), std::memory_order_relaxed);
 }
 
 void release_connection() {
+  connection_holder.store(0, std::memory_order_relaxed);
   connection_lock.clear(std::memory_order_release);
 }
 
 // Talking to the supervisor must not change errno under a call that succeeded: the lock keeps
-// the holder's errno and gives it back (only the holder touches the copy).
+// the holder's errno and gives it back (only the holder touches the copy). The holder is also
+// inside a hook while it holds the lock: a signal handler that interrupts it and reads the clock
+// (or calls any hook) goes straight to libc instead of waiting on the lock its own thread holds.
 int errno_at_lock = 0;
+bool in_hook_at_lock = false;
 
 void lock_connection() {
   acquire_connection();
   errno_at_lock = errno;
+  in_hook_at_lock = in_hook;
+  in_hook = true;
 }
 
 void unlock_connection() {
+  in_hook = in_hook_at_lock;
   errno = errno_at_lock;
   release_connection();
 }
@@ -337,8 +369,16 @@ void note_closed_write(const char* path) {
   __builtin_unreachable();
 }
 
-// The forking thread holds the connection across fork(); marking it inside a hook keeps a
-// signal handler that reads the clock meanwhile from waiting on that lock forever.
+// Before fork() the process tells the supervisor everything it owes, so that the parent's
+// records come before the child's; the lock is not held across the fork. Prepare handlers run
+// in the reverse order of their registration, and a program's own may be registered between
+// this library's first and this one (Bun's malloc registers its own on the first allocation,
+// which start_up makes): holding the lock into it, the forking thread waited in it for
+// mimalloc's lock, whose holder, reading the clock, waited for this one (Claude Code hung so in
+// recordings and replays, five threads spinning here). The child needs no state the lock
+// guards: it drops the connection, the batch and the closed writes, and clears the lock. Marking
+// the forking thread inside a hook keeps a signal handler that reads the clock during the fork
+// off the connection.
 thread_local bool fork_entered_hook __attribute__((tls_model("initial-exec"))) = false;
 
 void before_fork() {
@@ -348,11 +388,11 @@ void before_fork() {
   flush_held_read();  // (the child would tell it again)
   acquire_connection();
   sync_locked();
+  release_connection();
   errno = saved;
 }
 
 void after_fork_parent() {
-  release_connection();  // errno is fork()'s now
   if (fork_entered_hook) in_hook = false;
   if (trace_fd >= 0) open_trace();
 }
