@@ -11,10 +11,40 @@
 #pragma GCC visibility push(hidden)
 namespace tapedeck::preload {
 
+// A path through one of the process's own descriptors: Bun names a folder's files
+// "/proc/self/fd/9/notes.txt" after opening the folder as descriptor 9. Sets `fd` and `rest`
+// (what follows the number, without its slash; empty for the descriptor itself).
+bool through_descriptor(const char* path, int& fd, const char*& rest) {
+  if (path[1] != 'p' && path[1] != 'd') return false;  // (most paths: one comparison)
+  static constexpr const char* kPrefixes[] = {"/proc/self/fd/", "/dev/fd/",
+                                              "/proc/thread-self/fd/"};
+  for (const char* prefix : kPrefixes) {
+    const size_t length = strlen(prefix);
+    if (strncmp(path, prefix, length) != 0) continue;
+    const char* digit = path + length;
+    long number = 0;
+    while (*digit >= '0' && *digit <= '9' && number < (1 << 24))
+      number = number * 10 + (*digit++ - '0');
+    if (digit == path + length || (*digit != '\0' && *digit != '/')) return false;
+    fd = static_cast<int>(number);
+    rest = *digit == '/' ? digit + 1 : digit;
+    return true;
+  }
+  return false;
+}
+
 // `path` (relative to `dirfd`) made absolute and lexically normal into `out`; false when that
-// cannot be done (no cwd, a path past PATH_MAX).
+// cannot be done (no cwd, a path past PATH_MAX). A path through a descriptor names what the
+// descriptor holds.
 bool absolute_path(int dirfd, const char* path, char* out) {
   if (path == nullptr || path[0] == '\0') return false;
+  int descriptor = -1;
+  const char* rest = nullptr;
+  if (path[0] == '/' && through_descriptor(path, descriptor, rest)) {
+    if (*rest == '\0') return fd_path(descriptor, out);
+    dirfd = descriptor;
+    path = rest;
+  }
   char joined[2 * kPathMax];
   size_t size = 0;
   if (path[0] != '/') {
@@ -103,8 +133,10 @@ void from_view(char* path) {
 // inside the workspace; false otherwise, and the caller passes it through untouched.
 bool workspace_path(int dirfd, const char* path, char* out) {
   if (path == nullptr || config.workspace_len == 0) return false;
+  int descriptor = -1;
+  const char* rest = nullptr;
   if (path[0] == '/' && !under(path, config.workspace, config.workspace_len) &&
-      !under(path, config.view, config.view_len)) {
+      !under(path, config.view, config.view_len) && !through_descriptor(path, descriptor, rest)) {
     return false;  // the common case (libraries, the interpreter's own files): no copy at all
   }
   if (!absolute_path(dirfd, path, out)) return false;

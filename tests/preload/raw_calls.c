@@ -1,6 +1,7 @@
 // An agent that reaches the kernel with its own syscall instruction, as Bun and Zig programs do:
 // it writes a file, reads one, draws randomness, reads the clock, sleeps, makes and removes a
-// folder and renames its file, none of it through libc's entry points. It also sets its own
+// folder and renames its file, none of it through libc's entry points. Like Bun, it also names a
+// file through a descriptor of its folder ("/proc/self/fd/N/name"). It also sets its own
 // SIGSYS handler, as Bun's crash handler does, and raises SIGSYS once: its handler must run.
 #include <fcntl.h>
 #include <signal.h>
@@ -53,6 +54,17 @@ int main(void) {
   const long removed = raw(SYS_rmdir, (long)"scratch", 0, 0, 0);
   const long moved = raw(SYS_rename, (long)"out.txt", (long)"moved.txt", 0, 0);
   const long missing = raw(SYS_openat, AT_FDCWD, (long)"no-such-file", O_RDONLY, 0);
+
+  // Through the folder's descriptor, as Bun writes a file: a temporary one, then renamed.
+  const long folder = raw(SYS_openat, AT_FDCWD, (long)".", O_RDONLY | O_DIRECTORY, 0);
+  char temporary[64], final_name[64];
+  snprintf(temporary, sizeof temporary, "/proc/self/fd/%ld/via-fd.txt.tmp", folder);
+  snprintf(final_name, sizeof final_name, "/proc/self/fd/%ld/via-fd.txt", folder);
+  fd = raw(SYS_openat, AT_FDCWD, (long)temporary, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  raw(SYS_write, fd, (long)text, sizeof text - 1, 0);
+  raw(SYS_close, fd, 0, 0, 0);
+  raw(SYS_rename, (long)temporary, (long)final_name, 0, 0);
+  raw(SYS_close, folder, 0, 0, 0);
 
   raise(SIGSYS);
   struct sigaction current;

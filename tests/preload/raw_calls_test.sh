@@ -3,7 +3,8 @@
 # as Bun and Zig programs do) is taped as one that goes through libc: the tape holds its file
 # write, read, rename and sleep; a replay serves the recorded file bytes, randomness and clock and
 # prints what the recording printed, after the workspace changed; its own SIGSYS handler still
-# runs. Two builds: position-independent, and fixed at an address as Bun's binary is.
+# runs. A file named through its folder's descriptor (/proc/self/fd/N/name, as Bun names them) is
+# taped as the workspace file it is. Two builds: position-independent, and fixed at an address as Bun's binary is.
 # Usage: raw_calls_test.sh TAPEDECK RAW_CALLS_PIE RAW_CALLS_FIXED
 set -uo pipefail
 td=$(realpath "$1")
@@ -21,8 +22,10 @@ for program in "$(realpath "$2")" "$(realpath "$3")"; do
   check "$name: the tape holds the raw write" has "$work/$name.tape" 'file_write .*"out.txt"'
   check "$name: the tape holds the raw read" has "$work/$name.tape" 'file_read .*"in.txt"'
   check "$name: the tape holds the raw rename" has "$work/$name.tape" 'file_write .*"moved.txt"'
+  check "$name: the tape holds the write through the folder's descriptor" \
+    has "$work/$name.tape" 'file_write .*"via-fd.txt"'
   check "$name: the tape holds the raw sleep" has "$work/$name.tape" 'clock_sleep .*300 ms'
-  echo "input two, longer" > in.txt && rm -f moved.txt
+  echo "input two, longer" > in.txt && rm -f moved.txt via-fd.txt
   cp -a "$work/ws" "$work/before"
   "$td" replay -q "$work/$name.tape" --emit-tape "$work/$name.replay.tape" -- "$program" \
     > "$work/$name.rep" 2> "$work/$name.rep.err"
