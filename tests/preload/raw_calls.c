@@ -73,8 +73,8 @@ int main(void) {
   printf("read %ld bytes: %s", got, input);
   printf("random %02x%02x%02x%02x%02x%02x%02x%02x\n", random[0], random[1], random[2], random[3],
          random[4], random[5], random[6], random[7]);
-  printf("clock %lld.%03ld, then %lld.%03ld\n", (long long)before.tv_sec,
-         before.tv_nsec / 1000000, (long long)after.tv_sec, after.tv_nsec / 1000000);
+  printf("clock %lld.%03ld, then %lld.%03ld\n", (long long)before.tv_sec, before.tv_nsec / 1000000,
+         (long long)after.tv_sec, after.tv_nsec / 1000000);
   printf("mkdir %ld, rmdir %ld, rename %ld, open of a missing file %ld\n", made, removed, moved,
          missing);
   printf("own SIGSYS handler ran: %s; sigaction reports it: %s\n", own_handler_ran ? "yes" : "no",
