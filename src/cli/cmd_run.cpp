@@ -99,6 +99,13 @@ int run_supervised(RunOptions::Mode mode, const RunArgs& args) {
     throw std::runtime_error(
         "--on-miss record: give --llm-upstream URL, where LLM calls the tape does not hold go");
   }
+  if (mode == RunOptions::Mode::untaped && !args.llm_upstream.empty()) {
+    // An untaped run starts no proxy: the program would be sent to its own default endpoint
+    // (Claude Code retried api.anthropic.com for three minutes), and the flag did nothing.
+    throw std::runtime_error(
+        "--llm-upstream: a run without --emit-tape is untaped and starts no LLM proxy; give "
+        "--emit-tape FILE, or drop --llm-upstream");
+  }
   if (mode == RunOptions::Mode::replay) refuse_unsafe_paths(args.tape);  // before anything runs
   make_room_for(args.emit, args.overwrite);
   RunOptions options;
@@ -248,7 +255,8 @@ void add_run(CLI::App& app, int& exit_code) {
       "  tapedeck replay run.tape --emit-tape replay.tape -- python3 agent.py\n"
       "  tapedeck fidelity run.tape replay.tape --mode semantic");
   cmd->add_option("--emit-tape", args->emit,
-                  "Where to write the tape (without it: run untaped); a name ending in .zst is "
+                  "Where to write the tape (without it: run untaped, with no LLM proxy); a name "
+                  "ending in .zst is "
                   "written zstd-compressed (NAME.tape.zst, its sidecar NAME.tape.cas)");
   cmd->add_option("--llm-upstream", args->llm_upstream,
                   "Where the LLM proxy relays requests, e.g. https://api.openai.com");

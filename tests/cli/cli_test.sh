@@ -42,6 +42,9 @@ check "unknown flag" 2 "$td" stats --bogus "$work/ex.tape" && expect "unknown fl
 check "missing file" 2 "$td" verify "$work/nope.tape" && expect "missing file named" grep -q "nope.tape" "$work/err"
 check "bad phase" 2 "$td" show "$work/ex.tape" --phase teardown && expect "bad phase: one line" one_line "$work/err"
 check "a directory" 2 "$td" stats "$work"
+check "run --llm-upstream without --emit-tape" 2 "$td" run --llm-upstream http://127.0.0.1:9 -- true &&
+  expect "llm-upstream without a tape: one line naming the flag" \
+    bash -c "grep -q -- '--llm-upstream' '$work/err' && [ \$(wc -l < '$work/err') -eq 1 ]"
 
 # stats
 check "stats" 0 "$td" stats "$work/ex.tape" && expect "stats counts records" grep -q "records       17" "$work/out"
