@@ -3,7 +3,8 @@
 # stand-in's Messages API, then replayed ten times in a row with the stand-in stopped. Every
 # replay ends within 60 s whatever the tree was doing: passed (exit 0), or stopped (on an input
 # the tape does not hold: exit 2) with a message a person can read (no multi-kilobyte command
-# printed whole). Runs by default: it holds today, while the replay itself
+# printed whole). Also that the tape holds the task's Write and Read of notes.txt (issue 25's
+# acceptance 2). Runs by default: it holds today, while the replay itself
 # still stops (claude_code_test.sh, on demand, checks the replay whole).
 # Usage: claude_code_stops_test.sh TAPEDECK EXAMPLES_DIR
 set -uo pipefail
@@ -24,6 +25,10 @@ bounded 180 agent "$td" run -q --emit-tape "$work/claude.tape" --llm-upstream "h
   > "$work/rec.out" 2> "$work/rec.err"
 check "recorded (exit 0)" test $? = 0
 stop_standin
+has() { "$td" show "$1" | grep "$2" > /dev/null; }  # all read: no SIGPIPE under pipefail
+# Bun makes these with its own system calls, through a descriptor of the folder: taped all the same.
+check "the tape holds the Write tool's file_write of notes.txt" has "$work/claude.tape" 'file_write .*"notes.txt"'
+check "the tape holds the Read tool's file_read of notes.txt" has "$work/claude.tape" 'file_read .*"notes.txt"'
 check "the key is nowhere on the tape or its sidecar" bash -c "! grep -rqF '$key' '$work/claude.tape' '$work/claude.tape.cas'"
 ended=0 passed=0 slowest=0
 for round in $(seq 1 10); do
