@@ -370,15 +370,15 @@ void note_closed_write(const char* path) {
 }
 
 // Before fork() the process tells the supervisor everything it owes, so that the parent's
-// records come before the child's; the lock is not held across the fork. Prepare handlers run
-// in the reverse order of their registration, and a program's own may be registered between
-// this library's first and this one (Bun's malloc registers its own on the first allocation,
-// which start_up makes): holding the lock into it, the forking thread waited in it for
-// mimalloc's lock, whose holder, reading the clock, waited for this one (Claude Code hung so in
-// recordings and replays, five threads spinning here). The child needs no state the lock
-// guards: it drops the connection, the batch and the closed writes, and clears the lock. Marking
-// the forking thread inside a hook keeps a signal handler that reads the clock during the fork
-// off the connection.
+// records come before the child's; the lock is not held across the fork. Prepare handlers run in
+// the reverse order of their registration, and a program's own may be registered between this
+// library's first and this one (Bun's is, by what a debugger showed; its malloc likely registers
+// it on the first allocation, which start_up makes): holding the lock into it, the forking thread
+// waited in it for mimalloc's lock, whose holder, reading the clock, waited for this one (Claude
+// Code hung so in recordings and replays, five threads spinning here). The child needs no state
+// the lock guards: it drops the connection, the batch and the closed writes, and clears the lock.
+// Marking the forking thread inside a hook keeps a signal handler that reads the clock during the
+// fork off the connection.
 thread_local bool fork_entered_hook __attribute__((tls_model("initial-exec"))) = false;
 
 void before_fork() {
