@@ -149,6 +149,7 @@ struct Real {
   decltype(&::arc4random_buf) arc4random_buf;
   decltype(&::arc4random_uniform) arc4random_uniform;
   decltype(&::syscall) syscall;
+  int (*sigaction)(int, const struct sigaction*, struct sigaction*);
   decltype(&::read) read;
   decltype(&::pread) pread;
   decltype(&::pread64) pread64;

@@ -115,6 +115,7 @@ void resolve_all() {
   real.arc4random_buf = TAPEDECK_REAL(arc4random_buf);
   real.arc4random_uniform = TAPEDECK_REAL(arc4random_uniform);
   real.syscall = TAPEDECK_REAL(syscall);
+  real.sigaction = reinterpret_cast<decltype(real.sigaction)>(resolve("sigaction"));
   real.read = TAPEDECK_REAL(read);
   real.pread = TAPEDECK_REAL(pread);
   real.pread64 = TAPEDECK_REAL(pread64);

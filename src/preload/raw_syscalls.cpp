@@ -8,15 +8,15 @@
 // library stay outside), and a SIGSYS handler that serves each trapped call through the same
 // hook as the libc entry point, answering the kernel's way (-errno). Only the program's code is
 // trapped, not everything outside libc, because a filter outlives exec: a range of the old image
-// that a new image happens to use would trap its calls too. The main program is mapped at a
-// random place (it must be position-independent, else nothing is installed), so a later image's
-// code falls in that range with a chance of its size over the span of 2^28 pages; a preloaded
-// image is then served as it should be, and only a static one could be stopped by a trap it has
-// no handler for. Go programs are left alone: their runtime owns its signals and its stacks.
+// that a new image happens to use would trap its calls too. A position-independent program is
+// mapped at a random place, so a later image's code falls in its range with a chance of its size
+// over the span of 2^28 pages; a fixed-address one (Bun's) is trapped unless its code overlaps
+// tapedeck-exec's, which every subprocess starts as. A preloaded image caught so is served as it
+// should be; only a static one could be stopped by a trap it has no handler for. Go programs are
+// left alone: their runtime owns its signals and its stacks.
 //
 // A program that sets its own SIGSYS handler through libc (Bun's crash handler does) keeps
 // this one: sigaction records the program's, which is called for every SIGSYS not ours.
-#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +40,21 @@
 namespace tapedeck::preload {
 namespace {
 
+// The executable segments of a program, as one span.
+struct Span {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  bool fixed = false;  // the main program's: it is not position-independent
+
+  void widen(uint64_t from, uint64_t to) {
+    if (end == 0 || from < begin) begin = from;
+    end = std::max(end, to);
+  }
+};
+
+Span trapped_span;                   // (empty: nothing is trapped)
+struct sigaction program_action {};  // the program's own SIGSYS action, while ours is installed
+
 #if defined(__x86_64__)
 
 // The calls a hook serves: files and folders of the workspace, the clock, sleeps, entropy and
@@ -50,12 +65,6 @@ constexpr long kTrapped[] = {
     SYS_rmdir,  SYS_stat,      SYS_lstat,           SYS_newfstatat,    SYS_statx,
     SYS_access, SYS_faccessat, SYS_getrandom,       SYS_clock_gettime, SYS_gettimeofday,
     SYS_time,   SYS_nanosleep, SYS_clock_nanosleep, SYS_connect,
-};
-
-// The executable segments of the main program, as one span.
-struct Span {
-  uint64_t begin = 0;
-  uint64_t end = 0;
 };
 
 bool has_go_note(const dl_phdr_info& program) {
@@ -82,10 +91,9 @@ int find_program_code(dl_phdr_info* program, size_t, void* out) {
     const ElfW(Phdr)& segment = program->dlpi_phdr[i];
     if (segment.p_type != PT_LOAD || (segment.p_flags & PF_X) == 0) continue;
     const uint64_t begin = program->dlpi_addr + segment.p_vaddr;
-    const uint64_t end = begin + segment.p_memsz;
-    if (span->end == 0 || begin < span->begin) span->begin = begin;
-    if (end > span->end) span->end = end;
+    span->widen(begin, begin + segment.p_memsz);
   }
+  span->fixed = program->dlpi_addr == 0;
   return 1;
 }
 
@@ -108,8 +116,7 @@ Span fixed_code_of(const char* path) {
   if (!read_all) return span;
   for (int i = 0; i < header.e_phnum; ++i) {
     if (segments[i].p_type != PT_LOAD || (segments[i].p_flags & PF_X) == 0) continue;
-    if (span.end == 0 || segments[i].p_vaddr < span.begin) span.begin = segments[i].p_vaddr;
-    span.end = std::max<uint64_t>(span.end, segments[i].p_vaddr + segments[i].p_memsz);
+    span.widen(segments[i].p_vaddr, segments[i].p_vaddr + segments[i].p_memsz);
   }
   return span;
 }
@@ -194,9 +201,6 @@ long serve(long number, const greg_t* a) {
 
 constexpr int kSiCodeSeccomp = 1;  // a seccomp filter's trap (SYS_SECCOMP)
 
-Span trapped_span;
-struct sigaction program_action {};  // the program's own SIGSYS action
-
 bool ours(const siginfo_t& info) {
   const auto from = reinterpret_cast<uint64_t>(info.si_call_addr);
   if (info.si_code != kSiCodeSeccomp || from < trapped_span.begin || from >= trapped_span.end) {
@@ -268,18 +272,12 @@ bool install_filter(const Span& span) {
   add(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
   sock_fprog filter{static_cast<unsigned short>(n), program};
   // Without CAP_SYS_ADMIN the kernel asks for no_new_privs, which would also stop set-user-ID
-  // programs the tree runs: then nothing is trapped (and the warning below says so).
+  // programs the tree runs: then nothing is trapped (the trace says so). The floor has set it
+  // already for a tree it runs without privilege.
   return ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &filter) == 0;
 }
 
 #endif
-
-using SigactionFunction = int (*)(int, const struct sigaction*, struct sigaction*);
-SigactionFunction real_sigaction() {
-  static SigactionFunction function =
-      reinterpret_cast<SigactionFunction>(dlsym(RTLD_NEXT, "sigaction"));
-  return function;
-}
 
 }  // namespace
 
@@ -291,7 +289,8 @@ void trap_raw_syscalls() {
   Span span;
   dl_iterate_phdr(find_program_code, &span);
   if (span.end <= span.begin) return;
-  if (overlap(span, fixed_code_of(config.exec_shim))) {
+  // (A position-independent program lies far above tapedeck-exec: its file is not read.)
+  if (span.fixed && overlap(span, fixed_code_of(config.exec_shim))) {
     TAPEDECK_TRACE("raw calls not trapped: the program's code overlaps tapedeck-exec's");
     return;
   }
@@ -299,10 +298,10 @@ void trap_raw_syscalls() {
   action.sa_sigaction = on_trapped_call;
   action.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&action.sa_mask);
-  if (real_sigaction()(SIGSYS, &action, &program_action) != 0) return;
+  if (ensure(real.sigaction, "sigaction")(SIGSYS, &action, &program_action) != 0) return;
   trapped_span = span;
   if (!install_filter(span)) {
-    real_sigaction()(SIGSYS, &program_action, nullptr);
+    ensure(real.sigaction, "sigaction")(SIGSYS, &program_action, nullptr);
     trapped_span = Span{};
     TAPEDECK_TRACE("raw calls not trapped: the filter was refused (errno %d)", errno);
   }
@@ -319,7 +318,7 @@ extern "C" {
 // While calls are trapped, the program's SIGSYS action is kept aside rather than installed.
 int sigaction(int signal_number, const struct sigaction* action, struct sigaction* old) {
   if (signal_number != SIGSYS || trapped_span.end == 0) {
-    return real_sigaction()(signal_number, action, old);
+    return ensure(real.sigaction, "sigaction")(signal_number, action, old);
   }
   if (old != nullptr) *old = program_action;
   if (action != nullptr) program_action = *action;
