@@ -5,6 +5,7 @@
 #   finish NAME             prints the result and exits 1 when a check failed
 #   start_standin [ARGS]    starts the stand-in LLM server of $examples (sets $port), stopped at
 #   stop_standin            exit if the script did not stop it
+#   has TAPE PATTERN        whether `$td show TAPE` has a line matching PATTERN
 # KEEP_WORK=1 keeps the scratch folder; KEEP_FAILED=DIR copies it into DIR when a check failed
 # (a flake seen once under load can then be read: its tapes, outputs and logs).
 python=/usr/bin/python3
@@ -22,6 +23,8 @@ cleanup_harness() {
 trap cleanup_harness EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# (grep reads all of show's output: no SIGPIPE under pipefail)
+has() { "$td" show "$1" | grep "$2" > /dev/null; }
 check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
 finish() {
   echo

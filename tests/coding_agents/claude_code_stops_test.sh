@@ -25,7 +25,6 @@ bounded 180 agent "$td" run -q --emit-tape "$work/claude.tape" --llm-upstream "h
   > "$work/rec.out" 2> "$work/rec.err"
 check "recorded (exit 0)" test $? = 0
 stop_standin
-has() { "$td" show "$1" | grep "$2" > /dev/null; }  # all read: no SIGPIPE under pipefail
 # Bun makes these with its own system calls, through a descriptor of the folder: taped all the same.
 check "the tape holds the Write tool's file_write of notes.txt" has "$work/claude.tape" 'file_write .*"notes.txt"'
 check "the tape holds the Read tool's file_read of notes.txt" has "$work/claude.tape" 'file_read .*"notes.txt"'

@@ -33,7 +33,6 @@ export GOCACHE=$work/gocache GOPATH=$work/gopath GO111MODULE=off
 fresh_workspace() { rm -rf "$work/ws" && cp -r "$examples/agents/workspace" "$work/ws"; }
 # in_workspace OUT ERR COMMAND...: COMMAND run in the workspace, its stdout and stderr in OUT, ERR
 in_workspace() { cd "$work/ws" && "${@:3}" > "$1" 2> "$2"; }
-has() { "$td" show "$1" | grep "$2" > /dev/null; }  # all read: no SIGPIPE under pipefail
 
 # record_and_replay NAME PROGRAM: the recording in $work/NAME.tape, outputs in $work/NAME.*
 record_and_replay() {

@@ -9,7 +9,6 @@
 set -uo pipefail
 td=$(realpath "$1")
 source "$(dirname "$0")/../harness.sh"
-has() { "$td" show "$1" | grep "$2" > /dev/null; }
 
 for program in "$(realpath "$2")" "$(realpath "$3")"; do
   name=$(basename "$program")
