@@ -90,6 +90,9 @@ struct FileRead {
   // code (its script, a module it imports), which a replay reads as it is now rather than as
   // recorded, so that an edit to the agent is tested; fidelity notes a change to it.
   bool code = false;
+  // tapedeck's extension (written only when not empty, last): the lane of the thread whose call
+  // made the record (see ClockSleep::thread); a replay lets other threads read on past it.
+  std::string thread = {};
   bool operator==(const FileRead&) const = default;
 };
 // tapedeck's extension of the format: `"by_subprocess":true` (written only when true, so other
@@ -103,11 +106,13 @@ struct FileWrite {
   // With by_subprocess: the file's permission bits (`"mode":493`), so that a replay makes, say,
   // the program a compiler built executable again.
   std::optional<uint32_t> mode = std::nullopt;
+  std::string thread = {};  // as FileRead::thread
   bool operator==(const FileWrite&) const = default;
 };
 struct FileDelete {
   std::string path;
   bool by_subprocess = false;
+  std::string thread = {};  // as FileRead::thread
   bool operator==(const FileDelete&) const = default;
 };
 struct ProcessSpawn {

@@ -244,6 +244,12 @@ bool read_lane(CanonicalCursor& in, kind::ClockRead& read) {
   return !in.literal(R"(,"lane":)") || (in.string(read.lane) && !read.lane.empty());
 }
 
+// A record's `"thread"` extension, when it comes next (never empty when written).
+bool read_thread(CanonicalCursor& in, std::string& thread) {
+  thread.clear();
+  return !in.literal(R"(,"thread":)") || (in.string(thread) && !thread.empty());
+}
+
 // The kind object after `{"kind":"`, up to and including its closing brace.
 bool read_kind(CanonicalCursor& in, RecordKind& kind) {
   if (in.literal(R"(clock_read","source":"wall","value_ms":)")) {
@@ -258,10 +264,7 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
     auto& sleep = reuse_as<kind::ClockSleep>(kind);
     if (!in.unsigned_number(sleep.duration_ms)) return false;
     sleep.waited = in.literal(R"(,"waited":true)");
-    sleep.thread.clear();
-    if (in.literal(R"(,"thread":)") && (!in.string(sleep.thread) || sleep.thread.empty())) {
-      return false;
-    }
+    if (!read_thread(in, sleep.thread)) return false;
   } else if (in.literal(R"(llm_call","request_digest":)")) {
     auto& call = reuse_as<kind::LlmCall>(kind);
     if (!in.string(call.request_digest) || !in.literal(R"(,"response":)") ||
@@ -272,6 +275,7 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
     auto& read = reuse_as<kind::FileRead>(kind);
     if (!read_file_meta(in, read)) return false;
     read.code = in.literal(R"(,"code":true)");
+    if (!read_thread(in, read.thread)) return false;
   } else if (in.literal("file_write")) {
     auto& write = reuse_as<kind::FileWrite>(kind);
     if (!read_file_meta(in, write)) return false;
@@ -282,10 +286,12 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
       if (!in.unsigned_number(mode) || mode > 07777) return false;
       write.mode = static_cast<uint32_t>(mode);
     }
+    if (!read_thread(in, write.thread)) return false;
   } else if (in.literal(R"(file_delete","path":)")) {
     auto& removal = reuse_as<kind::FileDelete>(kind);
     if (!in.string(removal.path)) return false;
     removal.by_subprocess = in.literal(R"(,"by_subprocess":true)");
+    if (!read_thread(in, removal.thread)) return false;
   } else if (in.literal("process_spawn")) {
     if (!read_process_spawn(in, reuse_as<kind::ProcessSpawn>(kind))) return false;
   } else {

@@ -389,6 +389,7 @@ struct LineDecoder::Impl {
     } else {
       out.code = false;  // an absent extension, whatever the reused record held
     }
+    out.thread.clear();
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "path") {
         seen.see(0, name);
@@ -399,6 +400,8 @@ struct LineDecoder::Impl {
       } else if (name == "len_bytes") {
         seen.see(2, name);
         out.len_bytes = read_u64(value, name);
+      } else if (name == "thread") {  // tapedeck's extension
+        read_string(value, name, out.thread);
       } else if constexpr (std::is_same_v<FileMeta, kind::FileWrite>) {
         if (name == "by_subprocess") {
           out.by_subprocess = read_flag(value, name);
@@ -423,10 +426,15 @@ struct LineDecoder::Impl {
 
   void read_file_delete(od::object& object, kind::FileDelete& out) {
     FieldSet seen;
-    out.by_subprocess = false;  // an absent extension, whatever the reused record held
+    out.by_subprocess = false;  // absent extensions, whatever the reused record held
+    out.thread.clear();
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "by_subprocess") {
         out.by_subprocess = read_flag(value, name);
+        return true;
+      }
+      if (name == "thread") {  // tapedeck's extension
+        read_string(value, name, out.thread);
         return true;
       }
       if (name != "path") return false;

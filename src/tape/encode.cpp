@@ -184,10 +184,18 @@ void LineBuffer::append_record(const Record& record) {
               put_uint(*k.mode);
             }
           }
+          if (!k.thread.empty()) {
+            put(R"(,"thread":)");
+            put_json_string(k.thread);
+          }
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
           put(R"({"kind":"file_delete","path":)");
           put_json_string(k.path);
           if (k.by_subprocess) put(R"(,"by_subprocess":true)");
+          if (!k.thread.empty()) {
+            put(R"(,"thread":)");
+            put_json_string(k.thread);
+          }
         } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
           put(R"({"kind":"process_spawn","program":)");
           put_json_string(k.program);

@@ -44,8 +44,16 @@ std::vector<Record> varied_records() {
   write.by_subprocess = false;
   write.mode = 07777;
   add(write);
+  write.thread = "t3@9c3e01f2";
+  add(write);
   add(kind::FileDelete{"gone"});
   add(kind::FileDelete{awkward, true});
+  add(kind::FileDelete{"gone", false, "t1"});
+  kind::FileRead coded{"main.py", std::string(64, 'e'), 7, true, "t2"};
+  add(coded);
+  coded.code = false;
+  add(coded);
+  add(kind::ClockSleep{5, true, "t4"});
   kind::ProcessSpawn spawn{"/bin/sh",
                            {},
                            std::nullopt,
@@ -132,6 +140,7 @@ TEST(CanonicalDecode, OtherFormsOfTheSameRecordGoToTheFullDecoder) {
       base + R"({"kind":"file_delete","path":"\u000a"}})",
       base + R"({"kind":"file_delete","path":"x","by_subprocess":false}})",
       base + R"({"kind":"file_delete","path":"x","extra":1}})",
+      base + R"({"kind":"file_delete","path":"x","thread":""}})",
       base +
           R"({"kind":"llm_call","request_digest":"d","response":{"text":"t","content_hash":"h"}}})",
       base +

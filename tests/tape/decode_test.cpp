@@ -374,6 +374,45 @@ TEST(Decode, SubprocessChangesKeepTheirMark) {
             std::string::npos);
 }
 
+// tapedeck's extension: the thread whose call made a file record. Written last and only when
+// set, read back for every file kind, and cleared on a reused record that lacks it.
+TEST(Decode, FileRecordsKeepTheirThread) {
+  Record read;
+  read.kind = kind::FileRead{"in.txt", "h", 2, false, "t6"};
+  Record write;
+  write.seq = 1;
+  write.kind = kind::FileWrite{"out.txt", "h", 3, true, 0644, "t1@5c0ffee1"};
+  Record gone;
+  gone.seq = 2;
+  gone.kind = kind::FileDelete{"old.txt", false, "t7"};
+  Record plain;
+  plain.seq = 3;
+  plain.kind = kind::FileRead{"in.txt", "h", 2};
+  EXPECT_NE(encode_record_line(write).find(R"("mode":420,"thread":"t1@5c0ffee1"})"),
+            std::string::npos);
+  EXPECT_NE(encode_record_line(gone).find(R"("path":"old.txt","thread":"t7"})"), std::string::npos);
+  EXPECT_EQ(encode_record_line(plain).find("thread"), std::string::npos);
+  for (const bool canonical : {true, false}) {
+    std::string text = kHeaderLine;
+    for (const Record* record : {&read, &write, &gone, &plain}) {
+      std::string line = encode_record_line(*record);
+      // Not canonical: the same fields, the kind's first, so that the full decoder reads them.
+      if (!canonical) line.replace(line.find(R"("kind":{)"), 8, R"("kind":{ )");
+      text += line;
+    }
+    auto reader = TapeReader::from_memory(text, "mem.tape");
+    for (const Record* expected : {&read, &write, &gone, &plain}) {
+      Record got;
+      ASSERT_TRUE(reader->next(got));
+      EXPECT_EQ(got, *expected) << encode_record_line(*expected) << " canonical " << canonical;
+    }
+  }
+  EXPECT_NE(refusal(R"({"type":"record","seq":0,"virtual_time_ms":0,"monotonic_ms":0,)"
+                    R"("kind":{"kind":"file_delete","path":"a","thread":3}})")
+                .find("thread"),
+            std::string::npos);
+}
+
 TEST(Decode, HeaderDefaultsAndVersions) {
   auto reader =
       TapeReader::from_memory(R"({"version":0,"type":"header","harn_version":"old"})", "h.tape");
