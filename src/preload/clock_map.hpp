@@ -67,8 +67,11 @@ struct ClockStretch {
   // wait: a clock_sleep's `thread`), kCutByAll for a record no one thread owns (a file, a
   // subprocess, an LLM call). Any other lane may read on into the next stretch before the replay
   // reaches that record: its reads are its own sequence, which the record did not cut.
+  // kCutByNone: a record whose moment is no thread's own (a written file, taped at the next point
+  // where the tree's order matters, which any thread of its process may reach first).
   uint64_t cut_by[2];
   static constexpr uint64_t kCutByAll = std::numeric_limits<uint64_t>::max();
+  static constexpr uint64_t kCutByNone = kCutByAll - 1;
 };
 
 // One lane's reads of one clock in one stretch.
@@ -107,6 +110,7 @@ struct ClockMap {
   uint64_t lane_entries;              // ClockLane entries in lanes()
   uint64_t value_count;               // in values()
   uint64_t threads_laned;             // 1: the tape's threads read in lanes of their own
+  uint64_t lane_index_entries;        // in lane_index_data() (tapes with thread lanes)
   std::atomic<uint64_t> position;     // where reads take from: see ClockPosition
   std::atomic<int64_t> latest_ms[2];  // the latest time served (or slept to), per source
   // Time the replay itself let pass (advance: a slowed stream's gaps), which every thread's
@@ -146,10 +150,24 @@ struct ClockMap {
     }
     return lane_count + 1;
   }
+  // Tapes with thread lanes, per lane (ids 0 … lane_count + 1): where in lane_index_data() its
+  // sorted lists begin and how long they are: the stretches holding its reads of the wall clock,
+  // of the monotonic clock, and the stretches its thread's records or records no thread owns end
+  // (kLaneIndexWidth words: start and count of each). A thread past its values in one stretch
+  // finds its next values, and whether a cut of its own comes first, by a binary search however
+  // far on they are (a main thread's last read, held back until the thread exits, is taped past
+  // a hundred records of its workers).
+  static constexpr uint64_t kLaneIndexWidth = 6;
+  uint64_t* lane_index(uint64_t lane) {
+    return reinterpret_cast<uint64_t*>(lane_name(1) + lane_count * kLaneNameBytes) +
+           kLaneIndexWidth * lane;
+  }
+  uint64_t* lane_index_data() { return lane_index(lane_count + 2); }
   static uint64_t bytes_for(uint64_t stretches, uint64_t lane_entries, uint64_t lane_count,
-                            uint64_t values) {
+                            uint64_t values, uint64_t lane_index_entries = 0) {
     return sizeof(ClockMap) + stretches * sizeof(ClockStretch) + lane_entries * sizeof(ClockLane) +
-           (4 * (lane_count + 2) + values) * sizeof(int64_t) + lane_count * kLaneNameBytes;
+           (4 * (lane_count + 2) + values) * sizeof(int64_t) + lane_count * kLaneNameBytes +
+           (kLaneIndexWidth * (lane_count + 2) + lane_index_entries) * sizeof(uint64_t);
   }
 };
 
@@ -226,7 +244,8 @@ inline bool is_thread_lane(const char* name) {
 }
 static_assert(std::atomic<int64_t>::is_always_lock_free, "the map is shared between processes");
 
-// Past its values in a stretch, a thread looks this many stretches on for its next one.
+// Past its values in a stretch and a record of its own, a thread looks this many stretches on
+// for a next value that is the moment it stands at.
 inline constexpr uint64_t kStretchesLookedAhead = 8;
 // Past a stretch, reads move the clock a millisecond per this many.
 inline constexpr uint64_t kReadsPerTick = 64;
@@ -252,6 +271,18 @@ inline LaneSlot slot_of(ClockMap& map, uint64_t stretch_index, int source, uint6
     if (lanes[k].lane == lane) return {&lanes[k].next, lanes[k].start, lanes[k].count};
   }
   return {};
+}
+
+// Tapes with thread lanes: the first stretch past `stretch` holding reads of `lane` on clock
+// `source` (0, 1), or with `source` 2 the first stretch from `stretch` on that a record of its
+// thread or of no one thread ends; the stretch count when there is none.
+inline uint64_t lane_index_find(ClockMap& map, uint64_t lane, int source, uint64_t stretch) {
+  const uint64_t* index = map.lane_index(lane);
+  const uint64_t* list = map.lane_index_data() + index[2 * source];
+  const uint64_t* end = list + index[2 * source + 1];
+  const uint64_t* found = std::upper_bound(list, end, source == 2 ? stretch - 1 : stretch);
+  if (source == 2 && stretch == 0) found = list;  // (every stretch is at or past the first)
+  return found != end ? *found : map.stretch_count;
 }
 
 // Raises `at` to at least `stretch`.
@@ -291,8 +322,11 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     current = std::min(position.of(source), map.stretch_count - 1);
     from = current;
     if (map.threads_laned != 0) {
-      from = std::min(current, std::max(map.lane_at(lane)[source].load(std::memory_order_acquire),
-                                        map.lanes_from.load(std::memory_order_acquire)));
+      // (A lane may stand past the current stretch: its thread's own record, which the replay
+      // made before records of other threads the recording made first, moved it there.)
+      from = std::min(map.stretch_count - 1,
+                      std::max(map.lane_at(lane)[source].load(std::memory_order_acquire),
+                               map.lanes_from.load(std::memory_order_acquire)));
     }
     slot = slot_of(map, from, source, lane);
     index = slot.next != nullptr ? slot.next->fetch_add(1, std::memory_order_relaxed) : 0;
@@ -301,6 +335,7 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
       move_to(map.lane_at(lane)[source], from + 1);
       continue;
     }
+    if (from > current) break;  // past its values ahead of the tree: looked on for below
     // Used up: this clock makes a deferred cut now, if one is left (else it is past the stretch).
     if (position.taken[source] >= position.deferred) {
       if (map.position.load(std::memory_order_acquire) == word) break;
@@ -326,27 +361,31 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     // Python main thread read four times before its worker's sleep began, and its last read,
     // after the worker woke it, came four values short).
     // Past a record another thread owns, the next value is this thread's whatever it is.
+    // Past a record another thread owns, the next value is this thread's whatever it is, however
+    // many records of other threads lie between (lane_index_find).
     const int64_t standing = map.lane_latest(lane)[source].load(std::memory_order_relaxed);
-    const uint64_t last = std::min(map.stretch_count, current + 1 + kStretchesLookedAhead);
-    bool own_sequence = true;  // every record up to `later` is another thread's
-    for (uint64_t later = current + 1; later < last; ++later) {
-      const uint64_t* cut_by = map.stretches()[later - 1].cut_by;
-      own_sequence = own_sequence && cut_by[0] != ClockStretch::kCutByAll && cut_by[0] != lane &&
-                     cut_by[1] != lane;
+    const uint64_t own_cut = lane_index_find(map, lane, 2, from);  // its thread's, or no one's
+    for (uint64_t later = lane_index_find(map, lane, source, from); later < map.stretch_count;
+         later = lane_index_find(map, lane, source, later)) {
+      const bool own_sequence = own_cut >= later;  // every record up to `later` another's
+      if (!own_sequence && later - from > kStretchesLookedAhead) break;
       const LaneSlot ahead_slot = slot_of(map, later, source, lane);
-      if (ahead_slot.count == 0) continue;
+      if (ahead_slot.next == nullptr) break;
       const int64_t until = own_sequence ? std::numeric_limits<int64_t>::max() : standing;
       uint64_t next = ahead_slot.next->load(std::memory_order_relaxed);
       while (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= until &&
              !ahead_slot.next->compare_exchange_weak(next, next + 1, std::memory_order_relaxed)) {
       }
       if (next < ahead_slot.count && map.values()[ahead_slot.start + next] <= until) {
+        // Its own sequence: the lane reads on from there (nothing of it is left before).
+        if (own_sequence) move_to(map.lane_at(lane)[source], later);
         if (taken != nullptr) *taken = {later, true, ahead_slot.next, next};
         const int64_t value = map.values()[ahead_slot.start + next];
         raise(latest, value);
         return raise(map.lane_latest(lane)[source], value);
       }
-      break;  // (its next value is later, or none is left there: time stands, below)
+      // Its next value is later (time stands, below), or those there were taken ahead already.
+      if (next < ahead_slot.count || !own_sequence) break;
     }
   }
   if (index < slot.count) {
@@ -369,7 +408,7 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
   // kCappedReadsBeforeCreep reads held there since the last cut, the creep goes on past it, so
   // that a loop spinning until a deadline the recording never had here (its records came in
   // another order) still ends: Python's communicate() spun 2.6 million reads on it.
-  int64_t ahead = map.stretches()[current].ahead[source];
+  int64_t ahead = map.stretches()[std::max(current, from)].ahead[source];
   if (!held_up && ahead != ClockStretch::kNothingAhead &&
       map.capped_reads[source].fetch_add(1, std::memory_order_relaxed) >= kCappedReadsBeforeCreep) {
     ahead = ClockStretch::kNothingAhead;
@@ -392,7 +431,13 @@ inline int64_t take(ClockMap& map, int source, int64_t held_up_ms) {
 // what they did not read of the stretch before, while every other thread goes on reading its own
 // values there first (a Node worker's reads, cut by the main loop's timer, skipped its values
 // and read 45 ms ahead). Without owners every lane skips them, as on a tape without thread lanes.
-inline void step(ClockMap& map, const uint64_t* owner_lanes = nullptr, size_t owners = 0) {
+// `own_stretch`: where the owners read on from, when the supervisor found the recording's record
+// of their thread that this one stands for (the stretch after it; else the next stretch): threads
+// make their records in another order on every run, and the next record in the tree's order may
+// be another thread's.
+inline constexpr uint64_t kNextStretch = std::numeric_limits<uint64_t>::max();
+inline void step(ClockMap& map, const uint64_t* owner_lanes = nullptr, size_t owners = 0,
+                 uint64_t own_stretch = kNextStretch) {
   uint64_t word = map.position.load(std::memory_order_acquire);
   ClockPosition next;
   do {
@@ -401,10 +446,12 @@ inline void step(ClockMap& map, const uint64_t* owner_lanes = nullptr, size_t ow
   } while (!map.position.compare_exchange_weak(word, next.pack(), std::memory_order_acq_rel));
   const uint64_t stretch = std::min(next.stretch, map.stretch_count - 1);
   if (owners == 0) move_to(map.lanes_from, stretch);
+  const uint64_t owners_at =
+      own_stretch == kNextStretch ? stretch : std::min(own_stretch, map.stretch_count - 1);
   for (size_t k = 0; k < owners; ++k) {
     if (owner_lanes[k] > map.lane_count + 1) continue;
     for (int source = 0; source < 2; ++source)
-      move_to(map.lane_at(owner_lanes[k])[source], stretch);
+      move_to(map.lane_at(owner_lanes[k])[source], owners_at);
   }
   for (auto& capped : map.capped_reads) capped.store(0, std::memory_order_relaxed);
 }

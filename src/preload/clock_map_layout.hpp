@@ -45,8 +45,41 @@ struct ClockMapPlan {
     }
     return values;
   }
+  bool threads_laned() const {
+    return std::any_of(lane_names.begin(), lane_names.end(),
+                       [](const std::string& name) { return is_thread_lane(name.c_str()); });
+  }
+  // Tapes with thread lanes, per lane id (0 … lane_count + 1): the stretches holding its reads of
+  // each clock, and those that a record of its thread or of no one thread ends (ClockMap's lane
+  // index); nothing for another tape.
+  std::vector<std::array<std::vector<uint64_t>, 3>> lane_lists() const {
+    if (!threads_laned()) return {};
+    std::vector<std::array<std::vector<uint64_t>, 3>> lists(lane_count + 2);
+    for (uint64_t k = 0; k < stretches.size(); ++k) {
+      for (size_t source = 0; source < 2; ++source) {
+        for (const auto& [lane, reads] : stretches[k][source]) {
+          if (!reads.empty() && lane < lists.size()) lists[lane][source].push_back(k);
+        }
+      }
+      const auto owner = cut_by.find(k);
+      for (uint64_t lane = 0; lane < lists.size(); ++lane) {
+        if (owner == cut_by.end() || owner->second[0] == lane || owner->second[1] == lane) {
+          lists[lane][2].push_back(k);
+        }
+      }
+    }
+    return lists;
+  }
+  static uint64_t entries(const std::vector<std::array<std::vector<uint64_t>, 3>>& lists) {
+    uint64_t count = 0;
+    for (const auto& lane : lists) {
+      for (const auto& list : lane) count += list.size();
+    }
+    return count;
+  }
   uint64_t bytes() const {
-    return ClockMap::bytes_for(stretches.size(), lane_entries(), lane_count, values());
+    return ClockMap::bytes_for(stretches.size(), lane_entries(), lane_count, values(),
+                               entries(lane_lists()));
   }
 };
 
@@ -111,6 +144,16 @@ inline ClockMap* lay_out(const ClockMapPlan& plan, void* memory) {
     for (int source = 0; source < 2; ++source) {
       new (&map->lane_latest(lane)[source]) std::atomic<int64_t>(plan.latest[source]);
       new (&map->lane_at(lane)[source]) std::atomic<uint64_t>(0);
+    }
+  }
+  const auto lists = plan.lane_lists();
+  map->lane_index_entries = ClockMapPlan::entries(lists);
+  uint64_t entry = 0;
+  for (uint64_t lane = 0; lane < lists.size(); ++lane) {
+    for (size_t list = 0; list < 3; ++list) {
+      map->lane_index(lane)[2 * list] = entry;
+      map->lane_index(lane)[2 * list + 1] = lists[lane][list].size();
+      for (const uint64_t stretch : lists[lane][list]) map->lane_index_data()[entry++] = stretch;
     }
   }
   map->latest_ms[0] = plan.latest[0];

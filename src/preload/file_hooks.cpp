@@ -61,6 +61,7 @@ int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
                                 static_cast<uint8_t>(writing ? Op::open_write : Op::open_read));
     tapedeck::wire::put_bytes(frame, absolute);
     if (writing) tapedeck::wire::put_int(frame, static_cast<uint8_t>(reads ? 2 : 0));
+    tapedeck::wire::put_int(frame, file_report_thread());
     // Reported writes settle where the recording's did: at a read of a file that is there.
     struct stat before;
     const bool settle = reads &&
@@ -94,6 +95,7 @@ int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
   if (reads && existed) {
     tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::open_read));
     tapedeck::wire::put_bytes(frame, absolute);
+    tapedeck::wire::put_int(frame, file_report_thread());
     ask(frame, answer);
   }
   if (writing) track_written(fd);
@@ -186,6 +188,7 @@ void report_done(Op op, const char* path, const char* second = nullptr) {
   tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(op));
   tapedeck::wire::put_bytes(frame, path);
   if (second != nullptr) tapedeck::wire::put_bytes(frame, second);
+  tapedeck::wire::put_int(frame, file_report_thread());
   Answer answer;
   ask(frame, answer);
 }

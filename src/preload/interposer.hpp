@@ -397,6 +397,8 @@ bool threads_keyed();
 uint64_t thread_key();
 // The same, whether or not threads are keyed (each thread's entropy stream).
 uint64_t thread_identity();
+// The key a file report carries: thread_key(), or wire::kUnkeyedThread when threads are not keyed.
+uint64_t file_report_thread();
 // thread_hooks.cpp: the calling thread's lane in a replay's clock map, for a read after a wait
 // on descriptors (`after_wait`) or another: 0 or kAfterWaitLane's for the root's main thread, and
 // for every thread when the tape has no thread lanes.

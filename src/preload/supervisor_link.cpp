@@ -286,6 +286,7 @@ bool ask_locked(FixedSink& frame, Answer& answer) {
 constexpr size_t kMaxClosedWrites = 16;
 
 char closed_writes[kMaxClosedWrites][kPathMax];
+uint64_t closed_write_threads[kMaxClosedWrites];  // the thread that closed each (thread_key)
 
 size_t closed_write_count = 0;
 
@@ -299,6 +300,7 @@ void sync_locked() {
     FixedSink frame{buffer, sizeof buffer};
     tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::closed_write));
     tapedeck::wire::put_bytes(frame, closed_writes[i]);
+    tapedeck::wire::put_int(frame, closed_write_threads[i]);
     Answer answer;
     ask_locked(frame, answer);
   }
@@ -358,6 +360,7 @@ bool write_pending(const char* path) {
 void note_closed_write(const char* path) {
   lock_connection();
   if (closed_write_count == kMaxClosedWrites) sync_locked();
+  closed_write_threads[closed_write_count] = file_report_thread();
   snprintf(closed_writes[closed_write_count++], kPathMax, "%s", path);
   unlock_connection();
 }

@@ -80,6 +80,10 @@ uint64_t thread_key() {
   return threads_keyed() ? thread_identity() : 0;
 }
 
+uint64_t file_report_thread() {
+  return threads_keyed() ? thread_identity() : tapedeck::wire::kUnkeyedThread;
+}
+
 uint64_t thread_identity() {
   const uint32_t generation = process_generation.load(std::memory_order_relaxed);
   if (key_generation != generation) {

@@ -21,7 +21,10 @@ namespace tapedeck::wire {
 // had would move the program's stack, and with it what a program derives from a local's address.
 inline constexpr const char* kUpstreamFile = "llm-upstream";
 
-// Requests, process to supervisor. Only `events` and `hello` have no reply.
+// Requests, process to supervisor. Only `events` and `hello` have no reply. Each file report
+// (R, W, C, D, V) ends with the u64 key of the thread whose call it is (ThreadKey, packed; for
+// closed_write, the thread that closed the file; kUnkeyedThread when the run does not key
+// threads): its record's `thread`.
 enum class Op : uint8_t {
   hello = 'H',         // u64: the subprocess this connection's process belongs to (its place in
                        // the order subprocesses started; sent first, and only by a process that
@@ -95,6 +98,9 @@ enum class Event : uint8_t {
                     // than skipped (something came, or it timed out for real): it is awake
                     // (sent at once, not batched)
 };
+
+// A file report's thread when the run does not key threads (no thread lanes).
+constexpr uint64_t kUnkeyedThread = ~uint64_t{0};
 
 constexpr size_t kHeaderBytes = 5;  // u32 length + u8 op
 constexpr uint32_t kMaxFrameBytes = 256u << 20;

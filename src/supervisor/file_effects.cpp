@@ -16,9 +16,11 @@ using wire::Reply;
 void TreeEffects::handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor) {
   const std::string_view absolute = cursor.take_bytes();
   const uint8_t flags = op == wire::Op::open_write ? cursor.take_int<uint8_t>() : 0;
+  const auto thread = cursor.take_int<uint64_t>();
   if (!cursor.ok()) throw std::runtime_error("a malformed file report");
   const std::optional<std::string> path = relative(absolute);
   if (!path) return server_.answer(connection, Reply::ok);
+  const FileOwnerScope owner(*this, file_owner(thread));
   file_effect(connection, op, *path, flags);
 }
 
@@ -41,7 +43,9 @@ std::optional<std::string> TreeEffects::current_bytes(const std::string& path) c
 void TreeEffects::handle_rename(const Connection& connection, wire::Cursor& cursor) {
   const std::string from(cursor.take_bytes());
   const std::string to(cursor.take_bytes());
+  const auto thread = cursor.take_int<uint64_t>();
   if (!cursor.ok()) throw std::runtime_error("a malformed rename report");
+  const FileOwnerScope owner(*this, file_owner(thread));
   const std::optional<std::string> from_path = relative(from);
   const std::optional<std::string> to_path = relative(to);
   if (from_path) reported(*from_path, std::nullopt);

@@ -113,6 +113,7 @@ void TreeEffects::renamed(pid_t pid, const std::string& from, const std::string&
   std::string body;
   wire::put_bytes(body, from);
   wire::put_bytes(body, to);
+  wire::put_int(body, wire::kUnkeyedThread);  // (the floor does not tell threads apart)
   wire::Cursor cursor(body);
   handle_rename(floor_connection(pid), cursor);
 }

@@ -26,13 +26,32 @@ std::string describe_spawn(const Record& record) {
   return text + "`" + (spawn.cwd ? " in " + *spawn.cwd : std::string());
 }
 
+namespace {
+// The thread a file record names (tapes with thread lanes), if it is one.
+const std::string* file_thread(const RecordKind& kind) {
+  if (const auto* read = std::get_if<kind::FileRead>(&kind)) return &read->thread;
+  if (const auto* write = std::get_if<kind::FileWrite>(&kind)) return &write->thread;
+  if (const auto* removal = std::get_if<kind::FileDelete>(&kind)) return &removal->thread;
+  return nullptr;
+}
+
+// A file written, on a tape whose file records name their threads: taped once closed, at the
+// next point where the tree's order matters, which any thread of its process may reach first (a
+// write closed by one thread, reported as another opened a file). That moment is no thread's:
+// the record cuts no lane.
+bool cuts_no_lane(const RecordKind& kind) {
+  const auto* write = std::get_if<kind::FileWrite>(&kind);
+  return write != nullptr && !write->thread.empty();
+}
+}  // namespace
+
 RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path clock_map_path)
     : clock_map_path_(std::move(clock_map_path)) {
   // Clock reads by stretch (see clock_map.hpp): a new stretch after every other record.
   preload::ClockMapPlan plan;
   std::optional<int64_t> first[2];
   const kind::ProcessSpawn* last_spawn = nullptr;  // a subprocess's changes follow its spawn
-  std::map<uint64_t, std::string> sleepers;        // stretch → the thread whose sleep ends it
+  std::map<uint64_t, std::string> sleepers;  // stretch → the thread whose sleep or file ends it
   for (const Record& record : recording.records) {
     if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
       const int source = read->source == ClockSource::wall ? 0 : 1;
@@ -45,6 +64,15 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     }
     if (const auto* sleep = std::get_if<kind::ClockSleep>(&record.kind)) {
       sleepers[plan.stretches.size() - 1] = sleep->thread;
+    }
+    if (const std::string* thread = file_thread(record.kind); thread && !thread->empty()) {
+      file_records_owned_ = true;
+      if (cuts_no_lane(record.kind)) {
+        plan.cut_by[plan.stretches.size() - 1] = {preload::ClockStretch::kCutByNone,
+                                                  preload::ClockStretch::kCutByNone};
+      } else {
+        sleepers[plan.stretches.size() - 1] = *thread;
+      }
     }
     plan.stretches.emplace_back();
     steps_.push_back(&record.kind);
@@ -103,6 +131,22 @@ bool is_waited(const RecordKind& kind) {
 }  // namespace
 
 void RecordingIndex::step_clock(const RecordKind* replayed, std::optional<uint64_t> owner) {
+  if (replayed != nullptr && owner && file_records_owned_ && cuts_no_lane(*replayed)) {
+    const uint64_t no_lane = preload::ClockStretch::kCutByNone;  // (a lane no map has)
+    preload::step(*clock_map_, &no_lane, 1);
+    trace_cut("step of no lane");
+    return;
+  }
+  if (replayed != nullptr && owner) {
+    const std::vector<uint64_t> lanes = owner_lanes(owner);
+    if (const auto own =
+            lanes.size() == 2 ? own_step({lanes[0], lanes[1]}, *replayed) : std::nullopt) {
+      own_steps_found_[{lanes[0], lanes[1]}] = *own + 1;
+      preload::step(*clock_map_, lanes.data(), lanes.size(), *own + 1);
+      trace_cut("own step");
+      return;
+    }
+  }
   const uint64_t next = preload::next_cut(*clock_map_);
   if (replayed != nullptr && !is_waited(*replayed)) {
     uint64_t at = next;
@@ -122,9 +166,51 @@ void RecordingIndex::skip_steps(uint64_t count, std::optional<uint64_t> owner) {
   if (count > 0) trace_cut("skipped waits");
 }
 
+namespace {
+// Whether two records stand for the same act: the same kind, and for a file the same path.
+bool same_act(const RecordKind& recorded, const RecordKind& replayed) {
+  if (recorded.index() != replayed.index()) return false;
+  if (const auto* read = std::get_if<kind::FileRead>(&recorded)) {
+    return read->path == std::get<kind::FileRead>(replayed).path;
+  }
+  if (const auto* write = std::get_if<kind::FileWrite>(&recorded)) {
+    return write->path == std::get<kind::FileWrite>(replayed).path;
+  }
+  if (const auto* removal = std::get_if<kind::FileDelete>(&recorded)) {
+    return removal->path == std::get<kind::FileDelete>(replayed).path;
+  }
+  return true;
+}
+}  // namespace
+
+// The recording's record the replay's `replayed` of the thread with `lanes` stands for: that
+// thread's next one of the same act, past the last found and past the cuts no thread owns that
+// the replay has made, and before the first it has not. The threads of a runtime make their
+// records in another order on every run; each thread's own come in its order.
+std::optional<uint64_t> RecordingIndex::own_step(const std::array<uint64_t, 2>& lanes,
+                                                 const RecordKind& replayed) const {
+  const uint64_t next = preload::next_cut(*clock_map_);
+  const auto found = own_steps_found_.find(lanes);
+  uint64_t at = std::max<uint64_t>(found != own_steps_found_.end() ? found->second : 0,
+                                   clock_map_->lanes_from.load(std::memory_order_acquire));
+  const uint64_t last = std::min<uint64_t>(steps_.size(), at + kOwnStepsLookedAhead);
+  for (; at < last; ++at) {
+    const uint64_t* cut_by = clock_map_->stretches()[at].cut_by;
+    if (cut_by[0] == preload::ClockStretch::kCutByAll) {
+      if (at >= next) return std::nullopt;
+      continue;
+    }
+    if (cut_by[0] == lanes[0] && cut_by[1] == lanes[1] && same_act(*steps_[at], replayed)) {
+      return at;
+    }
+  }
+  return std::nullopt;
+}
+
 std::array<uint64_t, 2> RecordingIndex::lanes_of_thread(std::string_view thread) const {
   // The root's main thread reads in lane 0; a main thread's reads after a wait on descriptors
   // go to its process's after-wait lane ("t0@P": "after_wait@P"); any other thread has one lane.
+  if (thread == "t0") thread = {};  // (a file record's name for the root's main thread)
   const bool main = thread.empty() || thread.starts_with("t0@");
   const uint64_t own = thread.empty() ? 0 : lane_id(thread);
   if (!main) return {own, own};

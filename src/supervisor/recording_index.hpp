@@ -45,6 +45,11 @@ class RecordingIndex {
   // A thread's lanes by its thread lane's name (empty: the root's main thread): its own, and
   // that of its reads after a wait on descriptors (its own again for a thread not a main one).
   std::array<uint64_t, 2> lanes_of_thread(std::string_view thread) const;
+  // Whether the recording's file records name their threads (a recording with thread lanes):
+  // a replay's file record then steps the clock for its thread's lanes alone.
+  bool file_records_owned() const { return file_records_owned_; }
+  // How far on a thread's record is looked for among the recording's (own_step).
+  static constexpr uint64_t kOwnStepsLookedAhead = 4096;
   // The replay made a record other than a clock read (`replayed`; null: a kind not compared):
   // the clock moves to the reads the recording made after its counterpart. That is the
   // recording's next record, unless that is a wait that timed out (a waited clock_sleep) and the
@@ -100,6 +105,8 @@ class RecordingIndex {
 
  private:
   void trace_cut(const char* what);
+  std::optional<uint64_t> own_step(const std::array<uint64_t, 2>& lanes,
+                                   const RecordKind& replayed) const;
 
   std::FILE* trace_ = nullptr;
   std::filesystem::path clock_map_path_;
@@ -107,7 +114,10 @@ class RecordingIndex {
   size_t clock_map_size_ = 0;
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
   std::map<std::string, uint64_t, std::less<>> lanes_;  // the tape's lanes, numbered from 1
-  std::vector<const Record*> spawns_;                   // in tape order
+  bool file_records_owned_ = false;
+  // Per thread (by its lanes): the step after its record last found by own_step.
+  std::map<std::array<uint64_t, 2>, uint64_t> own_steps_found_;
+  std::vector<const Record*> spawns_;     // in tape order
   std::vector<const RecordKind*> steps_;  // every record but clock reads, in tape order
   size_t spawns_served_ = 0;
   std::map<const kind::ProcessSpawn*, std::vector<const RecordKind*>> changes_;

@@ -135,15 +135,39 @@ void TreeEffects::write_entry(const std::string& hash, const std::string& bytes)
   }
 }
 
-// Every file record, in both modes; in replay each is also a step of the clock.
+// Every file record, in both modes; in replay each is also a step of the clock. With threads
+// keyed, the record names the thread whose call made it, so that a replay's step moves that
+// thread's lanes alone (as a sleep's does) and the others read on in their own sequences: Bun's
+// pool threads open and stat files while its main thread reads the clock, and each of their
+// records cut the main thread's reads short, so `Date.now()` came out a few milliseconds off.
 void TreeEffects::add_file_record(RecordKind kind) {
+  add_file_record(std::move(kind), file_owner_here());
+}
+
+void TreeEffects::add_file_record(RecordKind kind, std::optional<uint64_t> owner) {
   if (Held* held = held_here()) {
-    held->steps.push_back([this, kind = std::move(kind)] { add_file_record(kind); });
+    held->steps.push_back([this, kind = std::move(kind), owner] { add_file_record(kind, owner); });
     return;
+  }
+  if (owner) {
+    char name[preload::kLaneNameBytes];
+    preload::thread_lane_name(name, preload::ThreadKey::unpack(*owner));  // "t0": the root's main
+    std::visit(
+        [&](auto& file) {
+          if constexpr (requires { file.thread; }) file.thread = name;
+        },
+        kind);
   }
   const RecordKind replayed = kind;
   recorder().record(std::move(kind));
-  step_clock(&replayed);
+  // A replay of a tape whose file records do not name their threads cuts every lane, as recorded.
+  step_clock(&replayed, index_ && index_->file_records_owned() ? owner : std::nullopt);
+}
+
+// A file report's thread, as the preload sent it (wire::kUnkeyedThread: the run does not key
+// threads, and the record names none).
+std::optional<uint64_t> TreeEffects::file_owner(uint64_t thread) {
+  return thread == wire::kUnkeyedThread ? std::nullopt : std::optional<uint64_t>(thread);
 }
 
 void TreeEffects::record_read(const std::string& path, const std::string& bytes, bool code) {

@@ -142,7 +142,10 @@ class TreeEffects : public floor::Services {
   std::pair<std::string, uint64_t> keep(std::string bytes);
   // Writes the sidecar entry `hash` unless it is there already.
   void write_entry(const std::string& hash, const std::string& bytes);
+  // A file record, taped (replay: a step of the clock). `owner`: the thread whose call made it
+  // (wire::kUnkeyedThread's absence: unknown), named on the record when threads are keyed.
   void add_file_record(RecordKind kind);
+  void add_file_record(RecordKind kind, std::optional<uint64_t> owner);
   void record_read(const std::string& path, const std::string& bytes, bool code);
   void record_write(const std::string& path, const std::string& bytes);
 
@@ -218,6 +221,24 @@ class TreeEffects : public floor::Services {
     TreeEffects& effects_;
     Held* before_;
     std::thread::id thread_before_;
+  };
+  static std::optional<uint64_t> file_owner(uint64_t thread);
+  // The thread whose file report the serving thread handles (its frame's key), while it does.
+  std::optional<uint64_t> file_owner_;
+  std::optional<uint64_t> file_owner_here() const {
+    return std::this_thread::get_id() == hold_thread_ ? file_owner_ : std::nullopt;
+  }
+  class FileOwnerScope {
+   public:
+    FileOwnerScope(TreeEffects& effects, std::optional<uint64_t> owner) : effects_(effects) {
+      effects_.file_owner_ = owner;
+    }
+    ~FileOwnerScope() { effects_.file_owner_.reset(); }
+    FileOwnerScope(const FileOwnerScope&) = delete;
+    FileOwnerScope& operator=(const FileOwnerScope&) = delete;
+
+   private:
+    TreeEffects& effects_;
   };
   bool holding(uint64_t spawn) const;
   bool named_black_box(const std::string& program) const;  // --black-box

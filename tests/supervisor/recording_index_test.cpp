@@ -135,5 +135,47 @@ TEST_F(RecordingIndexTest, ATapeWithoutReadsAfterWaitsHasNoSuchLane) {
   EXPECT_EQ(read(index, index.clock_map().after_wait_lane), 1000);
 }
 
+// With thread lanes, a file record names its thread, and a replay's record moves that thread's
+// clock to the reads after the recording's record of the same thread, whichever thread's record
+// comes first this time. A written file's record (taped at the next point the tree's order
+// matters, which any thread may reach) cuts no thread's reads, and a thread reads on past any
+// number of other threads' records.
+TEST_F(RecordingIndexTest, EachThreadsFileRecordMovesItsOwnClockWhateverTheOrder) {
+  Tape tape;
+  monotonic(tape, 100, "t1");
+  monotonic(tape, 200, "t2");
+  append_record(tape, kind::FileRead{"a.txt", "h", 1, false, "t1"});
+  monotonic(tape, 110, "t1");
+  append_record(tape, kind::FileRead{"b.txt", "h", 1, false, "t2"});
+  monotonic(tape, 210, "t2");
+  for (int k = 0; k < 12; ++k) append_record(tape, kind::FileDelete{"b.txt", false, "t2"});
+  append_record(tape, kind::FileWrite{"c.txt", "h", 1, false, std::nullopt, "t1"});
+  monotonic(tape, 120, "t1");
+  monotonic(tape, 130, "t1");
+  append_record(tape, kind::FileRead{"a.txt", "h", 1, false, "t1"});
+  monotonic(tape, 140, "t1");
+  RecordingIndex index(tape, dir_ / "clock");
+  ASSERT_TRUE(index.file_records_owned());
+  const uint64_t t1 = index.lane_id("t1");
+  const uint64_t t2 = index.lane_id("t2");
+  const uint64_t t1_key = preload::ThreadKey{0, 1}.pack();
+  const uint64_t t2_key = preload::ThreadKey{0, 2}.pack();
+  // The replay's second thread opens its file first.
+  const RecordKind read_b = kind::FileRead{"b.txt", "h", 1, false, "t2"};
+  index.step_clock(&read_b, t2_key);
+  EXPECT_EQ(read(index, t2), 210) << "past its own record";
+  EXPECT_EQ(read(index, t1), 100) << "the first thread's record is not made yet";
+  const RecordKind read_a = kind::FileRead{"a.txt", "h", 1, false, "t1"};
+  index.step_clock(&read_a, t1_key);
+  EXPECT_EQ(read(index, t1), 110);
+  // Its next read lies past a dozen of the other thread's records and a written file's.
+  EXPECT_EQ(read(index, t1), 120);
+  const RecordKind write_c = kind::FileWrite{"c.txt", "h", 1, false, std::nullopt, "t1"};
+  index.step_clock(&write_c, t1_key);
+  EXPECT_EQ(read(index, t1), 130) << "a written file's record skips none of the thread's reads";
+  index.step_clock(&read_a, t1_key);  // its second read of a.txt: the recording's second
+  EXPECT_EQ(read(index, t1), 140);
+}
+
 }  // namespace
 }  // namespace tapedeck::supervisor

@@ -3,6 +3,9 @@
 // and a forked child doing the same with two threads of its own, at the same time. Each prints
 // what it read, relative to a read made before the fork, and its draws folded into one number.
 // Which thread reads when differs on every run; a replay must still hand each its own values.
+// With an argument, each started thread also writes a workspace file of its own every fourth
+// read and reads it back (Bun's pool threads open and stat files while its main thread reads
+// the clock): every thread's reads must still be its own, whichever thread's file comes first.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -28,9 +31,24 @@ static void spin(long turns) {
   }
 }
 
+static int with_files;
+static const char* process_name = "parent";
+
+static void touch_file(long k, int i) {
+  char name[32];
+  snprintf(name, sizeof name, "%s-thread-%ld.txt", process_name, k);
+  FILE* file = fopen(name, "w");
+  if (file == NULL) return;
+  fprintf(file, "%d\n", i);
+  fclose(file);
+  file = fopen(name, "r");
+  if (file != NULL) fclose(file);
+}
+
 static void* reader(void* place) {
   const long k = (long)place;
   for (int i = 0; i < kReads; ++i) {
+    if (with_files && k > 0 && i % 4 == 0) touch_file(k, i);
     reads[k][i][0] = read_ms(CLOCK_MONOTONIC);
     reads[k][i][1] = read_ms(CLOCK_REALTIME);
     unsigned long long drawn = 0;
@@ -58,11 +76,14 @@ static void print_reads(const char* who, int threads) {
   fflush(stdout);
 }
 
-int main(void) {
+int main(int argc, char** argv) {
+  (void)argv;
+  with_files = argc > 1;
   base[0] = read_ms(CLOCK_MONOTONIC);
   base[1] = read_ms(CLOCK_REALTIME);
   const pid_t child = fork();
   if (child == 0) {
+    process_name = "child";
     read_side_by_side(3);
     print_reads("child", 3);
     _exit(0);

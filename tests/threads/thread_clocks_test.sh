@@ -4,7 +4,8 @@
 # once with --thread-lanes and replayed three times; every replay prints every thread's reads and draws as recorded,
 # whatever order the threads read in this time. The tape names each worker thread's lane (the
 # root's "t1" … "t3", the child's with its place) and says its threads draw from streams of
-# their own; a tape recorded without either still replays (threads share, as before).
+# their own; a tape recorded without either still replays (threads share, as before). Recorded
+# again with the workers writing files, every replay still hands each thread its own reads.
 # Usage: thread_clocks_test.sh TAPEDECK THREAD_CLOCKS
 set -uo pipefail
 td=$(realpath "$1")
@@ -36,6 +37,27 @@ for round in 1 2 3; do
   fi
 done
 check "3 of 3 replays hand every thread its own reads ($same did)" test "$same" = 3
+
+# The started threads also write and read files of their own as they read the clock (Bun's pool
+# threads open and stat files while its main thread reads): each file record names its thread,
+# and a replay still hands every thread its own reads, whichever thread's file comes first.
+rm -rf "$work/files" && mkdir -p "$work/files" && cd "$work/files"
+"$td" run -q --thread-lanes --emit-tape "$work/files.tape" -- "$program" files > "$work/files-rec.out" 2> "$work/files-rec.err"
+check "recorded with files (exit 0)" test $? = 0
+check "the worker threads' file records name their threads" \
+  bash -c "grep '\"kind\":\"file_read\"' '$work/files.tape' | grep -q '\"thread\":\"t2\"' &&
+           grep '\"kind\":\"file_write\"' '$work/files.tape' | grep -qE '\"thread\":\"t1@[0-9a-f]{8}\"'"
+same=0
+for round in 1 2 3; do
+  "$td" replay -q "$work/files.tape" -- "$program" files > "$work/files-replay$round.out" 2>> "$work/replay.err"
+  if [ $? = 0 ] && cmp -s "$work/files-rec.out" "$work/files-replay$round.out"; then
+    same=$((same + 1))
+  else
+    diff "$work/files-rec.out" "$work/files-replay$round.out" | cut -c1-160 | sed "s/^/  files replay $round: /" >&2
+  fi
+done
+check "3 of 3 replays with files hand every thread its own reads ($same did)" test "$same" = 3
+cd "$work/ws"
 
 # A tape from before thread lanes (the lanes taken off): every thread reads from the one lane,
 # as then; the replay runs to its end.
