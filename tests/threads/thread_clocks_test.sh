@@ -13,11 +13,11 @@ program=$(realpath "$2")
 source "$(dirname "$0")/../harness.sh"
 
 mkdir -p "$work/ws" && cd "$work/ws"
-"$td" run -q --thread-lanes --emit-tape "$work/threads.tape" -- "$program" > "$work/rec.out" 2> "$work/rec.err"
+"$td" run -q --thread-lanes --emit-tape "$work/threads.tape" -- "$program" > "$work/threads.rec" 2> "$work/threads.err"
 check "recorded (exit 0)" test $? = 0
-check "the recording printed seven threads" test "$(grep -c ' thread [0-9]:' "$work/rec.out")" = 7
+check "the recording printed seven threads" test "$(grep -c ' thread [0-9]:' "$work/threads.rec")" = 7
 check "seven threads drew seven different numbers" \
-  test "$(grep -o 'drew [0-9a-f]*' "$work/rec.out" | sort -u | wc -l)" = 7
+  test "$(grep -o 'drew [0-9a-f]*' "$work/threads.rec" | sort -u | wc -l)" = 7
 check "the entropy record says threads draw their own" grep -q '"kind":"entropy".*"threads":true' "$work/threads.tape"
 lanes() { grep -o '"lane":"[^"]*"' "$work/threads.tape" | sort -u | tr '\n' ' '; }
 check "the root's threads read in lanes t1, t2, t3 ($(lanes))" \
@@ -27,35 +27,34 @@ check "the forked child's threads read in lanes of their own place" \
 check "the main threads' reads carry no lane" \
   bash -c "grep '\"kind\":\"clock_read\"' '$work/threads.tape' | grep -qv '\"lane\"'"
 
-same=0
-for round in 1 2 3; do
-  "$td" replay -q "$work/threads.tape" -- "$program" > "$work/replay$round.out" 2>> "$work/replay.err"
-  if [ $? = 0 ] && cmp -s "$work/rec.out" "$work/replay$round.out"; then
-    same=$((same + 1))
-  else
-    diff "$work/rec.out" "$work/replay$round.out" | cut -c1-160 | sed "s/^/  replay $round: /" >&2
-  fi
-done
+# replay_thrice NAME ARGS...: replays $work/NAME.tape three times with ARGS; `same` counts those
+# that exit 0 and print $work/NAME.rec byte for byte.
+replay_thrice() {
+  local name=$1
+  shift
+  same=0
+  for round in 1 2 3; do
+    "$td" replay -q "$work/$name.tape" -- "$program" "$@" > "$work/$name.replay$round" 2>> "$work/replay.err"
+    if [ $? = 0 ] && cmp -s "$work/$name.rec" "$work/$name.replay$round"; then
+      same=$((same + 1))
+    else
+      diff "$work/$name.rec" "$work/$name.replay$round" | cut -c1-160 | sed "s/^/  $name replay $round: /" >&2
+    fi
+  done
+}
+replay_thrice threads
 check "3 of 3 replays hand every thread its own reads ($same did)" test "$same" = 3
 
 # The started threads also write and read files of their own as they read the clock (Bun's pool
 # threads open and stat files while its main thread reads): each file record names its thread,
 # and a replay still hands every thread its own reads, whichever thread's file comes first.
 rm -rf "$work/files" && mkdir -p "$work/files" && cd "$work/files"
-"$td" run -q --thread-lanes --emit-tape "$work/files.tape" -- "$program" files > "$work/files-rec.out" 2> "$work/files-rec.err"
+"$td" run -q --thread-lanes --emit-tape "$work/files.tape" -- "$program" files > "$work/files.rec" 2> "$work/files.err"
 check "recorded with files (exit 0)" test $? = 0
 check "the worker threads' file records name their threads" \
   bash -c "grep '\"kind\":\"file_read\"' '$work/files.tape' | grep -q '\"thread\":\"t2\"' &&
            grep '\"kind\":\"file_write\"' '$work/files.tape' | grep -qE '\"thread\":\"t1@[0-9a-f]{8}\"'"
-same=0
-for round in 1 2 3; do
-  "$td" replay -q "$work/files.tape" -- "$program" files > "$work/files-replay$round.out" 2>> "$work/replay.err"
-  if [ $? = 0 ] && cmp -s "$work/files-rec.out" "$work/files-replay$round.out"; then
-    same=$((same + 1))
-  else
-    diff "$work/files-rec.out" "$work/files-replay$round.out" | cut -c1-160 | sed "s/^/  files replay $round: /" >&2
-  fi
-done
+replay_thrice files files
 check "3 of 3 replays with files hand every thread its own reads ($same did)" test "$same" = 3
 cd "$work/ws"
 
