@@ -203,7 +203,9 @@ uint32_t arc4random_uniform(uint32_t upper) {
   return value % upper;
 }
 
-// OpenSSL (and so Node) asks the kernel through syscall(2); every other number passes on.
+// OpenSSL (and so Node) asks the kernel for randomness through syscall(2), and libuv closes
+// files through it: those and the other calls the hooks serve go to them (serve_libc_syscall);
+// every other number passes on.
 long syscall(long number, ...) {
   va_list args;
   va_start(args, number);
@@ -213,6 +215,13 @@ long syscall(long number, ...) {
   if (number == SYS_getrandom && entropy_on()) {
     draw_entropy(reinterpret_cast<void*>(a[0]), static_cast<size_t>(a[1]));
     return a[1];
+  }
+  if (long result = 0; number != SYS_getrandom && serve_libc_syscall(number, a, result)) {
+    if (number != SYS_time && result < 0 && result > -4096) {
+      errno = static_cast<int>(-result);
+      return -1;
+    }
+    return result;
   }
   return ensure(real.syscall, "syscall")(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

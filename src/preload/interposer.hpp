@@ -389,6 +389,10 @@ void install_thread_numbering();
 // Traps the served calls the main program makes with its own syscall instruction, and serves
 // them through the hooks (raw_syscalls.cpp).
 void trap_raw_syscalls();
+// A call made through libc's syscall(3) rather than its own function (libuv closes files with
+// syscall(SYS_close, fd), so Node's written files were never taped): when it is one the trap
+// serves, true with its result in the kernel's convention (-errno), served through the hooks.
+bool serve_libc_syscall(long number, const long* args, long& result);
 // thread_hooks.cpp: whether this run keys threads: a recording asked to (--thread-lanes), or a
 // replay of a tape that does.
 bool threads_keyed();

@@ -281,6 +281,19 @@ bool install_filter(const Span& span) {
 
 }  // namespace
 
+bool serve_libc_syscall(long number, const long* args, long& result) {
+#if defined(__x86_64__)
+  const long* end = kTrapped + sizeof kTrapped / sizeof kTrapped[0];
+  if (std::find(kTrapped, end, number) == end) return false;
+  const greg_t served[6] = {args[0], args[1], args[2], args[3], args[4], args[5]};
+  result = serve(number, served);
+  return true;
+#else
+  (void)number, (void)args, (void)result;
+  return false;
+#endif
+}
+
 void trap_raw_syscalls() {
 #if defined(__x86_64__)
   if (const char* off = getenv("TAPEDECK_RAW_SYSCALLS"); off != nullptr && strcmp(off, "0") == 0) {

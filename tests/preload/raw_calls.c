@@ -3,6 +3,8 @@
 // folder and renames its file, none of it through libc's entry points. Like Bun, it also names a
 // file through a descriptor of its folder ("/proc/self/fd/N/name"). It also sets its own
 // SIGSYS handler, as Bun's crash handler does, and raises SIGSYS once: its handler must run.
+// Built with THROUGH_LIBC it makes the same calls through libc's syscall(3) instead.
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +12,14 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#ifdef THROUGH_LIBC
+// The same calls made through libc's syscall(3), as libuv (Node) closes its files.
+#include <unistd.h>
+static long raw(long number, long a, long b, long c, long d) {
+  const long result = syscall(number, a, b, c, d);
+  return result == -1 ? -errno : result;
+}
+#else
 static long raw(long number, long a, long b, long c, long d) {
   long result;
   register long r10 __asm__("r10") = d;
@@ -19,6 +29,7 @@ static long raw(long number, long a, long b, long c, long d) {
                    : "rcx", "r11", "memory");
   return result;
 }
+#endif
 
 static volatile sig_atomic_t own_handler_ran = 0;
 static void on_sigsys(int signal_number) {

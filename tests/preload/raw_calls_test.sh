@@ -4,13 +4,15 @@
 # write, read, rename and sleep; a replay serves the recorded file bytes, randomness and clock and
 # prints what the recording printed, after the workspace changed; its own SIGSYS handler still
 # runs. A file named through its folder's descriptor (/proc/self/fd/N/name, as Bun names them) is
-# taped as the workspace file it is. Two builds: position-independent, and fixed at an address as Bun's binary is.
-# Usage: raw_calls_test.sh TAPEDECK RAW_CALLS_PIE RAW_CALLS_FIXED
+# taped as the workspace file it is. Three builds: position-independent, fixed at an address as
+# Bun's binary is, and one making the same calls through libc's syscall(3) (as libuv closes files:
+# Node's written files were never taped).
+# Usage: raw_calls_test.sh TAPEDECK RAW_CALLS_PIE RAW_CALLS_FIXED RAW_CALLS_LIBC
 set -uo pipefail
 td=$(realpath "$1")
 source "$(dirname "$0")/../harness.sh"
 
-for program in "$(realpath "$2")" "$(realpath "$3")"; do
+for program in "$(realpath "$2")" "$(realpath "$3")" "$(realpath "$4")"; do
   name=$(basename "$program")
   rm -rf "$work/ws" && mkdir "$work/ws" && cd "$work/ws" && echo "input one" > in.txt
   "$td" run -q --emit-tape "$work/$name.tape" -- "$program" > "$work/$name.rec" 2> "$work/$name.rec.err"
