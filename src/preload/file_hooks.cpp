@@ -252,6 +252,37 @@ auto make_temporary(char* name_template, MakeReal&& make_real) {
   return result;
 }
 
+// The name mkstemp and friends and mkdtemp choose: glibc draws its letters with its own system
+// call, past the hooks, so a replay chose other names than the recording's, and a command line
+// holding one (Gemini CLI's `/tmp/gemini-shell-XXXXXX` for each shell command) was not on the
+// tape. While recording or replaying they are drawn from the process's entropy stream, as its
+// getrandom() is, and the file or folder is made here (`make(path)`: true when made; on EEXIST
+// the next name is drawn). False with errno set when none is made (EINVAL: a template whose
+// letters before its `suffix` are not "XXXXXX").
+constexpr char kNameLetters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+constexpr int kNamesTried = 1000;
+
+template <typename Make>
+bool make_with_drawn_name(char* name_template, size_t suffix, Make&& make) {
+  const size_t length = strlen(name_template);
+  if (length < suffix + 6 || memcmp(name_template + length - suffix - 6, "XXXXXX", 6) != 0) {
+    errno = EINVAL;
+    return false;
+  }
+  char* letters = name_template + length - suffix - 6;
+  for (int attempt = 0; attempt < kNamesTried; ++attempt) {
+    unsigned char drawn[6];
+    draw_entropy(drawn, sizeof drawn);
+    for (size_t i = 0; i < sizeof drawn; ++i) {
+      letters[i] = kNameLetters[drawn[i] % (sizeof kNameLetters - 1)];
+    }
+    if (make(name_template)) return true;
+    if (errno != EEXIST) return false;
+  }
+  errno = EEXIST;
+  return false;
+}
+
 // A file made by mkstemp and friends (libc opens it internally, past the open hooks): written
 // in the workspace, its bytes are taped when it is closed, as for any other written file.
 template <typename MakeReal>
@@ -262,6 +293,26 @@ int temporary_file(char* name_template, MakeReal&& make_real) {
     track_written(fd);
   }
   return fd;
+}
+
+// mkostemps' work with a drawn name (make_with_drawn_name), or libc's own when the run draws
+// nothing.
+template <typename MakeReal>
+int temporary_file_named(char* name_template, size_t suffix, int flags, MakeReal&& make_real) {
+  if (!recording_or_replaying() || !entropy_on()) return temporary_file(name_template, make_real);
+  if (suffix > strlen(name_template)) {
+    errno = EINVAL;
+    return -1;
+  }
+  return temporary_file(name_template, [&](char* path) {
+    int fd = -1;
+    const int open_flags = O_RDWR | O_CREAT | O_EXCL | (flags & ~O_ACCMODE);
+    const bool made = make_with_drawn_name(path, suffix, [&](const char* name) {
+      fd = ensure(real.open, "open")(name, open_flags, 0600);
+      return fd >= 0;
+    });
+    return made ? fd : -1;
+  });
 }
 
 void report_open_writes() {
@@ -393,7 +444,8 @@ int renameat2(int old_dirfd, const char* old_path, int new_dirfd, const char* ne
 }
 
 int mkstemp(char* name_template) {
-  return temporary_file(name_template, [](char* t) { return ensure(real.mkstemp, "mkstemp")(t); });
+  return temporary_file_named(name_template, 0, 0,
+                              [](char* t) { return ensure(real.mkstemp, "mkstemp")(t); });
 }
 
 int mkstemp64(char* name_template) {
@@ -401,8 +453,8 @@ int mkstemp64(char* name_template) {
 }
 
 int mkostemp(char* name_template, int flags) {
-  return temporary_file(name_template,
-                        [&](char* t) { return ensure(real.mkostemp, "mkostemp")(t, flags); });
+  return temporary_file_named(name_template, 0, flags,
+                              [&](char* t) { return ensure(real.mkostemp, "mkostemp")(t, flags); });
 }
 
 int mkostemp64(char* name_template, int flags) {
@@ -410,8 +462,9 @@ int mkostemp64(char* name_template, int flags) {
 }
 
 int mkstemps(char* name_template, int suffix) {
-  return temporary_file(name_template,
-                        [&](char* t) { return ensure(real.mkstemps, "mkstemps")(t, suffix); });
+  return temporary_file_named(name_template, suffix < 0 ? SIZE_MAX : suffix, 0, [&](char* t) {
+    return ensure(real.mkstemps, "mkstemps")(t, suffix);
+  });
 }
 
 int mkstemps64(char* name_template, int suffix) {
@@ -419,7 +472,7 @@ int mkstemps64(char* name_template, int suffix) {
 }
 
 int mkostemps(char* name_template, int suffix, int flags) {
-  return temporary_file(name_template, [&](char* t) {
+  return temporary_file_named(name_template, suffix < 0 ? SIZE_MAX : suffix, flags, [&](char* t) {
     return ensure(real.mkostemps, "mkostemps")(t, suffix, flags);
   });
 }
@@ -429,9 +482,16 @@ int mkostemps64(char* name_template, int suffix, int flags) {
 }
 
 char* mkdtemp(char* name_template) {
-  char* made =
-      make_temporary(name_template, [](char* t) { return ensure(real.mkdtemp, "mkdtemp")(t); });
-  return made != nullptr ? name_template : nullptr;
+  if (!recording_or_replaying() || !entropy_on()) {
+    char* made =
+        make_temporary(name_template, [](char* t) { return ensure(real.mkdtemp, "mkdtemp")(t); });
+    return made != nullptr ? name_template : nullptr;
+  }
+  const bool made = make_temporary(name_template, [](char* path) {
+    return make_with_drawn_name(
+        path, 0, [](const char* name) { return ensure(real.mkdir, "mkdir")(name, 0700) == 0; });
+  });
+  return made ? name_template : nullptr;
 }
 
 }  // extern "C"

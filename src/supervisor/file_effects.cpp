@@ -113,6 +113,14 @@ std::optional<std::string> TreeEffects::recorded_bytes(const std::string& path,
 // the view answers as it is. Either way the read is taped.
 // False when the tape's bytes are gone (the program is stopped).
 bool TreeEffects::serve_read(const Connection& connection, const std::string& path) {
+  // A file the recording read only after writing it itself, not there yet: it is not made from
+  // the tape before the replay writes it (Gemini CLI's write tool looks for the file first, and
+  // told the model it "overwrote" a file the recording had created).
+  if (const kind::FileRead* next = index_->next_read(path);
+      next != nullptr && index_->reads_own_write(next) && !written_.contains(path) &&
+      !current_bytes(path)) {
+    return true;
+  }
   const kind::FileRead* recorded = index_->take_read(path);
   bool code = recorded != nullptr ? recorded->code : code_rule_.is_code(path);
   if (const CodeRule::Said said = code_rule_.globs_say(path); said != CodeRule::Said::nothing) {

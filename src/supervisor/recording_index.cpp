@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 #include "preload/clock_map_layout.hpp"
@@ -52,6 +53,7 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
   std::optional<int64_t> first[2];
   const kind::ProcessSpawn* last_spawn = nullptr;  // a subprocess's changes follow its spawn
   std::map<uint64_t, std::string> sleepers;  // stretch → the thread whose sleep or file ends it
+  std::set<std::string> written;             // paths the recording wrote so far
   for (const Record& record : recording.records) {
     if (const auto* read = std::get_if<kind::ClockRead>(&record.kind)) {
       const int source = read->source == ClockSource::wall ? 0 : 1;
@@ -76,8 +78,10 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     }
     plan.stretches.emplace_back();
     steps_.push_back(&record.kind);
+    if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) written.insert(write->path);
     if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
       file_reads_[file->path].push_back(file);
+      if (written.contains(file->path)) reads_of_own_writes_.insert(file);
     } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {
       spawns_.push_back(&record);
       last_spawn = spawn;
@@ -266,6 +270,11 @@ bool RecordingIndex::next_sleep_near(uint64_t ms) const {
   const auto* sleep = std::get_if<kind::ClockSleep>(steps_[next]);
   if (sleep == nullptr || sleep->waited) return false;
   return ms <= sleep->duration_ms + std::max<uint64_t>(5, sleep->duration_ms / 10);
+}
+
+const kind::FileRead* RecordingIndex::next_read(const std::string& path) const {
+  const auto found = file_reads_.find(path);
+  return found == file_reads_.end() || found->second.empty() ? nullptr : found->second.front();
 }
 
 const kind::FileRead* RecordingIndex::take_read(const std::string& path) {

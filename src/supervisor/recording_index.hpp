@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -93,6 +94,12 @@ class RecordingIndex {
 
   // The next recorded read of `path`, consumed; null when the tape holds no more.
   const kind::FileRead* take_read(const std::string& path);
+  // The same, left in place.
+  const kind::FileRead* next_read(const std::string& path) const;
+  // Whether the recording read `read`'s bytes after writing that path itself.
+  bool reads_own_write(const kind::FileRead* read) const {
+    return reads_of_own_writes_.contains(read);
+  }
   // A subprocess was served; what the message of a miss names as expected next.
   void spawn_served() { ++spawns_served_; }
   std::string next_spawn() const;
@@ -113,6 +120,7 @@ class RecordingIndex {
   preload::ClockMap* clock_map_ = nullptr;
   size_t clock_map_size_ = 0;
   std::map<std::string, std::deque<const kind::FileRead*>> file_reads_;
+  std::set<const kind::FileRead*> reads_of_own_writes_;
   std::map<std::string, uint64_t, std::less<>> lanes_;  // the tape's lanes, numbered from 1
   bool file_records_owned_ = false;
   // Per thread (by its lanes): the step after its record last found by own_step.
