@@ -12,6 +12,7 @@
 namespace tapedeck::preload {
 
 int trace_fd = -1;
+constexpr int kTraceFdFloor = 900;
 
 void open_trace() {
   const char* prefix = getenv("TAPEDECK_TRACE");
@@ -20,6 +21,16 @@ void open_trace() {
   char path[kPathMax];
   snprintf(path, sizeof path, "%s.%d", prefix, static_cast<int>(getpid()));
   trace_fd = ensure(real.open, "open")(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  // Far above the descriptors a program hands its children: a forked child opens its trace
+  // before its exec, and a low one became the IPC descriptor Node's child_process puts there
+  // (dup2 onto 3): the trace's lines went down Node's IPC channel, and its parent failed.
+  if (trace_fd >= 0 && trace_fd < kTraceFdFloor) {
+    const int high = fcntl(trace_fd, F_DUPFD_CLOEXEC, kTraceFdFloor);
+    if (high >= 0) {
+      ensure(real.close, "close")(trace_fd);
+      trace_fd = high;
+    }
+  }
 }
 
 void trace_line(const char* format, ...) {
