@@ -46,10 +46,11 @@ fi
 
 # npm packages of the tests, versions pinned by their lock files: playwright-core drives
 # Chromium for the view test; the official OpenAI SDK is the proxy test's client; the OpenAI
-# Agents SDK runs the agent of the agents_sdk test; Claude Code is the coding_agents test's agent.
+# Agents SDK runs the agent of the agents_sdk test; Claude Code and Gemini CLI are the
+# coding_agents tests' agents (checked by the last added, so that an older install gets it).
 here=$(cd "$(dirname "$0")/.." && pwd)
 for suite in view:playwright-core proxy:openai agents_sdk:@openai/agents \
-  coding_agents:@anthropic-ai/claude-code; do
+  coding_agents:@google/gemini-cli; do
   dir=$here/tests/${suite%%:*}
   if [ ! -d "$dir/node_modules/${suite#*:}" ]; then
     echo "install-deps: npm ci in tests/${suite%%:*}" >&2

@@ -7,7 +7,9 @@ tool_use block a turn (Bash commands that sleep, draw randomness and read the cl
 written and read back; see messages_turn), then answers in text; POST /v1/responses answers as
 OpenAI's Responses API does, streamed or not: while the request offers function tools it has
 not yet had an output for, it calls the next one (arguments "{}"), then it answers with what
-the last tool returned.
+the last tool returned; POST …:generateContent and …:streamGenerateContent answer as Gemini's
+API does (a JSON value that fits the schema asked for, or Gemini CLI's task a functionCall a turn;
+see gemini_turn).
 
     python3 standin_llm.py [--port N] [--chunk-ms MS] [--log FILE]
                                         prints "listening on PORT" once ready; --log appends
@@ -84,6 +86,60 @@ def messages_turn(request):
     return {"type": "text", "text": text}, "end_turn"
 
 
+def schema_value(schema):
+    """A value that fits a Gemini response schema (OpenAPI's subset, or JSON Schema): an enum's
+    first value, each required property of an object, one item of an array."""
+    schema = schema if isinstance(schema, dict) else {}
+    kind = str(schema.get("type", "object")).lower()
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind == "object":
+        properties = schema.get("properties", {})
+        wanted = schema.get("required", list(properties))
+        return {name: schema_value(properties.get(name, {})) for name in wanted}
+    if kind == "array":
+        return [schema_value(schema.get("items", {}))]
+    return {"string": "standin", "number": 1, "integer": 1, "boolean": False}.get(kind, None)
+
+
+def gemini_turn(request):
+    """Gemini's generateContent: asked for JSON (responseMimeType application/json), a value
+    that fits the schema given; offered function declarations, a coding agent's task a
+    functionCall a turn (Gemini CLI's run_shell_command, write_file, read_file: commands that sleep,
+    draw randomness and read the clock, a file written and read back), then text. Returns the
+    answer's parts."""
+    config = request.get("generationConfig", {})
+    if config.get("responseMimeType") == "application/json":
+        schema = config.get("responseJsonSchema") or config.get("responseSchema") or {}
+        return [{"text": json.dumps(schema_value(schema))}]
+    tools = {}
+    for tool in request.get("tools", []):
+        for declaration in tool.get("functionDeclarations", []) if isinstance(tool, dict) else []:
+            tools[declaration.get("name", "")] = declaration
+    contents = [c for c in request.get("contents", []) if isinstance(c, dict)]
+    results = [part["functionResponse"] for c in contents for part in c.get("parts", [])
+               if isinstance(part, dict) and "functionResponse" in part]
+    text = " ".join(part.get("text", "") for c in contents for part in c.get("parts", [])
+                    if isinstance(part, dict) and isinstance(part.get("text"), str))
+    folder = re.search(r"(?:Workspace Directories|working directory)[^/]*(/\S+)", text)
+    notes = (folder.group(1).rstrip("/") + "/" if folder else "") + "notes.txt"
+    steps = []
+    if "run_shell_command" in tools:
+        steps += [("run_shell_command", {"command": "sleep 1 && echo slept"}),
+                  ("run_shell_command", {"command": "echo \"random $RANDOM at $(date +%s%N)\""}),
+                  ("run_shell_command", {"command": "python3 -c 'import uuid; print(uuid.uuid4())'"})]
+    if "write_file" in tools and "read_file" in tools:
+        path_field = "file_path" if "file_path" in json.dumps(tools["read_file"]) else "absolute_path"
+        steps += [("write_file", {"file_path": notes, "content": "the plan: start small\n"}),
+                  ("read_file", {path_field: notes})]
+    if len(results) < len(steps):
+        name, arguments = steps[len(results)]
+        return [{"functionCall": {"name": name, "args": arguments}}]
+    if results:
+        return [{"text": "Done. The last tool said: %s" % json.dumps(results[-1].get("response"))[:200]}]
+    return [{"text": answer_for([{"role": "user", "content": text}])}]
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -105,7 +161,7 @@ class Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             return self.reply(400, json.dumps({"error": {"message": "body is not JSON"}}))
         if not (self.headers.get("Authorization", "").startswith("Bearer ")
-                or self.headers.get("x-api-key")):
+                or self.headers.get("x-api-key") or self.headers.get("x-goog-api-key")):
             return self.reply(401, json.dumps({"error": {"message": "missing API key"}}))
         if LOG:
             last = next((m.get("content", "") for m in reversed(request.get("messages", []))
@@ -113,6 +169,10 @@ class Handler(BaseHTTPRequestHandler):
             with open(LOG, "a") as log:
                 log.write("%s %s\n" % (self.path, json.dumps(last)))
         route = self.path.split("?", 1)[0]  # Anthropic's SDK adds ?beta=true
+        if route.endswith(":countTokens"):
+            return self.reply(200, json.dumps({"totalTokens": len(json.dumps(request)) // 4}))
+        if route.endswith(":generateContent") or route.endswith(":streamGenerateContent"):
+            return self.gemini(request, route.endswith(":streamGenerateContent"))
         if route.endswith("/messages/count_tokens"):
             return self.reply(200, json.dumps({"input_tokens": len(json.dumps(request)) // 4}))
         if route.endswith("/messages"):
@@ -184,6 +244,31 @@ class Handler(BaseHTTPRequestHandler):
         for number, event in enumerate(events):
             event["sequence_number"] = number
         self.stream_events([(event["type"], event) for event in events])
+
+    def gemini(self, request, streamed):
+        """Gemini's API (generateContent, streamGenerateContent with alt=sse): see gemini_turn."""
+        parts = gemini_turn(request)
+        usage = {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15}
+        def answer(pieces, finished):
+            candidate = {"content": {"role": "model", "parts": pieces}, "index": 0}
+            if finished:
+                candidate["finishReason"] = "STOP"
+            return {"candidates": [candidate], "usageMetadata": usage,
+                    "modelVersion": "standin-1", "responseId": "standin"}
+        if not streamed:
+            return self.reply(200, json.dumps(answer(parts, True)))
+        pieces = [[part] for part in parts]
+        if "text" in parts[0]:
+            words = re.findall(r"\S+\s*", parts[0]["text"]) or [""]
+            pieces = [[{"text": word}] for word in words]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for number, piece in enumerate(pieces):
+            self.chunk("data: %s\r\n\r\n" % json.dumps(answer(piece, number == len(pieces) - 1)))
+            time.sleep(CHUNK_SECONDS)  # a real server takes its time between events
+        self.wfile.write(b"0\r\n\r\n")
 
     def stream_events(self, events):
         """Named server-sent events, one chunk each, a pause apart, then the stream's end."""

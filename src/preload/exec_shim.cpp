@@ -188,12 +188,16 @@ std::vector<char*> untaped_environment() {
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string_view text(*entry);
     if (text.starts_with("LD_PRELOAD=") || text.starts_with("TAPEDECK_")) continue;
-    if (text.starts_with("OPENAI_BASE_URL=") || text.starts_with("ANTHROPIC_BASE_URL=")) continue;
+    if (text.starts_with("OPENAI_BASE_URL=") || text.starts_with("ANTHROPIC_BASE_URL=") ||
+        text.starts_with("GOOGLE_GEMINI_BASE_URL=")) {
+      continue;
+    }
     env.push_back(*entry);
   }
   if (const std::string upstream = llm_upstream(); !upstream.empty()) {
     rewritten.push_back("OPENAI_BASE_URL=" + upstream + "/v1");
     rewritten.push_back("ANTHROPIC_BASE_URL=" + upstream);
+    rewritten.push_back("GOOGLE_GEMINI_BASE_URL=" + upstream);
   }
   for (std::string& entry : rewritten) env.push_back(entry.data());
   env.push_back(nullptr);

@@ -167,6 +167,7 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
     env["TAPEDECK_LLM_URL"] = proxy;
     env["OPENAI_BASE_URL"] = proxy + "/v1";
     env["ANTHROPIC_BASE_URL"] = proxy;
+    env["GOOGLE_GEMINI_BASE_URL"] = proxy;  // Google's Gen AI SDKs (Gemini CLI)
     // (The upstream, which a recording's subprocesses call directly, is not a variable: one only
     // the recording had would move the program's stack. The exec shim reads kUpstreamFile.)
   }

@@ -241,7 +241,8 @@ LlmResponse LlmClient::call(const std::string& request_json, const OnChunk& on_c
         const size_t colon = header.find(':');
         std::string name = header.substr(0, colon);
         for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        if (colon == std::string::npos || (name != "authorization" && name != "x-api-key")) {
+        if (colon == std::string::npos ||
+            (name != "authorization" && name != "x-api-key" && name != "x-goog-api-key")) {
           continue;
         }
         std::string value = header.substr(colon + 1);

@@ -20,12 +20,13 @@ namespace tapedeck {
 
 namespace {
 
-// Headers relayed upstream: credentials and API versions, nothing that describes this hop.
+// Headers relayed upstream: credentials (OpenAI's, Anthropic's, Google's) and API versions,
+// nothing that describes this hop.
 bool relayed(const std::string& name) {
   std::string lower = name;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower == "authorization" || lower == "x-api-key" || lower.rfind("anthropic-", 0) == 0 ||
-         lower.rfind("openai-", 0) == 0;
+  return lower == "authorization" || lower == "x-api-key" || lower == "x-goog-api-key" ||
+         lower.rfind("anthropic-", 0) == 0 || lower.rfind("openai-", 0) == 0;
 }
 
 std::string error_body(std::string_view type, std::string_view message) {
