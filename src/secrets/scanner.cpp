@@ -3,6 +3,7 @@
 #include <re2/set.h>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <memory>
 #include <stdexcept>
@@ -138,6 +139,22 @@ std::vector<Finding> in_order_without_overlaps(std::vector<Finding> found) {
   return kept;
 }
 
+// A reference to an environment variable ("$API_TOKEN", "${GITHUB_TOKEN}"): a configuration that
+// names where its credential comes from, not a credential (the dotenv rule never takes a `$`).
+bool names_a_variable(std::string_view value) {
+  if (!value.starts_with('$')) return false;
+  value.remove_prefix(1);
+  const bool braced = value.starts_with('{');
+  if (braced) {
+    if (!value.ends_with('}')) return false;
+    value = value.substr(1, value.size() - 2);
+  }
+  if (value.empty() || std::isdigit(static_cast<unsigned char>(value.front()))) return false;
+  return std::all_of(value.begin(), value.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
 }  // namespace
 
 void prepare() {
@@ -156,7 +173,8 @@ std::vector<Finding> find(std::string_view bytes) {
     re2::StringPiece credential;
     while (RE2::FindAndConsume(&rest, rule, &credential) && !credential.empty()) {
       // A value already redacted is not a credential (a redacted tape scans clean).
-      if (std::string_view(credential.data(), credential.size()).starts_with(kRedacted)) continue;
+      const std::string_view value(credential.data(), credential.size());
+      if (value.starts_with(kRedacted) || names_a_variable(value)) continue;
       out.push_back({static_cast<size_t>(credential.data() - bytes.data()), credential.size(),
                      kRules[static_cast<size_t>(index)].name});
     }
