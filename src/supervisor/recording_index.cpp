@@ -171,9 +171,19 @@ void RecordingIndex::skip_steps(uint64_t count, std::optional<uint64_t> owner) {
 }
 
 namespace {
-// Whether two records stand for the same act: the same kind, and for a file the same path.
+// Whether two records stand for the same act: the same kind; for a file the same path; for a
+// sleep or a timed-out wait about the same length, as next_sleep_near and next_wait_near judge
+// it (a replay's sleep the recording never made must not stand for a later one of its thread,
+// and move the thread's clock past the reads in between).
 bool same_act(const RecordKind& recorded, const RecordKind& replayed) {
   if (recorded.index() != replayed.index()) return false;
+  if (const auto* sleep = std::get_if<kind::ClockSleep>(&recorded)) {
+    const kind::ClockSleep& other = std::get<kind::ClockSleep>(replayed);
+    const uint64_t ms = sleep->duration_ms;
+    return sleep->waited == other.waited &&
+           other.duration_ms <= ms + std::max<uint64_t>(5, ms / 10) &&
+           other.duration_ms + std::max<uint64_t>(5, ms / 2) >= ms;
+  }
   if (const auto* read = std::get_if<kind::FileRead>(&recorded)) {
     return read->path == std::get<kind::FileRead>(replayed).path;
   }

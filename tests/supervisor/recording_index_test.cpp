@@ -177,5 +177,26 @@ TEST_F(RecordingIndexTest, EachThreadsFileRecordMovesItsOwnClockWhateverTheOrder
   EXPECT_EQ(read(index, t1), 140);
 }
 
+// A thread's sleep the recording never made (about its length) stands for none of the thread's
+// later ones: its clock moves as for any record, not past its own reads to that sleep's end.
+TEST_F(RecordingIndexTest, ASleepTheRecordingNeverMadeStandsForNoLaterOne) {
+  Tape tape;
+  monotonic(tape, 100, "t1");
+  for (int k = 0; k < 3; ++k) append_record(tape, kind::FileDelete{"b.txt", false, "t2"});
+  monotonic(tape, 110, "t1");
+  append_record(tape, kind::ClockSleep{500, false, "t1"});
+  monotonic(tape, 610, "t1");
+  RecordingIndex index(tape, dir_ / "clock");
+  const uint64_t t1 = index.lane_id("t1");
+  const uint64_t t1_key = preload::ThreadKey{0, 1}.pack();
+  EXPECT_EQ(read(index, t1), 100);
+  const RecordKind short_nap = kind::ClockSleep{20, false, "t1"};
+  index.step_clock(&short_nap, t1_key);
+  EXPECT_EQ(read(index, t1), 110) << "its next read, not the one after its recorded 500 ms sleep";
+  const RecordKind recorded_sleep = kind::ClockSleep{500, false, "t1"};
+  index.step_clock(&recorded_sleep, t1_key);
+  EXPECT_EQ(read(index, t1), 610);
+}
+
 }  // namespace
 }  // namespace tapedeck::supervisor
