@@ -280,8 +280,8 @@ inline uint64_t lane_index_find(ClockMap& map, uint64_t lane, int source, uint64
   const uint64_t* index = map.lane_index(lane);
   const uint64_t* list = map.lane_index_data() + index[2 * source];
   const uint64_t* end = list + index[2 * source + 1];
-  const uint64_t* found = std::upper_bound(list, end, source == 2 ? stretch - 1 : stretch);
-  if (source == 2 && stretch == 0) found = list;  // (every stretch is at or past the first)
+  const uint64_t* found =
+      source == 2 ? std::lower_bound(list, end, stretch) : std::upper_bound(list, end, stretch);
   return found != end ? *found : map.stretch_count;
 }
 
@@ -360,7 +360,6 @@ inline int64_t take(ClockMap& map, int source, uint64_t lane, int64_t held_up_ms
     // it is not taken again after that record, and the thread's later reads stay its own (a
     // Python main thread read four times before its worker's sleep began, and its last read,
     // after the worker woke it, came four values short).
-    // Past a record another thread owns, the next value is this thread's whatever it is.
     // Past a record another thread owns, the next value is this thread's whatever it is, however
     // many records of other threads lie between (lane_index_find).
     const int64_t standing = map.lane_latest(lane)[source].load(std::memory_order_relaxed);

@@ -216,8 +216,8 @@ long syscall(long number, ...) {
     draw_entropy(reinterpret_cast<void*>(a[0]), static_cast<size_t>(a[1]));
     return a[1];
   }
-  if (long result = 0; number != SYS_getrandom && serve_libc_syscall(number, a, result)) {
-    if (number != SYS_time && result < 0 && result > -4096) {
+  if (long result = 0; serve_libc_syscall(number, a, result)) {
+    if (result < 0 && result > -4096) {
       errno = static_cast<int>(-result);
       return -1;
     }

@@ -265,7 +265,8 @@ constexpr int kNamesTried = 1000;
 template <typename Make>
 bool make_with_drawn_name(char* name_template, size_t suffix, Make&& make) {
   const size_t length = strlen(name_template);
-  if (length < suffix + 6 || memcmp(name_template + length - suffix - 6, "XXXXXX", 6) != 0) {
+  if (suffix > length || length - suffix < 6 ||
+      memcmp(name_template + length - suffix - 6, "XXXXXX", 6) != 0) {
     errno = EINVAL;
     return false;
   }
@@ -300,10 +301,6 @@ int temporary_file(char* name_template, MakeReal&& make_real) {
 template <typename MakeReal>
 int temporary_file_named(char* name_template, size_t suffix, int flags, MakeReal&& make_real) {
   if (!recording_or_replaying() || !entropy_on()) return temporary_file(name_template, make_real);
-  if (suffix > strlen(name_template)) {
-    errno = EINVAL;
-    return -1;
-  }
   return temporary_file(name_template, [&](char* path) {
     int fd = -1;
     const int open_flags = O_RDWR | O_CREAT | O_EXCL | (flags & ~O_ACCMODE);

@@ -118,7 +118,7 @@ bool TreeEffects::serve_read(const Connection& connection, const std::string& pa
   // told the model it "overwrote" a file the recording had created).
   if (const kind::FileRead* next = index_->next_read(path);
       next != nullptr && index_->reads_own_write(next) && !written_.contains(path) &&
-      !current_bytes(path)) {
+      !is_regular(view_.path(path))) {
     return true;
   }
   const kind::FileRead* recorded = index_->take_read(path);

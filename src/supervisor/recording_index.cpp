@@ -177,23 +177,21 @@ namespace {
 // and move the thread's clock past the reads in between).
 bool same_act(const RecordKind& recorded, const RecordKind& replayed) {
   if (recorded.index() != replayed.index()) return false;
-  if (const auto* sleep = std::get_if<kind::ClockSleep>(&recorded)) {
-    const kind::ClockSleep& other = std::get<kind::ClockSleep>(replayed);
-    const uint64_t ms = sleep->duration_ms;
-    return sleep->waited == other.waited &&
-           other.duration_ms <= ms + std::max<uint64_t>(5, ms / 10) &&
-           other.duration_ms + std::max<uint64_t>(5, ms / 2) >= ms;
-  }
-  if (const auto* read = std::get_if<kind::FileRead>(&recorded)) {
-    return read->path == std::get<kind::FileRead>(replayed).path;
-  }
-  if (const auto* write = std::get_if<kind::FileWrite>(&recorded)) {
-    return write->path == std::get<kind::FileWrite>(replayed).path;
-  }
-  if (const auto* removal = std::get_if<kind::FileDelete>(&recorded)) {
-    return removal->path == std::get<kind::FileDelete>(replayed).path;
-  }
-  return true;
+  return std::visit(
+      [&](const auto& a) {
+        using K = std::decay_t<decltype(a)>;
+        const K& b = std::get<K>(replayed);
+        if constexpr (std::is_same_v<K, kind::ClockSleep>) {
+          const uint64_t ms = a.duration_ms;
+          return a.waited == b.waited && b.duration_ms <= ms + std::max<uint64_t>(5, ms / 10) &&
+                 b.duration_ms + std::max<uint64_t>(5, ms / 2) >= ms;
+        } else if constexpr (requires { a.path; }) {
+          return a.path == b.path;  // a file_read, file_write or file_delete
+        } else {
+          return true;
+        }
+      },
+      recorded);
 }
 }  // namespace
 
