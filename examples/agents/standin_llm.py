@@ -6,7 +6,8 @@ Anthropic's Messages API does, streamed or not: offered tools, it drives a codin
 tool_use block a turn (Bash commands that sleep, draw randomness and read the clock, a file
 written and read back; see messages_turn), then answers in text; POST /v1/responses answers as
 OpenAI's Responses API does, streamed or not: while the request offers function tools it has
-not yet had an output for, it calls the next one (arguments "{}"), then it answers with what
+not yet had an output for, it calls the next one (arguments "{}"; offered Codex CLI's
+exec_command, the shell commands of CODING_TASK_COMMANDS instead), then it answers with what
 the last tool returned; POST …:generateContent and …:streamGenerateContent answer as Gemini's
 API does (a JSON value that fits the schema asked for, or Gemini CLI's task a functionCall a turn;
 see gemini_turn).
@@ -48,6 +49,17 @@ def tool_results(messages):
                     inner = "".join(part.get("text", "") for part in inner if isinstance(part, dict))
                 results.append(str(inner))
     return results
+
+
+# A coding agent's task for an agent whose only tool is a shell: it sleeps, draws randomness,
+# reads the clock, makes an id, then writes a file and reads it back.
+CODING_TASK_COMMANDS = [
+    "sleep 1 && echo slept",
+    "echo \"random $RANDOM at $(date +%s%N)\"",
+    "python3 -c 'import uuid; print(uuid.uuid4())'",
+    "printf 'the plan: start small\\n' > notes.txt",
+    "cat notes.txt",
+]
 
 
 def messages_turn(request):
@@ -214,10 +226,15 @@ class Handler(BaseHTTPRequestHandler):
         outputs = [i.get("output", "") for i in items
                    if isinstance(i, dict) and i.get("type") == "function_call_output"]
         tools = [t.get("name", "") for t in request.get("tools", []) if t.get("type") == "function"]
+        # Codex CLI's shell tool: a coding agent's task as commands (see messages_turn).
+        steps = [("exec_command", json.dumps({"cmd": command, "yield_time_ms": 10000}))
+                 for command in CODING_TASK_COMMANDS] if "exec_command" in tools else \
+            [(name, "{}") for name in tools]
         turn = len(outputs)
-        if turn < len(tools):
+        if turn < len(steps):
+            name, arguments = steps[turn]
             item = {"type": "function_call", "id": "fc_%d" % turn, "call_id": "call_%d" % turn,
-                    "name": tools[turn], "arguments": "{}", "status": "completed"}
+                    "name": name, "arguments": arguments, "status": "completed"}
         else:
             last = outputs[-1] if outputs else "nothing was run"
             text = "Done. The last tool said: %s" % (last if isinstance(last, str)
