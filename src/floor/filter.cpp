@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -80,7 +81,49 @@ std::string escapes_through(const std::set<std::string>& holes) {
   return words;
 }
 
+namespace {
+
+std::vector<sock_filter> build_program(Reach reach, Runtime runtime,
+                                       const std::set<std::string>& holes);
+
+// One program from two: calls made from a program's own code (below kOwnCodeBelowHigh) run
+// `own`, the others `libraries`. Both are whole programs (each ends in a return), and BPF jumps
+// are relative, so each runs as it was built.
+std::vector<sock_filter> by_caller(const std::vector<sock_filter>& own,
+                                   const std::vector<sock_filter>& libraries) {
+  std::vector<sock_filter> program;
+  program.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                             offsetof(seccomp_data, instruction_pointer) + sizeof(uint32_t)));
+  program.push_back(
+      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, static_cast<uint32_t>(kOwnCodeBelow >> 32), 0, 1));
+  program.push_back(BPF_STMT(BPF_JMP | BPF_JA, static_cast<uint32_t>(own.size())));
+  program.insert(program.end(), own.begin(), own.end());
+  program.insert(program.end(), libraries.begin(), libraries.end());
+  return program;
+}
+
+}  // namespace
+
 Filter::Filter(Reach reach, Runtime runtime, const std::set<std::string>& holes) : reach_(reach) {
+  if (reach == Reach::whole) {
+    program_ = build_program(reach, runtime, holes);
+  } else {
+    // A preloaded tree's calls go through libc, which lies with the libraries: the network's
+    // reach. A program it execs in place that the preload cannot reach (static) makes its calls
+    // from its own code: the whole reach, served for the processes the warden follows
+    // (Warden::follow_exec) and let through for the rest.
+    program_ = by_caller(build_program(Reach::whole, Runtime::plain, {}),
+                         build_program(Reach::network, runtime, {}));
+  }
+  if (program_.size() > BPF_MAXINSNS) {
+    throw std::runtime_error("the system-call floor: the filter is too long");
+  }
+}
+
+namespace {
+
+std::vector<sock_filter> build_program(Reach reach, Runtime runtime,
+                                       const std::set<std::string>& holes) {
   for (const std::string& hole : holes) {
     if (served_call(hole) == nullptr) {
       throw std::runtime_error("the system-call floor: " + hole +
@@ -151,12 +194,15 @@ Filter::Filter(Reach reach, Runtime runtime, const std::set<std::string>& holes)
   if (memory < 0) throw std::runtime_error("the system-call floor: memfd_create failed");
   const int exported = seccomp_export_bpf(ctx, memory);
   const off_t size = ::lseek(memory, 0, SEEK_END);
-  program_.resize(size > 0 ? static_cast<size_t>(size) / sizeof(sock_filter) : 0);
+  std::vector<sock_filter> program(size > 0 ? static_cast<size_t>(size) / sizeof(sock_filter) : 0);
   const bool read_back = exported == 0 && size > 0 &&
-                         ::pread(memory, program_.data(), static_cast<size_t>(size), 0) == size;
+                         ::pread(memory, program.data(), static_cast<size_t>(size), 0) == size;
   ::close(memory);
   if (!read_back) throw std::runtime_error("the system-call floor: cannot export the filter");
+  return program;
 }
+
+}  // namespace
 
 int Filter::install() const noexcept {
   // Without CAP_SYS_ADMIN the kernel takes a filter only from a process that can gain no

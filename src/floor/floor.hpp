@@ -74,7 +74,10 @@
 //       it runs in the kernel, and the runtime's clock keeps at least the real pace.
 //
 // Only the root's own processes are served (those running the root's program image): a
-// subprocess it execs is let through untaped. Who answers: the supervisor's serving thread, one
+// subprocess it execs is let through untaped. In Reach::network, calls made from a program's own
+// code (below kOwnCodeBelow) have the whole reach's rules too, served for the processes of a
+// static program the warden follows (follow_exec: exec'd in place of a preloaded process) and
+// let through for every other. Who answers: the supervisor's serving thread, one
 // notification at a time (Warden::serve_one when Warden::fd() is readable). A caller may assume
 // that a notification whose process died before the answer is dropped without wedging the loop,
 // and that a call let through then runs in the kernel exactly as it would have without the floor.
@@ -86,6 +89,7 @@
 #pragma once
 
 #include <linux/filter.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <array>
@@ -94,6 +98,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "floor/go_clock.hpp"
@@ -119,6 +124,14 @@ struct NetworkPolicy {
 std::vector<Endpoint> nameservers(const std::string& path = "/etc/resolv.conf");
 
 enum class Reach { network, whole };
+
+// In Reach::network, calls made from code mapped below this address are a program's own, and
+// the filter holds its whole reach for them (Warden::follow_exec): the kernel loads executables
+// low (a static one at its fixed address, a position-independent one near 0x555555554000);
+// shared libraries, libc among them, and the vDSO lie above, in the mapping area under the
+// stack. A large static-pie program may be loaded up there too (Codex's 300 MB binary is): its
+// calls cannot be told from a library's, and it is not served.
+constexpr uint64_t kOwnCodeBelow = 0x7e00'0000'0000;
 enum class Runtime { plain, go };
 
 // The filter as a BPF program, built before fork (by libseccomp) so that the child only has to
@@ -136,6 +149,11 @@ class Filter {
   // In the child, between fork and exec (async-signal-safe): no_new_privs when not root, then
   // the filter. Returns the descriptor notifications arrive on, or -1 with errno set.
   int install() const noexcept;
+  // The program as raw BPF (an array of struct sock_filter), for a process that installs it
+  // itself (tapedeck-exec, beneath a program exec'd in place).
+  std::string_view raw() const {
+    return {reinterpret_cast<const char*>(program_.data()), program_.size() * sizeof(sock_filter)};
+  }
 
  private:
   Reach reach_;
@@ -171,6 +189,7 @@ struct ExecStopReport {
   };
   Failure failure = Failure::none;
   int error = 0;
+  uint64_t entry = 0;           // the program's entry point (AT_ENTRY), where it was loaded
   bool patches_failed = false;  // `patches` says which and why
   TextPatchResults patches{};
 };
@@ -245,6 +264,18 @@ class Warden {
   int fd() const { return listener_; }
   // The root runs the program to serve already (it will not exec it): for tests that fork.
   void root_runs_its_program() { program_pid_ = root_; }
+  // Reach::network: process `pid` of the preloaded tree is about to exec `program` in place of
+  // itself, a program the preload cannot reach (static); from that exec on, it and its forks
+  // running that image are served as a static root is (the filter's whole reach holds for calls
+  // made from a program's own code). No init stops that exec, so the warden does when it lets
+  // it through, doing there what hide_vdso does for a root with `plan`.
+  void follow_exec(pid_t pid, const ExecStopPlan& plan, std::string program);
+  // The tree's filter has the network's reach (a preloaded root): the root's own calls are not
+  // served, only those of the processes follow_exec names. (Default: the whole reach.)
+  void serve_followed_only() { filter_reach_ = Reach::network; }
+  // The programs follow_exec named that are served, and a line for each that is not, with why.
+  const std::vector<std::string>& followed() const { return followed_programs_; }
+  const std::vector<std::string>& not_followed() const { return not_followed_; }
   // Answers one notification; call when fd() is readable. Never throws.
   void serve_one();
   // Runtime::go: in how many milliseconds tick() wants to run (-1: no wait is held), and the
@@ -282,6 +313,26 @@ class Warden {
   // exec_redirect.cpp: true when the exec now runs the wrapper (the notification is void);
   // false to let it through as it is (`why` says what failed, empty when nothing did).
   bool redirect_exec(const seccomp_notif& request, std::string& why);
+  // follow_exec: lets the announced exec through, stopped at its end (the notification
+  // answered), and serves the image it runs from then on.
+  void stop_followed_exec(const seccomp_notif& request, seccomp_notif_resp& response);
+  // Whether `pid` runs `image` (dev, inode) and is not below the exec wrapper, up to `program`.
+  bool runs_served_image(pid_t pid, const struct stat& running, dev_t device, ino_t inode,
+                         pid_t program) const;
+  struct FollowedExec {
+    ExecStopPlan plan;
+    std::string program;
+  };
+  std::map<pid_t, FollowedExec> announced_execs_;
+  Reach filter_reach_ = Reach::whole;
+  struct FollowedImage {
+    pid_t program_pid;
+    dev_t device;
+    ino_t inode;
+  };
+  std::vector<FollowedImage> followed_images_;
+  std::vector<std::string> followed_programs_;
+  std::vector<std::string> not_followed_;
 
   int listener_;
   NetworkPolicy policy_;

@@ -43,19 +43,31 @@ void let_through(seccomp_notif_resp& response) {
 
 // The root's own processes: running its image, and not below the exec wrapper (a subprocess
 // may run the same image: busybox's applets, a program that runs itself again). The wrapper
-// either is the subprocess's parent or traces the subprocess (see tapedeck-exec).
+// either is the subprocess's parent or traces the subprocess (see tapedeck-exec). And in
+// Reach::network, the processes of a program exec'd in place that the warden follows.
 bool Warden::served(pid_t pid) const {
   struct stat image {};
   if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) != 0) return false;
-  if (image.st_dev != root_device_ || image.st_ino != root_inode_) return false;
+  if (root_inode_ != 0 && runs_served_image(pid, image, root_device_, root_inode_, program_pid_)) {
+    return true;
+  }
+  return std::any_of(
+      followed_images_.begin(), followed_images_.end(), [&](const FollowedImage& followed) {
+        return runs_served_image(pid, image, followed.device, followed.inode, followed.program_pid);
+      });
+}
+
+bool Warden::runs_served_image(pid_t pid, const struct stat& running, dev_t device, ino_t inode,
+                               pid_t program) const {
+  if (running.st_dev != device || running.st_ino != inode) return false;
   if (wrapper_inode_ == 0) return true;
   auto runs_wrapper = [&](pid_t process) {
-    struct stat running {};
+    struct stat image {};
     return process > 1 &&
-           ::stat(("/proc/" + std::to_string(process) + "/exe").c_str(), &running) == 0 &&
-           running.st_dev == wrapper_device_ && running.st_ino == wrapper_inode_;
+           ::stat(("/proc/" + std::to_string(process) + "/exe").c_str(), &image) == 0 &&
+           image.st_dev == wrapper_device_ && image.st_ino == wrapper_inode_;
   };
-  for (pid_t process = process_of(pid); process > 1 && process != program_pid_;) {
+  for (pid_t process = process_of(pid); process > 1 && process != program;) {
     const Lineage lineage = lineage_of(process);
     if (runs_wrapper(lineage.parent) || runs_wrapper(lineage.tracer)) return false;
     process = lineage.parent;
@@ -63,13 +75,29 @@ bool Warden::served(pid_t pid) const {
   return true;
 }
 
+void Warden::follow_exec(pid_t pid, const ExecStopPlan& plan, std::string program) {
+  announced_execs_[pid] = FollowedExec{plan, std::move(program)};
+}
+
 bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
-  if (root_inode_ == 0) {
+  if (services_ != nullptr && wrapper_inode_ == 0) {
+    struct stat wrapper {};
+    const std::vector<std::string> exec_wrapper = services_->exec_wrapper();
+    if (!exec_wrapper.empty() && ::stat(exec_wrapper.front().c_str(), &wrapper) == 0) {
+      wrapper_device_ = wrapper.st_dev;
+      wrapper_inode_ = wrapper.st_ino;
+    }
+  }
+  const bool exec = request.data.nr == __NR_execve || request.data.nr == __NR_execveat;
+  if (exec && announced_execs_.contains(pid)) {
+    stop_followed_exec(request, response);
+    return true;
+  }
+  if (filter_reach_ == Reach::whole && root_inode_ == 0) {
     // Nothing is served before the root's program runs: until then the tree is forks of the
     // supervisor (the set-up, a pid namespace's init) whose calls are their own. The tree's
     // first exec is the program's; that process's next call names the image to serve.
-    const bool exec = request.data.nr == __NR_execve || request.data.nr == __NR_execveat;
     struct stat image {};
     if (exec && program_pid_ == 0) program_pid_ = pid;
     if (exec || pid != program_pid_ ||
@@ -82,13 +110,6 @@ bool Warden::serve_call(const seccomp_notif& request, seccomp_notif_resp& respon
     if (runtime_ == Runtime::go) {
       go_clock_ = go_clock_sites("/proc/" + std::to_string(pid) + "/exe");
       go_clock_bias_ = load_bias(pid, go_clock_);
-    }
-    struct stat wrapper {};
-    const std::vector<std::string> exec_wrapper =
-        services_ != nullptr ? services_->exec_wrapper() : std::vector<std::string>{};
-    if (!exec_wrapper.empty() && ::stat(exec_wrapper.front().c_str(), &wrapper) == 0) {
-      wrapper_device_ = wrapper.st_dev;
-      wrapper_inode_ = wrapper.st_ino;
     }
   }
   if (services_ == nullptr || !served(pid)) {

@@ -6,13 +6,18 @@
 // (see ExecStopPlan); describe() words the report in the supervisor.
 #include <elf.h>
 #include <errno.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -123,12 +128,65 @@ ExecStopReport hide_vdso(pid_t pid, const ExecStopPlan& plan) {
   }
   uint64_t at_entry = 0;
   rewrite_auxv(pid, plan, report, at_entry);
+  report.entry = at_entry;
   if (report.failure == Failure::none && plan.go_clock != nullptr) {
     report.patches_failed =
         !patch_go_clock(pid, *plan.go_clock, load_bias(at_entry, *plan.go_clock), report.patches);
   }
   ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
   return report;
+}
+
+void Warden::stop_followed_exec(const seccomp_notif& request, seccomp_notif_resp& response) {
+  const auto pid = static_cast<pid_t>(request.pid);
+  const auto announced = announced_execs_.find(pid);
+  const FollowedExec followed = std::move(announced->second);
+  announced_execs_.erase(announced);
+  answered_ = true;
+  // Seized while it waits in the notification: the exec's end stops it (PTRACE_EVENT_EXEC, a
+  // SIGTRAP stop as hide_vdso expects), before the program's first instruction.
+  const bool seized =
+      ::ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACEEXEC)) == 0;
+  const int seize_error = errno;
+  response.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  if (seccomp_notify_respond(listener_, &response) != 0) {
+    if (seized) ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
+    return;  // it died meanwhile
+  }
+  auto not_served = [&](const std::string& why) {
+    const std::string line = followed.program +
+                             " was exec'd in place of a process the preload "
+                             "served, and the floor cannot serve it: " +
+                             why + "; run it as the root (tapedeck run -- " + followed.program +
+                             " …) to have the floor serve it";
+    if (std::find(not_followed_.begin(), not_followed_.end(), line) == not_followed_.end()) {
+      not_followed_.push_back(line);
+    }
+  };
+  if (!seized)
+    return not_served(std::string("it could not be stopped at its exec (") +
+                      std::strerror(seize_error) + ")");
+  const ExecStopReport report = hide_vdso(pid, followed.plan);
+  if (report.failure == ExecStopReport::Failure::not_stopped) return;  // the exec failed
+  if (const std::string why = describe(report, followed.plan); !why.empty()) {
+    return not_served("at its exec, " + why);
+  }
+  if (report.entry >= kOwnCodeBelow) {
+    char where[64];
+    std::snprintf(where, sizeof where, "%#llx", static_cast<unsigned long long>(report.entry));
+    return not_served(
+        std::string("the kernel loaded it among the shared libraries (its entry at ") + where +
+        "), where its calls cannot be told from theirs, so nothing of it "
+        "but its network is served");
+  }
+  struct stat image {};
+  if (::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &image) == 0) {
+    followed_images_.push_back(FollowedImage{pid, image.st_dev, image.st_ino});
+    if (std::find(followed_programs_.begin(), followed_programs_.end(), followed.program) ==
+        followed_programs_.end()) {
+      followed_programs_.push_back(followed.program);
+    }
+  }
 }
 
 std::string describe(const ExecStopReport& report, const ExecStopPlan& plan) {

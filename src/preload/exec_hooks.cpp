@@ -96,10 +96,11 @@ bool exec_would_start(const char* program, bool search_path, char* found) {
   return false;
 }
 
-// The program this process is about to become, told to the supervisor: it names one that
-// neither the preload nor the floor can serve. Relative names are made absolute here, where the
+// The program this process is about to become, told to the supervisor, which answers how to
+// exec it: a static program is served by the floor (through tapedeck-exec); one nothing can
+// serve is named. Relative names are made absolute here, where the
 // working directory is the caller's.
-void tell_exec_in_place(const char* found) {
+FloorFollow tell_exec_in_place(const char* found) {
   char absolute[kPathMax];
   if (found[0] == '/' || getcwd(absolute, sizeof absolute) == nullptr) {
     snprintf(absolute, sizeof absolute, "%s", found);
@@ -112,7 +113,27 @@ void tell_exec_in_place(const char* found) {
   tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::exec_in_place));
   tapedeck::wire::put_bytes(frame, absolute);
   Answer answer;
-  ask(frame, answer, /*settle=*/false);
+  if (!ask(frame, answer, /*settle=*/false) || answer.reply != Reply::ok) return FloorFollow::none;
+  tapedeck::wire::Cursor cursor({answer.body, answer.body_size});
+  const auto follow = cursor.take_int<uint8_t>();
+  if (!cursor.ok() || follow > static_cast<uint8_t>(FloorFollow::plain)) return FloorFollow::none;
+  return static_cast<FloorFollow>(follow);
+}
+
+// The exec of `program` in place of this process through tapedeck-exec, which has the floor
+// follow it first (see exec_followed there).
+int exec_under_floor(FloorFollow follow, const char* found, char* const argv[],
+                     char* const envp[]) {
+  static char* argv_storage[kMaxArgs];  // exec replaces the image: no one else uses it after
+  static char mode[16];
+  if (!shim_argv(found, false, argv, argv_storage)) {
+    errno = E2BIG;
+    return -1;
+  }
+  snprintf(mode, sizeof mode, "%s%u", tapedeck::wire::kFloorModePrefix,
+           static_cast<unsigned>(follow));
+  argv_storage[1] = mode;
+  return ensure(real.execve, "execve")(config.exec_shim, argv_storage, envp);
 }
 
 // A fork that runs no fork handlers: its children only exec or exit.
@@ -232,14 +253,16 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
       return result;
     }
   }
+  FloorFollow follow = FloorFollow::none;
   if (config.mode != Mode::off && !exec_starts_subprocess() &&
       exec_would_start(program, search_path, found)) {
-    tell_exec_in_place(found);
+    follow = tell_exec_in_place(found);
   }
   static char* env_storage[8192];
   static char* entropy_storage[8192];
   char* const* env =
       with_entropy_key(with_kept_env(envp, env_storage, 8192), entropy_storage, 8192);
+  if (follow != FloorFollow::none) return exec_under_floor(follow, found, argv, env);
   return search_path ? ensure(real.execvpe, "execvpe")(program, argv, env)
                      : ensure(real.execve, "execve")(program, argv, env);
 }

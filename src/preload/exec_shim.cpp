@@ -9,7 +9,9 @@
 // two halves of a start the preload began before its exec: `teller:PID:OUT:ERR:READY` (attach
 // to PID, read its output from OUT and ERR, say "y" on READY) and `watched:OUT:ERR:MASK` (a
 // teller is attached: put the pipes' write ends on stdout and stderr, restore the signal mask
-// MASK, become the program). A closed standard stream is passed as -1 and stays closed.
+// MASK, become the program). A closed standard stream is passed as -1 and stays closed. And
+// `floor:N`, not a subprocess: the process execs PROGRAM in place of itself, followed by the
+// floor (exec_followed).
 //
 // It is linked statically, so the LD_PRELOAD it inherits never loads into it. A recording runs
 // the program under the preload too, as a subprocess of its own (TAPEDECK_SPAWN: its place in
@@ -656,6 +658,28 @@ bool sent_by_others(int signal_number) {
   exit_like(exit_code);
 }
 
+// floor:N (wire::FloorFollow): a process the preload served execs, in place of itself, a
+// static program the preload cannot reach. The tree's floor serves the calls a program makes
+// from its own code once the supervisor follows the process; this program's own exec, made
+// from its own code too, is the one the floor stops to prepare the new image (its vDSO hidden).
+// So it announces the exec, waits until the supervisor follows it, then execs.
+[[noreturn]] void exec_followed(const char* socket_path, Invocation& call) {
+  const int connection = connect_to(socket_path);
+  if (connection >= 0) {
+    Supervisor supervisor(socket_path, connection);
+    std::string frame;
+    wire::begin_frame(frame, static_cast<uint8_t>(wire::Op::exec_followed));
+    wire::put_bytes(frame, call.program);
+    const char* key = std::getenv("TAPEDECK_ENTROPY_KEY");
+    wire::put_bytes(frame, key != nullptr ? key : "");
+    supervisor.ask(std::move(frame));  // (close-on-exec: the program does not keep it)
+    ::execve(call.program.c_str(), call.argv.data(), environ);
+  } else {
+    ::execve(call.program.c_str(), call.argv.data(), environ);
+  }
+  fail("cannot run " + call.program + ": " + std::strerror(errno));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -675,6 +699,7 @@ int main(int argc, char** argv) {
   char cwd[4096];
   call.cwd = ::getcwd(cwd, sizeof cwd) != nullptr ? cwd : "";
 
+  if (mode.starts_with(wire::kFloorModePrefix)) exec_followed(argv[2], call);
   if (mode == "replay") {
     const int connection = connect_to(argv[2]);
     if (connection < 0 && errno == EACCES) run_as_another_user(call);  // as the recording did

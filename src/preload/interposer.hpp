@@ -59,6 +59,7 @@ namespace tapedeck::preload {
 
 using tapedeck::wire::Event;
 using tapedeck::wire::FixedSink;
+using tapedeck::wire::FloorFollow;
 using tapedeck::wire::Op;
 using tapedeck::wire::Reply;
 

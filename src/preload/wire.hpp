@@ -21,6 +21,14 @@ namespace tapedeck::wire {
 // had would move the program's stack, and with it what a program derives from a local's address.
 inline constexpr const char* kUpstreamFile = "llm-upstream";
 
+// How a program exec'd in place is run (the answer to Op::exec_in_place).
+enum class FloorFollow : uint8_t {
+  none = 0,   // as it is: the preload serves it, or nothing will (the supervisor names it)
+  plain = 1,  // through tapedeck-exec, served by the floor's whole reach (a static program)
+};
+// tapedeck-exec's mode for it: "floor:1" (the FloorFollow).
+inline constexpr const char* kFloorModePrefix = "floor:";
+
 // Requests, process to supervisor. Only `events` and `hello` have no reply. Each file report
 // (R, W, C, D, V) ends with the u64 key of the thread whose call it is (ThreadKey, packed; for
 // closed_write, the thread that closed the file; kUnkeyedThread when the run does not key
@@ -55,8 +63,13 @@ enum class Op : uint8_t {
   // another thread of the tree awake); wait a slice for real and ask again.
   // `wait`: not a replay; wait for real
   exec_in_place = 'I',  // path: a process that continues the tree (the root, a re-run subprocess)
-                        // is about to exec this program in place of itself; answered ok. The
-                        // supervisor names it when the preload cannot reach it (static, Go)
+                        // is about to exec this program in place of itself; answered ok with a
+                        // u8: a FloorFollow, how the process execs it (through tapedeck-exec,
+                        // which announces the exec: the floor serves the program from then on).
+                        // Otherwise the supervisor names it when the preload cannot reach it
+  exec_followed = 'U',  // from tapedeck-exec (wire::FloorFollow), about to exec a program in
+                        // place of the process: path the program, the process's entropy key;
+                        // answered ok once the floor will serve it from its exec on
   spawn_claim = 'S',    // from the exec about to start it: program, u32 argc, args…, cwd. Record:
                         // answered with a u64, its place in the order subprocesses start, and a u8:
                         // 1 to run it under the preload, 0 to keep it a black box (--black-box

@@ -199,7 +199,15 @@ std::string TreeEffects::entropy(pid_t process, size_t size) {
 }
 
 std::string TreeEffects::startup_random() {
-  return entropy_seed_.empty() ? std::string() : draw(entropy_seed_, "0 AT_RANDOM", 0, 16);
+  return startup_random("0");
+}
+
+std::string TreeEffects::startup_random(const std::string& key) {
+  return entropy_seed_.empty() ? std::string() : draw(entropy_seed_, key + " AT_RANDOM", 0, 16);
+}
+
+void TreeEffects::name_entropy_stream(pid_t process, const std::string& key) {
+  entropy_streams_[process] = {key.empty() ? "0" : key, 0};
 }
 
 // The exec shim, as the preload's exec hook starts it: MODE SOCKET SEARCH (the floor gives it

@@ -94,6 +94,8 @@ class Run {
   void build_floor();
   void prepare_root();
   void post_warden();
+  floor::NetworkPolicy floor_policy() const;
+  std::string follow_exec(pid_t pid, const std::string& program, const std::string& key);
   void start_root();
   void wait_for_root();
   void wind_down();
@@ -354,29 +356,58 @@ void Run::prepare_root() {
                                          extras_));
 }
 
+// A static program that process `pid` of the preloaded tree execs in place of itself
+// (TreeEffects::exec_in_place): the floor serves it as it serves a static root, its randomness
+// drawn under the process's stream key. On the serving thread.
+std::string Run::follow_exec(pid_t pid, const std::string& program, const std::string& key) {
+  floor::ExecStopPlan plan;
+  effects_->name_entropy_stream(pid, key);
+  const std::string random = effects_->startup_random(key.empty() ? "0" : key);
+  plan.replaces_random = random.size() == plan.startup_random.size();
+  if (plan.replaces_random) std::memcpy(plan.startup_random.data(), random.data(), random.size());
+  warden_->follow_exec(pid, plan, program);
+  return {};
+}
+
+// Where the floor lets the tree connect.
+floor::NetworkPolicy Run::floor_policy() const {
+  floor::NetworkPolicy policy;
+  policy.proxy_port = links_.proxy_port;
+  policy.allowed = allowed_;
+  for (const floor::Endpoint& nameserver : floor::nameservers()) {
+    policy.allowed.push_back(nameserver);
+  }
+  // A recorded subprocess reaches the upstream itself (its base URLs point there).
+  if (recording() && !options_.llm_upstream.empty()) {
+    for (const floor::Endpoint& upstream :
+         resolve_endpoints({NetworkPolicy::rule_for(options_.llm_upstream)}, "--llm-upstream")) {
+      policy.allowed.push_back(upstream);
+    }
+  }
+  return policy;
+}
+
 // The warden answers the floor's notifications on the tree server's loop.
 void Run::post_warden() {
   outcome_.floor = floored_;
   if (floored_) {
-    floor::NetworkPolicy policy;
-    policy.proxy_port = links_.proxy_port;
-    policy.allowed = allowed_;
-    for (const floor::Endpoint& nameserver : floor::nameservers()) {
-      policy.allowed.push_back(nameserver);
-    }
-    // A recorded subprocess reaches the upstream itself (its base URLs point there).
-    if (recording() && !options_.llm_upstream.empty()) {
-      for (const floor::Endpoint& upstream :
-           resolve_endpoints({NetworkPolicy::rule_for(options_.llm_upstream)}, "--llm-upstream")) {
-        policy.allowed.push_back(upstream);
-      }
-    }
+    auto report = [](const std::string& line) {
+      std::fprintf(stderr, "tapedeck: %s\n", line.c_str());
+    };
+    // With a preloaded root, the floor's whole reach is for the static programs it follows.
+    const bool follows = session_ && reach_ == floor::Reach::network;
     warden_ = std::make_unique<floor::Warden>(
-        root_->take_floor(), std::move(policy), root_->pid(),
-        [](const std::string& line) { std::fprintf(stderr, "tapedeck: %s\n", line.c_str()); },
-        reach_ == floor::Reach::whole ? &*effects_ : nullptr, runtime_);
+        root_->take_floor(), floor_policy(), root_->pid(), report,
+        reach_ == floor::Reach::whole || follows ? &*effects_ : nullptr, runtime_);
     server_->also_poll(warden_->fd(), [this] { warden_->serve_one(); });
     server_->set_ticker([this] { return warden_->next_tick_ms(); }, [this] { warden_->tick(); });
+    if (follows) {
+      warden_->serve_followed_only();
+      effects_->follow_execs_with(
+          [this](pid_t pid, const std::string& program, const std::string& key) {
+            return follow_exec(pid, program, key);
+          });
+    }
   }
   const bool floor_serves = floored_ && reach_ == floor::Reach::whole;
   if (auto warning =
@@ -463,7 +494,8 @@ void Run::wind_down() {
 
 // The outcome: the exit, what was printed (taped), what the replay met, the tape finished.
 RunOutcome Run::conclude() {
-  if (floored_ && reach_ == floor::Reach::whole) effects_->settle_all();
+  const bool followed = warden_ && !warden_->followed().empty();
+  if ((floored_ && reach_ == floor::Reach::whole) || followed) effects_->settle_all();
   outcome_.exit_code = exit_code_of(status_);
   if (killed_after_) {
     // Ended as `timeout` ends what it stops: 128 + the signal that asked.
@@ -501,6 +533,16 @@ RunOutcome Run::conclude() {
   }
   for (const std::string& unserved : effects_->unserved_execs())
     outcome_.warnings.push_back(unserved);
+  if (warden_) {
+    for (const std::string& program : warden_->followed()) {
+      if (auto line = interposition_warning(program, Linkage::static_binary, true, false)) {
+        outcome_.warnings.push_back(*line +
+                                    ". It was exec'd in place of a process the preload served, "
+                                    "and the floor followed it");
+      }
+    }
+    for (const std::string& line : warden_->not_followed()) outcome_.warnings.push_back(line);
+  }
   if (!effects_->watch_warning().empty()) outcome_.warnings.push_back(effects_->watch_warning());
   if (effects_->withheld() > 0) {
     outcome_.warnings.push_back(std::to_string(effects_->withheld()) +

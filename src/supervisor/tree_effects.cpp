@@ -230,9 +230,13 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
         return handle_rename(connection, cursor);
       case wire::Op::exec_in_place: {
         const std::string_view program = cursor.take_bytes();
-        if (cursor.ok()) exec_in_place(program);
-        return server_.answer(connection, Reply::ok);
+        std::string follow;
+        wire::put_int(follow, static_cast<uint8_t>(cursor.ok() ? exec_in_place(connection, program)
+                                                               : wire::FloorFollow::none));
+        return server_.answer(connection, Reply::ok, follow);
       }
+      case wire::Op::exec_followed:
+        return handle_exec_followed(connection, cursor);
       default:
         return handle_file(connection, op, cursor);
     }
@@ -242,22 +246,52 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
   }
 }
 
-// The floor's reach was chosen for the root's program at its start and cannot widen later (a
-// seccomp filter stays as installed), so a program the preload cannot reach, exec'd in place of
-// a process it served (`sh -c 'exec ./static'`, `env`, a re-run subprocess), runs unserved. Never
-// silently: it is named, with what escapes and how to have it served.
-void TreeEffects::exec_in_place(std::string_view program) {
-  if (!exec_in_place_seen_.emplace(program).second) return;
+// The floor's reach is chosen for the root's program at its start, and a filter stays as
+// installed. A preloaded root's filter holds the whole reach for calls a program makes from its
+// own code, served for the processes the warden follows: so a static program exec'd in place of
+// a process of the root's own tree (`sh -c 'exec ./static'`, `env`) goes through tapedeck-exec,
+// which has the floor follow it, and is served as a static root is. Not yet followed: a Go
+// program (its runtime's clock is another warden's work), and one exec'd in a subprocess (the
+// floor's records would not be held with the subprocess's). Those run unserved, and never
+// silently: each is named, with what escapes and how to have it served.
+wire::FloorFollow TreeEffects::exec_in_place(const Connection& connection,
+                                             std::string_view program) {
   const Linkage linkage = linkage_of(std::filesystem::path(program));
-  if (linkage == Linkage::glibc_dynamic) return;
+  if (linkage == Linkage::glibc_dynamic) return wire::FloorFollow::none;
+  if (follow_exec_ && connection.spawn == 0 && linkage == Linkage::static_binary) {
+    return wire::FloorFollow::plain;
+  }
+  name_unserved_exec(program, linkage);
+  return wire::FloorFollow::none;
+}
+
+void TreeEffects::name_unserved_exec(std::string_view program, Linkage linkage,
+                                     const std::string& why) {
+  if (!exec_in_place_seen_.emplace(program).second) return;
   std::string line =
       *interposition_warning(std::filesystem::path(program), linkage, false, false) +
       ". It was exec'd in place of a process the preload served, after the system-call floor's "
       "reach was chosen for " +
       options_.command[0] + "; run it as the root (tapedeck " +
       (options_.mode == RunOptions::Mode::replay ? "replay TAPE" : "run") + " -- " +
-      std::string(program) + " …) to have the floor serve it";
+      std::string(program) + " …) to have the floor serve it" + why;
   unserved_execs_.push_back(std::move(line));
+}
+
+// tapedeck-exec, about to exec a static program in place: the floor follows it from that exec.
+// Answered once it does (the exec would go unserved otherwise); where it cannot, the program
+// runs unserved, and named.
+void TreeEffects::handle_exec_followed(const Connection& connection, wire::Cursor& cursor) {
+  const std::string program(cursor.take_bytes());
+  const std::string key(cursor.take_bytes());
+  if (cursor.ok()) {
+    const std::string why = follow_exec_ ? follow_exec_(connection.pid, program, key)
+                                         : std::string("no floor follows it");
+    if (!why.empty()) {
+      name_unserved_exec(program, Linkage::static_binary, " (" + why + ")");
+    }
+  }
+  server_.answer(connection, Reply::ok);
 }
 
 // Replay: a wait found nothing ready, or a sleep begins (`sleep`). One the recording has at this

@@ -54,6 +54,11 @@ class TreeEffects : public floor::Services {
   void renamed(pid_t pid, const std::string& from, const std::string& to) override;
   std::string entropy(pid_t process, size_t size) override;
   std::string startup_random() override;
+  // A process that continues a preloaded one, followed by the floor (FloorFollower): its
+  // randomness goes on under `key`, the preload's stream key for its image (entropy_exec_entry),
+  // and its AT_RANDOM bytes are drawn under that key.
+  void name_entropy_stream(pid_t process, const std::string& key);
+  std::string startup_random(const std::string& key);
   // The run's entropy seed (64 hex digits), which the floor's randomness is drawn from.
   void set_entropy_seed(const std::string& seed_hex);
   std::vector<std::string> exec_wrapper() override;
@@ -131,6 +136,14 @@ class TreeEffects : public floor::Services {
   // Programs a process of the tree exec'd in place of itself that neither the preload nor the
   // floor serve (statically linked, Go): each named once, with what goes untaped.
   const std::vector<std::string>& unserved_execs() const { return unserved_execs_; }
+  // How a static program the preload cannot reach, exec'd in place by a process of the root's
+  // own tree, is served by the floor (wire::Op::exec_followed): `follow` has the floor follow
+  // process `pid` from its next exec, of `program`, its randomness drawn under `entropy_key`;
+  // it answers empty when the floor will, else why not. Unset: such programs run unserved, and
+  // are named.
+  using FloorFollower = std::function<std::string(pid_t pid, const std::string& program,
+                                                  const std::string& entropy_key)>;
+  void follow_execs_with(FloorFollower follow) { follow_exec_ = std::move(follow); }
 
  private:
   Recorder& recorder() { return session_->recorder(); }
@@ -159,7 +172,10 @@ class TreeEffects : public floor::Services {
   // file_effects.cpp
   void handle_file(const Connection& connection, wire::Op op, wire::Cursor& cursor);
   void handle_rename(const Connection& connection, wire::Cursor& cursor);
-  void exec_in_place(std::string_view program);
+  // How `program`, exec'd in place by the process of `connection`, is to be run.
+  wire::FloorFollow exec_in_place(const Connection& connection, std::string_view program);
+  void handle_exec_followed(const Connection& connection, wire::Cursor& cursor);
+  void name_unserved_exec(std::string_view program, Linkage linkage, const std::string& why = {});
   // A file report answered as the mode has it: record_file tapes it, replay_file serves it.
   void file_effect(const Connection& connection, wire::Op op, const std::string& path,
                    uint8_t flags = 0);
@@ -335,6 +351,7 @@ class TreeEffects : public floor::Services {
   std::string watch_warning_;
   std::vector<std::string> unserved_execs_;
   std::set<std::string, std::less<>> exec_in_place_seen_;
+  FloorFollower follow_exec_;
 };
 
 bool is_regular(const std::filesystem::path& path);

@@ -7,7 +7,8 @@
 # output included), the workspace is byte-identical to before the replay, semantic fidelity
 # passes, both tapes hold the sleep, the read, the subprocess and the write. Go: the same,
 # durations measured on the monotonic clock alone (time.Since, time.Until) included, while the
-# runtime's own clock reads stay off the tape (see src/floor/go_clock.hpp).
+# runtime's own clock reads stay off the tape (see src/floor/go_clock.hpp). The static agent
+# exec'd in place by a preloaded shell script is served the same way (the floor follows it).
 # Usage: served_test.sh TAPEDECK STATIC_GLIBC_AGENT SOURCE_DIR EXAMPLES_DIR
 set -uo pipefail
 td=$(realpath "$1")
@@ -96,6 +97,23 @@ for name in musl glibc; do
     bash -c "grep -q '\"kind\":\"file_fault\"' '$work/fault.tape' &&
              grep -q '\"kind\":\"process_fault\"' '$work/fault.tape'"
 done
+
+# The same static agent exec'd in place by a shell script (`exec ./agent`, as launchers and
+# `sh -c 'exec …'` start agents): the root is the preloaded shell, whose floor has the network's
+# reach, and the floor follows the exec, so the agent is served as the static root above is.
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$work/agent-musl" > "$work/launch.sh"
+chmod +x "$work/launch.sh"
+record_and_replay "in-place" "$work/launch.sh"
+check "in-place: the replay printed what the recording printed, clock and randomness included" \
+  diff "$work/in-place.rec" "$work/in-place.rep"
+check "in-place: the one-second sleep is on both tapes, and skipped by the replay" \
+  bash -c "'$td' show '$work/in-place.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
+           '$td' show '$work/in-place.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
+check "in-place: semantic fidelity passes" \
+  "$td" fidelity "$work/in-place.tape" "$work/in-place.replay.tape" --mode semantic
+check "in-place: the warning says the floor followed the exec" \
+  grep -q "statically linked.*floor serves its clock reads.*the floor followed it" \
+  "$work/in-place.rec.err"
 
 # A program that escapes anyway (a test-only hole in the filter: its opens are let through) is
 # named with what escapes, and its replay writes into the private view, never the workspace.
