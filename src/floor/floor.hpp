@@ -129,8 +129,9 @@ enum class Reach { network, whole };
 // the filter holds its whole reach for them (Warden::follow_exec): the kernel loads executables
 // low (a static one at its fixed address, a position-independent one near 0x555555554000);
 // shared libraries, libc among them, and the vDSO lie above, in the mapping area under the
-// stack. A large static-pie program may be loaded up there too (Codex's 300 MB binary is): its
-// calls cannot be told from a library's, and it is not served.
+// stack. A static-pie program (no interpreter) is loaded in that area too, unless it runs with
+// the legacy layout, which tapedeck-exec gives it (wire::kLegacyLayoutVariable); one loaded
+// there anyway cannot be told from a library, and is not served.
 constexpr uint64_t kOwnCodeBelow = 0x7e00'0000'0000;
 enum class Runtime { plain, go };
 

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
@@ -515,6 +516,15 @@ void pass_on(int signal_number, siginfo_t* info, void*) {
 }
 
 [[noreturn]] void run_program(const Invocation& call, std::vector<char*>& env) {
+  // Started by a program the floor follows, which has the legacy layout for its own sake only.
+  if (std::getenv(wire::kLegacyLayoutVariable) != nullptr) {
+    const int persona = ::personality(0xffffffff);
+    if (persona != -1) ::personality(static_cast<unsigned long>(persona) & ~ADDR_COMPAT_LAYOUT);
+    const std::string marker = std::string(wire::kLegacyLayoutVariable) + "=";
+    std::erase_if(env, [&](const char* entry) {
+      return entry != nullptr && std::string_view(entry).starts_with(marker);
+    });
+  }
   // Under the preload, the process that execs here is a root of its own: its parent is the one
   // whose exec of it started the subprocess.
   static std::string parent;
@@ -664,6 +674,13 @@ bool sent_by_others(int signal_number) {
 // from its own code too, is the one the floor stops to prepare the new image (its vDSO hidden).
 // So it announces the exec, waits until the supervisor follows it, then execs.
 [[noreturn]] void exec_followed(const char* socket_path, Invocation& call) {
+  // A static-pie image (no interpreter) is loaded where mappings go: with the default layout,
+  // among where a preloaded process's libraries lie; with the legacy one, low.
+  const int persona = ::personality(0xffffffff);
+  if (persona != -1 && (persona & ADDR_COMPAT_LAYOUT) == 0 &&
+      ::personality(static_cast<unsigned long>(persona) | ADDR_COMPAT_LAYOUT) != -1) {
+    ::setenv(wire::kLegacyLayoutVariable, "1", 1);
+  }
   const int connection = connect_to(socket_path);
   if (connection >= 0) {
     Supervisor supervisor(socket_path, connection);

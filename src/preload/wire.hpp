@@ -27,6 +27,11 @@ enum class FloorFollow : uint8_t {
   plain = 1,  // through tapedeck-exec, served by the floor's whole reach (a static program)
 };
 // tapedeck-exec's mode for it: "floor:1" (the FloorFollow).
+// Set (to 1) in the environment of a program exec'd so, when tapedeck-exec gave it the legacy
+// memory layout (ADDR_COMPAT_LAYOUT: mappings grow up from a third of the address space) so that
+// the kernel loads a static-pie image below kOwnCodeBelow, where the floor tells its calls from
+// a library's. tapedeck-exec takes the layout back for the subprocesses the program starts.
+inline constexpr const char* kLegacyLayoutVariable = "TAPEDECK_LEGACY_LAYOUT";
 inline constexpr const char* kFloorModePrefix = "floor:";
 
 // Requests, process to supervisor. Only `events` and `hello` have no reply. Each file report

@@ -101,19 +101,27 @@ done
 # The same static agent exec'd in place by a shell script (`exec ./agent`, as launchers and
 # `sh -c 'exec …'` start agents): the root is the preloaded shell, whose floor has the network's
 # reach, and the floor follows the exec, so the agent is served as the static root above is.
-printf '#!/bin/sh\nexec "%s" "$@"\n' "$work/agent-musl" > "$work/launch.sh"
-chmod +x "$work/launch.sh"
-record_and_replay "in-place" "$work/launch.sh"
-check "in-place: the replay printed what the recording printed, clock and randomness included" \
-  diff "$work/in-place.rec" "$work/in-place.rep"
-check "in-place: the one-second sleep is on both tapes, and skipped by the replay" \
-  bash -c "'$td' show '$work/in-place.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
-           '$td' show '$work/in-place.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
-check "in-place: semantic fidelity passes" \
-  "$td" fidelity "$work/in-place.tape" "$work/in-place.replay.tape" --mode semantic
-check "in-place: the warning says the floor followed the exec" \
-  grep -q "statically linked.*floor serves its clock reads.*the floor followed it" \
-  "$work/in-place.rec.err"
+# Built at a fixed address (musl), and as a static-pie (glibc; no interpreter: the kernel loads it
+# where mappings go, as Rust's musl programs are loaded).
+gcc -static-pie -O2 -o "$work/agent-static-pie" "$here/served_agent.c" ||
+  { echo "FAIL: cannot build the static-pie agent" >&2; exit 1; }
+for name in musl static-pie; do
+  program=$work/agent-musl
+  [ "$name" = static-pie ] && program=$work/agent-static-pie
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$program" > "$work/launch-$name.sh"
+  chmod +x "$work/launch-$name.sh"
+  record_and_replay "in-place-$name" "$work/launch-$name.sh"
+  check "in-place-$name: the replay printed what the recording printed, clock and randomness included" \
+    diff "$work/in-place-$name.rec" "$work/in-place-$name.rep"
+  check "in-place-$name: the one-second sleep is on both tapes" \
+    bash -c "'$td' show '$work/in-place-$name.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
+             '$td' show '$work/in-place-$name.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
+  check "in-place-$name: semantic fidelity passes" \
+    "$td" fidelity "$work/in-place-$name.tape" "$work/in-place-$name.replay.tape" --mode semantic
+  check "in-place-$name: the warning says the floor followed the exec" \
+    grep -q "statically linked.*floor serves its clock reads.*the floor followed it" \
+    "$work/in-place-$name.rec.err"
+done
 
 # A program that escapes anyway (a test-only hole in the filter: its opens are let through) is
 # named with what escapes, and its replay writes into the private view, never the workspace.
