@@ -213,13 +213,18 @@ class Services {
   // clock's epoch. `real_ms` is the clock's real value, cut to the millisecond; `lane`, the lane
   // it is taped in (empty: none; see ClockRead::lane).
   virtual int64_t clock_read(pid_t pid, bool wall, int64_t real_ms, std::string_view lane) = 0;
+  // The lane of the clock reads of the `rank`-th thread (in creation order, 0 the main thread)
+  // of `process`, a thread group of a plain runtime; empty when the run keeps no thread lanes.
+  virtual std::string thread_lane(pid_t process, uint32_t rank) = 0;
   // A sleep of `ms`: true when the caller should not sleep (replay).
   virtual bool sleep(pid_t pid, uint64_t ms) = 0;
+  // The file calls below name the calling thread `pid` and its `thread_rank` (thread_lane's).
   // `path` (absolute, as the process names it) is about to be opened: to read when `writes` is
   // false; else to write, reading it too when `reads_too`. 0 to let it through; else the errno
   // it fails with: EIO when the tape cannot serve it (the tree is being stopped), or the one a
   // replay's --fault file:PATH injects.
-  virtual int open(pid_t pid, const std::string& path, bool writes, bool reads_too) = 0;
+  virtual int open(pid_t pid, uint32_t thread_rank, const std::string& path, bool writes,
+                   bool reads_too) = 0;
   // Runtime::go: a monotonic read by the runtime itself, in nanoseconds (never taped).
   virtual int64_t runtime_clock_ns(pid_t pid, int64_t real_ns) = 0;
   // Runtime::go: whether waits may be skipped at all (replay); then, one with nothing ready
@@ -231,17 +236,20 @@ class Services {
   virtual void wait_runs(pid_t pid) = 0;
   // `size` bytes of randomness for `process` (a thread group): its next bytes of the run's
   // deterministic stream, the same in record and replay.
-  virtual std::string entropy(pid_t process, size_t size) = 0;
+  // `thread_rank`: the drawing thread's place in the process's creation order (0: the main
+  // thread, or not known); a run that gives each thread a stream of its own draws from its.
+  virtual std::string entropy(pid_t process, uint32_t thread_rank, size_t size) = 0;
   // The 16 bytes the root's auxiliary vector offers as AT_RANDOM (libc's stack guard, Go's
   // fastrand seed: its map iteration order), from the same seed; empty: the kernel's stay.
   virtual std::string startup_random() = 0;
   // `path` (absolute; a file, not a folder) is about to be deleted by a served process.
-  virtual void deleting(pid_t pid, const std::string& path) = 0;
+  virtual void deleting(pid_t pid, uint32_t thread_rank, const std::string& path) = 0;
   // The floor renamed `from` to `to` (absolute) for a served process.
-  virtual void renamed(pid_t pid, const std::string& from, const std::string& to) = 0;
+  virtual void renamed(pid_t pid, uint32_t thread_rank, const std::string& from,
+                       const std::string& to) = 0;
   // A served process is about to close a descriptor naming `path` (absolute, as the process
   // sees it): a file it opened to write is final.
-  virtual void closing(pid_t pid, const std::string& path) = 0;
+  virtual void closing(pid_t pid, uint32_t thread_rank, const std::string& path) = 0;
   // What an exec by a served process runs instead: the wrapper's path and its first arguments,
   // followed by the program's absolute path and the argv the process gave.
   virtual std::vector<std::string> exec_wrapper() = 0;
@@ -314,6 +322,13 @@ class Warden {
   // exec_redirect.cpp: true when the exec now runs the wrapper (the notification is void);
   // false to let it through as it is (`why` says what failed, empty when nothing did).
   bool redirect_exec(const seccomp_notif& request, std::string& why);
+  // A thread's place in its process's creation order (0: the main thread): threads are ranked
+  // as the floor first meets them, with every thread of the process alive then that it has not
+  // ranked, in the order of their ids (a pid namespace hands them out in creation order).
+  uint32_t thread_rank(pid_t tid);
+  // Runtime::plain's thread_rank; 0 for Go's (its threads are the runtime's, not the program's).
+  uint32_t rank_of(pid_t tid) { return runtime_ == Runtime::plain ? thread_rank(tid) : 0; }
+  std::map<pid_t, std::map<pid_t, uint32_t>> thread_ranks_;  // per process, per thread
   // follow_exec: lets the announced exec through, stopped at its end (the notification
   // answered), and serves the image it runs from then on.
   void stop_followed_exec(const seccomp_notif& request, seccomp_notif_resp& response);

@@ -1,6 +1,7 @@
 // Reach::whole: the clock reads, sleeps and opens of a root the preload cannot serve, answered
 // by the supervisor's Services. Values go back by writing the caller's memory
 // (process_vm_writev) and answering the notification with the call's result.
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -73,6 +75,28 @@ bool Warden::runs_served_image(pid_t pid, const struct stat& running, dev_t devi
     process = lineage.parent;
   }
   return true;
+}
+
+uint32_t Warden::thread_rank(pid_t tid) {
+  const pid_t process = process_of(tid);
+  if (process <= 0 || process == tid) return 0;
+  std::map<pid_t, uint32_t>& ranks = thread_ranks_[process];
+  if (const auto known = ranks.find(tid); known != ranks.end()) return known->second;
+  ranks.try_emplace(process, 0);
+  std::vector<pid_t> unranked;
+  if (DIR* tasks = ::opendir(("/proc/" + std::to_string(process) + "/task").c_str())) {
+    while (const dirent* entry = ::readdir(tasks)) {
+      const pid_t thread = static_cast<pid_t>(std::strtol(entry->d_name, nullptr, 10));
+      if (thread > 0 && !ranks.contains(thread)) unranked.push_back(thread);
+    }
+    ::closedir(tasks);
+  }
+  if (std::find(unranked.begin(), unranked.end(), tid) == unranked.end()) unranked.push_back(tid);
+  std::sort(unranked.begin(), unranked.end());
+  uint32_t next = 0;
+  for (const auto& [thread, rank] : ranks) next = std::max(next, rank + 1);
+  for (const pid_t thread : unranked) ranks.emplace(thread, next++);
+  return ranks.at(tid);
 }
 
 void Warden::follow_exec(pid_t pid, const ExecStopPlan& plan, std::string program) {
@@ -205,11 +229,14 @@ void Warden::answer_clock(const seccomp_notif& request, seccomp_notif_resp& resp
       runtime_clock_read(request)) {
     ns = services_->runtime_clock_ns(pid, int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec);
   } else {
+    const std::string thread_lane = runtime_ == Runtime::plain
+                                        ? services_->thread_lane(process_of(pid), thread_rank(pid))
+                                        : std::string();
     const std::string_view lane =
         runtime_ == Runtime::go && request.data.nr == __NR_clock_gettime
             ? go_clock_lane(go_clock_, go_clock_bias_, request.data.instruction_pointer,
                             request.data.args[2])
-            : std::string_view();
+            : std::string_view(thread_lane);
     const int64_t ms = services_->clock_read(pid, source == 0, floor_ms(now), lane);
     last_seen_ms_[source] = ms;
     ns = ms * 1'000'000;
@@ -353,14 +380,14 @@ void Warden::answer_close(const seccomp_notif& request, seccomp_notif_resp& resp
   let_through(response);
   const std::string path = link_of("/proc/" + std::to_string(pid) + "/fd/" +
                                    std::to_string(static_cast<int>(request.data.args[0])));
-  if (!path.empty() && path.front() == '/') services_->closing(pid, path);
+  if (!path.empty() && path.front() == '/') services_->closing(pid, rank_of(pid), path);
 }
 
 void Warden::answer_random(const seccomp_notif& request, seccomp_notif_resp& response) {
   const auto pid = static_cast<pid_t>(request.pid);
   // As the kernel: at most 32 MiB - 1 a call (callers loop on short reads).
   const size_t size = std::min<uint64_t>(request.data.args[1], (32u << 20) - 1);
-  const std::string bytes = services_->entropy(process_of(pid), size);
+  const std::string bytes = services_->entropy(process_of(pid), rank_of(pid), size);
   if (!write_memory(pid, request.data.args[0], bytes.data(), bytes.size())) {
     response.error = -EFAULT;
     return;
@@ -381,7 +408,7 @@ static std::string path_argument(pid_t pid, int folder, uint64_t where) {
 // caller as the open's result (SECCOMP_ADDFD_FLAG_SEND). Reads past its end find end of file.
 bool Warden::serve_entropy_file(const seccomp_notif& request, uint64_t flags) {
   const auto pid = static_cast<pid_t>(request.pid);
-  const std::string bytes = services_->entropy(process_of(pid), kEntropyFileBytes);
+  const std::string bytes = services_->entropy(process_of(pid), rank_of(pid), kEntropyFileBytes);
   const int file = ::memfd_create("tapedeck-entropy", MFD_CLOEXEC);
   if (file < 0) return false;
   bool written = ::write(file, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
@@ -411,7 +438,7 @@ void Warden::answer_open(const seccomp_notif& request, seccomp_notif_resp& respo
   const bool writes = access != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
   const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
   const bool reads_too = !exclusive && (flags & O_TRUNC) == 0 && access != O_WRONLY;
-  if (const int error = services_->open(pid, path, writes, reads_too); error != 0) {
+  if (const int error = services_->open(pid, rank_of(pid), path, writes, reads_too); error != 0) {
     response.error = -error;  // the tree is being stopped, or a fault is injected
     return;
   }
@@ -433,7 +460,7 @@ void Warden::answer_unlink(const seccomp_notif& request, seccomp_notif_resp& res
       S_ISDIR(status.st_mode)) {
     return;
   }
-  services_->deleting(pid, path);
+  services_->deleting(pid, rank_of(pid), path);
 }
 
 // A rename is made by the supervisor itself, in the process's view of the files, so that it is
@@ -454,7 +481,7 @@ void Warden::answer_rename(const seccomp_notif& request, seccomp_notif_resp& res
     response.error = -errno;
     return;
   }
-  services_->renamed(pid, from, to);
+  services_->renamed(pid, rank_of(pid), from, to);
 }
 
 }  // namespace tapedeck::floor

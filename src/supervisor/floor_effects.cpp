@@ -8,6 +8,8 @@
 
 #include <algorithm>
 
+#include "floor/process_access.hpp"
+#include "preload/clock_map.hpp"
 #include "preload/entropy_stream.hpp"
 #include "supervisor/tree_effects.hpp"
 
@@ -55,9 +57,11 @@ bool TreeEffects::sleep(pid_t, uint64_t ms) {
   return replay;
 }
 
-int TreeEffects::open(pid_t pid, const std::string& absolute, bool writes, bool reads_too) {
+int TreeEffects::open(pid_t pid, uint32_t thread_rank, const std::string& absolute, bool writes,
+                      bool reads_too) {
   const std::optional<std::string> path = relative(absolute);
   if (!path) return 0;
+  const FileOwnerScope owner(*this, floor_file_owner(pid, thread_rank));
   if (options_.mode == RunOptions::Mode::replay && (!writes || reads_too)) {
     if (const int error = file_fault(*path); error != 0) return error;
   }
@@ -87,16 +91,18 @@ void TreeEffects::settle(pid_t pid, const std::string& path, std::pair<off_t, in
   file_effect(floor_connection(pid), wire::Op::closed_write, path);
 }
 
-void TreeEffects::closing(pid_t pid, const std::string& absolute) {
+void TreeEffects::closing(pid_t pid, uint32_t thread_rank, const std::string& absolute) {
   const std::optional<std::string> path = relative(absolute);
   if (!path) return;
+  const FileOwnerScope owner(*this, floor_file_owner(pid, thread_rank));
   const auto written = floor_writes_.find(*path);
   if (written != floor_writes_.end()) settle(pid, written->first, written->second);
 }
 
-void TreeEffects::deleting(pid_t pid, const std::string& absolute) {
+void TreeEffects::deleting(pid_t pid, uint32_t thread_rank, const std::string& absolute) {
   const std::optional<std::string> path = relative(absolute);
   if (!path) return;
+  const FileOwnerScope owner(*this, floor_file_owner(pid, thread_rank));
   const auto written = floor_writes_.find(*path);
   if (written != floor_writes_.end()) {  // its last bytes first, as a close would have
     settle(pid, written->first, written->second);
@@ -105,7 +111,8 @@ void TreeEffects::deleting(pid_t pid, const std::string& absolute) {
   file_effect(floor_connection(pid), wire::Op::deleted, *path);
 }
 
-void TreeEffects::renamed(pid_t pid, const std::string& from, const std::string& to) {
+void TreeEffects::renamed(pid_t pid, uint32_t thread_rank, const std::string& from,
+                          const std::string& to) {
   // The new path's bytes are taped now, as the rename's; neither path is a pending write since.
   for (const std::string& absolute : {from, to}) {
     if (const std::optional<std::string> path = relative(absolute)) floor_writes_.erase(*path);
@@ -113,7 +120,7 @@ void TreeEffects::renamed(pid_t pid, const std::string& from, const std::string&
   std::string body;
   wire::put_bytes(body, from);
   wire::put_bytes(body, to);
-  wire::put_int(body, wire::kUnkeyedThread);  // (the floor does not tell threads apart)
+  wire::put_int(body, floor_file_owner(pid, thread_rank).value_or(wire::kUnkeyedThread));
   wire::Cursor cursor(body);
   handle_rename(floor_connection(pid), cursor);
 }
@@ -176,7 +183,7 @@ std::string draw(const std::string& seed, const std::string& place, uint64_t off
 
 }  // namespace
 
-std::string TreeEffects::entropy(pid_t process, size_t size) {
+std::string TreeEffects::entropy(pid_t process, uint32_t thread_rank, size_t size) {
   if (entropy_seed_.empty()) {  // no seed (an untaped run): the kernel's own
     std::string bytes(size, '\0');
     for (size_t at = 0; at < size;) {
@@ -185,17 +192,61 @@ std::string TreeEffects::entropy(pid_t process, size_t size) {
     }
     return bytes;
   }
-  // The root is "0"; another process of the root's image (a fork) is named by the order the
-  // floor first met it in, "0.f1", "0.f2"….
+  const std::string& name = stream_name(process);
+  if (entropy_per_thread_ && thread_rank != 0) {
+    // A thread's draws come in whatever order its process's threads race to them: each has
+    // its own stream, named after its place in the process's creation order.
+    const std::string thread = name + ".t" + std::to_string(thread_rank);
+    uint64_t& offset = thread_streams_[thread];
+    std::string bytes = draw(entropy_seed_, thread, offset, size);
+    offset += size;
+    return bytes;
+  }
+  auto& stream = entropy_streams_.at(process);
+  std::string bytes = draw(entropy_seed_, stream.first, stream.second, size);
+  stream.second += size;
+  return bytes;
+}
+
+// The root is "0"; another process of the root's image (a fork) is named by the order the floor
+// first met it in, "0.f1", "0.f2"…; a process the floor follows, by its preload stream key.
+const std::string& TreeEffects::stream_name(pid_t process) {
   auto [stream, fresh] = entropy_streams_.try_emplace(process);
   if (fresh) {
     stream->second.first = entropy_streams_.size() == 1
                                ? std::string("0")
                                : "0.f" + std::to_string(entropy_streams_.size() - 1);
   }
-  std::string bytes = draw(entropy_seed_, stream->second.first, stream->second.second, size);
-  stream->second.second += size;
-  return bytes;
+  return stream->second.first;
+}
+
+// The lane of a floor-served thread, as the preload names a thread's ("t3"; with its process's
+// place when that is not the root's own image, "t3@5c0ffee1", "t0@5c0ffee1" for its main thread;
+// none for the root's main thread), when the run keeps thread lanes: a recording asked for them,
+// a replay follows its tape.
+bool TreeEffects::floor_threads_laned() const {
+  return options_.mode == RunOptions::Mode::replay
+             ? index_ && index_->clock_map().threads_laned != 0
+             : options_.thread_lanes;
+}
+
+std::optional<uint64_t> TreeEffects::floor_file_owner(pid_t tid, uint32_t thread_rank) {
+  if (!floor_threads_laned()) return std::nullopt;
+  const pid_t process = floor::process_of(tid);
+  if (process <= 0) return std::nullopt;
+  const std::string& name = stream_name(process);
+  return preload::ThreadKey{preload::fold_place(name == "0" ? "" : name.c_str()), thread_rank}
+      .pack();
+}
+
+std::string TreeEffects::thread_lane(pid_t process, uint32_t rank) {
+  if (!floor_threads_laned()) return {};
+  const std::string& name = stream_name(process);
+  const uint32_t place = preload::fold_place(name == "0" ? "" : name.c_str());
+  if (rank == 0 && place == 0) return {};  // the root's main thread: no lane, as the preload's
+  char lane[preload::kLaneNameBytes];
+  preload::thread_lane_name(lane, preload::ThreadKey{place, rank});
+  return lane;
 }
 
 std::string TreeEffects::startup_random() {

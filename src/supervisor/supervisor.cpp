@@ -280,6 +280,7 @@ void Run::link_program() {
       effects_->record_entropy_seed(links_.entropy_seed, links_.entropy_per_thread);
     }
     effects_->set_entropy_seed(links_.entropy_seed);
+    effects_->set_entropy_per_thread(links_.entropy_per_thread);
   }
   // A root the preload cannot reach has its clock, sleeps, files and execs served by the floor
   // instead; the preload stays out of it (a cgo-linked Go program would load it, and its hooks

@@ -48,11 +48,16 @@ class TreeEffects : public floor::Services {
   // floor::Services (floor_effects.cpp): the same records as the preload's reports make.
   int64_t clock_read(pid_t pid, bool wall, int64_t real_ms, std::string_view lane) override;
   bool sleep(pid_t pid, uint64_t ms) override;
-  int open(pid_t pid, const std::string& path, bool writes, bool reads_too) override;
-  void closing(pid_t pid, const std::string& path) override;
-  void deleting(pid_t pid, const std::string& path) override;
-  void renamed(pid_t pid, const std::string& from, const std::string& to) override;
-  std::string entropy(pid_t process, size_t size) override;
+  int open(pid_t pid, uint32_t thread_rank, const std::string& path, bool writes,
+           bool reads_too) override;
+  void closing(pid_t pid, uint32_t thread_rank, const std::string& path) override;
+  void deleting(pid_t pid, uint32_t thread_rank, const std::string& path) override;
+  void renamed(pid_t pid, uint32_t thread_rank, const std::string& from,
+               const std::string& to) override;
+  std::string entropy(pid_t process, uint32_t thread_rank, size_t size) override;
+  std::string thread_lane(pid_t process, uint32_t rank) override;
+  // Each thread a process starts draws from a stream of its own (the tape's entropy record says).
+  void set_entropy_per_thread(bool on) { entropy_per_thread_ = on; }
   std::string startup_random() override;
   // A process that continues a preloaded one, followed by the floor (FloorFollower): its
   // randomness goes on under `key`, the preload's stream key for its image (entropy_exec_entry),
@@ -239,17 +244,23 @@ class TreeEffects : public floor::Services {
     std::thread::id thread_before_;
   };
   static std::optional<uint64_t> file_owner(uint64_t thread);
-  // The thread whose file report the serving thread handles (its frame's key), while it does.
+  // The thread whose file report the serving thread handles (its frame's key, or the floor's
+  // thread), while it does; and the serving thread, so that no other thread takes it as its own.
   std::optional<uint64_t> file_owner_;
+  std::thread::id file_owner_thread_;
   std::optional<uint64_t> file_owner_here() const {
-    return std::this_thread::get_id() == hold_thread_ ? file_owner_ : std::nullopt;
+    return std::this_thread::get_id() == file_owner_thread_ ? file_owner_ : std::nullopt;
   }
   class FileOwnerScope {
    public:
     FileOwnerScope(TreeEffects& effects, std::optional<uint64_t> owner) : effects_(effects) {
       effects_.file_owner_ = owner;
+      effects_.file_owner_thread_ = std::this_thread::get_id();
     }
-    ~FileOwnerScope() { effects_.file_owner_.reset(); }
+    ~FileOwnerScope() {
+      effects_.file_owner_.reset();
+      effects_.file_owner_thread_ = {};
+    }
     FileOwnerScope(const FileOwnerScope&) = delete;
     FileOwnerScope& operator=(const FileOwnerScope&) = delete;
 
@@ -343,6 +354,15 @@ class TreeEffects : public floor::Services {
   // as the preload names them) with how far into its stream it has drawn.
   std::string entropy_seed_;  // 32 bytes; empty when the run has none
   std::map<pid_t, std::pair<std::string, uint64_t>> entropy_streams_;
+  // A floor-served thread's own stream (entropy_per_thread_): its offset, by its name.
+  std::map<std::string, uint64_t> thread_streams_;
+  bool entropy_per_thread_ = false;
+  // The name of process `process`'s stream (the root's "0", a fork's "0.f1", …), made on first use.
+  const std::string& stream_name(pid_t process);
+  // Whether floor-served threads read in lanes of their own (see thread_lane).
+  bool floor_threads_laned() const;
+  // The thread key (ThreadKey, packed) a floor-served thread's file records name, when laned.
+  std::optional<uint64_t> floor_file_owner(pid_t tid, uint32_t thread_rank);
   // Replay: recorded results claimed by the exec that starts a subprocess, by its pid.
   std::map<pid_t, ProcessResult> claimed_spawns_;
   uint64_t spawns_started_ = 0;      // record: subprocesses claimed so far

@@ -354,21 +354,26 @@ struct FakeServices : Services {
   std::vector<std::string> opens;  // "r PATH", "w PATH", "rw PATH"
   std::vector<std::string> closed;
 
-  int64_t clock_read(pid_t, bool wall, int64_t, std::string_view) override {
+  std::vector<std::string> lanes;  // each read's lane
+  int64_t clock_read(pid_t, bool wall, int64_t, std::string_view lane) override {
     reads.push_back(wall ? "wall" : "monotonic");
+    lanes.emplace_back(lane);
     return wall ? wall_ms : monotonic_ms;
+  }
+  std::string thread_lane(pid_t, uint32_t rank) override {
+    return rank == 0 ? std::string() : "t" + std::to_string(rank);
   }
   bool sleep(pid_t, uint64_t ms) override {
     sleeps.push_back(ms);
     return skip_sleeps;
   }
-  int open(pid_t, const std::string& path, bool writes, bool reads_too) override {
+  int open(pid_t, uint32_t, const std::string& path, bool writes, bool reads_too) override {
     opens.push_back(std::string(!writes ? "r " : reads_too ? "rw " : "w ") + path);
     return open_error;
   }
-  void closing(pid_t, const std::string& path) override { closed.push_back(path); }
-  void deleting(pid_t, const std::string& path) override { deleted.push_back(path); }
-  void renamed(pid_t, const std::string& from, const std::string& to) override {
+  void closing(pid_t, uint32_t, const std::string& path) override { closed.push_back(path); }
+  void deleting(pid_t, uint32_t, const std::string& path) override { deleted.push_back(path); }
+  void renamed(pid_t, uint32_t, const std::string& from, const std::string& to) override {
     moves.push_back(from + " -> " + to);
   }
   std::vector<std::string> deleted;
@@ -378,7 +383,11 @@ struct FakeServices : Services {
   bool waits_are_virtual() const override { return false; }
   bool skip_wait(pid_t, uint64_t) override { return false; }
   void wait_runs(pid_t) override {}
-  std::string entropy(pid_t, size_t size) override { return std::string(size, 'r'); }
+  std::vector<uint32_t> draws;  // each draw's thread rank
+  std::string entropy(pid_t, uint32_t thread_rank, size_t size) override {
+    draws.push_back(thread_rank);
+    return std::string(size, 'r');
+  }
   std::string startup_random() override { return {}; }
 };
 
@@ -409,6 +418,39 @@ TEST(FloorWhole, ClockReadsGetTheServicesValuesWrittenIntoTheCaller) {
   EXPECT_EQ(outcome.exit_code, 0);
   EXPECT_EQ(services.reads,
             (std::vector<std::string>{"wall", "monotonic", "wall", "wall", "wall"}));
+}
+
+// A thread's lane is its place in its process's creation order, not the order threads first
+// read: runtimes read from several threads in whatever order they run.
+TEST(FloorWhole, EachThreadReadsInTheLaneOfItsPlaceInCreationOrder) {
+  FakeServices services;
+  const Outcome outcome = under_floor(
+      [] {
+        int first_may_read[2], second_may_read[2];
+        if (::pipe(first_may_read) != 0 || ::pipe(second_may_read) != 0) return 1;
+        auto reader = [](int may_read, int then_tell) {
+          char go = 0;
+          if (::read(may_read, &go, 1) != 1) return;
+          timespec now{};
+          ::syscall(SYS_clock_gettime, CLOCK_REALTIME, &now);
+          char random[4];
+          ::syscall(SYS_getrandom, random, sizeof random, 0);
+          if (then_tell >= 0 && ::write(then_tell, "g", 1) != 1) return;
+        };
+        // Made first, reads second; made second, reads first; then the main thread.
+        std::thread first(reader, first_may_read[0], -1);
+        std::thread second(reader, second_may_read[0], first_may_read[1]);
+        if (::write(second_may_read[1], "g", 1) != 1) return 2;
+        second.join();
+        first.join();
+        timespec now{};
+        ::syscall(SYS_clock_gettime, CLOCK_REALTIME, &now);
+        return 0;
+      },
+      {}, std::chrono::milliseconds(0), &services);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(services.lanes, (std::vector<std::string>{"t2", "t1", ""}));
+  EXPECT_EQ(services.draws, (std::vector<uint32_t>{2, 1}));
 }
 
 TEST(FloorWhole, SleepsAreTapedAndSkippedWhenTheServicesSaySo) {

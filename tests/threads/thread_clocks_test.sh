@@ -6,10 +6,14 @@
 # root's "t1" … "t3", the child's with its place) and says its threads draw from streams of
 # their own; a tape recorded without either still replays (threads share, as before). Recorded
 # again with the workers writing files, every replay still hands each thread its own reads.
-# Usage: thread_clocks_test.sh TAPEDECK THREAD_CLOCKS
+# The same program built statically, served by the floor (no preload): its threads are keyed by
+# their place in their process's creation order, and every replay hands each its own reads,
+# draws and file records as well.
+# Usage: thread_clocks_test.sh TAPEDECK THREAD_CLOCKS THREAD_CLOCKS_STATIC
 set -uo pipefail
 td=$(realpath "$1")
 program=$(realpath "$2")
+static_program=$(realpath "$3")
 source "$(dirname "$0")/../harness.sh"
 
 mkdir -p "$work/ws" && cd "$work/ws"
@@ -56,6 +60,25 @@ check "the worker threads' file records name their threads" \
            grep '\"kind\":\"file_write\"' '$work/files.tape' | grep -qE '\"thread\":\"t1@[0-9a-f]{8}\"'"
 replay_thrice files files
 check "3 of 3 replays with files hand every thread its own reads ($same did)" test "$same" = 3
+cd "$work/ws"
+
+# Statically linked: the floor serves every read, draw and file, keyed by thread as the preload's.
+for variant in plain files; do
+  rm -rf "$work/static" && mkdir -p "$work/static" && cd "$work/static"
+  args=()
+  [ "$variant" = files ] && args=(files)
+  "$td" run -q --thread-lanes --emit-tape "$work/static-$variant.tape" -- "$static_program" \
+    "${args[@]}" > "$work/static-$variant.rec" 2> "$work/static-$variant.err"
+  check "static ($variant): recorded (exit 0)" test $? = 0
+  check "static ($variant): the workers read in lanes t1 … t3, the child's threads in their own" \
+    bash -c "grep -q '\"lane\":\"t3\"' '$work/static-$variant.tape' &&
+             test \$(grep -oE '\"lane\":\"t[0-2]@[0-9a-f]{8}\"' '$work/static-$variant.tape' | sort -u | wc -l) = 3"
+  program=$static_program replay_thrice "static-$variant" "${args[@]}"
+  check "static ($variant): 3 of 3 replays hand every thread its own reads and draws ($same did)" \
+    test "$same" = 3
+done
+check "static (files): the workers' file records name their threads" \
+  bash -c "grep '\"kind\":\"file_read\"' '$work/static-files.tape' | grep -q '\"thread\":\"t2\"'"
 cd "$work/ws"
 
 # A tape from before thread lanes (the lanes taken off): every thread reads from the one lane,
