@@ -65,23 +65,30 @@ record_and_replay() {
     test "$(grep '^llm:' "$work/$name.rec")" = "$(grep '^llm:' "$work/$name.rep")"
 }
 
+# replayed_as_recorded NAME: a static agent's replay printed what its recording printed (clock
+# values and randomness included), both tapes hold its one-second sleep, semantic fidelity passes.
+replayed_as_recorded() {
+  local name=$1
+  check "$name: the replay printed what the recording printed, clock values included" \
+    diff "$work/$name.rec" "$work/$name.rep"
+  check "$name: the one-second sleep is on both tapes" \
+    bash -c "'$td' show '$work/$name.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
+             '$td' show '$work/$name.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
+  check "$name: semantic fidelity passes" \
+    "$td" fidelity "$work/$name.tape" "$work/$name.replay.tape" --mode semantic
+}
+
 for name in musl glibc; do
   program=$work/agent-musl
   [ "$name" = glibc ] && program=$glibc_agent
   record_and_replay "static-$name" "$program"
-  check "static-$name: the replay printed what the recording printed, clock values included" \
-    diff "$work/static-$name.rec" "$work/static-$name.rep"
+  replayed_as_recorded "static-$name"
   for tape in "$work/static-$name.tape" "$work/static-$name.replay.tape"; do
     check "static-$name: $(basename "$tape") holds the delete of scratch.tmp" \
       has "$tape" 'file_delete .*"scratch.tmp"'
     check "static-$name: $(basename "$tape") holds the rename of output.tmp" \
       has "$tape" 'file_delete .*"output.tmp"'
   done
-  check "static-$name: the one-second sleep is on both tapes" \
-    bash -c "'$td' show '$work/static-$name.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
-             '$td' show '$work/static-$name.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
-  check "static-$name: semantic fidelity passes" \
-    "$td" fidelity "$work/static-$name.tape" "$work/static-$name.replay.tape" --mode semantic
   check "static-$name: the warning says what is served and what is not" \
     grep -q "statically linked.*floor serves its clock reads.*not taped: folders" "$work/static-$name.rec.err"
   # Faults reach a program the floor serves: its open fails, its subprocess exits otherwise.
@@ -111,13 +118,7 @@ for name in musl static-pie; do
   printf '#!/bin/sh\nexec "%s" "$@"\n' "$program" > "$work/launch-$name.sh"
   chmod +x "$work/launch-$name.sh"
   record_and_replay "in-place-$name" "$work/launch-$name.sh"
-  check "in-place-$name: the replay printed what the recording printed, clock and randomness included" \
-    diff "$work/in-place-$name.rec" "$work/in-place-$name.rep"
-  check "in-place-$name: the one-second sleep is on both tapes" \
-    bash -c "'$td' show '$work/in-place-$name.tape' | grep 'clock_sleep    1000 ms' > /dev/null &&
-             '$td' show '$work/in-place-$name.replay.tape' | grep 'clock_sleep    1000 ms' > /dev/null"
-  check "in-place-$name: semantic fidelity passes" \
-    "$td" fidelity "$work/in-place-$name.tape" "$work/in-place-$name.replay.tape" --mode semantic
+  replayed_as_recorded "in-place-$name"
   check "in-place-$name: the warning says the floor followed the exec" \
     grep -q "statically linked.*floor serves its clock reads.*the floor followed it" \
     "$work/in-place-$name.rec.err"
