@@ -86,7 +86,7 @@ namespace {
 std::vector<sock_filter> build_program(Reach reach, Runtime runtime,
                                        const std::set<std::string>& holes);
 
-// One program from two: calls made from a program's own code (below kOwnCodeBelowHigh) run
+// One program from two: calls made from a program's own code (below kOwnCodeBelow) run
 // `own`, the others `libraries`. Both are whole programs (each ends in a return), and BPF jumps
 // are relative, so each runs as it was built.
 std::vector<sock_filter> by_caller(const std::vector<sock_filter>& own,

@@ -98,7 +98,6 @@
 #include <map>
 #include <set>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "floor/go_clock.hpp"
@@ -150,11 +149,6 @@ class Filter {
   // In the child, between fork and exec (async-signal-safe): no_new_privs when not root, then
   // the filter. Returns the descriptor notifications arrive on, or -1 with errno set.
   int install() const noexcept;
-  // The program as raw BPF (an array of struct sock_filter), for a process that installs it
-  // itself (tapedeck-exec, beneath a program exec'd in place).
-  std::string_view raw() const {
-    return {reinterpret_cast<const char*>(program_.data()), program_.size() * sizeof(sock_filter)};
-  }
 
  private:
   Reach reach_;

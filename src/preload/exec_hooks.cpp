@@ -121,15 +121,13 @@ FloorFollow tell_exec_in_place(const char* found) {
 }
 
 // The exec of `program` in place of this process through tapedeck-exec, which has the floor
-// follow it first (see exec_followed there).
+// follow it first (see exec_followed there). Returns only when that exec could not be made (too
+// many arguments for the shim's: the caller's own exec goes on, unfollowed).
 int exec_under_floor(FloorFollow follow, const char* found, char* const argv[],
                      char* const envp[]) {
   static char* argv_storage[kMaxArgs];  // exec replaces the image: no one else uses it after
   static char mode[16];
-  if (!shim_argv(found, false, argv, argv_storage)) {
-    errno = E2BIG;
-    return -1;
-  }
+  if (!shim_argv(found, false, argv, argv_storage)) return -1;
   snprintf(mode, sizeof mode, "%s%u", tapedeck::wire::kFloorModePrefix,
            static_cast<unsigned>(follow));
   argv_storage[1] = mode;
@@ -262,7 +260,7 @@ int exec_common(const char* path, bool search_path, char* const argv[], char* co
   static char* entropy_storage[8192];
   char* const* env =
       with_entropy_key(with_kept_env(envp, env_storage, 8192), entropy_storage, 8192);
-  if (follow != FloorFollow::none) return exec_under_floor(follow, found, argv, env);
+  if (follow != FloorFollow::none) exec_under_floor(follow, found, argv, env);
   return search_path ? ensure(real.execvpe, "execvpe")(program, argv, env)
                      : ensure(real.execve, "execve")(program, argv, env);
 }

@@ -261,7 +261,11 @@ wire::FloorFollow TreeEffects::exec_in_place(const Connection& connection,
   if (follow_exec_ && connection.spawn == 0 && linkage == Linkage::static_binary) {
     return wire::FloorFollow::plain;
   }
-  name_unserved_exec(program, linkage);
+  name_unserved_exec(program, linkage,
+                     !follow_exec_            ? std::string()
+                     : linkage == Linkage::go ? " (the floor does not follow a Go program yet)"
+                                              : " (the floor does not follow an exec inside a "
+                                                "subprocess yet)");
   return wire::FloorFollow::none;
 }
 

@@ -173,16 +173,20 @@ check "quiet waits: recorded, each wait on the tape as a one-second sleep" \
 check "quiet waits: the replay skips them (done within 3 s) and prints what the recording printed" \
   bash -c "[ $? = 0 ] && diff '$work/quiet.rec' '$work/quiet.rep'"
 
-# A static program exec'd in place of the shell the run started (`sh -c 'exec …'`): the floor's
-# reach was chosen for sh, so neither it nor the preload serves the program; never in silence:
-# the warning names it, with what goes untaped. A glibc program exec'd so is served: no warning.
+# Programs exec'd in place of the shell the run started (`sh -c 'exec …'`), never in silence: a
+# static one is followed by the floor, and named so; a Go one is not followed yet, and named with
+# what goes untaped. A glibc program exec'd so is served by the preload: no warning.
 fresh_workspace
 printf '#include <time.h>\nint main(void) { return time(0) > 0 ? 0 : 1; }\n' > "$work/clock_once.c"
 musl-gcc -static -O2 -o "$work/clock-once" "$work/clock_once.c"
 bounded 60 in_workspace /dev/null "$work/inplace.err" "$td" run --emit-tape "$work/inplace.tape" -- sh -c "exec '$work/clock-once'"
 check "in place: the exec'd static program ran (exit 0)" test $? = 0
-check "in place: a static program exec'd by sh is named, with what goes untaped" \
-  grep -q "clock-once is statically linked.*not taped.*exec'd in place of a process the preload served" "$work/inplace.err"
+check "in place: a static program exec'd by sh is named as followed by the floor" \
+  grep -q "clock-once is statically linked.*the floor followed it" "$work/inplace.err"
+check "in place: its clock read is on the tape" has "$work/inplace.tape" 'clock_read'
+bounded 60 in_workspace /dev/null "$work/inplace-go.err" "$td" run --emit-tape "$work/inplace-go.tape" -- sh -c "exec '$work/map-order'"
+check "in place: a Go program exec'd by sh is named, with what goes untaped and why" \
+  grep -q "map-order is a Go program.*not taped.*exec'd in place.*does not follow a Go program yet" "$work/inplace-go.err"
 bounded 60 in_workspace /dev/null "$work/inplace-glibc.err" "$td" run --emit-tape "$work/inplace-glibc.tape" -- sh -c "exec '$(command -v true)'"
 check "in place: a glibc program exec'd by sh is served, and no warning says otherwise" \
   bash -c "! grep -q \"exec'd in place\" '$work/inplace-glibc.err'"
