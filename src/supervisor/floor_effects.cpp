@@ -220,10 +220,12 @@ const std::string& TreeEffects::stream_name(pid_t process) {
   return stream->second.first;
 }
 
-// The lane of a floor-served thread, as the preload names a thread's ("t3"; with its process's
-// place when that is not the root's own image, "t3@5c0ffee1", "t0@5c0ffee1" for its main thread;
-// none for the root's main thread), when the run keeps thread lanes: a recording asked for them,
-// a replay follows its tape.
+uint32_t TreeEffects::stream_place(pid_t process) {
+  const std::string& name = stream_name(process);
+  return preload::fold_place(name == "0" ? "" : name.c_str());
+}
+
+// Whether the run keeps thread lanes: a recording asked for them, a replay follows its tape.
 bool TreeEffects::floor_threads_laned() const {
   return options_.mode == RunOptions::Mode::replay
              ? index_ && index_->clock_map().threads_laned != 0
@@ -234,15 +236,15 @@ std::optional<uint64_t> TreeEffects::floor_file_owner(pid_t tid, uint32_t thread
   if (!floor_threads_laned()) return std::nullopt;
   const pid_t process = floor::process_of(tid);
   if (process <= 0) return std::nullopt;
-  const std::string& name = stream_name(process);
-  return preload::ThreadKey{preload::fold_place(name == "0" ? "" : name.c_str()), thread_rank}
-      .pack();
+  return preload::ThreadKey{stream_place(process), thread_rank}.pack();
 }
 
+// The lane of a floor-served thread, as the preload names a thread's ("t3"; with its process's
+// place when that is not the root's own image, "t3@5c0ffee1", "t0@5c0ffee1" for its main thread;
+// none for the root's main thread), when the run keeps thread lanes.
 std::string TreeEffects::thread_lane(pid_t process, uint32_t rank) {
   if (!floor_threads_laned()) return {};
-  const std::string& name = stream_name(process);
-  const uint32_t place = preload::fold_place(name == "0" ? "" : name.c_str());
+  const uint32_t place = stream_place(process);
   if (rank == 0 && place == 0) return {};  // the root's main thread: no lane, as the preload's
   char lane[preload::kLaneNameBytes];
   preload::thread_lane_name(lane, preload::ThreadKey{place, rank});
@@ -257,8 +259,10 @@ std::string TreeEffects::startup_random(const std::string& key) {
   return entropy_seed_.empty() ? std::string() : draw(entropy_seed_, key + " AT_RANDOM", 0, 16);
 }
 
-void TreeEffects::name_entropy_stream(pid_t process, const std::string& key) {
-  entropy_streams_[process] = {key.empty() ? "0" : key, 0};
+const std::string& TreeEffects::name_entropy_stream(pid_t process, const std::string& key) {
+  auto& stream = entropy_streams_[process];
+  stream = {key.empty() ? "0" : key, 0};
+  return stream.first;
 }
 
 // The exec shim, as the preload's exec hook starts it: MODE SOCKET SEARCH (the floor gives it

@@ -95,7 +95,7 @@ class Run {
   void prepare_root();
   void post_warden();
   floor::NetworkPolicy floor_policy() const;
-  std::string follow_exec(pid_t pid, const std::string& program, const std::string& key);
+  void follow_exec(pid_t pid, const std::string& program, const std::string& key);
   void start_root();
   void wait_for_root();
   void wind_down();
@@ -360,14 +360,12 @@ void Run::prepare_root() {
 // A static program that process `pid` of the preloaded tree execs in place of itself
 // (TreeEffects::exec_in_place): the floor serves it as it serves a static root, its randomness
 // drawn under the process's stream key. On the serving thread.
-std::string Run::follow_exec(pid_t pid, const std::string& program, const std::string& key) {
+void Run::follow_exec(pid_t pid, const std::string& program, const std::string& key) {
   floor::ExecStopPlan plan;
-  effects_->name_entropy_stream(pid, key);
-  const std::string random = effects_->startup_random(key.empty() ? "0" : key);
+  const std::string random = effects_->startup_random(effects_->name_entropy_stream(pid, key));
   plan.replaces_random = random.size() == plan.startup_random.size();
   if (plan.replaces_random) std::memcpy(plan.startup_random.data(), random.data(), random.size());
   warden_->follow_exec(pid, plan, program);
-  return {};
 }
 
 // Where the floor lets the tree connect.
@@ -406,7 +404,7 @@ void Run::post_warden() {
       warden_->serve_followed_only();
       effects_->follow_execs_with(
           [this](pid_t pid, const std::string& program, const std::string& key) {
-            return follow_exec(pid, program, key);
+            follow_exec(pid, program, key);
           });
     }
   }

@@ -283,17 +283,15 @@ void TreeEffects::name_unserved_exec(std::string_view program, Linkage linkage,
 }
 
 // tapedeck-exec, about to exec a static program in place: the floor follows it from that exec.
-// Answered once it does (the exec would go unserved otherwise); where it cannot, the program
-// runs unserved, and named.
+// Answered once it does (the exec would go unserved otherwise); where no floor follows (a run
+// without one), the program runs unserved, and named.
 void TreeEffects::handle_exec_followed(const Connection& connection, wire::Cursor& cursor) {
   const std::string program(cursor.take_bytes());
   const std::string key(cursor.take_bytes());
-  if (cursor.ok()) {
-    const std::string why = follow_exec_ ? follow_exec_(connection.pid, program, key)
-                                         : std::string("no floor follows it");
-    if (!why.empty()) {
-      name_unserved_exec(program, Linkage::static_binary, " (" + why + ")");
-    }
+  if (cursor.ok() && follow_exec_) {
+    follow_exec_(connection.pid, program, key);
+  } else if (cursor.ok()) {
+    name_unserved_exec(program, Linkage::static_binary, " (no floor follows it)");
   }
   server_.answer(connection, Reply::ok);
 }

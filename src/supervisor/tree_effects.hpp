@@ -61,8 +61,9 @@ class TreeEffects : public floor::Services {
   std::string startup_random() override;
   // A process that continues a preloaded one, followed by the floor (FloorFollower): its
   // randomness goes on under `key`, the preload's stream key for its image (entropy_exec_entry),
-  // and its AT_RANDOM bytes are drawn under that key.
-  void name_entropy_stream(pid_t process, const std::string& key);
+  // and its AT_RANDOM bytes are drawn under that key. Returns the stream's name (the root's
+  // "0" for no key).
+  const std::string& name_entropy_stream(pid_t process, const std::string& key);
   std::string startup_random(const std::string& key);
   // The run's entropy seed (64 hex digits), which the floor's randomness is drawn from.
   void set_entropy_seed(const std::string& seed_hex);
@@ -144,10 +145,9 @@ class TreeEffects : public floor::Services {
   // How a static program the preload cannot reach, exec'd in place by a process of the root's
   // own tree, is served by the floor (wire::Op::exec_followed): `follow` has the floor follow
   // process `pid` from its next exec, of `program`, its randomness drawn under `entropy_key`;
-  // it answers empty when the floor will, else why not. Unset: such programs run unserved, and
-  // are named.
-  using FloorFollower = std::function<std::string(pid_t pid, const std::string& program,
-                                                  const std::string& entropy_key)>;
+  // Unset: such programs run unserved, and are named.
+  using FloorFollower =
+      std::function<void(pid_t pid, const std::string& program, const std::string& entropy_key)>;
   void follow_execs_with(FloorFollower follow) { follow_exec_ = std::move(follow); }
 
  private:
@@ -359,6 +359,8 @@ class TreeEffects : public floor::Services {
   bool entropy_per_thread_ = false;
   // The name of process `process`'s stream (the root's "0", a fork's "0.f1", …), made on first use.
   const std::string& stream_name(pid_t process);
+  // That stream's place folded, as thread keys name a process (0: the root's own image).
+  uint32_t stream_place(pid_t process);
   // Whether floor-served threads read in lanes of their own (see thread_lane).
   bool floor_threads_laned() const;
   // The thread key (ThreadKey, packed) a floor-served thread's file records name, when laned.
