@@ -7,6 +7,7 @@
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
 #include "tapedeck/cas.hpp"
+#include "tapedeck/tape_paths.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -100,6 +101,8 @@ std::optional<std::string> TreeEffects::recorded_bytes(const std::string& path,
     return cas::read_entry(recorded_cas_dir_, hash);
   } catch (const std::exception&) {
   }
+  if (path.starts_with(kPrivateTempPrefix))
+    return std::nullopt;  // the host's /tmp is not the run's
   auto bytes = detail::read_file(fs::path(workspace_) / path);
   if (bytes && content_hash(*bytes) == hash) return bytes;
   return std::nullopt;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "floor/elf_file.hpp"
+#include "supervisor/private_temp.hpp"
 #include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
@@ -193,6 +194,16 @@ void without_preload(std::vector<std::string>& env, const fs::path& library) {
   std::erase(env, "LD_PRELOAD=");
 }
 
+namespace {
+
+// The warning for a run whose /tmp is the host's.
+std::string temp_is_shared(const std::string& why) {
+  return "/tmp is the host's, not the run's own (" + why +
+         "): a replay may find the recording's temporary files in the way, and leaves its own";
+}
+
+}  // namespace
+
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const fs::path& program,
                           const std::vector<std::string>& env, const floor::Filter* filter,
                           RunOutcome& outcome, bool& floored, const RootExtras& extras) {
@@ -200,6 +211,20 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
   bool overlay = replay && options.isolation != Isolation::copy;
   bool with_floor = filter != nullptr;
   bool pid_namespace = ::geteuid() == 0;
+  // A recording without root runs in no mount namespace: a user namespace for it alone would
+  // show every file the user does not own as nobody's (ssh refuses such a config).
+  std::optional<TempLayer> temp;
+  if (replay || ::geteuid() == 0) {
+    std::vector<fs::path> also_kept;
+    if (const char* trace = std::getenv("TAPEDECK_TRACE"); trace != nullptr && *trace != '\0') {
+      also_kept.push_back(fs::path(trace).parent_path());
+    }
+    std::string why;
+    temp = private_temp_layer(extras.run_dir, view.workspace(), also_kept, why);
+    if (!temp) outcome.warnings.push_back(temp_is_shared(why));
+  } else {
+    outcome.warnings.push_back(temp_is_shared("a recording's mount namespace needs root"));
+  }
   if (!pid_namespace && replay) {
     outcome.warnings.push_back(
         "process ids are the host's (a pid namespace for the program needs root): what the "
@@ -214,6 +239,11 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
     std::optional<WorkspaceView::Layer> layer;
     if (overlay) layer = view.namespace_layer(failure.why);
     if (replay && !overlay && view.kind() != Isolation::copy) view.make_copy();
+    // A copy's replay has no namespace to hold a private /tmp.
+    if (temp && replay && !overlay) {
+      temp.reset();
+      outcome.warnings.push_back(temp_is_shared("the replay runs in a copy, without a namespace"));
+    }
     if (!overlay || layer) {
       // The program's environment for this attempt: the floor's and the copy's entries added.
       std::vector<std::string> entries = env;
@@ -221,6 +251,7 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
       entries.push_back("TAPEDECK_ROOT_PARENT_PID=" +
                         (pid_namespace ? std::string("1") : std::to_string(::getpid())));
       if (with_floor) entries.push_back("TAPEDECK_FLOOR=1");
+      if (temp) point_temp_at_private(entries, view.workspace());
       if (view.kind() == Isolation::copy) {
         entries.push_back("TAPEDECK_VIEW=" + view.copy_root().string());
         for (std::string& entry : entries) {
@@ -242,6 +273,7 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
         plan.overlay_fallback = layer->overlay_fallback;
         plan.bind_source = layer->bind_source;
       }
+      plan.temp = temp ? &*temp : nullptr;
       plan.floor = with_floor ? filter : nullptr;
       plan.stdout_fd = extras.stdout_fd;
       plan.stderr_fd = extras.stderr_fd;
@@ -252,6 +284,11 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
         floored = with_floor;
         return std::move(*root);
       }
+    }
+    if (failure.step == RootSetupFailure::Step::temp) {
+      outcome.warnings.push_back(temp_is_shared(failure.why));
+      temp.reset();
+      continue;
     }
     if (failure.step == RootSetupFailure::Step::pid_namespace) {
       outcome.warnings.push_back("no pid namespace for the program (" + failure.why +

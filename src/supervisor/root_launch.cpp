@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -36,7 +37,7 @@ struct StepFailure {
 // sendmsg, and nobody could answer this one before the supervisor holds the listener.
 struct HandOver {
   int32_t count;
-  int32_t fds[2];
+  int32_t fds[3];
   int32_t tag;  // kHandOverTag: never mistaken for a StepFailure, which is shorter
 };
 constexpr int32_t kHandOverTag = 0x68616e64;  // "hand"
@@ -44,10 +45,29 @@ static_assert(sizeof(HandOver) != sizeof(StepFailure));
 
 constexpr int kFirstFloorStep = 8;
 constexpr int kPidNamespaceStep = 9;
-const char* const kSteps[] = {"unshare",        "setgroups",      "uid_map",
-                              "gid_map",        "make / private", "mount overlayfs",
-                              "chdir",          "open the view",  "install the filter",
-                              "a pid namespace"};
+// The private /tmp's: its own (when the workspace's view asks for no namespace), and
+// kTempSteps + 1… when the namespace steps above failed for it alone.
+constexpr int kTempSteps = 10;
+const char* const kSteps[] = {"unshare",
+                              "setgroups",
+                              "uid_map",
+                              "gid_map",
+                              "make / private",
+                              "mount overlayfs",
+                              "chdir",
+                              "open the view",
+                              "install the filter",
+                              "a pid namespace",
+                              "a private /tmp: open what stays beneath it",
+                              "a private /tmp: mount overlayfs",
+                              "a private /tmp: mount back what stays",
+                              "a private /tmp: unshare",
+                              "a private /tmp: setgroups",
+                              "a private /tmp: uid_map",
+                              "a private /tmp: gid_map",
+                              "a private /tmp: make / private"};
+constexpr int kTempNamespaceSteps = kTempSteps + 3;  // + the namespace step that failed
+constexpr int kStepCount = static_cast<int>(std::size(kSteps));
 
 // What the processes of the set-up tell the supervisor once it said go (tagged messages on the
 // channel, which closes when the program has exec'd and, with a pid namespace, its init has
@@ -150,6 +170,45 @@ void forward_to_program(int signal_number) {
   ::_exit(exit_code_of(status));
 }
 
+// "/proc/self/fd/N" into `out` (no allocation, no locale: the set-up runs after fork).
+void descriptor_path(int fd, char (&out)[32]) {
+  char digits[16];
+  int count = 0;
+  do {
+    digits[count++] = static_cast<char>('0' + fd % 10);
+    fd /= 10;
+  } while (fd > 0 && count < 15);
+  constexpr char kPrefix[] = "/proc/self/fd/";
+  std::memcpy(out, kPrefix, sizeof kPrefix - 1);
+  size_t at = sizeof kPrefix - 1;
+  while (count > 0) out[at++] = digits[--count];
+  out[at] = '\0';
+}
+
+// The private /tmp (see private_temp.hpp): what stays live beneath it is opened first, then the
+// overlay hides the host's /tmp, then each is mounted back where it was. The step that failed,
+// or -1.
+int mount_private_temp(const TempLayer& layer) {
+  int kept[TempLayer::kMostKept];
+  const size_t count = std::min(layer.kept.size(), TempLayer::kMostKept);
+  for (size_t i = 0; i < count; ++i) {
+    kept[i] = ::open(layer.kept[i].c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (kept[i] < 0) return kTempSteps;
+  }
+  if (::mount("overlay", kTempRoot, "overlay", 0, layer.overlay_options.c_str()) != 0) {
+    return kTempSteps + 1;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    char source[32];
+    descriptor_path(kept[i], source);
+    if (::mount(source, layer.kept[i].c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      return kTempSteps + 2;
+    }
+    ::close(kept[i]);
+  }
+  return -1;
+}
+
 bool write_text(const char* path, const char* text) {
   const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
@@ -168,19 +227,25 @@ bool write_text(const char* path, const char* text) {
     (void)ignored;
     ::_exit(127);
   };
-  int handed[2];
+  int handed[3];
   int count = 0;
-  if (plan.overlay) {
+  // A namespace the private /tmp alone asks for reports its steps as the private /tmp's.
+  const int namespace_steps = plan.overlay ? 0 : kTempNamespaceSteps;
+  if (plan.overlay || plan.temp != nullptr) {
     const bool user_namespace = ::geteuid() != 0;
-    if (::unshare(CLONE_NEWNS | (user_namespace ? CLONE_NEWUSER : 0)) != 0) fail(0);
+    if (::unshare(CLONE_NEWNS | (user_namespace ? CLONE_NEWUSER : 0)) != 0) fail(namespace_steps);
     if (user_namespace) {
       // The program keeps its own uid and gid (mapped to themselves): it gains no privilege.
-      if (!write_text("/proc/self/setgroups", "deny")) fail(1);
-      if (!write_text("/proc/self/uid_map", uid_map)) fail(2);
-      if (!write_text("/proc/self/gid_map", gid_map)) fail(3);
+      if (!write_text("/proc/self/setgroups", "deny")) fail(namespace_steps + 1);
+      if (!write_text("/proc/self/uid_map", uid_map)) fail(namespace_steps + 2);
+      if (!write_text("/proc/self/gid_map", gid_map)) fail(namespace_steps + 3);
     }
     // Nothing mounted here may reach the supervisor's namespace.
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(4);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      fail(namespace_steps + 4);
+    }
+  }
+  if (plan.overlay) {
     const char* workspace = plan.workspace.c_str();
     if (!plan.bind_source.empty()) {
       if (::mount(plan.bind_source.c_str(), workspace, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
@@ -192,11 +257,18 @@ bool write_text(const char* path, const char* text) {
       fail(5);
     }
   }
+  if (plan.temp != nullptr) {
+    if (const int step = mount_private_temp(*plan.temp); step >= 0) fail(step);
+  }
   // A cwd inside the workspace still names the folder beneath the mount: enter the view.
   if (::chdir(plan.cwd.c_str()) != 0) fail(6);
   if (plan.overlay) {
     handed[count] = ::open(plan.workspace.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (handed[count++] < 0) fail(7);
+  }
+  if (plan.temp != nullptr) {
+    handed[count] = ::open(kTempRoot, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (handed[count++] < 0) fail(kTempSteps + 1);
   }
   if (plan.floor != nullptr) {
     handed[count] = plan.floor->install();
@@ -205,15 +277,16 @@ bool write_text(const char* path, const char* text) {
   // This process's next child is pid 1 of a namespace of its own (the program's init), in a
   // mount namespace where it mounts a /proc of that pid namespace.
   if (plan.pid_namespace) {
-    if (::unshare(CLONE_NEWPID | (plan.overlay ? 0 : CLONE_NEWNS)) != 0) fail(kPidNamespaceStep);
-    if (!plan.overlay && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    const bool has_namespace = plan.overlay || plan.temp != nullptr;
+    if (::unshare(CLONE_NEWPID | (has_namespace ? 0 : CLONE_NEWNS)) != 0) fail(kPidNamespaceStep);
+    if (!has_namespace && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
       fail(kPidNamespaceStep);
     }
   }
 
   // Tell the supervisor what to take, then wait for its word (it has taken them) before the
   // program starts.
-  HandOver hand_over{count, {handed[0], handed[1]}, kHandOverTag};
+  HandOver hand_over{count, {handed[0], handed[1], handed[2]}, kHandOverTag};
   if (::write(channel, &hand_over, sizeof hand_over) != sizeof hand_over) ::_exit(127);
   char go = 0;
   if (::read(channel, &go, 1) != 1) ::_exit(127);
@@ -289,15 +362,16 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
   if (got == static_cast<ssize_t>(sizeof hand_over))
     std::memcpy(&hand_over, data, sizeof hand_over);
   const bool handed_over =
-      hand_over.tag == kHandOverTag && hand_over.count >= 0 && hand_over.count <= 2;
+      hand_over.tag == kHandOverTag && hand_over.count >= 0 && hand_over.count <= 3;
   if (!handed_over) {
     if (got == static_cast<ssize_t>(sizeof(StepFailure))) {
       StepFailure step;
       std::memcpy(&step, data, sizeof step);
-      const int index = step.step >= 0 && step.step <= kPidNamespaceStep ? step.step : 0;
-      failure.step = index == kPidNamespaceStep ? RootSetupFailure::Step::pid_namespace
-                     : index >= kFirstFloorStep ? RootSetupFailure::Step::floor
-                                                : RootSetupFailure::Step::overlay;
+      const int index = step.step >= 0 && step.step < kStepCount ? step.step : 0;
+      failure.step = index >= kTempSteps          ? RootSetupFailure::Step::temp
+                     : index == kPidNamespaceStep ? RootSetupFailure::Step::pid_namespace
+                     : index >= kFirstFloorStep   ? RootSetupFailure::Step::floor
+                                                  : RootSetupFailure::Step::overlay;
       failure.why = std::string(kSteps[index]) + ": " + std::strerror(step.error);
     } else {
       failure.why = "the set-up process ended early";
@@ -307,7 +381,7 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
     return std::nullopt;
   }
   // Taken from the child's descriptor table (close-on-exec here, as pidfd_getfd makes them).
-  int handed[2] = {-1, -1};
+  int handed[3] = {-1, -1, -1};
   const int process = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   for (int i = 0; i < hand_over.count; ++i) {
     handed[i] = process < 0
@@ -317,8 +391,10 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
       const int error = errno;
       for (int taken = 0; taken < i; ++taken) ::close(handed[taken]);
       if (process >= 0) ::close(process);
-      failure.step =
-          plan.overlay && i == 0 ? RootSetupFailure::Step::overlay : RootSetupFailure::Step::floor;
+      const int temp_at = plan.overlay ? 1 : 0;
+      failure.step = plan.overlay && i == 0                 ? RootSetupFailure::Step::overlay
+                     : plan.temp != nullptr && i == temp_at ? RootSetupFailure::Step::temp
+                                                            : RootSetupFailure::Step::floor;
       failure.why = std::string("taking what the set-up process opened (pidfd_getfd): ") +
                     std::strerror(error);
       ::close(channel[0]);
@@ -336,6 +412,7 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
                     !plan.pid_namespace;  // (its init hides it then)
   int next = 0;
   if (plan.overlay) root.view_fd_ = handed[next++];
+  if (plan.temp != nullptr) root.temp_fd_ = handed[next++];
   if (plan.floor != nullptr) root.floor_fd_ = handed[next++];
   root.setup_ms_ =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
@@ -347,6 +424,7 @@ PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
       init_pid_(std::exchange(other.init_pid_, -1)),
       channel_(std::exchange(other.channel_, -1)),
       view_fd_(std::exchange(other.view_fd_, -1)),
+      temp_fd_(std::exchange(other.temp_fd_, -1)),
       floor_fd_(std::exchange(other.floor_fd_, -1)),
       setup_ms_(other.setup_ms_),
       hide_vdso_(other.hide_vdso_),
@@ -357,6 +435,7 @@ PreparedRoot::PreparedRoot(PreparedRoot&& other) noexcept
 
 PreparedRoot::~PreparedRoot() {
   if (view_fd_ >= 0) ::close(view_fd_);
+  if (temp_fd_ >= 0) ::close(temp_fd_);
   if (floor_fd_ >= 0) ::close(floor_fd_);
   if (channel_ >= 0) {
     ::close(channel_);  // the child reads end of stream and exits

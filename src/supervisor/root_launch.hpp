@@ -1,8 +1,9 @@
 // Starting the root program. fork(), then in the child, in this order and only with
 // async-signal-safe calls (the supervisor has threads): a private view of the workspace (a mount
-// namespace, a user namespace when not root, an overlayfs over the workspace), the system-call
-// floor, then a pause until the supervisor is ready to serve the tree, then exec (stopped there
-// once by ptrace when the floor has the whole reach, so that the vDSO can be hidden).
+// namespace, a user namespace when not root, an overlayfs over the workspace), a private /tmp,
+// the system-call floor, then a pause until the supervisor is ready to serve the tree, then exec
+// (stopped there once by ptrace when the floor has the whole reach, so that the vDSO can be
+// hidden).
 //
 // The child hands back what the supervisor needs to serve it (the view's root, the floor's
 // notification descriptor) before the program runs, so that the program's first call is served.
@@ -16,6 +17,7 @@
 
 #include "floor/floor.hpp"
 #include "preload/exit_status.hpp"
+#include "supervisor/private_temp.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -31,6 +33,9 @@ struct RootPlan {
   std::string overlay_options;
   std::string overlay_fallback;
   std::string bind_source;
+  // A private /tmp (an overlayfs over the host's, what the layer keeps mounted back over it),
+  // in a mount namespace of the program's own.
+  const TempLayer* temp = nullptr;
   const floor::Filter* floor = nullptr;  // null: no floor; Reach::whole hides the vDSO
   // The program runs as pid 2 of a pid namespace of its own, under an init of tapedeck's.
   bool pid_namespace = false;
@@ -42,7 +47,7 @@ struct RootPlan {
 
 // Why a step of the set-up failed: the caller may start again without it.
 struct RootSetupFailure {
-  enum class Step { overlay, floor, pid_namespace } step = Step::overlay;
+  enum class Step { overlay, floor, pid_namespace, temp } step = Step::overlay;
   std::string why;
 };
 
@@ -61,6 +66,8 @@ class PreparedRoot {
   // The overlay's root and the floor's notifications (-1 when not asked for); the caller owns
   // them once taken.
   int take_view() { return std::exchange(view_fd_, -1); }
+  // The private /tmp's root (-1: /tmp is the host's).
+  int take_temp() { return std::exchange(temp_fd_, -1); }
   int take_floor() { return std::exchange(floor_fd_, -1); }
   double setup_ms() const { return setup_ms_; }
   // Lets the program start. Throws when exec failed (the child is reaped then).
@@ -77,6 +84,7 @@ class PreparedRoot {
   pid_t init_pid_ = -1;
   int channel_ = -1;
   int view_fd_ = -1;
+  int temp_fd_ = -1;
   int floor_fd_ = -1;
   double setup_ms_ = 0;
   bool hide_vdso_ = false;

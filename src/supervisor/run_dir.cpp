@@ -49,6 +49,16 @@ bool run_is_over(const fs::path& folder) {
   return !error && fs::file_time_type::clock::now() - changed > std::chrono::hours(48);
 }
 
+// Removes a run's folder whole. An overlayfs mounted in a user namespace leaves its work folder's
+// inner folder with no permission bits (the kernel makes it so); its owner gives them back first,
+// or nothing beneath could be listed and removed.
+void remove_run_folder(const fs::path& folder) {
+  for (const char* layer : {"view", "temp"})
+    ::chmod((folder / layer / "work" / "work").c_str(), 0700);
+  std::error_code ignored;
+  fs::remove_all(folder, ignored);
+}
+
 // The folders of this user's runs that ended without removing them (tapedeck killed, a crash):
 // removed by the next run, so that killed runs leave nothing behind for long.
 void sweep_ended_runs(const fs::path& base) {
@@ -60,8 +70,7 @@ void sweep_ended_runs(const fs::path& base) {
         !S_ISDIR(status.st_mode) || status.st_uid != ::geteuid() || !run_is_over(entry.path())) {
       continue;
     }
-    std::error_code ignored;
-    fs::remove_all(entry.path(), ignored);
+    remove_run_folder(entry.path());
   }
 }
 
@@ -101,8 +110,7 @@ RunDir::RunDir(const fs::path& workspace) {
 }
 
 RunDir::~RunDir() {
-  std::error_code ignored;
-  fs::remove_all(path_, ignored);
+  remove_run_folder(path_);
 }
 
 }  // namespace tapedeck::supervisor

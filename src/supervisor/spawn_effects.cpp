@@ -13,6 +13,7 @@
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
 #include "tapedeck/extensions.hpp"
+#include "tapedeck/tape_paths.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -86,6 +87,7 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
       return server_.answer(connection, Reply::ok);
     }
     // Record. Part of the agent: its own records are on the tape, and a replay runs it again.
+    if (subprocesses_running_ > 0) --subprocesses_running_;
     // A tool: what it held is dropped, and its spawn stands for it, with the changes inotify
     // saw, on the tape or held by the subprocess that started it.
     uint64_t parent = 0;
@@ -96,7 +98,7 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
       // latest first, so that the snapshot is as it was before the first of them).
       if (!result.descended) {
         const auto& taken = state->second.taken;
-        for (auto at = taken.rbegin(); at != taken.rend(); ++at) watch_.give_back(*at);
+        for (auto at = taken.rbegin(); at != taken.rend(); ++at) give_back(*at);
         ended_tools_.insert(result.started);
       }
       spawns_.erase(state);
@@ -108,12 +110,15 @@ void TreeEffects::handle_spawn(const Connection& connection, wire::Op op, wire::
                                                                  : nullptr);
     record_spawn(program, args, cwd, result);
     if (!result.descended) {
-      WorkspaceWatch::Taken taken = record_subprocess_changes();
+      SubprocessChanges taken = record_subprocess_changes();
       if (held) spawns_[parent].taken.push_back(std::move(taken));
     }
     return server_.answer(connection, Reply::ok);
   }
   if (op == wire::Op::spawn_claim && options_.mode == RunOptions::Mode::record) {
+    // What the tree wrote in /tmp while no subprocess ran is its own, made again by a replay
+    // that runs it: only what changes there while one runs is taken for a tool's.
+    if (subprocesses_running_++ == 0 && temp_watch_.fd() >= 0) temp_watch_.take_changes();
     std::string order;
     wire::put_int(order, ++spawns_started_);
     const bool black_box = named_black_box(program);
@@ -225,14 +230,29 @@ void TreeEffects::answer_spawn(const Connection& connection, const ProcessResult
   server_.answer(connection, Reply::spawned, body);
 }
 
-// Record: a subprocess ended; what changed in the workspace that no process reported itself
-// is its doing, taped right after its spawn so that a replay can make the same changes.
-WorkspaceWatch::Taken TreeEffects::record_subprocess_changes() {
+// Record: a subprocess ended; what changed in the workspace that no process reported itself,
+// and in the private /tmp, is its doing, taped right after its spawn so that a replay can make
+// the same changes.
+TreeEffects::SubprocessChanges TreeEffects::record_subprocess_changes() {
+  SubprocessChanges taken{watch_.take_changes(), {}};
+  tape_changes(taken.workspace, workspace_, "");
+  if (temp_watch_.fd() >= 0) {
+    taken.temp = temp_watch_.take_changes();
+    tape_changes(taken.temp, temp_upper_, std::string(kPrivateTempPrefix));
+  }
+  return taken;
+}
+
+// The changes one watch took, as records: `root` holds their bytes, `prefix` makes their paths
+// the tape's.
+void TreeEffects::tape_changes(const WorkspaceWatch::Taken& taken, const fs::path& root,
+                               const std::string& prefix) {
   using Change = WorkspaceWatch::Change;
   using TreeChange = extension::TreeChange;
-  WorkspaceWatch::Taken taken = watch_.take_changes();
   for (const Change& change : taken.changes) {
-    const std::string& path = change.path;
+    const std::string path = prefix + change.path;
+    const std::string other =
+        change.kind == Change::Kind::hard_link_made ? prefix + change.other : change.other;
     switch (change.kind) {
       case Change::Kind::removed:
         if (change.folder) {
@@ -249,7 +269,7 @@ WorkspaceWatch::Taken TreeEffects::record_subprocess_changes() {
       case Change::Kind::file_written: {
         // A path a process of the tree reported is the subprocess's change only if it now
         // differs from what was reported (a parent writes a file, its subprocess rewrites it).
-        auto bytes = detail::read_file(fs::path(workspace_) / path);
+        auto bytes = detail::read_file(root / change.path);
         if (!bytes) break;
         if (change.reported && change.reported_hash == content_hash(*bytes)) break;
         const auto [hash, size] = keep(*bytes);
@@ -258,11 +278,11 @@ WorkspaceWatch::Taken TreeEffects::record_subprocess_changes() {
       }
       case Change::Kind::symlink_made:
         add_file_record(extension::tree_change_record(
-            {TreeChange::Kind::symlink_made, path, std::nullopt, change.other}));
+            {TreeChange::Kind::symlink_made, path, std::nullopt, other}));
         break;
       case Change::Kind::hard_link_made:
         add_file_record(extension::tree_change_record(
-            {TreeChange::Kind::hard_link_made, path, std::nullopt, change.other}));
+            {TreeChange::Kind::hard_link_made, path, std::nullopt, other}));
         break;
       case Change::Kind::mode_set:
         add_file_record(
@@ -270,7 +290,22 @@ WorkspaceWatch::Taken TreeEffects::record_subprocess_changes() {
         break;
     }
   }
-  return taken;
+}
+
+void TreeEffects::give_back(const SubprocessChanges& changes) {
+  watch_.give_back(changes.workspace);
+  if (temp_watch_.fd() >= 0) temp_watch_.give_back(changes.temp);
+}
+
+std::pair<const WorkspaceView*, std::string> TreeEffects::view_of(const std::string& path) {
+  if (!path.starts_with(kPrivateTempPrefix)) return {&view_, path};
+  const std::string inside = path.substr(kPrivateTempPrefix.size());
+  if (temp_view_) return {&*temp_view_, inside};
+  if (temp_warning_.empty()) {
+    temp_warning_ = "the replay's /tmp is the host's: what the recording's tools left in /tmp (" +
+                    path + " first) is not made again";
+  }
+  return {nullptr, inside};
 }
 
 // Replay: the subprocess served from `recorded` is not run, so its recorded changes to the
@@ -285,10 +320,14 @@ void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
         throw std::runtime_error("the tape's bytes for " + write->path +
                                  ", written by a subprocess, are missing from its sidecar");
       }
-      view_.write_file(write->path, *bytes, write->mode);
+      if (const auto [view, inside] = view_of(write->path); view != nullptr) {
+        view->write_file(inside, *bytes, write->mode);
+      }
       written_.erase(write->path);  // the view holds what the recording's file held
     } else if (const auto* gone = std::get_if<kind::FileDelete>(change)) {
-      view_.remove_file(gone->path);
+      if (const auto [view, inside] = view_of(gone->path); view != nullptr) {
+        view->remove_file(inside);
+      }
       written_.erase(gone->path);
     } else if (const auto* unknown = std::get_if<kind::Unknown>(change)) {
       if (const auto tree = extension::tree_change(*unknown))
@@ -297,35 +336,42 @@ void TreeEffects::apply_subprocess_changes(const kind::ProcessSpawn* recorded) {
     add_file_record(*change);
   }
   for (auto at = folder_modes.rbegin(); at != folder_modes.rend(); ++at) {
-    view_.set_mode(at->first, at->second);
+    if (const auto [view, inside] = view_of(at->first); view != nullptr) {
+      view->set_mode(inside, at->second);
+    }
   }
 }
 
 void TreeEffects::apply_tree_change(const extension::TreeChange& change,
                                     std::vector<std::pair<std::string, uint32_t>>& folder_modes) {
   using Kind = extension::TreeChange::Kind;
+  const auto [view, path] = view_of(change.path);
+  if (view == nullptr) return;
   switch (change.kind) {
     case Kind::folder_made:
-      view_.make_folder(change.path);
+      view->make_folder(path);
       if (change.mode) folder_modes.emplace_back(change.path, *change.mode);
       break;
     case Kind::folder_removed:
-      view_.remove_tree(change.path);
-      std::erase_if(written_, [&](const std::string& path) {
-        return path.starts_with(change.path) && path.size() > change.path.size() &&
-               path[change.path.size()] == '/';
+      view->remove_tree(path);
+      std::erase_if(written_, [&](const std::string& written) {
+        return written.starts_with(change.path) && written.size() > change.path.size() &&
+               written[change.path.size()] == '/';
       });
       break;
     case Kind::symlink_made:
-      view_.make_symlink(change.path, change.other);
+      view->make_symlink(path, change.other);
       written_.erase(change.path);
       break;
-    case Kind::hard_link_made:
-      view_.make_hard_link(change.path, change.other);
+    case Kind::hard_link_made: {
+      // Both names in the same view: a link across the two is none the kernel makes either.
+      const auto [existing_view, existing] = view_of(change.other);
+      if (existing_view == view) view->make_hard_link(path, existing);
       written_.erase(change.path);
       break;
+    }
     case Kind::mode_set:
-      if (change.mode) view_.set_mode(change.path, *change.mode);
+      if (change.mode) view->set_mode(path, *change.mode);
       break;
   }
 }

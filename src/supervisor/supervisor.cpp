@@ -19,6 +19,7 @@
 #include "floor/floor.hpp"
 #include "supervisor/launch.hpp"
 #include "supervisor/output_capture.hpp"
+#include "supervisor/private_temp.hpp"
 #include "supervisor/run_dir.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "supervisor/tree_server.hpp"
@@ -340,6 +341,7 @@ void Run::prepare_root() {
     extras_.stdout_fd = capture_->program_stdout();
     extras_.stderr_fd = capture_->program_stderr();
   }
+  extras_.run_dir = run_dir_->path();
   // What the root's exec stop does, prepared here: it is done in a forked child (ExecStopPlan).
   if (reach_ == floor::Reach::whole) {
     const std::string random = effects_->startup_random();
@@ -355,6 +357,9 @@ void Run::prepare_root() {
   root_.emplace(supervisor::prepare_root(options_, *view_, program_, env_,
                                          filter_ ? &*filter_ : nullptr, outcome_, floored_,
                                          extras_));
+  if (const int temp = root_->take_temp(); temp >= 0) {
+    effects_->use_private_temp(temp, temp_upper(run_dir_->path()));
+  }
 }
 
 // A static program that process `pid` of the preloaded tree execs in place of itself
@@ -543,6 +548,7 @@ RunOutcome Run::conclude() {
     for (const std::string& line : warden_->not_followed()) outcome_.warnings.push_back(line);
   }
   if (!effects_->watch_warning().empty()) outcome_.warnings.push_back(effects_->watch_warning());
+  if (!effects_->temp_warning().empty()) outcome_.warnings.push_back(effects_->temp_warning());
   if (effects_->withheld() > 0) {
     outcome_.warnings.push_back(std::to_string(effects_->withheld()) +
                                 " workspace file(s) or output(s) held a credential (one the "

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "floor/process_access.hpp"
+#include "supervisor/private_temp.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/extensions.hpp"
 
@@ -41,6 +42,23 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
                        "): a replay will not make those changes";
     }
   }
+}
+
+void TreeEffects::use_private_temp(int root_fd, const fs::path& upper) {
+  if (options_.mode == RunOptions::Mode::replay) {
+    temp_view_.emplace(kTempRoot, run_dir_ / "temp");
+    temp_view_->adopt_namespace(root_fd, 0);
+    return;
+  }
+  ::close(root_fd);
+  temp_upper_ = upper;
+  std::string why;
+  if (!temp_watch_.start(upper, why)) {
+    temp_warning_ =
+        "what subprocesses leave in /tmp is not taped (" + why + "): a replay will not make it";
+    return;
+  }
+  server_.also_poll(temp_watch_.fd(), [this] { temp_watch_.drain(); });
 }
 
 void TreeEffects::record_fault(std::string_view kind, const Fault& fault, std::string_view field,

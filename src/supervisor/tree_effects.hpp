@@ -128,6 +128,12 @@ class TreeEffects : public floor::Services {
   // Record: the inotify queue the serving thread drains, and why it could not be had.
   WorkspaceWatch& watch() { return watch_; }
   const std::string& watch_warning() const { return watch_warning_; }
+  // The run's /tmp is its own (private_temp.hpp); `root_fd` is its root in the tree's namespace
+  // (taken over). Record watches what the tree writes there (the overlay's upper, `upper`), so
+  // that what a tool left there is taped with its spawn; replay makes it there again.
+  void use_private_temp(int root_fd, const std::filesystem::path& upper);
+  // Why what tools changed in /tmp is not (fully) taped or made again (empty: it is).
+  const std::string& temp_warning() const { return temp_warning_; }
   // Workspace files and outputs kept redacted because they held a credential.
   uint64_t withheld() const { return withheld_; }
   std::pair<uint64_t, std::string> unused_inputs() const;
@@ -204,12 +210,17 @@ class TreeEffects : public floor::Services {
     std::vector<std::function<void()>> steps;  // its records, to be made on the tape
     std::map<std::string, std::string> bytes;  // the sidecar entries they name
   };
+  // What a tool changed, as each watch took it: in the workspace, and in the private /tmp.
+  struct SubprocessChanges {
+    WorkspaceWatch::Taken workspace;
+    WorkspaceWatch::Taken temp;
+  };
   struct SpawnState {
     uint64_t parent = 0;   // the subprocess that started it; 0: the root's tree
     bool on_path = false;  // part of the agent
     Held held;
-    // Workspace changes its own subprocesses were taped with (held): its own if it is dropped.
-    std::vector<WorkspaceWatch::Taken> taken;
+    // Changes its own subprocesses were taped with (held): its own if it is dropped.
+    std::vector<SubprocessChanges> taken;
   };
   std::map<uint64_t, SpawnState> spawns_;  // record: by place in the start order, while alive
   // Record: subprocesses that ended as tools. What a process they left behind sends later is
@@ -280,8 +291,14 @@ class TreeEffects : public floor::Services {
   // spawn_effects.cpp
   void handle_spawn(const Connection& connection, wire::Op op, wire::Cursor& cursor);
   void answer_spawn(const Connection& connection, const ProcessResult& result);
-  WorkspaceWatch::Taken record_subprocess_changes();
+  SubprocessChanges record_subprocess_changes();
+  void tape_changes(const WorkspaceWatch::Taken& taken, const std::filesystem::path& root,
+                    const std::string& prefix);
+  void give_back(const SubprocessChanges& changes);
   void apply_subprocess_changes(const kind::ProcessSpawn* recorded);
+  // Replay: the view a recorded path is made in and the path within it (null: the replay has no
+  // private /tmp for a path in the recording's).
+  std::pair<const WorkspaceView*, std::string> view_of(const std::string& path);
   void apply_tree_change(const extension::TreeChange& change,
                          std::vector<std::pair<std::string, uint32_t>>& folder_modes);
 
@@ -304,6 +321,12 @@ class TreeEffects : public floor::Services {
   // Replay: paths whose bytes the replay wrote itself (the view's answer is then its own).
   std::set<std::string> written_;
   WorkspaceWatch watch_;  // record
+  // The private /tmp: record watches the overlay's upper; replay writes through its root.
+  WorkspaceWatch temp_watch_;
+  std::filesystem::path temp_upper_;
+  std::optional<WorkspaceView> temp_view_;
+  std::string temp_warning_;
+  uint64_t subprocesses_running_ = 0;  // record: started and not yet ended
   bool pid_namespace_ = false;
   // Workspace files a floor-served process opened to write, with the (size, mtime) they were
   // last taped at: taped again when that changes.

@@ -37,10 +37,7 @@ const char* isolation_name(Isolation isolation) {
   }
 }
 
-namespace {
-
-// overlayfs splits its options at commas and lowerdir at colons; a backslash escapes both.
-std::string escaped(const std::string& path) {
+std::string overlay_escaped(const std::string& path) {
   std::string out;
   for (char c : path) {
     if (c == ',' || c == ':' || c == '\\') out += '\\';
@@ -48,8 +45,6 @@ std::string escaped(const std::string& path) {
   }
   return out;
 }
-
-}  // namespace
 
 WorkspaceView::WorkspaceView(fs::path workspace, fs::path scratch)
     : workspace_(std::move(workspace)), scratch_(std::move(scratch)) {}
@@ -81,9 +76,9 @@ std::optional<WorkspaceView::Layer> WorkspaceView::namespace_layer(std::string& 
     why = "cannot make " + scratch_.string() + ": " + error.message();
     return std::nullopt;
   }
-  layer.overlay_fallback = "lowerdir=" + escaped(workspace_.string()) +
-                           ",upperdir=" + escaped(upper.string()) +
-                           ",workdir=" + escaped(work.string());
+  layer.overlay_fallback = "lowerdir=" + overlay_escaped(workspace_.string()) +
+                           ",upperdir=" + overlay_escaped(upper.string()) +
+                           ",workdir=" + overlay_escaped(work.string());
   // Folders rename only with redirect_dir; asked for, since a kernel may default to off.
   layer.overlay_options = layer.overlay_fallback + ",redirect_dir=on";
   return layer;

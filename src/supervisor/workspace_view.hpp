@@ -37,6 +37,10 @@ enum class Isolation { automatic, kernel_overlay, copy };
 std::optional<Isolation> parse_isolation(std::string_view text);
 const char* isolation_name(Isolation isolation);
 
+// A path as an overlayfs option holds it: the options split at commas and lowerdir at colons, and
+// a backslash escapes both.
+std::string overlay_escaped(const std::string& path);
+
 class WorkspaceView {
  public:
   // Holds nothing yet: the root launcher's set-up decides the kind (adopt_namespace(), or

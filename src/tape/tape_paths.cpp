@@ -15,9 +15,12 @@ std::optional<std::string> workspace_path_problem(std::string_view path, PathRul
   }
   if (path.find('\0') != std::string_view::npos) return "holds a NUL byte";
   size_t start = 0;
-  if (path.front() == '/') {
+  if (path.starts_with(kPrivateTempPrefix) && path.size() > kPrivateTempPrefix.size()) {
+    start = kPrivateTempPrefix.size();  // the run's private /tmp: what follows is checked alike
+  } else if (path.front() == '/') {
     if (rule == PathRule::workspace) {
-      return "is absolute (a tape names workspace files relative to it)";
+      return "is absolute (a tape names workspace files relative to it, and temporary ones "
+             "beneath /tmp/)";
     }
     if (path.size() == 1) return std::nullopt;
     start = 1;

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A tape is untrusted input. A recording of a program whose subprocess makes a folder and writes
 # a file in it, run in a subfolder, is edited so that its paths climb out of the workspace (`..`
-# up front, hidden mid-path, absolute, a cwd of ../.., a rename's target outside, a hard link to,
-# a mode set on and a folder removal of something outside): `verify` names
-# each record (exit 1), `replay` and `check` refuse it (exit 2, one line) and nothing outside the
-# workspace changes. A manifest naming the root as workspace stops `check`. A link to / that the
+# up front, hidden mid-path, absolute, out of the run's private /tmp with `..`, a cwd of ../.., a
+# rename's target outside, a hard link to, a mode set on and a folder removal of something
+# outside): `verify` names each record (exit 1), `replay` and `check` refuse it (exit 2, one line)
+# and nothing outside the workspace changes. A write edited to name a file of the host's /tmp is
+# made in the replay's own /tmp: the host's file stays as it was. A manifest naming the root as workspace stops `check`. A link to / that the
 # program makes in the view is not followed by the replayed subprocess's write. As root, the same
 # again as an unprivileged user (nobody).
 # Usage: hostile_tape_test.sh TAPEDECK
@@ -59,7 +60,8 @@ PY
   done <<EDITS
 relative ..|"folder_made","path":"d"|"folder_made","path":"../outside/made"
 .. mid-path|"path":"d/y.txt"|"path":"d/../../outside/keep.txt"
-absolute|"path":"d/y.txt"|"path":"$outside/keep.txt"
+absolute|"path":"d/y.txt"|"path":"/etc/tapedeck-hostile/keep.txt"
+the private /tmp climbed out of|"path":"d/y.txt"|"path":"/tmp/..$outside/keep.txt"
 cwd of ../..|"cwd":"sub"|"cwd":"../.."
 a rename's target outside|"path":"d/y.txt","content_hash"|"path":"../outside/y.txt","content_hash"
 a hard link to a file outside|"existing":"d/y.txt"|"existing":"../outside/keep.txt"
@@ -105,6 +107,23 @@ assert c['command'] == ['touch', sys.argv[2]] and c['workspace'].endswith('/ws')
   check "$who: link: the replayed write does not go through the program's link to /" \
     test ! -e "$outside/through.txt"
   check "$who: link: nothing outside the workspace changed" test "$snapshot" = "$(
+    cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")"
+
+  # The subprocess's write, edited to name a file of the host's /tmp: a path of the run's private
+  # /tmp, which the gate lets through and the replay makes in its own /tmp, never the host's.
+  local host_temp
+  host_temp=$(mktemp -d /tmp/tapedeck-hostile-XXXXXX)
+  on_exit+=("rm -rf '$host_temp'")
+  echo canary > "$host_temp/keep.txt"
+  chmod -R a+rwX "$host_temp"
+  sed -e "s#\"path\":\"d/y.txt\",\"content_hash\"#\"path\":\"$host_temp/keep.txt\",\"content_hash\"#" \
+    "$root/p.tape" > "$root/temp.tape"
+  cp -r "$root/p.tape.cas" "$root/temp.tape.cas"
+  check "$who: host /tmp: the edited tape passes verify" as_user "$td" verify "$root/temp.tape"
+  (cd "$ws" && as_user "$td" replay -q "$root/temp.tape" -- python3 p.py) > /dev/null 2>&1
+  check "$who: host /tmp: replayed (exit 0)" test $? = 0
+  check "$who: host /tmp: the host's file is as it was" test "$(cat "$host_temp/keep.txt")" = canary
+  check "$who: host /tmp: nothing outside the workspace changed" test "$snapshot" = "$(
     cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")"
 }
 

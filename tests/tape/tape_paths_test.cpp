@@ -14,7 +14,10 @@ TEST(TapePaths, AWorkspacePathIsRelativeNormalAndBounded) {
   }
   const std::pair<std::string, std::string> unsafe[] = {
       {"", "is empty"},
-      {"/tmp/escape.txt", "is absolute"},
+      {"/etc/escape.txt", "is absolute"},
+      {"/tmpx/escape.txt", "is absolute"},
+      {"/tmp/", "is absolute"},
+      {"/tmp", "is absolute"},
       {"../x", "climbs out"},
       {"d/../../x", "climbs out"},
       {"a/..", "climbs out"},
@@ -26,6 +29,25 @@ TEST(TapePaths, AWorkspacePathIsRelativeNormalAndBounded) {
       {std::string("a\0b", 3), "NUL"},
       {std::string(300, 'x'), "component of 300 bytes"},
       {std::string(5000, 'x'), "5000 bytes long"},
+  };
+  for (const auto& [path, why] : unsafe) {
+    const auto problem = workspace_path_problem(path);
+    ASSERT_TRUE(problem.has_value()) << path;
+    EXPECT_NE(problem->find(why), std::string::npos) << *problem;
+  }
+}
+
+TEST(TapePaths, APrivateTempPathIsSlashTmpThenARelativeOne) {
+  // What a tool wrote in the run's own /tmp: applied beneath the replay's /tmp, never the host's.
+  for (const char* safe : {"/tmp/x", "/tmp/agent-1/out.txt", "/tmp/..a"}) {
+    EXPECT_EQ(workspace_path_problem(safe), std::nullopt) << safe;
+  }
+  const std::pair<std::string, std::string> unsafe[] = {
+      {"/tmp/../etc/passwd", "climbs out"},
+      {"/tmp/a/../../x", "climbs out"},
+      {"/tmp/..", "climbs out"},
+      {"/tmp//x", "not in normal form"},
+      {"/tmp/./x", "not in normal form"},
   };
   for (const auto& [path, why] : unsafe) {
     const auto problem = workspace_path_problem(path);

@@ -1,0 +1,28 @@
+# A program that keeps temporary files, as agents and their tools do: a tempfile.mkdtemp()
+# folder with a file in it, a file the host put in /tmp before the run (read), a file written
+# beside it, files tools write in /tmp that it then reads (a replay does not run the tools), and
+# a workspace file. Prints what a replay must
+# print again. Usage: private_temp.py HOST_FOLDER (a folder of the host's /tmp)
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+
+host = sys.argv[1]
+folder = tempfile.mkdtemp(prefix="agent-")
+with open(os.path.join(folder, "scratch.txt"), "w") as scratch:
+    scratch.write("kept for a moment")
+print("temporary folder", folder, "holds", os.listdir(folder))
+print("TMPDIR", os.environ.get("TMPDIR"))
+with open(os.path.join(host, "from-host.txt")) as given:
+    print("the host's file says", given.read().strip())
+with open(os.path.join(host, "written.txt"), "w") as written:
+    written.write("by the program")
+subprocess.run(["sh", "-c", f"echo by a tool > {host}/tool.txt"], check=True)
+subprocess.run(["sh", "-c", f"mkdir {folder}/made && date +%N > {folder}/made/out.txt"], check=True)
+print("the tool left", open(f"{host}/tool.txt").read().strip(), "and",
+      open(f"{folder}/made/out.txt").read().strip())
+with open("result.txt", "w") as result:
+    result.write(str(uuid.uuid4()))
+print("result", open("result.txt").read())
