@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "floor/elf_file.hpp"
-#include "supervisor/private_temp.hpp"
+#include "supervisor/private_world.hpp"
 #include "supervisor/root_launch.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
@@ -196,10 +196,50 @@ void without_preload(std::vector<std::string>& env, const fs::path& library) {
 
 namespace {
 
-// The warning for a run whose /tmp is the host's.
+// The warnings for a run whose /tmp, or a replay whose home, is the host's.
 std::string temp_is_shared(const std::string& why) {
   return "/tmp is the host's, not the run's own (" + why +
          "): a replay may find the recording's temporary files in the way, and leaves its own";
+}
+std::string home_is_shared(const std::string& home, const std::string& why) {
+  return "the home folder " + home + " is the host's in this replay (" + why +
+         "): what the program writes there reaches it";
+}
+
+// The run's own /tmp and a replay's own home (private_world.hpp), as far as this run can have
+// them: a warning for each it cannot. A recording without root runs in no mount namespace: a
+// user namespace for it alone would show every file the user does not own as nobody's (ssh
+// refuses such a config). A recording writes the real home, as it writes the workspace.
+struct PrivateWorld {
+  std::optional<PrivateLayer> temp;
+  std::optional<PrivateLayer> home;
+  std::string home_path;
+};
+PrivateWorld private_world(bool replay, const WorkspaceView& view,
+                           const std::vector<std::string>& env, const fs::path& run_dir,
+                           RunOutcome& outcome) {
+  PrivateWorld world;
+  if (!replay && ::geteuid() != 0) {
+    outcome.warnings.push_back(temp_is_shared("a recording's mount namespace needs root"));
+    return world;
+  }
+  std::vector<fs::path> also_kept;
+  if (const char* trace = std::getenv("TAPEDECK_TRACE"); trace != nullptr && *trace != '\0') {
+    also_kept.push_back(fs::path(trace).parent_path());
+  }
+  std::string why;
+  world.temp = temp_layer(run_dir, view.workspace(), also_kept, why);
+  if (!world.temp) outcome.warnings.push_back(temp_is_shared(why));
+  for (const std::string& entry : env) {
+    if (entry.starts_with("HOME=")) world.home_path = entry.substr(5);
+  }
+  if (replay && !world.home_path.empty()) {
+    why.clear();
+    world.home = home_layer(world.home_path, run_dir, view.workspace(), why);
+    if (!world.home && !why.empty())
+      outcome.warnings.push_back(home_is_shared(world.home_path, why));
+  }
+  return world;
 }
 
 }  // namespace
@@ -211,20 +251,7 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
   bool overlay = replay && options.isolation != Isolation::copy;
   bool with_floor = filter != nullptr;
   bool pid_namespace = ::geteuid() == 0;
-  // A recording without root runs in no mount namespace: a user namespace for it alone would
-  // show every file the user does not own as nobody's (ssh refuses such a config).
-  std::optional<TempLayer> temp;
-  if (replay || ::geteuid() == 0) {
-    std::vector<fs::path> also_kept;
-    if (const char* trace = std::getenv("TAPEDECK_TRACE"); trace != nullptr && *trace != '\0') {
-      also_kept.push_back(fs::path(trace).parent_path());
-    }
-    std::string why;
-    temp = private_temp_layer(extras.run_dir, view.workspace(), also_kept, why);
-    if (!temp) outcome.warnings.push_back(temp_is_shared(why));
-  } else {
-    outcome.warnings.push_back(temp_is_shared("a recording's mount namespace needs root"));
-  }
+  PrivateWorld world = private_world(replay, view, env, extras.run_dir, outcome);
   if (!pid_namespace && replay) {
     outcome.warnings.push_back(
         "process ids are the host's (a pid namespace for the program needs root): what the "
@@ -239,10 +266,13 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
     std::optional<WorkspaceView::Layer> layer;
     if (overlay) layer = view.namespace_layer(failure.why);
     if (replay && !overlay && view.kind() != Isolation::copy) view.make_copy();
-    // A copy's replay has no namespace to hold a private /tmp.
-    if (temp && replay && !overlay) {
-      temp.reset();
-      outcome.warnings.push_back(temp_is_shared("the replay runs in a copy, without a namespace"));
+    // A copy's replay has no namespace to hold a private /tmp or home.
+    if (replay && !overlay) {
+      const std::string why = "the replay runs in a copy, without a namespace";
+      if (world.temp) outcome.warnings.push_back(temp_is_shared(why));
+      if (world.home) outcome.warnings.push_back(home_is_shared(world.home_path, why));
+      world.temp.reset();
+      world.home.reset();
     }
     if (!overlay || layer) {
       // The program's environment for this attempt: the floor's and the copy's entries added.
@@ -251,7 +281,7 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
       entries.push_back("TAPEDECK_ROOT_PARENT_PID=" +
                         (pid_namespace ? std::string("1") : std::to_string(::getpid())));
       if (with_floor) entries.push_back("TAPEDECK_FLOOR=1");
-      if (temp) point_temp_at_private(entries, view.workspace());
+      if (world.temp) point_temp_at_private(entries, view.workspace());
       if (view.kind() == Isolation::copy) {
         entries.push_back("TAPEDECK_VIEW=" + view.copy_root().string());
         for (std::string& entry : entries) {
@@ -273,7 +303,8 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
         plan.overlay_fallback = layer->overlay_fallback;
         plan.bind_source = layer->bind_source;
       }
-      plan.temp = temp ? &*temp : nullptr;
+      plan.temp = world.temp ? &*world.temp : nullptr;
+      plan.home = world.home ? &*world.home : nullptr;
       plan.floor = with_floor ? filter : nullptr;
       plan.stdout_fd = extras.stdout_fd;
       plan.stderr_fd = extras.stderr_fd;
@@ -287,7 +318,12 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
     }
     if (failure.step == RootSetupFailure::Step::temp) {
       outcome.warnings.push_back(temp_is_shared(failure.why));
-      temp.reset();
+      world.temp.reset();
+      continue;
+    }
+    if (failure.step == RootSetupFailure::Step::home) {
+      outcome.warnings.push_back(home_is_shared(world.home_path, failure.why));
+      world.home.reset();
       continue;
     }
     if (failure.step == RootSetupFailure::Step::pid_namespace) {

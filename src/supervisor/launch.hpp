@@ -65,8 +65,9 @@ void without_preload(std::vector<std::string>& env, const std::filesystem::path&
 // with a warning; `floored` says whether it holds. The root waits for PreparedRoot::go().
 // As root, the program runs as pid 2 of a pid namespace of its own (record and replay alike, so
 // that pids repeat); where the kernel refuses one, with the host's pids and a warning. Its /tmp
-// is private (private_temp.hpp) wherever it has a mount namespace: as root, and in a replay's
-// namespace; elsewhere, and where the kernel refuses it, /tmp is the host's, with a warning.
+// is private (private_world.hpp) wherever it has a mount namespace: as root, and in a replay's
+// namespace; so is a replay's home folder. Elsewhere, and where the kernel refuses them, they are
+// the host's, with a warning.
 struct RootExtras {
   int stdout_fd = -1;  // the program's stdout and stderr (the output relays); -1: ours
   int stderr_fd = -1;

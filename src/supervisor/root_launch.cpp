@@ -45,9 +45,10 @@ static_assert(sizeof(HandOver) != sizeof(StepFailure));
 
 constexpr int kFirstFloorStep = 8;
 constexpr int kPidNamespaceStep = 9;
-// The private /tmp's: its own (when the workspace's view asks for no namespace), and
-// kTempSteps + 1… when the namespace steps above failed for it alone.
+// The private /tmp's and home's (each: open what stays, mount, mount back), then the namespace's
+// when the private /tmp alone asked for one.
 constexpr int kTempSteps = 10;
+constexpr int kHomeSteps = 13;
 const char* const kSteps[] = {"unshare",
                               "setgroups",
                               "uid_map",
@@ -61,12 +62,15 @@ const char* const kSteps[] = {"unshare",
                               "a private /tmp: open what stays beneath it",
                               "a private /tmp: mount overlayfs",
                               "a private /tmp: mount back what stays",
+                              "a private home: open what stays beneath it",
+                              "a private home: mount overlayfs",
+                              "a private home: mount back what stays",
                               "a private /tmp: unshare",
                               "a private /tmp: setgroups",
                               "a private /tmp: uid_map",
                               "a private /tmp: gid_map",
                               "a private /tmp: make / private"};
-constexpr int kTempNamespaceSteps = kTempSteps + 3;  // + the namespace step that failed
+constexpr int kTempNamespaceSteps = kHomeSteps + 3;  // + the namespace step that failed
 constexpr int kStepCount = static_cast<int>(std::size(kSteps));
 
 // What the processes of the set-up tell the supervisor once it said go (tagged messages on the
@@ -185,24 +189,24 @@ void descriptor_path(int fd, char (&out)[32]) {
   out[at] = '\0';
 }
 
-// The private /tmp (see private_temp.hpp): what stays live beneath it is opened first, then the
-// overlay hides the host's /tmp, then each is mounted back where it was. The step that failed,
-// or -1.
-int mount_private_temp(const TempLayer& layer) {
-  int kept[TempLayer::kMostKept];
-  const size_t count = std::min(layer.kept.size(), TempLayer::kMostKept);
+// A private layer (see private_world.hpp): what stays live beneath it is opened first, then the
+// overlay hides the host's folder, then each is mounted back where it was. The step that failed
+// (of the three from `steps`), or -1.
+int mount_private_layer(const PrivateLayer& layer, int steps) {
+  int kept[PrivateLayer::kMostKept];
+  const size_t count = std::min(layer.kept.size(), PrivateLayer::kMostKept);
   for (size_t i = 0; i < count; ++i) {
     kept[i] = ::open(layer.kept[i].c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (kept[i] < 0) return kTempSteps;
+    if (kept[i] < 0) return steps;
   }
-  if (::mount("overlay", kTempRoot, "overlay", 0, layer.overlay_options.c_str()) != 0) {
-    return kTempSteps + 1;
+  if (::mount("overlay", layer.root.c_str(), "overlay", 0, layer.overlay_options.c_str()) != 0) {
+    return steps + 1;
   }
   for (size_t i = 0; i < count; ++i) {
     char source[32];
     descriptor_path(kept[i], source);
     if (::mount(source, layer.kept[i].c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-      return kTempSteps + 2;
+      return steps + 2;
     }
     ::close(kept[i]);
   }
@@ -231,6 +235,7 @@ bool write_text(const char* path, const char* text) {
   int count = 0;
   // A namespace the private /tmp alone asks for reports its steps as the private /tmp's.
   const int namespace_steps = plan.overlay ? 0 : kTempNamespaceSteps;
+  // (a private home is a replay's, whose view asks for the namespace)
   if (plan.overlay || plan.temp != nullptr) {
     const bool user_namespace = ::geteuid() != 0;
     if (::unshare(CLONE_NEWNS | (user_namespace ? CLONE_NEWUSER : 0)) != 0) fail(namespace_steps);
@@ -257,8 +262,12 @@ bool write_text(const char* path, const char* text) {
       fail(5);
     }
   }
+  // The home first: /tmp never holds it (its layer would cover it), nor it /tmp.
+  if (plan.home != nullptr) {
+    if (const int step = mount_private_layer(*plan.home, kHomeSteps); step >= 0) fail(step);
+  }
   if (plan.temp != nullptr) {
-    if (const int step = mount_private_temp(*plan.temp); step >= 0) fail(step);
+    if (const int step = mount_private_layer(*plan.temp, kTempSteps); step >= 0) fail(step);
   }
   // A cwd inside the workspace still names the folder beneath the mount: enter the view.
   if (::chdir(plan.cwd.c_str()) != 0) fail(6);
@@ -368,7 +377,9 @@ std::optional<PreparedRoot> PreparedRoot::prepare(const RootPlan& plan, RootSetu
       StepFailure step;
       std::memcpy(&step, data, sizeof step);
       const int index = step.step >= 0 && step.step < kStepCount ? step.step : 0;
-      failure.step = index >= kTempSteps          ? RootSetupFailure::Step::temp
+      const bool home = index >= kHomeSteps && index < kTempNamespaceSteps;
+      failure.step = home                         ? RootSetupFailure::Step::home
+                     : index >= kTempSteps        ? RootSetupFailure::Step::temp
                      : index == kPidNamespaceStep ? RootSetupFailure::Step::pid_namespace
                      : index >= kFirstFloorStep   ? RootSetupFailure::Step::floor
                                                   : RootSetupFailure::Step::overlay;

@@ -1,9 +1,9 @@
 // Starting the root program. fork(), then in the child, in this order and only with
 // async-signal-safe calls (the supervisor has threads): a private view of the workspace (a mount
-// namespace, a user namespace when not root, an overlayfs over the workspace), a private /tmp,
-// the system-call floor, then a pause until the supervisor is ready to serve the tree, then exec
-// (stopped there once by ptrace when the floor has the whole reach, so that the vDSO can be
-// hidden).
+// namespace, a user namespace when not root, an overlayfs over the workspace), a private home
+// and /tmp, the system-call floor, then a pause until the supervisor is ready to serve the tree,
+// then exec (stopped there once by ptrace when the floor has the whole reach, so that the vDSO
+// can be hidden).
 //
 // The child hands back what the supervisor needs to serve it (the view's root, the floor's
 // notification descriptor) before the program runs, so that the program's first call is served.
@@ -17,7 +17,7 @@
 
 #include "floor/floor.hpp"
 #include "preload/exit_status.hpp"
-#include "supervisor/private_temp.hpp"
+#include "supervisor/private_world.hpp"
 
 namespace tapedeck::supervisor {
 
@@ -33,9 +33,10 @@ struct RootPlan {
   std::string overlay_options;
   std::string overlay_fallback;
   std::string bind_source;
-  // A private /tmp (an overlayfs over the host's, what the layer keeps mounted back over it),
-  // in a mount namespace of the program's own.
-  const TempLayer* temp = nullptr;
+  // A private /tmp and home (overlayfs over the host's, what each keeps mounted back over it),
+  // in a mount namespace of the program's own. The home only with `overlay`.
+  const PrivateLayer* temp = nullptr;
+  const PrivateLayer* home = nullptr;
   const floor::Filter* floor = nullptr;  // null: no floor; Reach::whole hides the vDSO
   // The program runs as pid 2 of a pid namespace of its own, under an init of tapedeck's.
   bool pid_namespace = false;
@@ -47,7 +48,7 @@ struct RootPlan {
 
 // Why a step of the set-up failed: the caller may start again without it.
 struct RootSetupFailure {
-  enum class Step { overlay, floor, pid_namespace, temp } step = Step::overlay;
+  enum class Step { overlay, floor, pid_namespace, temp, home } step = Step::overlay;
   std::string why;
 };
 

@@ -53,7 +53,7 @@ bool run_is_over(const fs::path& folder) {
 // inner folder with no permission bits (the kernel makes it so); its owner gives them back first,
 // or nothing beneath could be listed and removed.
 void remove_run_folder(const fs::path& folder) {
-  for (const char* layer : {"view", "temp"})
+  for (const char* layer : {"view", "temp", "home"})
     ::chmod((folder / layer / "work" / "work").c_str(), 0700);
   std::error_code ignored;
   fs::remove_all(folder, ignored);

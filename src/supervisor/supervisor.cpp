@@ -19,7 +19,7 @@
 #include "floor/floor.hpp"
 #include "supervisor/launch.hpp"
 #include "supervisor/output_capture.hpp"
-#include "supervisor/private_temp.hpp"
+#include "supervisor/private_world.hpp"
 #include "supervisor/run_dir.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "supervisor/tree_server.hpp"

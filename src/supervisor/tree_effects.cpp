@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "floor/process_access.hpp"
-#include "supervisor/private_temp.hpp"
+#include "supervisor/private_world.hpp"
 #include "tapedeck/cas.hpp"
 #include "tapedeck/extensions.hpp"
 

@@ -128,7 +128,7 @@ class TreeEffects : public floor::Services {
   // Record: the inotify queue the serving thread drains, and why it could not be had.
   WorkspaceWatch& watch() { return watch_; }
   const std::string& watch_warning() const { return watch_warning_; }
-  // The run's /tmp is its own (private_temp.hpp); `root_fd` is its root in the tree's namespace
+  // The run's /tmp is its own (private_world.hpp); `root_fd` is its root in the tree's namespace
   // (taken over). Record watches what the tree writes there (the overlay's upper, `upper`), so
   // that what a tool left there is taped with its spawn; replay makes it there again.
   void use_private_temp(int root_fd, const std::filesystem::path& upper);

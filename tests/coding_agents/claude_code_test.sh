@@ -10,8 +10,8 @@
 # file_read of notes.txt. Prints the replays' time against the recording's.
 # Not run by default (CODING_AGENTS=1 runs it): a replay still stops at Claude Code's second
 # subprocess, whose command names a file made from Date.now(), served a few milliseconds off (its
-# main thread reads the wall clock a different number of times on each run), or at its first
-# tool command, run again because its cwd file in /tmp was never made (see the README's limits).
+# main thread reads the wall clock a different number of times on each run; see the README's
+# limits).
 # Usage: claude_code_test.sh TAPEDECK EXAMPLES_DIR
 set -uo pipefail
 td=$(realpath "$1")

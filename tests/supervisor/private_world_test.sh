@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# A run's /tmp is its own (src/supervisor/private_temp.hpp): what the program and its tools write
-# there never reaches the host's /tmp, in the recording or in a replay; what the host had there
-# stays readable; the workspace, beneath /tmp here, stays the real one while recording; a TMPDIR
-# elsewhere is pointed at /tmp. Two replays print what the recording printed (the mkdtemp name,
-# and what the tools left in /tmp, which a replay makes since it does not run them) and leave the
-# host's /tmp and the workspace as they were.
-# Usage: private_temp_test.sh TAPEDECK
+# A run's /tmp is its own, and so is a replay's home folder (src/supervisor/private_world.hpp).
+# What the program and its tools write in /tmp never reaches the host's /tmp, in the recording or
+# in a replay; what the host had there stays readable; the workspace, beneath /tmp here, stays
+# the real one while recording; a TMPDIR elsewhere is pointed at /tmp. The recording counts its
+# run in the real home (outside /tmp and the workspace); a replay writes its own home only.
+# With the home as it was before the recording, two replays print what the recording printed
+# (the mkdtemp name, what the tools left in /tmp, which a replay makes since it does not run them,
+# and the count) and leave the host's /tmp, the home and the workspace as they were.
+# Usage: private_world_test.sh TAPEDECK
 set -uo pipefail
 td=$(realpath "$1")
 here=$(realpath "$(dirname "$0")")
@@ -15,15 +17,16 @@ if [ "$(id -u)" != 0 ]; then
   exit 77
 fi
 # The host's side lies in /tmp itself, whatever TMPDIR says; the run's folder goes elsewhere, to
-# a TMPDIR the program must not see.
-host=$(mktemp -d /tmp/tapedeck-private-temp-XXXXXX)
-elsewhere=$(mktemp -d /var/tmp/tapedeck-private-temp-XXXXXX)
+# a TMPDIR the program must not see, and so does the home.
+host=$(mktemp -d /tmp/tapedeck-private-world-XXXXXX)
+elsewhere=$(mktemp -d /var/tmp/tapedeck-private-world-XXXXXX)
 on_exit+=('rm -rf "$host" "$elsewhere"')
 echo "put there by the host" > "$host/from-host.txt"
-mkdir -p "$host/ws" && cd "$host/ws"
-program=("$python" "$here/private_temp.py" "$host")
+mkdir -p "$host/ws" "$elsewhere/home" "$elsewhere/runs" && cd "$host/ws"
+export HOME=$elsewhere/home
+program=("$python" "$here/private_world.py" "$host")
 
-TMPDIR=$elsewhere "$td" run -q --emit-tape "$work/run.tape" -- "${program[@]}" \
+TMPDIR=$elsewhere/runs "$td" run -q --emit-tape "$work/run.tape" -- "${program[@]}" \
   > "$work/recorded.out" 2> "$work/recorded.err"
 check "recorded (exit 0)" test $? = 0
 cat "$work/recorded.out"
@@ -35,16 +38,23 @@ check "the recording's temporary folder is not in the host's /tmp" test ! -e "$f
 check "the program's file beside the host's is not in the host's /tmp" test ! -e "$host/written.txt"
 check "the tool's file is not in the host's /tmp" test ! -e "$host/tool.txt"
 check "the workspace beneath /tmp was written for real" test -s result.txt
+check "the recording counted its run in the real home" test "$(cat "$HOME/.agentrc")" = 1
 check "what the tools left in /tmp is on the tape" has "$work/run.tape" "file_write.*/tmp/agent-.*/made/out.txt"
 check "no warning that /tmp is shared" test "$(grep -c "/tmp is the host's" "$work/recorded.err")" = 0
 cp result.txt "$work/result.recorded"
 
+# The home as the recording found it (a replay reads the home as it is: only the workspace's and
+# /tmp's files are served as recorded).
+rm "$HOME/.agentrc"
 for round in 1 2; do
   "$td" replay -q "$work/run.tape" -- "${program[@]}" > "$work/replay$round.out" 2> "$work/replay$round.err"
   check "replay $round: exit 0" test $? = 0
   check "replay $round: prints what the recording printed" diff "$work/recorded.out" "$work/replay$round.out"
   check "replay $round: leaves nothing in the host's /tmp" test ! -e "$folder" -a ! -e "$host/written.txt"
+  check "replay $round: leaves the home as it was" test ! -e "$HOME/.agentrc"
   check "replay $round: the workspace is as it was" cmp -s result.txt "$work/result.recorded"
+  check "replay $round: no warning that /tmp or the home is shared" \
+    test "$(grep -c "is the host's" "$work/replay$round.err")" = 0
 done
 check "the host's folder holds what it held" test "$(ls "$host" | tr '\n' ' ')" = "from-host.txt ws "
-finish "private /tmp"
+finish "private /tmp and home"

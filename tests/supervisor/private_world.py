@@ -1,9 +1,11 @@
 # A program that keeps temporary files, as agents and their tools do: a tempfile.mkdtemp()
 # folder with a file in it, a file the host put in /tmp before the run (read), a file written
 # beside it, files tools write in /tmp that it then reads (a replay does not run the tools), and
-# a workspace file. Prints what a replay must
-# print again. Usage: private_temp.py HOST_FOLDER (a folder of the host's /tmp)
+# a workspace file; and a counter of its runs in the home folder, as agents keep their settings.
+# Prints what a replay must print again. Usage: private_world.py HOST_FOLDER (a folder of the
+# host's /tmp)
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -26,3 +28,7 @@ print("the tool left", open(f"{host}/tool.txt").read().strip(), "and",
 with open("result.txt", "w") as result:
     result.write(str(uuid.uuid4()))
 print("result", open("result.txt").read())
+counter = pathlib.Path.home() / ".agentrc"
+runs = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(runs))
+print("runs so far", counter.read_text())
