@@ -232,6 +232,9 @@ std::filesystem::path shared_store_for(const std::filesystem::path& tape_path);
 // (and then the bytes are added to `cas` under their hash, unless already there).
 Payload make_payload(std::string bytes, std::map<std::string, std::string>& cas);
 bool is_valid_utf8(std::string_view bytes);
+// `bytes` with each byte that is not part of valid UTF-8 replaced by U+FFFD: a JSON string holds
+// text, and a file name may hold any byte but `/` and NUL.
+std::string utf8_lossy(std::string_view bytes);
 
 // A whole tape in memory. Loaded tapes keep CAS entries on disk and read them on demand.
 class Tape {

@@ -10,6 +10,7 @@
 
 #include "tape/json_escape.hpp"
 #include "tapedeck/codec.hpp"
+#include "tapedeck/tape.hpp"
 
 namespace tapedeck {
 
@@ -53,6 +54,14 @@ void LineBuffer::put_uint(uint64_t value) {
 }
 
 void LineBuffer::put_json_string(std::string_view text) {
+  // A tape is JSON, and JSON is UTF-8: a string that is not (a file name of any bytes, a
+  // program's argument) is written with U+FFFD for each byte that does not fit, never as bytes
+  // no reader takes (the whole tape would be lost to a name CPython's test_os makes).
+  if (!is_valid_utf8(text)) {
+    const std::string lossy = utf8_lossy(text);
+    put_json_string(lossy);
+    return;
+  }
   // Optimistic reservation: one output byte per input byte plus the quotes. An escape reserves
   // again for its own worst case, so huge clean strings never reserve six times their size.
   reserve_more(text.size() + 2);

@@ -108,6 +108,39 @@ std::filesystem::path cas_dir_for(const std::filesystem::path& tape_path) {
   return own;
 }
 
+namespace {
+
+// The length of the UTF-8 sequence of a non-ASCII lead byte at `p`, or 0 when what starts there
+// is not one: a stray byte, a sequence cut short, an overlong form, a surrogate or a value past
+// U+10FFFF (Rust agrees).
+size_t utf8_sequence_at(const unsigned char* p, const unsigned char* end) {
+  const unsigned char c = *p;
+  size_t need;
+  uint32_t cp;
+  if ((c & 0xE0) == 0xC0) {
+    need = 1;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    need = 2;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    need = 3;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (static_cast<size_t>(end - p) <= need) return 0;
+  for (size_t i = 1; i <= need; ++i) {
+    if ((p[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[i] & 0x3F);
+  }
+  static constexpr std::array<uint32_t, 4> kMinForLength = {0, 0x80, 0x800, 0x10000};
+  if (cp < kMinForLength[need] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return need + 1;
+}
+
+}  // namespace
+
 bool is_valid_utf8(std::string_view bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const auto* end = p + bytes.size();
@@ -120,36 +153,33 @@ bool is_valid_utf8(std::string_view bytes) {
       p += 8;
     }
     if (p >= end) break;
-    unsigned char c = *p;
-    if (c < 0x80) {
+    if (*p < 0x80) {
       ++p;
       continue;
     }
-    size_t need;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      need = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      need = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      need = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (static_cast<size_t>(end - p) <= need) return false;
-    for (size_t i = 1; i <= need; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8 (Rust agrees).
-    static constexpr std::array<uint32_t, 4> kMinForLength = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[need] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    p += need + 1;
+    const size_t length = utf8_sequence_at(p, end);
+    if (length == 0) return false;
+    p += length;
   }
   return true;
+}
+
+std::string utf8_lossy(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() + 8);
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto* end = p + bytes.size();
+  while (p < end) {
+    const size_t length = *p < 0x80 ? 1 : utf8_sequence_at(p, end);
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++p;
+      continue;
+    }
+    out.append(reinterpret_cast<const char*>(p), length);
+    p += length;
+  }
+  return out;
 }
 
 Payload make_payload(std::string bytes, std::map<std::string, std::string>& cas) {
