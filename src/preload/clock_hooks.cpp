@@ -208,6 +208,20 @@ void skip_clock(uint64_t duration_ms) {
   if (config.clock_map != nullptr) advance_from(*config.clock_map, last_seen_ms, duration_ms);
 }
 
+timespec file_time_now() {
+  const int index = index_of(Source::wall);
+  int64_t ms = config.mode == Mode::replay ? last_seen_ms[index] : 0;
+  if (ms == 0 && config.mode == Mode::replay && config.clock_map != nullptr) {
+    ms = config.clock_map->latest_ms[index].load();
+  }
+  if (ms == 0) {
+    timespec now{};
+    ensure(real.clock_gettime, "clock_gettime")(CLOCK_REALTIME, &now);
+    ms = floor_ms(now);
+  }
+  return from_ms(ms);
+}
+
 int64_t wait_ends_ms(uint64_t duration_ms) {
   const int index = index_of(Source::monotonic);
   int64_t from = last_seen_ms[index];

@@ -135,6 +135,7 @@ struct Real {
   decltype(&::utimes) utimes;
   decltype(&::lutimes) lutimes;
   decltype(&::utimensat) utimensat;
+  decltype(&::futimens) futimens;
   decltype(&::mkfifo) mkfifo;
   decltype(&::mknod) mknod;
   decltype(&::mkstemp) mkstemp;
@@ -381,6 +382,14 @@ void map_clock(const char* path);
 // clock_hooks.cpp: replay skipped a sleep or a wait of `duration_ms` on this thread: the clocks
 // move to where it ends, counted from this thread's last reads.
 void skip_clock(uint64_t duration_ms);
+// clock_hooks.cpp: "now" for a file time the program asks the kernel to set to now (a NULL time,
+// UTIME_NOW): the clock as the program reads it (record: the real time cut to the millisecond;
+// replay: the time last served to this thread), so that it reads back as the program's clock
+// (CPython's test_os compares a file touched now with time.time()), not a replay's real time.
+timespec file_time_now();
+// path_hooks.cpp: `times` with each "now" in it made file_time_now() (into `fixed`); `times`
+// itself when it asks for none, or the run is neither recording nor replaying.
+const timespec* times_with_clock(const timespec* times, timespec (&fixed)[2]);
 // clock_hooks.cpp: where a wait of `duration_ms` this thread begins now ends on the monotonic
 // clock, counted as skip_clock counts it.
 int64_t wait_ends_ms(uint64_t duration_ms);

@@ -100,6 +100,7 @@ void resolve_all() {
   real.utimes = TAPEDECK_REAL(utimes);
   real.lutimes = TAPEDECK_REAL(lutimes);
   real.utimensat = TAPEDECK_REAL(utimensat);
+  real.futimens = TAPEDECK_REAL(futimens);
   real.mkfifo = TAPEDECK_REAL(mkfifo);
   real.mknod = TAPEDECK_REAL(mknod);
   real.mkstemp = TAPEDECK_REAL(mkstemp);

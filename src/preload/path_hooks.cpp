@@ -38,6 +38,17 @@ char* cwd_from_view(char* result) {
   return result;
 }
 
+const timespec* times_with_clock(const timespec* times, timespec (&fixed)[2]) {
+  if (!recording_or_replaying()) return times;
+  if (times == nullptr) {
+    fixed[0] = fixed[1] = file_time_now();
+    return fixed;
+  }
+  if (times[0].tv_nsec != UTIME_NOW && times[1].tv_nsec != UTIME_NOW) return times;
+  for (int i = 0; i < 2; ++i) fixed[i] = times[i].tv_nsec == UTIME_NOW ? file_time_now() : times[i];
+  return fixed;
+}
+
 }  // namespace tapedeck::preload
 #pragma GCC visibility pop
 
@@ -175,20 +186,40 @@ int truncate64(const char* path, off64_t length) {
   return ensure(real.truncate64, "truncate64")(InView(path), length);
 }
 
+// "Now" as a file time (a NULL time) is the program's clock (file_time_now): set through
+// utimensat, which keeps its milliseconds, where utime would keep whole seconds.
 int utime(const char* path, const struct utimbuf* times) {
+  if (times == nullptr && recording_or_replaying()) {
+    timespec fixed[2];
+    return ensure(real.utimensat, "utimensat")(AT_FDCWD, InView(path),
+                                               times_with_clock(nullptr, fixed), 0);
+  }
   return ensure(real.utime, "utime")(InView(path), times);
 }
 
 int utimes(const char* path, const struct timeval times[2]) {
+  if (times == nullptr) return utime(path, nullptr);
   return ensure(real.utimes, "utimes")(InView(path), times);
 }
 
 int lutimes(const char* path, const struct timeval times[2]) {
+  if (times == nullptr && recording_or_replaying()) {
+    timespec fixed[2];
+    return ensure(real.utimensat, "utimensat")(
+        AT_FDCWD, InView(path), times_with_clock(nullptr, fixed), AT_SYMLINK_NOFOLLOW);
+  }
   return ensure(real.lutimes, "lutimes")(InView(path), times);
 }
 
 int utimensat(int dirfd, const char* path, const struct timespec times[2], int flags) {
-  return ensure(real.utimensat, "utimensat")(dirfd, InView(path), times, flags);
+  timespec fixed[2];
+  return ensure(real.utimensat, "utimensat")(dirfd, InView(path), times_with_clock(times, fixed),
+                                             flags);
+}
+
+int futimens(int fd, const struct timespec times[2]) {
+  timespec fixed[2];
+  return ensure(real.futimens, "futimens")(fd, times_with_clock(times, fixed));
 }
 
 ssize_t getxattr(const char* path, const char* name, void* value, size_t size) {
