@@ -210,16 +210,27 @@ void skip_clock(uint64_t duration_ms) {
 
 timespec file_time_now() {
   const int index = index_of(Source::wall);
-  int64_t ms = config.mode == Mode::replay ? last_seen_ms[index] : 0;
-  if (ms == 0 && config.mode == Mode::replay && config.clock_map != nullptr) {
-    ms = config.clock_map->latest_ms[index].load();
-  }
+  int64_t ms = last_seen_ms[index];
+  if (ms == 0 && config.clock_map != nullptr) ms = config.clock_map->latest_ms[index].load();
   if (ms == 0) {
     timespec now{};
     ensure(real.clock_gettime, "clock_gettime")(CLOCK_REALTIME, &now);
     ms = floor_ms(now);
   }
   return from_ms(ms);
+}
+
+void stamp_written_file(int fd) {
+  if (config.mode != Mode::replay) return;
+  struct stat status {};
+  if (fstat(fd, &status) != 0) return;
+  const timespec now = file_time_now();
+  const bool past_the_clock =
+      status.st_mtim.tv_sec > now.tv_sec ||
+      (status.st_mtim.tv_sec == now.tv_sec && status.st_mtim.tv_nsec > now.tv_nsec);
+  if (!past_the_clock) return;
+  const timespec times[2] = {{0, UTIME_OMIT}, now};
+  ensure(real.futimens, "futimens")(fd, times);
 }
 
 int64_t wait_ends_ms(uint64_t duration_ms) {

@@ -173,6 +173,7 @@ int taped_close(int fd, CloseReal&& close_real) {
   HookScope scope;
   char path[kPathMax];
   const bool named = fd_path(fd, path);
+  stamp_written_file(fd);
   const int result = close_real();
   const int saved = errno;
   if (named) note_closed_write(path);

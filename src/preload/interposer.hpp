@@ -382,13 +382,18 @@ void map_clock(const char* path);
 // clock_hooks.cpp: replay skipped a sleep or a wait of `duration_ms` on this thread: the clocks
 // move to where it ends, counted from this thread's last reads.
 void skip_clock(uint64_t duration_ms);
-// clock_hooks.cpp: "now" for a file time the program asks the kernel to set to now (a NULL time,
-// UTIME_NOW): the clock as the program reads it (record: the real time cut to the millisecond;
-// replay: the time last served to this thread), so that it reads back as the program's clock
-// (CPython's test_os compares a file touched now with time.time()), not a replay's real time.
+// clock_hooks.cpp: a replay's "now" for a file time the program asks the kernel to set to now (a
+// NULL time, UTIME_NOW): the time last served to this thread, so that it reads back as the
+// program's clock (CPython's test_os compares a file touched now with time.time()), not the real
+// time, past the recording's. (A recording keeps the kernel's: its clock is the real one.)
 timespec file_time_now();
-// path_hooks.cpp: `times` with each "now" in it made file_time_now() (into `fixed`); `times`
-// itself when it asks for none, or the run is neither recording nor replaying.
+// clock_hooks.cpp: replay, a workspace file written through `fd` is about to be closed: the
+// kernel stamped its changes with the real time, past every time the program reads, so its
+// modification time becomes the program's clock (a file made, then touched "now", must not look
+// newer than the touch: pathlib's touch test). Nothing when the stamp is not past the clock.
+void stamp_written_file(int fd);
+// path_hooks.cpp: a replay's `times` with each "now" in it made file_time_now() (into `fixed`);
+// `times` itself when it asks for none, or the run is no replay.
 const timespec* times_with_clock(const timespec* times, timespec (&fixed)[2]);
 // clock_hooks.cpp: where a wait of `duration_ms` this thread begins now ends on the monotonic
 // clock, counted as skip_clock counts it.

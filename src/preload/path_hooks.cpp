@@ -39,7 +39,7 @@ char* cwd_from_view(char* result) {
 }
 
 const timespec* times_with_clock(const timespec* times, timespec (&fixed)[2]) {
-  if (!recording_or_replaying()) return times;
+  if (config.mode != Mode::replay) return times;
   if (times == nullptr) {
     fixed[0] = fixed[1] = file_time_now();
     return fixed;
@@ -186,10 +186,10 @@ int truncate64(const char* path, off64_t length) {
   return ensure(real.truncate64, "truncate64")(InView(path), length);
 }
 
-// "Now" as a file time (a NULL time) is the program's clock (file_time_now): set through
-// utimensat, which keeps its milliseconds, where utime would keep whole seconds.
+// "Now" as a file time (a NULL time) is, in a replay, the program's clock (file_time_now): set
+// through utimensat, which keeps its milliseconds, where utime would keep whole seconds.
 int utime(const char* path, const struct utimbuf* times) {
-  if (times == nullptr && recording_or_replaying()) {
+  if (times == nullptr && config.mode == Mode::replay) {
     timespec fixed[2];
     return ensure(real.utimensat, "utimensat")(AT_FDCWD, InView(path),
                                                times_with_clock(nullptr, fixed), 0);
@@ -203,7 +203,7 @@ int utimes(const char* path, const struct timeval times[2]) {
 }
 
 int lutimes(const char* path, const struct timeval times[2]) {
-  if (times == nullptr && recording_or_replaying()) {
+  if (times == nullptr && config.mode == Mode::replay) {
     timespec fixed[2];
     return ensure(real.utimensat, "utimensat")(
         AT_FDCWD, InView(path), times_with_clock(nullptr, fixed), AT_SYMLINK_NOFOLLOW);
