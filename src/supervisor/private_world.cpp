@@ -33,21 +33,13 @@ std::optional<PrivateLayer> private_layer(const fs::path& root, const fs::path& 
     }
     layer.kept.push_back(path.string());
   }
-  const fs::path upper = scratch / "upper";
-  const fs::path work = scratch / "work";
-  fs::create_directories(upper, error);
-  if (!error) fs::create_directories(work, error);
-  if (error) {
-    why = "cannot make " + scratch.string() + ": " + error.message();
-    return std::nullopt;
-  }
   // The host's folder is read as it is, whatever another process adds to it meanwhile; writes
-  // go to the upper. A folder rename needs redirect_dir, which only the kernel's own trusted
-  // namespace allows: without it a folder of the host's cannot be renamed (EXDEV), as on any
-  // overlayfs, and tools fall back to a copy.
-  layer.overlay_options = "lowerdir=" + overlay_escaped(root.string()) +
-                          ",upperdir=" + overlay_escaped(upper.string()) +
-                          ",workdir=" + overlay_escaped(work.string());
+  // go to the upper. Without redirect_dir (a user namespace's) a folder of the host's cannot be
+  // renamed (EXDEV), as on any such overlayfs, and tools fall back to a copy.
+  const std::optional<OverlayOptions> overlay = overlay_over(root, scratch, why);
+  if (!overlay) return std::nullopt;
+  layer.overlay_options = overlay->options;
+  layer.overlay_fallback = overlay->fallback;
   return layer;
 }
 

@@ -25,8 +25,11 @@ namespace tapedeck::supervisor {
 inline constexpr const char* kTempRoot = "/tmp";
 
 struct PrivateLayer {
-  std::string root;             // the host's folder it stands over (canonical)
-  std::string overlay_options;  // lowerdir=root, the upper and work folders in the run's folder
+  std::string root;  // the host's folder it stands over (canonical)
+  // lowerdir=root, the upper and work folders in the run's folder; with redirect_dir, and (the
+  // fallback, where the kernel refuses that) without
+  std::string overlay_options;
+  std::string overlay_fallback;
   // Canonical paths beneath root, mounted back over the overlay as the namespace had them before
   // (the workspace's view in a replay), at most kMostKept.
   std::vector<std::string> kept;

@@ -199,7 +199,8 @@ int mount_private_layer(const PrivateLayer& layer, int steps) {
     kept[i] = ::open(layer.kept[i].c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (kept[i] < 0) return steps;
   }
-  if (::mount("overlay", layer.root.c_str(), "overlay", 0, layer.overlay_options.c_str()) != 0) {
+  if (::mount("overlay", layer.root.c_str(), "overlay", 0, layer.overlay_options.c_str()) != 0 &&
+      ::mount("overlay", layer.root.c_str(), "overlay", 0, layer.overlay_fallback.c_str()) != 0) {
     return steps + 1;
   }
   for (size_t i = 0; i < count; ++i) {

@@ -37,6 +37,10 @@ const char* isolation_name(Isolation isolation) {
   }
 }
 
+namespace {
+
+// A path as an overlayfs option holds it: the options split at commas and lowerdir at colons,
+// and a backslash escapes both.
 std::string overlay_escaped(const std::string& path) {
   std::string out;
   for (char c : path) {
@@ -44,6 +48,27 @@ std::string overlay_escaped(const std::string& path) {
     out += c;
   }
   return out;
+}
+
+}  // namespace
+
+std::optional<OverlayOptions> overlay_over(const fs::path& lower, const fs::path& scratch,
+                                           std::string& why) {
+  const fs::path upper = scratch / "upper";
+  const fs::path work = scratch / "work";
+  std::error_code error;
+  fs::create_directories(upper, error);
+  if (!error) fs::create_directories(work, error);
+  if (error) {
+    why = "cannot make " + scratch.string() + ": " + error.message();
+    return std::nullopt;
+  }
+  OverlayOptions made;
+  made.fallback = "lowerdir=" + overlay_escaped(lower.string()) +
+                  ",upperdir=" + overlay_escaped(upper.string()) +
+                  ",workdir=" + overlay_escaped(work.string());
+  made.options = made.fallback + ",redirect_dir=on";
+  return made;
 }
 
 WorkspaceView::WorkspaceView(fs::path workspace, fs::path scratch)
@@ -67,20 +92,10 @@ std::optional<WorkspaceView::Layer> WorkspaceView::namespace_layer(std::string& 
     layer.bind_source = copy_.string();
     return layer;
   }
-  const fs::path upper = scratch_ / "upper";
-  const fs::path work = scratch_ / "work";
-  std::error_code error;
-  fs::create_directories(upper, error);
-  if (!error) fs::create_directories(work, error);
-  if (error) {
-    why = "cannot make " + scratch_.string() + ": " + error.message();
-    return std::nullopt;
-  }
-  layer.overlay_fallback = "lowerdir=" + overlay_escaped(workspace_.string()) +
-                           ",upperdir=" + overlay_escaped(upper.string()) +
-                           ",workdir=" + overlay_escaped(work.string());
-  // Folders rename only with redirect_dir; asked for, since a kernel may default to off.
-  layer.overlay_options = layer.overlay_fallback + ",redirect_dir=on";
+  const std::optional<OverlayOptions> overlay = overlay_over(workspace_, scratch_, why);
+  if (!overlay) return std::nullopt;
+  layer.overlay_options = overlay->options;
+  layer.overlay_fallback = overlay->fallback;
   return layer;
 }
 

@@ -37,9 +37,16 @@ enum class Isolation { automatic, kernel_overlay, copy };
 std::optional<Isolation> parse_isolation(std::string_view text);
 const char* isolation_name(Isolation isolation);
 
-// A path as an overlayfs option holds it: the options split at commas and lowerdir at colons, and
-// a backslash escapes both.
-std::string overlay_escaped(const std::string& path);
+// An overlayfs over `lower` whose upper and work folders are made in `scratch`: its options, with
+// redirect_dir (folders rename: a kernel may default it to off, and only the initial user
+// namespace may have it) and without (`fallback`). Nullopt, and why, when the folders cannot be
+// made.
+struct OverlayOptions {
+  std::string options;
+  std::string fallback;
+};
+std::optional<OverlayOptions> overlay_over(const std::filesystem::path& lower,
+                                           const std::filesystem::path& scratch, std::string& why);
 
 class WorkspaceView {
  public:
