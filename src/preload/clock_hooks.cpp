@@ -38,6 +38,10 @@ using clock_units::source_of;
 // its deadline from its own read, and other threads' reads fall between in another order on
 // every run.
 thread_local int64_t last_seen_ms[2] __attribute__((tls_model("initial-exec")));
+// Traced only: where the program called the clock from (its return address; addresses repeat
+// from run to run, the tree runs without randomization), so that two traces tell which code's
+// reads differ in number.
+thread_local const void* read_site __attribute__((tls_model("initial-exec")));
 
 // When this thread last read each clock, in real time: past the recording's reads, a thread held
 // up for real finds time moved on by as long (clock_map.hpp).
@@ -112,14 +116,14 @@ int64_t taped_read(Source source, int64_t real_ms) {
     // (a wait it skipped moved it on): a thread never sees its clock go back. (Without this, a
     // loop's turn after a skipped wait read the time before it and waited the same timer again.)
     value = std::max(value, last_seen_ms[index]);
-    TAPEDECK_TRACE("read %s %lld stretch %llu%s held %lld%s", index == 0 ? "wall" : "mono",
+    TAPEDECK_TRACE("read %s %lld stretch %llu%s held %lld%s site %p", index == 0 ? "wall" : "mono",
                    static_cast<long long>(value), static_cast<unsigned long long>(taken.stretch),
                    taken.recorded ? "" : " past", static_cast<long long>(held_up_ms),
-                   after_wait ? " after wait" : "");
+                   after_wait ? " after wait" : "", read_site);
   }
   if (config.mode != Mode::replay) {
-    TAPEDECK_TRACE("read %s %lld%s", index == 0 ? "wall" : "mono", static_cast<long long>(value),
-                   after_wait ? " after wait" : "");
+    TAPEDECK_TRACE("read %s %lld%s site %p", index == 0 ? "wall" : "mono",
+                   static_cast<long long>(value), after_wait ? " after wait" : "", read_site);
   }
   last_seen_ms[index] = value;
   const Event event = after_wait
@@ -293,6 +297,7 @@ int clock_gettime(clockid_t id, struct timespec* ts) {
     return result;
   }
   HookScope scope;
+  if (trace_fd >= 0) read_site = __builtin_return_address(0);
   *ts = from_ms(taped_read(source, floor_ms(*ts)));
   return result;
 }
@@ -303,6 +308,7 @@ int gettimeofday(struct timeval* tv, void* tz) {
   const int result = real_gettimeofday(tv, tz);
   if (result != 0 || tv == nullptr || !recording_or_replaying()) return result;
   HookScope scope;
+  if (trace_fd >= 0) read_site = __builtin_return_address(0);
   const int64_t ms =
       taped_read(Source::wall, static_cast<int64_t>(tv->tv_sec) * 1000 + tv->tv_usec / 1000);
   tv->tv_sec = ms / 1000;
