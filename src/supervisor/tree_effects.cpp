@@ -48,6 +48,7 @@ void TreeEffects::use_private_temp(int root_fd, const fs::path& upper) {
   if (options_.mode == RunOptions::Mode::replay) {
     temp_view_.emplace(kTempRoot, run_dir_ / "temp");
     temp_view_->adopt_namespace(root_fd, 0);
+    temp_view_->keep_to_one_file_system();
     return;
   }
   ::close(root_fd);

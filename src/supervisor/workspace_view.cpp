@@ -145,6 +145,17 @@ std::string WorkspaceView::layer() const {
   }
 }
 
+void WorkspaceView::keep_to_one_file_system() {
+  struct stat status {};
+  if (view_fd_ >= 0 && ::fstat(view_fd_, &status) == 0) root_device_ = status.st_dev;
+}
+
+bool WorkspaceView::may_enter(int folder) const {
+  if (!root_device_) return true;
+  struct stat status {};
+  return ::fstat(folder, &status) == 0 && status.st_dev == *root_device_;
+}
+
 int WorkspaceView::parent_of(const std::string& relative, std::string& name, bool make) const {
   if (view_fd_ < 0 || relative.empty() || relative.front() == '/') return -1;
   int folder = ::fcntl(view_fd_, F_DUPFD_CLOEXEC, 0);
@@ -163,6 +174,10 @@ int WorkspaceView::parent_of(const std::string& relative, std::string& name, boo
       next = ::openat(folder, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     ::close(folder);
+    if (next >= 0 && !may_enter(next)) {
+      ::close(next);
+      next = -1;
+    }
     folder = next;
   }
   name = relative.substr(start);
@@ -211,12 +226,18 @@ bool WorkspaceView::remove_file(const std::string& relative) const {
 }
 
 namespace {
-// Removes `name` in `folder`, and all in it if it is a folder, following no link.
-bool remove_at(int folder, const char* name) {
+// Removes `name` in `folder`, and all in it if it is a folder, following no link and, given a
+// `device`, entering no folder of another file system (a mount point).
+bool remove_at(int folder, const char* name, std::optional<dev_t> device) {
   if (::unlinkat(folder, name, 0) == 0 || errno == ENOENT) return true;
   if (errno != EISDIR && errno != EPERM) return false;
   const int inner = ::openat(folder, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (inner < 0) return false;
+  struct stat status {};
+  if (device && (::fstat(inner, &status) != 0 || status.st_dev != *device)) {
+    ::close(inner);
+    return false;
+  }
   ::fchmod(inner, 0700);  // a read-only folder still gives up what it holds
   DIR* listing = ::fdopendir(inner);
   if (listing == nullptr) {
@@ -227,7 +248,7 @@ bool remove_at(int folder, const char* name) {
   while (const dirent* item = ::readdir(listing)) {
     const std::string_view entry(item->d_name);
     if (entry == "." || entry == "..") continue;
-    ok = remove_at(::dirfd(listing), item->d_name) && ok;
+    ok = remove_at(::dirfd(listing), item->d_name, device) && ok;
   }
   ::closedir(listing);
   return ::unlinkat(folder, name, AT_REMOVEDIR) == 0 && ok;
@@ -238,7 +259,7 @@ bool WorkspaceView::remove_tree(const std::string& relative) const {
   std::string name;
   const int folder = parent_of(relative, name, /*make=*/false);
   if (folder < 0) return false;
-  const bool removed = name != "." && remove_at(folder, name.c_str());
+  const bool removed = name != "." && remove_at(folder, name.c_str(), root_device_);
   ::close(folder);
   return removed;
 }
@@ -278,7 +299,8 @@ bool WorkspaceView::set_mode(const std::string& relative, uint32_t mode) const {
   if (target < 0) return false;
   struct stat status {};
   bool set = false;
-  if (::fstat(target, &status) == 0 && !S_ISLNK(status.st_mode)) {
+  if (::fstat(target, &status) == 0 && !S_ISLNK(status.st_mode) &&
+      (!root_device_ || status.st_dev == *root_device_)) {
     // chmod through the descriptor's /proc name: the very file opened, with no link followed.
     const std::string by_fd = "/proc/self/fd/" + std::to_string(target);
     set = ::chmod(by_fd.c_str(), static_cast<mode_t>(mode & 07777)) == 0;

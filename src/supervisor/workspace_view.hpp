@@ -104,6 +104,10 @@ class WorkspaceView {
   std::string untranslate(const std::string& path) const;
   // Time the namespace took to set up (namespace, mount, hand-over), for the summary.
   double setup_ms() const { return setup_ms_; }
+  // Writes stay on the file system of the view's root: a folder mounted beneath it is not
+  // entered. The private /tmp's view asks it, since what is mounted back beneath it (a trace's
+  // folder) is the host's own.
+  void keep_to_one_file_system();
 
  private:
   std::filesystem::path workspace_;
@@ -115,8 +119,12 @@ class WorkspaceView {
   // The folder beneath which the view's `relative` names its file (made when `make`), or -1.
   int parent_of(const std::string& relative, std::string& name, bool make) const;
 
+  // Whether `folder` (open) may be entered: on the root's file system, when writes keep to it.
+  bool may_enter(int folder) const;
+
   int view_fd_ = -1;     // the view's root: the overlay's (opened inside the namespace), the copy's
   std::string fd_root_;  // "/proc/self/fd/N": the overlay as the supervisor reaches it
+  std::optional<dev_t> root_device_;  // keep_to_one_file_system(): the root's
   double setup_ms_ = 0;
 };
 

@@ -110,21 +110,28 @@ assert c['command'] == ['touch', sys.argv[2]] and c['workspace'].endswith('/ws')
     cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")"
 
   # The subprocess's write, edited to name a file of the host's /tmp: a path of the run's private
-  # /tmp, which the gate lets through and the replay makes in its own /tmp, never the host's.
+  # /tmp, which the gate lets through and the replay makes in its own /tmp, never the host's; and
+  # its folder removal, edited to name a host folder. Replayed with a trace there, which mounts
+  # that folder of the host's back beneath the run's /tmp: the replay's writes do not enter it.
   local host_temp
   host_temp=$(mktemp -d /tmp/tapedeck-hostile-XXXXXX)
   on_exit+=("rm -rf '$host_temp'")
   echo canary > "$host_temp/keep.txt"
   chmod -R a+rwX "$host_temp"
-  sed -e "s#\"path\":\"d/y.txt\",\"content_hash\"#\"path\":\"$host_temp/keep.txt\",\"content_hash\"#" \
-    "$root/p.tape" > "$root/temp.tape"
-  cp -r "$root/p.tape.cas" "$root/temp.tape.cas"
-  check "$who: host /tmp: the edited tape passes verify" as_user "$td" verify "$root/temp.tape"
-  (cd "$ws" && as_user "$td" replay -q "$root/temp.tape" -- python3 p.py) > /dev/null 2>&1
-  check "$who: host /tmp: replayed (exit 0)" test $? = 0
-  check "$who: host /tmp: the host's file is as it was" test "$(cat "$host_temp/keep.txt")" = canary
-  check "$who: host /tmp: nothing outside the workspace changed" test "$snapshot" = "$(
-    cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")"
+  local edit
+  for edit in "\"path\":\"d/y.txt\",\"content_hash\"#\"path\":\"$host_temp/keep.txt\",\"content_hash\"" \
+    "\"kind\":\"folder_removed\",\"path\":\"e\"#\"kind\":\"folder_removed\",\"path\":\"$host_temp\""; do
+    sed -e "s#$edit#" "$root/p.tape" > "$root/temp.tape"
+    rm -rf "$root/temp.tape.cas" && cp -r "$root/p.tape.cas" "$root/temp.tape.cas"
+    grep -q "$host_temp" "$root/temp.tape" || { fail "$who: host /tmp: the edit took"; continue; }
+    check "$who: host /tmp: the edited tape passes verify" as_user "$td" verify "$root/temp.tape"
+    (cd "$ws" && TAPEDECK_TRACE=$host_temp/trace as_user "$td" replay -q "$root/temp.tape" -- python3 p.py) \
+      > /dev/null 2>&1
+    check "$who: host /tmp: replayed (exit 0)" test $? = 0
+    check "$who: host /tmp: the host's file is as it was" test "$(cat "$host_temp/keep.txt")" = canary
+    check "$who: host /tmp: nothing outside the workspace changed" test "$snapshot" = "$(
+      cd "$root" && find outside ws -printf '%p %s\n' | sort; cat "$outside/keep.txt")"
+  done
 }
 
 mkdir -p "$work/root"
