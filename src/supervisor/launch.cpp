@@ -199,7 +199,7 @@ namespace {
 // The warnings for a run whose /tmp, or a replay whose home, is the host's.
 std::string temp_is_shared(const std::string& why) {
   return "/tmp is the host's, not the run's own (" + why +
-         "): a replay may find the recording's temporary files in the way, and leaves its own";
+         "): temporary files left there stay, and a replay finds the recording's in the way";
 }
 std::string home_is_shared(const std::string& home, const std::string& why) {
   return "the home folder " + home + " is the host's in this replay (" + why +

@@ -236,8 +236,8 @@ bool write_text(const char* path, const char* text) {
   int count = 0;
   // A namespace the private /tmp alone asks for reports its steps as the private /tmp's.
   const int namespace_steps = plan.overlay ? 0 : kTempNamespaceSteps;
-  // (a private home is a replay's, whose view asks for the namespace)
-  if (plan.overlay || plan.temp != nullptr) {
+  const bool mount_namespace = plan.overlay || plan.temp != nullptr || plan.home != nullptr;
+  if (mount_namespace) {
     const bool user_namespace = ::geteuid() != 0;
     if (::unshare(CLONE_NEWNS | (user_namespace ? CLONE_NEWUSER : 0)) != 0) fail(namespace_steps);
     if (user_namespace) {
@@ -287,9 +287,8 @@ bool write_text(const char* path, const char* text) {
   // This process's next child is pid 1 of a namespace of its own (the program's init), in a
   // mount namespace where it mounts a /proc of that pid namespace.
   if (plan.pid_namespace) {
-    const bool has_namespace = plan.overlay || plan.temp != nullptr;
-    if (::unshare(CLONE_NEWPID | (has_namespace ? 0 : CLONE_NEWNS)) != 0) fail(kPidNamespaceStep);
-    if (!has_namespace && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    if (::unshare(CLONE_NEWPID | (mount_namespace ? 0 : CLONE_NEWNS)) != 0) fail(kPidNamespaceStep);
+    if (!mount_namespace && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
       fail(kPidNamespaceStep);
     }
   }
