@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "supervisor/private_world.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "tape/atomic_file.hpp"
 #include "tapedeck/extensions.hpp"
@@ -238,7 +239,7 @@ TreeEffects::SubprocessChanges TreeEffects::record_subprocess_changes() {
   tape_changes(taken.workspace, workspace_, "");
   if (temp_watch_.fd() >= 0) {
     taken.temp = temp_watch_.take_changes();
-    tape_changes(taken.temp, temp_upper_, std::string(kPrivateTempPrefix));
+    tape_changes(taken.temp, temp_upper(run_dir_), std::string(kPrivateTempPrefix));
   }
   return taken;
 }

@@ -19,7 +19,6 @@
 #include "floor/floor.hpp"
 #include "supervisor/launch.hpp"
 #include "supervisor/output_capture.hpp"
-#include "supervisor/private_world.hpp"
 #include "supervisor/run_dir.hpp"
 #include "supervisor/tree_effects.hpp"
 #include "supervisor/tree_server.hpp"
@@ -358,7 +357,7 @@ void Run::prepare_root() {
                                          filter_ ? &*filter_ : nullptr, outcome_, floored_,
                                          extras_));
   if (const int temp = root_->take_temp(); temp >= 0) {
-    effects_->use_private_temp(temp, temp_upper(run_dir_->path()));
+    effects_->use_private_temp(temp);
   }
 }
 

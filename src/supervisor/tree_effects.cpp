@@ -44,15 +44,15 @@ TreeEffects::TreeEffects(const RunOptions& options, Session* session, TreeServer
   }
 }
 
-void TreeEffects::use_private_temp(int root_fd, const fs::path& upper) {
+void TreeEffects::use_private_temp(int root_fd) {
+  const fs::path upper = temp_upper(run_dir_);
   if (options_.mode == RunOptions::Mode::replay) {
-    temp_view_.emplace(kTempRoot, run_dir_ / "temp");
+    temp_view_.emplace(kTempRoot, upper.parent_path());
     temp_view_->adopt_namespace(root_fd, 0);
     temp_view_->keep_to_one_file_system();
     return;
   }
   ::close(root_fd);
-  temp_upper_ = upper;
   std::string why;
   if (!temp_watch_.start(upper, why)) {
     temp_warning_ =

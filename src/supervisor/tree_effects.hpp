@@ -129,9 +129,9 @@ class TreeEffects : public floor::Services {
   WorkspaceWatch& watch() { return watch_; }
   const std::string& watch_warning() const { return watch_warning_; }
   // The run's /tmp is its own (private_world.hpp); `root_fd` is its root in the tree's namespace
-  // (taken over). Record watches what the tree writes there (the overlay's upper, `upper`), so
-  // that what a tool left there is taped with its spawn; replay makes it there again.
-  void use_private_temp(int root_fd, const std::filesystem::path& upper);
+  // (taken over). Record watches what the tree writes there (the overlay's upper, in the run's
+  // folder), so that what a tool left there is taped with its spawn; replay makes it there again.
+  void use_private_temp(int root_fd);
   // Why what tools changed in /tmp is not (fully) taped or made again (empty: it is).
   const std::string& temp_warning() const { return temp_warning_; }
   // Workspace files and outputs kept redacted because they held a credential.
@@ -323,7 +323,6 @@ class TreeEffects : public floor::Services {
   WorkspaceWatch watch_;  // record
   // The private /tmp: record watches the overlay's upper; replay writes through its root.
   WorkspaceWatch temp_watch_;
-  std::filesystem::path temp_upper_;
   std::optional<WorkspaceView> temp_view_;
   std::string temp_warning_;
   uint64_t subprocesses_running_ = 0;  // record: started and not yet ended
