@@ -146,15 +146,28 @@ int64_t taped_read(Source source, int64_t real_ms) {
 // What became of a sleep: slept out, skipped (replay), or interrupted by a signal.
 enum class Sleep { slept, skipped, interrupted };
 
+// A sleep a signal's handler came just before (signal_hooks.cpp): none of it slept, so none of
+// it taped, in a recording and its replay alike.
+Sleep interrupted_at_once(timespec relative, timespec* left) {
+  if (left != nullptr) *left = relative;
+  errno = EINTR;
+  return Sleep::interrupted;
+}
+
 // Record: sleeps `relative` for real once the supervisor has been told. Signals are held while
 // it is told and let in atomically with the sleep (ppoll with the caller's mask), so one that
 // comes meanwhile interrupts the sleep at once, as it would have natively, rather than running
 // its handler just before a sleep it then cannot end (a child sent SIGINT as it began a 30 s
-// sleep slept 30 s). `left`: what remains of it when interrupted.
+// sleep slept 30 s). One whose handler ran while the clock read before the sleep was taped
+// ends it at once (interrupted_at_once). `left`: what remains of it when interrupted.
 Sleep recorded_sleep(uint64_t duration_ms, timespec relative, timespec* left) {
   sigset_t everything, original;
   sigfillset(&everything);
   pthread_sigmask(SIG_BLOCK, &everything, &original);
+  if (signal_handled_since_previous_hook()) {
+    pthread_sigmask(SIG_SETMASK, &original, nullptr);
+    return interrupted_at_once(relative, left);
+  }
   queue_of_thread(Event::sleep, static_cast<int64_t>(duration_ms), thread_key());
   sync_with_supervisor();
   timespec start{};
@@ -178,6 +191,9 @@ Sleep recorded_sleep(uint64_t duration_ms, timespec relative, timespec* left) {
 // pending. Until then it is slept for real a slice at a time, never longer than asked. A sleep
 // the supervisor lets pass is taped by it then; one slept out for real is told as in a recording.
 Sleep taped_sleep(uint64_t duration_ms, timespec relative, timespec* left = nullptr) {
+  if (config.mode == Mode::replay && signal_handled_since_previous_hook()) {
+    return interrupted_at_once(relative, left);  // as recorded_sleep ends it
+  }
   if (config.mode == Mode::replay && duration_ms > 0) {
     uint64_t slept = 0;
     Reply reply = Reply::wait;

@@ -11,6 +11,7 @@
 //   network_hooks.cpp    connect
 //   wait_hooks.cpp       waits with a timeout (poll, select, epoll)
 //   sync_wait_hooks.cpp  waits with a deadline (semaphores, condition variables)
+//   signal_hooks.cpp     the program's signal handlers, counted per thread
 //   timed_wait.hpp       how both kinds of wait are taped and replayed
 //
 // Contract. Every hook is safe where libfaketime-style interposers are not: a thread-local guard
@@ -238,11 +239,22 @@ struct Config {
 extern Config config;
 
 extern thread_local bool in_hook __attribute__((tls_model("initial-exec")));
+// signal_hooks.cpp: the signals this thread has handled, and that count when its latest hook
+// began and when the one before it began (signal_handled_since_previous_hook).
+extern thread_local uint32_t signals_handled __attribute__((tls_model("initial-exec")));
+extern thread_local uint32_t signals_at_hook __attribute__((tls_model("initial-exec")));
+extern thread_local uint32_t signals_before_hook __attribute__((tls_model("initial-exec")));
 
 // Marks this thread as inside a hook; nested calls (and signal handlers) pass straight to libc.
 class HookScope {
  public:
-  HookScope() : entered_(!in_hook) { in_hook = true; }
+  HookScope() : entered_(!in_hook) {
+    in_hook = true;
+    if (entered_) {
+      signals_before_hook = signals_at_hook;
+      signals_at_hook = signals_handled;
+    }
+  }
   ~HookScope() {
     if (entered_) in_hook = false;
   }
@@ -408,6 +420,13 @@ void trap_raw_syscalls();
 // syscall(SYS_close, fd), so Node's written files were never taped): when it is one the trap
 // serves, true with its result in the kernel's convention (-errno), served through the hooks.
 bool serve_libc_syscall(long number, const long* args, long& result);
+// raw_syscalls.cpp: while the trap is set, the program's SIGSYS action is kept aside rather than
+// installed: true when it was (`old` given the one kept, `action` kept in its place).
+bool set_aside_sigsys(int signal_number, const struct sigaction* action, struct sigaction* old);
+// signal_hooks.cpp: whether a program's handler ran on this thread since its previous hook began
+// (the hook before the calling one): a signal a recorded sleep would have been cut short by, had
+// the library not made the moments before it longer.
+bool signal_handled_since_previous_hook();
 // thread_hooks.cpp: whether this run keys threads: a recording asked to (--thread-lanes), or a
 // replay of a tape that does.
 bool threads_keyed();

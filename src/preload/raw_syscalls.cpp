@@ -16,7 +16,8 @@
 // left alone: their runtime owns its signals and its stacks.
 //
 // A program that sets its own SIGSYS handler through libc (Bun's crash handler does) keeps
-// this one: sigaction records the program's, which is called for every SIGSYS not ours.
+// this one: sigaction (signal_hooks.cpp) keeps the program's aside, and it is called for every
+// SIGSYS not ours.
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -321,21 +322,12 @@ void trap_raw_syscalls() {
 #endif
 }
 
-}  // namespace tapedeck::preload
-#pragma GCC visibility pop
-
-using namespace tapedeck::preload;
-
-extern "C" {
-
-// While calls are trapped, the program's SIGSYS action is kept aside rather than installed.
-int sigaction(int signal_number, const struct sigaction* action, struct sigaction* old) {
-  if (signal_number != SIGSYS || trapped_span.end == 0) {
-    return ensure(real.sigaction, "sigaction")(signal_number, action, old);
-  }
+bool set_aside_sigsys(int signal_number, const struct sigaction* action, struct sigaction* old) {
+  if (signal_number != SIGSYS || trapped_span.end == 0) return false;
   if (old != nullptr) *old = program_action;
   if (action != nullptr) program_action = *action;
-  return 0;
+  return true;
 }
 
-}  // extern "C"
+}  // namespace tapedeck::preload
+#pragma GCC visibility pop
