@@ -54,6 +54,7 @@ void TreeEffects::use_private_temp(int root_fd) {
   }
   ::close(root_fd);
   std::string why;
+  temp_watch_.see_whiteouts_over(kTempRoot);  // (the host's /tmp, the overlay's lower layer)
   if (!temp_watch_.start(upper, why)) {
     temp_warning_ =
         "what subprocesses leave in /tmp is not taped (" + why + "): a replay will not make it";

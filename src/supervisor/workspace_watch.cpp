@@ -35,6 +35,8 @@ Entry entry_of(const struct stat& status) {
     entry.type = Entry::Type::folder;
   } else if (S_ISLNK(status.st_mode)) {
     entry.type = Entry::Type::symlink;
+  } else if (S_ISCHR(status.st_mode) && status.st_rdev == 0) {
+    entry.type = Entry::Type::whiteout;
   }
   entry.mode = status.st_mode & 07777;
   entry.size = static_cast<uint64_t>(status.st_size);
@@ -234,9 +236,24 @@ void WorkspaceWatch::take_new(const std::string& path, const Entry& entry, Taken
     case Entry::Type::symlink:
       phases[kFiles].push_back(change_of(Change::Kind::symlink_made, path, false, 0, entry.target));
       return;
+    case Entry::Type::whiteout:
+      // What the lower layer had there is gone (what the upper had, compare() took).
+      if (!lower_.empty()) phases[kRemovals].push_back(removal_of(path, entry));
+      return;
     case Entry::Type::other:
       return;  // a fifo, a socket, a device: nothing a replay makes
   }
+}
+
+// The removal of `path`, which was `was`: a folder's (with everything in it) when it was one, or
+// when it is a whiteout over the lower layer's folder.
+WorkspaceWatch::Change WorkspaceWatch::removal_of(const std::string& path, const Entry& was) const {
+  bool folder = was.type == Entry::Type::folder;
+  if (was.type == Entry::Type::whiteout) {
+    struct stat status {};
+    folder = ::lstat((lower_ / path).c_str(), &status) == 0 && S_ISDIR(status.st_mode);
+  }
+  return as_reported(change_of(Change::Kind::removed, path, folder, 0));
 }
 
 // `change`, with what a process of the tree reported of its path, if it did.
@@ -286,14 +303,19 @@ void WorkspaceWatch::compare(const std::string& folder, Taken& taken, std::vecto
     const auto is = now->find(name);
     if (is != now->end() && !replaced(was, is->second)) continue;
     const std::string path = joined(folder, name);
-    phases[kRemovals].push_back(
-        as_reported(change_of(Change::Kind::removed, path, was.type == Entry::Type::folder, 0)));
+    // A whiteout is no entry: what it hides stays removed, and one gone shows the lower layer's
+    // entry again, which the next look takes as made.
+    if (was.type != Entry::Type::whiteout || lower_.empty()) {
+      phases[kRemovals].push_back(removal_of(path, was));
+    }
     if (was.type == Entry::Type::folder) forget_tree(path, taken);
   }
   for (const auto& [name, is] : *now) {
     const std::string path = joined(folder, name);
     const auto was = before.find(name);
     if (was == before.end() || replaced(was->second, is)) {
+      // (An entry of the upper layer removed leaves a whiteout: its removal is taken above.)
+      if (was != before.end() && is.type == Entry::Type::whiteout) continue;
       take_new(path, is, taken, phases);
       continue;
     }

@@ -36,6 +36,10 @@ class WorkspaceWatch {
   // Watches `root` and every folder under it. False (and `why`) when inotify is not to be had
   // or a folder could not be watched (the kernel's limit on watches).
   bool start(const std::filesystem::path& root, std::string& why);
+  // `root` is an overlay's upper layer over `lower`: a whiteout in it (a character device 0/0,
+  // what the overlay leaves where a file or folder of the lower layer was removed) is taken as
+  // that removal, a folder's when `lower` has a folder there.
+  void see_whiteouts_over(const std::filesystem::path& lower) { lower_ = lower; }
   // The descriptor to poll (readable when events wait), or -1.
   int fd() const { return fd_; }
   // Reads every event the kernel holds.
@@ -49,7 +53,7 @@ class WorkspaceWatch {
 
   // What the snapshot knows of one entry.
   struct Entry {
-    enum class Type : uint8_t { file, folder, symlink, other } type = Type::other;
+    enum class Type : uint8_t { file, folder, symlink, whiteout, other } type = Type::other;
     uint32_t mode = 0;
     uint64_t size = 0;
     int64_t mtime_ns = 0;
@@ -92,6 +96,7 @@ class WorkspaceWatch {
   Change as_reported(Change change) const;
   std::filesystem::path absolute(const std::string& relative) const;
   void compare(const std::string& folder, Taken& taken, std::vector<Change>* phases);
+  Change removal_of(const std::string& path, const Entry& was) const;
   void take_new(const std::string& path, const Entry& entry, Taken& taken,
                 std::vector<Change>* phases);
   void forget_tree(const std::string& folder, Taken& taken);
@@ -99,6 +104,7 @@ class WorkspaceWatch {
 
   int fd_ = -1;
   std::filesystem::path root_;
+  std::filesystem::path lower_;                     // (empty: root_ is no overlay's upper layer)
   std::unordered_map<int, std::string> folders_;    // watch descriptor -> folder ("" the root)
   std::unordered_map<std::string, Listing> known_;  // the snapshot: folder -> its entries
   std::set<std::string> dirty_;                     // folders to compare again

@@ -1,7 +1,7 @@
 # A program that keeps temporary files, as agents and their tools do: a tempfile.mkdtemp()
 # folder with a file in it, a file the host put in /tmp before the run (read), a file written
-# beside it, files tools write in /tmp that it then reads (a replay does not run the tools), and
-# a workspace file; and a counter of its runs in the home folder, as agents keep their settings.
+# beside it, files tools write in /tmp that it then reads (a replay does not run the tools), a
+# file and a folder of the host's that a tool removes, and a workspace file; and a counter of its runs in the home folder, as agents keep their settings.
 # Prints what a replay must print again. Usage: private_world.py HOST_FOLDER (a folder of the
 # host's /tmp)
 import os
@@ -23,6 +23,10 @@ with open(os.path.join(host, "written.txt"), "w") as written:
     written.write("by the program")
 subprocess.run(["sh", "-c", f"echo by a tool > {host}/tool.txt"], check=True)
 subprocess.run(["sh", "-c", f"mkdir {folder}/made && date +%N > {folder}/made/out.txt"], check=True)
+subprocess.run(["rm", "-r", f"{host}/to-remove.txt", f"{host}/folder-to-remove"], check=True)
+print("after the tool removed them, the host's file is there:",
+      os.path.exists(f"{host}/to-remove.txt"), "and its folder:",
+      os.path.exists(f"{host}/folder-to-remove"))
 print("the tool left", open(f"{host}/tool.txt").read().strip(), "and",
       open(f"{folder}/made/out.txt").read().strip())
 with open("result.txt", "w") as result:

@@ -22,6 +22,8 @@ host=$(mktemp -d /tmp/tapedeck-private-world-XXXXXX)
 elsewhere=$(mktemp -d /var/tmp/tapedeck-private-world-XXXXXX)
 on_exit+=('rm -rf "$host" "$elsewhere"')
 echo "put there by the host" > "$host/from-host.txt"
+echo "for a tool to remove" > "$host/to-remove.txt"
+mkdir "$host/folder-to-remove" && echo "in it" > "$host/folder-to-remove/inner.txt"
 mkdir -p "$host/ws" "$elsewhere/home" "$elsewhere/runs" && cd "$host/ws"
 export HOME=$elsewhere/home
 program=("$python" "$here/private_world.py" "$host")
@@ -37,6 +39,13 @@ check "the program saw TMPDIR=/tmp, not the run's TMPDIR" grep -qx "TMPDIR /tmp"
 check "the recording's temporary folder is not in the host's /tmp" test ! -e "$folder"
 check "the program's file beside the host's is not in the host's /tmp" test ! -e "$host/written.txt"
 check "the tool's file is not in the host's /tmp" test ! -e "$host/tool.txt"
+check "the host's files a tool removed are gone for the program" \
+  grep -qx "after the tool removed them, the host's file is there: False and its folder: False" \
+  "$work/recorded.out"
+check "  and still in the host's /tmp" test -e "$host/to-remove.txt" -a -e "$host/folder-to-remove/inner.txt"
+check "  and their removals on the tape" \
+  bash -c "'$td' show '$work/run.tape' | grep -q 'file_delete.*to-remove.txt' &&
+           '$td' show '$work/run.tape' | grep -q 'folder_removed.*folder-to-remove'"
 check "the workspace beneath /tmp was written for real" test -s result.txt
 check "the recording counted its run in the real home" test "$(cat "$HOME/.agentrc")" = 1
 check "what the tools left in /tmp is on the tape" has "$work/run.tape" "file_write.*/tmp/agent-.*/made/out.txt"
@@ -56,5 +65,6 @@ for round in 1 2; do
   check "replay $round: no warning that /tmp or the home is shared" \
     test "$(grep -c "is the host's" "$work/replay$round.err")" = 0
 done
-check "the host's folder holds what it held" test "$(ls "$host" | tr '\n' ' ')" = "from-host.txt ws "
+check "the host's folder holds what it held" \
+  test "$(ls "$host" | tr '\n' ' ')" = "folder-to-remove from-host.txt to-remove.txt ws "
 finish "private /tmp and home"
