@@ -5,10 +5,12 @@
 // subprocess's working folder) are applied inside a replay's private view of the workspace, so
 // each must name a place beneath that view and nothing else: relative, in normal form (no empty,
 // `.` or `..` component, so no climbing out however the components combine), without NUL and of
-// bounded length. The one absolute form allowed names the run's private /tmp (`/tmp/` then such a
+// bounded length. The absolute forms allowed name the run's private /tmp (`/tmp/` then such a
 // relative path: what a tool wrote there), applied beneath the replay's own /tmp, never the
-// host's. `verify` reports a record that fails it; `replay` and `check` refuse the tape before
-// anything runs. (The view's own writes also refuse `..` and follow no link: two walls.)
+// host's, and the home folder (`/~/` then such a path: a home file as the run found it before it
+// changed it), applied beneath the replay's private home. `verify` reports a record that fails it;
+// `replay` and `check` refuse the tape before anything runs. (The view's own writes also refuse
+// `..` and follow no link: two walls.)
 #pragma once
 
 #include <cstddef>
@@ -24,6 +26,9 @@ inline constexpr size_t kLongestTapePath = 4096;      // bytes of a whole path (
 inline constexpr size_t kLongestPathComponent = 255;  // bytes of one component (NAME_MAX)
 // How a tape names a file of the run's private /tmp: this, then the path beneath it.
 inline constexpr std::string_view kPrivateTempPrefix = "/tmp/";
+// How a tape names a file of the home folder ($HOME, whichever it is where the tape is replayed):
+// this, then the path beneath it. (Absolute in form, so that no workspace path can read as one.)
+inline constexpr std::string_view kHomePrefix = "/~/";
 
 // Which paths a tape may name. A tape that `tapedeck run` or `replay` wrote (its first record is
 // an `entropy` one) names workspace files relative to the workspace; the reference's runtime

@@ -32,6 +32,46 @@ bool opens_for_writing(int flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC)) != 0;
 }
 
+namespace {
+
+// The home files this process has announced (hashes of their paths): each is taped once, as the
+// run found it, so a process tells it once. (A fork's child keeps the parent's: the supervisor
+// has those already.) Full, it tells the supervisor again, which knows.
+constexpr size_t kAnnouncedHomeFiles = 128;
+uint64_t announced_home_files[kAnnouncedHomeFiles];
+size_t announced_home_count = 0;
+
+uint64_t path_hash(const char* path) {
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (const char* c = path; *c != '\0'; ++c)
+    hash = (hash ^ static_cast<unsigned char>(*c)) * 1099511628211ull;
+  return hash;
+}
+
+}  // namespace
+
+void before_home_change(int dirfd, const char* path) {
+  if (config.home_len == 0 || path == nullptr) return;
+  char absolute[kPathMax];
+  if (!absolute_path(dirfd, path, absolute) || in_workspace(absolute) ||
+      !under(absolute, config.home, config.home_len) || absolute[config.home_len] != '/') {
+    return;
+  }
+  const uint64_t hash = path_hash(absolute);
+  for (size_t i = 0; i < announced_home_count; ++i) {
+    if (announced_home_files[i] == hash) return;
+  }
+  if (announced_home_count < kAnnouncedHomeFiles)
+    announced_home_files[announced_home_count++] = hash;
+  char buffer[kPathMax + 64];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::home_change));
+  tapedeck::wire::put_bytes(frame, absolute);
+  tapedeck::wire::put_int(frame, file_report_thread());
+  Answer answer;
+  ask(frame, answer);
+}
+
 // Every open under the workspace, whatever the entry point (open, openat, fopen, creat, …).
 // `open_real(path)` performs the real open. Both modes open the path itself (the kernel answers:
 // in replay, on the replay's private view of the workspace); an open that sees a file's bytes as
@@ -45,8 +85,11 @@ int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
   }
   HookScope scope;
   char absolute[kPathMax];
-  if (!workspace_path(dirfd, path, absolute)) return open_real(real_path);
   const bool writing = opens_for_writing(flags);
+  if (!workspace_path(dirfd, path, absolute)) {
+    if (writing) before_home_change(dirfd, path);
+    return open_real(real_path);
+  }
   const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
   const bool reads = !exclusive && (flags & O_TRUNC) == 0 && (flags & O_ACCMODE) != O_WRONLY;
 
@@ -150,7 +193,13 @@ FILE* taped_fopen(const char* path, const char* mode) {
   if (FILE* entropy = open_entropy_file(path)) return entropy;
   const int flags = mode != nullptr ? fopen_flags(mode) : -1;
   char absolute[kPathMax];
-  if (!recording_or_replaying() || flags < 0 || !workspace_path(AT_FDCWD, path, absolute)) {
+  if (!recording_or_replaying() || flags < 0)
+    return ensure(real.fopen, "fopen")(InView(path), mode);
+  if (!workspace_path(AT_FDCWD, path, absolute)) {
+    if (opens_for_writing(flags)) {
+      HookScope scope;
+      before_home_change(AT_FDCWD, path);
+    }
     return ensure(real.fopen, "fopen")(InView(path), mode);
   }
   const int fd = open_path(path, flags, 0666);
@@ -201,7 +250,10 @@ int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
   if (!recording_or_replaying()) return delete_real(real_path);
   HookScope scope;
   char absolute[kPathMax];
-  if (!workspace_path(dirfd, path, absolute)) return delete_real(real_path);
+  if (!workspace_path(dirfd, path, absolute)) {
+    before_home_change(dirfd, path);
+    return delete_real(real_path);
+  }
   struct stat status;
   const bool regular =
       ensure(real.fstatat, "fstatat")(dirfd, real_path, &status, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -230,6 +282,8 @@ int taped_rename(int old_dirfd, const char* old_path, int new_dirfd, const char*
   }
   from_view(from);
   from_view(to);
+  if (!in_workspace(from)) before_home_change(AT_FDCWD, from);
+  if (!in_workspace(to)) before_home_change(AT_FDCWD, to);
   if (!in_workspace(from) && !in_workspace(to)) return rename_real(real_old, real_new);
   // A file written and closed just before is reported under its old name, in both modes.
   sync_with_supervisor();

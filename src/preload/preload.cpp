@@ -46,6 +46,8 @@ __attribute__((constructor)) void start_up() {
   copy_env("TAPEDECK_SOCKET", config.socket_path, sizeof config.socket_path);
   copy_env("TAPEDECK_WORKSPACE", config.workspace, sizeof config.workspace);
   config.workspace_len = strlen(config.workspace);
+  copy_env("TAPEDECK_HOME", config.home, sizeof config.home);
+  config.home_len = strlen(config.home);
   copy_env("TAPEDECK_VIEW", config.view, sizeof config.view);
   config.view_len = strlen(config.view);
   copy_env("TAPEDECK_EXEC", config.exec_shim, sizeof config.exec_shim);

@@ -75,12 +75,16 @@ enum class Op : uint8_t {
   exec_followed = 'U',  // from tapedeck-exec (wire::FloorFollow), about to exec a program in
                         // place of the process: path the program, the process's entropy key;
                         // answered ok once the floor will serve it from its exec on
-  spawn_claim = 'S',    // from the exec about to start it: program, u32 argc, args…, cwd. Record:
-                        // answered with a u64, its place in the order subprocesses start, and a u8:
-                        // 1 to run it under the preload, 0 to keep it a black box (--black-box
-                        // names it: no preload, LLM calls straight upstream). Replay:
-                        // the recorded result is set aside for the process's spawn_replay (its
-                        // stand-in may be killed before it asks, as the recording's was)
+  home_change = 'K',  // path, u64 the thread: a file of the home folder (TAPEDECK_HOME; not in the
+                      // workspace) is about to be changed (opened to write, deleted, renamed),
+                      // the first time by this process: record tapes it as it is now; answered
+                      // ok once it has
+  spawn_claim = 'S',  // from the exec about to start it: program, u32 argc, args…, cwd. Record:
+                      // answered with a u64, its place in the order subprocesses start, and a u8:
+                      // 1 to run it under the preload, 0 to keep it a black box (--black-box
+                      // names it: no preload, LLM calls straight upstream). Replay:
+                      // the recorded result is set aside for the process's spawn_replay (its
+                      // stand-in may be killed before it asks, as the recording's was)
 };
 
 // Replies, supervisor to process.

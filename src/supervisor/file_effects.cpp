@@ -1,6 +1,8 @@
 // Workspace files: what record tapes when a process reports a read, a closed write, a delete or
 // a rename, and what replay serves (the recorded bytes, put in the view before the program
 // opens the file).
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <fstream>
 
@@ -207,6 +209,77 @@ void TreeEffects::replay_file(const Connection& connection, wire::Op op, const s
       break;
     default:
       break;
+  }
+  server_.answer(connection, Reply::ok);
+}
+
+// The home folder: its files as the run found them, before it changed them.
+void TreeEffects::use_home(const fs::path& home) {
+  std::error_code error;
+  const fs::path canonical = fs::weakly_canonical(home, error);
+  if (error || canonical.empty() || canonical == canonical.root_path()) return;
+  // (A home beneath /tmp is the run's own already, and in a recording too.)
+  if (canonical.string().starts_with(std::string(kTempRoot) + "/")) return;
+  home_ = canonical.string();
+  if (options_.mode != RunOptions::Mode::replay || session_ == nullptr ||
+      session_->recorded_tape() == nullptr) {
+    return;
+  }
+  for (const Record& record : session_->recorded_tape()->records) {
+    const std::string* path = nullptr;
+    if (const auto* read = std::get_if<kind::FileRead>(&record.kind)) path = &read->path;
+    if (const auto* gone = std::get_if<kind::FileDelete>(&record.kind)) path = &gone->path;
+    if (path == nullptr || !path->starts_with(kHomePrefix)) continue;
+    home_found_.try_emplace(path->substr(kHomePrefix.size()), record.kind);
+  }
+}
+
+std::vector<HomeFileFound> TreeEffects::home_seeds() const {
+  std::vector<HomeFileFound> seeds;
+  for (const auto& [path, found] : home_found_) {
+    if (const auto* read = std::get_if<kind::FileRead>(&found)) {
+      try {
+        seeds.push_back({path, cas::read_entry(recorded_cas_dir_, read->content_hash)});
+      } catch (const std::exception&) {
+      }
+    } else {
+      seeds.push_back({path, std::nullopt});
+    }
+  }
+  return seeds;
+}
+
+// A process is about to change a file of the home folder (absolute, lexically normal) for the
+// first time: record tapes it as found, before the process goes on; replay tapes the recording's
+// record of it again (its private home was made to hold it at the start).
+void TreeEffects::handle_home_change(const Connection& connection, wire::Cursor& cursor) {
+  const std::string absolute(cursor.take_bytes());
+  const auto thread = cursor.take_int<uint64_t>();
+  if (!cursor.ok()) throw std::runtime_error("a malformed home change report");
+  const std::string home_slash = home_ + "/";
+  if (home_.empty() || !absolute.starts_with(home_slash) || relative(absolute)) {
+    return server_.answer(connection, Reply::ok);
+  }
+  const std::string inside = absolute.substr(home_slash.size());
+  const std::string path = std::string(kHomePrefix) + inside;
+  if (workspace_path_problem(path) || !home_changed_.insert(inside).second) {
+    return server_.answer(connection, Reply::ok);
+  }
+  const FileOwnerScope owner(*this, file_owner(thread));
+  if (options_.mode == RunOptions::Mode::replay) {
+    if (const auto found = home_found_.find(inside); found != home_found_.end()) {
+      if (index_) index_->take_read(path);  // (served: no input left unused)
+      add_file_record(RecordKind(found->second));
+    }
+    return server_.answer(connection, Reply::ok);
+  }
+  struct stat status {};
+  if (::lstat(absolute.c_str(), &status) != 0) {
+    if (errno == ENOENT) add_file_record(kind::FileDelete{path});
+  } else if (S_ISREG(status.st_mode)) {
+    if (const std::optional<std::string> bytes = detail::read_file(absolute)) {
+      record_read(path, *bytes, false);
+    }
   }
   server_.answer(connection, Reply::ok);
 }

@@ -152,6 +152,7 @@ std::vector<std::string> program_environment(const RunOptions& options, const Pr
   env["TAPEDECK_MODE"] = links.mode;
   env["TAPEDECK_SOCKET"] = links.socket_path;
   env["TAPEDECK_WORKSPACE"] = links.workspace;
+  if (!links.home.empty()) env["TAPEDECK_HOME"] = links.home;
   env["TAPEDECK_EXEC"] = fs::absolute(options.exec_shim).string();
   env["TAPEDECK_ALLOW"] = links.allowed;
   // Only with --allow: a variable the common run does not have would move the program's stack.
@@ -217,7 +218,7 @@ struct PrivateWorld {
 };
 PrivateWorld private_world(bool replay, const WorkspaceView& view,
                            const std::vector<std::string>& env, const fs::path& run_dir,
-                           RunOutcome& outcome) {
+                           const std::vector<HomeFileFound>& home_found, RunOutcome& outcome) {
   PrivateWorld world;
   if (!replay && ::geteuid() != 0) {
     outcome.warnings.push_back(temp_is_shared("a recording's mount namespace needs root"));
@@ -238,6 +239,11 @@ PrivateWorld private_world(bool replay, const WorkspaceView& view,
     world.home = home_layer(world.home_path, run_dir, view.workspace(), why);
     if (!world.home && !why.empty())
       outcome.warnings.push_back(home_is_shared(world.home_path, why));
+    if (world.home) {
+      why.clear();
+      seed_home(*world.home, run_dir, home_found, why);
+      if (!why.empty()) outcome.warnings.push_back(why);
+    }
   }
   return world;
 }
@@ -251,7 +257,7 @@ PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view, const 
   bool overlay = replay && options.isolation != Isolation::copy;
   bool with_floor = filter != nullptr;
   bool pid_namespace = ::geteuid() == 0;
-  PrivateWorld world = private_world(replay, view, env, extras.run_dir, outcome);
+  PrivateWorld world = private_world(replay, view, env, extras.run_dir, extras.home_seeds, outcome);
   if (!pid_namespace && replay) {
     outcome.warnings.push_back(
         "process ids are the host's (a pid namespace for the program needs root): what the "

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "floor/floor.hpp"
+#include "supervisor/private_world.hpp"
 #include "supervisor/root_launch.hpp"
 #include "supervisor/supervisor.hpp"
 #include "supervisor/workspace_view.hpp"
@@ -34,6 +35,7 @@ struct ProgramLinks {
   std::string mode;                 // "record", "replay" or "off"
   std::string socket_path;          // the supervisor's
   std::string workspace;            // canonical
+  std::string home;                 // canonical; empty when its first changes are not taped
   std::string clock_map_path;       // replay
   uint16_t proxy_port = 0;          // the LLM proxy's, 0 when none
   std::string allowed;              // preload_allow_list()'s
@@ -73,6 +75,8 @@ struct RootExtras {
   int stderr_fd = -1;
   floor::ExecStopPlan exec_stop;  // the floor's whole reach: what its exec stop does
   std::filesystem::path run_dir;  // the run's own folder (the private /tmp's upper is there)
+  // Replay: the home's files as the recording found them; its private home starts with them.
+  std::vector<HomeFileFound> home_seeds;
 };
 PreparedRoot prepare_root(const RunOptions& options, WorkspaceView& view,
                           const std::filesystem::path& program, const std::vector<std::string>& env,

@@ -1,5 +1,10 @@
 #include "supervisor/private_world.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <system_error>
 
@@ -83,6 +88,62 @@ std::optional<PrivateLayer> home_layer(const fs::path& home, const fs::path& run
     return std::nullopt;
   }
   return private_layer(root, run_dir / "home", {workspace, run_dir}, why);
+}
+
+void seed_home(const PrivateLayer& home, const fs::path& run_dir,
+               const std::vector<HomeFileFound>& found, std::string& why) {
+  const fs::path upper = run_dir / "home" / "upper";
+  const fs::path live = home.root;
+  struct stat home_status {};
+  if (::stat(live.c_str(), &home_status) != 0) return;
+  std::vector<std::string> not_hidden;
+  for (const HomeFileFound& file : found) {
+    // Each folder on the way as the live home has it (mode and owner), so that the overlay shows
+    // it unchanged; one the live home lacks, private to the home's owner.
+    const fs::path relative(file.path);
+    fs::path made = upper;
+    fs::path seen = live;
+    bool placed = true;
+    for (auto part = relative.begin(); placed && std::next(part) != relative.end(); ++part) {
+      made /= *part;
+      seen /= *part;
+      struct stat status {};
+      const bool there = ::stat(seen.c_str(), &status) == 0 && S_ISDIR(status.st_mode);
+      if (::mkdir(made.c_str(), there ? status.st_mode & 07777 : 0700) == 0) {
+        const struct stat& owner = there ? status : home_status;
+        if (::chown(made.c_str(), owner.st_uid, owner.st_gid) != 0) {
+        }  // (a user's own replay: already theirs)
+      } else if (errno != EEXIST) {
+        placed = false;
+      }
+    }
+    if (!placed) continue;
+    const fs::path target = upper / relative;
+    const fs::path now = live / relative;
+    struct stat status {};
+    const bool live_file = ::lstat(now.c_str(), &status) == 0;
+    if (!file.bytes) {
+      if (!live_file) continue;  // not there then, not there now
+      if (::mknod(target.c_str(), S_IFCHR, ::makedev(0, 0)) != 0) not_hidden.push_back(file.path);
+      continue;
+    }
+    const bool regular = live_file && S_ISREG(status.st_mode);
+    const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                          regular ? status.st_mode & 07777 : 0600);
+    if (fd < 0) continue;
+    const bool written = ::write(fd, file.bytes->data(), file.bytes->size()) ==
+                         static_cast<ssize_t>(file.bytes->size());
+    const struct stat& owner = regular ? status : home_status;
+    if (::fchown(fd, owner.st_uid, owner.st_gid) != 0) {
+    }  // (as above)
+    ::close(fd);
+    if (!written) ::unlink(target.c_str());
+  }
+  if (!not_hidden.empty()) {
+    why = "~/" + not_hidden.front() + (not_hidden.size() > 1 ? " and others" : "") +
+          ", not there when the recording began, is there in the replay's home (hiding it needs "
+          "root)";
+  }
 }
 
 void point_temp_at_private(std::vector<std::string>& env, const fs::path& workspace) {

@@ -54,6 +54,18 @@ std::optional<PrivateLayer> home_layer(const std::filesystem::path& home,
                                        const std::filesystem::path& run_dir,
                                        const std::filesystem::path& workspace, std::string& why);
 
+// A file of the home folder as a recording found it before it changed it: a replay's private
+// home starts with it so.
+struct HomeFileFound {
+  std::string path;                  // beneath the home (passed the tape's path gate)
+  std::optional<std::string> bytes;  // none: there was no file there
+};
+// Puts each of `found` in the home layer's upper folder (`run_dir`'s), before it is mounted:
+// bytes as a file (the live file's mode and owner, else private to the user), no file as a
+// whiteout where the live home has one (which only root can make: else a warning in `why`).
+void seed_home(const PrivateLayer& home, const std::filesystem::path& run_dir,
+               const std::vector<HomeFileFound>& found, std::string& why);
+
 // The program's environment with TMPDIR naming /tmp, whatever the host's said (the recording's
 // machine and the replay's may have different ones), unless it names a folder inside `workspace`.
 void point_temp_at_private(std::vector<std::string>& env, const std::filesystem::path& workspace);

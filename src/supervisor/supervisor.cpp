@@ -264,6 +264,12 @@ void Run::link_program() {
   links_.thread_lanes = options_.thread_lanes && recording();
   links_.socket_path = server_->socket_path();
   links_.workspace = effects_->workspace();
+  if (session_) {
+    if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+      effects_->use_home(home);
+      links_.home = effects_->home();
+    }
+  }
   links_.clock_map_path = effects_->clock_map_path();
   links_.proxy_port = proxy_ ? proxy_->port() : 0;
   links_.allowed = preload_allow_list(allowed_);
@@ -341,6 +347,7 @@ void Run::prepare_root() {
     extras_.stderr_fd = capture_->program_stderr();
   }
   extras_.run_dir = run_dir_->path();
+  if (replaying()) extras_.home_seeds = effects_->home_seeds();
   // What the root's exec stop does, prepared here: it is done in a forked child (ExecStopPlan).
   if (reach_ == floor::Reach::whole) {
     const std::string random = effects_->startup_random();

@@ -257,6 +257,8 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
       }
       case wire::Op::exec_followed:
         return handle_exec_followed(connection, cursor);
+      case wire::Op::home_change:
+        return handle_home_change(connection, cursor);
       default:
         return handle_file(connection, op, cursor);
     }

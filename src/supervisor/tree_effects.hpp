@@ -25,6 +25,7 @@
 #include "preload/wire.hpp"
 #include "supervisor/code_rule.hpp"
 #include "supervisor/output_capture.hpp"
+#include "supervisor/private_world.hpp"
 #include "supervisor/recording_index.hpp"
 #include "supervisor/supervisor.hpp"
 #include "supervisor/tree_server.hpp"
@@ -134,6 +135,16 @@ class TreeEffects : public floor::Services {
   void use_private_temp(int root_fd);
   // Why what tools changed in /tmp is not (fully) taped or made again (empty: it is).
   const std::string& temp_warning() const { return temp_warning_; }
+  // The home folder (canonical; empty: none). A file of it a process of the tree is about to
+  // change for the first time (wire::Op::home_change) is taped as the run found it: a file_read
+  // of `/~/PATH`, or a file_delete when it was not there. A replay tapes the recording's record
+  // again, and its private home starts with each such file as the recording found it
+  // (home_seeds), so the program reads what the recording read whatever the home holds now.
+  void use_home(const std::filesystem::path& home);
+  const std::string& home() const { return home_; }
+  // Replay: the home's files as the recording found them (those whose bytes the recorded
+  // sidecar lacks are left out).
+  std::vector<HomeFileFound> home_seeds() const;
   // Workspace files and outputs kept redacted because they held a credential.
   uint64_t withheld() const { return withheld_; }
   std::pair<uint64_t, std::string> unused_inputs() const;
@@ -299,6 +310,7 @@ class TreeEffects : public floor::Services {
   // Replay: the view a recorded path is made in and the path within it (null: the replay has no
   // private /tmp for a path in the recording's).
   std::pair<const WorkspaceView*, std::string> view_of(const std::string& path);
+  void handle_home_change(const Connection& connection, wire::Cursor& cursor);
   void apply_tree_change(const extension::TreeChange& change,
                          std::vector<std::pair<std::string, uint32_t>>& folder_modes);
 
@@ -325,7 +337,10 @@ class TreeEffects : public floor::Services {
   WorkspaceWatch temp_watch_;
   std::optional<WorkspaceView> temp_view_;
   std::string temp_warning_;
-  uint64_t subprocesses_running_ = 0;  // record: started and not yet ended
+  std::string home_;                              // (canonical; empty: none)
+  std::set<std::string> home_changed_;            // paths beneath it already taped as found
+  std::map<std::string, RecordKind> home_found_;  // replay: the recording's, by path beneath it
+  uint64_t subprocesses_running_ = 0;             // record: started and not yet ended
   bool pid_namespace_ = false;
   // Workspace files a floor-served process opened to write, with the (size, mtime) they were
   // last taped at: taped again when that changes.

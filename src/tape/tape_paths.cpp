@@ -17,10 +17,12 @@ std::optional<std::string> workspace_path_problem(std::string_view path, PathRul
   size_t start = 0;
   if (path.starts_with(kPrivateTempPrefix) && path.size() > kPrivateTempPrefix.size()) {
     start = kPrivateTempPrefix.size();  // the run's private /tmp: what follows is checked alike
+  } else if (path.starts_with(kHomePrefix) && path.size() > kHomePrefix.size()) {
+    start = kHomePrefix.size();  // the home folder: likewise
   } else if (path.front() == '/') {
     if (rule == PathRule::workspace) {
-      return "is absolute (a tape names workspace files relative to it, and temporary ones "
-             "beneath /tmp/)";
+      return "is absolute (a tape names workspace files relative to it, temporary ones beneath "
+             "/tmp/ and home ones beneath /~/)";
     }
     if (path.size() == 1) return std::nullopt;
     start = 1;

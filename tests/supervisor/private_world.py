@@ -1,9 +1,12 @@
 # A program that keeps temporary files, as agents and their tools do: a tempfile.mkdtemp()
 # folder with a file in it, a file the host put in /tmp before the run (read), a file written
 # beside it, files tools write in /tmp that it then reads (a replay does not run the tools), a
-# file and a folder of the host's that a tool removes, and a workspace file; and a counter of its runs in the home folder, as agents keep their settings.
+# file and a folder of the host's that a tool removes, and a workspace file; and in the home
+# folder, as agents keep their state, a counter of its runs, a settings file it updates by
+# renaming a new one over it, and a marker of its first run.
 # Prints what a replay must print again. Usage: private_world.py HOST_FOLDER (a folder of the
 # host's /tmp)
+import json
 import os
 import pathlib
 import subprocess
@@ -36,3 +39,14 @@ counter = pathlib.Path.home() / ".agentrc"
 runs = int(counter.read_text()) + 1 if counter.exists() else 1
 counter.write_text(str(runs))
 print("runs so far", counter.read_text())
+# Settings updated as agents update them: a new file renamed over the old one.
+settings = pathlib.Path.home() / ".config" / "agent" / "settings.json"
+values = json.loads(settings.read_text())
+values["runs"] += 1
+staged = settings.with_suffix(".json.tmp")
+staged.write_text(json.dumps(values))
+os.replace(staged, settings)
+print("settings now", settings.read_text())
+marker = pathlib.Path.home() / ".agent-first-run"
+print("the first-run marker was there:", marker.exists())
+marker.write_text("seen")

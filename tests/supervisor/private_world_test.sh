@@ -2,11 +2,12 @@
 # A run's /tmp is its own, and so is a replay's home folder (src/supervisor/private_world.hpp).
 # What the program and its tools write in /tmp never reaches the host's /tmp, in the recording or
 # in a replay; what the host had there stays readable; the workspace, beneath /tmp here, stays
-# the real one while recording; a TMPDIR elsewhere is pointed at /tmp. The recording counts its
-# run in the real home (outside /tmp and the workspace); a replay writes its own home only.
-# With the home as it was before the recording, two replays print what the recording printed
-# (the mkdtemp name, what the tools left in /tmp, which a replay makes since it does not run them,
-# and the count) and leave the host's /tmp, the home and the workspace as they were.
+# the real one while recording; a TMPDIR elsewhere is pointed at /tmp. The recording keeps its
+# state in the real home (outside /tmp and the workspace), and tapes each home file it changes
+# as it found it; a replay writes its own home only. With the home as the recording left it,
+# two replays print what the recording printed (the mkdtemp name, what the tools left in /tmp,
+# which a replay makes since it does not run them, the count, the settings, the marker not there
+# yet) and leave the host's /tmp, the home and the workspace as they were.
 # Usage: private_world_test.sh TAPEDECK
 set -uo pipefail
 td=$(realpath "$1")
@@ -24,8 +25,9 @@ on_exit+=('rm -rf "$host" "$elsewhere"')
 echo "put there by the host" > "$host/from-host.txt"
 echo "for a tool to remove" > "$host/to-remove.txt"
 mkdir "$host/folder-to-remove" && echo "in it" > "$host/folder-to-remove/inner.txt"
-mkdir -p "$host/ws" "$elsewhere/home" "$elsewhere/runs" && cd "$host/ws"
+mkdir -p "$host/ws" "$elsewhere/home/.config/agent" "$elsewhere/runs" && cd "$host/ws"
 export HOME=$elsewhere/home
+echo '{"theme": "dark", "runs": 0}' > "$HOME/.config/agent/settings.json"
 program=("$python" "$here/private_world.py" "$host")
 
 TMPDIR=$elsewhere/runs "$td" run -q --emit-tape "$work/run.tape" -- "${program[@]}" \
@@ -48,19 +50,25 @@ check "  and their removals on the tape" \
            '$td' show '$work/run.tape' | grep -q 'folder_removed.*folder-to-remove'"
 check "the workspace beneath /tmp was written for real" test -s result.txt
 check "the recording counted its run in the real home" test "$(cat "$HOME/.agentrc")" = 1
+check "  updated its settings there" grep -q '"runs": 1' "$HOME/.config/agent/settings.json"
+check "  and left its first-run marker" test -e "$HOME/.agent-first-run"
+check "the home's files as the run found them are on the tape" \
+  bash -c "'$td' show '$work/run.tape' | grep -q 'file_delete *\"/~/.agentrc\"' &&
+           '$td' show '$work/run.tape' | grep -q 'file_read *\"/~/.config/agent/settings.json\"' &&
+           '$td' show '$work/run.tape' | grep -q 'file_delete *\"/~/.agent-first-run\"'"
+cp -a "$HOME" "$work/home.recorded"
 check "what the tools left in /tmp is on the tape" has "$work/run.tape" "file_write.*/tmp/agent-.*/made/out.txt"
 check "no warning that /tmp is shared" test "$(grep -c "/tmp is the host's" "$work/recorded.err")" = 0
 cp result.txt "$work/result.recorded"
 
-# The home as the recording found it (a replay reads the home as it is: only the workspace's and
-# /tmp's files are served as recorded).
-rm "$HOME/.agentrc"
+# The home as the recording left it: each replay reads its files as the recording found them,
+# and leaves them as they are.
 for round in 1 2; do
   "$td" replay -q "$work/run.tape" -- "${program[@]}" > "$work/replay$round.out" 2> "$work/replay$round.err"
   check "replay $round: exit 0" test $? = 0
   check "replay $round: prints what the recording printed" diff "$work/recorded.out" "$work/replay$round.out"
   check "replay $round: leaves nothing in the host's /tmp" test ! -e "$folder" -a ! -e "$host/written.txt"
-  check "replay $round: leaves the home as it was" test ! -e "$HOME/.agentrc"
+  check "replay $round: leaves the home as it was" diff -r "$work/home.recorded" "$HOME"
   check "replay $round: the workspace is as it was" cmp -s result.txt "$work/result.recorded"
   check "replay $round: no warning that /tmp or the home is shared" \
     test "$(grep -c "is the host's" "$work/replay$round.err")" = 0

@@ -37,23 +37,25 @@ TEST(TapePaths, AWorkspacePathIsRelativeNormalAndBounded) {
   }
 }
 
-TEST(TapePaths, APrivateTempPathIsSlashTmpThenARelativeOne) {
-  // What a tool wrote in the run's own /tmp: applied beneath the replay's /tmp, never the host's.
-  for (const char* safe : {"/tmp/x", "/tmp/agent-1/out.txt", "/tmp/..a"}) {
-    EXPECT_EQ(workspace_path_problem(safe), std::nullopt) << safe;
+TEST(TapePaths, APrivateTempOrHomePathIsItsPrefixThenARelativeOne) {
+  // What a tool wrote in the run's own /tmp, and a home file as the run found it: applied beneath
+  // the replay's own /tmp and home, never the host's.
+  for (const std::string prefix : {"/tmp/", "/~/"}) {
+    for (const char* safe : {"x", "agent-1/out.txt", "..a"}) {
+      EXPECT_EQ(workspace_path_problem(prefix + safe), std::nullopt) << prefix + safe;
+    }
+    const std::pair<std::string, std::string> unsafe[] = {
+        {"../etc/passwd", "climbs out"}, {"a/../../x", "climbs out"},   {"..", "climbs out"},
+        {"/x", "not in normal form"},    {"./x", "not in normal form"}, {"", "is absolute"},
+    };
+    for (const auto& [rest, why] : unsafe) {
+      const auto problem = workspace_path_problem(prefix + rest);
+      ASSERT_TRUE(problem.has_value()) << prefix + rest;
+      EXPECT_NE(problem->find(why), std::string::npos) << *problem;
+    }
   }
-  const std::pair<std::string, std::string> unsafe[] = {
-      {"/tmp/../etc/passwd", "climbs out"},
-      {"/tmp/a/../../x", "climbs out"},
-      {"/tmp/..", "climbs out"},
-      {"/tmp//x", "not in normal form"},
-      {"/tmp/./x", "not in normal form"},
-  };
-  for (const auto& [path, why] : unsafe) {
-    const auto problem = workspace_path_problem(path);
-    ASSERT_TRUE(problem.has_value()) << path;
-    EXPECT_NE(problem->find(why), std::string::npos) << *problem;
-  }
+  EXPECT_NE(workspace_path_problem("/~"), std::nullopt);
+  EXPECT_NE(workspace_path_problem("/~x/y"), std::nullopt);
 }
 
 TEST(TapePaths, TheReferencesAbsolutePathsAreItsFormatButNoReplays) {
