@@ -7,7 +7,8 @@
 # as it found it; a replay writes its own home only. With the home as the recording left it,
 # two replays print what the recording printed (the mkdtemp name, what the tools left in /tmp,
 # which a replay makes since it does not run them, the count, the settings, the marker not there
-# yet) and leave the host's /tmp, the home and the workspace as they were.
+# yet) and leave the host's /tmp, the home and the workspace as they were; so do a Node agent's
+# (home_settings.mjs) replays.
 # Usage: private_world_test.sh TAPEDECK
 set -uo pipefail
 td=$(realpath "$1")
@@ -73,6 +74,18 @@ for round in 1 2; do
   check "replay $round: no warning that /tmp or the home is shared" \
     test "$(grep -c "is the host's" "$work/replay$round.err")" = 0
 done
+# A Node agent whose settings live in the home: its replays print what its recording printed
+# and leave the home's files as the recording left them.
+echo '{"runs": 0, "theme": "dark"}' > "$HOME/.config/agent.json"
+"$td" run -q --emit-tape "$work/node.tape" -- node "$here/home_settings.mjs" > "$work/node.rec"
+check "node: recorded (exit 0)" test $? = 0
+check "node: the recording updated its settings" grep -q '"runs":1' "$HOME/.config/agent.json"
+rm -rf "$work/home.recorded" && cp -a "$HOME" "$work/home.recorded"
+for round in 1 2; do
+  "$td" replay -q "$work/node.tape" -- node "$here/home_settings.mjs" > "$work/node.rep$round"
+  check "node replay $round: exit 0, prints what the recording printed" cmp "$work/node.rec" "$work/node.rep$round"
+done
+check "node: the replays left the home as the recording left it" diff -r "$work/home.recorded" "$HOME"
 check "the host's folder holds what it held" \
   test "$(ls "$host" | tr '\n' ' ')" = "folder-to-remove from-host.txt to-remove.txt ws "
 finish "private /tmp and home"
