@@ -90,6 +90,11 @@ struct FileRead {
   // code (its script, a module it imports), which a replay reads as it is now rather than as
   // recorded, so that an edit to the agent is tested; fidelity notes a change to it.
   bool code = false;
+  // tapedeck's extension (`"found":true`, written only when true, after `code`): the file as the
+  // run found it, taped just before the run first changed it (it may not have read it): what a
+  // replay's view starts from, whatever the workspace or home holds now. A `file_delete` with it
+  // says there was no file.
+  bool found = false;
   // tapedeck's extension (written only when not empty, last): the lane of the thread whose call
   // made the record (see ClockSleep::thread); a replay lets other threads read on past it.
   std::string thread = {};
@@ -112,6 +117,7 @@ struct FileWrite {
 struct FileDelete {
   std::string path;
   bool by_subprocess = false;
+  bool found = false;       // as FileRead::found: there was no file when the run first changed it
   std::string thread = {};  // as FileRead::thread
   bool operator==(const FileDelete&) const = default;
 };

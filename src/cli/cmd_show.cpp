@@ -46,9 +46,11 @@ std::string summarize(const RecordKind& kind) {
             if (k.by_subprocess) text += " by a subprocess";
           } else {
             if (k.code) text += " code";
+            if (k.found) text += " as found before the run changed it";
           }
           return text;
         } else if constexpr (std::is_same_v<K, kind::FileDelete>) {
+          if (k.found) return json_string(k.path) + " not there before the run made it";
           return json_string(k.path) + (k.by_subprocess ? " by a subprocess" : "");
         } else if constexpr (std::is_same_v<K, kind::ProcessSpawn>) {
           std::string command = json_string(k.program);

@@ -34,42 +34,63 @@ bool opens_for_writing(int flags) {
 
 namespace {
 
-// The home files this process has announced (hashes of their paths): each is taped once, as the
-// run found it, so a process tells it once. (A fork's child keeps the parent's: the supervisor
-// has those already.) Full, it tells the supervisor again, which knows.
-constexpr size_t kAnnouncedHomeFiles = 128;
-uint64_t announced_home_files[kAnnouncedHomeFiles];
-size_t announced_home_count = 0;
+// The files this process has announced as about to change (hashes of their paths): the first
+// change of each is what the supervisor tapes the file as found for, so a process tells it once.
+// (A fork's child keeps the parent's: the supervisor knows those already. Full, or with threads
+// racing, the process tells one again, which the supervisor knows too.)
+constexpr size_t kAnnouncedFiles = 128;
+uint64_t announced_files[kAnnouncedFiles];
+size_t announced_count = 0;
 
 uint64_t path_hash(const char* path) {
   uint64_t hash = 1469598103934665603ull;  // FNV-1a
-  for (const char* c = path; *c != '\0'; ++c)
+  for (const char* c = path; *c != '\0'; ++c) {
     hash = (hash ^ static_cast<unsigned char>(*c)) * 1099511628211ull;
+  }
   return hash;
+}
+
+// `absolute` (lexically normal, as the program names it) is about to change: one of the
+// workspace, or of the home folder outside it, is announced the first time (Op::about_to_change).
+// `made`: the process has just made it, where there was nothing (mkstemp).
+void announce_change(const char* absolute, bool made = false) {
+  if (!in_workspace(absolute) &&
+      (config.home_len == 0 || !under(absolute, config.home, config.home_len) ||
+       absolute[config.home_len] != '/')) {
+    return;
+  }
+  const uint64_t hash = path_hash(absolute);
+  for (size_t i = 0; i < announced_count; ++i) {
+    if (announced_files[i] == hash) return;
+  }
+  if (announced_count < kAnnouncedFiles) announced_files[announced_count++] = hash;
+  // A write of it closed and not yet reported goes first: then the run has a record of it.
+  if (write_pending(absolute)) sync_with_supervisor();
+  char buffer[kPathMax + 64];
+  FixedSink frame{buffer, sizeof buffer};
+  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::about_to_change));
+  tapedeck::wire::put_bytes(frame, absolute);
+  tapedeck::wire::put_int(frame, static_cast<uint8_t>(made ? 1 : 0));
+  tapedeck::wire::put_int(frame, file_report_thread());
+  Answer answer;
+  ask(frame, answer);
+}
+
+// announce_change for a path as the program gives it, inside a hook.
+void announce_change_at(int dirfd, const char* path) {
+  char absolute[kPathMax];
+  if (path != nullptr && absolute_path(dirfd, path, absolute)) {
+    from_view(absolute);
+    announce_change(absolute);
+  }
 }
 
 }  // namespace
 
-void before_home_change(int dirfd, const char* path) {
-  if (config.home_len == 0 || path == nullptr) return;
-  char absolute[kPathMax];
-  if (!absolute_path(dirfd, path, absolute) || in_workspace(absolute) ||
-      !under(absolute, config.home, config.home_len) || absolute[config.home_len] != '/') {
-    return;
-  }
-  const uint64_t hash = path_hash(absolute);
-  for (size_t i = 0; i < announced_home_count; ++i) {
-    if (announced_home_files[i] == hash) return;
-  }
-  if (announced_home_count < kAnnouncedHomeFiles)
-    announced_home_files[announced_home_count++] = hash;
-  char buffer[kPathMax + 64];
-  FixedSink frame{buffer, sizeof buffer};
-  tapedeck::wire::begin_frame(frame, static_cast<uint8_t>(Op::home_change));
-  tapedeck::wire::put_bytes(frame, absolute);
-  tapedeck::wire::put_int(frame, file_report_thread());
-  Answer answer;
-  ask(frame, answer);
+void before_change(int dirfd, const char* path) {
+  if (!recording_or_replaying()) return;
+  HookScope scope;
+  announce_change_at(dirfd, path);
 }
 
 // Every open under the workspace, whatever the entry point (open, openat, fopen, creat, …).
@@ -87,9 +108,10 @@ int taped_open(int dirfd, const char* path, int flags, OpenReal&& open_real) {
   char absolute[kPathMax];
   const bool writing = opens_for_writing(flags);
   if (!workspace_path(dirfd, path, absolute)) {
-    if (writing) before_home_change(dirfd, path);
+    if (writing) announce_change_at(dirfd, path);
     return open_real(real_path);
   }
+  if (writing) announce_change(absolute);
   const bool exclusive = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
   const bool reads = !exclusive && (flags & O_TRUNC) == 0 && (flags & O_ACCMODE) != O_WRONLY;
 
@@ -196,10 +218,7 @@ FILE* taped_fopen(const char* path, const char* mode) {
   if (!recording_or_replaying() || flags < 0)
     return ensure(real.fopen, "fopen")(InView(path), mode);
   if (!workspace_path(AT_FDCWD, path, absolute)) {
-    if (opens_for_writing(flags)) {
-      HookScope scope;
-      before_home_change(AT_FDCWD, path);
-    }
+    if (opens_for_writing(flags)) before_change(AT_FDCWD, path);
     return ensure(real.fopen, "fopen")(InView(path), mode);
   }
   const int fd = open_path(path, flags, 0666);
@@ -251,9 +270,10 @@ int taped_delete(int dirfd, const char* path, DeleteReal&& delete_real) {
   HookScope scope;
   char absolute[kPathMax];
   if (!workspace_path(dirfd, path, absolute)) {
-    before_home_change(dirfd, path);
+    announce_change_at(dirfd, path);
     return delete_real(real_path);
   }
+  announce_change(absolute);
   struct stat status;
   const bool regular =
       ensure(real.fstatat, "fstatat")(dirfd, real_path, &status, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -282,8 +302,8 @@ int taped_rename(int old_dirfd, const char* old_path, int new_dirfd, const char*
   }
   from_view(from);
   from_view(to);
-  if (!in_workspace(from)) before_home_change(AT_FDCWD, from);
-  if (!in_workspace(to)) before_home_change(AT_FDCWD, to);
+  announce_change(from);
+  announce_change(to);
   if (!in_workspace(from) && !in_workspace(to)) return rename_real(real_old, real_new);
   // A file written and closed just before is reported under its old name, in both modes.
   sync_with_supervisor();
@@ -346,6 +366,8 @@ int temporary_file(char* name_template, MakeReal&& make_real) {
   const int fd = make_temporary(name_template, make_real);
   char absolute[kPathMax];
   if (fd >= 0 && recording_or_replaying() && workspace_path(AT_FDCWD, name_template, absolute)) {
+    HookScope scope;
+    announce_change(absolute, /*made=*/true);
     track_written(fd);
   }
   return fd;

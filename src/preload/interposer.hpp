@@ -218,7 +218,7 @@ struct Config {
   char socket_path[sizeof(sockaddr_un::sun_path)] = {};
   char workspace[kPathMax] = {};
   size_t workspace_len = 0;
-  char home[kPathMax] = {};  // TAPEDECK_HOME: its files' first changes are taped (home_change)
+  char home[kPathMax] = {};  // TAPEDECK_HOME: its files' first changes are taped (about_to_change)
   size_t home_len = 0;
   // Replay in a copy of the workspace (no mount namespace): absolute workspace paths are
   // rewritten to name the copy, and paths read back are rewritten the other way.
@@ -363,10 +363,10 @@ void install_fork_handlers();
 // cannot be done (no cwd, a path past PATH_MAX).
 bool absolute_path(int dirfd, const char* path, char* out);
 bool in_workspace(const char* absolute);
-// file_hooks.cpp: a file the process is about to change (opened to write, deleted, renamed); one
-// of the home folder, outside the workspace, is taped as it is now, the first time
-// (Op::home_change).
-void before_home_change(int dirfd, const char* path);
+// file_hooks.cpp: a file the process is about to change by a call the file hooks do not see (a
+// link or symlink made at it, a hard link made to it, a truncate): one of the workspace or the
+// home folder is announced the first time (Op::about_to_change). Outside a hook only.
+void before_change(int dirfd, const char* path);
 // Whether `path` is `root` or lies under it.
 bool under(const char* path, const char* root, size_t root_len);
 // Copy mode: an absolute workspace path, made to name the copy; any other path as it is. Safe

@@ -146,10 +146,12 @@ int fchownat(int dirfd, const char* path, uid_t owner, gid_t group, int flags) {
 // A link's target is rewritten too: an absolute one into the workspace must not lead out of
 // the copy (readlink gives it back as the program wrote it).
 int symlink(const char* target, const char* path) {
+  before_change(AT_FDCWD, path);
   return ensure(real.symlink, "symlink")(InView(target), InView(path));
 }
 
 int symlinkat(const char* target, int dirfd, const char* path) {
+  before_change(dirfd, path);
   return ensure(real.symlinkat, "symlinkat")(InView(target), dirfd, InView(path));
 }
 
@@ -170,19 +172,26 @@ ssize_t __readlinkat_chk(int dirfd, const char* path, char* out, size_t size, si
   return readlinkat(dirfd, path, out, size);
 }
 
+// (A file a hard link is made to is changed by writes through its new name: it is announced too.)
 int link(const char* from, const char* to) {
+  before_change(AT_FDCWD, from);
+  before_change(AT_FDCWD, to);
   return ensure(real.link, "link")(InView(from), InView(to));
 }
 
 int linkat(int from_dirfd, const char* from, int to_dirfd, const char* to, int flags) {
+  before_change(from_dirfd, from);
+  before_change(to_dirfd, to);
   return ensure(real.linkat, "linkat")(from_dirfd, InView(from), to_dirfd, InView(to), flags);
 }
 
 int truncate(const char* path, off_t length) {
+  before_change(AT_FDCWD, path);
   return ensure(real.truncate, "truncate")(InView(path), length);
 }
 
 int truncate64(const char* path, off64_t length) {
+  before_change(AT_FDCWD, path);
   return ensure(real.truncate64, "truncate64")(InView(path), length);
 }
 

@@ -67,18 +67,19 @@ enum class Op : uint8_t {
   // taped by the supervisor then. `busy`: not yet (an LLM call under way,
   // another thread of the tree awake); wait a slice for real and ask again.
   // `wait`: not a replay; wait for real
-  exec_in_place = 'I',  // path: a process that continues the tree (the root, a re-run subprocess)
-                        // is about to exec this program in place of itself; answered ok with a
-                        // u8: a FloorFollow, how the process execs it (through tapedeck-exec,
-                        // which announces the exec: the floor serves the program from then on).
-                        // Otherwise the supervisor names it when the preload cannot reach it
-  exec_followed = 'U',  // from tapedeck-exec (wire::FloorFollow), about to exec a program in
-                        // place of the process: path the program, the process's entropy key;
-                        // answered ok once the floor will serve it from its exec on
-  home_change = 'K',  // path, u64 the thread: a file of the home folder (TAPEDECK_HOME; not in the
-                      // workspace) is about to be changed (opened to write, deleted, renamed),
-                      // the first time by this process: record tapes it as it is now; answered
-                      // ok once it has
+  exec_in_place = 'I',    // path: a process that continues the tree (the root, a re-run subprocess)
+                          // is about to exec this program in place of itself; answered ok with a
+                          // u8: a FloorFollow, how the process execs it (through tapedeck-exec,
+                          // which announces the exec: the floor serves the program from then on).
+                          // Otherwise the supervisor names it when the preload cannot reach it
+  exec_followed = 'U',    // from tapedeck-exec (wire::FloorFollow), about to exec a program in
+                          // place of the process: path the program, the process's entropy key;
+                          // answered ok once the floor will serve it from its exec on
+  about_to_change = 'K',  // path, u8 made (1: the process just made it where there was nothing),
+                          // u64 the thread: a file of the workspace or of the home folder
+                          // (TAPEDECK_HOME) is about to be changed (opened to write, deleted,
+                          // renamed), the first time by this process: one the run has no record
+                          // of yet is taped as it is now; answered ok once it is
   spawn_claim = 'S',  // from the exec about to start it: program, u32 argc, args…, cwd. Record:
                       // answered with a u64, its place in the order subprocesses start, and a u8:
                       // 1 to run it under the preload, 0 to keep it a black box (--black-box

@@ -213,7 +213,7 @@ void TreeEffects::replay_file(const Connection& connection, wire::Op op, const s
   server_.answer(connection, Reply::ok);
 }
 
-// The home folder: its files as the run found them, before it changed them.
+// Files as the run found them, before it changed them.
 void TreeEffects::use_home(const fs::path& home) {
   std::error_code error;
   const fs::path canonical = fs::weakly_canonical(home, error);
@@ -221,64 +221,109 @@ void TreeEffects::use_home(const fs::path& home) {
   // (A home beneath /tmp is the run's own already, and in a recording too.)
   if (canonical.string().starts_with(std::string(kTempRoot) + "/")) return;
   home_ = canonical.string();
-  if (options_.mode != RunOptions::Mode::replay || session_ == nullptr ||
-      session_->recorded_tape() == nullptr) {
+}
+
+namespace {
+
+const std::string* found_path(const RecordKind& kind) {
+  if (const auto* read = std::get_if<kind::FileRead>(&kind); read != nullptr && read->found) {
+    return &read->path;
+  }
+  if (const auto* gone = std::get_if<kind::FileDelete>(&kind); gone != nullptr && gone->found) {
+    return &gone->path;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void TreeEffects::index_found() {
+  if (!found_recorded_.empty() || session_ == nullptr || session_->recorded_tape() == nullptr) {
     return;
   }
   for (const Record& record : session_->recorded_tape()->records) {
-    const std::string* path = nullptr;
-    if (const auto* read = std::get_if<kind::FileRead>(&record.kind)) path = &read->path;
-    if (const auto* gone = std::get_if<kind::FileDelete>(&record.kind)) path = &gone->path;
-    if (path == nullptr || !path->starts_with(kHomePrefix)) continue;
-    home_found_.try_emplace(path->substr(kHomePrefix.size()), record.kind);
+    if (const std::string* path = found_path(record.kind)) {
+      found_recorded_.try_emplace(*path, record.kind);
+    }
   }
 }
 
-std::vector<HomeFileFound> TreeEffects::home_seeds() const {
+std::vector<HomeFileFound> TreeEffects::home_seeds() {
+  index_found();
   std::vector<HomeFileFound> seeds;
-  for (const auto& [path, found] : home_found_) {
+  for (const auto& [path, found] : found_recorded_) {
+    if (!path.starts_with(kHomePrefix)) continue;
+    const std::string inside = path.substr(kHomePrefix.size());
     if (const auto* read = std::get_if<kind::FileRead>(&found)) {
       try {
-        seeds.push_back({path, cas::read_entry(recorded_cas_dir_, read->content_hash)});
+        seeds.push_back({inside, cas::read_entry(recorded_cas_dir_, read->content_hash)});
       } catch (const std::exception&) {
       }
     } else {
-      seeds.push_back({path, std::nullopt});
+      seeds.push_back({inside, std::nullopt});
     }
   }
   return seeds;
 }
 
-// A process is about to change a file of the home folder (absolute, lexically normal) for the
-// first time: record tapes it as found, before the process goes on; replay tapes the recording's
-// record of it again (its private home was made to hold it at the start).
-void TreeEffects::handle_home_change(const Connection& connection, wire::Cursor& cursor) {
-  const std::string absolute(cursor.take_bytes());
-  const auto thread = cursor.take_int<uint64_t>();
-  if (!cursor.ok()) throw std::runtime_error("a malformed home change report");
-  const std::string home_slash = home_ + "/";
-  if (home_.empty() || !absolute.starts_with(home_slash) || relative(absolute)) {
-    return server_.answer(connection, Reply::ok);
+void TreeEffects::seed_workspace() {
+  index_found();
+  for (const auto& [path, found] : found_recorded_) {
+    if (path.starts_with(kHomePrefix) || path.starts_with(kPrivateTempPrefix)) continue;
+    if (const auto* read = std::get_if<kind::FileRead>(&found)) {
+      bool code = read->code;
+      if (const CodeRule::Said said = code_rule_.globs_say(path); said != CodeRule::Said::nothing) {
+        code = said == CodeRule::Said::code;
+      }
+      if (code) continue;  // the program's code is read as it is now
+      const std::optional<std::string> bytes = recorded_bytes(path, read->content_hash);
+      if (bytes && current_bytes(path) != bytes) view_.write_file(path, *bytes);
+    } else if (is_regular(view_.path(path))) {
+      view_.remove_file(path);
+    }
   }
-  const std::string inside = absolute.substr(home_slash.size());
-  const std::string path = std::string(kHomePrefix) + inside;
-  if (workspace_path_problem(path) || !home_changed_.insert(inside).second) {
+}
+
+// A process is about to change a file of the workspace or the home folder (absolute, lexically
+// normal) for the first time: record tapes it as found, before the process goes on; replay tapes
+// the recording's record of it again (its view was made to hold it at the start).
+void TreeEffects::handle_about_to_change(const Connection& connection, wire::Cursor& cursor) {
+  const std::string absolute(cursor.take_bytes());
+  const bool made = cursor.take_int<uint8_t>() != 0;
+  const auto thread = cursor.take_int<uint64_t>();
+  if (!cursor.ok()) throw std::runtime_error("a malformed report of a change to come");
+  std::string path;  // as the tape names it
+  fs::path where;    // record: where it is
+  const std::string home_slash = home_ + "/";
+  if (const std::optional<std::string> inside = relative(absolute)) {
+    path = *inside;
+    where = view_.path(path);
+  } else if (!home_.empty() && absolute.starts_with(home_slash)) {
+    path = std::string(kHomePrefix) + absolute.substr(home_slash.size());
+    where = absolute;
+  }
+  // A path the run has a record of already (read, written, a subprocess's change) is no longer
+  // as found: only a file's first record can say how the run found it.
+  if (path.empty() || workspace_path_problem(path) || !found_.insert(path).second ||
+      touched_.contains(path)) {
     return server_.answer(connection, Reply::ok);
   }
   const FileOwnerScope owner(*this, file_owner(thread));
   if (options_.mode == RunOptions::Mode::replay) {
-    if (const auto found = home_found_.find(inside); found != home_found_.end()) {
-      if (index_) index_->take_read(path);  // (served: no input left unused)
+    index_found();
+    if (const auto found = found_recorded_.find(path); found != found_recorded_.end()) {
       add_file_record(RecordKind(found->second));
     }
     return server_.answer(connection, Reply::ok);
   }
   struct stat status {};
-  if (::lstat(absolute.c_str(), &status) != 0) {
-    if (errno == ENOENT) add_file_record(kind::FileDelete{path});
+  if (made || ::lstat(where.c_str(), &status) != 0) {
+    if (made || errno == ENOENT) add_file_record(kind::FileDelete{path, false, true});
   } else if (S_ISREG(status.st_mode)) {
-    if (const std::optional<std::string> bytes = detail::read_file(absolute)) {
-      record_read(path, *bytes, false);
+    if (const std::optional<std::string> bytes = detail::read_file(where)) {
+      const auto [hash, size] = keep(*bytes);
+      const bool code = !path.starts_with(kHomePrefix) && code_rule_.is_code(path);
+      add_file_record(kind::FileRead{path, hash, size, code, true});
     }
   }
   server_.answer(connection, Reply::ok);

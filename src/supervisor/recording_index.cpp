@@ -79,7 +79,9 @@ RecordingIndex::RecordingIndex(const Tape& recording, std::filesystem::path cloc
     plan.stretches.emplace_back();
     steps_.push_back(&record.kind);
     if (const auto* write = std::get_if<kind::FileWrite>(&record.kind)) written.insert(write->path);
-    if (const auto* file = std::get_if<kind::FileRead>(&record.kind)) {
+    // (A file as the run found it before changing it is no read to serve: the replay tapes it
+    // again itself.)
+    if (const auto* file = std::get_if<kind::FileRead>(&record.kind); file && !file->found) {
       file_reads_[file->path].push_back(file);
       if (written.contains(file->path)) reads_of_own_writes_.insert(file);
     } else if (const auto* spawn = std::get_if<kind::ProcessSpawn>(&record.kind)) {

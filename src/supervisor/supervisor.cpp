@@ -366,6 +366,8 @@ void Run::prepare_root() {
   if (const int temp = root_->take_temp(); temp >= 0) {
     effects_->use_private_temp(temp);
   }
+  // The workspace's files the recording changed, as it found them, before the program starts.
+  if (replaying()) effects_->seed_workspace();
 }
 
 // A static program that process `pid` of the preloaded tree execs in place of itself

@@ -178,6 +178,14 @@ void TreeEffects::add_file_record(RecordKind kind, std::optional<uint64_t> owner
         },
         kind);
   }
+  std::visit(
+      [&](const auto& file) {
+        if constexpr (requires { file.path; }) touched_.insert(file.path);
+      },
+      kind);
+  if (const auto* unknown = std::get_if<kind::Unknown>(&kind)) {
+    if (const auto change = extension::tree_change(*unknown)) touched_.insert(change->path);
+  }
   const RecordKind replayed = kind;
   recorder().record(std::move(kind));
   // A replay of a tape whose file records do not name their threads cuts every lane, as recorded.
@@ -257,8 +265,8 @@ void TreeEffects::handle(const Connection& connection, wire::Op op, std::string_
       }
       case wire::Op::exec_followed:
         return handle_exec_followed(connection, cursor);
-      case wire::Op::home_change:
-        return handle_home_change(connection, cursor);
+      case wire::Op::about_to_change:
+        return handle_about_to_change(connection, cursor);
       default:
         return handle_file(connection, op, cursor);
     }

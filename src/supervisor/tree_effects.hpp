@@ -135,16 +135,22 @@ class TreeEffects : public floor::Services {
   void use_private_temp(int root_fd);
   // Why what tools changed in /tmp is not (fully) taped or made again (empty: it is).
   const std::string& temp_warning() const { return temp_warning_; }
-  // The home folder (canonical; empty: none). A file of it a process of the tree is about to
-  // change for the first time (wire::Op::home_change) is taped as the run found it: a file_read
-  // of `/~/PATH`, or a file_delete when it was not there. A replay tapes the recording's record
-  // again, and its private home starts with each such file as the recording found it
-  // (home_seeds), so the program reads what the recording read whatever the home holds now.
+  // Files as the run found them. A file of the workspace, or of the home folder outside it, that a
+  // process of the tree is about to change for the first time in the run (wire::Op::
+  // about_to_change) is taped as it is then, `found`: a file_read of its bytes, or a file_delete
+  // when there was none; a home file's path is `/~/` then its path beneath the home. A replay
+  // tapes the recording's record again at the same place, and its views start with each such
+  // file as the recording found it (home_seeds, seed_workspace), so the program reads what the
+  // recording read whatever the workspace and home hold now (a recording's own changes, say).
+  // `home`: canonical; none beneath /tmp (the run's own already).
   void use_home(const std::filesystem::path& home);
   const std::string& home() const { return home_; }
   // Replay: the home's files as the recording found them (those whose bytes the recorded
   // sidecar lacks are left out).
-  std::vector<HomeFileFound> home_seeds() const;
+  std::vector<HomeFileFound> home_seeds();
+  // Replay: puts the workspace's files as the recording found them in the view, before the
+  // program starts (not the program's code, which is read as it is now).
+  void seed_workspace();
   // Workspace files and outputs kept redacted because they held a credential.
   uint64_t withheld() const { return withheld_; }
   std::pair<uint64_t, std::string> unused_inputs() const;
@@ -310,7 +316,8 @@ class TreeEffects : public floor::Services {
   // Replay: the view a recorded path is made in and the path within it (null: the replay has no
   // private /tmp for a path in the recording's).
   std::pair<const WorkspaceView*, std::string> view_of(const std::string& path);
-  void handle_home_change(const Connection& connection, wire::Cursor& cursor);
+  void handle_about_to_change(const Connection& connection, wire::Cursor& cursor);
+  void index_found();  // replay: found_recorded_, from the recording
   void apply_tree_change(const extension::TreeChange& change,
                          std::vector<std::pair<std::string, uint32_t>>& folder_modes);
 
@@ -337,10 +344,11 @@ class TreeEffects : public floor::Services {
   WorkspaceWatch temp_watch_;
   std::optional<WorkspaceView> temp_view_;
   std::string temp_warning_;
-  std::string home_;                              // (canonical; empty: none)
-  std::set<std::string> home_changed_;            // paths beneath it already taped as found
-  std::map<std::string, RecordKind> home_found_;  // replay: the recording's, by path beneath it
-  uint64_t subprocesses_running_ = 0;             // record: started and not yet ended
+  std::string home_;               // (canonical; empty: none)
+  std::set<std::string> found_;    // paths (the tape's) announced as about to change
+  std::set<std::string> touched_;  // paths (the tape's) the run has a file record of
+  std::map<std::string, RecordKind> found_recorded_;  // replay: the recording's, by path
+  uint64_t subprocesses_running_ = 0;                 // record: started and not yet ended
   bool pid_namespace_ = false;
   // Workspace files a floor-served process opened to write, with the (size, mtime) they were
   // last taped at: taped again when that changes.

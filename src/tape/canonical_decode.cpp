@@ -275,6 +275,7 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
     auto& read = reuse_as<kind::FileRead>(kind);
     if (!read_file_meta(in, read)) return false;
     read.code = in.literal(R"(,"code":true)");
+    read.found = in.literal(R"(,"found":true)");
     if (!read_thread(in, read.thread)) return false;
   } else if (in.literal("file_write")) {
     auto& write = reuse_as<kind::FileWrite>(kind);
@@ -291,6 +292,7 @@ bool read_kind(CanonicalCursor& in, RecordKind& kind) {
     auto& removal = reuse_as<kind::FileDelete>(kind);
     if (!in.string(removal.path)) return false;
     removal.by_subprocess = in.literal(R"(,"by_subprocess":true)");
+    removal.found = in.literal(R"(,"found":true)");
     if (!read_thread(in, removal.thread)) return false;
   } else if (in.literal("process_spawn")) {
     if (!read_process_spawn(in, reuse_as<kind::ProcessSpawn>(kind))) return false;

@@ -387,7 +387,8 @@ struct LineDecoder::Impl {
       out.by_subprocess = false;  // absent extensions, whatever the reused record held
       out.mode.reset();
     } else {
-      out.code = false;  // an absent extension, whatever the reused record held
+      out.code = false;  // absent extensions, whatever the reused record held
+      out.found = false;
     }
     out.thread.clear();
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
@@ -414,6 +415,8 @@ struct LineDecoder::Impl {
         }
       } else if (name == "code") {
         out.code = read_flag(value, name);
+      } else if (name == "found") {
+        out.found = read_flag(value, name);
       } else {
         return false;
       }
@@ -427,10 +430,15 @@ struct LineDecoder::Impl {
   void read_file_delete(od::object& object, kind::FileDelete& out) {
     FieldSet seen;
     out.by_subprocess = false;  // absent extensions, whatever the reused record held
+    out.found = false;
     out.thread.clear();
     for_each_kind_field(object, [&](std::string_view name, od::value value) {
       if (name == "by_subprocess") {
         out.by_subprocess = read_flag(value, name);
+        return true;
+      }
+      if (name == "found") {
+        out.found = read_flag(value, name);
         return true;
       }
       if (name == "thread") {  // tapedeck's extension

@@ -185,6 +185,7 @@ void LineBuffer::append_record(const Record& record) {
           put_uint(k.len_bytes);
           if constexpr (std::is_same_v<K, kind::FileRead>) {
             if (k.code) put(R"(,"code":true)");
+            if (k.found) put(R"(,"found":true)");
           }
           if constexpr (std::is_same_v<K, kind::FileWrite>) {
             if (k.by_subprocess) put(R"(,"by_subprocess":true)");
@@ -201,6 +202,7 @@ void LineBuffer::append_record(const Record& record) {
           put(R"({"kind":"file_delete","path":)");
           put_json_string(k.path);
           if (k.by_subprocess) put(R"(,"by_subprocess":true)");
+          if (k.found) put(R"(,"found":true)");
           if (!k.thread.empty()) {
             put(R"(,"thread":)");
             put_json_string(k.thread);

@@ -144,15 +144,15 @@ TEST_F(RecordingIndexTest, EachThreadsFileRecordMovesItsOwnClockWhateverTheOrder
   Tape tape;
   monotonic(tape, 100, "t1");
   monotonic(tape, 200, "t2");
-  append_record(tape, kind::FileRead{"a.txt", "h", 1, false, "t1"});
+  append_record(tape, kind::FileRead{"a.txt", "h", 1, false, false, "t1"});
   monotonic(tape, 110, "t1");
-  append_record(tape, kind::FileRead{"b.txt", "h", 1, false, "t2"});
+  append_record(tape, kind::FileRead{"b.txt", "h", 1, false, false, "t2"});
   monotonic(tape, 210, "t2");
-  for (int k = 0; k < 12; ++k) append_record(tape, kind::FileDelete{"b.txt", false, "t2"});
+  for (int k = 0; k < 12; ++k) append_record(tape, kind::FileDelete{"b.txt", false, false, "t2"});
   append_record(tape, kind::FileWrite{"c.txt", "h", 1, false, std::nullopt, "t1"});
   monotonic(tape, 120, "t1");
   monotonic(tape, 130, "t1");
-  append_record(tape, kind::FileRead{"a.txt", "h", 1, false, "t1"});
+  append_record(tape, kind::FileRead{"a.txt", "h", 1, false, false, "t1"});
   monotonic(tape, 140, "t1");
   RecordingIndex index(tape, dir_ / "clock");
   ASSERT_TRUE(index.file_records_owned());
@@ -161,11 +161,11 @@ TEST_F(RecordingIndexTest, EachThreadsFileRecordMovesItsOwnClockWhateverTheOrder
   const uint64_t t1_key = preload::ThreadKey{0, 1}.pack();
   const uint64_t t2_key = preload::ThreadKey{0, 2}.pack();
   // The replay's second thread opens its file first.
-  const RecordKind read_b = kind::FileRead{"b.txt", "h", 1, false, "t2"};
+  const RecordKind read_b = kind::FileRead{"b.txt", "h", 1, false, false, "t2"};
   index.step_clock(&read_b, t2_key);
   EXPECT_EQ(read(index, t2), 210) << "past its own record";
   EXPECT_EQ(read(index, t1), 100) << "the first thread's record is not made yet";
-  const RecordKind read_a = kind::FileRead{"a.txt", "h", 1, false, "t1"};
+  const RecordKind read_a = kind::FileRead{"a.txt", "h", 1, false, false, "t1"};
   index.step_clock(&read_a, t1_key);
   EXPECT_EQ(read(index, t1), 110);
   // Its next read lies past a dozen of the other thread's records and a written file's.
@@ -182,7 +182,7 @@ TEST_F(RecordingIndexTest, EachThreadsFileRecordMovesItsOwnClockWhateverTheOrder
 TEST_F(RecordingIndexTest, ASleepTheRecordingNeverMadeStandsForNoLaterOne) {
   Tape tape;
   monotonic(tape, 100, "t1");
-  for (int k = 0; k < 3; ++k) append_record(tape, kind::FileDelete{"b.txt", false, "t2"});
+  for (int k = 0; k < 3; ++k) append_record(tape, kind::FileDelete{"b.txt", false, false, "t2"});
   monotonic(tape, 110, "t1");
   append_record(tape, kind::ClockSleep{500, false, "t1"});
   monotonic(tape, 610, "t1");

@@ -102,8 +102,10 @@ tape=$work/c/run.tape
 check "C: fork+execvp, posix_spawnp, system and popen taped" \
   test "$(count_kind "$tape" process_spawn)" -ge 4
 check "C: nanosleep and usleep taped" test "$(count_kind "$tape" clock_sleep)" = 2
-check "C: fopen write and unlink taped" \
-  test "$(count_kind "$tape" file_write)" = 1 -a "$(count_kind "$tape" file_delete)" = 1
+# (The written file was not there before: a file_delete marked found says so, before the write.)
+check "C: fopen write and unlink taped, the file as found before" \
+  test "$(count_kind "$tape" file_write)" = 1 -a "$(count_kind "$tape" file_delete)" = 2 -a \
+  "$(grep -c '"kind":"file_delete".*"found":true' "$tape")" = 1
 check "C: the connect to the internet was denied, by name" \
   grep -q "network denied: connect to 192.0.2.1:443" "$work/c/run.err"
 

@@ -48,11 +48,17 @@ std::vector<Record> varied_records() {
   add(write);
   add(kind::FileDelete{"gone"});
   add(kind::FileDelete{awkward, true});
-  add(kind::FileDelete{"gone", false, "t1"});
-  kind::FileRead coded{"main.py", std::string(64, 'e'), 7, true, "t2"};
+  add(kind::FileDelete{"gone", false, false, "t1"});
+  kind::FileRead coded{"main.py", std::string(64, 'e'), 7, true, false, "t2"};
   add(coded);
   coded.code = false;
   add(coded);
+  coded.found = true;  // tapedeck's extension: the file as the run found it
+  add(coded);
+  coded.code = true;
+  add(coded);
+  add(kind::FileDelete{"made.txt", false, true});
+  add(kind::FileDelete{"made.txt", false, true, "t5"});
   add(kind::ClockSleep{5, true, "t4"});
   kind::ProcessSpawn spawn{"/bin/sh",
                            {},

@@ -378,13 +378,13 @@ TEST(Decode, SubprocessChangesKeepTheirMark) {
 // set, read back for every file kind, and cleared on a reused record that lacks it.
 TEST(Decode, FileRecordsKeepTheirThread) {
   Record read;
-  read.kind = kind::FileRead{"in.txt", "h", 2, false, "t6"};
+  read.kind = kind::FileRead{"in.txt", "h", 2, false, false, "t6"};
   Record write;
   write.seq = 1;
   write.kind = kind::FileWrite{"out.txt", "h", 3, true, 0644, "t1@5c0ffee1"};
   Record gone;
   gone.seq = 2;
-  gone.kind = kind::FileDelete{"old.txt", false, "t7"};
+  gone.kind = kind::FileDelete{"old.txt", false, false, "t7"};
   Record plain;
   plain.seq = 3;
   plain.kind = kind::FileRead{"in.txt", "h", 2};
