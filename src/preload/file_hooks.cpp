@@ -76,8 +76,9 @@ void announce_change(const char* absolute, bool made = false) {
   ask(frame, answer);
 }
 
-// announce_change for a path as the program gives it, inside a hook.
+// announce_change for a path outside the workspace as the program gives it, inside a hook.
 void announce_change_at(int dirfd, const char* path) {
+  if (config.home_len == 0) return;  // (then only the workspace's are announced)
   char absolute[kPathMax];
   if (path != nullptr && absolute_path(dirfd, path, absolute)) {
     from_view(absolute);
@@ -90,7 +91,11 @@ void announce_change_at(int dirfd, const char* path) {
 void before_change(int dirfd, const char* path) {
   if (!recording_or_replaying()) return;
   HookScope scope;
-  announce_change_at(dirfd, path);
+  char absolute[kPathMax];
+  if (path != nullptr && absolute_path(dirfd, path, absolute)) {
+    from_view(absolute);
+    announce_change(absolute);
+  }
 }
 
 // Every open under the workspace, whatever the entry point (open, openat, fopen, creat, …).

@@ -225,6 +225,9 @@ void TreeEffects::use_home(const fs::path& home) {
 
 namespace {
 
+// A home file larger (a history, a database) is not kept as found: its replay reads it as it is.
+constexpr off_t kLargestHomeFileFound = off_t{64} << 20;
+
 const std::string* found_path(const RecordKind& kind) {
   if (const auto* read = std::get_if<kind::FileRead>(&kind); read != nullptr && read->found) {
     return &read->path;
@@ -319,7 +322,8 @@ void TreeEffects::handle_about_to_change(const Connection& connection, wire::Cur
   struct stat status {};
   if (made || ::lstat(where.c_str(), &status) != 0) {
     if (made || errno == ENOENT) add_file_record(kind::FileDelete{path, false, true});
-  } else if (S_ISREG(status.st_mode)) {
+  } else if (S_ISREG(status.st_mode) &&
+             (!path.starts_with(kHomePrefix) || status.st_size <= kLargestHomeFileFound)) {
     if (const std::optional<std::string> bytes = detail::read_file(where)) {
       const auto [hash, size] = keep(*bytes);
       const bool code = !path.starts_with(kHomePrefix) && code_rule_.is_code(path);
