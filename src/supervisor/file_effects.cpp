@@ -241,9 +241,8 @@ const std::string* found_path(const RecordKind& kind) {
 }  // namespace
 
 void TreeEffects::index_found() {
-  if (!found_recorded_.empty() || session_ == nullptr || session_->recorded_tape() == nullptr) {
-    return;
-  }
+  if (found_indexed_ || session_ == nullptr || session_->recorded_tape() == nullptr) return;
+  found_indexed_ = true;  // (once: a tape with none is not read through again at each change)
   for (const Record& record : session_->recorded_tape()->records) {
     if (const std::string* path = found_path(record.kind)) {
       found_recorded_.try_emplace(*path, record.kind);

@@ -348,7 +348,8 @@ class TreeEffects : public floor::Services {
   std::set<std::string> found_;    // paths (the tape's) announced as about to change
   std::set<std::string> touched_;  // paths (the tape's) the run has a file record of
   std::map<std::string, RecordKind> found_recorded_;  // replay: the recording's, by path
-  uint64_t subprocesses_running_ = 0;                 // record: started and not yet ended
+  bool found_indexed_ = false;
+  uint64_t subprocesses_running_ = 0;  // record: started and not yet ended
   bool pid_namespace_ = false;
   // Workspace files a floor-served process opened to write, with the (size, mtime) they were
   // last taped at: taped again when that changes.
