@@ -138,6 +138,11 @@ CodeRule::Said CodeRule::globs_say(std::string_view path) const {
   return Said::nothing;
 }
 
+bool CodeRule::is_code(std::string_view path, bool recorded_as_code) const {
+  const Said said = globs_say(path);
+  return said == Said::nothing ? recorded_as_code : said == Said::code;
+}
+
 bool CodeRule::is_code(std::string_view path) const {
   switch (globs_say(path)) {
     case Said::data:

@@ -35,6 +35,9 @@ class CodeRule {
   // recording's own mark is to be overridden.
   enum class Said { nothing, code, data };
   Said globs_say(std::string_view path) const;
+  // Replay: whether a file the recording read is read as code: as the recording marked it
+  // (`recorded_as_code`), unless a --code or --data glob says otherwise.
+  bool is_code(std::string_view path, bool recorded_as_code) const;
   // The root command's script, relative to the workspace ("" when it has none there).
   const std::string& script() const { return script_; }
   // A subprocess's command (`command` as for the constructor, started in `cwd`): its script is

@@ -127,10 +127,8 @@ bool TreeEffects::serve_read(const Connection& connection, const std::string& pa
     return true;
   }
   const kind::FileRead* recorded = index_->take_read(path);
-  bool code = recorded != nullptr ? recorded->code : code_rule_.is_code(path);
-  if (const CodeRule::Said said = code_rule_.globs_say(path); said != CodeRule::Said::nothing) {
-    code = said == CodeRule::Said::code;
-  }
+  const bool code =
+      recorded != nullptr ? code_rule_.is_code(path, recorded->code) : code_rule_.is_code(path);
   if (recorded != nullptr && !code && !written_.contains(path)) {
     auto bytes = recorded_bytes(path, recorded->content_hash);
     if (!bytes) {
@@ -273,11 +271,7 @@ void TreeEffects::seed_workspace() {
   for (const auto& [path, found] : found_recorded_) {
     if (path.starts_with(kHomePrefix) || path.starts_with(kPrivateTempPrefix)) continue;
     if (const auto* read = std::get_if<kind::FileRead>(&found)) {
-      bool code = read->code;
-      if (const CodeRule::Said said = code_rule_.globs_say(path); said != CodeRule::Said::nothing) {
-        code = said == CodeRule::Said::code;
-      }
-      if (code) continue;  // the program's code is read as it is now
+      if (code_rule_.is_code(path, read->code)) continue;  // code is read as it is now
       const std::optional<std::string> bytes = recorded_bytes(path, read->content_hash);
       if (bytes && current_bytes(path) != bytes) view_.write_file(path, *bytes);
     } else if (is_regular(view_.path(path))) {
@@ -296,6 +290,7 @@ void TreeEffects::handle_about_to_change(const Connection& connection, wire::Cur
   if (!cursor.ok()) throw std::runtime_error("a malformed report of a change to come");
   std::string path;  // as the tape names it
   fs::path where;    // record: where it is
+  bool in_home = false;
   const std::string home_slash = home_ + "/";
   if (const std::optional<std::string> inside = relative(absolute)) {
     path = *inside;
@@ -303,6 +298,7 @@ void TreeEffects::handle_about_to_change(const Connection& connection, wire::Cur
   } else if (!home_.empty() && absolute.starts_with(home_slash)) {
     path = std::string(kHomePrefix) + absolute.substr(home_slash.size());
     where = absolute;
+    in_home = true;
   }
   // A path the run has a record of already (read, written, a subprocess's change) is no longer
   // as found: only a file's first record can say how the run found it.
@@ -321,11 +317,10 @@ void TreeEffects::handle_about_to_change(const Connection& connection, wire::Cur
   struct stat status {};
   if (made || ::lstat(where.c_str(), &status) != 0) {
     if (made || errno == ENOENT) add_file_record(kind::FileDelete{path, false, true});
-  } else if (S_ISREG(status.st_mode) &&
-             (!path.starts_with(kHomePrefix) || status.st_size <= kLargestHomeFileFound)) {
+  } else if (S_ISREG(status.st_mode) && (!in_home || status.st_size <= kLargestHomeFileFound)) {
     if (const std::optional<std::string> bytes = detail::read_file(where)) {
       const auto [hash, size] = keep(*bytes);
-      const bool code = !path.starts_with(kHomePrefix) && code_rule_.is_code(path);
+      const bool code = !in_home && code_rule_.is_code(path);
       add_file_record(kind::FileRead{path, hash, size, code, true});
     }
   }

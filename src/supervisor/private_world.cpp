@@ -54,6 +54,10 @@ fs::path temp_upper(const fs::path& run_dir) {
   return run_dir / "temp" / "upper";
 }
 
+fs::path home_upper(const fs::path& run_dir) {
+  return run_dir / "home" / "upper";
+}
+
 std::optional<PrivateLayer> temp_layer(const fs::path& run_dir, const fs::path& workspace,
                                        const std::vector<fs::path>& also_kept, std::string& why) {
   std::error_code error;
@@ -87,12 +91,12 @@ std::optional<PrivateLayer> home_layer(const fs::path& home, const fs::path& run
     why = "it holds " + temp.string();
     return std::nullopt;
   }
-  return private_layer(root, run_dir / "home", {workspace, run_dir}, why);
+  return private_layer(root, home_upper(run_dir).parent_path(), {workspace, run_dir}, why);
 }
 
 void seed_home(const PrivateLayer& home, const fs::path& run_dir,
                const std::vector<HomeFileFound>& found, std::string& why) {
-  const fs::path upper = run_dir / "home" / "upper";
+  const fs::path upper = home_upper(run_dir);
   const fs::path live = home.root;
   struct stat home_status {};
   if (::stat(live.c_str(), &home_status) != 0) return;

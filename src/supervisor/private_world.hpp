@@ -38,6 +38,8 @@ struct PrivateLayer {
 
 // The overlay's upper folder of the run's /tmp: what the tree wrote there, and only that.
 std::filesystem::path temp_upper(const std::filesystem::path& run_dir);
+// The same of a replay's home.
+std::filesystem::path home_upper(const std::filesystem::path& run_dir);
 
 // The run's /tmp, keeping `also_kept` (paths the tree writes for the host: a trace's folder)
 // live too. Nullopt, and why, when it cannot be private: the workspace is /tmp or holds it, /tmp
@@ -60,7 +62,7 @@ struct HomeFileFound {
   std::string path;                  // beneath the home (passed the tape's path gate)
   std::optional<std::string> bytes;  // none: there was no file there
 };
-// Puts each of `found` in the home layer's upper folder (`run_dir`'s), before it is mounted:
+// Puts each of `found` in the home layer's upper folder (home_upper), before it is mounted:
 // bytes as a file (the live file's mode and owner, else private to the user), no file as a
 // whiteout where the live home has one (which only root can make: else a warning in `why`).
 void seed_home(const PrivateLayer& home, const std::filesystem::path& run_dir,

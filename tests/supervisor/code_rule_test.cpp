@@ -80,6 +80,11 @@ TEST_F(CodeRuleTest, GlobsOverrideDataFirst) {
   EXPECT_EQ(globbed.globs_say("repo/a/b.py"), CodeRule::Said::data);
   EXPECT_EQ(globbed.globs_say("prompts/a"), CodeRule::Said::code);
   EXPECT_EQ(globbed.globs_say("agent.py"), CodeRule::Said::nothing);
+  // A replay goes by the recording's mark unless a glob decides the path.
+  EXPECT_TRUE(globbed.is_code("notes.txt", true));
+  EXPECT_FALSE(globbed.is_code("agent.py", false));
+  EXPECT_FALSE(globbed.is_code("repo/a/b.py", true));
+  EXPECT_TRUE(globbed.is_code("prompts/a", false));
 }
 
 TEST(GlobMatches, StarCrossesFoldersAndATrailingSlashIsAFolder) {
